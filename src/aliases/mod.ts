@@ -1,0 +1,13 @@
+/**
+ * Local recipients: chasquid-compatible aliases files, address
+ * normalization, and recursive alias expansion.
+ *
+ * @module
+ */
+
+export { AliasSyntaxError, parseAliases, parseTargets } from "./parse.ts";
+export type { AliasTable, AliasTarget } from "./parse.ts";
+export { lookupKey, normalizeDomain, splitAddress } from "./normalize.ts";
+export type { LookupOptions } from "./normalize.ts";
+export { AliasDepthError, MAX_ALIAS_DEPTH, RecipientResolver } from "./resolve.ts";
+export type { Destination, LocalDomain } from "./resolve.ts";

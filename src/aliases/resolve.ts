@@ -1,0 +1,127 @@
+/**
+ * Recipient lookup and alias expansion for local domains.
+ *
+ * @module
+ */
+
+import { lookupKey, type LookupOptions, splitAddress } from "./normalize.ts";
+import type { AliasTable, AliasTarget } from "./parse.ts";
+
+/** What the resolver needs to know of a local domain. */
+export interface LocalDomain {
+  name: string;
+  anyUser: boolean;
+  users: ReadonlySet<string>;
+  aliases: AliasTable;
+}
+
+/** A final place a message goes to after alias expansion. */
+export type Destination =
+  | { kind: "mailbox"; domain: string; user: string }
+  | { kind: "pipe"; argv: string[]; alias: string }
+  | { kind: "remote"; address: string };
+
+/** Raised when aliases nest deeper than {@linkcode MAX_ALIAS_DEPTH}. */
+export class AliasDepthError extends RangeError {
+  /** Creates the error for the address whose expansion went too deep. */
+  constructor(address: string) {
+    super(`Cannot expand aliases of "${address}": nested more than ${MAX_ALIAS_DEPTH} levels`);
+    this.name = "AliasDepthError";
+  }
+}
+
+/** How deep aliases may nest before expansion fails. */
+export const MAX_ALIAS_DEPTH = 10;
+
+/** The name every local domain accepts (RFC 5321 section 4.5.1). */
+const POSTMASTER = "postmaster";
+
+/** Looks up local recipients and expands aliases. */
+export class RecipientResolver {
+  #domains: ReadonlyMap<string, LocalDomain>;
+  #options: LookupOptions;
+
+  /** Creates a resolver over the local domains. */
+  constructor(domains: ReadonlyMap<string, LocalDomain>, options: LookupOptions) {
+    this.#domains = domains;
+    this.#options = options;
+  }
+
+  /** True when `domain` (any case, A- or U-labels) is one of ours. */
+  isLocalDomain(domain: string): boolean {
+    return this.#domains.has(splitAddress(`x@${domain}`).domain);
+  }
+
+  /**
+   * True when `address` is a local recipient that accepts mail: a user, an
+   * alias, any name under a catch-all or an any-user domain, or postmaster.
+   */
+  exists(address: string): boolean {
+    const { local, domain } = splitAddress(address);
+    const info = this.#domains.get(domain);
+    if (!info) return false;
+    const key = lookupKey(local, this.#options);
+    return info.anyUser || key === POSTMASTER || info.users.has(key) ||
+      info.aliases.has(key) || info.aliases.has("*");
+  }
+
+  /**
+   * Expands `address` into its final destinations, recursively, without
+   * duplicates. An alias that leads back to an address already being
+   * expanded delivers to that address's own mailbox (so `root: root, x@y`
+   * keeps a copy), which also ends every loop.
+   *
+   * @throws {AliasDepthError} when aliases nest too deep.
+   */
+  resolve(address: string): Destination[] {
+    const found = new Map<string, Destination>();
+    this.#expand(address, [], found);
+    return [...found.values()];
+  }
+
+  #expand(address: string, path: string[], found: Map<string, Destination>): void {
+    if (path.length > MAX_ALIAS_DEPTH) throw new AliasDepthError(path[0] ?? address);
+    const { local, domain } = splitAddress(address);
+    const info = this.#domains.get(domain);
+    if (!info) {
+      add(found, { kind: "remote", address: `${local}@${domain}` });
+      return;
+    }
+    const key = lookupKey(local, this.#options);
+    const id = `${key}@${domain}`;
+    const mailbox: Destination = { kind: "mailbox", domain, user: key };
+    if (path.includes(id)) {
+      add(found, mailbox);
+      return;
+    }
+    const targets = info.aliases.get(key) ??
+      (info.users.has(key) || key === POSTMASTER ? undefined : info.aliases.get("*"));
+    if (!targets) {
+      add(found, mailbox);
+      return;
+    }
+    for (const target of targets) this.#expandTarget(target, id, [...path, id], found);
+  }
+
+  #expandTarget(
+    target: AliasTarget,
+    alias: string,
+    path: string[],
+    found: Map<string, Destination>,
+  ): void {
+    if (target.kind === "pipe") {
+      add(found, { kind: "pipe", argv: target.argv, alias });
+    } else {
+      this.#expand(target.address, path, found);
+    }
+  }
+}
+
+function add(found: Map<string, Destination>, destination: Destination): void {
+  const key = destination.kind === "mailbox"
+    ? `m:${destination.user}@${destination.domain}`
+    : destination.kind === "pipe"
+    ? `p:${destination.argv.join("\0")}`
+    : `r:${destination.address.toLowerCase()}`;
+  if (!found.has(key)) found.set(key, destination);
+}

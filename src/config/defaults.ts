@@ -1,0 +1,41 @@
+/**
+ * The embedded default configuration: what `postern serve` runs with when
+ * no configuration directory (or no value in it) says otherwise.
+ *
+ * @module
+ */
+
+/** Defaults for every setting of `postern.yaml`, in resolved units. */
+export const DEFAULTS = {
+  dataDir: "./data",
+  smtp: {
+    listen: ["127.0.0.1:2525"],
+    // Postfix's smtpd_greet_pause is off unless configured; a pause costs
+    // every well-behaved client a round of waiting for no benefit.
+    greetingDelayMs: 0,
+    maxMessageSize: 50 * 1024 * 1024,
+    // RFC 5321 section 4.5.3.1.8: at least 100 recipients must be accepted.
+    maxRecipients: 100,
+    maxConnections: 500,
+    maxConnectionsPerIp: 20,
+    // RFC 5321 section 4.5.3.2.7: the server timeout is at least 5 minutes.
+    idleTimeoutMs: 5 * 60_000,
+    // RFC 5321 section 4.5.3.1.4 allows 512 octets, and extensions may add
+    // to it (RFC 1869 section 4.1.2); leave room for SMTPUTF8 addresses.
+    maxCommandLength: 2048,
+  },
+  aliases: { suffixSeparators: "+", dropCharacters: "." },
+  delivery: {
+    concurrency: 8,
+    retryInitialMs: 60_000,
+    retryMaxMs: 3_600_000,
+    maxQueueLifetimeMs: 5 * 86_400_000,
+    pipeTimeoutMs: 5 * 60_000,
+  },
+  /** Used only when no domain is configured anywhere. */
+  domains: { localhost: { anyUser: true } },
+  log: { level: "info" as const },
+} as const;
+
+/** Name of the main configuration file in the configuration directory. */
+export const CONFIG_FILE_NAME = "postern.yaml";

@@ -1,0 +1,247 @@
+/**
+ * Loads a configuration directory (chasquid-like layout):
+ *
+ * ```text
+ * <config>/postern.yaml                 main settings (optional)
+ * <config>/domains/<domain>/users       mailbox names, one per line (optional)
+ * <config>/domains/<domain>/aliases     chasquid-format aliases (optional)
+ * <config>/certs/<name>/fullchain.pem   certificate chain, with privkey.pem
+ * <config>/hooks/                       hooks (see the hook runner)
+ * ```
+ *
+ * Every file is optional and what is missing takes the default. Every error
+ * names the file, the line where known, the field and the problem.
+ *
+ * @module
+ */
+
+import { readdir, readFile, stat } from "node:fs/promises";
+import { isAbsolute, join, resolve } from "node:path";
+import * as v from "valibot";
+import { LineCounter, parseDocument } from "yaml";
+import { AliasSyntaxError, normalizeDomain, parseAliases } from "../aliases/mod.ts";
+import { hostname as hostHostname } from "../runtime/mod.ts";
+import { loadCertificates } from "./certificates.ts";
+import { CONFIG_FILE_NAME, DEFAULTS } from "./defaults.ts";
+import { type ConfigFile, ConfigFileSchema } from "./schema.ts";
+import type { Config, DomainConfig } from "./types.ts";
+
+/** A configuration problem found at start-up. */
+export class ConfigError extends Error {
+  /** The file at fault. */
+  readonly file: string;
+
+  /** Creates the error; `message` already names the file and field. */
+  constructor(file: string, message: string) {
+    super(message);
+    this.name = "ConfigError";
+    this.file = file;
+  }
+}
+
+/** Where to load the configuration from. */
+export interface LoadOptions {
+  /** The configuration directory; undefined runs on the embedded defaults. */
+  configDir?: string | undefined;
+  /** The data directory from the command line; wins over the config file. */
+  dataDir?: string | undefined;
+}
+
+/**
+ * Loads and validates the whole configuration.
+ *
+ * @throws {ConfigError} on the first file that is missing, unreadable or
+ * invalid, with a message naming the file, line, field and problem.
+ */
+export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
+  const configDir = options.configDir === undefined ? undefined : resolve(options.configDir);
+  if (configDir !== undefined) await requireDirectory(configDir);
+
+  const file = configDir === undefined ? {} : await readMainFile(join(configDir, CONFIG_FILE_NAME));
+  const smtp = file.smtp ?? {};
+  const delivery = file.delivery ?? {};
+  const relativeToConfig = (p: string) =>
+    isAbsolute(p) || configDir === undefined ? resolve(p) : resolve(configDir, p);
+
+  const domains = configDir === undefined ? new Map() : await loadDomains(configDir, file);
+  if (domains.size === 0) {
+    for (const [name, settings] of Object.entries(DEFAULTS.domains)) {
+      domains.set(name, { name, anyUser: settings.anyUser, users: new Set(), aliases: new Map() });
+    }
+  }
+
+  return {
+    configDir,
+    dataDir: options.dataDir !== undefined
+      ? resolve(options.dataDir)
+      : file.data_dir !== undefined
+      ? relativeToConfig(file.data_dir)
+      : resolve(DEFAULTS.dataDir),
+    hostname: file.hostname ?? hostHostname(),
+    smtp: {
+      listen: smtp.listen ?? [...DEFAULTS.smtp.listen],
+      greetingDelayMs: smtp.greeting_delay ?? DEFAULTS.smtp.greetingDelayMs,
+      maxMessageSize: smtp.max_message_size ?? DEFAULTS.smtp.maxMessageSize,
+      maxRecipients: smtp.max_recipients ?? DEFAULTS.smtp.maxRecipients,
+      maxConnections: smtp.max_connections ?? DEFAULTS.smtp.maxConnections,
+      maxConnectionsPerIp: smtp.max_connections_per_ip ?? DEFAULTS.smtp.maxConnectionsPerIp,
+      idleTimeoutMs: smtp.idle_timeout ?? DEFAULTS.smtp.idleTimeoutMs,
+      maxCommandLength: smtp.max_command_length ?? DEFAULTS.smtp.maxCommandLength,
+    },
+    certificates: configDir === undefined
+      ? []
+      : await loadCertificates(configDir, file.tls, relativeToConfig),
+    aliases: {
+      suffixSeparators: file.aliases?.suffix_separators ?? DEFAULTS.aliases.suffixSeparators,
+      dropCharacters: file.aliases?.drop_characters ?? DEFAULTS.aliases.dropCharacters,
+    },
+    delivery: {
+      concurrency: delivery.concurrency ?? DEFAULTS.delivery.concurrency,
+      retryInitialMs: delivery.retry_initial ?? DEFAULTS.delivery.retryInitialMs,
+      retryMaxMs: delivery.retry_max ?? DEFAULTS.delivery.retryMaxMs,
+      maxQueueLifetimeMs: delivery.max_queue_lifetime ?? DEFAULTS.delivery.maxQueueLifetimeMs,
+      pipeTimeoutMs: delivery.pipe_timeout ?? DEFAULTS.delivery.pipeTimeoutMs,
+    },
+    domains,
+    log: { level: file.log?.level ?? DEFAULTS.log.level },
+  };
+}
+
+async function requireDirectory(dir: string): Promise<void> {
+  try {
+    if ((await stat(dir)).isDirectory()) return;
+  } catch (err) {
+    throw new ConfigError(dir, `${dir}: cannot read the configuration directory: ${describe(err)}`);
+  }
+  throw new ConfigError(dir, `${dir}: the configuration path is not a directory`);
+}
+
+/** Reads a text file, or undefined when it does not exist. */
+export async function readOptional(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (err) {
+    if (errorCode(err) === "ENOENT") return undefined;
+    throw new ConfigError(path, `${path}: cannot read the file: ${describe(err)}`);
+  }
+}
+
+async function readMainFile(path: string): Promise<ConfigFile> {
+  const text = await readOptional(path);
+  if (text === undefined) return {};
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  const yamlError = doc.errors[0];
+  if (yamlError) {
+    const line = lineCounter.linePos(yamlError.pos[0]).line;
+    throw new ConfigError(
+      path,
+      `${path}:${line}: invalid YAML: ${yamlError.message.split("\n")[0]}`,
+    );
+  }
+  const data = doc.toJS() ?? {};
+  const result = v.safeParse(ConfigFileSchema, data);
+  if (result.success) return result.output;
+  const messages = result.issues.map((issue) => {
+    const keys = (issue.path ?? []).map((item) => item.key as string | number);
+    const field = keys.join(".") || "(top level)";
+    const node = nearestNode(doc, keys);
+    const where = node?.range ? `:${lineCounter.linePos(node.range[0]).line}` : "";
+    const problem = issue.type === "strict_object"
+      ? "is not a known setting (check the spelling)"
+      : issue.message;
+    return `${path}${where}: ${field} ${problem}`;
+  });
+  throw new ConfigError(path, messages.join("\n"));
+}
+
+function nearestNode(
+  doc: ReturnType<typeof parseDocument>,
+  keys: Array<string | number>,
+): { range?: [number, number, number] | null } | undefined {
+  for (let n = keys.length; n > 0; n--) {
+    const node = doc.getIn(keys.slice(0, n), true) as
+      | { range?: [number, number, number] }
+      | undefined;
+    if (node && typeof node === "object") return node;
+  }
+  return undefined;
+}
+
+async function loadDomains(
+  configDir: string,
+  file: ConfigFile,
+): Promise<Map<string, DomainConfig>> {
+  const domains = new Map<string, DomainConfig>();
+  const domainsDir = join(configDir, "domains");
+  let entries: string[] = [];
+  try {
+    entries = (await readdir(domainsDir, { withFileTypes: true }))
+      .filter((e) => e.isDirectory() || e.isSymbolicLink())
+      .map((e) => e.name)
+      .filter((name) => !name.startsWith("."));
+  } catch (err) {
+    if (errorCode(err) !== "ENOENT") {
+      throw new ConfigError(domainsDir, `${domainsDir}: cannot list domains: ${describe(err)}`);
+    }
+  }
+  const names = new Set([...entries, ...Object.keys(file.domains ?? {})]);
+  for (const dirName of names) {
+    const name = normalizeDomain(dirName);
+    const dir = join(domainsDir, dirName);
+    const settings = file.domains?.[dirName] ?? undefined;
+    domains.set(name, {
+      name,
+      anyUser: settings?.any_user ?? false,
+      users: await loadUsers(join(dir, "users")),
+      aliases: await loadAliases(join(dir, "aliases"), name),
+    });
+  }
+  return domains;
+}
+
+async function loadUsers(path: string): Promise<Set<string>> {
+  const text = await readOptional(path);
+  const users = new Set<string>();
+  if (text === undefined) return users;
+  for (const [index, raw] of text.split(/\r?\n/).entries()) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    // A user line is `name`, optionally followed by white space or a colon
+    // and credentials (read by the submission issue's user database).
+    const name = line.split(/[\s:]/, 1)[0]!.toLowerCase();
+    if (name.includes("@") || name.includes(",")) {
+      throw new ConfigError(
+        path,
+        `${path}:${index + 1}: user "${name}" must be a bare name, without a domain or commas`,
+      );
+    }
+    users.add(name);
+  }
+  return users;
+}
+
+async function loadAliases(path: string, domain: string) {
+  const text = await readOptional(path);
+  if (text === undefined) return new Map();
+  try {
+    return parseAliases(text, domain);
+  } catch (err) {
+    if (err instanceof AliasSyntaxError) {
+      throw new ConfigError(path, `${path}:${err.line}: ${err.message}`);
+    }
+    throw err;
+  }
+}
+
+/** The `code` of a Node-style error, if any. */
+export function errorCode(err: unknown): string | undefined {
+  return typeof err === "object" && err !== null && "code" in err
+    ? String((err as { code: unknown }).code)
+    : undefined;
+}
+
+/** A one-line description of a thrown value. */
+export function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

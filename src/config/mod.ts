@@ -1,0 +1,14 @@
+/**
+ * Static daemon configuration: the `postern.yaml` schema, the embedded
+ * defaults, and loading a configuration directory with clear errors.
+ *
+ * @module
+ */
+
+export { CONFIG_FILE_NAME, DEFAULTS } from "./defaults.ts";
+export { ConfigError, describe, errorCode, loadConfig } from "./load.ts";
+export type { LoadOptions } from "./load.ts";
+export { ConfigFileSchema } from "./schema.ts";
+export type { ConfigFile } from "./schema.ts";
+export type { CertificatePair, Config, DomainConfig } from "./types.ts";
+export { parseDuration, parseSize } from "./units.ts";

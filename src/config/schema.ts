@@ -1,0 +1,123 @@
+/**
+ * The valibot schema of the main configuration file, `postern.yaml`. Every
+ * field is optional; `defaults.ts` holds the value a missing field takes.
+ * Unknown keys are errors, so a misspelt setting never passes silently.
+ *
+ * @module
+ */
+
+import * as v from "valibot";
+import { LOG_LEVELS } from "../log/mod.ts";
+import { parseDuration, parseSize } from "./units.ts";
+
+/** A size in bytes: a number, or text such as `50MiB`. */
+const Size = v.pipe(
+  v.union([v.number(), v.string()], 'must be a size such as 10485760 or "10MiB"'),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const bytes = parseSize(dataset.value);
+    if (bytes === undefined) {
+      addIssue({ message: `"${dataset.value}" is not a size such as 10485760 or "10MiB"` });
+      return NEVER;
+    }
+    return bytes;
+  }),
+);
+
+/** A duration in milliseconds: seconds as a number, or text such as `5m`. */
+const Duration = v.pipe(
+  v.union([v.number(), v.string()], 'must be a duration such as "30s" or "5m"'),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const ms = parseDuration(dataset.value);
+    if (ms === undefined) {
+      addIssue({ message: `"${dataset.value}" is not a duration such as "30s" or "5m"` });
+      return NEVER;
+    }
+    return ms;
+  }),
+);
+
+const Count = (min: number) =>
+  v.pipe(
+    v.number("must be a whole number"),
+    v.integer("must be a whole number"),
+    v.minValue(min, `must be at least ${min}`),
+  );
+
+/** `host:port`, with IPv6 hosts in brackets (`[::1]:25`). */
+const ListenAddress = v.pipe(
+  v.string('must be an address such as "127.0.0.1:2525"'),
+  v.regex(
+    /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}$/,
+    'must be an address such as "127.0.0.1:2525" or "[::1]:25"',
+  ),
+);
+
+const Text = (what: string) =>
+  v.pipe(v.string(`must be ${what}`), v.minLength(1, `must not be empty`));
+
+/** Schema of `postern.yaml`. */
+export const ConfigFileSchema = v.strictObject({
+  /** Name announced in the greeting and in Received headers. Default: the host name. */
+  hostname: v.optional(Text("a host name")),
+  /** Where the spool, mailboxes and generated keys live. Default: ./data (or --data). */
+  data_dir: v.optional(Text("a directory path")),
+  smtp: v.optional(v.strictObject({
+    /** Addresses to accept SMTP on. Default: ["127.0.0.1:2525"]. */
+    listen: v.optional(
+      v.pipe(v.array(ListenAddress), v.minLength(1, "must list at least one address")),
+    ),
+    /** Pause before the 220 greeting; 0 sends it at once. Default: 0s. */
+    greeting_delay: v.optional(Duration),
+    /** Largest message accepted, advertised with SIZE. Default: 50MiB. */
+    max_message_size: v.optional(Size),
+    /** Recipients per message. Default: 100 (RFC 5321 section 4.5.3.1.8). */
+    max_recipients: v.optional(Count(1)),
+    /** Connections at once, in total. Default: 500. */
+    max_connections: v.optional(Count(1)),
+    /** Connections at once from one client IP address. Default: 20. */
+    max_connections_per_ip: v.optional(Count(1)),
+    /** Idle time allowed between commands. Default: 5m (RFC 5321 section 4.5.3.2.7). */
+    idle_timeout: v.optional(Duration),
+    /** Longest command line in bytes. Default: 2048. */
+    max_command_length: v.optional(Count(512)),
+  })),
+  tls: v.optional(v.strictObject({
+    /** PEM certificate chain, relative to the config directory. */
+    cert: v.optional(Text("a file path")),
+    /** PEM private key, relative to the config directory. */
+    key: v.optional(Text("a file path")),
+  })),
+  aliases: v.optional(v.strictObject({
+    /** Characters that start an ignored address suffix (`user+tag`). Default: "+". */
+    suffix_separators: v.optional(v.string("must be a string of characters")),
+    /** Characters removed from local parts before lookup (`first.last`). Default: ".". */
+    drop_characters: v.optional(v.string("must be a string of characters")),
+  })),
+  delivery: v.optional(v.strictObject({
+    /** Deliveries in progress at once. Default: 8. */
+    concurrency: v.optional(Count(1)),
+    /** First retry delay after a temporary failure. Default: 1m. */
+    retry_initial: v.optional(Duration),
+    /** Longest retry delay; delays double up to this. Default: 1h. */
+    retry_max: v.optional(Duration),
+    /** A message still undelivered after this long fails. Default: 5d. */
+    max_queue_lifetime: v.optional(Duration),
+    /** Time a pipe alias command may run. Default: 5m. */
+    pipe_timeout: v.optional(Duration),
+  })),
+  /** Local domains with per-domain settings, besides those in domains/. */
+  domains: v.optional(v.record(
+    v.pipe(v.string(), v.regex(/^[A-Za-z0-9.\-\u0080-\uffff]+$/, "must be a domain name")),
+    v.nullish(v.strictObject({
+      /** Accept every local part, each into its own mailbox. Default: false. */
+      any_user: v.optional(v.boolean("must be true or false")),
+    })),
+  )),
+  log: v.optional(v.strictObject({
+    /** Application log level. Default: info. */
+    level: v.optional(v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`)),
+  })),
+});
+
+/** The parsed main configuration file, before defaults are applied. */
+export type ConfigFile = v.InferOutput<typeof ConfigFileSchema>;

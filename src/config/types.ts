@@ -1,0 +1,62 @@
+/**
+ * The resolved configuration the daemon runs with: every default applied,
+ * every path absolute, every domain's files read.
+ *
+ * @module
+ */
+
+import type { AliasTable } from "../aliases/mod.ts";
+import type { LogLevel } from "../log/mod.ts";
+
+/** One local domain. */
+export interface DomainConfig {
+  /** The domain in lower case ASCII (A-labels for IDNs). */
+  name: string;
+  /** Every local part is accepted and delivered to its own mailbox. */
+  anyUser: boolean;
+  /** Mailbox names from `domains/<name>/users`, normalized. */
+  users: ReadonlySet<string>;
+  /** Aliases from `domains/<name>/aliases`. */
+  aliases: AliasTable;
+}
+
+/** A certificate with its key, both PEM. */
+export interface CertificatePair {
+  /** Where it came from, for log lines. */
+  source: string;
+  certPem: string;
+  keyPem: string;
+}
+
+/** The complete, resolved configuration. */
+export interface Config {
+  /** The configuration directory, when one was given. */
+  configDir: string | undefined;
+  /** Absolute path of the data directory. */
+  dataDir: string;
+  /** Name used in the greeting and in Received headers. */
+  hostname: string;
+  smtp: {
+    listen: string[];
+    greetingDelayMs: number;
+    maxMessageSize: number;
+    maxRecipients: number;
+    maxConnections: number;
+    maxConnectionsPerIp: number;
+    idleTimeoutMs: number;
+    maxCommandLength: number;
+  };
+  /** Certificates configured explicitly; empty means generate one. */
+  certificates: CertificatePair[];
+  aliases: { suffixSeparators: string; dropCharacters: string };
+  delivery: {
+    concurrency: number;
+    retryInitialMs: number;
+    retryMaxMs: number;
+    maxQueueLifetimeMs: number;
+    pipeTimeoutMs: number;
+  };
+  /** Local domains by name. */
+  domains: ReadonlyMap<string, DomainConfig>;
+  log: { level: LogLevel };
+}

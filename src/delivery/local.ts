@@ -1,0 +1,145 @@
+/**
+ * The local courier: expands aliases for an envelope recipient and delivers
+ * to each destination: Maildirs, pipe commands, and (until outbound delivery
+ * exists) defers remote forwards.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { AliasDepthError, type Destination, type RecipientResolver } from "../aliases/mod.ts";
+import type { Courier, DeliveryResult, SpoolItem } from "../queue/mod.ts";
+import { crlfToLf, prepend } from "./line_endings.ts";
+import { mailboxDirName, Maildir } from "./maildir.ts";
+import { deliverToPipe } from "./pipe.ts";
+
+/** Settings of the local courier. */
+export interface LocalCourierOptions {
+  /** Root of the mailboxes: `<mailRoot>/<domain>/<user>/` is a Maildir. */
+  mailRoot: string;
+  /** Host name used in Maildir file names. */
+  hostname: string;
+  /** Time a pipe command may run. */
+  pipeTimeoutMs: number;
+  /** Working directory of pipe commands. */
+  pipeCwd: string;
+}
+
+/** Delivers to local destinations. */
+export class LocalCourier implements Courier {
+  #resolver: () => RecipientResolver;
+  #options: LocalCourierOptions;
+  #maildirs = new Map<string, Maildir>();
+  #uniqueHost: string;
+
+  /**
+   * Creates the courier. `resolver` returns the current recipient resolver,
+   * so a delivery uses the aliases in force when it runs.
+   */
+  constructor(resolver: () => RecipientResolver, options: LocalCourierOptions) {
+    this.#resolver = resolver;
+    this.#options = options;
+    // Maildir names may not contain "/" or ":" (the flags separator).
+    this.#uniqueHost = options.hostname.replace(/\//g, "\\057").replace(/:/g, "\\072");
+  }
+
+  /** Delivers to every destination of one envelope recipient. */
+  async deliver(
+    item: SpoolItem,
+    recipient: { address: string; index: number },
+    open: () => AsyncIterable<Uint8Array>,
+  ): Promise<DeliveryResult> {
+    let destinations: Destination[];
+    try {
+      destinations = this.#resolver().resolve(recipient.address);
+    } catch (err) {
+      if (err instanceof AliasDepthError) return { status: "failed", error: err.message };
+      return { status: "deferred", error: `alias expansion failed: ${String(err)}` };
+    }
+    const sent: string[] = [];
+    const deferred: string[] = [];
+    const failed: string[] = [];
+    for (const destination of destinations) {
+      const result = await this.#deliverOne(item, recipient, destination, open);
+      if (result.status === "sent") sent.push(result.detail);
+      else if (result.status === "deferred") deferred.push(result.error);
+      else failed.push(result.error);
+    }
+    // Retrying is safe for mailboxes (named per queue ID and recipient),
+    // so any temporary failure makes the whole recipient wait for a retry.
+    if (deferred.length > 0) {
+      return { status: "deferred", error: [...deferred, ...failed].join("; ") };
+    }
+    if (failed.length > 0) return { status: "failed", error: failed.join("; ") };
+    return { status: "sent", detail: sent.join(",") };
+  }
+
+  async #deliverOne(
+    item: SpoolItem,
+    recipient: { address: string; index: number },
+    destination: Destination,
+    open: () => AsyncIterable<Uint8Array>,
+  ): Promise<DeliveryResult> {
+    const { envelope } = item;
+    switch (destination.kind) {
+      case "mailbox": {
+        const address = `${destination.user}@${destination.domain}`;
+        const maildir = this.#maildir(destination.domain, destination.user);
+        const seconds = Math.floor(Date.parse(envelope.received_at) / 1000);
+        const name = `${seconds}.Q${envelope.id}R${recipient.index}.${this.#uniqueHost}`;
+        const head = traceHeaders(envelope.from, address);
+        try {
+          const stored = await maildir.deliver(
+            name,
+            prepend(head, crlfToLf(open())),
+            item.recovered || item.state.recipients[recipient.index]!.attempts > 0,
+          );
+          return {
+            status: "sent",
+            detail: stored ? `maildir:${address}` : `maildir:${address}(already)`,
+          };
+        } catch (err) {
+          return { status: "deferred", error: `maildir ${maildir.path}: ${String(err)}` };
+        }
+      }
+      case "pipe":
+        return await deliverToPipe(
+          destination.argv,
+          {
+            PATH: "/usr/local/bin:/usr/bin:/bin",
+            SENDER: envelope.from,
+            RECIPIENT: recipient.address,
+            ALIAS: destination.alias,
+            QUEUE_ID: envelope.id,
+          },
+          prepend(traceHeaders(envelope.from, recipient.address), crlfToLf(open())),
+          this.#options.pipeTimeoutMs,
+          this.#options.pipeCwd,
+        );
+      case "remote":
+        return {
+          status: "deferred",
+          error:
+            `forwarding to ${destination.address} needs outbound delivery, which is not enabled`,
+        };
+    }
+  }
+
+  #maildir(domain: string, user: string): Maildir {
+    const path = join(this.#options.mailRoot, mailboxDirName(domain), mailboxDirName(user));
+    let maildir = this.#maildirs.get(path);
+    if (!maildir) {
+      maildir = new Maildir(path);
+      this.#maildirs.set(path, maildir);
+    }
+    return maildir;
+  }
+}
+
+/**
+ * Return-Path (RFC 5321 section 4.4) and Delivered-To, which local delivery
+ * adds at the top of the message, with LF line endings.
+ */
+function traceHeaders(from: string, to: string): Uint8Array {
+  return new TextEncoder().encode(`Return-Path: <${from}>\nDelivered-To: ${to}\n`);
+}

@@ -1,0 +1,79 @@
+/**
+ * Maildir delivery (https://cr.yp.to/proto/maildir.html): write into tmp/,
+ * fsync, rename into new/, fsync new/.
+ *
+ * File names are derived from the queue ID and recipient, not random, so a
+ * delivery repeated after a crash (the message was in new/ but the queue had
+ * not yet recorded it) is recognized and not stored twice.
+ *
+ * @module
+ */
+
+import { mkdir, readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { DirSyncer, DurableFile } from "../queue/mod.ts";
+
+/** A Maildir folder and its syncer. */
+export class Maildir {
+  readonly path: string;
+  #newSync: DirSyncer;
+  #ready: Promise<void> | undefined;
+
+  /** Creates a handle for the Maildir at `path` (created on first use). */
+  constructor(path: string) {
+    this.path = path;
+    this.#newSync = new DirSyncer(join(path, "new"));
+  }
+
+  /**
+   * Stores a message under the unique name `name` unless a message of that
+   * name is already in new/ or cur/ (where a mail client moves it, adding
+   * `:2,flags`). Returns false when it was already there.
+   */
+  async deliver(
+    name: string,
+    chunks: AsyncIterable<Uint8Array>,
+    checkExisting: boolean,
+  ): Promise<boolean> {
+    this.#ready ??= this.#create();
+    await this.#ready;
+    if (checkExisting && await this.#has(name)) return false;
+    const file = await DurableFile.create(join(this.path, "tmp", name));
+    try {
+      for await (const chunk of chunks) await file.write(chunk);
+      await file.commit(join(this.path, "new", name), this.#newSync);
+    } catch (err) {
+      await file.abort();
+      throw err;
+    }
+    return true;
+  }
+
+  async #create(): Promise<void> {
+    for (const sub of ["tmp", "new", "cur"]) {
+      await mkdir(join(this.path, sub), { recursive: true, mode: 0o700 });
+    }
+  }
+
+  async #has(name: string): Promise<boolean> {
+    const exists = await stat(join(this.path, "new", name)).then(() => true, () => false);
+    if (exists) return true;
+    const cur = await readdir(join(this.path, "cur"));
+    return cur.some((entry) => entry === name || entry.startsWith(`${name}:`));
+  }
+}
+
+/**
+ * Makes a local part safe as a single directory name: characters other than
+ * letters, digits and `._+-` are percent-encoded, and a leading dot too, so
+ * no name can climb out of the mail root or hide.
+ */
+export function mailboxDirName(user: string): string {
+  const encoded = [...user].map((c) =>
+    /[\p{L}\p{N}_+\-]/u.test(c) || c === "."
+      ? c
+      : encodeURIComponent(c).replace(/[!'()*~]/g, (x) =>
+        `%${x.charCodeAt(0).toString(16).toUpperCase()}`)
+  ).join("");
+  return encoded.startsWith(".") ? `%2E${encoded.slice(1)}` : encoded || "%00";
+}

@@ -1,0 +1,12 @@
+/**
+ * Couriers that deliver queued mail. Local delivery: Maildir, aliases and
+ * pipe commands.
+ *
+ * @module
+ */
+
+export { crlfToLf } from "./line_endings.ts";
+export { LocalCourier } from "./local.ts";
+export type { LocalCourierOptions } from "./local.ts";
+export { mailboxDirName, Maildir } from "./maildir.ts";
+export { deliverToPipe } from "./pipe.ts";

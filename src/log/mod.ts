@@ -1,0 +1,14 @@
+/**
+ * Logging: the mail log (one line per mail event), the application log and
+ * the outcome counters.
+ *
+ * @module
+ */
+
+export { Counters } from "./counters.ts";
+export { formatFields, formatValue } from "./format.ts";
+export type { LogFields, LogValue } from "./format.ts";
+export { LOG_LEVELS, Logger } from "./logger.ts";
+export type { LogLevel, LogSink } from "./logger.ts";
+export { MailLog } from "./maillog.ts";
+export type { ClientInfo } from "./maillog.ts";

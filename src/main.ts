@@ -1,0 +1,112 @@
+/**
+ * The `postern` command: the daemon and its tools. The only module that
+ * exits the process.
+ *
+ * ```sh
+ * postern serve [--config DIR] [--data DIR] [--listen HOST:PORT]…
+ * postern check [--config DIR]
+ * postern version
+ * ```
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { ConfigError, loadConfig } from "./config/mod.ts";
+import { Logger } from "./log/mod.ts";
+import * as runtime from "./runtime/mod.ts";
+import { serve } from "./serve.ts";
+
+/** Postern's version. */
+export const VERSION = "0.1.0";
+
+const USAGE = `Usage: postern <command> [options]
+
+Commands:
+  serve     Run the mail server (default configuration when no --config)
+  check     Validate a configuration directory and exit (0 valid, 1 not)
+  version   Print the version
+
+Options:
+  --config DIR       Configuration directory (postern.yaml, domains/, certs/, hooks/)
+  --data DIR         Data directory for the spool and mailboxes (default ./data)
+  --listen ADDR      SMTP listen address, repeatable (overrides smtp.listen)
+  -h, --help         Show this help
+`;
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: "string" },
+        data: { type: "string" },
+        listen: { type: "string", multiple: true },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    runtime.writeStderr(`postern: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const command = positionals[0] ?? "serve";
+  if (values.help || command === "help") {
+    runtime.writeStdout(USAGE);
+    return 0;
+  }
+  switch (command) {
+    case "version":
+      runtime.writeStdout(
+        `postern ${VERSION} (${runtime.runtimeName} ${runtime.runtimeVersion})\n`,
+      );
+      return 0;
+    case "check":
+    case "serve":
+      break;
+    default:
+      runtime.writeStderr(`postern: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+
+  let config;
+  try {
+    config = await loadConfig({ configDir: values.config, dataDir: values.data });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      runtime.writeStderr(`postern: configuration error:\n${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  if (values.listen !== undefined) config.smtp.listen = values.listen;
+  if (command === "check") {
+    runtime.writeStdout(`configuration OK: ${[...config.domains.keys()].length} domain(s)\n`);
+    return 0;
+  }
+
+  const logger = new Logger(config.log.level, runtime.writeStderr);
+  const server = await serve(config, logger, runtime.writeStdout);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    runtime.onSignal("SIGTERM", stop);
+    runtime.onSignal("SIGINT", stop);
+  });
+  logger.info("shutting down");
+  await server.stop();
+  return 0;
+}
+
+if (import.meta.main) {
+  main(runtime.args()).then(
+    (code) => runtime.exit(code),
+    (err) => {
+      runtime.writeStderr(
+        `postern: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`,
+      );
+      runtime.exit(1);
+    },
+  );
+}

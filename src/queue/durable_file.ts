@@ -1,0 +1,112 @@
+/**
+ * Files that appear complete or not at all: written under a temporary name,
+ * fsynced, renamed into place, and made durable by a (group-committed)
+ * fsync of the target directory. Used for spool items and Maildir messages.
+ *
+ * @module
+ */
+
+import { type FileHandle, open, rename, unlink } from "node:fs/promises";
+import type { DirSyncer } from "./dir_sync.ts";
+
+/** Writes are gathered into chunks of about this size before a syscall. */
+const FLUSH_BYTES = 256 * 1024;
+
+/** A file being written under its temporary name. */
+export class DurableFile {
+  #handle: FileHandle;
+  #tmpPath: string;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #closed = false;
+  #bytes = 0;
+
+  private constructor(handle: FileHandle, tmpPath: string) {
+    this.#handle = handle;
+    this.#tmpPath = tmpPath;
+  }
+
+  /** Creates the temporary file; it must not exist yet. */
+  static async create(tmpPath: string): Promise<DurableFile> {
+    return new DurableFile(await open(tmpPath, "wx", 0o600), tmpPath);
+  }
+
+  /** Bytes written so far. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Appends a chunk; it is buffered and written in large pieces. */
+  async write(chunk: Uint8Array): Promise<void> {
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.byteLength;
+    this.#bytes += chunk.byteLength;
+    if (this.#pendingBytes >= FLUSH_BYTES) await this.#flush();
+  }
+
+  /**
+   * Makes the file durable under `finalPath`: flush, fdatasync, close,
+   * rename, then fsync of the directory through `syncer` (RFC 5321 section
+   * 4.5.4.1 and 6.1: a 250 means the server has taken responsibility).
+   */
+  async commit(finalPath: string, syncer: DirSyncer): Promise<void> {
+    await this.#flush();
+    await this.#handle.datasync();
+    await this.#close();
+    await rename(this.#tmpPath, finalPath);
+    await syncer.sync();
+  }
+
+  /** Closes and removes the temporary file. */
+  async abort(): Promise<void> {
+    await this.#close().catch(() => {});
+    await unlink(this.#tmpPath).catch(() => {});
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#pendingBytes === 0) return;
+    const data = this.#pending.length === 1
+      ? this.#pending[0]!
+      : concat(this.#pending, this.#pendingBytes);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    let offset = 0;
+    while (offset < data.byteLength) {
+      const { bytesWritten } = await this.#handle.write(data, offset, data.byteLength - offset);
+      offset += bytesWritten;
+    }
+  }
+
+  async #close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#handle.close();
+  }
+}
+
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+/** Writes a small file atomically and durably in one call. */
+export async function writeFileDurably(
+  tmpPath: string,
+  finalPath: string,
+  data: Uint8Array,
+  syncer: DirSyncer,
+): Promise<void> {
+  const file = await DurableFile.create(tmpPath);
+  try {
+    await file.write(data);
+    await file.commit(finalPath, syncer);
+  } catch (err) {
+    await file.abort();
+    throw err;
+  }
+}

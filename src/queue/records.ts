@@ -1,0 +1,61 @@
+/**
+ * The records kept in the spool, as valibot schemas: they are validated
+ * whenever they are read back from disk.
+ *
+ * @module
+ */
+
+import * as v from "valibot";
+
+/** The envelope stored at the head of every spool file. */
+export const EnvelopeSchema = v.strictObject({
+  /** Format version. */
+  v: v.literal(1),
+  id: v.pipe(v.string(), v.regex(/^[0-9a-z]{16}$/)),
+  /** Envelope sender; "" for the null sender. */
+  from: v.string(),
+  /** Envelope recipients as given at RCPT TO. */
+  to: v.pipe(v.array(v.pipe(v.string(), v.minLength(3))), v.minLength(1)),
+  /** When the message was accepted (ISO 8601). */
+  received_at: v.pipe(v.string(), v.isoTimestamp()),
+  client: v.strictObject({
+    ip: v.string(),
+    helo: v.string(),
+    tls: v.boolean(),
+  }),
+  /** The client declared SMTPUTF8 (RFC 6531). */
+  smtputf8: v.boolean(),
+});
+
+/** The envelope of a spooled message. */
+export type Envelope = v.InferOutput<typeof EnvelopeSchema>;
+
+/** Delivery state of one recipient. */
+export const RecipientStatusSchema = v.picklist(["pending", "sent", "failed"]);
+
+/** Delivery state of one recipient. */
+export type RecipientStatus = v.InferOutput<typeof RecipientStatusSchema>;
+
+/** Per-recipient delivery state, kept beside the message once it changes. */
+export const DeliveryStateSchema = v.strictObject({
+  v: v.literal(1),
+  recipients: v.array(v.strictObject({
+    address: v.string(),
+    status: RecipientStatusSchema,
+    attempts: v.pipe(v.number(), v.integer(), v.minValue(0)),
+    last_error: v.optional(v.string()),
+  })),
+  /** Earliest time of the next attempt (ISO 8601). */
+  next_attempt_at: v.optional(v.pipe(v.string(), v.isoTimestamp())),
+});
+
+/** Per-recipient delivery state of a queued message. */
+export type DeliveryState = v.InferOutput<typeof DeliveryStateSchema>;
+
+/** The state of a message no delivery has been tried for. */
+export function initialState(envelope: Envelope): DeliveryState {
+  return {
+    v: 1,
+    recipients: envelope.to.map((address) => ({ address, status: "pending", attempts: 0 })),
+  };
+}

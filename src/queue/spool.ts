@@ -1,0 +1,275 @@
+/**
+ * The durable spool. Layout under `<data>/spool/`:
+ *
+ * ```text
+ * incoming/<id>        being received; removed at start-up (never acknowledged)
+ * queue/<id>.msg       one accepted message: a JSON envelope line, then the
+ *                      message exactly as it will be delivered (CRLF lines)
+ * queue/<id>.state     per-recipient delivery state, once it has changed
+ * corrupt/             files that failed validation, moved aside
+ * ```
+ *
+ * A message exists in the queue from the instant its rename into `queue/`
+ * is durable, and the 250 reply is sent only after that.
+ *
+ * @module
+ */
+
+import { createReadStream } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import * as v from "valibot";
+import { DirSyncer } from "./dir_sync.ts";
+import { DurableFile, writeFileDurably } from "./durable_file.ts";
+import { isQueueId } from "./id.ts";
+import {
+  type DeliveryState,
+  DeliveryStateSchema,
+  type Envelope,
+  EnvelopeSchema,
+  initialState,
+} from "./records.ts";
+
+/** The longest envelope line accepted when reading back. */
+const MAX_ENVELOPE_BYTES = 1024 * 1024;
+
+/** A queued message as read from the spool. */
+export interface SpoolItem {
+  envelope: Envelope;
+  state: DeliveryState;
+  /** Byte offset of the message after the envelope line. */
+  dataOffset: number;
+  /** True when the item was found on disk at start-up, not just received. */
+  recovered: boolean;
+}
+
+/** A spool file that failed validation. */
+export interface CorruptFile {
+  file: string;
+  reason: string;
+}
+
+/** A message being received into the spool. */
+export class SpoolWriter {
+  readonly envelope: Envelope;
+  #file: DurableFile;
+  #finalPath: string;
+  #syncer: DirSyncer;
+  #headerBytes: number;
+
+  /** @internal Use {@linkcode Spool.receive}. */
+  constructor(envelope: Envelope, file: DurableFile, finalPath: string, syncer: DirSyncer) {
+    this.envelope = envelope;
+    this.#file = file;
+    this.#finalPath = finalPath;
+    this.#syncer = syncer;
+    this.#headerBytes = file.bytes;
+  }
+
+  /** Bytes of message data written (not counting the envelope line). */
+  get messageBytes(): number {
+    return this.#file.bytes - this.#headerBytes;
+  }
+
+  /** Appends message data. */
+  write(chunk: Uint8Array): Promise<void> {
+    return this.#file.write(chunk);
+  }
+
+  /** Makes the message durable in the queue; returns the spooled item. */
+  async commit(): Promise<SpoolItem> {
+    await this.#file.commit(this.#finalPath, this.#syncer);
+    return {
+      envelope: this.envelope,
+      state: initialState(this.envelope),
+      dataOffset: this.#headerBytes,
+      recovered: false,
+    };
+  }
+
+  /** Discards the partial message. */
+  abort(): Promise<void> {
+    return this.#file.abort();
+  }
+}
+
+/** The spool directory. */
+export class Spool {
+  readonly root: string;
+  #incoming: string;
+  #queue: string;
+  #corrupt: string;
+  #queueSync: DirSyncer;
+
+  /** Creates the spool under `<dataDir>/spool`. Call {@linkcode init}. */
+  constructor(dataDir: string) {
+    this.root = join(dataDir, "spool");
+    this.#incoming = join(this.root, "incoming");
+    this.#queue = join(this.root, "queue");
+    this.#corrupt = join(this.root, "corrupt");
+    this.#queueSync = new DirSyncer(this.#queue);
+  }
+
+  /**
+   * Creates the directories and removes what a crash left in `incoming/`:
+   * those messages were never acknowledged, so the client still has them.
+   */
+  async init(): Promise<void> {
+    for (const dir of [this.#incoming, this.#queue, this.#corrupt]) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+    }
+    for (const name of await readdir(this.#incoming)) {
+      await unlink(join(this.#incoming, name)).catch(() => {});
+    }
+  }
+
+  /** Starts receiving a message with the given envelope. */
+  async receive(envelope: Envelope): Promise<SpoolWriter> {
+    const file = await DurableFile.create(join(this.#incoming, envelope.id));
+    try {
+      await file.write(new TextEncoder().encode(JSON.stringify(envelope) + "\n"));
+    } catch (err) {
+      await file.abort();
+      throw err;
+    }
+    return new SpoolWriter(envelope, file, this.#messagePath(envelope.id), this.#queueSync);
+  }
+
+  /**
+   * Reads every queued item back, validating envelopes and states. Invalid
+   * files are moved to `corrupt/` and reported, never fatal.
+   */
+  async load(): Promise<{ items: SpoolItem[]; corrupt: CorruptFile[] }> {
+    const names = await readdir(this.#queue);
+    const messages = new Set(names.filter((n) => n.endsWith(".msg")).map((n) => n.slice(0, -4)));
+    const items: SpoolItem[] = [];
+    const corrupt: CorruptFile[] = [];
+    for (const name of names) {
+      if (name.endsWith(".state") && !messages.has(name.slice(0, -6))) {
+        // The message was delivered and removed before its state file.
+        await unlink(join(this.#queue, name)).catch(() => {});
+      } else if (!name.endsWith(".msg") && !name.endsWith(".state")) {
+        corrupt.push(await this.#quarantine(name, "not a spool file"));
+      }
+    }
+    for (const id of [...messages].sort()) {
+      try {
+        items.push(await this.#readItem(id));
+      } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err);
+        corrupt.push(await this.#quarantine(`${id}.msg`, reason));
+        await this.#quarantine(`${id}.state`, reason).catch(() => {});
+      }
+    }
+    return { items, corrupt };
+  }
+
+  /** Streams the message of an item (without the envelope line). */
+  openMessage(item: SpoolItem): AsyncIterable<Uint8Array> {
+    return createReadStream(this.#messagePath(item.envelope.id), {
+      start: item.dataOffset,
+      highWaterMark: 256 * 1024,
+    });
+  }
+
+  /** Durably records the delivery state of an item. */
+  async saveState(id: string, state: DeliveryState): Promise<void> {
+    const data = new TextEncoder().encode(JSON.stringify(state));
+    await writeFileDurably(
+      join(this.#incoming, `${id}.state`),
+      join(this.#queue, `${id}.state`),
+      data,
+      this.#queueSync,
+    );
+  }
+
+  /**
+   * Removes a finished item: the message first, so that a crash in between
+   * leaves only a state file, which {@linkcode load} cleans up.
+   */
+  async remove(id: string): Promise<void> {
+    await unlink(this.#messagePath(id)).catch(ignoreMissing);
+    await unlink(join(this.#queue, `${id}.state`)).catch(ignoreMissing);
+  }
+
+  /** Closes held directory handles. */
+  close(): Promise<void> {
+    return this.#queueSync.close();
+  }
+
+  #messagePath(id: string): string {
+    return join(this.#queue, `${id}.msg`);
+  }
+
+  async #readItem(id: string): Promise<SpoolItem> {
+    if (!isQueueId(id)) throw new Error(`"${id}" is not a queue ID`);
+    const { line, offset } = await readFirstLine(this.#messagePath(id));
+    const envelope = parseRecord(EnvelopeSchema, line, "envelope");
+    if (envelope.id !== id) {
+      throw new Error(`envelope ID "${envelope.id}" differs from the file name`);
+    }
+    let state = initialState(envelope);
+    const stateText = await readFile(join(this.#queue, `${id}.state`), "utf8").catch(ignoreMissing);
+    if (stateText !== undefined) {
+      state = parseRecord(DeliveryStateSchema, stateText, "delivery state");
+      const addresses = state.recipients.map((r) => r.address).join("\n");
+      if (addresses !== envelope.to.join("\n")) {
+        throw new Error("delivery state recipients differ from the envelope");
+      }
+    }
+    return { envelope, state, dataOffset: offset, recovered: true };
+  }
+
+  async #quarantine(name: string, reason: string): Promise<CorruptFile> {
+    await rename(join(this.#queue, name), join(this.#corrupt, name));
+    return { file: join(this.#corrupt, name), reason };
+  }
+}
+
+function parseRecord<T extends v.GenericSchema>(
+  schema: T,
+  text: string,
+  what: string,
+): v.InferOutput<T> {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new Error(`${what} is not valid JSON`);
+  }
+  const result = v.safeParse(schema, data);
+  if (!result.success) {
+    const issue = result.issues[0];
+    const path = issue.path?.map((p) => String(p.key)).join(".") ?? "";
+    throw new Error(`${what} is invalid at "${path}": ${issue.message}`);
+  }
+  return result.output;
+}
+
+async function readFirstLine(path: string): Promise<{ line: string; offset: number }> {
+  const handle = await open(path, "r");
+  try {
+    const buffer = new Uint8Array(MAX_ENVELOPE_BYTES);
+    let filled = 0;
+    while (filled < buffer.byteLength) {
+      const { bytesRead } = await handle.read(buffer, filled, buffer.byteLength - filled, filled);
+      if (bytesRead === 0) break;
+      const newline = buffer.subarray(filled, filled + bytesRead).indexOf(10);
+      filled += bytesRead;
+      if (newline >= 0) {
+        const end = filled - bytesRead + newline;
+        return { line: new TextDecoder().decode(buffer.subarray(0, end)), offset: end + 1 };
+      }
+    }
+    throw new Error("no envelope line at the head of the file");
+  } finally {
+    await handle.close();
+  }
+}
+
+function ignoreMissing(err: unknown): undefined {
+  if (typeof err === "object" && err !== null && (err as { code?: string }).code === "ENOENT") {
+    return undefined;
+  }
+  throw err;
+}

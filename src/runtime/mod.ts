@@ -1,0 +1,98 @@
+/**
+ * The only module that touches the host runtime (Deno, Bun or Node's
+ * `process`). Everything else in Postern uses Web APIs, `node:` built-ins
+ * that both runtimes provide, and this small interface, which keeps the same
+ * source runnable on `deno run`, `bun run` and in a compiled binary.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { hostname as osHostname } from "node:os";
+
+export { spawnProcess } from "./spawn.ts";
+export type { SpawnOptions, SpawnResult } from "./spawn.ts";
+
+/** The name of the JavaScript runtime Postern is running on. */
+export type RuntimeName = "deno" | "bun" | "node";
+
+/** Signals Postern reacts to. */
+export type SignalName = "SIGTERM" | "SIGINT" | "SIGHUP";
+
+const globals = globalThis as Record<string, unknown>;
+
+/** The runtime Postern is running on, detected once. */
+export const runtimeName: RuntimeName = "Deno" in globals
+  ? "deno"
+  : "Bun" in globals
+  ? "bun"
+  : "node";
+
+/** The version of the runtime, such as `2.9.6`. */
+export const runtimeVersion: string = runtimeName === "deno"
+  ? String(process.versions["deno"] ?? process.version)
+  : runtimeName === "bun"
+  ? String(process.versions["bun"] ?? process.version)
+  : process.version;
+
+/** Command-line arguments after the program (and script) name. */
+export function args(): string[] {
+  return process.argv.slice(2);
+}
+
+/** Reads an environment variable; undefined when unset or not permitted. */
+export function env(name: string): string | undefined {
+  try {
+    return process.env[name];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Ends the process with the exit status. Only `src/main.ts` calls this. */
+export function exit(code: number): never {
+  process.exit(code);
+}
+
+/** The process ID. */
+export const pid: number = process.pid;
+
+/** The host's name, used as the default SMTP hostname. */
+export function hostname(): string {
+  return osHostname();
+}
+
+/** Calls `handler` whenever `signal` arrives; returns a function to stop. */
+export function onSignal(signal: SignalName, handler: () => void): () => void {
+  process.on(signal, handler);
+  return () => {
+    process.off(signal, handler);
+  };
+}
+
+/** Writes text to standard output without a trailing newline. */
+export function writeStdout(text: string): void {
+  process.stdout.write(text);
+}
+
+/** Writes text to standard error without a trailing newline. */
+export function writeStderr(text: string): void {
+  process.stderr.write(text);
+}
+
+/** Resident memory and CPU time used by this process so far. */
+export interface ResourceUsage {
+  /** Resident set size in bytes. */
+  rssBytes: number;
+  /** User plus system CPU time in microseconds. */
+  cpuMicros: number;
+}
+
+/** Returns this process's resident memory and CPU time. */
+export function resourceUsage(): ResourceUsage {
+  const cpu = process.cpuUsage();
+  return {
+    rssBytes: process.memoryUsage().rss,
+    cpuMicros: cpu.user + cpu.system,
+  };
+}

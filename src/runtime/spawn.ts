@@ -1,0 +1,111 @@
+/**
+ * Child processes with the message streamed to standard input, used by pipe
+ * aliases (and later by executable hooks).
+ *
+ * @module
+ */
+
+import { spawn } from "node:child_process";
+
+/** Options for {@linkcode spawnProcess}. */
+export interface SpawnOptions {
+  /** Program and arguments; no shell is involved. */
+  argv: readonly string[];
+  /** The complete environment of the child; nothing is inherited. */
+  env: Record<string, string>;
+  /** Working directory of the child. */
+  cwd?: string;
+  /** Chunks written to the child's standard input, then closed. */
+  stdin: AsyncIterable<Uint8Array>;
+  /** Kills the child (SIGKILL) after this many milliseconds. */
+  timeoutMs: number;
+  /** At most this many bytes of stdout and of stderr are kept. */
+  maxOutputBytes?: number;
+}
+
+/** What a finished child process left behind. */
+export interface SpawnResult {
+  /** Exit status, or null when the child was killed by a signal. */
+  exitCode: number | null;
+  /** True when the child was killed because it ran past its timeout. */
+  timedOut: boolean;
+  /** Standard output, cut at `maxOutputBytes`. */
+  stdout: string;
+  /** Standard error, cut at `maxOutputBytes`. */
+  stderr: string;
+}
+
+/**
+ * Runs a program with its input streamed from `stdin`, and resolves when it
+ * exits. A program that cannot be started resolves with exit code 127, as a
+ * shell would report, rather than throwing.
+ */
+export function spawnProcess(options: SpawnOptions): Promise<SpawnResult> {
+  const limit = options.maxOutputBytes ?? 64 * 1024;
+  const [program, ...programArgs] = options.argv;
+  if (program === undefined) {
+    return Promise.resolve({
+      exitCode: 127,
+      timedOut: false,
+      stdout: "",
+      stderr: "empty command",
+    });
+  }
+  return new Promise((resolve) => {
+    const child = spawn(program, programArgs, {
+      env: options.env,
+      cwd: options.cwd,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    let timedOut = false;
+    let settled = false;
+    const decoder = (append: (s: string) => void) => (chunk: Uint8Array) =>
+      append(new TextDecoder().decode(chunk));
+    child.stdout.on(
+      "data",
+      decoder((s) => {
+        if (stdout.length < limit) stdout += s.slice(0, limit - stdout.length);
+      }),
+    );
+    child.stderr.on(
+      "data",
+      decoder((s) => {
+        if (stderr.length < limit) stderr += s.slice(0, limit - stderr.length);
+      }),
+    );
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, options.timeoutMs);
+    const finish = (exitCode: number | null, extraError = "") => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ exitCode, timedOut, stdout, stderr: stderr + extraError });
+    };
+    child.on("error", (err) => finish(127, String(err.message)));
+    child.on("close", (code) => finish(code));
+    // A child that exits without reading its input makes writes fail with
+    // EPIPE; that is the child's choice and its exit status tells the outcome.
+    child.stdin.on("error", () => {});
+    (async () => {
+      try {
+        for await (const chunk of options.stdin) {
+          if (!child.stdin.write(chunk)) {
+            await new Promise<void>((r) => {
+              child.stdin.once("drain", r);
+              child.once("close", r);
+            });
+          }
+          if (settled) break;
+        }
+      } catch {
+        // The child went away; its exit status is what matters.
+      } finally {
+        child.stdin.end();
+      }
+    })();
+  });
+}

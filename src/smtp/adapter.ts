@@ -1,0 +1,49 @@
+/**
+ * The one place where smtp-server's callbacks meet Postern's async
+ * handlers. Each handler returns a reply value (or nothing for the default
+ * success); the adapter calls smtp-server's callback exactly once, with an
+ * Error carrying `responseCode` for refusals, and never lets an exception
+ * escape into the library.
+ *
+ * @module
+ */
+
+import { Replies, replyText, type SmtpReply } from "./reply.ts";
+
+/** smtp-server's callback shape. */
+export type NodeCallback = (err?: Error | null, message?: string) => void;
+
+/** An Error that smtp-server turns into the reply it describes. */
+export function replyError(r: SmtpReply): Error & { responseCode: number } {
+  return Object.assign(new Error(replyText(r)), { responseCode: r.code });
+}
+
+/**
+ * Runs `handler` and completes `callback` exactly once: a reply below 400
+ * succeeds with that text, a reply of 400 or more refuses, and a thrown
+ * error becomes a temporary local error after `onUnexpected` has seen it.
+ */
+export function complete(
+  handler: () => Promise<SmtpReply | undefined>,
+  callback: NodeCallback,
+  onUnexpected: (err: unknown) => void,
+): void {
+  let done = false;
+  const finish = (err: Error | null, message?: string) => {
+    if (done) return;
+    done = true;
+    if (message === undefined) callback(err);
+    else callback(err, message);
+  };
+  handler().then(
+    (r) => {
+      if (r === undefined) finish(null);
+      else if (r.code >= 400) finish(replyError(r));
+      else finish(null, replyText(r));
+    },
+    (err) => {
+      onUnexpected(err);
+      finish(replyError(Replies.localError));
+    },
+  );
+}

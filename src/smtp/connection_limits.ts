@@ -1,0 +1,49 @@
+/**
+ * Connection counting for the total and per-client-IP limits.
+ *
+ * @module
+ */
+
+import { Replies, type SmtpReply } from "./reply.ts";
+
+/** Counts open connections and refuses those over the limits. */
+export class ConnectionLimits {
+  #max: number;
+  #maxPerIp: number;
+  #byIp = new Map<string, number>();
+  #sessions = new Map<string, string>();
+
+  /** Creates limits of `max` connections, `maxPerIp` from one address. */
+  constructor(max: number, maxPerIp: number) {
+    this.#max = max;
+    this.#maxPerIp = maxPerIp;
+  }
+
+  /** Connections currently counted. */
+  get open(): number {
+    return this.#sessions.size;
+  }
+
+  /**
+   * Counts a new session, or returns the 421 reply that refuses it (RFC
+   * 5321 section 3.8: the server may close with 421 when it must).
+   */
+  admit(sessionId: string, ip: string): SmtpReply | undefined {
+    if (this.#sessions.size >= this.#max) return Replies.tooManyConnections;
+    const fromIp = this.#byIp.get(ip) ?? 0;
+    if (fromIp >= this.#maxPerIp) return Replies.tooManyConnectionsFromIp;
+    this.#byIp.set(ip, fromIp + 1);
+    this.#sessions.set(sessionId, ip);
+    return undefined;
+  }
+
+  /** Stops counting a session; sessions never admitted are ignored. */
+  release(sessionId: string): void {
+    const ip = this.#sessions.get(sessionId);
+    if (ip === undefined) return;
+    this.#sessions.delete(sessionId);
+    const left = (this.#byIp.get(ip) ?? 1) - 1;
+    if (left <= 0) this.#byIp.delete(ip);
+    else this.#byIp.set(ip, left);
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * DATA into the spool: the message is streamed to disk as it arrives,
+ * never buffered whole, and the stream is always read to its end, because
+ * smtp-server waits for the end before it replies (a stream left unread
+ * hangs the session).
+ *
+ * @module
+ */
+
+import type { SpoolItem, SpoolWriter } from "../queue/mod.ts";
+
+/** How receiving a message ended. */
+export type ReceiveOutcome =
+  | { kind: "queued"; item: SpoolItem; bytes: number }
+  | { kind: "too_big"; bytes: number }
+  | { kind: "failed"; error: unknown };
+
+/**
+ * Writes `header` and then the client's message into `writer`, and
+ * commits it. A message over `maxBytes` (not counting `header`) is read to
+ * the end and discarded (RFC 1870 section 6.3: the 552 comes after the
+ * final dot). A write error also keeps reading, so the client still gets a
+ * reply. A stream error (the client went away) aborts and rethrows.
+ */
+export async function receiveMessage(
+  stream: AsyncIterable<Uint8Array>,
+  writer: SpoolWriter,
+  header: Uint8Array,
+  maxBytes: number,
+): Promise<ReceiveOutcome> {
+  let bytes = 0;
+  let failure: unknown = undefined;
+  let writing = true;
+  try {
+    await writer.write(header);
+  } catch (err) {
+    failure = err;
+    writing = false;
+    await writer.abort();
+  }
+  try {
+    for await (const chunk of stream) {
+      bytes += chunk.byteLength;
+      if (!writing) continue;
+      if (bytes > maxBytes) {
+        writing = false;
+        await writer.abort();
+        continue;
+      }
+      try {
+        await writer.write(chunk);
+      } catch (err) {
+        failure = err;
+        writing = false;
+        await writer.abort();
+      }
+    }
+  } catch (err) {
+    if (writing) await writer.abort();
+    throw err;
+  }
+  if (bytes > maxBytes) return { kind: "too_big", bytes };
+  if (failure !== undefined) return { kind: "failed", error: failure };
+  try {
+    return { kind: "queued", item: await writer.commit(), bytes };
+  } catch (err) {
+    await writer.abort();
+    return { kind: "failed", error: err };
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Starts smtp-server listeners with Postern's settings and handlers.
+ *
+ * @module
+ */
+
+import type { Logger } from "../log/mod.ts";
+import type { TlsMaterial } from "../tls/mod.ts";
+import { complete } from "./adapter.ts";
+import { PosternSmtpServer } from "./server_class.ts";
+import type { Intake } from "./session.ts";
+
+/** Listener settings. */
+export interface ListenerOptions {
+  hostname: string;
+  listen: readonly string[];
+  greetingDelayMs: number;
+  maxMessageSize: number;
+  idleTimeoutMs: number;
+  maxCommandLength: number;
+  tls: TlsMaterial;
+}
+
+/** Running SMTP listeners. */
+export interface SmtpListeners {
+  /** The bound addresses as `host:port` (the real port when 0 was asked). */
+  addresses: string[];
+  /** Stops accepting; open sessions get smtp-server's close handling. */
+  close(): Promise<void>;
+}
+
+/** Splits `host:port` and `[v6]:port`. */
+export function splitHostPort(address: string): { host: string; port: number } {
+  const match = /^\[?([^\]]*)\]?:(\d+)$/.exec(address);
+  if (!match) throw new TypeError(`Cannot parse listen address "${address}"`);
+  return { host: match[1]!, port: Number(match[2]) };
+}
+
+/** Starts one listener per address, all sharing `intake`. */
+export async function startListeners(
+  options: ListenerOptions,
+  intake: Intake,
+  logger: Logger,
+): Promise<SmtpListeners> {
+  const servers: PosternSmtpServer[] = [];
+  const addresses: string[] = [];
+  const unexpected = (err: unknown) =>
+    logger.error("unexpected error in an SMTP handler", {
+      error: err instanceof Error ? err.stack ?? err.message : String(err),
+    });
+  for (const address of options.listen) {
+    const server = new PosternSmtpServer({
+      name: options.hostname,
+      banner: "Postern",
+      greetingDelayMs: options.greetingDelayMs,
+      size: options.maxMessageSize,
+      socketTimeout: options.idleTimeoutMs,
+      maxCommandLength: options.maxCommandLength,
+      key: options.tls.key,
+      cert: options.tls.cert,
+      ...(options.tls.sniCallback ? { SNICallback: options.tls.sniCallback } : {}),
+      // Submission with AUTH comes with the outbound issue; VRFY would let
+      // anyone harvest addresses (RFC 5321 section 7.3).
+      disabledCommands: ["AUTH", "VRFY"],
+      authOptional: true,
+      hideENHANCEDSTATUSCODES: false,
+      hideDSN: true,
+      hideREQUIRETLS: true,
+      disableReverseLookup: true,
+      logger: false,
+      onConnect: (session, cb) => complete(() => intake.connect(session), cb, unexpected),
+      onMailFrom: (address, session, cb) =>
+        complete(() => intake.mailFrom(address, session), cb, unexpected),
+      onRcptTo: (address, session, cb) =>
+        complete(() => intake.rcptTo(address, session), cb, unexpected),
+      onData: (stream, session, cb) => complete(() => intake.data(stream, session), cb, unexpected),
+      onClose: (session) => intake.close(session),
+    });
+    server.on("error", (err: Error) => logger.warn("smtp error", { error: err.message }));
+    const { host, port } = splitHostPort(address);
+    await new Promise<void>((resolve, reject) => {
+      server.server.once("error", reject);
+      server.listen(port, host, () => {
+        server.server.off("error", reject);
+        resolve();
+      });
+    });
+    const bound = server.server.address();
+    const boundPort = typeof bound === "object" && bound ? bound.port : port;
+    addresses.push(host.includes(":") ? `[${host}]:${boundPort}` : `${host}:${boundPort}`);
+    servers.push(server);
+  }
+  return {
+    addresses,
+    close: () =>
+      Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
+        .then(
+          () => {},
+        ),
+  };
+}

@@ -1,0 +1,189 @@
+/**
+ * What Postern decides at each step of an SMTP session, as async handlers
+ * that return reply values. `listener.ts` plugs them into smtp-server
+ * through the adapter.
+ *
+ * @module
+ */
+
+import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
+import type { RecipientResolver } from "../aliases/mod.ts";
+import type { ClientInfo, Logger, MailLog } from "../log/mod.ts";
+import { type Envelope, newQueueId, type Spool, type SpoolItem } from "../queue/mod.ts";
+import type { ConnectionLimits } from "./connection_limits.ts";
+import { receiveMessage } from "./data.ts";
+import { receivedHeader } from "./received.ts";
+import { checkRecipient } from "./recipient.ts";
+import { formatReply, Replies, reply, type SmtpReply } from "./reply.ts";
+
+/** What the session handlers need. */
+export interface IntakeDeps {
+  hostname: string;
+  maxMessageSize: number;
+  maxRecipients: number;
+  connections: ConnectionLimits;
+  /** The recipient resolver in force now. */
+  resolver: () => RecipientResolver;
+  spool: Spool;
+  /** Called once a message is durably spooled, before the 250 is sent. */
+  onQueued: (item: SpoolItem) => void;
+  mailLog: MailLog;
+  logger: Logger;
+  now?: () => Date;
+}
+
+/** The async handlers of one listener's sessions. */
+export class Intake {
+  #deps: IntakeDeps;
+  /** Queue ID of the open transaction, by session ID. */
+  #transactions = new Map<string, string>();
+
+  /** Creates handlers over `deps`. */
+  constructor(deps: IntakeDeps) {
+    this.#deps = deps;
+  }
+
+  /** A client connected: apply the connection limits. */
+  connect(session: SMTPServerSession): Promise<SmtpReply | undefined> {
+    const refusal = this.#deps.connections.admit(session.id, session.remoteAddress);
+    if (refusal) {
+      this.#reject(session, "connect", "too_many_connections", refusal);
+      return Promise.resolve(refusal);
+    }
+    this.#deps.mailLog.connected(session.id, client(session));
+    return Promise.resolve(undefined);
+  }
+
+  /** MAIL FROM: a new transaction, with its queue ID. */
+  mailFrom(
+    _address: SMTPServerAddress,
+    session: SMTPServerSession,
+  ): Promise<SmtpReply | undefined> {
+    const qid = newQueueId();
+    this.#transactions.set(session.id, qid);
+    return Promise.resolve(undefined);
+  }
+
+  /** RCPT TO: only local recipients that exist, up to the limit. */
+  rcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<SmtpReply | undefined> {
+    if (session.envelope.rcptTo.length >= this.#deps.maxRecipients) {
+      // RFC 5321 section 4.5.3.1.10: 452 asks the client to send the rest
+      // in another transaction.
+      this.#reject(
+        session,
+        "rcpt",
+        "too_many_recipients",
+        Replies.tooManyRecipients,
+        address.address,
+      );
+      return Promise.resolve(Replies.tooManyRecipients);
+    }
+    const refusal = checkRecipient(address.address, this.#deps.resolver());
+    if (refusal) {
+      this.#reject(session, "rcpt", refusal.reason, refusal.reply, address.address);
+      return Promise.resolve(refusal.reply);
+    }
+    return Promise.resolve(undefined);
+  }
+
+  /** DATA: stream into the spool, commit durably, then reply 250. */
+  async data(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<SmtpReply> {
+    const qid = this.#transactions.get(session.id) ?? newQueueId();
+    this.#transactions.delete(session.id);
+    const now = this.#deps.now?.() ?? new Date();
+    const mailFrom = session.envelope.mailFrom;
+    const from = mailFrom ? mailFrom.address || "" : "";
+    const to = session.envelope.rcptTo.map((r) => r.address);
+    const smtputf8 = Boolean(mailFrom && mailFrom.args && mailFrom.args.SMTPUTF8);
+    const envelope: Envelope = {
+      v: 1,
+      id: qid,
+      from,
+      to,
+      received_at: now.toISOString(),
+      client: {
+        ip: session.remoteAddress,
+        helo: session.hostNameAppearsAs || "",
+        tls: session.secure,
+      },
+      smtputf8,
+    };
+    const header = receivedHeader({
+      helo: envelope.client.helo,
+      clientIp: session.remoteAddress,
+      hostname: this.#deps.hostname,
+      queueId: qid,
+      tls: session.secure,
+      smtputf8,
+      esmtp: session.openingCommand === "EHLO",
+      recipients: to,
+      date: now,
+    });
+
+    let writer;
+    try {
+      writer = await this.#deps.spool.receive(envelope);
+    } catch (err) {
+      for await (const _ of stream) { /* drain: smtp-server replies only after the end */ }
+      return this.#failed(session, qid, err, envelope);
+    }
+    const outcome = await receiveMessage(
+      stream,
+      writer,
+      new TextEncoder().encode(header),
+      this.#deps.maxMessageSize,
+    );
+    switch (outcome.kind) {
+      case "too_big": {
+        const r = Replies.messageTooBig(this.#deps.maxMessageSize);
+        this.#reject(session, "data", "message_too_big", r, undefined, qid, from);
+        return r;
+      }
+      case "failed":
+        return this.#failed(session, qid, outcome.error, envelope);
+      case "queued":
+        this.#deps.mailLog.queued(qid, client(session), from, to, outcome.bytes, session.secure);
+        this.#deps.onQueued(outcome.item);
+        return reply(250, "2.0.0", `Ok: queued as ${qid}`);
+    }
+  }
+
+  /** The connection closed: forget its state. */
+  close(session: SMTPServerSession): void {
+    this.#transactions.delete(session.id);
+    this.#deps.connections.release(session.id);
+  }
+
+  #failed(session: SMTPServerSession, qid: string, err: unknown, envelope: Envelope): SmtpReply {
+    this.#deps.logger.error("cannot spool message", {
+      qid,
+      error: err instanceof Error ? err.message : String(err),
+    });
+    this.#reject(session, "data", "spool_error", Replies.localError, undefined, qid, envelope.from);
+    return Replies.localError;
+  }
+
+  #reject(
+    session: SMTPServerSession,
+    stage: string,
+    reason: string,
+    r: SmtpReply,
+    to?: string,
+    qid?: string,
+    from?: string,
+  ): void {
+    const mailFrom = session.envelope?.mailFrom;
+    this.#deps.mailLog.rejected(
+      { session: session.id, qid: qid ?? this.#transactions.get(session.id) },
+      client(session),
+      stage,
+      reason,
+      formatReply(r),
+      { from: from ?? (mailFrom ? `<${mailFrom.address || ""}>` : undefined), to: to && `<${to}>` },
+    );
+  }
+}
+
+function client(session: SMTPServerSession): ClientInfo {
+  return { ip: session.remoteAddress, helo: session.hostNameAppearsAs || undefined };
+}
