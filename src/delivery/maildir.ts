@@ -38,7 +38,9 @@ export class Maildir {
     this.#ready ??= this.#create();
     await this.#ready;
     if (checkExisting && await this.#has(name)) return false;
-    const file = await DurableFile.create(join(this.path, "tmp", name));
+    // The name is derived from the queue ID, so a file of this name in tmp/
+    // is what a crash left of an earlier attempt of this same delivery.
+    const file = await DurableFile.create(join(this.path, "tmp", name), true);
     try {
       for await (const chunk of chunks) await file.write(chunk);
       await file.commit(join(this.path, "new", name), this.#newSync);

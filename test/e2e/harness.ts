@@ -1,0 +1,303 @@
+/**
+ * Test harness for end-to-end scenarios: starts the real server as a child
+ * process and talks to it over loopback with real clients.
+ *
+ * `POSTERN_TARGET` selects what runs: `deno` (the source under Deno),
+ * `bun` (the source under Bun) or `binary` (the compiled `dist/postern`).
+ * By default the source runs under the runtime that runs the tests.
+ *
+ * @module
+ */
+
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+
+/** The repository root. */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** What the tests run against. */
+export const TARGET: "deno" | "bun" | "binary" = (() => {
+  const chosen = process.env["POSTERN_TARGET"];
+  if (chosen === "deno" || chosen === "bun" || chosen === "binary") return chosen;
+  return "Bun" in globalThis ? "bun" : "deno";
+})();
+
+/** The command line that starts Postern for {@linkcode TARGET}. */
+export function posternCommand(args: string[]): string[] {
+  switch (TARGET) {
+    case "binary":
+      return [join(ROOT, "dist", "postern"), ...args];
+    case "bun":
+      return [runtimeBinary("bun"), "run", join(ROOT, "src", "main.ts"), ...args];
+    case "deno":
+      return [runtimeBinary("deno"), "run", "-A", join(ROOT, "src", "main.ts"), ...args];
+  }
+}
+
+function runtimeBinary(name: "deno" | "bun"): string {
+  const running = "Bun" in globalThis ? "bun" : "deno";
+  return running === name ? process.execPath : name;
+}
+
+/** Creates a fresh temporary directory for one test. */
+export async function tempDir(prefix = "postern-"): Promise<string> {
+  return await mkdtemp(join(tmpdir(), prefix));
+}
+
+/** Writes `files` (relative path → content) under `dir`. */
+export async function writeTree(dir: string, files: Record<string, string>): Promise<void> {
+  for (const [path, content] of Object.entries(files)) {
+    await mkdir(dirname(join(dir, path)), { recursive: true });
+    await writeFile(join(dir, path), content);
+  }
+}
+
+/** A running Postern process. */
+export interface Server {
+  host: string;
+  port: number;
+  configDir: string;
+  dataDir: string;
+  /** Mail log lines (stdout) so far. */
+  mailLog: string[];
+  /** Application log (stderr) so far. */
+  stderr(): string;
+  /** Resolves with the first mail log line matching, or rejects on timeout. */
+  waitForLog(match: RegExp, timeoutMs?: number): Promise<string>;
+  /** SIGTERM and wait for exit. */
+  stop(): Promise<void>;
+  /** SIGKILL and wait for exit. */
+  kill(): Promise<void>;
+  child: ChildProcess;
+}
+
+/** Options of {@linkcode startServer}. */
+export interface StartOptions {
+  /** Files of the configuration directory. */
+  config?: Record<string, string>;
+  /** Reuse directories (for restarts). */
+  configDir?: string;
+  dataDir?: string;
+  /** Reuse a port (for restarts); default picks a free one. */
+  port?: number;
+}
+
+/** Starts Postern with a temporary config and data directory. */
+export async function startServer(options: StartOptions = {}): Promise<Server> {
+  const configDir = options.configDir ?? await tempDir("postern-config-");
+  const dataDir = options.dataDir ?? await tempDir("postern-data-");
+  if (options.config) await writeTree(configDir, options.config);
+  const port = options.port ?? await freePort();
+  const [cmd, ...args] = posternCommand([
+    "serve",
+    "--config",
+    configDir,
+    "--data",
+    dataDir,
+    "--listen",
+    `127.0.0.1:${port}`,
+  ]);
+  const child = spawn(cmd!, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const mailLog: string[] = [];
+  let stderr = "";
+  let partial = "";
+  const waiters: Array<{ match: RegExp; resolve: (line: string) => void }> = [];
+  child.stdout!.on("data", (chunk: Uint8Array) => {
+    partial += new TextDecoder().decode(chunk);
+    const lines = partial.split("\n");
+    partial = lines.pop()!;
+    for (const line of lines) {
+      mailLog.push(line);
+      for (const w of [...waiters]) {
+        if (w.match.test(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  child.stderr!.on("data", (chunk: Uint8Array) => stderr += new TextDecoder().decode(chunk));
+  const exited = new Promise<void>((res) => child.once("exit", () => res()));
+
+  const waitForLog = (match: RegExp, timeoutMs = 15_000) => {
+    const found = mailLog.find((l) => match.test(l));
+    if (found) return Promise.resolve(found);
+    return new Promise<string>((res, rej) => {
+      const timer = setTimeout(() => {
+        waiters.splice(waiters.findIndex((w) => w.match === match), 1);
+        rej(new Error(`no log line matching ${match} within ${timeoutMs} ms; stderr:\n${stderr}`));
+      }, timeoutMs);
+      waiters.push({
+        match,
+        resolve: (line) => {
+          clearTimeout(timer);
+          res(line);
+        },
+      });
+      exited.then(() => {
+        clearTimeout(timer);
+        rej(new Error(`server exited before logging ${match}; stderr:\n${stderr}`));
+      });
+    });
+  };
+
+  await waitForLog(/event=listening/, 30_000);
+  const signal = async (sig: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    await exited;
+  };
+  return {
+    host: "127.0.0.1",
+    port,
+    configDir,
+    dataDir,
+    mailLog,
+    stderr: () => stderr,
+    waitForLog,
+    stop: () => signal("SIGTERM"),
+    kill: () => signal("SIGKILL"),
+    child,
+  };
+}
+
+/** Removes a server's directories. */
+export async function cleanup(server: Server): Promise<void> {
+  await server.stop();
+  await rm(server.configDir, { recursive: true, force: true });
+  await rm(server.dataDir, { recursive: true, force: true });
+}
+
+/** Finds a free loopback TCP port. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return await new Promise((res, rej) => {
+    const s = createServer();
+    s.once("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const address = s.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** Output and status of a finished command. */
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion. */
+export function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
+  return new Promise((res) => {
+    const child = execFile(
+      cmd,
+      args,
+      { cwd: ROOT, maxBuffer: 64 * 1024 * 1024, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+        res({ code, stdout: String(stdout), stderr: String(stderr) });
+      },
+    );
+    if (input !== undefined) child.stdin!.end(input);
+  });
+}
+
+/** Runs swaks against the server; `--server` is added. */
+export function swaks(server: Server, args: string[]): Promise<RunResult> {
+  return run("swaks", ["--server", `${server.host}:${server.port}`, "--timeout", "20", ...args]);
+}
+
+/** Server replies (`<-`, `<~`, `<**` lines) in swaks output, without the arrows. */
+export function replies(output: string): string[] {
+  return output.split("\n").filter((l) => /^<(-|~|\*\*|~\*\*) /.test(l)).map((l) =>
+    l.replace(/^<\S*\s+/, "")
+  );
+}
+
+/** Every file in a Maildir's new/ folder, oldest name first. */
+export async function maildirMessages(
+  dataDir: string,
+  domain: string,
+  user: string,
+): Promise<string[]> {
+  const dir = join(dataDir, "mail", domain, user, "new");
+  let names: string[];
+  try {
+    names = (await readdir(dir)).sort();
+  } catch {
+    return [];
+  }
+  return await Promise.all(names.map((n) => readFile(join(dir, n), "utf8")));
+}
+
+/** Polls `check` every 50 ms until it returns a value, or throws on timeout. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  timeoutMs = 15_000,
+  what = "condition",
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Opens a raw TCP connection and reads the greeting line. */
+export async function rawSession(server: Server): Promise<{
+  socket: Socket;
+  read: () => Promise<string>;
+  send: (line: string) => Promise<string>;
+  close: () => void;
+}> {
+  const socket = connect(server.port, server.host);
+  let buffer = "";
+  const pending: Array<(line: string) => void> = [];
+  const lines: string[] = [];
+  socket.on("data", (chunk) => {
+    buffer += chunk.toString("latin1");
+    let nl;
+    while ((nl = buffer.indexOf("\r\n")) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 2);
+      // Multi-line replies are delivered as their last line.
+      if (/^\d{3}-/.test(line)) continue;
+      const waiter = pending.shift();
+      if (waiter) waiter(line);
+      else lines.push(line);
+    }
+  });
+  socket.on("close", () => {
+    for (const waiter of pending.splice(0)) waiter("(closed)");
+  });
+  socket.on("error", () => {});
+  await new Promise<void>((res, rej) => {
+    socket.once("connect", () => res());
+    socket.once("error", rej);
+  });
+  const read = () =>
+    new Promise<string>((res) => {
+      const line = lines.shift();
+      if (line !== undefined) res(line);
+      else if (socket.destroyed) res("(closed)");
+      else pending.push(res);
+    });
+  return {
+    socket,
+    read,
+    send: (line: string) => {
+      socket.write(line + "\r\n");
+      return read();
+    },
+    close: () => socket.destroy(),
+  };
+}
