@@ -85,6 +85,8 @@ export interface StartOptions {
   dataDir?: string;
   /** Reuse a port (for restarts); default picks a free one. */
   port?: number;
+  /** Run on the embedded default configuration (no --config). */
+  noConfig?: boolean;
 }
 
 /** Starts Postern with a temporary config and data directory. */
@@ -95,8 +97,7 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
   const port = options.port ?? await freePort();
   const [cmd, ...args] = posternCommand([
     "serve",
-    "--config",
-    configDir,
+    ...(options.noConfig ? [] : ["--config", configDir]),
     "--data",
     dataDir,
     "--listen",
