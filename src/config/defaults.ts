@@ -20,6 +20,9 @@ export const DEFAULTS = {
     maxConnectionsPerIp: 20,
     // RFC 5321 section 4.5.3.2.7: the server timeout is at least 5 minutes.
     idleTimeoutMs: 5 * 60_000,
+    // RFC 5321 section 4.5.3.2.6 gives a client 10 minutes for the DATA
+    // transfer; one command line takes far less.
+    commandTimeoutMs: 10 * 60_000,
     // RFC 5321 section 4.5.3.1.4 allows 512 octets, and extensions may add
     // to it (RFC 1869 section 4.1.2); leave room for SMTPUTF8 addresses.
     maxCommandLength: 2048,

@@ -86,6 +86,7 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       maxConnections: smtp.max_connections ?? DEFAULTS.smtp.maxConnections,
       maxConnectionsPerIp: smtp.max_connections_per_ip ?? DEFAULTS.smtp.maxConnectionsPerIp,
       idleTimeoutMs: smtp.idle_timeout ?? DEFAULTS.smtp.idleTimeoutMs,
+      commandTimeoutMs: smtp.command_timeout ?? DEFAULTS.smtp.commandTimeoutMs,
       maxCommandLength: smtp.max_command_length ?? DEFAULTS.smtp.maxCommandLength,
     },
     certificates: configDir === undefined

@@ -78,6 +78,8 @@ export const ConfigFileSchema = v.strictObject({
     max_connections_per_ip: v.optional(Count(1)),
     /** Idle time allowed between commands. Default: 5m (RFC 5321 section 4.5.3.2.7). */
     idle_timeout: v.optional(Duration),
+    /** Time within which each command, the DATA transfer included, must arrive. Default: 10m. */
+    command_timeout: v.optional(Duration),
     /** Longest command line in bytes. Default: 2048. */
     max_command_length: v.optional(Count(512)),
   })),

@@ -44,6 +44,7 @@ export interface Config {
     maxConnections: number;
     maxConnectionsPerIp: number;
     idleTimeoutMs: number;
+    commandTimeoutMs: number;
     maxCommandLength: number;
   };
   /** Certificates configured explicitly; empty means generate one. */

@@ -17,6 +17,7 @@ export interface ListenerOptions {
   greetingDelayMs: number;
   maxMessageSize: number;
   idleTimeoutMs: number;
+  commandTimeoutMs: number;
   maxCommandLength: number;
   tls: TlsMaterial;
 }
@@ -53,6 +54,7 @@ export async function startListeners(
       name: options.hostname,
       banner: "Postern",
       greetingDelayMs: options.greetingDelayMs,
+      commandTimeoutMs: options.commandTimeoutMs,
       size: options.maxMessageSize,
       socketTimeout: options.idleTimeoutMs,
       maxCommandLength: options.maxCommandLength,

@@ -11,7 +11,12 @@
  *    becomes "500 command not recognized"; Postern answers as Postfix's
  *    disable_vrfy_command does, 502 5.5.1 (RFC 5321 section 3.5.3 allows a
  *    server not to verify; section 7.3 explains why one would not).
- * 3. Enhanced status codes. smtp-server derives the enhanced code from the
+ * 3. A command deadline. smtp-server's socketTimeout only measures silence,
+ *    so a client that trickles a byte now and then holds a session forever.
+ *    Each command (the DATA transfer included) must arrive complete within
+ *    `smtp.command_timeout` of the previous one, or the session ends with
+ *    421 4.4.2.
+ * 4. Enhanced status codes. smtp-server derives the enhanced code from the
  *    reply number alone (550 is always 5.1.1). A reply whose text already
  *    starts with an enhanced code is sent as it is, so Postern's reply
  *    values say exactly what they mean (550 5.7.1, 421 4.7.0, 552 5.3.4).
@@ -29,10 +34,40 @@ import { ENHANCED_CODE_PREFIX } from "./reply.ts";
 export interface PosternServerOptions extends SMTPServerOptions {
   /** Milliseconds to wait before the 220 greeting; 0 sends it at once. */
   greetingDelayMs: number;
+  /** Milliseconds within which each command must arrive complete. */
+  commandTimeoutMs: number;
 }
 
 class PosternConnection extends SMTPConnection {
   greetingDelayMs = 0;
+  commandTimeoutMs = 0;
+  #deadline: ReturnType<typeof setTimeout> | undefined;
+
+  #armDeadline(): void {
+    if (this.#deadline !== undefined) clearTimeout(this.#deadline);
+    if (this.commandTimeoutMs <= 0 || this._closed || this._closing) return;
+    this.#deadline = setTimeout(() => {
+      this.#deadline = undefined;
+      this.send(421, `4.4.2 ${this.name} Error: command timeout exceeded, closing connection`);
+    }, this.commandTimeoutMs);
+    (this.#deadline as { unref?: () => void }).unref?.();
+  }
+
+  override connectionReady(next?: () => void): void {
+    this.#armDeadline();
+    super.connectionReady(next);
+  }
+
+  override _onCommand(command: Buffer, callback?: () => void): void {
+    this.#armDeadline();
+    super._onCommand(command, callback);
+  }
+
+  override _onClose(): void {
+    if (this.#deadline !== undefined) clearTimeout(this.#deadline);
+    this.#deadline = undefined;
+    super._onClose();
+  }
 
   override init(): void {
     this._setListeners(() => {
@@ -64,12 +99,14 @@ class PosternConnection extends SMTPConnection {
 /** smtp-server with Postern's connection class. */
 export class PosternSmtpServer extends SMTPServer {
   #greetingDelayMs: number;
+  #commandTimeoutMs: number;
 
   /** Creates the server; see {@linkcode PosternServerOptions}. */
   constructor(options: PosternServerOptions) {
-    const { greetingDelayMs, ...rest } = options;
+    const { greetingDelayMs, commandTimeoutMs, ...rest } = options;
     super(rest);
     this.#greetingDelayMs = greetingDelayMs;
+    this.#commandTimeoutMs = commandTimeoutMs;
   }
 
   /** Same as smtp-server's connect(), with {@linkcode PosternConnection}. */
@@ -80,6 +117,7 @@ export class PosternSmtpServer extends SMTPServer {
       socketOptions as ConstructorParameters<typeof SMTPConnection>[2],
     );
     connection.greetingDelayMs = this.#greetingDelayMs;
+    connection.commandTimeoutMs = this.#commandTimeoutMs;
     this.connections.add(connection);
     connection.on("error", (err: Error) => this._onError(err));
     connection.on("connect", (data) => this._onClientConnect(data));

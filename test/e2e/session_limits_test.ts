@@ -1,0 +1,110 @@
+/**
+ * Session limits: idle and command timeouts, bad commands, line length,
+ * the basic verbs, and the greeting delay.
+ */
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { cleanup, rawSession, type Server, startServer } from "./harness.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("session limits", () => {
+  let server: Server;
+  before(async () => {
+    server = await startServer({
+      config: {
+        "postern.yaml":
+          "smtp:\n  idle_timeout: 1s\n  command_timeout: 2s\n  max_command_length: 1024\n",
+        "domains/example.test/users": "alice\n",
+      },
+    });
+  });
+  after(async () => {
+    await cleanup(server);
+  });
+
+  it("answers RSET, NOOP and QUIT", async () => {
+    const s = await rawSession(server);
+    assert.match(await s.read(), /^220 /);
+    assert.match(await s.send("EHLO client.test"), /^250 /);
+    assert.match(await s.send("MAIL FROM:<a@client.test>"), /^250 /);
+    assert.match(await s.send("RSET"), /^250 /);
+    // After RSET a new transaction may start.
+    assert.match(await s.send("MAIL FROM:<b@client.test>"), /^250 /);
+    assert.match(await s.send("NOOP"), /^250 /);
+    assert.match(await s.send("QUIT"), /^221 /);
+    s.close();
+  });
+
+  it("closes a silent session after the idle timeout with 421", async () => {
+    const s = await rawSession(server);
+    assert.match(await s.read(), /^220 /);
+    assert.match(await s.read(), /^421 /);
+    assert.equal(await s.read(), "(closed)");
+  });
+
+  it("closes a session whose command never completes, even if bytes trickle in", async () => {
+    const s = await rawSession(server);
+    assert.match(await s.read(), /^220 /);
+    assert.match(await s.send("EHLO client.test"), /^250 /);
+    const reply = s.read();
+    let outcome = "";
+    void reply.then((line) => outcome = line);
+    // One byte every 400 ms keeps the 1 s idle timer from firing.
+    for (let i = 0; i < 20 && outcome === ""; i++) {
+      s.socket.write("N");
+      await sleep(400);
+    }
+    assert.match(await reply, /^421 4\.4\.2 .*command timeout/);
+    s.close();
+  });
+
+  it("closes the session after too many unrecognized commands", async () => {
+    const s = await rawSession(server);
+    await s.read();
+    const answers: string[] = [];
+    for (let i = 0; i < 10; i++) answers.push(await s.send(`BOGUS${i}`));
+    assert.match(answers[0]!, /^500 /);
+    assert.match(answers.at(-1)!, /^421 /);
+    assert.equal(await s.read(), "(closed)");
+  });
+
+  it("refuses a command line over the length limit and closes", async () => {
+    const s = await rawSession(server);
+    await s.read();
+    await s.send("EHLO client.test");
+    assert.match(await s.send(`MAIL FROM:<${"a".repeat(2000)}@client.test>`), /^421 .*too long/i);
+    assert.equal(await s.read(), "(closed)");
+  });
+});
+
+describe("greeting delay", () => {
+  let server: Server;
+  before(async () => {
+    server = await startServer({
+      config: {
+        "postern.yaml": "smtp:\n  greeting_delay: 700ms\n",
+        "domains/example.test/users": "alice\n",
+      },
+    });
+  });
+  after(async () => {
+    await cleanup(server);
+  });
+
+  it("refuses a client that talks before the greeting", async () => {
+    const s = await rawSession(server);
+    s.socket.write("EHLO eager.test\r\n");
+    assert.match(await s.read(), /^421 .*talk too soon/);
+    s.close();
+  });
+
+  it("serves a client that waits for the greeting", async () => {
+    const s = await rawSession(server);
+    assert.match(await s.read(), /^220 /);
+    assert.match(await s.send("EHLO patient.test"), /^250 /);
+    assert.match(await s.send("QUIT"), /^221 /);
+    s.close();
+  });
+});
