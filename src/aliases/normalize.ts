@@ -37,7 +37,11 @@ export function normalizeDomain(domain: string): string {
  * its suffix, without drop characters.
  */
 export function lookupKey(local: string, options: LookupOptions): string {
-  let key = local.toLowerCase();
+  // RFC 5321 section 4.1.2: "alice" and alice are the same mailbox.
+  const unquoted = local.length >= 2 && local.startsWith('"') && local.endsWith('"')
+    ? local.slice(1, -1).replace(/\\(.)/g, "$1")
+    : local;
+  let key = unquoted.toLowerCase();
   for (let i = 0; i < key.length; i++) {
     if (options.suffixSeparators.includes(key[i]!)) {
       // A separator as the first character is part of the name, not a suffix.

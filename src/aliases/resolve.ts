@@ -43,8 +43,17 @@ export class RecipientResolver {
 
   /** Creates a resolver over the local domains. */
   constructor(domains: ReadonlyMap<string, LocalDomain>, options: LookupOptions) {
-    this.#domains = domains;
     this.#options = options;
+    // Names in the users and aliases files are looked up by the same key as
+    // addresses, so "first.last" in a file matches first.last@ and firstlast@.
+    const key = (name: string) => name === "*" ? name : lookupKey(name, options);
+    this.#domains = new Map(
+      [...domains].map(([name, info]) => [name, {
+        ...info,
+        users: new Set([...info.users].map(key)),
+        aliases: new Map([...info.aliases].map(([alias, targets]) => [key(alias), targets])),
+      }]),
+    );
   }
 
   /** True when `domain` (any case, A- or U-labels) is one of ours. */
@@ -57,7 +66,7 @@ export class RecipientResolver {
    * alias, any name under a catch-all or an any-user domain, or postmaster.
    */
   exists(address: string): boolean {
-    const { local, domain } = splitAddress(address);
+    const { local, domain } = splitAddress(withPostmasterDomain(address, this.#domains));
     const info = this.#domains.get(domain);
     if (!info) return false;
     const key = lookupKey(local, this.#options);
@@ -81,7 +90,7 @@ export class RecipientResolver {
 
   #expand(address: string, path: string[], found: Map<string, Destination>): void {
     if (path.length > MAX_ALIAS_DEPTH) throw new AliasDepthError(path[0] ?? address);
-    const { local, domain } = splitAddress(address);
+    const { local, domain } = splitAddress(withPostmasterDomain(address, this.#domains));
     const info = this.#domains.get(domain);
     if (!info) {
       add(found, { kind: "remote", address: `${local}@${domain}` });
@@ -124,4 +133,14 @@ function add(found: Map<string, Destination>, destination: Destination): void {
     ? `p:${destination.argv.join("\0")}`
     : `r:${destination.address.toLowerCase()}`;
   if (!found.has(key)) found.set(key, destination);
+}
+
+/**
+ * RFC 5321 section 4.1.1.3: "RCPT TO:<Postmaster>" without a domain must be
+ * accepted; it goes to the postmaster of the first local domain.
+ */
+function withPostmasterDomain(address: string, domains: ReadonlyMap<string, LocalDomain>): string {
+  if (address.includes("@") || address.toLowerCase() !== POSTMASTER) return address;
+  const first = domains.keys().next();
+  return first.done ? address : `${address}@${first.value}`;
 }

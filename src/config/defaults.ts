@@ -17,7 +17,10 @@ export const DEFAULTS = {
     // RFC 5321 section 4.5.3.1.8: at least 100 recipients must be accepted.
     maxRecipients: 100,
     maxConnections: 500,
-    maxConnectionsPerIp: 20,
+    // Postfix's smtpd_client_connection_count_limit default. A client that
+    // reconnects right after QUIT is briefly counted twice (the old socket's
+    // close is seen a moment later), so the limit needs headroom.
+    maxConnectionsPerIp: 50,
     // RFC 5321 section 4.5.3.2.7: the server timeout is at least 5 minutes.
     idleTimeoutMs: 5 * 60_000,
     // RFC 5321 section 4.5.3.2.6 gives a client 10 minutes for the DATA

@@ -186,14 +186,17 @@ async function loadDomains(
       throw new ConfigError(domainsDir, `${domainsDir}: cannot list domains: ${describe(err)}`);
     }
   }
-  const names = new Set([...entries, ...Object.keys(file.domains ?? {})]);
-  for (const dirName of names) {
-    const name = normalizeDomain(dirName);
-    const dir = join(domainsDir, dirName);
-    const settings = file.domains?.[dirName] ?? undefined;
+  // Folders and postern.yaml keys may spell a domain in different cases;
+  // they are one domain, with the folder's files and the file's settings.
+  const folders = new Map(entries.map((dir) => [normalizeDomain(dir), dir]));
+  const settingsByName = new Map(
+    Object.entries(file.domains ?? {}).map(([key, value]) => [normalizeDomain(key), value]),
+  );
+  for (const name of new Set([...folders.keys(), ...settingsByName.keys()])) {
+    const dir = join(domainsDir, folders.get(name) ?? name);
     domains.set(name, {
       name,
-      anyUser: settings?.any_user ?? false,
+      anyUser: settingsByName.get(name)?.any_user ?? false,
       users: await loadUsers(join(dir, "users")),
       aliases: await loadAliases(join(dir, "aliases"), name),
     });

@@ -74,7 +74,7 @@ export const ConfigFileSchema = v.strictObject({
     max_recipients: v.optional(Count(1)),
     /** Connections at once, in total. Default: 500. */
     max_connections: v.optional(Count(1)),
-    /** Connections at once from one client IP address. Default: 20. */
+    /** Connections at once from one client IP address. Default: 50. */
     max_connections_per_ip: v.optional(Count(1)),
     /** Idle time allowed between commands. Default: 5m (RFC 5321 section 4.5.3.2.7). */
     idle_timeout: v.optional(Duration),

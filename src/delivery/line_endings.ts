@@ -9,6 +9,7 @@
 export async function* crlfToLf(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
   let heldCr = false;
   for await (const chunk of chunks) {
+    if (chunk.byteLength === 0) continue;
     const out = new Uint8Array(chunk.byteLength + 1);
     let n = 0;
     let i = 0;

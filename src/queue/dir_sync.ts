@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type FileHandle, open } from "node:fs/promises";
+import { open } from "node:fs/promises";
 
 interface Batch {
   promise: Promise<void>;
@@ -17,7 +17,6 @@ interface Batch {
 /** Coalesces fsync requests for one directory. */
 export class DirSyncer {
   #path: string;
-  #handle: Promise<FileHandle> | undefined;
   #next: Batch | undefined;
   #running = false;
 
@@ -45,11 +44,9 @@ export class DirSyncer {
     return promise;
   }
 
-  /** Closes the directory handle. */
-  async close(): Promise<void> {
-    const handle = this.#handle;
-    this.#handle = undefined;
-    if (handle) await (await handle).close().catch(() => {});
+  /** Kept for callers that close what they open; nothing is held. */
+  close(): Promise<void> {
+    return Promise.resolve();
   }
 
   async #drain(): Promise<void> {
@@ -58,11 +55,16 @@ export class DirSyncer {
       const batch = this.#next;
       this.#next = undefined;
       try {
-        this.#handle ??= open(this.#path, "r");
-        await (await this.#handle).sync();
+        // Opened per sync, not held: a Maildir per recipient must not pin a
+        // descriptor each for the life of the process.
+        const handle = await open(this.#path, "r");
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
         batch.resolve();
       } catch (err) {
-        this.#handle = undefined;
         batch.reject(err);
       }
     }

@@ -105,7 +105,9 @@ export class Queue {
       if (entry.running) continue;
       if (entry.dueAt <= now && this.#active < this.#options.concurrency) {
         this.#start(entry);
-      } else {
+      } else if (entry.dueAt > now) {
+        // Due items blocked by the concurrency limit start when a slot
+        // frees (the attempt's end pumps again); only future ones need a timer.
         earliest = Math.min(earliest, entry.dueAt);
       }
     }

@@ -95,8 +95,13 @@ export function spawnProcess(options: SpawnOptions): Promise<SpawnResult> {
         for await (const chunk of options.stdin) {
           if (!child.stdin.write(chunk)) {
             await new Promise<void>((r) => {
-              child.stdin.once("drain", r);
-              child.once("close", r);
+              const done = () => {
+                child.stdin.off("drain", done);
+                child.off("close", done);
+                r();
+              };
+              child.stdin.on("drain", done);
+              child.on("close", done);
             });
           }
           if (settled) break;

@@ -35,7 +35,7 @@ export function complete(
     if (message === undefined) callback(err);
     else callback(err, message);
   };
-  handler().then(
+  new Promise<SmtpReply | undefined>((resolve) => resolve(handler())).then(
     (r) => {
       if (r === undefined) finish(null);
       else if (r.code >= 400) finish(replyError(r));

@@ -29,6 +29,12 @@ export function checkRecipient(
   const address = rawAddress.startsWith("@")
     ? rawAddress.slice(rawAddress.indexOf(":") + 1)
     : rawAddress;
+  // RFC 5321 section 4.1.1.3: the domainless postmaster is always accepted.
+  if (address.toLowerCase() === "postmaster") {
+    return resolver.exists(address)
+      ? undefined
+      : { reason: "no_such_user", reply: Replies.noSuchUser };
+  }
   const at = address.lastIndexOf("@");
   if (at <= 0 || at === address.length - 1) {
     return { reason: "bad_address", reply: reply(501, "5.1.3", "Bad recipient address syntax") };

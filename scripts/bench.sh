@@ -1,0 +1,434 @@
+#!/usr/bin/env bash
+# scripts/bench.sh -- `deno task bench`: SMTP intake throughput of Postern next
+# to Postfix and chasquid (Debian packages), on the same machine, in one run.
+#
+# For every cell (5000 small messages at concurrency 1 and 20, 1000 messages
+# of 100 KB at concurrency 20) and every server, smtp-source sends the load to
+# 127.0.0.1 and the bench records msgs/s, CPU ms per message (server process
+# tree, run + queue drain) and peak RSS/PSS, then prints a table with the
+# Postern/peer ratios. Raw rows go to $BENCH_OUT/intake.csv.
+#
+# Needs root (the private Postfix instance, the network namespace, apt-get).
+# Missing postfix/chasquid/openssl are installed with apt-get ("Local only",
+# services not started). The system's Postfix and chasquid are never started:
+# Postfix runs as a private instance (`postfix -c $RT/postfix/etc start`),
+# chasquid with its own config dir, both under a temp dir, on loopback ports.
+# When `unshare` works, everything runs in a private network + mount namespace
+# (only `lo`; DNS goes to a local NXDOMAIN stub), so nothing can leave the
+# machine. Everything started is stopped by PID at the end, also on error.
+#
+# Environment (all optional):
+#   N_SMALL=5000 N_LARGE=1000 REPS=1    load size and repeats (medians if REPS>1)
+#   BUN=auto|1|0                        also measure Postern on Bun (auto: if installed)
+#   BENCH_PORT_BASE=2625                first of 6 loopback ports
+#   BENCH_OUT=DIR                       results dir (default /tmp/postern-bench-results/<UTC stamp>)
+#   BENCH_NETNS=auto|0                  0: stay in the host network namespace (loopback still)
+#   POSTERN_MAX_PER_IP=100              smtp.max_connections_per_ip for Postern ("default": leave unset)
+#   SRC_TIMEOUT=300 DRAIN_TIMEOUT=120   per smtp-source run / per queue drain, seconds
+#   BENCH_MAX_S=900                     cells not started by then are skipped
+#   KEEP_TMP=1                          keep the temp dir (server logs, spools)
+set -u -o pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+B=$REPO/scripts/bench
+N_SMALL=${N_SMALL:-5000}
+N_LARGE=${N_LARGE:-1000}
+REPS=${REPS:-1}
+LARGE_BYTES=102400
+BUN=${BUN:-auto}
+PORT_BASE=${BENCH_PORT_BASE:-2625}
+BENCH_NETNS=${BENCH_NETNS:-auto}
+POSTERN_MAX_PER_IP=${POSTERN_MAX_PER_IP:-100}
+SRC_TIMEOUT=${SRC_TIMEOUT:-300}
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-120}
+BENCH_MAX_S=${BENCH_MAX_S:-900}
+FROM=sender@client.test
+RCPT=user@example.test
+
+die() { echo "bench: $*" >&2; exit 1; }
+for v in N_SMALL N_LARGE REPS PORT_BASE SRC_TIMEOUT DRAIN_TIMEOUT BENCH_MAX_S; do
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
+done
+[ "$PORT_BASE" -le 65000 ] || die "BENCH_PORT_BASE too high"
+
+# deno/bun may live outside PATH (repo-local installs).
+for d in /tmp/rt/node_modules/.bin "$HOME/.deno/bin" "$HOME/.bun/bin"; do
+  [ -d "$d" ] && case ":$PATH:" in *":$d:"*) ;; *) PATH=$PATH:$d ;; esac
+done
+PATH=$PATH:/usr/sbin:/sbin
+export PATH
+
+# ============================================================ outside the netns
+if [ -z "${BENCH_IN_NS:-}" ]; then
+  [ "$(id -u)" = 0 ] || die "must run as root (private Postfix instance, network namespace, apt-get)"
+  command -v deno >/dev/null || die "deno not found on PATH"
+  command -v python3 >/dev/null || die "python3 not found"
+
+  pkgs=()
+  command -v smtp-source >/dev/null && command -v postfix >/dev/null || pkgs+=(postfix)
+  command -v chasquid >/dev/null && command -v chasquid-util >/dev/null || pkgs+=(chasquid)
+  command -v openssl >/dev/null || pkgs+=(openssl)
+  command -v unshare >/dev/null || pkgs+=(util-linux)
+  command -v ip >/dev/null || pkgs+=(iproute2)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    echo "bench: installing ${pkgs[*]} (apt-get, non-interactive, services not started)" >&2
+    echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
+    echo "postfix postfix/mailname string bench.test" | debconf-set-selections
+    made_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then   # keep invoke-rc.d from starting services
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+      made_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}"
+    rc=$?
+    [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+    [ $rc = 0 ] || die "apt-get install ${pkgs[*]} failed"
+  fi
+
+  STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+  BENCH_OUT=${BENCH_OUT:-/tmp/postern-bench-results/$STAMP}
+  mkdir -p "$BENCH_OUT" || die "cannot create $BENCH_OUT"
+  RT=$(mktemp -d /tmp/postern-bench.XXXXXX) || die "mktemp failed"
+  chmod 755 "$RT"   # Postfix daemons (user postfix) must reach their queue dir
+  export BENCH_IN_NS=1 BENCH_OUT RT STAMP
+  if [ "$BENCH_NETNS" != 0 ] && unshare --net --mount --propagation private true 2>/dev/null; then
+    mkdir -p "$RT/etc"
+    printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' > "$RT/etc/resolv.conf"
+    printf '127.0.0.1 localhost %s bench.test\n' "$(hostname)" > "$RT/etc/hosts"
+    export BENCH_NS=1
+    exec unshare --net --mount --propagation private bash "${BASH_SOURCE[0]}" "$@"
+  fi
+  echo "bench: WARNING: no network namespace; running on the host's 127.0.0.1 (chasquid's SPF lookups use the system resolver)" >&2
+  export BENCH_NS=0
+fi
+
+# ============================================================== inside (or not)
+LOG=$BENCH_OUT/run.log
+CSV=$BENCH_OUT/intake.csv
+T0=$(date +%s)
+log() { echo "[$(date -u +%H:%M:%S)] $*" >> "$LOG"; echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+now() { date +%s.%N; }
+probe() { python3 "$B/probe.py" "$@"; }
+
+PIDS=()          # every process we started (stopped in reverse order)
+PFC=$RT/postfix/etc
+pf_master_pid() { awk '{print $1; exit}' "$RT/postfix/spool/pid/master.pid" 2>/dev/null; }
+stop_pid() {     # TERM, wait up to 15 s, then KILL
+  local p=$1 i
+  kill -0 "$p" 2>/dev/null || return 0
+  kill -TERM "$p" 2>/dev/null
+  for i in $(seq 150); do kill -0 "$p" 2>/dev/null || { wait "$p" 2>/dev/null; return 0; }; sleep 0.1; done
+  log "pid $p ignored TERM for 15 s; KILL"
+  kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null
+}
+stop_postfix() {
+  local m; m=$(pf_master_pid)
+  [ -n "$m" ] && kill -0 "$m" 2>/dev/null || return 0
+  postfix -c "$PFC" stop >/dev/null 2>&1
+  local i; for i in $(seq 150); do kill -0 "$m" 2>/dev/null || return 0; sleep 0.1; done
+  stop_pid "$m"
+}
+CLEANED=
+cleanup() {
+  [ -n "$CLEANED" ] && return; CLEANED=1
+  [ -n "${LOADPID:-}" ] && stop_pid "$LOADPID"
+  [ -n "${SAMPLER:-}" ] && stop_pid "$SAMPLER"
+  [ -d "$PFC" ] && stop_postfix
+  local i
+  for (( i=${#PIDS[@]}-1; i>=0; i-- )); do stop_pid "${PIDS[$i]}"; done
+  if [ -n "${KEEP_TMP:-}" ]; then log "temp dir kept: $RT"; else rm -rf "$RT"; fi
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+fail() { log "FATAL: $*"; exit 1; }
+
+if [ "${BENCH_NS:-0}" = 1 ]; then
+  ip link set lo up || fail "cannot bring lo up in the namespace"
+  mount --bind "$RT/etc/resolv.conf" /etc/resolv.conf || fail "bind-mount resolv.conf"
+  mount --bind "$RT/etc/hosts" /etc/hosts || fail "bind-mount hosts"
+  [ "$(ip -o link | grep -vc ": lo:")" = 0 ] || fail "unexpected interfaces in the namespace: $(ip -o link)"
+  python3 "$B/probe.py" nxdns 53 > "$RT/nxdns.log" 2>&1 &
+  PIDS+=($!)
+fi
+
+P_DENO=$PORT_BASE; P_BUN=$((PORT_BASE+1)); P_PF=$((PORT_BASE+2)); P_CQ=$((PORT_BASE+3))
+if [ "${BENCH_NS:-0}" != 1 ]; then
+  for p in $(seq "$PORT_BASE" $((PORT_BASE+5))); do
+    python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$p))" 2>/dev/null ||
+      fail "port 127.0.0.1:$p is in use (set BENCH_PORT_BASE)"
+  done
+fi
+
+case $BUN in
+  auto) command -v bun >/dev/null && BUN=1 || BUN=0 ;;
+  1) command -v bun >/dev/null || fail "BUN=1 but bun is not on PATH" ;;
+esac
+SERVERS=(postern-deno postfix chasquid)
+[ "$BUN" = 1 ] && SERVERS=(postern-deno postern-bun postfix chasquid)
+declare -A PORT=([postern-deno]=$P_DENO [postern-bun]=$P_BUN [postfix]=$P_PF [chasquid]=$P_CQ)
+declare -A ROOTPID
+
+# ---------------------------------------------------------------- versions
+{
+  echo "date_utc=$(date -u +%FT%TZ) stamp=$STAMP"
+  echo "machine: kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/{printf "%.1f GB", $2/1048576}' /proc/meminfo) RAM, temp fs $(df -T "$RT" | awk 'NR==2{print $2}')"
+  echo "postern: $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'); $(deno --version | head -1)$([ "$BUN" = 1 ] && echo "; bun $(bun --version)")"
+  echo "postfix: $(postconf -d -h mail_version) (dpkg $(dpkg-query -W -f='${Version}' postfix 2>/dev/null))"
+  echo "chasquid: $(chasquid -version 2>&1 | head -1)"
+  echo "network: $([ "${BENCH_NS:-0}" = 1 ] && echo 'private namespace, lo only, NXDOMAIN DNS stub' || echo 'host namespace, 127.0.0.1')"
+} > "$BENCH_OUT/versions.txt"
+
+# ---------------------------------------------------------------- Postern
+setup_postern() {
+  local c=$RT/postern/config
+  mkdir -p "$c/domains/example.test"
+  {
+    echo "hostname: bench.test"
+    if [ "$POSTERN_MAX_PER_IP" != default ]; then
+      echo "smtp:"
+      echo "  max_connections_per_ip: $POSTERN_MAX_PER_IP"
+    fi
+  } > "$c/postern.yaml"
+  echo user > "$c/domains/example.test/users"
+  (cd "$REPO" && deno run -A src/main.ts check --config "$c") >> "$LOG" 2>&1 ||
+    fail "postern check rejected the bench config (see $LOG)"
+}
+start_postern() {  # deno|bun
+  local rt=$1 name=postern-$1 d=$RT/postern-$1
+  local port=${PORT[$name]}
+  mkdir -p "$d"
+  local seen; seen=$(grep -c 'event=listening' "$d/stdout.log" 2>/dev/null)
+  if [ "$rt" = deno ]; then
+    (cd "$REPO" && exec deno run -A src/main.ts serve --config "$RT/postern/config" --data "$d/data" \
+      --listen "127.0.0.1:$port") >> "$d/stdout.log" 2>> "$d/stderr.log" < /dev/null &
+  else
+    (cd "$REPO" && exec bun run src/main.ts serve --config "$RT/postern/config" --data "$d/data" \
+      --listen "127.0.0.1:$port") >> "$d/stdout.log" 2>> "$d/stderr.log" < /dev/null &
+  fi
+  local pid=$!
+  PIDS+=("$pid"); ROOTPID[$name]=$pid
+  local i
+  for i in $(seq 600); do
+    [ "$(grep -c 'event=listening' "$d/stdout.log" 2>/dev/null)" -gt "${seen:-0}" ] && break
+    kill -0 "$pid" 2>/dev/null || fail "$name exited at start: $(tail -5 "$d/stderr.log")"
+    sleep 0.1
+  done
+  probe banner "$port" 30 > /dev/null || fail "$name: no 220 on 127.0.0.1:$port within 60 s"
+  log "$name pid=$pid port=$port"
+}
+
+# ---------------------------------------------------------------- Postfix
+setup_postfix() {
+  mkdir -p "$PFC" "$RT/postfix/spool" "$RT/postfix/data"
+  chown postfix: "$RT/postfix/data"
+  sed "s#@RT@#$RT#g" "$B/postfix-main.cf.in" > "$PFC/main.cf"
+  sed "s#@LISTEN@#127.0.0.1:$P_PF#" "$B/postfix-master.cf" > "$PFC/master.cf"
+  : > "$RT/postfix/maillog"
+  postfix -c "$PFC" check >> "$LOG" 2>&1 || fail "postfix check failed (see $LOG)"
+}
+start_postfix() {
+  postfix -c "$PFC" start >> "$LOG" 2>&1 || fail "postfix -c $PFC start failed (see $LOG)"
+  local i m=
+  for i in $(seq 100); do m=$(pf_master_pid); [ -n "$m" ] && break; sleep 0.1; done
+  [ -n "$m" ] || fail "postfix master.pid did not appear"
+  ROOTPID[postfix]=$m
+  probe banner "$P_PF" 60 > /dev/null || fail "postfix: no 220 on 127.0.0.1:$P_PF"
+  log "postfix master pid=$m port=$P_PF"
+}
+
+# ---------------------------------------------------------------- chasquid
+setup_chasquid() {
+  local c=$RT/chasquid/etc
+  mkdir -p "$c/domains/example.test" "$c/certs/bench.test" "$RT/chasquid/data"
+  sed -e "s#@RT@#$RT#g" -e "s#@PORT@#$P_CQ#" -e "s#@PORT_SUB@#$((PORT_BASE+4))#" \
+      -e "s#@PORT_SUBTLS@#$((PORT_BASE+5))#" "$B/chasquid.conf.in" > "$c/chasquid.conf"
+  chasquid-util -C="$c" user-add "$RCPT" --password=bench-only-pw >> "$LOG" 2>&1 ||
+    fail "chasquid-util user-add failed"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench.test \
+    -keyout "$c/certs/bench.test/privkey.pem" -out "$c/certs/bench.test/fullchain.pem" \
+    > "$RT/chasquid/openssl.log" 2>&1 || fail "openssl self-signed cert failed: $(tail -3 "$RT/chasquid/openssl.log")"
+}
+start_chasquid() {
+  chasquid -config_dir="$RT/chasquid/etc" -logfile="$RT/chasquid/chasquid.log" \
+    > "$RT/chasquid/stdout.log" 2>&1 < /dev/null &
+  local pid=$!
+  PIDS+=("$pid"); ROOTPID[chasquid]=$pid
+  probe banner "$P_CQ" 60 > /dev/null || fail "chasquid: no 220 on 127.0.0.1:$P_CQ ($(tail -3 "$RT/chasquid/chasquid.log" 2>/dev/null))"
+  log "chasquid pid=$pid port=$P_CQ"
+}
+
+# --------------------------------------------------- per-server evidence
+# queue specs for probe.py drain
+queue_specs() {
+  case $1 in
+    postern-*) echo "tree:$RT/$1/data/spool/queue tree:$RT/$1/data/spool/incoming" ;;
+    postfix) local q; for q in maildrop incoming active deferred hold; do echo -n "tree:$RT/postfix/spool/$q "; done ;;
+    chasquid) echo "prefix:$RT/chasquid/data/queue:m:" ;;
+  esac
+}
+all_queue_specs() { local s; for s in "${SERVERS[@]}"; do queue_specs "$s"; echo -n " "; done; }
+# log file, accepted regex, delivered regex, rejected regex
+evidence() {
+  case $1 in
+    postern-*) printf '%s\n' "$RT/$1/stdout.log" ' event=queued ' \
+                 ' event=completed sent=1 failed=0' ' event=rejected ' ;;
+    postfix)   printf '%s\n' "$RT/postfix/maillog" 'postfix/cleanup\[[0-9]+\]: [0-9A-Z]+: message-id=' \
+                 'postfix/discard\[[0-9]+\]: .* status=sent' 'postfix/smtpd\[[0-9]+\]: .*(reject|warning)' ;;
+    chasquid)  printf '%s\n' "$RT/chasquid/mail.log" ' queued ip=' \
+                 ' from=.* to=.* sent' ' (rejected|failed)' ;;
+  esac
+}
+
+# Before every cell: the server must still be running and answering. One
+# that died (or was stopped by something outside the bench) is reported with
+# its last log lines and restarted, at most twice.
+declare -A RESTARTS
+ensure_running() {
+  local s=$1 pid=${ROOTPID[$1]}
+  kill -0 "$pid" 2>/dev/null && probe banner "${PORT[$s]}" 5 > /dev/null && return 0
+  local n=${RESTARTS[$s]:-0}
+  {
+    echo "=== $(date -u +%T) $s (pid $pid) is not running or not answering; restart $((n+1))"
+    case $s in
+      postern-*) echo "--- $s stderr (last 10)"; tail -10 "$RT/$s/stderr.log" ;;
+      postfix) echo "--- maillog (last 10)"; tail -10 "$RT/postfix/maillog" ;;
+      chasquid) echo "--- chasquid.log (last 10)"; tail -10 "$RT/chasquid/chasquid.log" ;;
+    esac
+  } >> "$BENCH_OUT/restarts.txt"
+  log "WARN: $s (pid $pid) is not running; see $BENCH_OUT/restarts.txt"
+  [ "$n" -lt 2 ] || fail "$s stopped a third time"
+  RESTARTS[$s]=$((n+1))
+  case $s in
+    postern-*) stop_pid "$pid"; start_postern "${s#postern-}" ;;
+    postfix) stop_postfix; start_postfix ;;
+    chasquid) stop_pid "$pid"; start_chasquid ;;
+  esac
+}
+
+quiesce() {
+  # shellcheck disable=SC2046
+  probe drain "$DRAIN_TIMEOUT" $(all_queue_specs) || log "WARN: queues not empty after ${DRAIN_TIMEOUT}s"
+  sleep 1
+}
+
+echo "rep,server,size,conc,n,wall_s,msgs_per_s,cpu_s,cpu_ms_per_msg,peak_rss_tree_mb,peak_rss_main_mb,peak_pss_tree_mb,max_procs,drain_s,rc,src_err_lines,accepted,delivered,rejected,loadavg1,status" > "$CSV"
+: > "$BENCH_OUT/commands.txt"
+
+run_cell() {  # rep server size conc
+  local rep=$1 s=$2 size=$3 c=$4 n extra=()
+  if [ "$size" = small ]; then n=$N_SMALL; else n=$N_LARGE; extra=(-l "$LARGE_BYTES"); fi
+  local ev; mapfile -t ev < <(evidence "$s")
+  local file=${ev[0]}
+  ensure_running "$s"
+  quiesce
+  local a0 d0 r0; read -r a0 d0 r0 < <(probe count "$file" "${ev[1]}" "${ev[2]}" "${ev[3]}")
+  local la; la=$(cut -d' ' -f1 /proc/loadavg)
+  local cell=$RT/cell; mkdir -p "$cell"
+  python3 "$B/probe.py" sample "$cell/sample" "${ROOTPID[$s]}" & SAMPLER=$!
+  sleep 0.3
+  local cmd=(smtp-source -s "$c" -m "$n" "${extra[@]}" -f "$FROM" -t "$RCPT" "127.0.0.1:${PORT[$s]}")
+  echo "${cmd[*]}" >> "$BENCH_OUT/commands.txt"
+  local t0 t1 t2 rc drained=1
+  t0=$(now)
+  # in the background so that a TERM to the bench is handled at once (wait is interruptible)
+  timeout "$SRC_TIMEOUT" "${cmd[@]}" > "$cell/src.out" 2> "$cell/src.err" & LOADPID=$!
+  wait "$LOADPID"; rc=$?; LOADPID=
+  t1=$(now)
+  # shellcheck disable=SC2046
+  probe drain "$DRAIN_TIMEOUT" $(queue_specs "$s") || drained=0
+  t2=$(now)
+  kill -TERM "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null; SAMPLER=
+  # logs may trail the queue (postlogd, buffered writers): wait for the counts
+  probe waitcount 15 "$file" "${ev[2]}" $((d0 + n)) > /dev/null
+  local a1 d1 r1; read -r a1 d1 r1 < <(probe count "$file" "${ev[1]}" "${ev[2]}" "${ev[3]}")
+  local acc=$((a1 - a0)) del=$((d1 - d0)) rej=$((r1 - r0))
+  local errl; errl=$(wc -l < "$cell/src.err")
+  local pk pkm pss cpu procs
+  read -r pk pkm pss cpu procs < "$cell/sample" || { pk=0 pkm=0 pss=0 cpu=0 procs=0; }
+  local st=OK
+  [ "$rc" = 0 ] || st="rc=$rc"
+  [ "$errl" = 0 ] || st="$st;src_errors"
+  [ "$acc" = "$n" ] || st="$st;accepted=$acc"
+  [ "$del" = "$n" ] || st="$st;delivered=$del"
+  [ "$drained" = 1 ] || st="$st;queue_not_drained"
+  st=${st#OK;}
+  local row
+  row=$(python3 -c "
+n, t0, t1, t2, cpu = $n, $t0, $t1, $t2, $cpu
+print('%s,%s,%s,%s,%d,%.3f,%.1f,%.3f,%.3f,%.1f,%.1f,%.1f,%s,%.3f' % ('$rep', '$s', '$size', '$c', n,
+      t1 - t0, n / (t1 - t0), cpu, cpu * 1000 / n, $pk / 1024, $pkm / 1024, $pss / 1024, '$procs', t2 - t1))")
+  echo "$row,$rc,$errl,$acc,$del,$rej,$la,$st" >> "$CSV"
+  log "rep$rep $s $size c=$c n=$n: $(echo "$row" | cut -d, -f6-) rc=$rc err=$errl accepted=$acc delivered=$del rejected=$rej -> $st"
+  if [ "$st" != OK ]; then
+    {
+      echo "=== rep$rep $s $size c=$c: $st"
+      echo "--- smtp-source stderr (first 10 lines)"; head -10 "$cell/src.err"
+      echo "--- server log lines matching rejected/errors (last 20)"
+      grep -E "${ev[3]}| level=(error|warn)" "$file" 2>/dev/null | tail -20
+      case $s in postern-*) echo "--- postern stderr (last 20)"; tail -20 "$RT/$s/stderr.log" ;; esac
+    } >> "$BENCH_OUT/failures.txt"
+  fi
+}
+
+# ================================================================== run
+log "results: $BENCH_OUT   temp: $RT"
+setup_postern
+setup_postfix
+setup_chasquid
+start_postern deno
+[ "$BUN" = 1 ] && start_postern bun
+start_postfix
+start_chasquid
+sleep 2
+
+CELLS=("small:1" "small:20" "large:20")
+for rep in $(seq "$REPS"); do
+  # interleave: every (cell, server) once per rep, in a fresh random order
+  for job in $(for cell in "${CELLS[@]}"; do for s in "${SERVERS[@]}"; do echo "$cell:$s"; done; done | shuf); do
+    IFS=: read -r size c s <<< "$job"
+    if [ $(( $(date +%s) - T0 )) -ge "$BENCH_MAX_S" ]; then
+      log "BENCH_MAX_S=$BENCH_MAX_S reached: skipping rep$rep $s $size c=$c"
+      echo "$rep,$s,$size,$c,0,,,,,,,,,,,,,,,,SKIPPED" >> "$CSV"
+      continue
+    fi
+    run_cell "$rep" "$s" "$size" "$c"
+  done
+done
+
+# app-log warnings/errors from Postern over the whole run
+for s in "${SERVERS[@]}"; do
+  case $s in postern-*)
+    if grep -E ' level=(warn|error)' "$RT/$s/stderr.log" > "$BENCH_OUT/$s-warnings.log" 2>/dev/null; then
+      log "$s logged $(wc -l < "$BENCH_OUT/$s-warnings.log") warning/error line(s): $BENCH_OUT/$s-warnings.log"
+    else rm -f "$BENCH_OUT/$s-warnings.log"; fi ;;
+  esac
+done
+
+# ================================================================ report
+{
+  echo "Postern SMTP intake benchmark ($(date -u +%F), REPS=$REPS, N_SMALL=$N_SMALL, N_LARGE=$N_LARGE x $LARGE_BYTES B)"
+  sed 's/^/  /' "$BENCH_OUT/versions.txt"
+  cat <<EOF
+  load: smtp-source -s {1|20} -m N [-l $LARGE_BYTES] -f $FROM -t $RCPT 127.0.0.1:PORT
+        (new connection per message, no pipelining; the load generator shares the CPUs)
+  durability before "250":
+    postern   spool file fdatasync + queue dir fsync (group commit) before 250, then a real Maildir
+              delivery (another fdatasync + dir fsync) -- durable, and does more work than the peers
+    postfix   cleanup fsyncs the queue file before 250, then the discard transport drops it -- durable
+    chasquid  1.11 writes the queue file with rename but NO fsync, then forks /bin/true as MDA -- not durable
+  Postern config: hostname bench.test, user@example.test; smtp.max_connections_per_ip=$POSTERN_MAX_PER_IP
+  CPU ms/msg: utime+stime of the server's process tree incl. reaped children, smtp-source start to queue
+              drained; peak RSS: sum of VmRSS over the tree every 100 ms; PSS: proportional set size of the
+              tree (the fair figure for multi-process Postfix, whose RSS sum counts shared pages per process)
+EOF
+  echo
+  python3 "$B/report.py" "$CSV"; echo "$?" > "$RT/report.rc"
+  echo
+  echo "raw rows: $CSV"
+  [ -f "$BENCH_OUT/failures.txt" ] && echo "FAILURES: see $BENCH_OUT/failures.txt"
+  [ -f "$BENCH_OUT/restarts.txt" ] && echo "RESTARTS (a server had stopped between cells): see $BENCH_OUT/restarts.txt"
+  ls "$BENCH_OUT"/postern-*-warnings.log 2>/dev/null | sed 's/^/Postern warnings: /'
+} | tee "$BENCH_OUT/summary.txt"
+log "done in $(( $(date +%s) - T0 )) s"
+[ "$(cat "$RT/report.rc" 2>/dev/null)" = 0 ]

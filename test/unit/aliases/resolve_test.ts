@@ -1,0 +1,212 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  AliasDepthError,
+  type Destination,
+  type LocalDomain,
+  MAX_ALIAS_DEPTH,
+  parseAliases,
+  RecipientResolver,
+} from "../../../src/aliases/mod.ts";
+
+const OPTIONS = { suffixSeparators: "+", dropCharacters: "." };
+
+function domain(name: string, users: string[], aliases = "", anyUser = false): LocalDomain {
+  return { name, anyUser, users: new Set(users), aliases: parseAliases(aliases, name) };
+}
+
+function resolver(...domains: LocalDomain[]): RecipientResolver {
+  return new RecipientResolver(new Map(domains.map((d) => [d.name, d])), OPTIONS);
+}
+
+function mailbox(user: string, domainName: string): Destination {
+  return { kind: "mailbox", domain: domainName, user };
+}
+
+/** Sorts destinations so that tests do not depend on expansion order. */
+function sorted(destinations: Destination[]): string[] {
+  return destinations.map((d) => JSON.stringify(d)).sort();
+}
+
+function assertSameDestinations(actual: Destination[], expected: Destination[]): void {
+  assert.deepEqual(sorted(actual), sorted(expected));
+}
+
+describe("RecipientResolver.isLocalDomain", () => {
+  it("isLocalDomain() matches any case, a trailing dot and U-labels", () => {
+    const r = resolver(domain("xn--bcher-kva.de", []), domain("ex.test", []));
+    assert.equal(r.isLocalDomain("EX.TEST"), true);
+    assert.equal(r.isLocalDomain("ex.test."), true);
+    assert.equal(r.isLocalDomain("Bücher.de"), true);
+    assert.equal(r.isLocalDomain("other.test"), false);
+  });
+});
+
+describe("RecipientResolver.exists", () => {
+  const r = resolver(
+    domain("ex.test", ["alice", "firstlast"], "sales: alice\n"),
+    domain("catch.test", ["bob"], "*: bob\n"),
+    domain("any.test", [], "", true),
+  );
+
+  it("exists() is true for a user in any case, with a suffix or drop characters", () => {
+    assert.equal(r.exists("alice@ex.test"), true);
+    assert.equal(r.exists("ALICE@EX.TEST"), true);
+    assert.equal(r.exists("alice+news@ex.test"), true);
+    assert.equal(r.exists("First.Last@ex.test"), true);
+  });
+
+  it("exists() is true for an alias", () => {
+    assert.equal(r.exists("sales@ex.test"), true);
+    assert.equal(r.exists("Sales+x@ex.test"), true);
+  });
+
+  it("exists() is false for an unknown name when the domain has no catch-all", () => {
+    assert.equal(r.exists("nobody@ex.test"), false);
+  });
+
+  it("exists() is false when the domain is not local", () => {
+    assert.equal(r.exists("alice@remote.test"), false);
+  });
+
+  it("exists() is always true for postmaster in a local domain", () => {
+    assert.equal(r.exists("postmaster@ex.test"), true);
+    assert.equal(r.exists("PostMaster@catch.test"), true);
+    assert.equal(r.exists("postmaster@any.test"), true);
+    assert.equal(r.exists("postmaster@remote.test"), false);
+  });
+
+  it("exists() is true for any name when the domain has a catch-all", () => {
+    assert.equal(r.exists("whoever@catch.test"), true);
+  });
+
+  it("exists() is true for any name when the domain is any_user", () => {
+    assert.equal(r.exists("random.person+x@any.test"), true);
+  });
+});
+
+describe("RecipientResolver.resolve", () => {
+  it("resolve() returns the user's mailbox when the address is a user", () => {
+    const r = resolver(domain("ex.test", ["alice"]));
+    assert.deepEqual(r.resolve("Alice+tag@EX.test"), [mailbox("alice", "ex.test")]);
+  });
+
+  it("resolve() follows aliases recursively when aliases point at aliases", () => {
+    const r = resolver(
+      domain("ex.test", ["alice", "bob"], "team: leads, bob\nleads: alice\n"),
+    );
+    assertSameDestinations(r.resolve("team@ex.test"), [
+      mailbox("alice", "ex.test"),
+      mailbox("bob", "ex.test"),
+    ]);
+  });
+
+  it("resolve() follows aliases across local domains", () => {
+    const r = resolver(
+      domain("a.test", [], "x: y@b.test\n"),
+      domain("b.test", ["y"]),
+    );
+    assert.deepEqual(r.resolve("x@a.test"), [mailbox("y", "b.test")]);
+  });
+
+  it("resolve() keeps a mailbox copy when an alias lists itself", () => {
+    const r = resolver(domain("ex.test", ["root"], "root: root, admin@remote.test\n"));
+    assertSameDestinations(r.resolve("root@ex.test"), [
+      mailbox("root", "ex.test"),
+      { kind: "remote", address: "admin@remote.test" },
+    ]);
+  });
+
+  it("resolve() terminates when aliases form a loop", () => {
+    const r = resolver(domain("ex.test", [], "a: b\nb: a\n"));
+    // a -> b -> a: a is already being expanded, so it lands in a's mailbox.
+    assert.deepEqual(r.resolve("a@ex.test"), [mailbox("a", "ex.test")]);
+    assert.deepEqual(r.resolve("b@ex.test"), [mailbox("b", "ex.test")]);
+  });
+
+  it("resolve() expands a chain of exactly MAX_ALIAS_DEPTH aliases", () => {
+    const lines: string[] = [];
+    for (let i = 0; i < MAX_ALIAS_DEPTH; i++) lines.push(`a${i}: a${i + 1}`);
+    const r = resolver(domain("ex.test", [`a${MAX_ALIAS_DEPTH}`], lines.join("\n")));
+    assert.deepEqual(r.resolve("a0@ex.test"), [mailbox(`a${MAX_ALIAS_DEPTH}`, "ex.test")]);
+  });
+
+  it("resolve() throws AliasDepthError when aliases nest deeper than 10", () => {
+    const lines: string[] = [];
+    const depth = MAX_ALIAS_DEPTH + 1;
+    for (let i = 0; i < depth; i++) lines.push(`a${i}: a${i + 1}`);
+    const r = resolver(domain("ex.test", [`a${depth}`], lines.join("\n")));
+    assert.throws(() => r.resolve("a0@ex.test"), (err: unknown) => {
+      assert.ok(err instanceof AliasDepthError);
+      assert.ok(err instanceof RangeError);
+      assert.match(err.message, /a0@ex\.test/);
+      return true;
+    });
+  });
+
+  it("resolve() uses the catch-all only when the name is not a user", () => {
+    const r = resolver(domain("ex.test", ["alice", "bob"], "*: bob\n"));
+    assert.deepEqual(r.resolve("alice@ex.test"), [mailbox("alice", "ex.test")]);
+    assert.deepEqual(r.resolve("stranger@ex.test"), [mailbox("bob", "ex.test")]);
+  });
+
+  it("resolve() prefers an explicit alias over the catch-all", () => {
+    const r = resolver(domain("ex.test", ["bob", "carol"], "*: bob\nsales: carol\n"));
+    assert.deepEqual(r.resolve("sales@ex.test"), [mailbox("carol", "ex.test")]);
+  });
+
+  it("resolve() does not send postmaster to the catch-all", () => {
+    const r = resolver(domain("ex.test", ["bob"], "*: bob\n"));
+    assert.deepEqual(r.resolve("postmaster@ex.test"), [mailbox("postmaster", "ex.test")]);
+  });
+
+  it("resolve() follows a postmaster alias when one is defined", () => {
+    const r = resolver(domain("ex.test", ["bob"], "postmaster: bob\n"));
+    assert.deepEqual(r.resolve("postmaster@ex.test"), [mailbox("bob", "ex.test")]);
+  });
+
+  it("resolve() gives each name its own mailbox when the domain is any_user", () => {
+    const r = resolver(domain("any.test", [], "", true));
+    assert.deepEqual(r.resolve("Some.One+x@any.test"), [mailbox("someone", "any.test")]);
+  });
+
+  it("resolve() returns a remote destination when the domain is not local", () => {
+    const r = resolver(domain("ex.test", []));
+    assert.deepEqual(r.resolve("Friend@Remote.TEST"), [
+      { kind: "remote", address: "Friend@remote.test" },
+    ]);
+  });
+
+  it("resolve() returns a pipe destination naming the alias", () => {
+    const r = resolver(domain("ex.test", [], "tubo: | /bin/filter --to tubo\n"));
+    assert.deepEqual(r.resolve("tubo@ex.test"), [
+      { kind: "pipe", argv: ["/bin/filter", "--to", "tubo"], alias: "tubo@ex.test" },
+    ]);
+  });
+
+  it("resolve() finds an alias whose name has a drop character", () => {
+    const r = resolver(domain("ex.test", ["alice"], "first.last: alice\n"));
+    assert.equal(r.exists("first.last@ex.test"), true);
+    assert.deepEqual(r.resolve("first.last@ex.test"), [mailbox("alice", "ex.test")]);
+  });
+
+  it("resolve() removes duplicates when several aliases reach the same place", () => {
+    const r = resolver(
+      domain(
+        "ex.test",
+        ["alice"],
+        [
+          "all: one, two, Alice, alice+x, ext@remote.test, EXT@Remote.test",
+          "one: alice, p",
+          "two: alice, p",
+          "p: | /bin/cat",
+        ].join("\n"),
+      ),
+    );
+    assertSameDestinations(r.resolve("all@ex.test"), [
+      mailbox("alice", "ex.test"),
+      { kind: "pipe", argv: ["/bin/cat"], alias: "p@ex.test" },
+      { kind: "remote", address: "ext@remote.test" },
+    ]);
+  });
+});

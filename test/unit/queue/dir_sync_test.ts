@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { DirSyncer } from "../../../src/queue/mod.ts";
+import { makeTempDir, removeDir } from "../helpers.ts";
+
+describe("DirSyncer", () => {
+  let root: string;
+  before(async () => {
+    root = await makeTempDir("postern-dirsync-");
+  });
+  after(async () => {
+    await removeDir(root);
+  });
+
+  it("sync() resolves every one of many concurrent calls", async () => {
+    const syncer = new DirSyncer(root);
+    try {
+      const calls = Array.from({ length: 50 }, () => syncer.sync());
+      let resolved = 0;
+      await Promise.all(calls.map((p) => p.then(() => resolved++)));
+      assert.equal(resolved, 50);
+    } finally {
+      await syncer.close();
+    }
+  });
+
+  it("sync() makes a call during a running fsync wait for a later batch", async () => {
+    const syncer = new DirSyncer(root);
+    try {
+      const first = syncer.sync(); // starts an fsync at once
+      const second = syncer.sync(); // arrives while it runs
+      const third = syncer.sync(); // joins the same later batch
+      assert.notEqual(first, second);
+      assert.equal(second, third);
+      const order: string[] = [];
+      await Promise.all([
+        first.then(() => order.push("first")),
+        second.then(() => order.push("second")),
+      ]);
+      assert.deepEqual(order, ["first", "second"]);
+    } finally {
+      await syncer.close();
+    }
+  });
+
+  it("sync() starts a new batch when called after the previous one finished", async () => {
+    const syncer = new DirSyncer(root);
+    try {
+      const first = syncer.sync();
+      await first;
+      const again = syncer.sync();
+      assert.notEqual(again, first);
+      await again;
+    } finally {
+      await syncer.close();
+    }
+  });
+
+  it("sync() rejects when the directory is missing and recovers once it exists", async () => {
+    const dir = join(root, "later");
+    const syncer = new DirSyncer(dir);
+    try {
+      await assert.rejects(syncer.sync(), (err: unknown) => {
+        assert.equal((err as { code?: string }).code, "ENOENT");
+        return true;
+      });
+      await mkdir(dir);
+      await syncer.sync();
+    } finally {
+      await syncer.close();
+    }
+  });
+
+  it("close() can be called before any sync and more than once", async () => {
+    const syncer = new DirSyncer(root);
+    await syncer.close();
+    await syncer.sync();
+    await syncer.close();
+    await syncer.close();
+  });
+});

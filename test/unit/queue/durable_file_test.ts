@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, afterEach, before, describe, it } from "node:test";
+import { DirSyncer, DurableFile, writeFileDurably } from "../../../src/queue/mod.ts";
+import { listDir, makeTempDir, removeDir } from "../helpers.ts";
+
+describe("DurableFile", () => {
+  let root: string;
+  let syncer: DirSyncer;
+  let n = 0;
+  before(async () => {
+    root = await makeTempDir("postern-durable-");
+    syncer = new DirSyncer(root);
+  });
+  afterEach(() => {
+    n++;
+  });
+  after(async () => {
+    await syncer.close();
+    await removeDir(root);
+  });
+
+  const tmp = () => join(root, `t${n}.tmp`);
+  const final = () => join(root, `f${n}`);
+
+  it("create() + write() + commit() moves the bytes to the final name", async () => {
+    const file = await DurableFile.create(tmp());
+    await file.write(new TextEncoder().encode("hello "));
+    await file.write(new TextEncoder().encode("world"));
+    assert.equal(file.bytes, 11);
+    await file.commit(final(), syncer);
+    assert.equal(await readFile(final(), "utf8"), "hello world");
+    await assert.rejects(stat(tmp()), { code: "ENOENT" });
+    assert.equal((await stat(final())).mode & 0o777, 0o600);
+  });
+
+  it("write() keeps every byte when writes cross the flush size", async () => {
+    const file = await DurableFile.create(tmp());
+    const data = new Uint8Array(1024 * 1024 + 17);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 256;
+    for (let off = 0; off < data.length; off += 100_000) {
+      await file.write(data.slice(off, off + 100_000));
+    }
+    await file.commit(final(), syncer);
+    assert.deepEqual(new Uint8Array(await readFile(final())), data);
+  });
+
+  it("create() refuses an existing temporary file unless replace is set", async () => {
+    await writeFile(tmp(), "leftover that is longer than the new content");
+    await assert.rejects(DurableFile.create(tmp()), { code: "EEXIST" });
+    const file = await DurableFile.create(tmp(), true);
+    await file.write(new TextEncoder().encode("new"));
+    await file.commit(final(), syncer);
+    assert.equal(await readFile(final(), "utf8"), "new");
+  });
+
+  it("abort() removes the temporary file and leaves no final file", async () => {
+    const file = await DurableFile.create(tmp());
+    await file.write(new TextEncoder().encode("partial"));
+    await file.abort();
+    await file.abort();
+    await assert.rejects(stat(tmp()), { code: "ENOENT" });
+    await assert.rejects(stat(final()), { code: "ENOENT" });
+  });
+
+  it("writeFileDurably() writes a small file in one call", async () => {
+    await writeFileDurably(tmp(), final(), new TextEncoder().encode("{}"), syncer);
+    assert.equal(await readFile(final(), "utf8"), "{}");
+    assert.equal((await listDir(root)).includes(`t${n}.tmp`), false);
+  });
+
+  it("writeFileDurably() removes the temporary file when the rename fails", async () => {
+    const missingDir = join(root, "missing", "f");
+    await assert.rejects(
+      writeFileDurably(tmp(), missingDir, new TextEncoder().encode("x"), syncer),
+      { code: "ENOENT" },
+    );
+    await assert.rejects(stat(tmp()), { code: "ENOENT" });
+  });
+});

@@ -1,0 +1,369 @@
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import { Counters, Logger, MailLog } from "../../../src/log/mod.ts";
+import {
+  type Courier,
+  type DeliveryResult,
+  type DeliveryState,
+  Queue,
+  type QueueOptions,
+  Spool,
+  type SpoolItem,
+} from "../../../src/queue/mod.ts";
+import { collectText, deferred, listDir, makeTempDir, removeDir, until } from "../helpers.ts";
+import { makeEnvelope, spoolMessage } from "./fixtures.ts";
+
+const T0 = Date.parse("2026-03-01T00:00:00.000Z");
+const DAY = 86_400_000;
+
+const OPTIONS: QueueOptions = {
+  concurrency: 4,
+  retryInitialMs: 60_000,
+  retryMaxMs: 300_000,
+  maxQueueLifetimeMs: 5 * DAY,
+};
+
+/** A delivery call as the fake courier saw it. */
+interface Call {
+  qid: string;
+  address: string;
+  index: number;
+  body: string;
+}
+
+type Decide = (call: Call, attempt: number) => DeliveryResult | Promise<DeliveryResult>;
+
+/** A courier that reads the message and answers with `decide`. */
+class FakeCourier implements Courier {
+  calls: Call[] = [];
+  #decide: Decide;
+
+  constructor(decide: Decide) {
+    this.#decide = decide;
+  }
+
+  async deliver(
+    item: SpoolItem,
+    recipient: { address: string; index: number },
+    open: () => AsyncIterable<Uint8Array>,
+  ): Promise<DeliveryResult> {
+    const call = { qid: item.envelope.id, ...recipient, body: await collectText(open()) };
+    this.calls.push(call);
+    const attempt = this.calls.filter((c) => c.address === call.address && c.qid === call.qid)
+      .length;
+    return await this.#decide(call, attempt);
+  }
+}
+
+/** A spool that records saved states and moves the clock to the next attempt. */
+class RecordingSpool extends Spool {
+  saved: Array<{ id: string; state: DeliveryState; at: number }> = [];
+  clock: { t: number } | undefined;
+  failSave = false;
+
+  override async saveState(id: string, state: DeliveryState): Promise<void> {
+    if (this.failSave) throw new Error("disk full");
+    const at = this.clock?.t ?? Date.now();
+    await super.saveState(id, state);
+    this.saved.push({ id, state: structuredClone(state), at });
+    // Let the retry fall due at once: the queue's next pump starts it.
+    if (this.clock && state.next_attempt_at) this.clock.t = Date.parse(state.next_attempt_at);
+  }
+}
+
+describe("Queue", () => {
+  let dataDir: string;
+  let spool: RecordingSpool;
+  let clock: { t: number };
+  let nowCalls: number;
+  let mailLines: string[];
+  let appLines: string[];
+  let counters: Counters;
+  let mailLog: MailLog;
+  let logger: Logger;
+  let queue: Queue | undefined;
+
+  beforeEach(async () => {
+    dataDir = await makeTempDir("postern-queue-");
+    spool = new RecordingSpool(dataDir);
+    await spool.init();
+    clock = { t: T0 };
+    spool.clock = clock;
+    nowCalls = 0;
+    mailLines = [];
+    appLines = [];
+    counters = new Counters();
+    mailLog = new MailLog((line) => mailLines.push(line), counters, () => new Date(clock.t));
+    logger = new Logger("debug", (line) => appLines.push(line), () => new Date(clock.t));
+    queue = undefined;
+  });
+  afterEach(async () => {
+    await queue?.stop();
+    await spool.close();
+    await removeDir(dataDir);
+  });
+
+  function makeQueue(courier: Courier, options: Partial<QueueOptions> = {}, random = 0.5): Queue {
+    queue = new Queue(
+      spool,
+      courier,
+      mailLog,
+      logger,
+      { ...OPTIONS, ...options },
+      () => {
+        nowCalls++;
+        return clock.t;
+      },
+      () => random,
+    );
+    return queue;
+  }
+
+  function completedLines(): string[] {
+    return mailLines.filter((l) => l.includes(" event=completed "));
+  }
+
+  async function spoolItem(to = ["alice@ex.test"], receivedAt = T0): Promise<SpoolItem> {
+    const envelope = makeEnvelope({ to, received_at: new Date(receivedAt).toISOString() });
+    return await spoolMessage(spool, envelope, `Subject: ${envelope.id}\r\n\r\nbody\r\n`);
+  }
+
+  it("Queue removes the item and logs completed when the first attempt is sent", async () => {
+    const courier = new FakeCourier(() => ({ status: "sent", detail: "maildir:alice@ex.test" }));
+    const q = makeQueue(courier);
+    const item = await spoolItem();
+    q.add(item);
+    assert.equal(q.size, 1);
+    await until(() => completedLines().length === 1);
+    await until(() => q.size === 0);
+    assert.equal(courier.calls.length, 1);
+    assert.deepEqual(courier.calls[0], {
+      qid: item.envelope.id,
+      address: "alice@ex.test",
+      index: 0,
+      body: `Subject: ${item.envelope.id}\r\n\r\nbody\r\n`,
+    });
+    assert.deepEqual(await listDir(`${dataDir}/spool/queue`), []);
+    assert.deepEqual(spool.saved, []);
+    const qid = item.envelope.id;
+    assert.ok(
+      mailLines.some((l) =>
+        l.includes(`qid=${qid} event=delivery to=<alice@ex.test> result=sent`) &&
+        l.includes("dest=maildir:alice@ex.test")
+      ),
+      mailLines.join(""),
+    );
+    assert.match(completedLines()[0]!, new RegExp(`qid=${qid} event=completed sent=1 failed=0`));
+    assert.equal(counters.get("deliveries_total", { result: "sent" }), 1);
+    assert.equal(counters.get("queue_completed_total"), 1);
+  });
+
+  it("Queue saves state and schedules the retry after retryInitialMs when deferred", async () => {
+    const courier = new FakeCourier(() => ({ status: "deferred", error: "mailbox busy" }));
+    const q = makeQueue(courier);
+    spool.clock = undefined; // keep the clock still: only one attempt
+    const item = await spoolItem();
+    q.add(item);
+    await until(() => spool.saved.length === 1);
+    const saved = spool.saved[0]!;
+    assert.equal(saved.id, item.envelope.id);
+    assert.deepEqual(saved.state.recipients, [
+      { address: "alice@ex.test", status: "pending", attempts: 1, last_error: "mailbox busy" },
+    ]);
+    assert.equal(saved.state.next_attempt_at, new Date(T0 + 60_000).toISOString());
+    assert.equal(q.size, 1);
+    // The state is on disk.
+    const { items } = await spool.load();
+    assert.deepEqual(items[0]!.state, saved.state);
+    assert.ok(mailLines.some((l) => l.includes('result=deferred error="mailbox busy"')));
+    assert.equal(counters.get("deliveries_total", { result: "deferred" }), 1);
+    assert.equal(completedLines().length, 0);
+  });
+
+  it("Queue doubles the retry delay on each deferral and caps it at retryMaxMs", async () => {
+    const courier = new FakeCourier((_call, attempt) =>
+      attempt < 6
+        ? { status: "deferred", error: `try ${attempt}` }
+        : { status: "sent", detail: "ok" }
+    );
+    const q = makeQueue(courier);
+    const item = await spoolItem();
+    q.add(item);
+    await until(() => completedLines().length === 1);
+    const delays = spool.saved.map((s) => Date.parse(s.state.next_attempt_at!) - s.at);
+    assert.deepEqual(delays, [60_000, 120_000, 240_000, 300_000, 300_000]);
+    assert.deepEqual(spool.saved.map((s) => s.state.recipients[0]!.attempts), [1, 2, 3, 4, 5]);
+    assert.equal(courier.calls.length, 6);
+    assert.match(completedLines()[0]!, /sent=1 failed=0/);
+    assert.deepEqual(await listDir(`${dataDir}/spool/queue`), []);
+  });
+
+  it("Queue jitters the delay by -20% when random() is 0 and +20% when it is 1", async () => {
+    const low = makeQueue(new FakeCourier(() => ({ status: "deferred", error: "x" })), {}, 0);
+    spool.clock = undefined;
+    low.add(await spoolItem());
+    await until(() => spool.saved.length === 1);
+    assert.equal(Date.parse(spool.saved[0]!.state.next_attempt_at!) - T0, 48_000);
+    await low.stop();
+
+    const high = makeQueue(new FakeCourier(() => ({ status: "deferred", error: "x" })), {}, 1);
+    high.add(await spoolItem());
+    await until(() => spool.saved.length === 2);
+    assert.equal(Date.parse(spool.saved[1]!.state.next_attempt_at!) - T0, 72_000);
+  });
+
+  it("Queue treats failed as final and does not retry", async () => {
+    const courier = new FakeCourier(() => ({ status: "failed", error: "no such mailbox" }));
+    const q = makeQueue(courier);
+    const item = await spoolItem();
+    q.add(item);
+    await until(() => completedLines().length === 1);
+    await until(() => q.size === 0);
+    assert.equal(courier.calls.length, 1);
+    assert.match(completedLines()[0]!, /sent=0 failed=1/);
+    assert.ok(mailLines.some((l) => l.includes('result=failed error="no such mailbox"')));
+    assert.deepEqual(await listDir(`${dataDir}/spool/queue`), []);
+    assert.equal(counters.get("deliveries_total", { result: "failed" }), 1);
+  });
+
+  it("Queue retries only the pending recipients when some were sent", async () => {
+    const courier = new FakeCourier((call, attempt) =>
+      call.address === "bob@ex.test" && attempt === 1
+        ? { status: "deferred", error: "later" }
+        : { status: "sent", detail: call.address }
+    );
+    const q = makeQueue(courier);
+    const item = await spoolItem(["alice@ex.test", "bob@ex.test", "carol@ex.test"]);
+    q.add(item);
+    await until(() => completedLines().length === 1);
+    assert.deepEqual(courier.calls.map((c) => [c.address, c.index]), [
+      ["alice@ex.test", 0],
+      ["bob@ex.test", 1],
+      ["carol@ex.test", 2],
+      ["bob@ex.test", 1],
+    ]);
+    assert.equal(spool.saved.length, 1);
+    assert.deepEqual(spool.saved[0]!.state.recipients.map((r) => r.status), [
+      "sent",
+      "pending",
+      "sent",
+    ]);
+    assert.match(completedLines()[0]!, /sent=3 failed=0/);
+  });
+
+  it("Queue fails pending recipients as expired when the item is older than maxQueueLifetimeMs", async () => {
+    const courier = new FakeCourier(() => ({ status: "deferred", error: "still down" }));
+    const q = makeQueue(courier);
+    const item = await spoolItem(["alice@ex.test"], T0 - 6 * DAY);
+    q.add(item);
+    await until(() => completedLines().length === 1);
+    assert.equal(courier.calls.length, 1);
+    assert.match(completedLines()[0]!, /sent=0 failed=1/);
+    const failedLine = mailLines.find((l) => l.includes("result=failed"));
+    assert.ok(failedLine, mailLines.join(""));
+    assert.match(failedLine, /error="expired after 144h in the queue: still down"/);
+    assert.deepEqual(await listDir(`${dataDir}/spool/queue`), []);
+  });
+
+  it("Queue keeps retrying when the item is younger than maxQueueLifetimeMs", async () => {
+    const courier = new FakeCourier(() => ({ status: "deferred", error: "down" }));
+    const q = makeQueue(courier);
+    spool.clock = undefined;
+    q.add(await spoolItem(["alice@ex.test"], T0 - 5 * DAY + 1));
+    await until(() => spool.saved.length === 1);
+    assert.equal(spool.saved[0]!.state.recipients[0]!.status, "pending");
+    assert.equal(completedLines().length, 0);
+  });
+
+  it("Queue never runs more deliveries at once than its concurrency", async () => {
+    let active = 0;
+    let max = 0;
+    const full = deferred<void>();
+    const courier = new FakeCourier(async () => {
+      active++;
+      max = Math.max(max, active);
+      // Hold every slot until the limit is reached, then let all run.
+      if (active === 3) full.resolve();
+      await full.promise;
+      await new Promise((r) => setTimeout(r, 1));
+      active--;
+      return { status: "sent", detail: "ok" };
+    });
+    const q = makeQueue(courier, { concurrency: 3 });
+    const items: SpoolItem[] = [];
+    for (let i = 0; i < 10; i++) items.push(await spoolItem([`u${i}@ex.test`]));
+    for (const item of items) q.add(item);
+    await until(() => completedLines().length === 10);
+    assert.equal(courier.calls.length, 10);
+    assert.equal(max, 3);
+  });
+
+  it("Queue stays idle while every delivery slot is busy", async () => {
+    const gate = deferred<void>();
+    const courier = new FakeCourier(async () => {
+      await gate.promise;
+      return { status: "sent", detail: "ok" };
+    });
+    const q = makeQueue(courier, { concurrency: 1 });
+    q.add(await spoolItem(["a@ex.test"]));
+    q.add(await spoolItem(["b@ex.test"]));
+    await until(() => courier.calls.length === 1);
+    const before = nowCalls;
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
+    const pumpsWhileBusy = nowCalls - before;
+    gate.resolve();
+    await until(() => completedLines().length === 2);
+    // A busy queue re-pumps when an attempt ends; nothing should poll meanwhile.
+    assert.equal(pumpsWhileBusy, 0, `the queue polled the clock ${pumpsWhileBusy} times`);
+  });
+
+  it("Queue logs the error and keeps the item when the state cannot be saved", async () => {
+    const courier = new FakeCourier(() => ({ status: "deferred", error: "down" }));
+    spool.failSave = true;
+    const q = makeQueue(courier);
+    const item = await spoolItem();
+    q.add(item);
+    await until(() => appLines.some((l) => l.includes("queue attempt failed")));
+    const line = appLines.find((l) => l.includes("queue attempt failed"))!;
+    assert.match(line, /level=error/);
+    assert.match(line, new RegExp(`qid=${item.envelope.id}`));
+    assert.match(line, /error="disk full"/);
+    assert.equal(q.size, 1);
+    assert.deepEqual(await listDir(`${dataDir}/spool/queue`), [`${item.envelope.id}.msg`]);
+  });
+
+  it("add() delivers at once when next_attempt_at is already past", async () => {
+    const courier = new FakeCourier(() => ({ status: "sent", detail: "ok" }));
+    const q = makeQueue(courier);
+    const item = await spoolItem();
+    item.state.next_attempt_at = new Date(T0 - 1000).toISOString();
+    q.add(item);
+    await until(() => completedLines().length === 1);
+    assert.equal(courier.calls.length, 1);
+  });
+
+  it("stop() waits for attempts in flight and starts no more", async () => {
+    const gate = deferred<void>();
+    let finished = 0;
+    const courier = new FakeCourier(async () => {
+      await gate.promise;
+      finished++;
+      return { status: "sent", detail: "ok" };
+    });
+    const q = makeQueue(courier, { concurrency: 1 });
+    q.add(await spoolItem(["a@ex.test"]));
+    q.add(await spoolItem(["b@ex.test"]));
+    await until(() => courier.calls.length === 1);
+    let stopped = false;
+    const stopping = q.stop().then(() => {
+      stopped = true;
+    });
+    await new Promise((r) => setTimeout(r, 5));
+    assert.equal(stopped, false);
+    gate.resolve();
+    await stopping;
+    assert.equal(finished, 1);
+    assert.equal(courier.calls.length, 1);
+    assert.equal(q.size, 1);
+  });
+});

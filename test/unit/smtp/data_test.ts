@@ -1,0 +1,169 @@
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import { Spool, type SpoolItem, type SpoolWriter } from "../../../src/queue/mod.ts";
+import { receiveMessage } from "../../../src/smtp/mod.ts";
+import { collectText, listDir, makeTempDir, removeDir } from "../helpers.ts";
+import { makeEnvelope } from "../queue/fixtures.ts";
+
+const HEADER = new TextEncoder().encode("Received: from test\r\n");
+
+/** A client stream that records how far it was read. */
+function clientStream(chunks: string[], failAfter?: number) {
+  const state = { pulled: 0, finished: false };
+  async function* stream(): AsyncGenerator<Uint8Array> {
+    for (const chunk of chunks) {
+      if (failAfter !== undefined && state.pulled === failAfter) {
+        throw new Error("client went away");
+      }
+      state.pulled++;
+      yield new TextEncoder().encode(chunk);
+    }
+    state.finished = true;
+  }
+  return { state, stream: stream() };
+}
+
+/** A writer whose calls are scripted, for failure paths the disk cannot produce. */
+function scriptedWriter(options: { failWriteAt?: number; failCommit?: boolean }) {
+  const log: string[] = [];
+  let writes = 0;
+  const writer = {
+    write(_chunk: Uint8Array): Promise<void> {
+      writes++;
+      log.push("write");
+      if (writes === options.failWriteAt) return Promise.reject(new Error("ENOSPC"));
+      return Promise.resolve();
+    },
+    abort(): Promise<void> {
+      log.push("abort");
+      return Promise.resolve();
+    },
+    commit(): Promise<SpoolItem> {
+      log.push("commit");
+      if (options.failCommit) return Promise.reject(new Error("EIO on fsync"));
+      return Promise.resolve({} as SpoolItem);
+    },
+  };
+  return { log, writer: writer as unknown as SpoolWriter };
+}
+
+describe("receiveMessage", () => {
+  let dataDir: string;
+  let spool: Spool;
+
+  beforeEach(async () => {
+    dataDir = await makeTempDir("postern-data-");
+    spool = new Spool(dataDir);
+    await spool.init();
+  });
+  afterEach(async () => {
+    await spool.close();
+    await removeDir(dataDir);
+  });
+
+  const queueDir = () => join(dataDir, "spool", "queue");
+  const incomingDir = () => join(dataDir, "spool", "incoming");
+
+  it("receiveMessage() commits the header and message into the queue", async () => {
+    const envelope = makeEnvelope();
+    const writer = await spool.receive(envelope);
+    const { state, stream } = clientStream(["Subject: a\r\n", "\r\n", "body\r\n"]);
+    const outcome = await receiveMessage(stream, writer, HEADER, 1000);
+    assert.equal(outcome.kind, "queued");
+    assert.ok(outcome.kind === "queued");
+    assert.equal(outcome.bytes, "Subject: a\r\n\r\nbody\r\n".length);
+    assert.equal(state.finished, true);
+    assert.deepEqual(outcome.item.envelope, envelope);
+    assert.deepEqual(await listDir(queueDir()), [`${envelope.id}.msg`]);
+    assert.equal(
+      await collectText(spool.openMessage(outcome.item)),
+      "Received: from test\r\nSubject: a\r\n\r\nbody\r\n",
+    );
+  });
+
+  it("receiveMessage() queues a message of exactly maxBytes, not counting the header", async () => {
+    const writer = await spool.receive(makeEnvelope());
+    const { stream } = clientStream(["12345", "67890"]);
+    const outcome = await receiveMessage(stream, writer, HEADER, 10);
+    assert.equal(outcome.kind, "queued");
+    assert.equal(outcome.kind === "queued" && outcome.bytes, 10);
+  });
+
+  it("receiveMessage() reads the whole stream and queues nothing when the message is too big", async () => {
+    const envelope = makeEnvelope();
+    const writer = await spool.receive(envelope);
+    const chunks = ["0123456789", "0123456789", "0123456789", "tail"];
+    const { state, stream } = clientStream(chunks);
+    const outcome = await receiveMessage(stream, writer, HEADER, 15);
+    assert.deepEqual(outcome, { kind: "too_big", bytes: 34 });
+    assert.equal(state.pulled, chunks.length);
+    assert.equal(state.finished, true);
+    assert.deepEqual(await listDir(queueDir()), []);
+    assert.deepEqual(await listDir(incomingDir()), []);
+    assert.deepEqual((await spool.load()).items, []);
+  });
+
+  it("receiveMessage() aborts and rethrows when the client stream fails", async () => {
+    const writer = await spool.receive(makeEnvelope());
+    const { stream } = clientStream(["a", "b", "c"], 2);
+    await assert.rejects(receiveMessage(stream, writer, HEADER, 1000), /client went away/);
+    assert.deepEqual(await listDir(queueDir()), []);
+    assert.deepEqual(await listDir(incomingDir()), []);
+  });
+
+  it("receiveMessage() aborts and rethrows when the stream fails after the size limit", async () => {
+    const writer = await spool.receive(makeEnvelope());
+    const { stream } = clientStream(["0123456789", "0123456789", "x"], 2);
+    await assert.rejects(receiveMessage(stream, writer, HEADER, 5), /client went away/);
+    assert.deepEqual(await listDir(incomingDir()), []);
+  });
+
+  it("receiveMessage() keeps reading and reports failed when a write fails", async () => {
+    const { log, writer } = scriptedWriter({ failWriteAt: 2 });
+    const { state, stream } = clientStream(["a", "b", "c"]);
+    const outcome = await receiveMessage(stream, writer, HEADER, 1000);
+    assert.equal(outcome.kind, "failed");
+    assert.match(String(outcome.kind === "failed" && outcome.error), /ENOSPC/);
+    assert.equal(state.finished, true);
+    // header, "a" (fails), then no more writes and no commit.
+    assert.deepEqual(log, ["write", "write", "abort"]);
+  });
+
+  it("receiveMessage() reports failed when writing the header fails", async () => {
+    const { log, writer } = scriptedWriter({ failWriteAt: 1 });
+    const { state, stream } = clientStream(["a", "b"]);
+    const outcome = await receiveMessage(stream, writer, HEADER, 1000);
+    assert.equal(outcome.kind, "failed");
+    assert.equal(state.finished, true);
+    assert.deepEqual(log, ["write", "abort"]);
+  });
+
+  it("receiveMessage() reports too_big rather than failed when both happen", async () => {
+    const { writer } = scriptedWriter({ failWriteAt: 2 });
+    const { stream } = clientStream(["a", "0123456789"]);
+    const outcome = await receiveMessage(stream, writer, HEADER, 5);
+    assert.deepEqual(outcome, { kind: "too_big", bytes: 11 });
+  });
+
+  it("receiveMessage() aborts and reports failed when the commit fails", async () => {
+    const { log, writer } = scriptedWriter({ failCommit: true });
+    const { stream } = clientStream(["a"]);
+    const outcome = await receiveMessage(stream, writer, HEADER, 1000);
+    assert.equal(outcome.kind, "failed");
+    assert.match(String(outcome.kind === "failed" && outcome.error), /EIO on fsync/);
+    assert.deepEqual(log, ["write", "write", "commit", "abort"]);
+  });
+
+  it("receiveMessage() streams a large message to disk byte for byte", async () => {
+    const writer = await spool.receive(makeEnvelope());
+    const line = "0123456789abcdefghijklmnopqrstuvwxyz\r\n";
+    const chunks = Array.from({ length: 20_000 }, () => line);
+    const { stream } = clientStream(chunks);
+    const outcome = await receiveMessage(stream, writer, HEADER, 10 * 1024 * 1024);
+    assert.ok(outcome.kind === "queued");
+    const raw = await readFile(join(queueDir(), `${outcome.item.envelope.id}.msg`), "utf8");
+    assert.equal(raw.slice(raw.indexOf("\n") + 1), "Received: from test\r\n" + line.repeat(20_000));
+  });
+});
