@@ -13,6 +13,7 @@
 
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig } from "./config/mod.ts";
+import { HookSetupError } from "./hooks/mod.ts";
 import { Logger } from "./log/mod.ts";
 import * as runtime from "./runtime/mod.ts";
 import { serve } from "./serve.ts";
@@ -88,7 +89,16 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const logger = new Logger(config.log.level, runtime.writeStderr);
-  const server = await serve(config, logger, runtime.writeStdout);
+  let server;
+  try {
+    server = await serve(config, logger, runtime.writeStdout);
+  } catch (err) {
+    if (err instanceof HookSetupError) {
+      runtime.writeStderr(`postern: hook error:\n${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     runtime.onSignal("SIGTERM", stop);

@@ -9,8 +9,10 @@ import { join } from "node:path";
 import { RecipientResolver } from "./aliases/mod.ts";
 import type { Config } from "./config/mod.ts";
 import { LocalCourier } from "./delivery/mod.ts";
+import { aliasHookTargets, HookRunner } from "./hooks/mod.ts";
 import { Counters, type Logger, MailLog } from "./log/mod.ts";
 import { Queue, Spool } from "./queue/mod.ts";
+import * as runtime from "./runtime/mod.ts";
 import { ConnectionLimits, Intake, startListeners } from "./smtp/mod.ts";
 import { tlsMaterial } from "./tls/mod.ts";
 
@@ -23,7 +25,12 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** Starts serving with `config`; mail events go to `mailSink`. */
+/**
+ * Starts serving with `config`; mail events go to `mailSink`.
+ *
+ * @throws {HookSetupError} when a hook cannot run (no deno for a TypeScript
+ * hook, an executable hook that the configuration does not allow).
+ */
 export async function serve(
   config: Config,
   logger: Logger,
@@ -38,12 +45,24 @@ export async function serve(
   const { items, corrupt } = await spool.load();
   for (const bad of corrupt) mailLog.quarantined(bad.file, bad.reason);
 
+  const hooks = await HookRunner.start({
+    configDir: config.configDir,
+    dataDir: config.dataDir,
+    config: config.hooks,
+    logger,
+    counters,
+    env: runtime.env,
+    execPath: runtime.execPath(),
+  });
+
   const resolver = new RecipientResolver(config.domains, config.aliases);
   const courier = new LocalCourier(() => resolver, {
     mailRoot: join(config.dataDir, "mail"),
     hostname: config.hostname,
     pipeTimeoutMs: config.delivery.pipeTimeoutMs,
     pipeCwd: config.dataDir,
+    // Looked up per delivery, so a hook added later is used at once.
+    extraTargets: config.configDir === undefined ? undefined : aliasHookTargets(hooks),
   });
   const queue = new Queue(spool, courier, mailLog, logger, config.delivery);
   for (const item of items) {
@@ -66,6 +85,7 @@ export async function serve(
     onQueued: (item) => queue.add(item),
     mailLog,
     logger,
+    hooks,
   });
   const listeners = await startListeners(
     { ...config.smtp, hostname: config.hostname, tls },
@@ -86,6 +106,7 @@ export async function serve(
     async stop() {
       await listeners.close();
       await queue.stop();
+      hooks.close();
       await spool.close();
     },
   };

@@ -10,4 +10,4 @@ export type { AliasTable, AliasTarget } from "./parse.ts";
 export { lookupKey, normalizeDomain, splitAddress } from "./normalize.ts";
 export type { LookupOptions } from "./normalize.ts";
 export { AliasDepthError, MAX_ALIAS_DEPTH, RecipientResolver } from "./resolve.ts";
-export type { Destination, LocalDomain } from "./resolve.ts";
+export type { Destination, ExtraTargets, LocalDomain } from "./resolve.ts";

@@ -21,6 +21,13 @@ export type Destination =
   | { kind: "pipe"; argv: string[]; alias: string }
   | { kind: "remote"; address: string };
 
+/**
+ * Extra alias targets for an address (the alias-resolve hook), added to
+ * those of the aliases file. Called with the normalized `name@domain`.
+ * Throwing makes the expansion, and so the delivery, fail.
+ */
+export type ExtraTargets = (address: string) => Promise<AliasTarget[]>;
+
 /** Raised when aliases nest deeper than {@linkcode MAX_ALIAS_DEPTH}. */
 export class AliasDepthError extends RangeError {
   /** Creates the error for the address whose expansion went too deep. */
@@ -56,6 +63,15 @@ export class RecipientResolver {
     );
   }
 
+  /**
+   * The lookup form of a local address (`name@domain`: lower case, suffix
+   * and dropped characters removed), as the alias hooks receive it.
+   */
+  normalize(address: string): string {
+    const { local, domain } = splitAddress(withPostmasterDomain(address, this.#domains));
+    return `${lookupKey(local, this.#options)}@${domain}`;
+  }
+
   /** True when `domain` (any case, A- or U-labels) is one of ours. */
   isLocalDomain(domain: string): boolean {
     return this.#domains.has(splitAddress(`x@${domain}`).domain);
@@ -80,15 +96,23 @@ export class RecipientResolver {
    * expanded delivers to that address's own mailbox (so `root: root, x@y`
    * keeps a copy), which also ends every loop.
    *
-   * @throws {AliasDepthError} when aliases nest too deep.
+   * `extra` adds targets for each local address looked up (chasquid's
+   * alias-resolve hook: its output is appended to the file's results).
+   *
+   * @throws {AliasDepthError} when aliases nest too deep, or what `extra` throws.
    */
-  resolve(address: string): Destination[] {
+  async resolve(address: string, extra?: ExtraTargets): Promise<Destination[]> {
     const found = new Map<string, Destination>();
-    this.#expand(address, [], found);
+    await this.#expand(address, [], found, extra);
     return [...found.values()];
   }
 
-  #expand(address: string, path: string[], found: Map<string, Destination>): void {
+  async #expand(
+    address: string,
+    path: string[],
+    found: Map<string, Destination>,
+    extra: ExtraTargets | undefined,
+  ): Promise<void> {
     if (path.length > MAX_ALIAS_DEPTH) throw new AliasDepthError(path[0] ?? address);
     const { local, domain } = splitAddress(withPostmasterDomain(address, this.#domains));
     const info = this.#domains.get(domain);
@@ -103,25 +127,19 @@ export class RecipientResolver {
       add(found, mailbox);
       return;
     }
-    const targets = info.aliases.get(key) ??
+    const fromFile = info.aliases.get(key) ??
       (info.users.has(key) || key === POSTMASTER ? undefined : info.aliases.get("*"));
-    if (!targets) {
+    const targets = [...fromFile ?? [], ...extra ? await extra(id) : []];
+    if (targets.length === 0) {
       add(found, mailbox);
       return;
     }
-    for (const target of targets) this.#expandTarget(target, id, [...path, id], found);
-  }
-
-  #expandTarget(
-    target: AliasTarget,
-    alias: string,
-    path: string[],
-    found: Map<string, Destination>,
-  ): void {
-    if (target.kind === "pipe") {
-      add(found, { kind: "pipe", argv: target.argv, alias });
-    } else {
-      this.#expand(target.address, path, found);
+    for (const target of targets) {
+      if (target.kind === "pipe") {
+        add(found, { kind: "pipe", argv: target.argv, alias: id });
+      } else {
+        await this.#expand(target.address, [...path, id], found, extra);
+      }
     }
   }
 }

@@ -38,6 +38,14 @@ export const DEFAULTS = {
     maxQueueLifetimeMs: 5 * 86_400_000,
     pipeTimeoutMs: 5 * 60_000,
   },
+  hooks: {
+    // chasquid's hook reference: 1 minute for post-data, 5 seconds for the
+    // alias hooks.
+    timeoutMs: { "post-data": 60_000, "alias-resolve": 5_000, "alias-exists": 5_000 },
+    // One worker, so one module state, as GreenArrow's reference has it.
+    workers: 1,
+    maxMemoryBytes: 256 * 1024 * 1024,
+  },
   /** Used only when no domain is configured anywhere. */
   domains: { localhost: { anyUser: true } },
   log: { level: "info" as const },

@@ -19,7 +19,9 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
 import * as v from "valibot";
 import { LineCounter, parseDocument } from "yaml";
+import type { HookPoint } from "../../hooks/mod.ts";
 import { AliasSyntaxError, normalizeDomain, parseAliases } from "../aliases/mod.ts";
+import type { HooksConfig } from "../hooks/mod.ts";
 import { hostname as hostHostname } from "../runtime/mod.ts";
 import { loadCertificates } from "./certificates.ts";
 import { CONFIG_FILE_NAME, DEFAULTS } from "./defaults.ts";
@@ -103,8 +105,40 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       maxQueueLifetimeMs: delivery.max_queue_lifetime ?? DEFAULTS.delivery.maxQueueLifetimeMs,
       pipeTimeoutMs: delivery.pipe_timeout ?? DEFAULTS.delivery.pipeTimeoutMs,
     },
+    hooks: resolveHooks(file.hooks, relativeToConfig),
     domains,
     log: { level: file.log?.level ?? DEFAULTS.log.level },
+  };
+}
+
+function resolveHooks(
+  hooks: ConfigFile["hooks"],
+  relativeToConfig: (p: string) => string,
+): HooksConfig {
+  const point = (name: HookPoint, key: "post_data" | "alias_resolve" | "alias_exists") => {
+    const settings = hooks?.[key] ?? {};
+    const allow = settings.allow ?? {};
+    return {
+      timeoutMs: settings.timeout ?? DEFAULTS.hooks.timeoutMs[name],
+      workers: settings.workers ?? DEFAULTS.hooks.workers,
+      maxMemoryBytes: settings.max_memory ?? DEFAULTS.hooks.maxMemoryBytes,
+      allow: {
+        net: allow.net ?? [],
+        read: (allow.read ?? []).map(relativeToConfig),
+        write: (allow.write ?? []).map(relativeToConfig),
+        env: allow.env ?? [],
+        run: allow.run ?? [],
+      },
+    };
+  };
+  return {
+    deno: hooks?.deno === undefined ? undefined : relativeToConfig(hooks.deno),
+    allowUnsandboxedExec: hooks?.allow_unsandboxed_exec ?? false,
+    points: {
+      "post-data": point("post-data", "post_data"),
+      "alias-resolve": point("alias-resolve", "alias_resolve"),
+      "alias-exists": point("alias-exists", "alias_exists"),
+    },
   };
 }
 

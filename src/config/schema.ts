@@ -55,6 +55,32 @@ const ListenAddress = v.pipe(
 const Text = (what: string) =>
   v.pipe(v.string(`must be ${what}`), v.minLength(1, `must not be empty`));
 
+const Names = (what: string) =>
+  v.array(v.pipe(v.string(`each entry must be ${what}`), v.minLength(1, "must not be empty")));
+
+/** Settings of one hook point. */
+const HookPointSchema = v.nullish(v.strictObject({
+  /** Time allowed per call. Default: 1m for post_data, 5s for the alias hooks. */
+  timeout: v.optional(Duration),
+  /** Worker processes of a module hook, each with its own state. Default: 1. */
+  workers: v.optional(Count(1)),
+  /** V8 heap limit of each worker. Default: 256MiB. */
+  max_memory: v.optional(Size),
+  /** What the hook may do beyond reading its own files. Default: nothing. */
+  allow: v.optional(v.strictObject({
+    /** Hosts (`host` or `host:port`) it may connect to. */
+    net: v.optional(Names("a host or host:port")),
+    /** Paths it may read, relative to the config directory. */
+    read: v.optional(Names("a path")),
+    /** Paths it may write, relative to the config directory. */
+    write: v.optional(Names("a path")),
+    /** Environment variables it may read. */
+    env: v.optional(Names("a variable name")),
+    /** Programs it may run (they run outside the sandbox). */
+    run: v.optional(Names("a program")),
+  })),
+}));
+
 /** Schema of `postern.yaml`. */
 export const ConfigFileSchema = v.strictObject({
   /** Name announced in the greeting and in Received headers. Default: the host name. */
@@ -115,6 +141,15 @@ export const ConfigFileSchema = v.strictObject({
       any_user: v.optional(v.boolean("must be true or false")),
     })),
   )),
+  hooks: v.optional(v.strictObject({
+    /** The deno that runs TypeScript hooks. Default: $DENO_BIN, then deno on $PATH. */
+    deno: v.optional(Text("a file path")),
+    /** Run executable hooks, which no sandbox contains. Default: false. */
+    allow_unsandboxed_exec: v.optional(v.boolean("must be true or false")),
+    post_data: HookPointSchema,
+    alias_resolve: HookPointSchema,
+    alias_exists: HookPointSchema,
+  })),
   log: v.optional(v.strictObject({
     /** Application log level. Default: info. */
     level: v.optional(v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`)),

@@ -6,6 +6,7 @@
  */
 
 import type { AliasTable } from "../aliases/mod.ts";
+import type { HooksConfig } from "../hooks/mod.ts";
 import type { LogLevel } from "../log/mod.ts";
 
 /** One local domain. */
@@ -57,6 +58,8 @@ export interface Config {
     maxQueueLifetimeMs: number;
     pipeTimeoutMs: number;
   };
+  /** Hook settings (the hooks themselves are in `<configDir>/hooks/`). */
+  hooks: HooksConfig;
   /** Local domains by name. */
   domains: ReadonlyMap<string, DomainConfig>;
   log: { level: LogLevel };

@@ -7,7 +7,12 @@
  */
 
 import { join } from "node:path";
-import { AliasDepthError, type Destination, type RecipientResolver } from "../aliases/mod.ts";
+import {
+  AliasDepthError,
+  type Destination,
+  type ExtraTargets,
+  type RecipientResolver,
+} from "../aliases/mod.ts";
 import type { Courier, DeliveryResult, SpoolItem } from "../queue/mod.ts";
 import { crlfToLf, prepend } from "./line_endings.ts";
 import { mailboxDirName, Maildir } from "./maildir.ts";
@@ -23,6 +28,8 @@ export interface LocalCourierOptions {
   pipeTimeoutMs: number;
   /** Working directory of pipe commands. */
   pipeCwd: string;
+  /** Extra alias targets (the alias-resolve hook), when there is a source. */
+  extraTargets?: ExtraTargets | undefined;
 }
 
 /** Delivers to local destinations. */
@@ -51,7 +58,10 @@ export class LocalCourier implements Courier {
   ): Promise<DeliveryResult> {
     let destinations: Destination[];
     try {
-      destinations = this.#resolver().resolve(recipient.address);
+      destinations = await this.#resolver().resolve(
+        recipient.address,
+        this.#options.extraTargets,
+      );
     } catch (err) {
       if (err instanceof AliasDepthError) return { status: "failed", error: err.message };
       return { status: "deferred", error: `alias expansion failed: ${String(err)}` };

@@ -35,6 +35,11 @@ export class DurableFile {
     return new DurableFile(await open(tmpPath, replace ? "w" : "wx", 0o600), tmpPath);
   }
 
+  /** The temporary path, readable once {@linkcode flush} has returned. */
+  get path(): string {
+    return this.#tmpPath;
+  }
+
   /** Bytes written so far. */
   get bytes(): number {
     return this.#bytes;
@@ -46,6 +51,32 @@ export class DurableFile {
     this.#pendingBytes += chunk.byteLength;
     this.#bytes += chunk.byteLength;
     if (this.#pendingBytes >= FLUSH_BYTES) await this.#flush();
+  }
+
+  /** Writes buffered data to the file (without syncing), so readers see it. */
+  flush(): Promise<void> {
+    return this.#flush();
+  }
+
+  /**
+   * Overwrites bytes already written at `position`. Buffered data is
+   * flushed first, so the overwrite cannot be reordered with it.
+   */
+  async writeAt(data: Uint8Array, position: number): Promise<void> {
+    if (position + data.byteLength > this.#bytes) {
+      throw new RangeError(`Cannot overwrite past the end of "${this.#tmpPath}"`);
+    }
+    await this.#flush();
+    let offset = 0;
+    while (offset < data.byteLength) {
+      const { bytesWritten } = await this.#handle.write(
+        data,
+        offset,
+        data.byteLength - offset,
+        position + offset,
+      );
+      offset += bytesWritten;
+    }
   }
 
   /**

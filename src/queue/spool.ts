@@ -3,8 +3,9 @@
  *
  * ```text
  * incoming/<id>        being received; removed at start-up (never acknowledged)
- * queue/<id>.msg       one accepted message: a JSON envelope line, then the
- *                      message exactly as it will be delivered (CRLF lines)
+ * queue/<id>.msg       one accepted message: a JSON envelope line (padded
+ *                      with spaces), then the message exactly as it will be
+ *                      delivered (CRLF lines)
  * queue/<id>.state     per-recipient delivery state, once it has changed
  * corrupt/             files that failed validation, moved aside
  * ```
@@ -49,13 +50,20 @@ export interface CorruptFile {
   reason: string;
 }
 
+/**
+ * Room kept at the head of a spool file for what is only known after the
+ * message has arrived (hook and authentication headers), so they can be
+ * put in place without copying the message.
+ */
+export const HEAD_RESERVE = 4096;
+
 /** A message being received into the spool. */
 export class SpoolWriter {
   readonly envelope: Envelope;
   #file: DurableFile;
   #finalPath: string;
   #syncer: DirSyncer;
-  #headerBytes: number;
+  #headBytes: number;
 
   /** @internal Use {@linkcode Spool.receive}. */
   constructor(envelope: Envelope, file: DurableFile, finalPath: string, syncer: DirSyncer) {
@@ -63,12 +71,12 @@ export class SpoolWriter {
     this.#file = file;
     this.#finalPath = finalPath;
     this.#syncer = syncer;
-    this.#headerBytes = file.bytes;
+    this.#headBytes = file.bytes;
   }
 
   /** Bytes of message data written (not counting the envelope line). */
   get messageBytes(): number {
-    return this.#file.bytes - this.#headerBytes;
+    return this.#file.bytes - this.#headBytes;
   }
 
   /** Appends message data. */
@@ -76,13 +84,39 @@ export class SpoolWriter {
     return this.#file.write(chunk);
   }
 
-  /** Makes the message durable in the queue; returns the spooled item. */
-  async commit(): Promise<SpoolItem> {
-    await this.#file.commit(this.#finalPath, this.#syncer);
+  /**
+   * Flushes what was written and returns where the message can be read
+   * from before it is committed (for checks that run after DATA).
+   */
+  async readable(): Promise<{ path: string; offset: number }> {
+    await this.#file.flush();
+    return { path: this.#file.path, offset: this.#headBytes };
+  }
+
+  /**
+   * Makes the message durable in the queue, with `head` (header lines
+   * ending in CRLF) added at its top; returns the spooled item.
+   */
+  async commit(head?: Uint8Array): Promise<SpoolItem> {
+    let file = this.#file;
+    let dataOffset = this.#headBytes;
+    if (head && head.byteLength > 0) {
+      const line = new TextEncoder().encode(JSON.stringify(this.envelope));
+      dataOffset = this.#headBytes - head.byteLength;
+      if (line.byteLength + 1 <= dataOffset) {
+        // The envelope line shrinks by padding less; JSON allows the
+        // trailing spaces, and the message now starts with `head`.
+        await file.writeAt(headRegion(line, dataOffset, head), 0);
+      } else {
+        file = await this.#copyWithHead(line, head);
+        dataOffset = line.byteLength + 1;
+      }
+    }
+    await file.commit(this.#finalPath, this.#syncer);
     return {
       envelope: this.envelope,
       state: initialState(this.envelope),
-      dataOffset: this.#headerBytes,
+      dataOffset,
       recovered: false,
     };
   }
@@ -91,6 +125,33 @@ export class SpoolWriter {
   abort(): Promise<void> {
     return this.#file.abort();
   }
+
+  /** The rare case of more head than reserved room: a new file with a copy. */
+  async #copyWithHead(line: Uint8Array, head: Uint8Array): Promise<DurableFile> {
+    const { path, offset } = await this.readable();
+    const copy = await DurableFile.create(`${path}.copy`, true);
+    try {
+      await copy.write(headRegion(line, line.byteLength + 1, head));
+      for await (const chunk of createReadStream(path, { start: offset })) {
+        await copy.write(chunk as Uint8Array);
+      }
+    } catch (err) {
+      await copy.abort();
+      throw err;
+    }
+    await this.#file.abort();
+    this.#file = copy;
+    return copy;
+  }
+}
+
+/** The envelope line padded with spaces to `lineBytes`, then `head`. */
+function headRegion(line: Uint8Array, lineBytes: number, head: Uint8Array): Uint8Array {
+  const region = new Uint8Array(lineBytes + head.byteLength).fill(0x20);
+  region.set(line, 0);
+  region[lineBytes - 1] = 0x0a;
+  region.set(head, lineBytes);
+  return region;
 }
 
 /** The spool directory. */
@@ -127,7 +188,8 @@ export class Spool {
   async receive(envelope: Envelope): Promise<SpoolWriter> {
     const file = await DurableFile.create(join(this.#incoming, envelope.id));
     try {
-      await file.write(new TextEncoder().encode(JSON.stringify(envelope) + "\n"));
+      const line = new TextEncoder().encode(JSON.stringify(envelope));
+      await file.write(headRegion(line, line.byteLength + 1 + HEAD_RESERVE, new Uint8Array(0)));
     } catch (err) {
       await file.abort();
       throw err;

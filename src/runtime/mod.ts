@@ -12,6 +12,8 @@ import { hostname as osHostname } from "node:os";
 
 export { spawnProcess } from "./spawn.ts";
 export type { SpawnOptions, SpawnResult } from "./spawn.ts";
+export { startChild } from "./child.ts";
+export type { Child, ChildExit, ChildOptions } from "./child.ts";
 
 /** The name of the JavaScript runtime Postern is running on. */
 export type RuntimeName = "deno" | "bun" | "node";
@@ -52,6 +54,11 @@ export function env(name: string): string | undefined {
 /** Ends the process with the exit status. Only `src/main.ts` calls this. */
 export function exit(code: number): never {
   process.exit(code);
+}
+
+/** Path of the running runtime's executable (or of the compiled binary). */
+export function execPath(): string {
+  return process.execPath;
 }
 
 /** The process ID. */

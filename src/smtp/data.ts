@@ -7,17 +7,17 @@
  * @module
  */
 
-import type { SpoolItem, SpoolWriter } from "../queue/mod.ts";
+import type { SpoolWriter } from "../queue/mod.ts";
 
 /** How receiving a message ended. */
 export type ReceiveOutcome =
-  | { kind: "queued"; item: SpoolItem; bytes: number }
+  | { kind: "received"; bytes: number }
   | { kind: "too_big"; bytes: number }
   | { kind: "failed"; error: unknown };
 
 /**
- * Writes `header` and then the client's message into `writer`, and
- * commits it. A message over `maxBytes` (not counting `header`) is read to
+ * Writes `header` and then the client's message into `writer` (the caller
+ * commits it, after the checks that run on the whole message). A message over `maxBytes` (not counting `header`) is read to
  * the end and discarded (RFC 1870 section 6.3: the 552 comes after the
  * final dot). A write error also keeps reading, so the client still gets a
  * reply. A stream error (the client went away) aborts and rethrows.
@@ -61,10 +61,5 @@ export async function receiveMessage(
   }
   if (bytes > maxBytes) return { kind: "too_big", bytes };
   if (failure !== undefined) return { kind: "failed", error: failure };
-  try {
-    return { kind: "queued", item: await writer.commit(), bytes };
-  } catch (err) {
-    await writer.abort();
-    return { kind: "failed", error: err };
-  }
+  return { kind: "received", bytes };
 }

@@ -6,10 +6,18 @@
  * @module
  */
 
+import { createReadStream } from "node:fs";
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
 import type { RecipientResolver } from "../aliases/mod.ts";
+import type { HookRunner } from "../hooks/mod.ts";
 import type { ClientInfo, Logger, MailLog } from "../log/mod.ts";
-import { type Envelope, newQueueId, type Spool, type SpoolItem } from "../queue/mod.ts";
+import {
+  type Envelope,
+  newQueueId,
+  type Spool,
+  type SpoolItem,
+  type SpoolWriter,
+} from "../queue/mod.ts";
 import type { ConnectionLimits } from "./connection_limits.ts";
 import { receiveMessage } from "./data.ts";
 import { receivedHeader } from "./received.ts";
@@ -29,6 +37,8 @@ export interface IntakeDeps {
   onQueued: (item: SpoolItem) => void;
   mailLog: MailLog;
   logger: Logger;
+  /** The hooks (post-data after DATA, alias-exists at RCPT), when configured. */
+  hooks?: HookRunner | undefined;
   now?: () => Date;
 }
 
@@ -65,7 +75,10 @@ export class Intake {
   }
 
   /** RCPT TO: only local recipients that exist, up to the limit. */
-  rcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<SmtpReply | undefined> {
+  async rcptTo(
+    address: SMTPServerAddress,
+    session: SMTPServerSession,
+  ): Promise<SmtpReply | undefined> {
     if (session.envelope.rcptTo.length >= this.#deps.maxRecipients) {
       // RFC 5321 section 4.5.3.1.10: 452 asks the client to send the rest
       // in another transaction.
@@ -76,14 +89,21 @@ export class Intake {
         Replies.tooManyRecipients,
         address.address,
       );
-      return Promise.resolve(Replies.tooManyRecipients);
+      return Replies.tooManyRecipients;
     }
-    const refusal = checkRecipient(address.address, this.#deps.resolver());
+    const resolver = this.#deps.resolver();
+    const refusal = checkRecipient(address.address, resolver);
+    if (refusal?.reason === "no_such_user" && this.#deps.hooks?.has("alias-exists")) {
+      // chasquid asks the alias-exists hook about addresses that are
+      // neither users nor aliases in the files.
+      const verdict = await this.#deps.hooks.aliasExists(resolver.normalize(address.address));
+      if (verdict?.exists) return undefined;
+    }
     if (refusal) {
       this.#reject(session, "rcpt", refusal.reason, refusal.reply, address.address);
-      return Promise.resolve(refusal.reply);
+      return refusal.reply;
     }
-    return Promise.resolve(undefined);
+    return undefined;
   }
 
   /** DATA: stream into the spool, commit durably, then reply 250. */
@@ -141,11 +161,86 @@ export class Intake {
       }
       case "failed":
         return this.#failed(session, qid, outcome.error, envelope);
-      case "queued":
-        this.#deps.mailLog.queued(qid, client(session), from, to, outcome.bytes, session.secure);
-        this.#deps.onQueued(outcome.item);
-        return reply(250, "2.0.0", `Ok: queued as ${qid}`);
+      case "received":
+        break;
     }
+
+    let head: Uint8Array | undefined;
+    try {
+      const checked = await this.#postData(session, writer, envelope);
+      if ("code" in checked) {
+        await writer.abort();
+        return checked;
+      }
+      head = checked.head;
+    } catch (err) {
+      await writer.abort();
+      return this.#failed(session, qid, err, envelope);
+    }
+    let item: SpoolItem;
+    try {
+      item = await writer.commit(head);
+    } catch (err) {
+      await writer.abort();
+      return this.#failed(session, qid, err, envelope);
+    }
+    this.#deps.mailLog.queued(qid, client(session), from, to, outcome.bytes, session.secure);
+    this.#deps.onQueued(item);
+    return reply(250, "2.0.0", `Ok: queued as ${qid}`);
+  }
+
+  /**
+   * The post-data hook, run on the spooled message before it is queued
+   * (chasquid runs it after DATA, before queue.Put). Returns the headers
+   * to add, or the reply that refuses the message.
+   */
+  async #postData(
+    session: SMTPServerSession,
+    writer: SpoolWriter,
+    envelope: Envelope,
+  ): Promise<{ head: Uint8Array | undefined } | SmtpReply> {
+    const hooks = this.#deps.hooks;
+    if (!hooks?.has("post-data")) return { head: undefined };
+    const { path, offset } = await writer.readable();
+    const at = envelope.from.lastIndexOf("@");
+    const verdict = await hooks.postData({
+      queueId: envelope.id,
+      remoteAddr: envelope.client.ip,
+      ehloDomain: envelope.client.helo.replace(/[^A-Za-z0-9.\-_:\[\]]/g, ""),
+      mailFrom: envelope.from,
+      rcptTo: envelope.to,
+      authAs: "",
+      onTls: envelope.client.tls,
+      fromLocalDomain: at > 0 && this.#deps.resolver().isLocalDomain(envelope.from.slice(at + 1)),
+      spfPass: false,
+    }, () => createReadStream(path, { start: offset, highWaterMark: 64 * 1024 }));
+    if (!verdict) return { head: undefined };
+    if (verdict.kind === "refuse") {
+      // chasquid: exit status 20 is permanent (554), anything else 451.
+      const r = verdict.permanent
+        ? reply(554, "5.7.1", verdict.text)
+        : reply(451, "4.3.0", verdict.text);
+      const reason = verdict.cause === "rejected"
+        ? "post_data_reject"
+        : verdict.cause === "deferred"
+        ? "post_data_defer"
+        : "post_data_failure";
+      if (reason === "post_data_failure") {
+        this.#deps.logger.warn("post-data hook failed; the message is refused for now", {
+          qid: envelope.id,
+          cause: verdict.cause,
+        });
+      }
+      this.#reject(session, "data", reason, r, undefined, envelope.id, envelope.from);
+      return r;
+    }
+    if (verdict.dropped.length > 0) {
+      this.#deps.logger.warn("post-data hook returned invalid header lines; they were dropped", {
+        qid: envelope.id,
+        dropped: verdict.dropped.join(" | "),
+      });
+    }
+    return { head: verdict.headers ? new TextEncoder().encode(verdict.headers) : undefined };
   }
 
   /** The connection closed: forget its state. */

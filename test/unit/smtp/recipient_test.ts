@@ -90,12 +90,12 @@ describe("checkRecipient", () => {
     assert.equal(checkRecipient('"alice"@ex.test', resolver), undefined);
   });
 
-  it("checkRecipient() accepts only recipients that resolve to the mailbox that made them valid", () => {
+  it("checkRecipient() accepts only recipients that resolve to the mailbox that made them valid", async () => {
     // The envelope keeps the address as given at RCPT TO, and delivery
     // resolves that same string, so an accepted quoted local part must reach
     // the user that checkRecipient found.
     assert.equal(checkRecipient('"alice"@ex.test', resolver), undefined);
-    assert.deepEqual(resolver.resolve('"alice"@ex.test'), [
+    assert.deepEqual(await resolver.resolve('"alice"@ex.test'), [
       { kind: "mailbox", domain: "ex.test", user: "alice" },
     ]);
   });

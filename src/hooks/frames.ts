@@ -1,0 +1,121 @@
+/**
+ * The framed channel between Postern and a hook worker, over the worker's
+ * standard input and output. Every frame is
+ *
+ * ```text
+ * u32 length (big endian, of what follows) | u8 kind | u32 call ID | payload
+ * ```
+ *
+ * so a stray byte can never be mistaken for part of a message: the worker
+ * sends a hook's console output to standard error, and anything that breaks
+ * the framing ends the worker. The bootstrap in `worker_source.ts` speaks
+ * the same format.
+ *
+ * @module
+ */
+
+/** What a frame carries. */
+export const FrameKind = {
+  /** A JSON object (call, result, pull, ready, load error). */
+  json: 1,
+  /** A chunk of the message of a call. */
+  chunk: 2,
+  /** The end of the message of a call. */
+  end: 3,
+} as const;
+
+/** One of the {@linkcode FrameKind} values. */
+export type FrameKindValue = typeof FrameKind[keyof typeof FrameKind];
+
+/** A decoded frame. */
+export interface Frame {
+  kind: FrameKindValue;
+  id: number;
+  payload: Uint8Array;
+}
+
+/** Frames larger than this are a protocol error (a hook result is small). */
+export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
+const HEAD = 9;
+
+/** Encodes one frame. */
+export function encodeFrame(kind: FrameKindValue, id: number, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(HEAD + payload.byteLength);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, 5 + payload.byteLength);
+  view.setUint8(4, kind);
+  view.setUint32(5, id);
+  out.set(payload, HEAD);
+  return out;
+}
+
+/** Encodes a JSON frame. */
+export function encodeJsonFrame(id: number, value: unknown): Uint8Array {
+  return encodeFrame(FrameKind.json, id, new TextEncoder().encode(JSON.stringify(value)));
+}
+
+/** Raised when the byte stream is not a sequence of valid frames. */
+export class FrameError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "FrameError";
+  }
+}
+
+/** Splits a byte stream into frames, whatever the chunk boundaries. */
+export class FrameDecoder {
+  #buffer: Uint8Array = new Uint8Array(0);
+
+  /**
+   * Adds bytes and returns the frames completed by them.
+   *
+   * @throws {FrameError} when a frame is malformed or too large.
+   */
+  push(bytes: Uint8Array): Frame[] {
+    this.#buffer = this.#buffer.byteLength === 0 ? bytes : concat(this.#buffer, bytes);
+    const frames: Frame[] = [];
+    let offset = 0;
+    while (this.#buffer.byteLength - offset >= 4) {
+      const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset + offset);
+      const length = view.getUint32(0);
+      if (length < 5 || length > MAX_FRAME_BYTES) {
+        throw new FrameError(`Cannot read frame: length ${length} is out of range`);
+      }
+      if (this.#buffer.byteLength - offset < 4 + length) break;
+      const kind = view.getUint8(4);
+      if (kind !== FrameKind.json && kind !== FrameKind.chunk && kind !== FrameKind.end) {
+        throw new FrameError(`Cannot read frame: unknown kind ${kind}`);
+      }
+      frames.push({
+        kind,
+        id: view.getUint32(5),
+        payload: this.#buffer.slice(offset + HEAD, offset + 4 + length),
+      });
+      offset += 4 + length;
+    }
+    this.#buffer = this.#buffer.subarray(offset);
+    return frames;
+  }
+}
+
+/**
+ * Parses the payload of a JSON frame.
+ *
+ * @throws {FrameError} when it is not JSON.
+ */
+export function parseJsonPayload(payload: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(payload));
+  } catch {
+    throw new FrameError("Cannot read frame: payload is not JSON");
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
+  return out;
+}

@@ -1,0 +1,73 @@
+/**
+ * Checks on what hooks hand back: header lines to add to a message, and
+ * text to put in an SMTP reply.
+ *
+ * @module
+ */
+
+/** Header lines split into those kept (joined with CRLF) and those dropped. */
+export interface CheckedHeaders {
+  /** The kept lines, each ending in CRLF; "" when none. */
+  text: string;
+  kept: number;
+  dropped: string[];
+}
+
+/** RFC 5322 section 2.1.1: a line is at most 998 characters. */
+const MAX_LINE = 998;
+
+/**
+ * RFC 5322 section 2.2: a field name is printable US-ASCII except ":",
+ * followed by ":". The body may be UTF-8 (RFC 6532) but no control
+ * characters other than tab.
+ */
+// deno-lint-ignore no-control-regex -- control characters are what is refused
+const FIELD = /^[\x21-\x39\x3b-\x7e]+:[^\x00-\x08\x0a-\x1f\x7f]*$/;
+// deno-lint-ignore no-control-regex -- as above
+const CONTINUATION = /^[ \t][^\x00-\x08\x0a-\x1f\x7f]*$/;
+
+/**
+ * Keeps the lines that form valid header fields. A continuation line (one
+ * starting with white space, RFC 5322 section 2.2.3) is kept only after a
+ * kept field; empty lines are ignored.
+ */
+export function checkHeaderLines(lines: readonly string[]): CheckedHeaders {
+  const kept: string[] = [];
+  const dropped: string[] = [];
+  let previousKept = false;
+  for (const raw of lines.flatMap((l) => l.split(/\r?\n/))) {
+    const line = raw.replace(/\r$/, "");
+    if (line === "") continue;
+    const ok: boolean = line.length <= MAX_LINE &&
+      (FIELD.test(line) || (previousKept && CONTINUATION.test(line)));
+    if (ok) kept.push(line);
+    else dropped.push(line.slice(0, 200));
+    previousKept = ok;
+  }
+  return {
+    text: kept.map((l) => `${l}\r\n`).join(""),
+    kept: kept.length,
+    dropped,
+  };
+}
+
+/** The lines of a `name → value` record. */
+export function recordToLines(record: Readonly<Record<string, string>>): string[] {
+  return Object.entries(record).map(([name, value]) => `${name}: ${value}`);
+}
+
+/**
+ * Text a hook wants in an SMTP reply, made safe: one line, printable, at
+ * most 300 characters (RFC 5321 section 4.5.3.1.5 allows 512 per reply
+ * line, code included).
+ */
+export function replyText(text: string, fallback: string): string {
+  // deno-lint-ignore no-control-regex -- control characters cannot go in a reply
+  const clean = text.replace(/[\x00-\x1f\x7f]+/g, " ").replace(/\s+/g, " ").trim();
+  return clean === "" ? fallback : clean.slice(0, 300);
+}
+
+/** The last non-empty line of `output`, as chasquid reads a hook's error. */
+export function lastLine(output: string): string {
+  return output.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== "").at(-1) ?? "";
+}

@@ -1,0 +1,22 @@
+/**
+ * Hooks: chasquid's post-data, alias-resolve and alias-exists hook points,
+ * scripted in TypeScript (module hooks in sandboxed deno workers) or, when
+ * the configuration allows it, as executables with chasquid's protocol.
+ *
+ * @module
+ */
+
+export {
+  HookRunner,
+  type HookRunnerOptions,
+  type HooksConfig,
+  type HookSettings,
+  HookSetupError,
+  type HookStatus,
+} from "./runner.ts";
+export { AliasHookError, aliasHookTargets } from "./alias_targets.ts";
+export type { AliasExistsVerdict, AliasResolveVerdict, PostDataVerdict } from "./points.ts";
+export { type HookGrants, NO_GRANTS } from "./sandbox.ts";
+export { ModulePool, type ModulePoolOptions } from "./module_pool.ts";
+export type { CallOutcome } from "./worker.ts";
+export { WORKER_SOURCE } from "./worker_source.ts";

@@ -1,0 +1,199 @@
+/**
+ * The workers of one module hook. Calls go to the least busy worker; a
+ * worker that crashes is replaced on the next call; a hook that fails to
+ * load fails every call at once (no respawn storm) until its files change,
+ * and says so in the log at most once per second.
+ *
+ * @module
+ */
+
+import { pathToFileURL } from "node:url";
+import type { Logger } from "../log/mod.ts";
+import { type HookGrants, sandboxFlags, workerEnv } from "./sandbox.ts";
+import { type CallOutcome, HookWorker, type WorkerEvents } from "./worker.ts";
+
+/** How one module hook runs. */
+export interface ModulePoolOptions {
+  /** Hook point name, such as `post-data`. */
+  name: string;
+  /** The configuration's `hooks/` folder. */
+  hooksDir: string;
+  /** Path of the hook module, `<hooksDir>/<name>.ts`. */
+  entry: string;
+  /** The deno executable. */
+  deno: string;
+  /** Path of the worker bootstrap (see `worker_source.ts`). */
+  bootstrap: string;
+  grants: HookGrants;
+  maxMemoryBytes: number;
+  /** Worker processes, each with its own module state. */
+  workers: number;
+  /** Time allowed per call, start-up of a worker included. */
+  timeoutMs: number;
+  /** Working directory of the workers (the configuration directory). */
+  cwd: string;
+  /** Reads Postern's environment, for the variables granted to the hook. */
+  env: (name: string) => string | undefined;
+  logger: Logger;
+}
+
+/** A worker that exits before loading the hook, without a load error, keeps it down this long. */
+const START_FAILURE_BACKOFF_MS = 2000;
+
+/** The workers of one module hook. */
+export class ModulePool {
+  readonly options: ModulePoolOptions;
+  #workers: HookWorker[] = [];
+  #broken: { error: string; until: number } | undefined;
+  #lastBrokenLog = 0;
+  #closed = false;
+  #argv: string[];
+  #env: Record<string, string>;
+  #restarts = 0;
+  #events: WorkerEvents;
+
+  /** Creates the pool and starts its workers, so load errors show at once. */
+  constructor(options: ModulePoolOptions) {
+    this.options = options;
+    this.#argv = [
+      options.deno,
+      ...sandboxFlags(options.hooksDir, options.name, options.grants, options.maxMemoryBytes),
+      options.bootstrap,
+      pathToFileURL(options.entry).href,
+    ];
+    this.#env = workerEnv(options.grants, options.env);
+    this.#events = {
+      loadError: (_worker, error) => {
+        this.#broken = { error, until: Infinity };
+        this.#logBroken();
+      },
+      output: (worker, line) => {
+        options.logger.info("hook output", {
+          hook: options.name,
+          pid: worker.pid,
+          line: line.slice(0, 1000),
+        });
+      },
+      exited: (worker, detail, expected) => this.#exited(worker, detail, expected),
+      idle: () => {},
+    };
+    for (let i = 0; i < options.workers; i++) this.#spawn();
+  }
+
+  /** Workers running now. */
+  get workerCount(): number {
+    return this.#workers.length;
+  }
+
+  /** Workers started to replace crashed or retired ones. */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  /** The load error that keeps the hook down, if any. */
+  get loadError(): string | undefined {
+    return this.#broken && Date.now() < this.#broken.until ? this.#broken.error : undefined;
+  }
+
+  /**
+   * Calls the hook with `input` (and the message, for post-data). Never
+   * throws: every failure is an outcome.
+   */
+  call(input: unknown, message?: AsyncIterable<Uint8Array>): Promise<CallOutcome> {
+    if (this.#closed) {
+      return Promise.resolve({ ok: false, failure: "crash", error: "the hook was unloaded" });
+    }
+    const broken = this.loadError;
+    if (broken !== undefined) {
+      this.#logBroken();
+      return Promise.resolve({ ok: false, failure: "load_error", error: broken });
+    }
+    const worker = this.#pick();
+    return new Promise((resolve) => {
+      let settled = false;
+      const settle = (outcome: CallOutcome) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(outcome);
+      };
+      const id = worker.send({ input, ...(message ? { message } : {}), settle });
+      const timer = setTimeout(() => {
+        if (settled) return;
+        worker.abandon(id);
+        this.options.logger.warn("hook timed out; its worker is retired", {
+          hook: this.options.name,
+          pid: worker.pid,
+          timeout_ms: this.options.timeoutMs,
+        });
+        settle({
+          ok: false,
+          failure: "timeout",
+          error: `no result within ${this.options.timeoutMs} ms`,
+        });
+      }, this.options.timeoutMs);
+    });
+  }
+
+  /**
+   * Unloads the hook: no new calls; calls in flight finish (up to their
+   * timeout), then the workers end.
+   */
+  close(): void {
+    this.#closed = true;
+    for (const worker of this.#workers) worker.retire();
+  }
+
+  /** Ends every worker now. */
+  kill(): void {
+    this.#closed = true;
+    for (const worker of this.#workers) worker.stop();
+  }
+
+  #pick(): HookWorker {
+    const live = this.#workers.filter((w) => !w.retiring);
+    if (live.length < this.options.workers) {
+      this.#restarts++;
+      return this.#spawn();
+    }
+    let best = live[0]!;
+    for (const worker of live) if (worker.load < best.load) best = worker;
+    return best;
+  }
+
+  #spawn(): HookWorker {
+    const worker = new HookWorker(this.#argv, this.#env, this.options.cwd, this.#events);
+    this.#workers.push(worker);
+    this.options.logger.debug("hook worker started", { hook: this.options.name, pid: worker.pid });
+    return worker;
+  }
+
+  #exited(worker: HookWorker, detail: string, expected: boolean): void {
+    this.#workers = this.#workers.filter((w) => w !== worker);
+    if (expected || this.#closed) return;
+    this.options.logger.error("hook worker exited", {
+      hook: this.options.name,
+      pid: worker.pid,
+      cause: detail,
+    });
+    // A worker that dies before it could load the hook (out of memory at
+    // import, a bad deno) would otherwise be respawned for every call.
+    if (!worker.loaded && this.#broken === undefined) {
+      this.#broken = {
+        error: `worker exited during start-up: ${detail}`,
+        until: Date.now() + START_FAILURE_BACKOFF_MS,
+      };
+    }
+  }
+
+  #logBroken(): void {
+    const now = Date.now();
+    if (now - this.#lastBrokenLog < 1000 || !this.#broken) return;
+    this.#lastBrokenLog = now;
+    this.options.logger.error("hook cannot be loaded; its calls fail until it is fixed", {
+      hook: this.options.name,
+      file: this.options.entry,
+      error: this.#broken.error.split("\n").slice(0, 3).join(" | "),
+    });
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * What each hook point's outcome means, for both forms of hook, as in
+ * chasquid's hook reference:
+ *
+ * - post-data: success adds headers; a permanent rejection (exit status 20,
+ *   or `action: "reject"`) is a 5xx, anything else that is not success a
+ *   4xx, with the hook's text (last line of output) in the reply.
+ * - alias-resolve: output is the right-hand side of an aliases line; any
+ *   failure makes delivery fail (temporarily: the queue retries).
+ * - alias-exists: success means the alias exists; any failure, timeout
+ *   included, means it does not.
+ *
+ * @module
+ */
+
+import * as v from "valibot";
+import {
+  AliasExistsResultSchema,
+  AliasResolveResultSchema,
+  PostDataResultSchema,
+} from "../../hooks/mod.ts";
+import type { SpawnResult } from "../runtime/mod.ts";
+import { checkHeaderLines, lastLine, recordToLines, replyText } from "./headers.ts";
+import type { CallOutcome } from "./worker.ts";
+
+/** chasquid's exit status for a permanent post-data rejection. */
+export const EXIT_PERMANENT = 20;
+
+/** How a post-data hook call ended. */
+export type PostDataVerdict =
+  | { kind: "accept"; headers: string; kept: number; dropped: string[] }
+  | { kind: "refuse"; permanent: boolean; text: string; cause: string };
+
+/** Reply text when a hook failed without saying why. */
+const FAILED_TEXT = "Message could not be checked, try again later";
+
+/** Interprets a module post-data hook's outcome. */
+export function postDataFromModule(outcome: CallOutcome): PostDataVerdict {
+  if (!outcome.ok) return failure(outcome.failure, outcome.error);
+  const parsed = v.safeParse(PostDataResultSchema, outcome.value);
+  if (!parsed.success) {
+    return failure("bad_result", `result ${parsed.issues[0].message}`);
+  }
+  const result = parsed.output;
+  if (result === undefined || result === null) {
+    return { kind: "accept", headers: "", kept: 0, dropped: [] };
+  }
+  switch (result.action) {
+    case "accept": {
+      const lines = result.headers === undefined
+        ? []
+        : Array.isArray(result.headers)
+        ? result.headers
+        : recordToLines(result.headers);
+      const checked = checkHeaderLines(lines);
+      return {
+        kind: "accept",
+        headers: checked.text,
+        kept: checked.kept,
+        dropped: checked.dropped,
+      };
+    }
+    case "reject":
+      return {
+        kind: "refuse",
+        permanent: true,
+        text: replyText(result.message, "Message rejected"),
+        cause: "rejected",
+      };
+    case "defer":
+      return {
+        kind: "refuse",
+        permanent: false,
+        text: replyText(result.message, FAILED_TEXT),
+        cause: "deferred",
+      };
+  }
+}
+
+/** Interprets an executable post-data hook's exit. */
+export function postDataFromExec(result: SpawnResult, timeoutMs: number): PostDataVerdict {
+  if (result.timedOut) return failure("timeout", `no exit within ${timeoutMs} ms`);
+  if (result.exitCode === 0) {
+    const checked = checkHeaderLines(result.stdout.split("\n"));
+    return { kind: "accept", headers: checked.text, kept: checked.kept, dropped: checked.dropped };
+  }
+  const permanent = result.exitCode === EXIT_PERMANENT;
+  return {
+    kind: "refuse",
+    permanent,
+    text: replyText(lastLine(result.stdout), permanent ? "Message rejected" : FAILED_TEXT),
+    cause: result.exitCode === null
+      ? "killed"
+      : result.exitCode === 127
+      ? `cannot run: ${lastLine(result.stderr)}`
+      : `exit status ${result.exitCode}`,
+  };
+}
+
+function failure(kind: string, detail: string): PostDataVerdict {
+  return {
+    kind: "refuse",
+    permanent: false,
+    text: FAILED_TEXT,
+    cause: `${kind}: ${detail.split("\n")[0]}`,
+  };
+}
+
+/** How an alias-resolve call ended: targets text, or why it failed. */
+export type AliasResolveVerdict =
+  | { ok: true; rhs: string[] }
+  | { ok: false; cause: string };
+
+/** Interprets a module alias-resolve hook's outcome. */
+export function aliasResolveFromModule(outcome: CallOutcome): AliasResolveVerdict {
+  if (!outcome.ok) return { ok: false, cause: `${outcome.failure}: ${firstLine(outcome.error)}` };
+  const parsed = v.safeParse(AliasResolveResultSchema, outcome.value);
+  if (!parsed.success) return { ok: false, cause: `bad_result: ${parsed.issues[0].message}` };
+  const value = parsed.output;
+  if (value === undefined || value === null) return { ok: true, rhs: [] };
+  return { ok: true, rhs: (Array.isArray(value) ? value : [value]).filter((s) => s.trim() !== "") };
+}
+
+/** Interprets an executable alias-resolve hook's exit. */
+export function aliasResolveFromExec(result: SpawnResult, timeoutMs: number): AliasResolveVerdict {
+  if (result.timedOut) return { ok: false, cause: `timeout: no exit within ${timeoutMs} ms` };
+  if (result.exitCode !== 0) {
+    return { ok: false, cause: `exit status ${result.exitCode}: ${lastLine(result.stderr)}` };
+  }
+  const rhs = result.stdout.trim();
+  return { ok: true, rhs: rhs === "" ? [] : [rhs] };
+}
+
+/** How an alias-exists call ended. */
+export interface AliasExistsVerdict {
+  exists: boolean;
+  /** Why the answer is "no" by failure rather than by the hook's choice. */
+  cause?: string;
+}
+
+/** Interprets a module alias-exists hook's outcome. */
+export function aliasExistsFromModule(outcome: CallOutcome): AliasExistsVerdict {
+  if (!outcome.ok) {
+    return { exists: false, cause: `${outcome.failure}: ${firstLine(outcome.error)}` };
+  }
+  const parsed = v.safeParse(AliasExistsResultSchema, outcome.value);
+  if (!parsed.success) return { exists: false, cause: `bad_result: ${parsed.issues[0].message}` };
+  return { exists: parsed.output };
+}
+
+/** Interprets an executable alias-exists hook's exit. */
+export function aliasExistsFromExec(result: SpawnResult, timeoutMs: number): AliasExistsVerdict {
+  if (result.timedOut) return { exists: false, cause: `timeout: no exit within ${timeoutMs} ms` };
+  return { exists: result.exitCode === 0 };
+}
+
+function firstLine(text: string): string {
+  return text.split("\n")[0] ?? "";
+}

@@ -1,0 +1,274 @@
+/**
+ * One module-hook worker: a sandboxed deno process that loads the hook once
+ * and then serves calls over the framed channel, several at a time. Module
+ * state lives as long as the process.
+ *
+ * @module
+ */
+
+import { type Child, startChild } from "../runtime/mod.ts";
+import {
+  encodeFrame,
+  encodeJsonFrame,
+  type Frame,
+  FrameDecoder,
+  FrameKind,
+  parseJsonPayload,
+} from "./frames.ts";
+
+/** Why a call did not produce a value. */
+export type CallFailure = "timeout" | "crash" | "load_error" | "hook_error" | "protocol";
+
+/** The outcome of one call. */
+export type CallOutcome =
+  | { ok: true; value: unknown }
+  | { ok: false; failure: CallFailure; error: string };
+
+/** A call on its way to a worker. */
+export interface WorkerCall {
+  input: unknown;
+  /** The message, read chunk by chunk as the hook pulls it. */
+  message?: AsyncIterable<Uint8Array>;
+  settle: (outcome: CallOutcome) => void;
+}
+
+/** What a worker tells its pool. */
+export interface WorkerEvents {
+  /** The hook module failed to load (syntax error, denied import, no default export). */
+  loadError(worker: HookWorker, error: string): void;
+  /** A line the hook printed. */
+  output(worker: HookWorker, line: string): void;
+  /** The process ended; `expected` when the pool asked for it. */
+  exited(worker: HookWorker, detail: string, expected: boolean): void;
+  /** The worker has nothing in flight and may be ended if retiring. */
+  idle(worker: HookWorker): void;
+}
+
+interface InFlight {
+  call: WorkerCall;
+  chunks?: AsyncIterator<Uint8Array>;
+}
+
+/** Exit details keep this much of the last standard error output. */
+const STDERR_TAIL = 2000;
+
+/** A running worker process. */
+export class HookWorker {
+  readonly startedAt: number;
+  #child: Child;
+  #events: WorkerEvents;
+  #decoder = new FrameDecoder();
+  #inFlight = new Map<number, InFlight>();
+  #queued: Array<{ id: number; call: WorkerCall }> = [];
+  #nextId = 1;
+  #ready = false;
+  #dead = false;
+  #retiring = false;
+  #stopping = false;
+  #stderrTail = "";
+  #partialLine = "";
+
+  /** Starts `argv` (deno with the sandbox flags, the bootstrap and the hook). */
+  constructor(
+    argv: string[],
+    env: Record<string, string>,
+    cwd: string,
+    events: WorkerEvents,
+  ) {
+    this.startedAt = Date.now();
+    this.#events = events;
+    this.#child = startChild({ argv, env, cwd });
+    this.#child.onStdout((chunk) => this.#onStdout(chunk));
+    this.#child.onStderr((chunk) => this.#onStderr(chunk));
+    this.#child.onExit((exit) => {
+      const detail = exit.error ??
+        (exit.signal ? `killed by ${exit.signal}` : `exited with status ${exit.code}`);
+      this.#die(detail);
+    });
+  }
+
+  /** Process ID, for log lines. */
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
+  /** True once the hook module has loaded. */
+  get loaded(): boolean {
+    return this.#ready;
+  }
+
+  /** Calls started and not finished, plus calls waiting for start-up. */
+  get load(): number {
+    return this.#inFlight.size + this.#queued.length;
+  }
+
+  /** True when the worker takes no new calls. */
+  get retiring(): boolean {
+    return this.#retiring || this.#dead;
+  }
+
+  /** Starts a call, or queues it until the hook has loaded. */
+  send(call: WorkerCall): number {
+    const id = this.#nextId++;
+    if (this.#dead) {
+      call.settle({ ok: false, failure: "crash", error: "the worker has exited" });
+    } else if (!this.#ready) {
+      this.#queued.push({ id, call });
+    } else {
+      this.#start(id, call);
+    }
+    return id;
+  }
+
+  /**
+   * Forgets a call that ran out of time and retires the worker: the hook
+   * may be stuck, so it gets no new calls and ends once the others finish.
+   */
+  abandon(id: number): void {
+    const entry = this.#inFlight.get(id);
+    this.#inFlight.delete(id);
+    this.#queued = this.#queued.filter((q) => q.id !== id);
+    closeChunks(entry?.chunks);
+    this.retire();
+  }
+
+  /** Takes no new calls; ends the process when nothing is in flight. */
+  retire(): void {
+    this.#retiring = true;
+    if (this.load === 0) this.stop();
+  }
+
+  /** Ends the process now; calls in flight fail. */
+  stop(): void {
+    this.#stopping = true;
+    this.#retiring = true;
+    this.#child.kill();
+  }
+
+  #start(id: number, call: WorkerCall): void {
+    const entry: InFlight = { call };
+    if (call.message) entry.chunks = call.message[Symbol.asyncIterator]();
+    this.#inFlight.set(id, entry);
+    this.#write(encodeJsonFrame(id, { t: "call", input: call.input, message: !!call.message }));
+  }
+
+  #write(frame: Uint8Array): void {
+    this.#child.write(frame);
+  }
+
+  #onStdout(chunk: Uint8Array): void {
+    let frames: Frame[];
+    try {
+      frames = this.#decoder.push(chunk);
+    } catch (err) {
+      this.#protocolError(err instanceof Error ? err.message : String(err));
+      return;
+    }
+    for (const frame of frames) {
+      if (frame.kind !== FrameKind.json) {
+        this.#protocolError("the worker sent a message chunk");
+        return;
+      }
+      let message: unknown;
+      try {
+        message = parseJsonPayload(frame.payload);
+      } catch (err) {
+        this.#protocolError(err instanceof Error ? err.message : String(err));
+        return;
+      }
+      this.#onMessage(frame.id, message);
+    }
+  }
+
+  #onMessage(id: number, message: unknown): void {
+    const m = (typeof message === "object" && message !== null ? message : {}) as Record<
+      string,
+      unknown
+    >;
+    switch (m.t) {
+      case "ready":
+        this.#ready = true;
+        for (const { id, call } of this.#queued.splice(0)) this.#start(id, call);
+        return;
+      case "load_error":
+        this.#events.loadError(this, String(m.error ?? "unknown error"));
+        for (const { call } of this.#queued.splice(0)) {
+          call.settle({ ok: false, failure: "load_error", error: String(m.error) });
+        }
+        this.stop();
+        return;
+      case "pull":
+        this.#pull(id).catch((err) => this.#protocolError(String(err)));
+        return;
+      case "result": {
+        const entry = this.#inFlight.get(id);
+        if (!entry) return; // abandoned after a timeout
+        this.#inFlight.delete(id);
+        closeChunks(entry.chunks);
+        entry.call.settle(
+          m.ok === true
+            ? { ok: true, value: m.value }
+            : { ok: false, failure: "hook_error", error: String(m.error ?? "unknown error") },
+        );
+        if (this.load === 0) {
+          this.#events.idle(this);
+          if (this.#retiring) this.stop();
+        }
+        return;
+      }
+      default:
+        this.#protocolError(`unknown message ${JSON.stringify(m.t)}`);
+    }
+  }
+
+  /** Sends the next chunk of a call's message, or its end. */
+  async #pull(id: number): Promise<void> {
+    const chunks = this.#inFlight.get(id)?.chunks;
+    const next = chunks ? await chunks.next() : { done: true as const, value: undefined };
+    if (next.done || !this.#inFlight.has(id)) {
+      this.#write(encodeFrame(FrameKind.end, id, new Uint8Array(0)));
+    } else {
+      this.#write(encodeFrame(FrameKind.chunk, id, next.value));
+    }
+  }
+
+  #onStderr(chunk: Uint8Array): void {
+    const text = new TextDecoder().decode(chunk);
+    this.#stderrTail = (this.#stderrTail + text).slice(-STDERR_TAIL);
+    const lines = (this.#partialLine + text).split("\n");
+    this.#partialLine = lines.pop() ?? "";
+    if (this.#partialLine.length > 4096) {
+      lines.push(this.#partialLine);
+      this.#partialLine = "";
+    }
+    for (const line of lines) {
+      if (line.trim() !== "") this.#events.output(this, line);
+    }
+  }
+
+  #protocolError(detail: string): void {
+    this.#stderrTail += `\nprotocol error: ${detail}`;
+    this.#child.kill();
+  }
+
+  #die(detail: string): void {
+    if (this.#dead) return;
+    this.#dead = true;
+    if (this.#partialLine.trim() !== "") this.#events.output(this, this.#partialLine);
+    const tail = this.#stderrTail.trim().split("\n").slice(-3).join(" | ");
+    const error = tail ? `${detail}: ${tail}` : detail;
+    for (const { call } of this.#queued.splice(0)) {
+      call.settle({ ok: false, failure: "crash", error });
+    }
+    for (const [id, entry] of this.#inFlight) {
+      this.#inFlight.delete(id);
+      closeChunks(entry.chunks);
+      entry.call.settle({ ok: false, failure: "crash", error });
+    }
+    this.#events.exited(this, error, this.#stopping);
+  }
+}
+
+function closeChunks(chunks: AsyncIterator<Uint8Array> | undefined): void {
+  chunks?.return?.().catch(() => {});
+}

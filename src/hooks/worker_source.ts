@@ -1,0 +1,166 @@
+/**
+ * The bootstrap every module-hook worker runs: `deno run <flags>
+ * hook_worker.js <file URL of the hook module>`. It is kept as text because it must exist
+ * as a file for deno to run, also when Postern itself is a compiled binary
+ * or runs on Bun; `module_pool.ts` writes it into the data directory.
+ *
+ * Why it is shaped this way:
+ * - The hook is loaded with a dynamic `import()`. Deno checks every module
+ *   of a dynamically imported graph against `--allow-read`, but not the
+ *   static graph of the entry module, so `import x from "/etc/shadow"` in
+ *   a hook fails here instead of being read.
+ * - Standard output carries only frames (see `frames.ts`). Before the hook
+ *   is loaded, `console`, `Deno.stdout` and `process.stdout` are pointed at
+ *   standard error and standard input is hidden, so nothing a hook prints
+ *   or reads can corrupt the channel.
+ * - The message of a post-data call is a pull stream: each read asks
+ *   Postern for the next chunk, so the message is never held whole and a
+ *   hook that does not read it costs nothing.
+ * - An unhandled rejection or uncaught error in a hook's background work is
+ *   logged instead of ending the worker.
+ *
+ * @module
+ */
+
+/** Source of the worker bootstrap, an ES module for deno. */
+export const WORKER_SOURCE = `// Postern hook worker (generated; do not edit).
+import process from "node:process";
+import { Console } from "node:console";
+import { Readable } from "node:stream";
+
+const JSON_FRAME = 1, CHUNK = 2, END = 3;
+const writer = Deno.stdout.writable.getWriter();
+const reader = Deno.stdin.readable.getReader();
+const closedStdin = { read: () => Promise.resolve(null), readable: new ReadableStream({ start(c) { c.close(); } }), close() {} };
+Object.defineProperty(Deno, "stdout", { value: Deno.stderr, configurable: true });
+Object.defineProperty(Deno, "stdin", { value: closedStdin, configurable: true });
+Object.defineProperty(process, "stdout", { value: process.stderr, configurable: true });
+Object.defineProperty(process, "stdin", { value: Readable.from([]), configurable: true });
+globalThis.console = new Console({ stdout: process.stderr, stderr: process.stderr });
+globalThis.addEventListener("unhandledrejection", (e) => {
+  e.preventDefault();
+  console.error("unhandled rejection in hook:", e.reason);
+});
+globalThis.addEventListener("error", (e) => {
+  e.preventDefault();
+  console.error("uncaught error in hook:", e.error ?? e.message);
+});
+
+const encoder = new TextEncoder();
+let chain = Promise.resolve();
+function send(kind, id, payload) {
+  const frame = new Uint8Array(9 + payload.byteLength);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, 5 + payload.byteLength);
+  view.setUint8(4, kind);
+  view.setUint32(5, id);
+  frame.set(payload, 9);
+  chain = chain.then(() => writer.write(frame));
+  return chain;
+}
+function sendJson(id, value) {
+  let text;
+  try {
+    text = JSON.stringify(value);
+  } catch (err) {
+    text = JSON.stringify({ t: "result", ok: false, error: "the hook's result cannot be sent as JSON: " + err });
+  }
+  return send(JSON_FRAME, id, encoder.encode(text));
+}
+function describe(err) {
+  const text = err instanceof Error ? (err.stack ?? String(err)) : String(err);
+  return text.slice(0, 4000);
+}
+
+const streams = new Map();
+function messageStream(id) {
+  const state = { waiting: null, done: false };
+  streams.set(id, state);
+  return new ReadableStream({
+    pull(controller) {
+      if (state.done) {
+        controller.close();
+        return;
+      }
+      return new Promise((resolve) => {
+        state.waiting = (kind, payload) => {
+          if (kind === END) {
+            state.done = true;
+            controller.close();
+          } else {
+            controller.enqueue(payload);
+          }
+          resolve();
+        };
+        sendJson(id, { t: "pull" });
+      });
+    },
+    cancel() {
+      state.done = true;
+    },
+  }, { highWaterMark: 0 });
+}
+
+async function call(fn, id, request) {
+  const input = { ...request.input };
+  if (request.message) input.message = messageStream(id);
+  try {
+    const value = await fn(input);
+    await sendJson(id, { t: "result", ok: true, value });
+  } catch (err) {
+    await sendJson(id, { t: "result", ok: false, error: describe(err) });
+  } finally {
+    streams.delete(id);
+  }
+}
+
+let fn;
+try {
+  const module = await import(Deno.args[0]);
+  if (typeof module.default !== "function") {
+    throw new TypeError("the hook module has no default export function");
+  }
+  fn = module.default;
+} catch (err) {
+  await sendJson(0, { t: "load_error", error: describe(err) });
+  await new Promise(() => {});
+}
+await sendJson(0, { t: "ready" });
+
+let buffer = new Uint8Array(0);
+for (;;) {
+  const { value, done } = await reader.read();
+  if (done) break;
+  if (buffer.byteLength === 0) {
+    buffer = value;
+  } else {
+    const joined = new Uint8Array(buffer.byteLength + value.byteLength);
+    joined.set(buffer);
+    joined.set(value, buffer.byteLength);
+    buffer = joined;
+  }
+  let offset = 0;
+  while (buffer.byteLength - offset >= 4) {
+    const view = new DataView(buffer.buffer, buffer.byteOffset + offset);
+    const length = view.getUint32(0);
+    if (buffer.byteLength - offset < 4 + length) break;
+    const kind = view.getUint8(4);
+    const id = view.getUint32(5);
+    const payload = buffer.slice(offset + 9, offset + 4 + length);
+    offset += 4 + length;
+    if (kind === JSON_FRAME) {
+      const request = JSON.parse(new TextDecoder().decode(payload));
+      if (request.t === "call") call(fn, id, request);
+    } else {
+      const state = streams.get(id);
+      const waiting = state?.waiting;
+      if (waiting) {
+        state.waiting = null;
+        waiting(kind, payload);
+      }
+    }
+  }
+  buffer = buffer.subarray(offset);
+}
+Deno.exit(0);
+`;

@@ -1,0 +1,152 @@
+/**
+ * Notices changes in a directory tree however they are made: an in-place
+ * write, write-to-temp-and-rename, delete and recreate, a new folder, or a
+ * symlink swap as a Kubernetes ConfigMap does. File system events (where
+ * the runtime delivers them) make it fast; a periodic comparison of a stat
+ * fingerprint of the tree makes it certain, also where events are missing
+ * (network file systems, some containers). Following symlinks when
+ * statting is what catches ConfigMap swaps: the link stays, its target
+ * changes.
+ *
+ * @module
+ */
+
+import { type FSWatcher, watch } from "node:fs";
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+
+/** Options of {@linkcode watchTree}. */
+export interface WatchOptions {
+  /** Quiet time after an event before the tree is compared. Default: 30 ms. */
+  debounceMs?: number;
+  /** Interval of the fallback comparison. Default: 500 ms. */
+  pollMs?: number;
+  /** Deepest folder level looked at. Default: 4. */
+  maxDepth?: number;
+}
+
+/** A running watch. */
+export interface TreeWatch {
+  /** Stops watching. */
+  close(): void;
+}
+
+/** Entries looked at per tree, so a huge folder cannot stall the server. */
+const MAX_ENTRIES = 10_000;
+
+/**
+ * Calls `onChange` after the tree under `root` changed (once per settled
+ * change, not per event). `root` need not exist yet.
+ */
+export function watchTree(
+  root: string,
+  onChange: () => void,
+  options: WatchOptions = {},
+): TreeWatch {
+  const debounceMs = options.debounceMs ?? 30;
+  const pollMs = options.pollMs ?? 500;
+  const maxDepth = options.maxDepth ?? 4;
+  let closed = false;
+  let watcher: FSWatcher | undefined;
+  let last: string | undefined;
+  let debounce: ReturnType<typeof setTimeout> | undefined;
+  let comparing = false;
+  let again = false;
+
+  const compare = async () => {
+    if (comparing) {
+      again = true;
+      return;
+    }
+    comparing = true;
+    try {
+      do {
+        again = false;
+        const current = await fingerprint(root, maxDepth);
+        if (closed) return;
+        if (last !== undefined && current !== last) {
+          last = current;
+          onChange();
+        } else {
+          last = current;
+        }
+      } while (again && !closed);
+    } finally {
+      comparing = false;
+    }
+  };
+  const schedule = () => {
+    if (closed) return;
+    clearTimeout(debounce);
+    debounce = setTimeout(() => void compare(), debounceMs);
+  };
+  const startWatching = () => {
+    if (watcher || closed) return;
+    try {
+      watcher = watch(root, { recursive: true, persistent: false }, schedule);
+    } catch {
+      try {
+        watcher = watch(root, { persistent: false }, schedule);
+      } catch {
+        return; // Not there yet, or not watchable: polling covers it.
+      }
+    }
+    watcher.on("error", () => {
+      watcher?.close();
+      watcher = undefined;
+    });
+  };
+
+  void compare();
+  startWatching();
+  const poll = setInterval(() => {
+    startWatching();
+    void compare();
+  }, pollMs);
+  // Unref'd timers must not keep a process alive that is otherwise done.
+  (poll as { unref?: () => void }).unref?.();
+
+  return {
+    close() {
+      closed = true;
+      clearInterval(poll);
+      clearTimeout(debounce);
+      watcher?.close();
+    },
+  };
+}
+
+/**
+ * A string that changes whenever a file under `root` is added, removed,
+ * replaced or written: path, size, modification time and inode of every
+ * entry, symlinks followed.
+ */
+export async function fingerprint(root: string, maxDepth = 4): Promise<string> {
+  const parts: string[] = [];
+  const walk = async (dir: string, depth: number): Promise<void> => {
+    let names: string[];
+    try {
+      names = (await readdir(dir)).sort();
+    } catch {
+      parts.push(`${dir}:absent`);
+      return;
+    }
+    for (const name of names) {
+      if (parts.length >= MAX_ENTRIES) return;
+      const path = join(dir, name);
+      try {
+        const info = await stat(path);
+        if (info.isDirectory()) {
+          parts.push(`${path}/`);
+          if (depth < maxDepth) await walk(path, depth + 1);
+        } else {
+          parts.push(`${path}:${info.size}:${info.mtimeMs}:${info.ino}`);
+        }
+      } catch {
+        parts.push(`${path}:dangling`);
+      }
+    }
+  };
+  await walk(root, 0);
+  return parts.join("\n");
+}
