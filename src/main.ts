@@ -5,6 +5,7 @@
  * ```sh
  * postern serve [--config DIR] [--data DIR] [--listen HOST:PORT]…
  * postern check [--config DIR]
+ * postern hook run EVENT --input FILE [--message FILE] [--config DIR]
  * postern version
  * ```
  *
@@ -14,6 +15,7 @@
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig } from "./config/mod.ts";
 import { HookSetupError } from "./hooks/mod.ts";
+import { runHookOnce } from "./hooks/run_once.ts";
 import { Logger } from "./log/mod.ts";
 import * as runtime from "./runtime/mod.ts";
 import { serve } from "./serve.ts";
@@ -26,12 +28,18 @@ const USAGE = `Usage: postern <command> [options]
 Commands:
   serve     Run the mail server (default configuration when no --config)
   check     Validate a configuration directory and exit (0 valid, 1 not)
+  hook run EVENT --input FILE [--message FILE]
+            Run one hook (post-data, alias-resolve, alias-exists) as the
+            server would, in the same sandbox, and print what it answered
+            (exit 0 answered, 1 failed, 2 usage)
   version   Print the version
 
 Options:
   --config DIR       Configuration directory (postern.yaml, domains/, certs/, hooks/)
   --data DIR         Data directory for the spool and mailboxes (default ./data)
   --listen ADDR      SMTP listen address, repeatable (overrides smtp.listen)
+  --input FILE       hook run: the hook's input as JSON (see hooks/mod.ts)
+  --message FILE     hook run: the message, for post-data
   -h, --help         Show this help
 `;
 
@@ -45,6 +53,8 @@ async function main(argv: string[]): Promise<number> {
         config: { type: "string" },
         data: { type: "string" },
         listen: { type: "string", multiple: true },
+        input: { type: "string" },
+        message: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -67,6 +77,12 @@ async function main(argv: string[]): Promise<number> {
     case "check":
     case "serve":
       break;
+    case "hook":
+      if (positionals[1] !== "run" || positionals[2] === undefined || values.input === undefined) {
+        runtime.writeStderr(`postern: usage: postern hook run EVENT --input FILE\n\n${USAGE}`);
+        return 2;
+      }
+      break;
     default:
       runtime.writeStderr(`postern: unknown command "${command}"\n\n${USAGE}`);
       return 2;
@@ -83,6 +99,20 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   if (values.listen !== undefined) config.smtp.listen = values.listen;
+  if (command === "hook") {
+    const { status, report } = await runHookOnce({
+      configDir: config.configDir,
+      hooks: config.hooks,
+      event: positionals[2]!,
+      inputPath: values.input!,
+      messagePath: values.message,
+      logger: new Logger("debug", runtime.writeStderr),
+      env: runtime.env,
+      execPath: runtime.execPath(),
+    });
+    runtime.writeStdout(JSON.stringify(report, null, 2) + "\n");
+    return status;
+  }
   if (command === "check") {
     runtime.writeStdout(`configuration OK: ${[...config.domains.keys()].length} domain(s)\n`);
     return 0;

@@ -161,7 +161,7 @@ export class HookRunner {
     const settings = this.#settings("post-data");
     let verdict: PostDataVerdict;
     if (installed.form === "module") {
-      verdict = postDataFromModule(await installed.pool.call(input, open()));
+      verdict = postDataFromModule(await installed.pool.call(input, lazily(open)));
     } else if (installed.form === "exec") {
       const result = await runExecHook({
         path: installed.path,
@@ -384,6 +384,28 @@ export class HookRunner {
     }
     return undefined;
   }
+}
+
+/**
+ * An iterable that opens its source on the first read, so that a call
+ * which fails before the hook reads (or never reads) opens no file.
+ */
+function lazily(open: () => AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  return {
+    [Symbol.asyncIterator]() {
+      let source: AsyncIterator<Uint8Array> | undefined;
+      return {
+        next() {
+          source ??= open()[Symbol.asyncIterator]();
+          return source.next();
+        },
+        async return() {
+          await source?.return?.();
+          return { done: true, value: undefined };
+        },
+      };
+    },
+  };
 }
 
 function isExecutable(path: string): boolean {
