@@ -26,6 +26,10 @@
 #   POSTERN_MAX_PER_IP=100              smtp.max_connections_per_ip for Postern ("default": leave unset)
 #   SRC_TIMEOUT=300 DRAIN_TIMEOUT=120   per smtp-source run / per queue drain, seconds
 #   BENCH_MAX_S=900                     cells not started by then are skipped
+#   HOOKS=1                             also measure intake with a trivial post-data hook (small c=20):
+#                                       Postern with a TypeScript module hook, chasquid with a shell
+#                                       hook, as ratios to the same server without; plus the module
+#                                       hook's call latency and calls/s per worker
 #   KEEP_TMP=1                          keep the temp dir (server logs, spools)
 set -u -o pipefail
 
@@ -36,6 +40,7 @@ N_LARGE=${N_LARGE:-1000}
 REPS=${REPS:-1}
 LARGE_BYTES=102400
 BUN=${BUN:-auto}
+HOOKS=${HOOKS:-1}
 PORT_BASE=${BENCH_PORT_BASE:-2625}
 BENCH_NETNS=${BENCH_NETNS:-auto}
 POSTERN_MAX_PER_IP=${POSTERN_MAX_PER_IP:-100}
@@ -154,7 +159,7 @@ fi
 
 P_DENO=$PORT_BASE; P_BUN=$((PORT_BASE+1)); P_PF=$((PORT_BASE+2)); P_CQ=$((PORT_BASE+3))
 if [ "${BENCH_NS:-0}" != 1 ]; then
-  for p in $(seq "$PORT_BASE" $((PORT_BASE+5))); do
+  for p in $(seq "$PORT_BASE" $((PORT_BASE+10))); do
     python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$p))" 2>/dev/null ||
       fail "port 127.0.0.1:$p is in use (set BENCH_PORT_BASE)"
   done
@@ -166,7 +171,14 @@ case $BUN in
 esac
 SERVERS=(postern-deno postfix chasquid)
 [ "$BUN" = 1 ] && SERVERS=(postern-deno postern-bun postfix chasquid)
-declare -A PORT=([postern-deno]=$P_DENO [postern-bun]=$P_BUN [postfix]=$P_PF [chasquid]=$P_CQ)
+declare -A PORT=([postern-deno]=$P_DENO [postern-bun]=$P_BUN [postfix]=$P_PF [chasquid]=$P_CQ
+  [chasquid+hook]=$((PORT_BASE+6)) [postern-deno+hook]=$((PORT_BASE+9)) [postern-bun+hook]=$((PORT_BASE+10)))
+# Servers with a trivial post-data hook, measured on small c=20 only.
+HOOK_SERVERS=()
+if [ "$HOOKS" = 1 ]; then
+  HOOK_SERVERS=(postern-deno+hook chasquid+hook)
+  [ "$BUN" = 1 ] && HOOK_SERVERS=(postern-deno+hook postern-bun+hook chasquid+hook)
+fi
 declare -A ROOTPID
 
 # ---------------------------------------------------------------- versions
@@ -193,17 +205,23 @@ setup_postern() {
   echo user > "$c/domains/example.test/users"
   (cd "$REPO" && deno run -A src/main.ts check --config "$c") >> "$LOG" 2>&1 ||
     fail "postern check rejected the bench config (see $LOG)"
+  # The same configuration plus a trivial post-data module hook.
+  local h=$RT/postern/config-hook
+  cp -r "$c" "$h"
+  mkdir -p "$h/hooks"
+  echo 'export default () => ({ action: "accept", headers: ["X-Hook: ok"] });' > "$h/hooks/post-data.ts"
 }
-start_postern() {  # deno|bun
-  local rt=$1 name=postern-$1 d=$RT/postern-$1
+start_postern() {  # deno|bun [hook]
+  local rt=$1 name=postern-$1${2:++hook} d=$RT/postern-$1${2:++hook}
+  local config=$RT/postern/config${2:+-hook}
   local port=${PORT[$name]}
   mkdir -p "$d"
   local seen; seen=$(grep -c 'event=listening' "$d/stdout.log" 2>/dev/null)
   if [ "$rt" = deno ]; then
-    (cd "$REPO" && exec deno run -A src/main.ts serve --config "$RT/postern/config" --data "$d/data" \
+    (cd "$REPO" && exec deno run -A src/main.ts serve --config "$config" --data "$d/data" \
       --listen "127.0.0.1:$port") >> "$d/stdout.log" 2>> "$d/stderr.log" < /dev/null &
   else
-    (cd "$REPO" && exec bun run src/main.ts serve --config "$RT/postern/config" --data "$d/data" \
+    (cd "$REPO" && exec bun run src/main.ts serve --config "$config" --data "$d/data" \
       --listen "127.0.0.1:$port") >> "$d/stdout.log" 2>> "$d/stderr.log" < /dev/null &
   fi
   local pid=$!
@@ -238,24 +256,32 @@ start_postfix() {
 }
 
 # ---------------------------------------------------------------- chasquid
-setup_chasquid() {
-  local c=$RT/chasquid/etc
-  mkdir -p "$c/domains/example.test" "$c/certs/bench.test" "$RT/chasquid/data"
-  sed -e "s#@RT@#$RT#g" -e "s#@PORT@#$P_CQ#" -e "s#@PORT_SUB@#$((PORT_BASE+4))#" \
-      -e "s#@PORT_SUBTLS@#$((PORT_BASE+5))#" "$B/chasquid.conf.in" > "$c/chasquid.conf"
+setup_chasquid() {  # [hook]
+  local inst=chasquid${1:++hook} port=$P_CQ
+  [ -n "${1:-}" ] && port=$((PORT_BASE+6))
+  local c=$RT/$inst/etc
+  mkdir -p "$c/domains/example.test" "$c/certs/bench.test" "$RT/$inst/data"
+  sed -e "s#@DIR@#$RT/$inst#g" -e "s#@PORT@#$port#" -e "s#@PORT_SUB@#$((port+1))#" \
+      -e "s#@PORT_SUBTLS@#$((port+2))#" "$B/chasquid.conf.in" > "$c/chasquid.conf"
+  if [ -n "${1:-}" ]; then   # chasquid's post-data hook: a trivial shell script, run per message
+    mkdir -p "$c/hooks"
+    printf '#!/bin/sh\necho "X-Hook: ok"\n' > "$c/hooks/post-data"
+    chmod 755 "$c/hooks/post-data"
+  fi
   chasquid-util -C="$c" user-add "$RCPT" --password=bench-only-pw >> "$LOG" 2>&1 ||
     fail "chasquid-util user-add failed"
   openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench.test \
     -keyout "$c/certs/bench.test/privkey.pem" -out "$c/certs/bench.test/fullchain.pem" \
-    > "$RT/chasquid/openssl.log" 2>&1 || fail "openssl self-signed cert failed: $(tail -3 "$RT/chasquid/openssl.log")"
+    > "$RT/$inst/openssl.log" 2>&1 || fail "openssl self-signed cert failed: $(tail -3 "$RT/$inst/openssl.log")"
 }
-start_chasquid() {
-  chasquid -config_dir="$RT/chasquid/etc" -logfile="$RT/chasquid/chasquid.log" \
-    > "$RT/chasquid/stdout.log" 2>&1 < /dev/null &
+start_chasquid() {  # [hook]
+  local inst=chasquid${1:++hook}
+  chasquid -config_dir="$RT/$inst/etc" -logfile="$RT/$inst/chasquid.log" \
+    > "$RT/$inst/stdout.log" 2>&1 < /dev/null &
   local pid=$!
-  PIDS+=("$pid"); ROOTPID[chasquid]=$pid
-  probe banner "$P_CQ" 60 > /dev/null || fail "chasquid: no 220 on 127.0.0.1:$P_CQ ($(tail -3 "$RT/chasquid/chasquid.log" 2>/dev/null))"
-  log "chasquid pid=$pid port=$P_CQ"
+  PIDS+=("$pid"); ROOTPID[$inst]=$pid
+  probe banner "${PORT[$inst]}" 60 > /dev/null || fail "$inst: no 220 on 127.0.0.1:${PORT[$inst]} ($(tail -3 "$RT/$inst/chasquid.log" 2>/dev/null))"
+  log "$inst pid=$pid port=${PORT[$inst]}"
 }
 
 # --------------------------------------------------- per-server evidence
@@ -264,10 +290,10 @@ queue_specs() {
   case $1 in
     postern-*) echo "tree:$RT/$1/data/spool/queue tree:$RT/$1/data/spool/incoming" ;;
     postfix) local q; for q in maildrop incoming active deferred hold; do echo -n "tree:$RT/postfix/spool/$q "; done ;;
-    chasquid) echo "prefix:$RT/chasquid/data/queue:m:" ;;
+    chasquid*) echo "prefix:$RT/$1/data/queue:m:" ;;
   esac
 }
-all_queue_specs() { local s; for s in "${SERVERS[@]}"; do queue_specs "$s"; echo -n " "; done; }
+all_queue_specs() { local s; for s in "${SERVERS[@]}" "${HOOK_SERVERS[@]}"; do queue_specs "$s"; echo -n " "; done; }
 # log file, accepted regex, delivered regex, rejected regex
 evidence() {
   case $1 in
@@ -275,7 +301,7 @@ evidence() {
                  ' event=completed sent=1 failed=0' ' event=rejected ' ;;
     postfix)   printf '%s\n' "$RT/postfix/maillog" 'postfix/cleanup\[[0-9]+\]: [0-9A-Z]+: message-id=' \
                  'postfix/discard\[[0-9]+\]: .* status=sent' 'postfix/smtpd\[[0-9]+\]: .*(reject|warning)' ;;
-    chasquid)  printf '%s\n' "$RT/chasquid/mail.log" ' queued ip=' \
+    chasquid*) printf '%s\n' "$RT/$1/mail.log" ' queued ip=' \
                  ' from=.* to=.* sent' ' (rejected|failed)' ;;
   esac
 }
@@ -293,15 +319,17 @@ ensure_running() {
     case $s in
       postern-*) echo "--- $s stderr (last 10)"; tail -10 "$RT/$s/stderr.log" ;;
       postfix) echo "--- maillog (last 10)"; tail -10 "$RT/postfix/maillog" ;;
-      chasquid) echo "--- chasquid.log (last 10)"; tail -10 "$RT/chasquid/chasquid.log" ;;
+      chasquid*) echo "--- chasquid.log (last 10)"; tail -10 "$RT/$s/chasquid.log" ;;
     esac
   } >> "$BENCH_OUT/restarts.txt"
   log "WARN: $s (pid $pid) is not running; see $BENCH_OUT/restarts.txt"
   [ "$n" -lt 2 ] || fail "$s stopped a third time"
   RESTARTS[$s]=$((n+1))
   case $s in
+    postern-*+hook) stop_pid "$pid"; s=${s#postern-}; start_postern "${s%+hook}" hook ;;
     postern-*) stop_pid "$pid"; start_postern "${s#postern-}" ;;
     postfix) stop_postfix; start_postfix ;;
+    chasquid+hook) stop_pid "$pid"; start_chasquid hook ;;
     chasquid) stop_pid "$pid"; start_chasquid ;;
   esac
 }
@@ -380,12 +408,21 @@ start_postern deno
 [ "$BUN" = 1 ] && start_postern bun
 start_postfix
 start_chasquid
+if [ "$HOOKS" = 1 ]; then
+  setup_chasquid hook
+  start_chasquid hook
+  start_postern deno hook
+  [ "$BUN" = 1 ] && start_postern bun hook
+fi
 sleep 2
 
 CELLS=("small:1" "small:20" "large:20")
 for rep in $(seq "$REPS"); do
   # interleave: every (cell, server) once per rep, in a fresh random order
-  for job in $(for cell in "${CELLS[@]}"; do for s in "${SERVERS[@]}"; do echo "$cell:$s"; done; done | shuf); do
+  for job in $({
+      for cell in "${CELLS[@]}"; do for s in "${SERVERS[@]}"; do echo "$cell:$s"; done; done
+      for s in "${HOOK_SERVERS[@]}"; do echo "small:20:$s"; done
+    } | shuf); do
     IFS=: read -r size c s <<< "$job"
     if [ $(( $(date +%s) - T0 )) -ge "$BENCH_MAX_S" ]; then
       log "BENCH_MAX_S=$BENCH_MAX_S reached: skipping rep$rep $s $size c=$c"
@@ -397,13 +434,24 @@ for rep in $(seq "$REPS"); do
 done
 
 # app-log warnings/errors from Postern over the whole run
-for s in "${SERVERS[@]}"; do
+for s in "${SERVERS[@]}" "${HOOK_SERVERS[@]}"; do
   case $s in postern-*)
     if grep -E ' level=(warn|error)' "$RT/$s/stderr.log" > "$BENCH_OUT/$s-warnings.log" 2>/dev/null; then
       log "$s logged $(wc -l < "$BENCH_OUT/$s-warnings.log") warning/error line(s): $BENCH_OUT/$s-warnings.log"
     else rm -f "$BENCH_OUT/$s-warnings.log"; fi ;;
   esac
 done
+
+# ======================================================= hook call latency
+if [ "$HOOKS" = 1 ]; then
+  log "hook call latency (module hook, one worker)"
+  (cd "$REPO" && deno run -A scripts/bench/hook_latency.ts deno) > "$BENCH_OUT/hook_latency.txt" 2>> "$LOG" ||
+    log "WARN: hook latency bench failed"
+  if [ "$BUN" = 1 ]; then
+    (cd "$REPO" && bun run scripts/bench/hook_latency.ts bun) >> "$BENCH_OUT/hook_latency.txt" 2>> "$LOG" ||
+      log "WARN: hook latency bench on bun failed"
+  fi
+fi
 
 # ================================================================ report
 {
@@ -425,6 +473,11 @@ EOF
   echo
   python3 "$B/report.py" "$CSV"; echo "$?" > "$RT/report.rc"
   echo
+  if [ -s "$BENCH_OUT/hook_latency.txt" ]; then
+    echo "Module hook round trip (Postern -> deno worker -> Postern, trivial hook):"
+    sed 's/^/  /' "$BENCH_OUT/hook_latency.txt"
+    echo
+  fi
   echo "raw rows: $CSV"
   [ -f "$BENCH_OUT/failures.txt" ] && echo "FAILURES: see $BENCH_OUT/failures.txt"
   [ -f "$BENCH_OUT/restarts.txt" ] && echo "RESTARTS (a server had stopped between cells): see $BENCH_OUT/restarts.txt"

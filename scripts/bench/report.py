@@ -11,7 +11,8 @@ import statistics
 import sys
 
 CELLS = [("small", "1"), ("small", "20"), ("large", "20")]
-SERVER_ORDER = ["postern-deno", "postern-bun", "postfix", "chasquid"]
+SERVER_ORDER = ["postern-deno", "postern-bun", "postfix", "chasquid",
+                "postern-deno+hook", "postern-bun+hook", "chasquid+hook"]
 PEERS = ["postfix", "chasquid"]
 
 
@@ -68,7 +69,21 @@ def main() -> int:
             ])
     print_table(table)
 
-    posterns = [s for s in servers if s.startswith("postern")]
+    hooked = [s for s in servers if s.endswith("+hook")]
+    if hooked:
+        print()
+        print("Trivial post-data hook, small c=20: msgs/s with the hook as a ratio to the same server "
+              "without (Postern: TypeScript module hook in a sandboxed deno worker; chasquid: shell "
+              "script run per message)")
+        table = [["server", "msgs/s without", "msgs/s with hook", "ratio"]]
+        c = cell_name("small", "20")
+        for h in hooked:
+            base = h[: -len("+hook")]
+            table.append([h, fmt(rate.get((c, base)), 0), fmt(rate.get((c, h)), 0),
+                          ratio(rate.get((c, h)), rate.get((c, base)))])
+        print_table(table)
+
+    posterns = [s for s in servers if s.startswith("postern") and not s.endswith("+hook")]
     peers = [p for p in PEERS if p in servers]
     if posterns and peers:
         print()
