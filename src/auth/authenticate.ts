@@ -1,0 +1,200 @@
+/**
+ * Message authentication after DATA: DKIM signatures (RFC 6376), ARC
+ * (RFC 8617) and DMARC (RFC 7489 and its successor) through mailauth, read
+ * from the spooled file, plus the SPF verdict from MAIL FROM, summed up in
+ * one Authentication-Results field (RFC 8601).
+ *
+ * mailauth's own `authenticate()` always runs SPF again and has no option to
+ * take a verdict from outside, so this module makes the same calls it makes
+ * (dkimVerify, arc, evaluateDmarc, in that order and with the same inputs)
+ * with our SPF verdict in place of a second check. BIMI is left out: it is
+ * for mail readers, not for an MTA.
+ *
+ * @module
+ */
+
+import { createReadStream } from "node:fs";
+import { domainToASCII } from "node:url";
+import type { ResolveFunction } from "../dns/mod.ts";
+import { authservId, foldHeader } from "./header_text.ts";
+import {
+  arc,
+  type ARCResult,
+  dkimVerify,
+  type DKIMVerifyResult,
+  type DMARCResult,
+  evaluateDmarc,
+  mailauthResolver,
+} from "./mailauth.ts";
+import { checkSpf, type SpfVerdict } from "./spf.ts";
+
+/** What `authenticateMessage()` needs. */
+export interface AuthenticateOptions {
+  /** The file holding the message. */
+  path: string;
+  /** Where the message starts in the file (the spool puts an envelope line first). */
+  offset: number;
+  /** The MAIL FROM address; "" for the null sender. */
+  sender: string;
+  /** The client's IP address. */
+  ip: string;
+  /** The EHLO/HELO argument. */
+  helo: string;
+  /** Our host name: the authserv-id of the Authentication-Results field. */
+  hostname: string;
+  /** The resolver, usually `dnsResolver.resolve`. */
+  resolver: ResolveFunction;
+  /** The SPF verdict from MAIL FROM; when absent, SPF is checked here. */
+  spf?: SpfVerdict;
+  /** Shortest RSA key accepted for DKIM and ARC, in bits; default 1024 (RFC 8301 section 3.2). */
+  minBitLength?: number;
+  /** True to skip ARC verification. */
+  disableArc?: boolean;
+}
+
+/** The verdict on one DKIM signature. */
+export interface DkimSignatureVerdict {
+  /** pass, fail, neutral, policy, temperror, permerror, or none for an unsigned message. */
+  result: string;
+  /** The signing domain (d=); absent for "none". */
+  domain?: string;
+  /** The selector (s=). */
+  selector?: string;
+  /** The algorithm (a=), such as rsa-sha256. */
+  algorithm?: string;
+  /** The signing domain when the signature passed and aligns with the From domain, else false. */
+  aligned: string | false;
+  /** Why, in mailauth's words. */
+  comment?: string;
+}
+
+/** The DMARC verdict. */
+export interface DmarcVerdict {
+  /** pass, fail, none, temperror or permerror. */
+  result: string;
+  /** The effective policy for this message: none, quarantine or reject. */
+  policy: string;
+  /** The From domain. */
+  headerFrom: string;
+  /** The domain whose record applied. */
+  policyDomain?: string;
+}
+
+/** Everything authentication found out about a message. */
+export interface AuthSummary {
+  /** The SPF verdict (the one passed in, or the one computed here). */
+  spf: SpfVerdict;
+  /** One entry per DKIM signature; one "none" entry for an unsigned message. */
+  dkim: DkimSignatureVerdict[];
+  /** The DMARC verdict; undefined when the message has no single From domain. */
+  dmarc?: DmarcVerdict;
+  /** Why DMARC was not evaluated, when it was not (mailauth's reason). */
+  dmarcSkipReason?: string;
+  /** The ARC chain's result (pass, fail, none); undefined when disabled. */
+  arc?: string;
+  /** True when DMARC failed and the domain's policy is p=reject. */
+  dmarcReject: boolean;
+  /** The complete `Authentication-Results:` field, folded, without the final CRLF. */
+  authenticationResults: string;
+}
+
+/**
+ * Authenticates the message stored in `path` from byte `offset` on. The
+ * file is streamed, never read into memory. DNS failures become temperror
+ * results, not exceptions; only an unreadable file rejects.
+ */
+export async function authenticateMessage(options: AuthenticateOptions): Promise<AuthSummary> {
+  const resolver = mailauthResolver(options.resolver);
+  const minBitLength = options.minBitLength ?? 1024;
+  const spf = options.spf ?? await checkSpf(options);
+  const dkim: DKIMVerifyResult = await dkimVerify(
+    createReadStream(options.path, { start: options.offset }),
+    { resolver, sender: options.sender, minBitLength },
+  );
+  let arcResult: ARCResult | undefined;
+  if (!options.disableArc && dkim.arc) {
+    arcResult = await arc(dkim.arc as Parameters<typeof arc>[0], {
+      resolver,
+      minBitLength,
+      ip: options.ip,
+    });
+  }
+  let dmarc: DMARCResult | false = false;
+  let dmarcSkipReason: string | undefined;
+  if (dkim.headerFrom) {
+    const evaluation = await evaluateDmarc(
+      {
+        headerFrom: dkim.headerFrom,
+        fromFields: dkim.fromFields,
+        // RFC 7489 section 4.2: SPF counts for DMARC only when it passed.
+        spfDomains: spf.result === "pass" ? [spf.domain] : [],
+        dkimDomains: dkim.results
+          .filter((r) => r.status.result === "pass")
+          .map((r) => ({
+            id: r.id,
+            domain: r.signingDomain,
+            aligned: r.status.aligned,
+            underSized: r.status.underSized,
+          })),
+        ...(arcResult ? { arcResult } : {}),
+        resolver,
+      } as Parameters<typeof evaluateDmarc>[0],
+    );
+    dmarc = evaluation.response;
+    dmarcSkipReason = evaluation.reason;
+    if (dmarc && evaluation.dkimAligned) {
+      // As mailauth does: a passing signature aligns as DMARC decided.
+      for (const row of dkim.results) {
+        if (row.status.result === "pass") {
+          const aligned = evaluation.dkimAligned.has(domainKey(row.signingDomain ?? ""));
+          row.status.aligned = aligned ? row.signingDomain! : false;
+        }
+      }
+    }
+  }
+  const rows = [
+    ...dkim.results.map((r) => r.info),
+    spf.authResults,
+    arcResult?.info,
+    dmarc ? dmarc.info : undefined,
+  ].filter((row): row is string => typeof row === "string" && row !== "");
+  const summary: AuthSummary = {
+    spf,
+    dkim: dkim.results.map(signatureVerdict),
+    dmarcReject: dmarc !== false && dmarc.status.result === "fail" && dmarc.policy === "reject",
+    authenticationResults: [
+      `Authentication-Results: ${authservId(options.hostname)};`,
+      ...rows.map((row, i) => foldHeader(` ${row}${i < rows.length - 1 ? ";" : ""}`)),
+    ].join("\r\n"),
+  };
+  if (dmarc) {
+    summary.dmarc = {
+      result: dmarc.status.result,
+      policy: dmarc.policy,
+      headerFrom: dmarc.status.header?.from ?? "",
+      ...(dmarc.policyDomain ? { policyDomain: dmarc.policyDomain } : {}),
+    };
+  } else if (dmarcSkipReason) {
+    summary.dmarcSkipReason = dmarcSkipReason;
+  }
+  if (arcResult) summary.arc = arcResult.status.result;
+  return summary;
+}
+
+function signatureVerdict(row: DKIMVerifyResult["results"][number]): DkimSignatureVerdict {
+  const verdict: DkimSignatureVerdict = {
+    result: row.status.result,
+    aligned: row.status.result === "pass" ? row.status.aligned ?? false : false,
+  };
+  if (row.signingDomain) verdict.domain = row.signingDomain;
+  if (row.selector) verdict.selector = row.selector;
+  if (row.algo) verdict.algorithm = row.algo;
+  if (row.status.comment) verdict.comment = row.status.comment;
+  return verdict;
+}
+
+/** A domain as mailauth keys its alignment sets: A-label, lower case, no trailing dot. */
+function domainKey(domain: string): string {
+  const trimmed = domain.trim().toLowerCase();
+  return (domainToASCII(trimmed) || trimmed).replace(/\.+$/, "");
+}
