@@ -7,6 +7,7 @@
  * @module
  */
 
+import { readFile } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
 import type { Logger } from "../log/mod.ts";
 import { type HookGrants, sandboxFlags, workerEnv } from "./sandbox.ts";
@@ -37,6 +38,15 @@ export interface ModulePoolOptions {
   logger: Logger;
 }
 
+/**
+ * The V8 heap limit does not cover memory outside the heap (ArrayBuffers,
+ * native allocations), so the resident size of each worker is also
+ * checked this often, and a worker above its heap limit plus this margin
+ * (deno's own runtime) is ended.
+ */
+const RSS_CHECK_MS = 200;
+const RSS_MARGIN_BYTES = 128 * 1024 * 1024;
+
 /** A worker that exits before loading the hook, without a load error, keeps it down this long. */
 const START_FAILURE_BACKOFF_MS = 2000;
 
@@ -51,6 +61,7 @@ export class ModulePool {
   #env: Record<string, string>;
   #restarts = 0;
   #events: WorkerEvents;
+  #rssTimer: ReturnType<typeof setInterval> | undefined;
 
   /** Creates the pool and starts its workers, so load errors show at once. */
   constructor(options: ModulePoolOptions) {
@@ -78,6 +89,8 @@ export class ModulePool {
       idle: () => {},
     };
     for (let i = 0; i < options.workers; i++) this.#spawn();
+    this.#rssTimer = setInterval(() => void this.#checkMemory(), RSS_CHECK_MS);
+    (this.#rssTimer as { unref?: () => void }).unref?.();
   }
 
   /** Workers running now. */
@@ -147,7 +160,30 @@ export class ModulePool {
   /** Ends every worker now. */
   kill(): void {
     this.#closed = true;
+    clearInterval(this.#rssTimer);
     for (const worker of this.#workers) worker.stop();
+  }
+
+  /** Ends workers whose resident memory is over the limit (Linux; elsewhere a no-op). */
+  async #checkMemory(): Promise<void> {
+    if (this.#workers.length === 0) {
+      if (this.#closed) clearInterval(this.#rssTimer);
+      return;
+    }
+    const limit = this.options.maxMemoryBytes + RSS_MARGIN_BYTES;
+    for (const worker of this.#workers) {
+      const rss = await residentBytes(worker.pid);
+      if (rss === undefined || rss <= limit) {
+        continue;
+      }
+      this.options.logger.error("hook worker is over its memory limit; it is ended", {
+        hook: this.options.name,
+        pid: worker.pid,
+        rss_mib: Math.round(rss / 1048576),
+        limit_mib: Math.round(limit / 1048576),
+      });
+      worker.terminate(`resident memory ${Math.round(rss / 1048576)} MiB over the limit`);
+    }
   }
 
   #pick(): HookWorker {
@@ -195,5 +231,17 @@ export class ModulePool {
       file: this.options.entry,
       error: this.#broken.error.split("\n").slice(0, 3).join(" | "),
     });
+  }
+}
+
+/** Resident set size of a process from /proc, or undefined where there is no /proc. */
+async function residentBytes(pid: number | undefined): Promise<number | undefined> {
+  if (pid === undefined) return undefined;
+  try {
+    const status = await readFile(`/proc/${pid}/status`, "utf8");
+    const kib = status.match(/^VmRSS:\s+(\d+) kB/m)?.[1];
+    return kib === undefined ? undefined : Number(kib) * 1024;
+  } catch {
+    return undefined;
   }
 }

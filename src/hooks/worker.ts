@@ -66,7 +66,7 @@ export class HookWorker {
   #retiring = false;
   #stopping = false;
   #stderrTail = "";
-  #partialLine = "";
+  #partial = { stdout: "", stderr: "" };
 
   /** Starts `argv` (deno with the sandbox flags, the bootstrap and the hook). */
   constructor(
@@ -78,8 +78,9 @@ export class HookWorker {
     this.startedAt = Date.now();
     this.#events = events;
     this.#child = startChild({ argv, env, cwd });
-    this.#child.onStdout((chunk) => this.#onStdout(chunk));
-    this.#child.onStderr((chunk) => this.#onStderr(chunk));
+    this.#child.onChannel((chunk) => this.#onChannel(chunk));
+    this.#child.onStdout((chunk) => this.#onOutput(chunk, "stdout"));
+    this.#child.onStderr((chunk) => this.#onOutput(chunk, "stderr"));
     this.#child.onExit((exit) => {
       const detail = exit.error ??
         (exit.signal ? `killed by ${exit.signal}` : `exited with status ${exit.code}`);
@@ -145,6 +146,12 @@ export class HookWorker {
     this.#child.kill();
   }
 
+  /** Ends the process now because of `reason`, which calls in flight report. */
+  terminate(reason: string): void {
+    this.#stderrTail += `\n${reason}`;
+    this.stop();
+  }
+
   #start(id: number, call: WorkerCall): void {
     const entry: InFlight = { call };
     if (call.message) entry.chunks = call.message[Symbol.asyncIterator]();
@@ -156,7 +163,7 @@ export class HookWorker {
     this.#child.write(frame);
   }
 
-  #onStdout(chunk: Uint8Array): void {
+  #onChannel(chunk: Uint8Array): void {
     let frames: Frame[];
     try {
       frames = this.#decoder.push(chunk);
@@ -232,15 +239,17 @@ export class HookWorker {
     }
   }
 
-  #onStderr(chunk: Uint8Array): void {
+  /** A hook's own output, on either stream: log lines, never answers. */
+  #onOutput(chunk: Uint8Array, stream: "stdout" | "stderr"): void {
     const text = new TextDecoder().decode(chunk);
-    this.#stderrTail = (this.#stderrTail + text).slice(-STDERR_TAIL);
-    const lines = (this.#partialLine + text).split("\n");
-    this.#partialLine = lines.pop() ?? "";
-    if (this.#partialLine.length > 4096) {
-      lines.push(this.#partialLine);
-      this.#partialLine = "";
+    if (stream === "stderr") this.#stderrTail = (this.#stderrTail + text).slice(-STDERR_TAIL);
+    const lines = (this.#partial[stream] + text).split("\n");
+    let rest = lines.pop() ?? "";
+    if (rest.length > 4096) {
+      lines.push(rest);
+      rest = "";
     }
+    this.#partial[stream] = rest;
     for (const line of lines) {
       if (line.trim() !== "") this.#events.output(this, line);
     }
@@ -254,7 +263,9 @@ export class HookWorker {
   #die(detail: string): void {
     if (this.#dead) return;
     this.#dead = true;
-    if (this.#partialLine.trim() !== "") this.#events.output(this, this.#partialLine);
+    for (const rest of Object.values(this.#partial)) {
+      if (rest.trim() !== "") this.#events.output(this, rest);
+    }
     const tail = this.#stderrTail.trim().split("\n").slice(-3).join(" | ");
     const error = tail ? `${detail}: ${tail}` : detail;
     for (const { call } of this.#queued.splice(0)) {

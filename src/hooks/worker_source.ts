@@ -9,10 +9,13 @@
  *   of a dynamically imported graph against `--allow-read`, but not the
  *   static graph of the entry module, so `import x from "/etc/shadow"` in
  *   a hook fails here instead of being read.
- * - Standard output carries only frames (see `frames.ts`). Before the hook
- *   is loaded, `console`, `Deno.stdout` and `process.stdout` are pointed at
- *   standard error and standard input is hidden, so nothing a hook prints
- *   or reads can corrupt the channel.
+ * - Answers go out on descriptor 3, not standard output, so nothing a hook
+ *   prints, by whatever means (console, `Deno.stdout`, `node:fs` on fd 1, a
+ *   Web Worker's console), can be taken for an answer: both standard
+ *   streams are the hook's log. Standard input carries the requests, so it
+ *   is hidden from the hook (`Deno.stdin`, `process.stdin`).
+ * - Web storage (`caches`, `localStorage`, `sessionStorage`) is removed:
+ *   deno keeps it on disk without any write permission.
  * - The message of a post-data call is a pull stream: each read asks
  *   Postern for the next chunk, so the message is never held whole and a
  *   hook that does not read it costs nothing.
@@ -25,18 +28,18 @@
 /** Source of the worker bootstrap, an ES module for deno. */
 export const WORKER_SOURCE = `// Postern hook worker (generated; do not edit).
 import process from "node:process";
-import { Console } from "node:console";
+import { Socket } from "node:net";
 import { Readable } from "node:stream";
 
 const JSON_FRAME = 1, CHUNK = 2, END = 3;
-const writer = Deno.stdout.writable.getWriter();
+const channel = new Socket({ fd: 3, readable: false, writable: true });
 const reader = Deno.stdin.readable.getReader();
 const closedStdin = { read: () => Promise.resolve(null), readable: new ReadableStream({ start(c) { c.close(); } }), close() {} };
-Object.defineProperty(Deno, "stdout", { value: Deno.stderr, configurable: true });
 Object.defineProperty(Deno, "stdin", { value: closedStdin, configurable: true });
-Object.defineProperty(process, "stdout", { value: process.stderr, configurable: true });
 Object.defineProperty(process, "stdin", { value: Readable.from([]), configurable: true });
-globalThis.console = new Console({ stdout: process.stderr, stderr: process.stderr });
+delete globalThis.caches;
+delete globalThis.localStorage;
+delete globalThis.sessionStorage;
 globalThis.addEventListener("unhandledrejection", (e) => {
   e.preventDefault();
   console.error("unhandled rejection in hook:", e.reason);
@@ -47,7 +50,6 @@ globalThis.addEventListener("error", (e) => {
 });
 
 const encoder = new TextEncoder();
-let chain = Promise.resolve();
 function send(kind, id, payload) {
   const frame = new Uint8Array(9 + payload.byteLength);
   const view = new DataView(frame.buffer);
@@ -55,8 +57,7 @@ function send(kind, id, payload) {
   view.setUint8(4, kind);
   view.setUint32(5, id);
   frame.set(payload, 9);
-  chain = chain.then(() => writer.write(frame));
-  return chain;
+  return new Promise((resolve) => channel.write(frame, () => resolve()));
 }
 function sendJson(id, value) {
   let text;

@@ -1,6 +1,9 @@
 /**
- * Long-lived child processes with pipes on all three standard streams, used
- * by hook workers. (`spawn.ts` runs a program once to completion.)
+ * Long-lived child processes with pipes on the three standard streams and
+ * on descriptor 3, used by hook workers: requests go to standard input,
+ * answers come back on descriptor 3, so nothing the child prints on
+ * standard output or error can be mistaken for an answer. (`spawn.ts` runs
+ * a program once to completion.)
  *
  * @module
  */
@@ -27,6 +30,8 @@ export interface Child {
   onStdout(handler: (chunk: Uint8Array) => void): void;
   /** Calls `handler` for each chunk of standard error. */
   onStderr(handler: (chunk: Uint8Array) => void): void;
+  /** Calls `handler` for each chunk the child writes to descriptor 3. */
+  onChannel(handler: (chunk: Uint8Array) => void): void;
   /**
    * Calls `handler` once when the child has exited (code, or the signal
    * that ended it) or could not be started (`error` set).
@@ -50,8 +55,9 @@ export function startChild(options: ChildOptions): Child {
   const child = spawn(program ?? "", programArgs, {
     env: options.env,
     cwd: options.cwd,
-    stdio: ["pipe", "pipe", "pipe"],
+    stdio: ["pipe", "pipe", "pipe", "pipe"],
   });
+  const channel = child.stdio[3] as unknown as NodeJS.ReadableStream | null;
   let exited: ChildExit | undefined;
   const exitHandlers: Array<(exit: ChildExit) => void> = [];
   const finish = (exit: ChildExit) => {
@@ -68,6 +74,7 @@ export function startChild(options: ChildOptions): Child {
     write: (bytes) => !exited && child.stdin.writable && child.stdin.write(bytes),
     onStdout: (handler) => child.stdout.on("data", (chunk: Uint8Array) => handler(chunk)),
     onStderr: (handler) => child.stderr.on("data", (chunk: Uint8Array) => handler(chunk)),
+    onChannel: (handler) => channel?.on("data", (chunk) => handler(chunk as Uint8Array)),
     onExit: (handler) => {
       if (exited) queueMicrotask(() => handler(exited!));
       else exitHandlers.push(handler);
