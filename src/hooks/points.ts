@@ -85,15 +85,21 @@ export function postDataFromExec(result: SpawnResult, timeoutMs: number): PostDa
     return { kind: "accept", headers: checked.text, kept: checked.kept, dropped: checked.dropped };
   }
   const permanent = result.exitCode === EXIT_PERMANENT;
+  // Exit 20 is the hook's rejection and any other status its deferral
+  // (chasquid's protocol); a kill or a program that cannot run (126, 127)
+  // is a failure of the hook itself.
+  const failed = result.exitCode === null || result.exitCode === 126 || result.exitCode === 127;
   return {
     kind: "refuse",
     permanent,
     text: replyText(lastLine(result.stdout), permanent ? "Message rejected" : FAILED_TEXT),
-    cause: result.exitCode === null
-      ? "killed"
-      : result.exitCode === 127
-      ? `cannot run: ${lastLine(result.stderr)}`
-      : `exit status ${result.exitCode}`,
+    cause: permanent
+      ? "rejected"
+      : !failed
+      ? "deferred"
+      : result.exitCode === null
+      ? "failure: killed"
+      : `failure: cannot run (exit status ${result.exitCode}): ${lastLine(result.stderr)}`,
   };
 }
 

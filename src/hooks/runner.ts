@@ -371,7 +371,8 @@ export class HookRunner {
           hook: point,
         });
       }
-      const print = `module\n${moduleInfo.size}:${moduleInfo.mtimeMs}:${moduleInfo.ino}\n` +
+      const print =
+        `module\n${moduleInfo.size}:${moduleInfo.mtimeMs}:${moduleInfo.ino}:${moduleInfo.mode}\n` +
         await fingerprint(join(this.#hooksDir, point));
       return { form: "module", path: modulePath, print };
     }
@@ -380,7 +381,11 @@ export class HookRunner {
         this.#options.logger.warn("hook file is not executable; ignored", { path: execPath });
         return undefined;
       }
-      return { form: "exec", path: execPath, print: `exec\n${execInfo.mtimeMs}:${execInfo.ino}` };
+      return {
+        form: "exec",
+        path: execPath,
+        print: `exec\n${execInfo.mtimeMs}:${execInfo.ino}:${execInfo.mode}`,
+      };
     }
     return undefined;
   }

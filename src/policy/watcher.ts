@@ -118,8 +118,8 @@ export function watchTree(
 
 /**
  * A string that changes whenever a file under `root` is added, removed,
- * replaced or written: path, size, modification time and inode of every
- * entry, symlinks followed.
+ * replaced, written or has its mode changed: path, size, modification
+ * time, inode and mode of every entry, symlinks followed.
  */
 export async function fingerprint(root: string, maxDepth = 4): Promise<string> {
   const parts: string[] = [];
@@ -140,7 +140,8 @@ export async function fingerprint(root: string, maxDepth = 4): Promise<string> {
           parts.push(`${path}/`);
           if (depth < maxDepth) await walk(path, depth + 1);
         } else {
-          parts.push(`${path}:${info.size}:${info.mtimeMs}:${info.ino}`);
+          // The mode too: `chmod +x` changes nothing else.
+          parts.push(`${path}:${info.size}:${info.mtimeMs}:${info.ino}:${info.mode}`);
         }
       } catch {
         parts.push(`${path}:dangling`);

@@ -6,6 +6,7 @@
  */
 
 import { spawn } from "node:child_process";
+import process from "node:process";
 
 /** Options for {@linkcode spawnProcess}. */
 export interface SpawnOptions {
@@ -52,10 +53,14 @@ export function spawnProcess(options: SpawnOptions): Promise<SpawnResult> {
     });
   }
   return new Promise((resolve) => {
+    // In its own process group, so that a timeout ends the program and
+    // everything it started (a shell script's `sleep` would otherwise keep
+    // the pipes open, and the caller waiting, long after the kill).
     const child = spawn(program, programArgs, {
       env: options.env,
       cwd: options.cwd,
       stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
     });
     let stdout = "";
     let stderr = "";
@@ -77,7 +82,11 @@ export function spawnProcess(options: SpawnOptions): Promise<SpawnResult> {
     );
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill("SIGKILL");
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        child.kill("SIGKILL");
+      }
     }, options.timeoutMs);
     const finish = (exitCode: number | null, extraError = "") => {
       if (settled) return;
@@ -87,6 +96,15 @@ export function spawnProcess(options: SpawnOptions): Promise<SpawnResult> {
     };
     child.on("error", (err) => finish(127, String(err.message)));
     child.on("close", (code) => finish(code));
+    // A descendant that left the group may still hold the pipes: once the
+    // program itself has exited, do not wait for them for long.
+    child.on("exit", (code) => {
+      setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        finish(code);
+      }, 1000).unref?.();
+    });
     // A child that exits without reading its input makes writes fail with
     // EPIPE; that is the child's choice and its exit status tells the outcome.
     child.stdin.on("error", () => {});
