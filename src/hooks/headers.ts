@@ -38,8 +38,8 @@ export function checkHeaderLines(lines: readonly string[]): CheckedHeaders {
   for (const raw of lines.flatMap((l) => l.split(/\r?\n/))) {
     const line = raw.replace(/\r$/, "");
     if (line === "") continue;
-    const ok: boolean = line.length <= MAX_LINE &&
-      (FIELD.test(line) || (previousKept && CONTINUATION.test(line)));
+    const ok: boolean = new TextEncoder().encode(line).byteLength <= MAX_LINE &&
+      (FIELD.test(line) || (previousKept && CONTINUATION.test(line) && line.trim() !== ""));
     if (ok) kept.push(line);
     else dropped.push(line.slice(0, 200));
     previousKept = ok;
@@ -51,19 +51,37 @@ export function checkHeaderLines(lines: readonly string[]): CheckedHeaders {
   };
 }
 
-/** The lines of a `name → value` record. */
+/** A field name (RFC 5322 section 2.2): printable US-ASCII except ":". */
+const NAME = /^[\x21-\x39\x3b-\x7e]+$/;
+
+/**
+ * The lines of a `name → value` record. An entry whose name is not a field
+ * name, or whose value holds a line break not followed by white space
+ * (which would start another field), becomes one invalid line, so it is
+ * dropped whole rather than smuggling in a second field.
+ */
 export function recordToLines(record: Readonly<Record<string, string>>): string[] {
-  return Object.entries(record).map(([name, value]) => `${name}: ${value}`);
+  return Object.entries(record).map(([name, value]) =>
+    NAME.test(name) && !/\r?\n(?![ \t])/.test(value)
+      ? `${name}: ${value}`
+      : `invalid entry ${JSON.stringify(name)}`
+  );
 }
 
 /**
- * Text a hook wants in an SMTP reply, made safe: one line, printable, at
- * most 300 characters (RFC 5321 section 4.5.3.1.5 allows 512 per reply
- * line, code included).
+ * Text a hook wants in an SMTP reply, made safe: one line of printable
+ * US-ASCII (RFC 5321 section 4.2: reply text is printable ASCII; control
+ * characters, C1 included, become spaces, other characters "?"), at most
+ * 300 characters (section 4.5.3.1.5 allows 512 per reply line, code
+ * included).
  */
 export function replyText(text: string, fallback: string): string {
-  // deno-lint-ignore no-control-regex -- control characters cannot go in a reply
-  const clean = text.replace(/[\x00-\x1f\x7f]+/g, " ").replace(/\s+/g, " ").trim();
+  const clean = text
+    // deno-lint-ignore no-control-regex -- control characters cannot go in a reply
+    .replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]+/g, " ")
+    .replace(/[^\x20-\x7e]/gu, "?")
+    .replace(/\s+/g, " ")
+    .trim();
   return clean === "" ? fallback : clean.slice(0, 300);
 }
 

@@ -214,7 +214,7 @@ export class ModulePool {
     });
     // A worker that dies before it could load the hook (out of memory at
     // import, a bad deno) would otherwise be respawned for every call.
-    if (!worker.loaded && this.#broken === undefined) {
+    if (!worker.loaded && this.loadError === undefined) {
       this.#broken = {
         error: `worker exited during start-up: ${detail}`,
         until: Date.now() + START_FAILURE_BACKOFF_MS,

@@ -67,6 +67,8 @@ export class HookWorker {
   #stopping = false;
   #stderrTail = "";
   #partial = { stdout: "", stderr: "" };
+  // One decoder per stream, so a character split across reads stays whole.
+  #decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
 
   /** Starts `argv` (deno with the sandbox flags, the bootstrap and the hook). */
   constructor(
@@ -241,7 +243,7 @@ export class HookWorker {
 
   /** A hook's own output, on either stream: log lines, never answers. */
   #onOutput(chunk: Uint8Array, stream: "stdout" | "stderr"): void {
-    const text = new TextDecoder().decode(chunk);
+    const text = this.#decoders[stream].decode(chunk, { stream: true });
     if (stream === "stderr") this.#stderrTail = (this.#stderrTail + text).slice(-STDERR_TAIL);
     const lines = (this.#partial[stream] + text).split("\n");
     let rest = lines.pop() ?? "";

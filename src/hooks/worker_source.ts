@@ -10,9 +10,10 @@
  *   static graph of the entry module, so `import x from "/etc/shadow"` in
  *   a hook fails here instead of being read.
  * - Answers go out on descriptor 3, not standard output, so nothing a hook
- *   prints, by whatever means (console, `Deno.stdout`, `node:fs` on fd 1, a
- *   Web Worker's console), can be taken for an answer: both standard
- *   streams are the hook's log. Standard input carries the requests, so it
+ *   prints (console, `Deno.stdout`, `node:fs` on fd 1, a Web Worker's
+ *   console) can be taken for an answer: both standard streams are the
+ *   hook's log. A hook that deliberately opens descriptor 3 can forge or
+ *   break its own answers, and nothing else: the worker then ends. Standard input carries the requests, so it
  *   is hidden from the hook (`Deno.stdin`, `process.stdin`).
  * - Web storage (`caches`, `localStorage`, `sessionStorage`) is removed:
  *   deno keeps it on disk without any write permission.

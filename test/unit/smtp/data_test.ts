@@ -88,6 +88,7 @@ describe("receiveMessage", () => {
     const { stream } = clientStream(["12345", "67890"]);
     const outcome = await receiveMessage(stream, writer, HEADER, 10);
     assert.deepEqual(outcome, { kind: "received", bytes: 10 });
+    await writer.commit();
   });
 
   it("receiveMessage() reads the whole stream and queues nothing when the message is too big", async () => {
