@@ -30,6 +30,9 @@
 #                                       Postern with a TypeScript module hook, chasquid with a shell
 #                                       hook, as ratios to the same server without; plus the module
 #                                       hook's call latency and calls/s per worker
+#   SPF=1                               also measure intake with SPF on (small c=20): the sender's
+#                                       record served by a loopback DNS server, warm cache, DKIM/DMARC
+#                                       checks after DATA too, as a ratio to the same server without
 #   KEEP_TMP=1                          keep the temp dir (server logs, spools)
 set -u -o pipefail
 
@@ -41,6 +44,7 @@ REPS=${REPS:-1}
 LARGE_BYTES=102400
 BUN=${BUN:-auto}
 HOOKS=${HOOKS:-1}
+SPF=${SPF:-1}
 PORT_BASE=${BENCH_PORT_BASE:-2625}
 BENCH_NETNS=${BENCH_NETNS:-auto}
 POSTERN_MAX_PER_IP=${POSTERN_MAX_PER_IP:-100}
@@ -159,7 +163,7 @@ fi
 
 P_DENO=$PORT_BASE; P_BUN=$((PORT_BASE+1)); P_PF=$((PORT_BASE+2)); P_CQ=$((PORT_BASE+3))
 if [ "${BENCH_NS:-0}" != 1 ]; then
-  for p in $(seq "$PORT_BASE" $((PORT_BASE+10))); do
+  for p in $(seq "$PORT_BASE" $((PORT_BASE+12))); do
     python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$p))" 2>/dev/null ||
       fail "port 127.0.0.1:$p is in use (set BENCH_PORT_BASE)"
   done
@@ -172,12 +176,17 @@ esac
 SERVERS=(postern-deno postfix chasquid)
 [ "$BUN" = 1 ] && SERVERS=(postern-deno postern-bun postfix chasquid)
 declare -A PORT=([postern-deno]=$P_DENO [postern-bun]=$P_BUN [postfix]=$P_PF [chasquid]=$P_CQ
-  [chasquid+hook]=$((PORT_BASE+6)) [postern-deno+hook]=$((PORT_BASE+9)) [postern-bun+hook]=$((PORT_BASE+10)))
+  [chasquid+hook]=$((PORT_BASE+6)) [postern-deno+hook]=$((PORT_BASE+9)) [postern-bun+hook]=$((PORT_BASE+10))
+  [postern-deno+spf]=$((PORT_BASE+11)) [postern-bun+spf]=$((PORT_BASE+12)))
 # Servers with a trivial post-data hook, measured on small c=20 only.
 HOOK_SERVERS=()
 if [ "$HOOKS" = 1 ]; then
   HOOK_SERVERS=(postern-deno+hook chasquid+hook)
   [ "$BUN" = 1 ] && HOOK_SERVERS=(postern-deno+hook postern-bun+hook chasquid+hook)
+fi
+if [ "$SPF" = 1 ]; then
+  HOOK_SERVERS+=(postern-deno+spf)
+  [ "$BUN" = 1 ] && HOOK_SERVERS+=(postern-bun+spf)
 fi
 declare -A ROOTPID
 
@@ -211,9 +220,27 @@ setup_postern() {
   mkdir -p "$h/hooks"
   echo 'export default () => ({ action: "accept", headers: ["X-Hook: ok"] });' > "$h/hooks/post-data.ts"
 }
-start_postern() {  # deno|bun [hook]
-  local rt=$1 name=postern-$1${2:++hook} d=$RT/postern-$1${2:++hook}
-  local config=$RT/postern/config${2:+-hook}
+# The same configuration with SPF (and DKIM/DMARC) checked for loopback
+# clients, against a loopback DNS server that serves the sender's record.
+setup_postern_spf() {
+  local c=$RT/postern/config f=$RT/postern/spf_dns.addr
+  (cd "$REPO" && exec deno run -A scripts/bench/spf_dns.ts "$f") >> "$RT/spf_dns.log" 2>&1 &
+  PIDS+=($!)
+  local i; for i in $(seq 100); do [ -s "$f" ] && break; sleep 0.1; done
+  [ -s "$f" ] || fail "the SPF bench DNS server did not start: $(tail -3 "$RT/spf_dns.log")"
+  cp -r "$c" "$RT/postern/config-spf"
+  {
+    cat "$c/postern.yaml"
+    echo "dns:"
+    echo "  servers: [\"$(cat "$f")\"]"
+    echo "auth:"
+    echo "  trusted_networks: []"
+  } > "$RT/postern/config-spf/postern.yaml"
+  log "SPF DNS server at $(cat "$f")"
+}
+start_postern() {  # deno|bun [hook|spf]
+  local rt=$1 name=postern-$1${2:++$2} d=$RT/postern-$1${2:++$2}
+  local config=$RT/postern/config${2:+-$2}
   local port=${PORT[$name]}
   mkdir -p "$d"
   local seen; seen=$(grep -c 'event=listening' "$d/stdout.log" 2>/dev/null)
@@ -326,7 +353,7 @@ ensure_running() {
   [ "$n" -lt 2 ] || fail "$s stopped a third time"
   RESTARTS[$s]=$((n+1))
   case $s in
-    postern-*+hook) stop_pid "$pid"; s=${s#postern-}; start_postern "${s%+hook}" hook ;;
+    postern-*+*) stop_pid "$pid"; s=${s#postern-}; start_postern "${s%+*}" "${s#*+}" ;;
     postern-*) stop_pid "$pid"; start_postern "${s#postern-}" ;;
     postfix) stop_postfix; start_postfix ;;
     chasquid+hook) stop_pid "$pid"; start_chasquid hook ;;
@@ -413,6 +440,11 @@ if [ "$HOOKS" = 1 ]; then
   start_chasquid hook
   start_postern deno hook
   [ "$BUN" = 1 ] && start_postern bun hook
+fi
+if [ "$SPF" = 1 ]; then
+  setup_postern_spf
+  start_postern deno spf
+  [ "$BUN" = 1 ] && start_postern bun spf
 fi
 sleep 2
 

@@ -6,13 +6,17 @@
  * postern serve [--config DIR] [--data DIR] [--listen HOST:PORT]…
  * postern check [--config DIR]
  * postern hook run EVENT --input FILE [--message FILE] [--config DIR]
+ * postern dkim keygen DOMAIN --config DIR [--selector S] [--algorithm rsa|ed25519]
  * postern version
  * ```
  *
  * @module
  */
 
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { normalizeDomain } from "./aliases/mod.ts";
+import { defaultDkimSelector, dkimKeyDir, generateDkimKey } from "./auth/mod.ts";
 import { ConfigError, loadConfig } from "./config/mod.ts";
 import { HookSetupError } from "./hooks/mod.ts";
 import { runHookOnce } from "./hooks/run_once.ts";
@@ -32,6 +36,9 @@ Commands:
             Run one hook (post-data, alias-resolve, alias-exists) as the
             server would, in the same sandbox, and print what it answered
             (exit 0 answered, 1 failed, 2 usage)
+  dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519]
+            Write a DKIM key to <config>/domains/DOMAIN/dkim/<selector>.pem
+            and print the DNS TXT record to publish
   version   Print the version
 
 Options:
@@ -40,6 +47,8 @@ Options:
   --listen ADDR      SMTP listen address, repeatable (overrides smtp.listen)
   --input FILE       hook run: the hook's input as JSON (see hooks/mod.ts)
   --message FILE     hook run: the message, for post-data
+  --selector S       dkim keygen: the selector (default: today's date, YYYYMMDD)
+  --algorithm A      dkim keygen: rsa (2048 bits, default) or ed25519
   -h, --help         Show this help
 `;
 
@@ -55,6 +64,8 @@ async function main(argv: string[]): Promise<number> {
         listen: { type: "string", multiple: true },
         input: { type: "string" },
         message: { type: "string" },
+        selector: { type: "string" },
+        algorithm: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -77,6 +88,12 @@ async function main(argv: string[]): Promise<number> {
     case "check":
     case "serve":
       break;
+    case "dkim":
+      if (positionals[1] !== "keygen" || positionals[2] === undefined) {
+        runtime.writeStderr(`postern: usage: postern dkim keygen DOMAIN --config DIR\n\n${USAGE}`);
+        return 2;
+      }
+      return await dkimKeygen(positionals[2], values);
     case "hook":
       if (positionals[1] !== "run" || positionals[2] === undefined || values.input === undefined) {
         runtime.writeStderr(`postern: usage: postern hook run EVENT --input FILE\n\n${USAGE}`);
@@ -137,6 +154,51 @@ async function main(argv: string[]): Promise<number> {
   logger.info("shutting down");
   await server.stop();
   return 0;
+}
+
+/** `postern dkim keygen`: writes a key and prints the record to publish. */
+async function dkimKeygen(
+  domainText: string,
+  values: { config?: string | undefined; selector?: string | undefined; algorithm?: string },
+): Promise<number> {
+  if (values.config === undefined) {
+    runtime.writeStderr(
+      "postern: dkim keygen needs --config DIR (keys live in the configuration)\n",
+    );
+    return 2;
+  }
+  const algorithm = values.algorithm ?? "rsa";
+  if (algorithm !== "rsa" && algorithm !== "ed25519") {
+    runtime.writeStderr(`postern: unknown DKIM algorithm "${algorithm}" (rsa or ed25519)\n`);
+    return 2;
+  }
+  const domain = normalizeDomain(domainText);
+  const selector = values.selector ?? defaultDkimSelector();
+  if (!/^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)*$/i.test(selector)) {
+    runtime.writeStderr(`postern: "${selector}" is not a valid DKIM selector\n`);
+    return 2;
+  }
+  try {
+    const key = await generateDkimKey({
+      dir: dkimKeyDir(resolve(values.config), domain),
+      domain,
+      selector,
+      algorithm,
+    });
+    runtime.writeStdout(
+      `Wrote ${key.path}\nPublish this DNS record:\n\n${key.record.zoneLine}\n`,
+    );
+    return 0;
+  } catch (err) {
+    const exists = (err as { code?: string }).code === "EEXIST";
+    runtime.writeStderr(
+      exists
+        ? `postern: a DKIM key for selector "${selector}" of ${domain} already exists; ` +
+          `choose another --selector (keys are never overwritten)\n`
+        : `postern: ${err instanceof Error ? err.message : String(err)}\n`,
+    );
+    return 1;
+  }
 }
 
 if (import.meta.main) {

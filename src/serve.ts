@@ -8,6 +8,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { RecipientResolver } from "./aliases/mod.ts";
 import type { Config } from "./config/mod.ts";
+import { DnsResolver } from "./dns/mod.ts";
 import { LocalCourier } from "./delivery/mod.ts";
 import { aliasHookTargets, HookRunner } from "./hooks/mod.ts";
 import { Counters, type Logger, MailLog } from "./log/mod.ts";
@@ -73,6 +74,7 @@ export async function serve(
     queue.add(item);
   }
 
+  const dns = new DnsResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeoutMs });
   const tls = await tlsMaterial(config.certificates, config.dataDir, config.hostname);
   logger.info("tls certificate", { source: tls.source });
   const intake = new Intake({
@@ -86,6 +88,13 @@ export async function serve(
     mailLog,
     logger,
     hooks,
+    auth: {
+      hostname: config.hostname,
+      resolver: dns.resolve,
+      settings: config.auth,
+      isLocalDomain: (domain) => resolver.isLocalDomain(domain),
+      logger,
+    },
   });
   const listeners = await startListeners(
     { ...config.smtp, hostname: config.hostname, tls },
@@ -97,6 +106,8 @@ export async function serve(
     data: config.dataDir,
     config: config.configDir ?? "(embedded defaults)",
     domains: [...config.domains.keys()].join(","),
+    dns: config.dns.servers.join(",") || "system",
+    spf: config.auth.spf ? "on" : "off",
     queued: items.length,
   });
 

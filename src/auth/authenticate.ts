@@ -44,8 +44,8 @@ export interface AuthenticateOptions {
   hostname: string;
   /** The resolver, usually `dnsResolver.resolve`. */
   resolver: ResolveFunction;
-  /** The SPF verdict from MAIL FROM; when absent, SPF is checked here. */
-  spf?: SpfVerdict;
+  /** The SPF verdict from MAIL FROM; when absent, SPF is checked here; null: not checked. */
+  spf?: SpfVerdict | null;
   /** Shortest RSA key accepted for DKIM and ARC, in bits; default 1024 (RFC 8301 section 3.2). */
   minBitLength?: number;
   /** True to skip ARC verification. */
@@ -82,8 +82,8 @@ export interface DmarcVerdict {
 
 /** Everything authentication found out about a message. */
 export interface AuthSummary {
-  /** The SPF verdict (the one passed in, or the one computed here). */
-  spf: SpfVerdict;
+  /** The SPF verdict (the one passed in, or the one computed here); null when not checked. */
+  spf: SpfVerdict | null;
   /** One entry per DKIM signature; one "none" entry for an unsigned message. */
   dkim: DkimSignatureVerdict[];
   /** The DMARC verdict; undefined when the message has no single From domain. */
@@ -106,7 +106,8 @@ export interface AuthSummary {
 export async function authenticateMessage(options: AuthenticateOptions): Promise<AuthSummary> {
   const resolver = mailauthResolver(options.resolver);
   const minBitLength = options.minBitLength ?? 1024;
-  const spf = options.spf ?? await checkSpf(options);
+  // null: SPF was deliberately not checked (a trusted client, or SPF off).
+  const spf = options.spf === null ? null : options.spf ?? await checkSpf(options);
   const dkim: DKIMVerifyResult = await dkimVerify(
     createReadStream(options.path, { start: options.offset }),
     { resolver, sender: options.sender, minBitLength },
@@ -127,7 +128,7 @@ export async function authenticateMessage(options: AuthenticateOptions): Promise
         headerFrom: dkim.headerFrom,
         fromFields: dkim.fromFields,
         // RFC 7489 section 4.2: SPF counts for DMARC only when it passed.
-        spfDomains: spf.result === "pass" ? [spf.domain] : [],
+        spfDomains: spf?.result === "pass" ? [spf.domain] : [],
         dkimDomains: dkim.results
           .filter((r) => r.status.result === "pass")
           .map((r) => ({
@@ -154,7 +155,7 @@ export async function authenticateMessage(options: AuthenticateOptions): Promise
   }
   const rows = [
     ...dkim.results.map((r) => r.info),
-    spf.authResults,
+    spf?.authResults,
     arcResult?.info,
     dmarc ? dmarc.info : undefined,
   ].filter((row): row is string => typeof row === "string" && row !== "");

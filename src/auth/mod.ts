@@ -43,6 +43,7 @@ export {
   type GenerateDkimKeyOptions,
   listDkimSelectors,
 } from "./dkim_keys.ts";
+export { inNetworks, type Network, parseNetwork } from "./networks.ts";
 export { checkSpf, type SpfCheckOptions, type SpfResult, type SpfVerdict } from "./spf.ts";
 export {
   decideSpf,

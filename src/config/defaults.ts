@@ -38,6 +38,14 @@ export const DEFAULTS = {
     maxQueueLifetimeMs: 5 * 86_400_000,
     pipeTimeoutMs: 5 * 60_000,
   },
+  dns: { servers: [] as string[], timeoutMs: 5_000 },
+  auth: {
+    // Postfix's mynetworks_style=host: the machine itself is trusted.
+    trustedNetworks: ["127.0.0.0/8", "::1/128"],
+    spfEnabled: true,
+    verify: true,
+    dmarcReject: true,
+  },
   hooks: {
     // chasquid's hook reference: 1 minute for post-data, 5 seconds for the
     // alias hooks.

@@ -21,6 +21,7 @@ import * as v from "valibot";
 import { LineCounter, parseDocument } from "yaml";
 import type { HookPoint } from "../../hooks/mod.ts";
 import { AliasSyntaxError, normalizeDomain, parseAliases } from "../aliases/mod.ts";
+import { parseNetwork, type SpfAction, spfPolicy, type SpfResult } from "../auth/mod.ts";
 import type { HooksConfig } from "../hooks/mod.ts";
 import { hostname as hostHostname } from "../runtime/mod.ts";
 import { loadCertificates } from "./certificates.ts";
@@ -105,9 +106,53 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       maxQueueLifetimeMs: delivery.max_queue_lifetime ?? DEFAULTS.delivery.maxQueueLifetimeMs,
       pipeTimeoutMs: delivery.pipe_timeout ?? DEFAULTS.delivery.pipeTimeoutMs,
     },
+    dns: {
+      servers: file.dns?.servers ?? [...DEFAULTS.dns.servers],
+      timeoutMs: file.dns?.timeout ?? DEFAULTS.dns.timeoutMs,
+    },
+    auth: resolveAuth(file.auth, join(configDir ?? ".", CONFIG_FILE_NAME)),
     hooks: resolveHooks(file.hooks, relativeToConfig),
     domains,
     log: { level: file.log?.level ?? DEFAULTS.log.level },
+  };
+}
+
+function resolveAuth(auth: ConfigFile["auth"], configFile: string): Config["auth"] {
+  const networks = auth?.trusted_networks ?? DEFAULTS.auth.trustedNetworks;
+  const trustedNetworks = networks.map((text) => {
+    try {
+      return parseNetwork(text);
+    } catch (err) {
+      throw new ConfigError(
+        configFile,
+        `${configFile}: auth.trusted_networks: ${err instanceof Error ? err.message : err}`,
+      );
+    }
+  });
+  const spf = auth?.spf ?? {};
+  const actions: Partial<Record<SpfResult, SpfAction>> = {};
+  for (
+    const result of [
+      "pass",
+      "fail",
+      "softfail",
+      "neutral",
+      "none",
+      "temperror",
+      "permerror",
+    ] as const
+  ) {
+    const action = spf[result];
+    if (action !== undefined) actions[result] = action;
+  }
+  return {
+    trustedNetworks,
+    spf: spf.enabled === false ? undefined : spfPolicy({
+      actions,
+      ...(spf.local_domain_reject ? { localDomainReject: spf.local_domain_reject } : {}),
+    }),
+    verify: auth?.verify ?? DEFAULTS.auth.verify,
+    dmarcReject: auth?.dmarc_reject ?? DEFAULTS.auth.dmarcReject,
   };
 }
 

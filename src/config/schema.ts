@@ -81,6 +81,20 @@ const HookPointSchema = v.nullish(v.strictObject({
   })),
 }));
 
+const SpfActionSchema = v.optional(
+  v.picklist(["accept", "reject", "defer"], "must be accept, reject or defer"),
+);
+
+const SPF_RESULTS = [
+  "pass",
+  "fail",
+  "softfail",
+  "neutral",
+  "none",
+  "temperror",
+  "permerror",
+] as const;
+
 /** Schema of `postern.yaml`. */
 export const ConfigFileSchema = v.strictObject({
   /** Name announced in the greeting and in Received headers. Default: the host name. */
@@ -141,6 +155,49 @@ export const ConfigFileSchema = v.strictObject({
       any_user: v.optional(v.boolean("must be true or false")),
     })),
   )),
+  dns: v.optional(v.strictObject({
+    /** Resolvers to ask, "host:port" ("[v6]:port"); empty means the system's. Default: []. */
+    servers: v.optional(v.array(v.pipe(
+      v.string("each server must be text"),
+      v.regex(
+        /^(\[[0-9a-fA-F:.]+\]|[0-9.]+|[0-9a-fA-F:]+)(:\d{1,5})?$/,
+        'must be an address such as "127.0.0.1:53" or "[::1]:53"',
+      ),
+    ))),
+    /** Time allowed for one lookup. Default: 5s. */
+    timeout: v.optional(Duration),
+  })),
+  auth: v.optional(v.strictObject({
+    /** Clients whose mail is not SPF-checked. Default: ["127.0.0.0/8", "::1/128"]. */
+    trusted_networks: v.optional(v.array(v.string("each network must be text"))),
+    /** SPF at MAIL FROM (RFC 7208) and what each result does. */
+    spf: v.optional(v.strictObject({
+      /** Check SPF at all. Default: true. */
+      enabled: v.optional(v.boolean("must be true or false")),
+      /** Default: accept. */
+      pass: SpfActionSchema,
+      /** Default: reject (550 5.7.23). */
+      fail: SpfActionSchema,
+      /** Default: accept. */
+      softfail: SpfActionSchema,
+      /** Default: accept. */
+      neutral: SpfActionSchema,
+      /** Default: accept. */
+      none: SpfActionSchema,
+      /** Default: defer (451 4.4.3). */
+      temperror: SpfActionSchema,
+      /** Default: accept. */
+      permerror: SpfActionSchema,
+      /** Results rejected when the sender claims one of our domains. Default: [fail, softfail]. */
+      local_domain_reject: v.optional(
+        v.array(v.picklist(SPF_RESULTS, `each entry must be one of ${SPF_RESULTS.join(", ")}`)),
+      ),
+    })),
+    /** DKIM, ARC and DMARC checks after DATA, in Authentication-Results. Default: true. */
+    verify: v.optional(v.boolean("must be true or false")),
+    /** Refuse (550 5.7.1) mail that fails DMARC for a domain with p=reject. Default: true. */
+    dmarc_reject: v.optional(v.boolean("must be true or false")),
+  })),
   hooks: v.optional(v.strictObject({
     /** The deno that runs TypeScript hooks. Default: $DENO_BIN, then deno on $PATH. */
     deno: v.optional(Text("a file path")),

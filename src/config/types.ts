@@ -6,6 +6,7 @@
  */
 
 import type { AliasTable } from "../aliases/mod.ts";
+import type { Network, SpfPolicy } from "../auth/mod.ts";
 import type { HooksConfig } from "../hooks/mod.ts";
 import type { LogLevel } from "../log/mod.ts";
 
@@ -57,6 +58,17 @@ export interface Config {
     retryMaxMs: number;
     maxQueueLifetimeMs: number;
     pipeTimeoutMs: number;
+  };
+  dns: { servers: string[]; timeoutMs: number };
+  auth: {
+    /** Clients whose mail is not SPF-checked. */
+    trustedNetworks: Network[];
+    /** SPF policy, or undefined when SPF is off. */
+    spf: SpfPolicy | undefined;
+    /** DKIM, ARC and DMARC after DATA. */
+    verify: boolean;
+    /** Refuse DMARC failures of p=reject domains. */
+    dmarcReject: boolean;
   };
   /** Hook settings (the hooks themselves are in `<configDir>/hooks/`). */
   hooks: HooksConfig;

@@ -77,8 +77,14 @@ export class MailLog {
     to: readonly string[],
     size: number,
     tls: boolean,
+    auth: Readonly<Record<string, string>> = {},
   ): void {
     this.#counters.inc("smtp_messages_accepted_total");
+    for (const [method, result] of Object.entries(auth)) {
+      for (const one of result.split(",")) {
+        this.#counters.inc("auth_results_total", { method, result: one });
+      }
+    }
     this.#line({
       qid,
       event: "queued",
@@ -88,6 +94,7 @@ export class MailLog {
       to: to.map((t) => `<${t}>`).join(","),
       size,
       tls,
+      ...auth,
     });
   }
 

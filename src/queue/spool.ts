@@ -63,7 +63,10 @@ export class SpoolWriter {
   #file: DurableFile;
   #finalPath: string;
   #syncer: DirSyncer;
-  #headBytes: number;
+  /** Where the received message (our Received header first) starts in the file. */
+  #dataStart: number;
+  /** Header lines added after DATA, kept right before `#dataStart`. */
+  #head: Uint8Array = new Uint8Array(0);
 
   /** @internal Use {@linkcode Spool.receive}. */
   constructor(envelope: Envelope, file: DurableFile, finalPath: string, syncer: DirSyncer) {
@@ -71,12 +74,12 @@ export class SpoolWriter {
     this.#file = file;
     this.#finalPath = finalPath;
     this.#syncer = syncer;
-    this.#headBytes = file.bytes;
+    this.#dataStart = file.bytes;
   }
 
-  /** Bytes of message data written (not counting the envelope line). */
+  /** Bytes of message data written (not counting the envelope line or added headers). */
   get messageBytes(): number {
-    return this.#file.bytes - this.#headBytes;
+    return this.#file.bytes - this.#dataStart;
   }
 
   /** Appends message data. */
@@ -85,12 +88,36 @@ export class SpoolWriter {
   }
 
   /**
-   * Flushes what was written and returns where the message can be read
-   * from before it is committed (for checks that run after DATA).
+   * Flushes what was written and returns where the message, headers added
+   * so far included, can be read from before it is committed (for the
+   * checks that run after DATA).
    */
   async readable(): Promise<{ path: string; offset: number }> {
     await this.#file.flush();
-    return { path: this.#file.path, offset: this.#headBytes };
+    return { path: this.#file.path, offset: this.#dataStart - this.#head.byteLength };
+  }
+
+  /**
+   * Adds header lines (ending in CRLF) at the top of the message, above
+   * those added before. They go into the room reserved at the head of the
+   * file, so the message is not copied (unless they do not fit).
+   */
+  async prepend(head: Uint8Array): Promise<void> {
+    if (head.byteLength === 0) return;
+    const combined = new Uint8Array(head.byteLength + this.#head.byteLength);
+    combined.set(head);
+    combined.set(this.#head, head.byteLength);
+    await this.#file.flush();
+    const line = new TextEncoder().encode(JSON.stringify(this.envelope));
+    const lineBytes = this.#dataStart - combined.byteLength;
+    if (line.byteLength + 1 <= lineBytes) {
+      // The envelope line shrinks by padding less; JSON allows the
+      // trailing spaces, and the message now starts with the new head.
+      await this.#file.writeAt(headRegion(line, lineBytes, combined), 0);
+    } else {
+      await this.#copyWithHead(line, combined);
+    }
+    this.#head = combined;
   }
 
   /**
@@ -98,25 +125,12 @@ export class SpoolWriter {
    * ending in CRLF) added at its top; returns the spooled item.
    */
   async commit(head?: Uint8Array): Promise<SpoolItem> {
-    let file = this.#file;
-    let dataOffset = this.#headBytes;
-    if (head && head.byteLength > 0) {
-      const line = new TextEncoder().encode(JSON.stringify(this.envelope));
-      dataOffset = this.#headBytes - head.byteLength;
-      if (line.byteLength + 1 <= dataOffset) {
-        // The envelope line shrinks by padding less; JSON allows the
-        // trailing spaces, and the message now starts with `head`.
-        await file.writeAt(headRegion(line, dataOffset, head), 0);
-      } else {
-        file = await this.#copyWithHead(line, head);
-        dataOffset = line.byteLength + 1;
-      }
-    }
-    await file.commit(this.#finalPath, this.#syncer);
+    if (head) await this.prepend(head);
+    await this.#file.commit(this.#finalPath, this.#syncer);
     return {
       envelope: this.envelope,
       state: initialState(this.envelope),
-      dataOffset,
+      dataOffset: this.#dataStart - this.#head.byteLength,
       recovered: false,
     };
   }
@@ -127,12 +141,13 @@ export class SpoolWriter {
   }
 
   /** The rare case of more head than reserved room: a new file with a copy. */
-  async #copyWithHead(line: Uint8Array, head: Uint8Array): Promise<DurableFile> {
-    const { path, offset } = await this.readable();
+  async #copyWithHead(line: Uint8Array, head: Uint8Array): Promise<void> {
+    const path = this.#file.path;
     const copy = await DurableFile.create(`${path}.copy`, true);
+    const lineBytes = line.byteLength + 1;
     try {
-      await copy.write(headRegion(line, line.byteLength + 1, head));
-      for await (const chunk of createReadStream(path, { start: offset })) {
+      await copy.write(headRegion(line, lineBytes, head));
+      for await (const chunk of createReadStream(path, { start: this.#dataStart })) {
         await copy.write(chunk as Uint8Array);
       }
     } catch (err) {
@@ -141,7 +156,7 @@ export class SpoolWriter {
     }
     await this.#file.abort();
     this.#file = copy;
-    return copy;
+    this.#dataStart = lineBytes + head.byteLength;
   }
 }
 

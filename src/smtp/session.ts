@@ -9,6 +9,7 @@
 import { createReadStream } from "node:fs";
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
 import type { RecipientResolver } from "../aliases/mod.ts";
+import type { SpfVerdict } from "../auth/mod.ts";
 import type { HookRunner } from "../hooks/mod.ts";
 import type { ClientInfo, Logger, MailLog } from "../log/mod.ts";
 import {
@@ -18,6 +19,7 @@ import {
   type SpoolItem,
   type SpoolWriter,
 } from "../queue/mod.ts";
+import { type AuthDeps, authenticateAfterData, spfAtMailFrom } from "./authentication.ts";
 import type { ConnectionLimits } from "./connection_limits.ts";
 import { receiveMessage } from "./data.ts";
 import { receivedHeader } from "./received.ts";
@@ -39,14 +41,16 @@ export interface IntakeDeps {
   logger: Logger;
   /** The hooks (post-data after DATA, alias-exists at RCPT), when configured. */
   hooks?: HookRunner | undefined;
+  /** SPF at MAIL FROM and DKIM/DMARC after DATA, when a resolver is set up. */
+  auth?: AuthDeps | undefined;
   now?: () => Date;
 }
 
 /** The async handlers of one listener's sessions. */
 export class Intake {
   #deps: IntakeDeps;
-  /** Queue ID of the open transaction, by session ID. */
-  #transactions = new Map<string, string>();
+  /** The open transaction (queue ID, SPF verdict), by session ID. */
+  #transactions = new Map<string, { qid: string; spf: SpfVerdict | null }>();
 
   /** Creates handlers over `deps`. */
   constructor(deps: IntakeDeps) {
@@ -64,14 +68,34 @@ export class Intake {
     return Promise.resolve(undefined);
   }
 
-  /** MAIL FROM: a new transaction, with its queue ID. */
-  mailFrom(
-    _address: SMTPServerAddress,
+  /** MAIL FROM: a new transaction, with its queue ID and SPF verdict. */
+  async mailFrom(
+    address: SMTPServerAddress,
     session: SMTPServerSession,
   ): Promise<SmtpReply | undefined> {
-    const qid = newQueueId();
-    this.#transactions.set(session.id, qid);
-    return Promise.resolve(undefined);
+    const transaction = { qid: newQueueId(), spf: null as SpfVerdict | null };
+    this.#transactions.set(session.id, transaction);
+    if (!this.#deps.auth) return undefined;
+    const { verdict, refusal } = await spfAtMailFrom(this.#deps.auth, {
+      sender: address.address || "",
+      ip: session.remoteAddress,
+      helo: session.hostNameAppearsAs || "",
+      authenticated: session.user !== undefined,
+    });
+    transaction.spf = verdict;
+    if (refusal) {
+      this.#reject(
+        session,
+        "mail",
+        refusal.reason,
+        refusal.reply,
+        undefined,
+        transaction.qid,
+        `<${address.address || ""}>`,
+      );
+      return refusal.reply;
+    }
+    return undefined;
   }
 
   /** RCPT TO: only local recipients that exist, up to the limit. */
@@ -108,7 +132,9 @@ export class Intake {
 
   /** DATA: stream into the spool, commit durably, then reply 250. */
   async data(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<SmtpReply> {
-    const qid = this.#transactions.get(session.id) ?? newQueueId();
+    const transaction = this.#transactions.get(session.id);
+    const qid = transaction?.qid ?? newQueueId();
+    const spf = transaction?.spf ?? null;
     this.#transactions.delete(session.id);
     const now = this.#deps.now?.() ?? new Date();
     const mailFrom = session.envelope.mailFrom;
@@ -165,28 +191,72 @@ export class Intake {
         break;
     }
 
-    let head: Uint8Array | undefined;
+    let item: SpoolItem;
+    let results: Record<string, string> = {};
     try {
-      const checked = await this.#postData(session, writer, envelope);
+      const authenticated = await this.#authenticate(session, writer, envelope, spf);
+      if ("code" in authenticated) {
+        await writer.abort();
+        return authenticated;
+      }
+      results = authenticated.results;
+      const checked = await this.#postData(session, writer, envelope, spf);
       if ("code" in checked) {
         await writer.abort();
         return checked;
       }
-      head = checked.head;
+      item = await writer.commit(checked.head);
     } catch (err) {
       await writer.abort();
       return this.#failed(session, qid, err, envelope);
     }
-    let item: SpoolItem;
-    try {
-      item = await writer.commit(head);
-    } catch (err) {
-      await writer.abort();
-      return this.#failed(session, qid, err, envelope);
-    }
-    this.#deps.mailLog.queued(qid, client(session), from, to, outcome.bytes, session.secure);
+    this.#deps.mailLog.queued(
+      qid,
+      client(session),
+      from,
+      to,
+      outcome.bytes,
+      session.secure,
+      results,
+    );
     this.#deps.onQueued(item);
     return reply(250, "2.0.0", `Ok: queued as ${qid}`);
+  }
+
+  /**
+   * DKIM, ARC and DMARC on the spooled message; their header fields (and
+   * Received-SPF) are added at once, so the post-data hook sees them, as
+   * chasquid's does.
+   */
+  async #authenticate(
+    session: SMTPServerSession,
+    writer: SpoolWriter,
+    envelope: Envelope,
+    spf: SpfVerdict | null,
+  ): Promise<{ results: Record<string, string> } | SmtpReply> {
+    const auth = this.#deps.auth;
+    if (!auth) return { results: {} };
+    const checked = await authenticateAfterData(auth, await writer.readable(), {
+      sender: envelope.from,
+      ip: envelope.client.ip,
+      helo: envelope.client.helo,
+      spf,
+      authenticated: session.user !== undefined,
+    });
+    if (checked.refusal) {
+      this.#reject(
+        session,
+        "data",
+        checked.refusal.reason,
+        checked.refusal.reply,
+        undefined,
+        envelope.id,
+        `<${envelope.from}>`,
+      );
+      return checked.refusal.reply;
+    }
+    if (checked.head) await writer.prepend(new TextEncoder().encode(checked.head));
+    return { results: checked.results };
   }
 
   /**
@@ -198,6 +268,7 @@ export class Intake {
     session: SMTPServerSession,
     writer: SpoolWriter,
     envelope: Envelope,
+    spf: SpfVerdict | null,
   ): Promise<{ head: Uint8Array | undefined } | SmtpReply> {
     const hooks = this.#deps.hooks;
     if (!hooks?.has("post-data")) return { head: undefined };
@@ -212,7 +283,7 @@ export class Intake {
       authAs: "",
       onTls: envelope.client.tls,
       fromLocalDomain: at > 0 && this.#deps.resolver().isLocalDomain(envelope.from.slice(at + 1)),
-      spfPass: false,
+      spfPass: spf?.result === "pass",
     }, () => createReadStream(path, { start: offset, highWaterMark: 64 * 1024 }));
     if (!verdict) return { head: undefined };
     if (verdict.kind === "refuse") {
@@ -269,7 +340,7 @@ export class Intake {
   ): void {
     const mailFrom = session.envelope?.mailFrom;
     this.#deps.mailLog.rejected(
-      { session: session.id, qid: qid ?? this.#transactions.get(session.id) },
+      { session: session.id, qid: qid ?? this.#transactions.get(session.id)?.qid },
       client(session),
       stage,
       reason,

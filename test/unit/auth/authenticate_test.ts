@@ -144,7 +144,7 @@ describe("authenticateMessage", () => {
   it("passes DMARC through an aligned DKIM signature when SPF fails", async () => {
     const file = await spool(message("alice@aligned.test"), "aligned.test");
     const summary = await run(file, { sender: "alice@aligned.test", ip: "198.51.100.9" });
-    assert.equal(summary.spf.result, "fail");
+    assert.equal(summary.spf?.result, "fail");
     assert.equal(summary.dmarc?.result, "pass");
     assert.equal(summary.dmarc?.policy, "reject");
     assert.equal(summary.dmarcReject, false);
@@ -153,7 +153,7 @@ describe("authenticateMessage", () => {
   it("passes DMARC through aligned SPF for an unsigned message", async () => {
     const file = await spool(message("alice@aligned.test"));
     const summary = await run(file, { sender: "bounces@aligned.test", ip: "192.0.2.5" });
-    assert.equal(summary.spf.result, "pass");
+    assert.equal(summary.spf?.result, "pass");
     assert.equal(summary.dmarc?.result, "pass");
     assert.equal(summary.dmarcReject, false);
   });
@@ -161,7 +161,7 @@ describe("authenticateMessage", () => {
   it("fails DMARC when SPF passes for another domain, and flags p=reject", async () => {
     const file = await spool(message("alice@aligned.test"));
     const summary = await run(file, { sender: "list@other.test", ip: "198.51.100.9" });
-    assert.equal(summary.spf.result, "pass");
+    assert.equal(summary.spf?.result, "pass");
     assert.equal(summary.dmarc?.result, "fail");
     assert.equal(summary.dmarc?.policy, "reject");
     assert.equal(summary.dmarc?.headerFrom, "aligned.test");
