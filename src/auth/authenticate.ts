@@ -112,6 +112,17 @@ export async function authenticateMessage(options: AuthenticateOptions): Promise
     createReadStream(options.path, { start: options.offset }),
     { resolver, sender: options.sender, minBitLength },
   );
+  for (const row of dkim.results) {
+    // mailauth's lenient mode reports a body hash mismatch as neutral; RFC
+    // 6376 section 6.1.3 makes it a permanent failure, which RFC 8601
+    // section 2.7.1 reports as "fail".
+    if (
+      row.status.result === "neutral" && /body hash did not verify/i.test(row.status.comment ?? "")
+    ) {
+      row.status.result = "fail";
+      if (typeof row.info === "string") row.info = row.info.replace(/^dkim=neutral/, "dkim=fail");
+    }
+  }
   let arcResult: ARCResult | undefined;
   if (!options.disableArc && dkim.arc) {
     arcResult = await arc(dkim.arc as Parameters<typeof arc>[0], {

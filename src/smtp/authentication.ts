@@ -29,6 +29,14 @@ export interface AuthDeps {
   logger: Logger;
 }
 
+/**
+ * True when the client's mail is checked: it is neither authenticated nor
+ * from a trusted network.
+ */
+export function isChecked(deps: AuthDeps, ip: string, authenticated: boolean): boolean {
+  return !authenticated && !inNetworks(ip, deps.settings.trustedNetworks);
+}
+
 /** A refusal, with the reason for the mail log. */
 export interface AuthRefusal {
   reply: SmtpReply;
@@ -44,7 +52,7 @@ export async function spfAtMailFrom(
   client: { sender: string; ip: string; helo: string; authenticated: boolean },
 ): Promise<{ verdict: SpfVerdict | null; refusal?: AuthRefusal }> {
   const policy = deps.settings.spf;
-  if (!policy || client.authenticated || inNetworks(client.ip, deps.settings.trustedNetworks)) {
+  if (!policy || !isChecked(deps, client.ip, client.authenticated)) {
     return { verdict: null };
   }
   let verdict: SpfVerdict;
@@ -69,7 +77,7 @@ export async function spfAtMailFrom(
   }
   const decision = decideSpf(verdict, policy, deps.isLocalDomain);
   if (decision.action === "accept" || !decision.reply) return { verdict };
-  return { verdict, refusal: { reply: decision.reply, reason: `spf_${verdict.result}` } };
+  return { verdict, refusal: { reply: decision.reply, reason: decision.reason } };
 }
 
 /** The verdict after DATA: header fields to add and, perhaps, a refusal. */
@@ -100,9 +108,7 @@ export async function authenticateAfterData(
   },
 ): Promise<DataAuthentication> {
   const results: Record<string, string> = {};
-  if (client.authenticated || inNetworks(client.ip, deps.settings.trustedNetworks)) {
-    return { head: "", results };
-  }
+  if (!isChecked(deps, client.ip, client.authenticated)) return { head: "", results };
   if (client.spf) results.spf = client.spf.result;
   // RFC 7208 section 9.1: Received-SPF goes above the trace headers.
   const receivedSpf = client.spf ? `${client.spf.receivedSpf}\r\n` : "";

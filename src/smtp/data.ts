@@ -2,12 +2,14 @@
  * DATA into the spool: the message is streamed to disk as it arrives,
  * never buffered whole, and the stream is always read to its end, because
  * smtp-server waits for the end before it replies (a stream left unread
- * hangs the session).
+ * hangs the session). An optional {@linkcode HeaderFilter} removes header
+ * fields on the way.
  *
  * @module
  */
 
 import type { SpoolWriter } from "../queue/mod.ts";
+import type { HeaderFilter } from "./header_filter.ts";
 
 /** How receiving a message ended. */
 export type ReceiveOutcome =
@@ -27,6 +29,7 @@ export async function receiveMessage(
   writer: SpoolWriter,
   header: Uint8Array,
   maxBytes: number,
+  filter?: HeaderFilter,
 ): Promise<ReceiveOutcome> {
   let bytes = 0;
   let failure: unknown = undefined;
@@ -48,7 +51,16 @@ export async function receiveMessage(
         continue;
       }
       try {
-        await writer.write(chunk);
+        for (const part of filter ? filter.push(chunk) : [chunk]) await writer.write(part);
+      } catch (err) {
+        failure = err;
+        writing = false;
+        await writer.abort();
+      }
+    }
+    if (writing && filter) {
+      try {
+        for (const part of filter.end()) await writer.write(part);
       } catch (err) {
         failure = err;
         writing = false;

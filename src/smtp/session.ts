@@ -19,7 +19,13 @@ import {
   type SpoolItem,
   type SpoolWriter,
 } from "../queue/mod.ts";
-import { type AuthDeps, authenticateAfterData, spfAtMailFrom } from "./authentication.ts";
+import {
+  type AuthDeps,
+  authenticateAfterData,
+  isChecked,
+  spfAtMailFrom,
+} from "./authentication.ts";
+import { HeaderFilter, ourAuthenticationResults } from "./header_filter.ts";
 import type { ConnectionLimits } from "./connection_limits.ts";
 import { receiveMessage } from "./data.ts";
 import { receivedHeader } from "./received.ts";
@@ -173,12 +179,24 @@ export class Intake {
       for await (const _ of stream) { /* drain: smtp-server replies only after the end */ }
       return this.#failed(session, qid, err, envelope);
     }
+    // RFC 8601 section 5: our own authserv-id in a field from outside is a forgery.
+    const auth = this.#deps.auth;
+    const filter = auth && isChecked(auth, session.remoteAddress, session.user !== undefined)
+      ? new HeaderFilter(ourAuthenticationResults(auth.hostname))
+      : undefined;
     const outcome = await receiveMessage(
       stream,
       writer,
       new TextEncoder().encode(header),
       this.#deps.maxMessageSize,
+      filter,
     );
+    if (filter && filter.dropped > 0) {
+      this.#deps.logger.warn("removed Authentication-Results fields that claimed our name", {
+        qid,
+        fields: filter.dropped,
+      });
+    }
     switch (outcome.kind) {
       case "too_big": {
         const r = Replies.messageTooBig(this.#deps.maxMessageSize);

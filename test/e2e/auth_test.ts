@@ -1,0 +1,902 @@
+/**
+ * Message authentication end to end (issue 3): a real authoritative DNS
+ * server on loopback (test/support/dns_server.ts), the real Postern pointed
+ * at it with `dns.servers`, and real SMTP from swaks.
+ *
+ * SPF at MAIL FROM (every result, include/redirect/macros, IPv4 and IPv6
+ * clients, the HELO identity for the null sender, our own domain), the SPF
+ * verdict handed to the post-data hook, DKIM and DMARC after DATA, absurd
+ * input and a DNS server that answers garbage, and trusted networks.
+ *
+ * Three servers: the main one (trusted_networks: [], IPv4 and, when the
+ * machine has it, IPv6 loopback), one with `auth.dmarc_reject: false`, and
+ * one with the default trusted networks and a DNS server of its own.
+ */
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import {
+  dkimKeyDir,
+  dkimSign,
+  type GeneratedDkimKey,
+  generateDkimKey,
+} from "../../src/auth/mod.ts";
+import { startDnsServer, type TestDnsServer, type Zone } from "../support/dns_server.ts";
+import {
+  cleanup,
+  eventually,
+  freePort,
+  maildirMessages,
+  posternCommand,
+  rawSession,
+  ROOT,
+  run,
+  type RunResult,
+  type Server,
+  startServer,
+  tempDir,
+  writeTree,
+} from "./harness.ts";
+
+/** Our host name: the authserv-id and the "by" of Received. */
+const HOSTNAME = "mx.postern.test";
+
+/** Eleven includes: one DNS-querying term more than RFC 7208 section 4.6.4 allows. */
+const ELEVEN_INCLUDES = Array.from({ length: 11 }, (_, i) => `include:l${i}.lookups.test`)
+  .join(" ");
+
+/**
+ * The zone. Every record that must not match ends in a mechanism that
+ * would match 127.0.0.1 if the check before it were skipped, so a broken
+ * limit or a wrong expansion shows as a different result.
+ */
+const ZONE: Zone = {
+  "pass.test": { TXT: ["v=spf1 ip4:127.0.0.1 -all"] },
+  "fail.test": { TXT: ["v=spf1 ip4:192.0.2.1 exp=why.fail.test -all"] },
+  "why.fail.test": { TXT: ["%{i} is not one of %{d}'s mail servers"] },
+  "bare-fail.test": { TXT: ["v=spf1 ip4:192.0.2.1 -all"] },
+  "softfail.test": { TXT: ["v=spf1 ip4:192.0.2.1 ~all"] },
+  "neutral.test": { TXT: ["v=spf1 ip4:192.0.2.1 ?all"] },
+  "none.test": { TXT: ["google-site-verification=abc"], A: ["192.0.2.1"] },
+  "timeout.test": { TXT: ["v=spf1 +all"], mode: "timeout" },
+  "servfail.test": { TXT: ["v=spf1 +all"], mode: "servfail" },
+  "garbage.test": { TXT: ["v=spf1 +all"], mode: "garbage" },
+  "syntax.test": { TXT: ["v=spf1 ip4:127.0.0.1/33 +all"] },
+  "lookups.test": { TXT: [`v=spf1 ${ELEVEN_INCLUDES} ip4:127.0.0.1 -all`] },
+  ...Object.fromEntries(
+    Array.from({ length: 11 }, (_, i) => [`l${i}.lookups.test`, { TXT: ["v=spf1 -all"] }]),
+  ),
+  "void.test": {
+    TXT: ["v=spf1 a:gone1.void.test a:gone2.void.test a:gone3.void.test ip4:127.0.0.1 -all"],
+  },
+  "include.test": { TXT: ["v=spf1 include:_spf.include.test -all"] },
+  "_spf.include.test": { TXT: ["v=spf1 ip4:192.0.2.0/24 ip4:127.0.0.0/8 -all"] },
+  "include-miss.test": { TXT: ["v=spf1 include:bare-fail.test -all"] },
+  "redirect.test": { TXT: ["v=spf1 ip4:192.0.2.1 redirect=pass.test"] },
+  "redirect-miss.test": { TXT: ["v=spf1 ip4:192.0.2.2 redirect=bare-fail.test"] },
+  "macro.test": { TXT: ["v=spf1 exists:%{i}._spf.%{d} -all"] },
+  "127.0.0.1._spf.macro.test": { A: ["127.0.0.2"] },
+  "local.test": { TXT: ["v=spf1 exists:%{l}.%{i}._spf.%{d} -all"] },
+  "alice.127.0.0.1._spf.local.test": { A: ["127.0.0.2"] },
+  "v6.test": { TXT: ["v=spf1 ip6:::1 ip4:192.0.2.1 -all"] },
+  "mail.helo.test": { TXT: ["v=spf1 ip4:127.0.0.1 ip6:::1 -all"] },
+  "bad.helo.test": { TXT: ["v=spf1 ip4:192.0.2.9 -all"] },
+  // Our own domain: a softfail for any host but 192.0.2.1.
+  "example.test": { TXT: ["v=spf1 ip4:192.0.2.1 ~all"] },
+  "dkim.test": { TXT: ["v=spf1 ip4:192.0.2.1 -all"] },
+  "dmarc-reject.test": { TXT: ["v=spf1 ip4:192.0.2.1 -all"] },
+  "_dmarc.dmarc-reject.test": { TXT: ["v=DMARC1; p=reject"] },
+  "dmarc-none.test": { TXT: ["v=spf1 ip4:192.0.2.1 -all"] },
+  "_dmarc.dmarc-none.test": { TXT: ["v=DMARC1; p=none"] },
+};
+
+/** Records the hook's view: the SPF verdict and the header fields above Received. */
+const POST_DATA_HOOK = `
+export default async function (input) {
+  const text = await new Response(input.message).text();
+  const head = text.slice(0, text.indexOf("\\r\\n\\r\\n"));
+  const names = head.split("\\r\\n").filter((l) => /^[A-Za-z-]+:/.test(l))
+    .map((l) => l.slice(0, l.indexOf(":")));
+  return {
+    action: "accept",
+    headers: ["X-Spf-Pass: " + input.spfPass, "X-Hook-Saw: " + names.slice(0, 3).join(",")],
+  };
+}
+`;
+
+function configFiles(dnsAddress: string, auth: string): Record<string, string> {
+  return {
+    "postern.yaml": [
+      `hostname: ${HOSTNAME}`,
+      "dns:",
+      `  servers: ["${dnsAddress}"]`,
+      "  timeout: 1s",
+      "auth:",
+      auth,
+      "",
+    ].join("\n"),
+    "domains/example.test/users": "alice\n",
+  };
+}
+
+/** True when this machine can listen on the IPv6 loopback address. */
+async function ipv6Loopback(): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(false));
+    s.listen(0, "::1", () => s.close(() => resolve(true)));
+  });
+}
+
+/** A free port on [::1]. */
+async function freePort6(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "::1", () => {
+      const address = s.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Like the harness's startServer, with more listen addresses: the harness
+ * passes one `--listen`, which replaces smtp.listen, so a server that also
+ * listens on [::1] is started here with several.
+ */
+async function startListening(
+  config: Record<string, string>,
+  extraListen: string[],
+): Promise<Server> {
+  const configDir = await tempDir("postern-config-");
+  const dataDir = await tempDir("postern-data-");
+  await writeTree(configDir, config);
+  const port = await freePort();
+  const [cmd, ...args] = posternCommand([
+    "serve",
+    "--config",
+    configDir,
+    "--data",
+    dataDir,
+    "--listen",
+    `127.0.0.1:${port}`,
+    ...extraListen.flatMap((a) => ["--listen", a]),
+  ]);
+  const child = spawn(cmd!, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const mailLog: string[] = [];
+  let stderr = "";
+  let partial = "";
+  child.stdout!.on("data", (chunk: Uint8Array) => {
+    partial += new TextDecoder().decode(chunk);
+    const lines = partial.split("\n");
+    partial = lines.pop()!;
+    mailLog.push(...lines);
+  });
+  child.stderr!.on("data", (chunk: Uint8Array) => stderr += new TextDecoder().decode(chunk));
+  const exited = new Promise<void>((res) => child.once("exit", () => res()));
+  let done = false;
+  void exited.then(() => done = true);
+  const waitForLog = async (match: RegExp, timeoutMs = 15_000) =>
+    await eventually(
+      () => {
+        const line = mailLog.find((l) => match.test(l));
+        if (line === undefined && done) {
+          throw new Error(`server exited before logging ${match}; stderr:\n${stderr}`);
+        }
+        return Promise.resolve(line);
+      },
+      timeoutMs,
+      `a log line matching ${match}; stderr:\n${stderr}`,
+    );
+  const signal = async (sig: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    await exited;
+  };
+  const server: Server = {
+    host: "127.0.0.1",
+    port,
+    configDir,
+    dataDir,
+    mailLog,
+    stderr: () => stderr,
+    waitForLog,
+    stop: () => signal("SIGTERM"),
+    kill: () => signal("SIGKILL"),
+    child,
+  };
+  try {
+    // One event=listening line per address.
+    await eventually(
+      () => {
+        if (done) throw new Error(`server exited at start-up; stderr:\n${stderr}`);
+        const n = mailLog.filter((l) => l.includes("event=listening")).length;
+        return Promise.resolve(n === 1 + extraListen.length ? true : undefined);
+      },
+      30_000,
+      "the listeners",
+    );
+  } catch (err) {
+    await cleanup(server);
+    throw err;
+  }
+  return server;
+}
+
+/** What one swaks transaction got. */
+interface Sent {
+  /** The reply to MAIL FROM (`250 …`, `550 5.7.23 …`). */
+  mail: string;
+  /** The reply to the end of DATA, or "" when the transaction stopped earlier. */
+  data: string;
+  /** The queue ID from the 250 to DATA, or "". */
+  qid: string;
+  result: RunResult;
+}
+
+/** The server's (last) reply line after the command line that matches `command`. */
+function replyAfter(stdout: string, command: RegExp): string {
+  const lines = stdout.split("\n");
+  const at = lines.findIndex((l) => /^ *-> /.test(l) && command.test(l.replace(/^ *-> /, "")));
+  if (at < 0) return "";
+  let last = "";
+  for (const line of lines.slice(at + 1)) {
+    if (/^ *(->|~>|\*\*>)/.test(line)) break;
+    const m = /^<(?:-|~|\*\*|~\*\*)\s+(.*)$/.exec(line);
+    if (m) {
+      last = m[1]!;
+      if (/^\d{3} /.test(last)) break;
+    }
+  }
+  return last;
+}
+
+/** Unfolded header fields of a delivered message, in order. */
+function headerFields(message: string): string[] {
+  const head = message.slice(0, message.indexOf("\n\n"));
+  return head.replace(/\n(?=[ \t])/g, "").split("\n");
+}
+
+/** The first field named `name` (unfolded, without the name), or undefined. */
+function field(message: string, name: string): string | undefined {
+  const prefix = `${name.toLowerCase()}: `;
+  const line = headerFields(message).find((l) => l.toLowerCase().startsWith(prefix));
+  return line?.slice(prefix.length);
+}
+
+/** A small message with CRLF line endings. */
+function message(from: string, subject: string, body = "Hello Alice,\r\n\r\nsee you at noon.\r\n") {
+  return [
+    `From: Bob <${from}>`,
+    "To: Alice <alice@example.test>",
+    `Subject: ${subject}`,
+    "Date: Mon, 01 Jan 2024 12:00:00 +0000",
+    `Message-ID: <${subject.replace(/\W+/g, ".")}@${from.slice(from.indexOf("@") + 1)}>`,
+    "",
+    body,
+  ].join("\r\n");
+}
+
+describe("message authentication end to end", () => {
+  let dns: TestDnsServer;
+  let server: Server;
+  let ipv6 = false;
+  let port6 = 0;
+  let dir: string;
+  const keys: Record<string, GeneratedDkimKey> = {};
+  let files = 0;
+
+  before(async () => {
+    dir = await tempDir("postern-auth-");
+    dns = await startDnsServer(structuredClone(ZONE));
+    for (const domain of ["dkim.test", "dmarc-reject.test"]) {
+      const key = await generateDkimKey({ dir: dkimKeyDir(dir, domain), domain, selector: "s1" });
+      dns.zone[key.record.name] = { TXT: [key.record.strings] };
+      keys[domain] = key;
+    }
+    ipv6 = await ipv6Loopback();
+    if (ipv6) port6 = await freePort6();
+    server = await startListening(
+      {
+        ...configFiles(dns.address, "  trusted_networks: []"),
+        "hooks/post-data.ts": POST_DATA_HOOK,
+      },
+      ipv6 ? [`[::1]:${port6}`] : [],
+    );
+  });
+  after(async () => {
+    if (server) await cleanup(server);
+    if (dns) await dns.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  /** One transaction with swaks; `data` is the message text (written to a file) or a body. */
+  async function send(options: {
+    from: string;
+    helo?: string;
+    data?: string;
+    to?: string;
+    ipv6?: boolean;
+  }): Promise<Sent> {
+    const args = [
+      "--server",
+      options.ipv6 ? `[::1]:${port6}` : `127.0.0.1:${server.port}`,
+      "--timeout",
+      "20",
+      "--helo",
+      options.helo ?? "client.test",
+      "--from",
+      options.from === "" ? "<>" : options.from,
+      "--to",
+      options.to ?? "alice@example.test",
+    ];
+    if (options.data !== undefined) {
+      const path = join(dir, `message-${files++}.eml`);
+      await writeFile(path, options.data);
+      args.push("--data", path);
+    }
+    const result = await run("swaks", args);
+    const data = replyAfter(result.stdout, /^\.$/);
+    return {
+      mail: replyAfter(result.stdout, /^MAIL FROM:/),
+      data,
+      qid: /^250 .*queued as (\w+)/.exec(data)?.[1] ?? "",
+      result,
+    };
+  }
+
+  /** Sends, expects 250 to DATA, and returns the delivered message. */
+  async function deliver(options: Parameters<typeof send>[0]): Promise<{
+    sent: Sent;
+    text: string;
+    log: string;
+  }> {
+    const sent = await send(options);
+    assert.match(sent.data, /^250 2\.0\.0 Ok: queued as \w+$/, sent.result.stdout);
+    const text = await delivered(server, sent.qid);
+    const log = await server.waitForLog(new RegExp(`qid=${sent.qid} event=queued `));
+    return { sent, text, log };
+  }
+
+  /** Sends, expects MAIL FROM refused with `reply`, and returns the mail log line. */
+  async function refusedAtMail(
+    options: Parameters<typeof send>[0],
+    reply: RegExp,
+  ): Promise<string> {
+    const sent = await send(options);
+    assert.match(sent.mail, reply, sent.result.stdout);
+    assert.equal(sent.data, "");
+    const sender = options.from === "" ? "<>" : `<${options.from}>`;
+    return await server.waitForLog(
+      new RegExp(`event=rejected stage=mail .*from=${escape(sender)} `),
+    );
+  }
+
+  // --- SPF results -------------------------------------------------------
+
+  /** `(mx.postern.test: …) client-ip=…; envelope-from="…"; helo=…;` for a MAIL FROM check. */
+  function receivedSpf(result: string, comment: string, from: string, ip = "127.0.0.1") {
+    const clientIp = ip.includes(":") ? `"${ip}"` : ip;
+    return `${result} (${HOSTNAME}: ${comment}) client-ip=${clientIp}; ` +
+      `envelope-from="${from}"; helo=client.test;`;
+  }
+
+  /** The `spf=…` row of Authentication-Results for a MAIL FROM check. */
+  function spfRow(result: string, comment: string, from: string) {
+    return `spf=${result} (${HOSTNAME}: ${comment}) smtp.mailfrom=${from} smtp.helo=client.test`;
+  }
+
+  /** The rows of the Authentication-Results field, after the authserv-id. */
+  function rows(text: string): string[] {
+    const value = field(text, "Authentication-Results");
+    assert.ok(value, `no Authentication-Results in:\n${text}`);
+    const [id, ...rest] = value.split("; ");
+    assert.equal(id, HOSTNAME);
+    return rest;
+  }
+
+  it("SPF pass: Authentication-Results and Received-SPF above Received, logged", async () => {
+    const { text, log, sent } = await deliver({ from: "bob@pass.test" });
+    assert.match(sent.mail, /^250 2\.1\.0 /);
+    const comment = "domain of bob@pass.test designates 127.0.0.1 as permitted sender";
+    assert.equal(field(text, "Received-SPF"), receivedSpf("pass", comment, "bob@pass.test"));
+    assert.deepEqual(rows(text), [
+      "dkim=none (message not signed)",
+      spfRow("pass", comment, "bob@pass.test"),
+      "dmarc=none header.from=pass.test",
+    ]);
+    // The hook's fields, then ours, then the Received of this hop.
+    const names = headerFields(text).map((l) => l.slice(0, l.indexOf(":")));
+    assert.deepEqual(names.slice(0, 7), [
+      "Return-Path",
+      "Delivered-To",
+      "X-Spf-Pass",
+      "X-Hook-Saw",
+      "Authentication-Results",
+      "Received-SPF",
+      "Received",
+    ]);
+    assert.match(log, / client=127\.0\.0\.1 helo=client\.test from=<bob@pass\.test> /);
+    assert.match(log, / spf=pass dkim=none dmarc=none$/);
+  });
+
+  it("removes Authentication-Results fields from outside that claim our name (RFC 8601 section 5)", async () => {
+    const data = [
+      `Authentication-Results: ${HOSTNAME}; spf=pass smtp.mailfrom=forged@pass.test`,
+      `Authentication-Results: ${HOSTNAME.toUpperCase()};`,
+      "\tdkim=pass header.d=forged.test",
+      "Authentication-Results: elsewhere.test; spf=fail",
+      "From: Bob <bob@pass.test>",
+      "To: alice@example.test",
+      "Subject: forged verdict",
+      "",
+      `Authentication-Results: ${HOSTNAME}; in the body stays`,
+      "",
+    ].join("\r\n");
+    const { text } = await deliver({ from: "bob@pass.test", data });
+    const ours = headerFields(text).filter((l) =>
+      l.toLowerCase().startsWith(`authentication-results: ${HOSTNAME.toLowerCase()}`)
+    );
+    assert.equal(ours.length, 1, text);
+    assert.ok(!text.includes("forged@pass.test"), text);
+    assert.ok(!text.includes("header.d=forged.test"), text);
+    assert.ok(text.includes("Authentication-Results: elsewhere.test; spf=fail"), text);
+    assert.ok(text.includes(`Authentication-Results: ${HOSTNAME}; in the body stays`), text);
+    await eventually(
+      () =>
+        Promise.resolve(
+          /removed Authentication-Results fields that claimed our name.* fields=2/.test(
+              server.stderr(),
+            )
+            ? true
+            : undefined,
+        ),
+      5_000,
+      "the log line",
+    );
+  });
+
+  it("SPF fail (-all): 550 5.7.23 at MAIL FROM with the domain's exp= text", async () => {
+    const log = await refusedAtMail(
+      { from: "bob@fail.test" },
+      new RegExp(
+        "^" + escape(
+          "550 5.7.23 SPF check failed: domain of bob@fail.test does not designate 127.0.0.1 " +
+            "as permitted sender; fail.test explains: 127.0.0.1 is not one of fail.test's mail servers",
+        ) + "$",
+      ),
+    );
+    assert.match(log, / event=rejected stage=mail reason=spf_fail client=127\.0\.0\.1 /);
+    assert.match(log, / reply="550 5\.7\.23 SPF check failed: domain of bob@fail\.test /);
+    // The expansion of %{i} and %{d} in the explanation was looked up.
+    assert.equal(dns.count("why.fail.test", "TXT"), 1);
+    // Without exp=, the reply says why, without an explanation.
+    const bare = await send({ from: "bob@bare-fail.test" });
+    assert.equal(
+      bare.mail,
+      "550 5.7.23 SPF check failed: domain of bob@bare-fail.test does not designate 127.0.0.1 " +
+        "as permitted sender",
+    );
+    assert.equal(bare.data, "");
+  });
+
+  it("SPF softfail (~all) is accepted and tagged", async () => {
+    const { text, log } = await deliver({ from: "bob@softfail.test" });
+    const comment =
+      "domain of transitioning bob@softfail.test does not designate 127.0.0.1 as permitted sender";
+    assert.equal(
+      field(text, "Received-SPF"),
+      receivedSpf("softfail", comment, "bob@softfail.test"),
+    );
+    assert.equal(rows(text)[1], spfRow("softfail", comment, "bob@softfail.test"));
+    assert.match(log, / spf=softfail dkim=none dmarc=none$/);
+  });
+
+  it("SPF neutral (?all) is accepted and tagged", async () => {
+    const { text, log } = await deliver({ from: "bob@neutral.test" });
+    const comment = "127.0.0.1 is neither permitted nor denied by domain of bob@neutral.test";
+    assert.equal(field(text, "Received-SPF"), receivedSpf("neutral", comment, "bob@neutral.test"));
+    assert.equal(rows(text)[1], spfRow("neutral", comment, "bob@neutral.test"));
+    assert.match(log, / spf=neutral dkim=none dmarc=none$/);
+  });
+
+  it("SPF none (no SPF record, or no such domain) is accepted and tagged", async () => {
+    for (const domain of ["none.test", "nowhere.test"]) {
+      const from = `bob@${domain}`;
+      const { text, log } = await deliver({ from });
+      const comment = `${domain} does not designate permitted sender hosts`;
+      assert.equal(field(text, "Received-SPF"), receivedSpf("none", comment, from));
+      assert.equal(rows(text)[1], spfRow("none", comment, from));
+      assert.match(log, / spf=none dkim=none dmarc=none$/);
+    }
+  });
+
+  it("SPF temperror (the DNS server silent, or SERVFAIL): 451 4.4.3", async () => {
+    const started = Date.now();
+    const log = await refusedAtMail(
+      { from: "bob@timeout.test" },
+      /^451 4\.4\.3 Temporary SPF error, try again later: error in processing during lookup of bob@timeout\.test: DNS timeout$/,
+    );
+    assert.match(log, / event=rejected stage=mail reason=spf_temperror /);
+    // dns.timeout is 1s: the session does not hang on a silent server.
+    assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+    assert.ok(dns.count("timeout.test", "TXT") >= 1);
+    const servfail = await refusedAtMail(
+      { from: "bob@servfail.test" },
+      /^451 4\.4\.3 Temporary SPF error, try again later: error in processing during lookup of bob@servfail\.test: DNS server failure/,
+    );
+    assert.match(servfail, / reason=spf_temperror /);
+  });
+
+  it("SPF permerror (bad syntax, over 10 lookups, over 2 void lookups) is accepted", async () => {
+    const cases = [
+      ["syntax.test", "invalid cidr definition: 127.0.0.1/33"],
+      ["lookups.test", "Too many DNS requests"],
+      ["void.test", "Too many void DNS results"],
+    ];
+    for (const [domain, why] of cases) {
+      const from = `bob@${domain}`;
+      const { text, log } = await deliver({ from });
+      const comment = `permanent error in processing during lookup of ${from}: ${why}`;
+      assert.equal(field(text, "Received-SPF"), receivedSpf("permerror", comment, from));
+      assert.equal(rows(text)[1], spfRow("permerror", comment, from));
+      assert.match(log, / spf=permerror dkim=none dmarc=none$/);
+    }
+    // RFC 7208 section 4.6.4: the eleventh include is never looked up.
+    assert.equal(dns.count("l9.lookups.test", "TXT"), 1);
+    assert.equal(dns.count("l10.lookups.test", "TXT"), 0);
+    assert.equal(dns.count("gone3.void.test", "A"), 1);
+  });
+
+  it("SPF include and redirect", async () => {
+    const include = await deliver({ from: "bob@include.test" });
+    assert.equal(
+      field(include.text, "Received-SPF"),
+      receivedSpf(
+        "pass",
+        "domain of bob@include.test designates 127.0.0.1 as permitted sender",
+        "bob@include.test",
+      ),
+    );
+    assert.equal(dns.count("_spf.include.test", "TXT"), 1);
+    // The included record's -all does not match; include-miss.test's own -all decides.
+    await refusedAtMail({ from: "bob@include-miss.test" }, /^550 5\.7\.23 SPF check failed: /);
+    const redirect = await deliver({ from: "bob@redirect.test" });
+    assert.equal(
+      field(redirect.text, "Received-SPF"),
+      receivedSpf(
+        "pass",
+        "domain of bob@redirect.test designates 127.0.0.1 as permitted sender",
+        "bob@redirect.test",
+      ),
+    );
+    // After redirect= the target's record decides: bare-fail.test's -all.
+    await refusedAtMail({ from: "bob@redirect-miss.test" }, /^550 5\.7\.23 SPF check failed: /);
+  });
+
+  it("SPF macros: exists:%{i}._spf.%{d} and exists:%{l}.%{i}._spf.%{d}", async () => {
+    const macro = await deliver({ from: "bob@macro.test" });
+    assert.match(field(macro.text, "Received-SPF")!, /^pass \(/);
+    assert.equal(dns.count("127.0.0.1._spf.macro.test", "A"), 1);
+    const alice = await deliver({ from: "alice@local.test" });
+    assert.match(field(alice.text, "Received-SPF")!, /^pass \(/);
+    await refusedAtMail({ from: "carol@local.test" }, /^550 5\.7\.23 SPF check failed: /);
+    assert.equal(dns.count("carol.127.0.0.1._spf.local.test", "A"), 1);
+  });
+
+  it("SPF for an IPv6 client (IPv4 when the machine has no IPv6 loopback)", async () => {
+    if (ipv6) {
+      const { text, log } = await deliver({ from: "bob@v6.test", ipv6: true });
+      assert.equal(
+        field(text, "Received-SPF"),
+        receivedSpf(
+          "pass",
+          "domain of bob@v6.test designates ::1 as permitted sender",
+          "bob@v6.test",
+          "::1",
+        ),
+      );
+      assert.match(field(text, "Received")!, /^from client\.test \(\[::1\]\)/);
+      assert.match(log, / client=::1 .* spf=pass dkim=none dmarc=none$/);
+      // The IPv4-only record fails an IPv6 client.
+      const refused = await refusedAtMail(
+        { from: "bob@pass.test", ipv6: true },
+        /^550 5\.7\.23 SPF check failed: domain of bob@pass\.test does not designate ::1 as permitted sender$/,
+      );
+      assert.match(refused, / reason=spf_fail client=::1 /);
+    } else {
+      // Without IPv6 loopback the same records are checked over IPv4 (see the report).
+      const { text } = await deliver({ from: "bob@mail.helo.test" });
+      assert.match(field(text, "Received-SPF")!, /^pass \(/);
+      await refusedAtMail({ from: "bob@v6.test" }, /^550 5\.7\.23 /);
+    }
+  });
+
+  it("SPF for the null sender checks the HELO identity (pass and fail)", async () => {
+    const { text, log } = await deliver({ from: "", helo: "mail.helo.test" });
+    const comment = "domain of postmaster@mail.helo.test designates 127.0.0.1 as permitted sender";
+    // RFC 7208 section 9.1: no envelope-from for the HELO identity.
+    assert.equal(
+      field(text, "Received-SPF"),
+      `pass (${HOSTNAME}: ${comment}) client-ip=127.0.0.1; helo=mail.helo.test;`,
+    );
+    assert.equal(
+      rows(text)[1],
+      `spf=pass (${HOSTNAME}: ${comment}) smtp.mailfrom=postmaster@mail.helo.test ` +
+        "smtp.helo=mail.helo.test",
+    );
+    assert.match(log, / from=<> .* spf=pass /);
+    const fail = await refusedAtMail(
+      { from: "", helo: "bad.helo.test" },
+      /^550 5\.7\.23 SPF check failed: domain of postmaster@bad\.helo\.test does not designate 127\.0\.0\.1 as permitted sender$/,
+    );
+    assert.match(fail, / reason=spf_fail client=127\.0\.0\.1 helo=bad\.helo\.test from=<> /);
+  });
+
+  it("a sender in our own domain from a host its record does not list (~all): 550 5.7.23", async () => {
+    const log = await refusedAtMail(
+      { from: "alice@example.test" },
+      /^550 5\.7\.23 SPF check failed: example\.test is a local domain, and this host may not send its mail \(softfail\); use authenticated submission$/,
+    );
+    // spf_policy.ts's decision names this refusal spf_local_domain for the mail log.
+    assert.match(log, / event=rejected stage=mail reason=spf_local_domain /);
+  });
+
+  // --- The hook -----------------------------------------------------------
+
+  it("exports SPF_PASS to the post-data hook, which sees Authentication-Results", async () => {
+    const pass = await deliver({ from: "bob@pass.test" });
+    assert.equal(field(pass.text, "X-Spf-Pass"), "true");
+    assert.equal(field(pass.text, "X-Hook-Saw"), "Authentication-Results,Received-SPF,Received");
+    const softfail = await deliver({ from: "bob@softfail.test" });
+    assert.equal(field(softfail.text, "X-Spf-Pass"), "false");
+  });
+
+  // --- DKIM and DMARC -----------------------------------------------------
+
+  /** `text` with a DKIM-Signature of `domain`'s key on top. */
+  async function signed(domain: string, text: string): Promise<string> {
+    const key = keys[domain]!;
+    const path = join(dir, `unsigned-${files++}.eml`);
+    await writeFile(path, text);
+    const signature = await dkimSign(path, 0, {
+      domain,
+      selector: key.selector,
+      privateKey: key.privateKey,
+    });
+    return signature.replace(/\r?\n/g, "\r\n") + text;
+  }
+
+  it("DKIM: a signed message passes; the same message with a changed body fails", async () => {
+    const original = await signed("dkim.test", message("bob@dkim.test", "DKIM pass"));
+    const good = await deliver({ from: "bob@pass.test", data: original });
+    // header.b is the first 8 characters of b= (RFC 6008), quoted when it has a "/".
+    const head = original.slice(0, original.indexOf("\r\nFrom: ")).replace(/\s+/g, "");
+    const b = /;b=([A-Za-z0-9+/]{8})/.exec(head)![1]!;
+    assert.deepEqual(rows(good.text), [
+      "dkim=pass header.i=@dkim.test header.s=s1 header.a=rsa-sha256 " +
+      `header.b=${b.includes("/") ? `"${b}"` : b}`,
+      spfRow(
+        "pass",
+        "domain of bob@pass.test designates 127.0.0.1 as permitted sender",
+        "bob@pass.test",
+      ),
+      "dmarc=none header.from=dkim.test",
+    ]);
+    assert.match(good.log, / spf=pass dkim=pass dmarc=none$/);
+
+    // RFC 6376 section 6.1.3: a body hash mismatch is PERMFAIL, which RFC 8601
+    // section 2.7.1 reports as "fail".
+    const tampered = await deliver({
+      from: "bob@pass.test",
+      data: original.replace("see you at noon", "see you at one"),
+    });
+    assert.match(
+      rows(tampered.text)[0]!,
+      /^dkim=fail \(body hash did not verify\) header\.i=@dkim\.test header\.s=s1 header\.a=rsa-sha256 /,
+    );
+    assert.match(tampered.log, / spf=pass dkim=fail dmarc=none$/);
+  });
+
+  it("DMARC p=reject without aligned SPF or DKIM: 550 5.7.1 after DATA, not delivered", async () => {
+    const sent = await send({
+      from: "bob@pass.test",
+      data: message("bob@dmarc-reject.test", "DMARC reject"),
+    });
+    assert.match(sent.mail, /^250 /);
+    assert.equal(
+      sent.data,
+      "550 5.7.1 Message rejected: DMARC policy of dmarc-reject.test says reject",
+    );
+    const log = await server.waitForLog(/event=rejected stage=data reason=dmarc_reject /);
+    assert.match(log, /from=<bob@pass\.test>/);
+    // The next message is delivered; the refused one never is.
+    const next = await deliver({ from: "bob@pass.test" });
+    assert.ok(next.text);
+    const all = await maildirMessages(server.dataDir, "example.test", "alice");
+    assert.equal(all.filter((m) => m.includes("Subject: DMARC reject")).length, 0);
+  });
+
+  it("DMARC pass through an aligned DKIM signature is delivered", async () => {
+    const data = await signed(
+      "dmarc-reject.test",
+      message("bob@dmarc-reject.test", "DMARC aligned"),
+    );
+    const { text, log } = await deliver({ from: "bob@pass.test", data });
+    const [dkim, spf, dmarc, ...more] = rows(text);
+    assert.match(dkim!, /^dkim=pass header\.i=@dmarc-reject\.test header\.s=s1 /);
+    assert.match(spf!, /^spf=pass /);
+    assert.equal(
+      dmarc,
+      "dmarc=pass (p=REJECT arc=none) policy.dmarc=reject header.from=dmarc-reject.test " +
+        "header.d=dmarc-reject.test",
+    );
+    assert.deepEqual(more, []);
+    assert.match(log, / spf=pass dkim=pass dmarc=pass$/);
+  });
+
+  it("DMARC p=none failure is accepted with dmarc=fail", async () => {
+    const { text, log } = await deliver({
+      from: "bob@pass.test",
+      data: message("bob@dmarc-none.test", "DMARC none"),
+    });
+    assert.match(
+      field(text, "Authentication-Results")!,
+      /; dmarc=fail \(p=NONE arc=none\) policy\.dmarc=none header\.from=dmarc-none\.test header\.d=dmarc-none\.test$/,
+    );
+    assert.match(log, / dmarc=fail$/);
+  });
+
+  // --- Bad input ----------------------------------------------------------
+
+  it("absurd MAIL FROM domains end in SPF none, accepted, without a bad query", async () => {
+    const before = dns.queries.length;
+    const longLabel = `bob@${"x".repeat(64)}.test`;
+    const longName = `bob@${Array.from({ length: 5 }, () => "y".repeat(60)).join(".")}.test`;
+    // RFC 7208 section 4.3: a malformed or single-label domain is "none".
+    for (const from of [longLabel, "bob@[127.0.0.1]", "bob@localhost"]) {
+      const { text, log } = await deliver({ from });
+      const domain = from.slice(4);
+      assert.equal(
+        field(text, "Received-SPF"),
+        receivedSpf("none", `${domain} does not designate permitted sender hosts`, from),
+      );
+      assert.match(log, / spf=none /, from);
+    }
+    // A domain over 253 octets is not even an address: 501 before any check.
+    const tooLong = await send({ from: longName });
+    assert.equal(tooLong.mail, "501 5.1.7 Error: Bad sender address syntax");
+    // Names that cannot be sent on the wire are never asked.
+    const asked = dns.queries.slice(before).map((q) => q.name);
+    assert.ok(
+      !asked.some((n) => n.includes("x".repeat(64)) || n.includes("[") || n.includes("yyy")),
+      asked.join(" "),
+    );
+  });
+
+  it("a DNS server answering garbage: 451 4.4.3, and the session goes on", async () => {
+    const session = await rawSession(server);
+    try {
+      assert.match(await session.read(), /^220 /);
+      assert.match(await session.send("EHLO client.test"), /^250 /);
+      assert.match(
+        await session.send("MAIL FROM:<bob@garbage.test>"),
+        /^451 4\.4\.3 Temporary SPF error, try again later: error in processing during lookup of bob@garbage\.test: Malformed DNS response/,
+      );
+      assert.ok(dns.count("garbage.test", "TXT") >= 1);
+      assert.match(
+        await server.waitForLog(/event=rejected stage=mail .*from=<bob@garbage\.test> /),
+        / reason=spf_temperror /,
+      );
+      assert.match(await session.send("MAIL FROM:<bob@pass.test>"), /^250 /);
+      assert.match(await session.send("RCPT TO:<alice@example.test>"), /^250 /);
+      assert.match(await session.send("DATA"), /^354 /);
+      assert.match(
+        await session.send("Subject: after garbage\r\n\r\nstill here\r\n."),
+        /^250 2\.0\.0 Ok: queued as \w+$/,
+      );
+      assert.match(await session.send("QUIT"), /^221 /);
+    } finally {
+      session.close();
+    }
+    // And a new connection works too; the server never went down.
+    await deliver({ from: "bob@pass.test" });
+    assert.equal(server.child.exitCode, null);
+    assert.doesNotMatch(server.stderr(), /unexpected error|SPF check failed/);
+  });
+
+  // --- DMARC with dmarc_reject: false -------------------------------------
+
+  it("auth.dmarc_reject: false accepts a p=reject failure with dmarc=fail", async () => {
+    const lenient = await startServer({
+      config: configFiles(dns.address, "  trusted_networks: []\n  dmarc_reject: false"),
+    });
+    try {
+      const path = join(dir, `message-${files++}.eml`);
+      await writeFile(path, message("bob@dmarc-reject.test", "DMARC lenient"));
+      const result = await run("swaks", [
+        "--server",
+        `127.0.0.1:${lenient.port}`,
+        "--helo",
+        "client.test",
+        "--from",
+        "bob@pass.test",
+        "--to",
+        "alice@example.test",
+        "--data",
+        path,
+      ]);
+      const data = replyAfter(result.stdout, /^\.$/);
+      assert.match(data, /^250 2\.0\.0 Ok: queued as \w+$/, result.stdout);
+      const qid = /queued as (\w+)/.exec(data)![1]!;
+      const text = await delivered(lenient, qid);
+      assert.match(
+        field(text, "Authentication-Results")!,
+        /; dmarc=fail \(p=REJECT arc=none\) policy\.dmarc=reject header\.from=dmarc-reject\.test header\.d=dmarc-reject\.test$/,
+      );
+      assert.match(
+        await lenient.waitForLog(new RegExp(`qid=${qid} event=queued `)),
+        / spf=pass dkim=none dmarc=fail$/,
+      );
+    } finally {
+      await cleanup(lenient);
+    }
+  });
+});
+
+describe("trusted networks", () => {
+  it("does not check a loopback client with the default trusted_networks", async () => {
+    // A DNS server of its own, with the same records: any query would show.
+    const dns = await startDnsServer(structuredClone(ZONE));
+    let server: Server | undefined;
+    try {
+      const files = configFiles(dns.address, "  verify: true");
+      server = await startServer({ config: files });
+      const result = await run("swaks", [
+        "--server",
+        `127.0.0.1:${server.port}`,
+        "--helo",
+        "client.test",
+        "--from",
+        "bob@fail.test",
+        "--to",
+        "alice@example.test",
+      ]);
+      // fail.test's -all would refuse this client if it were checked.
+      assert.match(replyAfter(result.stdout, /^MAIL FROM:/), /^250 /, result.stdout);
+      const data = replyAfter(result.stdout, /^\.$/);
+      assert.match(data, /^250 2\.0\.0 Ok: queued as \w+$/, result.stdout);
+      const qid = /queued as (\w+)/.exec(data)![1]!;
+      const text = await delivered(server, qid);
+      assert.equal(field(text, "Received-SPF"), undefined);
+      assert.equal(field(text, "Authentication-Results"), undefined);
+      const log = await server.waitForLog(new RegExp(`qid=${qid} event=queued `));
+      assert.doesNotMatch(log, / (spf|dkim|dmarc)=/);
+      assert.deepEqual(dns.queries, []);
+    } finally {
+      if (server) await cleanup(server);
+      await dns.close();
+    }
+  });
+});
+
+/** The message with queue ID `qid` in alice's Maildir. */
+async function delivered(server: Server, qid: string): Promise<string> {
+  return await eventually(
+    async () => {
+      const messages = await maildirMessages(server.dataDir, "example.test", "alice");
+      return messages.find((m) => m.includes(` id ${qid}`));
+    },
+    15_000,
+    `delivery of ${qid}`,
+  );
+}
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
