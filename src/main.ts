@@ -17,8 +17,8 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { normalizeDomain } from "./aliases/mod.ts";
 import { defaultDkimSelector, dkimKeyDir, generateDkimKey } from "./auth/mod.ts";
-import { ConfigError, loadConfig } from "./config/mod.ts";
-import { HookSetupError } from "./hooks/mod.ts";
+import { type Config, ConfigError, loadConfig } from "./config/mod.ts";
+import { findDeno, HookSetupError, typeCheckHooks } from "./hooks/mod.ts";
 import { runHookOnce } from "./hooks/run_once.ts";
 import { Logger } from "./log/mod.ts";
 import * as runtime from "./runtime/mod.ts";
@@ -31,7 +31,8 @@ const USAGE = `Usage: postern <command> [options]
 
 Commands:
   serve     Run the mail server (default configuration when no --config)
-  check     Validate a configuration directory and exit (0 valid, 1 not)
+  check     Validate a configuration directory, and type-check its TypeScript
+            hooks when deno is there; exit 0 valid, 1 not
   hook run EVENT --input FILE [--message FILE]
             Run one hook (post-data, alias-resolve, alias-exists) as the
             server would, in the same sandbox, and print what it answered
@@ -105,9 +106,15 @@ async function main(argv: string[]): Promise<number> {
       return 2;
   }
 
+  // The same command-line overrides apply to every reload.
+  const load = async () => {
+    const loaded = await loadConfig({ configDir: values.config, dataDir: values.data });
+    if (values.listen !== undefined) loaded.smtp.listen = values.listen;
+    return loaded;
+  };
   let config;
   try {
-    config = await loadConfig({ configDir: values.config, dataDir: values.data });
+    config = await load();
   } catch (err) {
     if (err instanceof ConfigError) {
       runtime.writeStderr(`postern: configuration error:\n${err.message}\n`);
@@ -115,7 +122,6 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  if (values.listen !== undefined) config.smtp.listen = values.listen;
   if (command === "hook") {
     const { status, report } = await runHookOnce({
       configDir: config.configDir,
@@ -130,15 +136,14 @@ async function main(argv: string[]): Promise<number> {
     runtime.writeStdout(JSON.stringify(report, null, 2) + "\n");
     return status;
   }
-  if (command === "check") {
-    runtime.writeStdout(`configuration OK: ${[...config.domains.keys()].length} domain(s)\n`);
-    return 0;
-  }
+  if (command === "check") return await check(config);
 
   const logger = new Logger(config.log.level, runtime.writeStderr);
   let server;
   try {
-    server = await serve(config, logger, runtime.writeStdout);
+    server = await serve(config, logger, runtime.writeStdout, {
+      reload: config.configDir === undefined ? undefined : load,
+    });
   } catch (err) {
     if (err instanceof HookSetupError) {
       runtime.writeStderr(`postern: hook error:\n${err.message}\n`);
@@ -153,6 +158,38 @@ async function main(argv: string[]): Promise<number> {
   });
   logger.info("shutting down");
   await server.stop();
+  return 0;
+}
+
+/**
+ * `postern check`: the configuration loaded (or the caller already printed
+ * why not); type-checks the TypeScript hooks when deno is there.
+ */
+async function check(config: Config): Promise<number> {
+  runtime.writeStdout(`configuration OK: ${config.domains.size} domain(s)\n`);
+  if (config.configDir === undefined) return 0;
+  let deno;
+  try {
+    deno = findDeno({
+      configured: config.hooks.deno,
+      env: runtime.env,
+      execPath: runtime.execPath(),
+    });
+  } catch (err) {
+    runtime.writeStderr(`postern: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+  if (!deno) {
+    runtime.writeStdout("hooks not type-checked: deno not found (hooks.deno, DENO_BIN, PATH)\n");
+    return 0;
+  }
+  const result = await typeCheckHooks(config.configDir, deno.path, runtime.env);
+  if (result.checked.length === 0) return 0;
+  if (!result.ok) {
+    runtime.writeStderr(`postern: hooks do not type-check:\n${result.report}\n`);
+    return 1;
+  }
+  runtime.writeStdout(`hooks type-check: ${result.checked.join(", ")}\n`);
   return 0;
 }
 

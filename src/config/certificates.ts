@@ -70,5 +70,5 @@ async function loadPair(certFile: string, keyFile: string): Promise<CertificateP
     if (err instanceof ConfigError) throw err;
     throw new ConfigError(keyFile, `${keyFile}: not a PEM private key: ${describe(err)}`);
   }
-  return { source: certFile, certPem, keyPem };
+  return { source: certFile, keySource: keyFile, certPem, keyPem };
 }

@@ -46,6 +46,14 @@ export const DEFAULTS = {
     verify: true,
     dmarcReject: true,
   },
+  // Trusted networks are exempt, as Postfix exempts $mynetworks
+  // (smtpd_client_event_limit_exceptions). The limits are generous for a
+  // real MTA talking to us and tight for a spam run or a password guesser.
+  rateLimits: {
+    connectionsPerIpPerMinute: 60,
+    messagesPerIpPerHour: 1000,
+    messagesPerUserPerHour: 1000,
+  },
   hooks: {
     // chasquid's hook reference: 1 minute for post-data, 5 seconds for the
     // alias hooks.

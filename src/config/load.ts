@@ -111,6 +111,14 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       timeoutMs: file.dns?.timeout ?? DEFAULTS.dns.timeoutMs,
     },
     auth: resolveAuth(file.auth, join(configDir ?? ".", CONFIG_FILE_NAME)),
+    rateLimits: {
+      connectionsPerIpPerMinute: file.rate_limits?.connections_per_ip_per_minute ??
+        DEFAULTS.rateLimits.connectionsPerIpPerMinute,
+      messagesPerIpPerHour: file.rate_limits?.messages_per_ip_per_hour ??
+        DEFAULTS.rateLimits.messagesPerIpPerHour,
+      messagesPerUserPerHour: file.rate_limits?.messages_per_user_per_hour ??
+        DEFAULTS.rateLimits.messagesPerUserPerHour,
+    },
     hooks: resolveHooks(file.hooks, relativeToConfig),
     domains,
     log: { level: file.log?.level ?? DEFAULTS.log.level },

@@ -198,6 +198,14 @@ export const ConfigFileSchema = v.strictObject({
     /** Refuse (550 5.7.1) mail that fails DMARC for a domain with p=reject. Default: true. */
     dmarc_reject: v.optional(v.boolean("must be true or false")),
   })),
+  rate_limits: v.optional(v.strictObject({
+    /** New connections from one client address (IPv6: its /64) per minute; 0: no limit. Default: 60. */
+    connections_per_ip_per_minute: v.optional(Count(0)),
+    /** Messages (MAIL FROM) from one client address per hour; 0: no limit. Default: 1000. */
+    messages_per_ip_per_hour: v.optional(Count(0)),
+    /** Messages (MAIL FROM) from one authenticated user per hour; 0: no limit. Default: 1000. */
+    messages_per_user_per_hour: v.optional(Count(0)),
+  })),
   hooks: v.optional(v.strictObject({
     /** The deno that runs TypeScript hooks. Default: $DENO_BIN, then deno on $PATH. */
     deno: v.optional(Text("a file path")),

@@ -9,6 +9,7 @@ import type { AliasTable } from "../aliases/mod.ts";
 import type { Network, SpfPolicy } from "../auth/mod.ts";
 import type { HooksConfig } from "../hooks/mod.ts";
 import type { LogLevel } from "../log/mod.ts";
+import type { RateLimitSettings } from "../smtp/rate_limits.ts";
 
 /** One local domain. */
 export interface DomainConfig {
@@ -24,8 +25,10 @@ export interface DomainConfig {
 
 /** A certificate with its key, both PEM. */
 export interface CertificatePair {
-  /** Where it came from, for log lines. */
+  /** The certificate file, for log lines and the reload watcher. */
   source: string;
+  /** The private key file, when read from one. */
+  keySource?: string;
   certPem: string;
   keyPem: string;
 }
@@ -70,6 +73,8 @@ export interface Config {
     /** Refuse DMARC failures of p=reject domains. */
     dmarcReject: boolean;
   };
+  /** Per-client rate limits (trusted networks are exempt); 0 switches one off. */
+  rateLimits: RateLimitSettings;
   /** Hook settings (the hooks themselves are in `<configDir>/hooks/`). */
   hooks: HooksConfig;
   /** Local domains by name. */

@@ -50,6 +50,11 @@ export class LocalCourier implements Courier {
     this.#uniqueHost = options.hostname.replace(/\//g, "\\057").replace(/:/g, "\\072");
   }
 
+  /** Changes the pipe time limit (a policy reload); the next pipe uses it. */
+  setPipeTimeout(ms: number): void {
+    this.#options = { ...this.#options, pipeTimeoutMs: ms };
+  }
+
   /** Delivers to every destination of one envelope recipient. */
   async deliver(
     item: SpoolItem,

@@ -20,3 +20,7 @@ export { type HookGrants, NO_GRANTS } from "./sandbox.ts";
 export { ModulePool, type ModulePoolOptions } from "./module_pool.ts";
 export type { CallOutcome } from "./worker.ts";
 export { WORKER_SOURCE } from "./worker_source.ts";
+export { findDeno } from "./find_deno.ts";
+export type { DenoSearch, FoundDeno } from "./find_deno.ts";
+export { typeCheckHooks } from "./type_check.ts";
+export type { TypeCheckResult } from "./type_check.ts";

@@ -121,6 +121,22 @@ export class HookRunner {
     return runner;
   }
 
+  /**
+   * Applies new hook settings (a policy reload). A hook whose settings
+   * changed gets fresh workers, with fresh state, under the new grants and
+   * limits; the others keep running untouched.
+   */
+  reconfigure(config: HooksConfig): Promise<void> {
+    if (JSON.stringify(config) === JSON.stringify(this.#options.config)) {
+      return this.#refreshing;
+    }
+    if (config.deno !== this.#options.config.deno) this.#deno = undefined;
+    this.#options = { ...this.#options, config };
+    if (this.#options.configDir === undefined) return this.#refreshing;
+    this.#refreshing = this.#refreshing.then(() => this.#refresh(false));
+    return this.#refreshing;
+  }
+
   /** The hooks folder watched. */
   get hooksDir(): string {
     return this.#hooksDir;
@@ -264,6 +280,11 @@ export class HookRunner {
     return this.#options.configDir ?? ".";
   }
 
+  #settingsKey(point: HookPoint): unknown[] {
+    const config = this.#options.config;
+    return [config.deno, config.allowUnsandboxedExec, config.points[point]];
+  }
+
   #settings(point: HookPoint): HookSettings {
     return this.#options.config.points[point];
   }
@@ -272,6 +293,8 @@ export class HookRunner {
   async #refresh(atStart: boolean): Promise<void> {
     for (const point of HOOK_POINTS) {
       const found = await this.#discover(point);
+      // The settings are part of what is compared: new grants need new workers.
+      if (found) found.print += `\n${JSON.stringify(this.#settingsKey(point))}`;
       const current = this.#installed.get(point);
       if (current?.print === found?.print) continue;
       if (current?.form === "module") current.pool.close();

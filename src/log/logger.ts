@@ -29,6 +29,11 @@ export class Logger {
     this.#clock = clock;
   }
 
+  /** Changes the lowest level written (a policy reload). */
+  setLevel(level: LogLevel): void {
+    this.#min = LOG_LEVELS.indexOf(level);
+  }
+
   /** Logs at debug level. */
   debug(msg: string, fields: LogFields = {}): void {
     this.#write(0, msg, fields);

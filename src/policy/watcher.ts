@@ -23,6 +23,8 @@ export interface WatchOptions {
   pollMs?: number;
   /** Deepest folder level looked at. Default: 4. */
   maxDepth?: number;
+  /** Paths (absolute) whose changes are not of interest, such as a data folder inside the tree. */
+  ignore?: (path: string) => boolean;
 }
 
 /** A running watch. */
@@ -46,6 +48,7 @@ export function watchTree(
   const debounceMs = options.debounceMs ?? 30;
   const pollMs = options.pollMs ?? 500;
   const maxDepth = options.maxDepth ?? 4;
+  const ignore = options.ignore;
   let closed = false;
   let watcher: FSWatcher | undefined;
   let last: string | undefined;
@@ -62,8 +65,18 @@ export function watchTree(
     try {
       do {
         again = false;
-        const current = await fingerprint(root, maxDepth);
+        let current = await fingerprint(root, maxDepth, ignore);
         if (closed) return;
+        // A change seen by the poll may be a write in progress (a file
+        // truncated and not yet rewritten): report the tree only once it
+        // has stayed the same for the debounce time.
+        for (let settle = 0; last !== undefined && current !== last && settle < 10; settle++) {
+          await new Promise((resolve) => setTimeout(resolve, debounceMs));
+          const later = await fingerprint(root, maxDepth, ignore);
+          if (closed) return;
+          if (later === current) break;
+          current = later;
+        }
         if (last !== undefined && current !== last) {
           last = current;
           onChange();
@@ -75,8 +88,9 @@ export function watchTree(
       comparing = false;
     }
   };
-  const schedule = () => {
+  const schedule = (_event?: string, filename?: string | Buffer | null) => {
     if (closed) return;
+    if (ignore && typeof filename === "string" && ignore(join(root, filename))) return;
     clearTimeout(debounce);
     debounce = setTimeout(() => void compare(), debounceMs);
   };
@@ -121,7 +135,11 @@ export function watchTree(
  * replaced, written or has its mode changed: path, size, modification
  * time, inode and mode of every entry, symlinks followed.
  */
-export async function fingerprint(root: string, maxDepth = 4): Promise<string> {
+export async function fingerprint(
+  root: string,
+  maxDepth = 4,
+  ignore?: (path: string) => boolean,
+): Promise<string> {
   const parts: string[] = [];
   const walk = async (dir: string, depth: number): Promise<void> => {
     let names: string[];
@@ -134,6 +152,7 @@ export async function fingerprint(root: string, maxDepth = 4): Promise<string> {
     for (const name of names) {
       if (parts.length >= MAX_ENTRIES) return;
       const path = join(dir, name);
+      if (ignore?.(path)) continue;
       try {
         const info = await stat(path);
         if (info.isDirectory()) {

@@ -77,6 +77,16 @@ export class Queue {
     this.#random = random;
   }
 
+  /**
+   * Changes retry and concurrency settings (a policy reload). Retries
+   * already scheduled keep their time; a higher concurrency starts waiting
+   * items at once.
+   */
+  setOptions(options: QueueOptions): void {
+    this.#options = options;
+    if (!this.#stopped) this.#pump();
+  }
+
   /** Number of items in the queue. */
   get size(): number {
     return this.#entries.size;

@@ -19,6 +19,15 @@ export class ConnectionLimits {
     this.#maxPerIp = maxPerIp;
   }
 
+  /**
+   * Changes the limits (a policy reload). Connections already open stay;
+   * the new limits apply to the next ones.
+   */
+  setLimits(max: number, maxPerIp: number): void {
+    this.#max = max;
+    this.#maxPerIp = maxPerIp;
+  }
+
   /** Connections currently counted. */
   get open(): number {
     return this.#sessions.size;

@@ -22,10 +22,18 @@ export interface ListenerOptions {
   tls: TlsMaterial;
 }
 
+/** Listener settings that a policy reload may change. */
+export type LiveListenerSettings = Omit<ListenerOptions, "hostname" | "listen">;
+
 /** Running SMTP listeners. */
 export interface SmtpListeners {
   /** The bound addresses as `host:port` (the real port when 0 was asked). */
   addresses: string[];
+  /**
+   * Applies new settings to the next connections and TLS handshakes (a
+   * policy reload); sessions in progress keep theirs.
+   */
+  update(settings: LiveListenerSettings): void;
   /** Stops accepting; open sessions get smtp-server's close handling. */
   close(): Promise<void>;
 }
@@ -95,6 +103,25 @@ export async function startListeners(
   }
   return {
     addresses,
+    update(settings) {
+      for (const server of servers) {
+        // smtp-server reads these from its options object when it uses them.
+        server.options.size = settings.maxMessageSize;
+        server.options.socketTimeout = settings.idleTimeoutMs;
+        server.options.maxCommandLength = settings.maxCommandLength;
+        server.setTimings(settings.greetingDelayMs, settings.commandTimeoutMs);
+        // New TLS contexts serve the next STARTTLS; a renewed certificate
+        // needs no restart. SNICallback is always passed, so that one left
+        // from an older set of certificates cannot linger.
+        server.updateSecureContext(
+          {
+            key: settings.tls.key,
+            cert: settings.tls.cert,
+            SNICallback: settings.tls.sniCallback,
+          } as Parameters<typeof server.updateSecureContext>[0],
+        );
+      }
+    },
     close: () =>
       Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
         .then(

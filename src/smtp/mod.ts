@@ -7,14 +7,17 @@
  */
 
 export { complete, replyError } from "./adapter.ts";
+export type { AuthDeps } from "./authentication.ts";
 export { ConnectionLimits } from "./connection_limits.ts";
 export { receiveMessage } from "./data.ts";
 export type { ReceiveOutcome } from "./data.ts";
 export { splitHostPort, startListeners } from "./listener.ts";
-export type { ListenerOptions, SmtpListeners } from "./listener.ts";
+export type { ListenerOptions, LiveListenerSettings, SmtpListeners } from "./listener.ts";
+export { clientKey, RateLimits, SlidingWindowCounter } from "./rate_limits.ts";
+export type { RateLimitSettings, RateRefusal } from "./rate_limits.ts";
 export { receivedHeader, rfc5322Date } from "./received.ts";
 export { checkRecipient } from "./recipient.ts";
 export { formatReply, isPermanent, Replies, reply } from "./reply.ts";
 export type { SmtpReply } from "./reply.ts";
 export { Intake } from "./session.ts";
-export type { IntakeDeps } from "./session.ts";
+export type { IntakeDeps, IntakePolicy } from "./session.ts";

@@ -109,6 +109,12 @@ export class PosternSmtpServer extends SMTPServer {
     this.#commandTimeoutMs = commandTimeoutMs;
   }
 
+  /** Changes the greeting pause and command deadline of the next connections. */
+  setTimings(greetingDelayMs: number, commandTimeoutMs: number): void {
+    this.#greetingDelayMs = greetingDelayMs;
+    this.#commandTimeoutMs = commandTimeoutMs;
+  }
+
   /** Same as smtp-server's connect(), with {@linkcode PosternConnection}. */
   override connect(socket: Socket | TLSSocket, socketOptions?: unknown): void {
     const connection = new PosternConnection(

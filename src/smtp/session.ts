@@ -9,7 +9,7 @@
 import { createReadStream } from "node:fs";
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
 import type { RecipientResolver } from "../aliases/mod.ts";
-import type { SpfVerdict } from "../auth/mod.ts";
+import { inNetworks, type Network, type SpfVerdict } from "../auth/mod.ts";
 import type { HookRunner } from "../hooks/mod.ts";
 import type { ClientInfo, Logger, MailLog } from "../log/mod.ts";
 import {
@@ -27,19 +27,39 @@ import {
 } from "./authentication.ts";
 import { HeaderFilter, ourAuthenticationResults } from "./header_filter.ts";
 import type { ConnectionLimits } from "./connection_limits.ts";
+import type { RateLimits, RateLimitSettings } from "./rate_limits.ts";
 import { receiveMessage } from "./data.ts";
 import { receivedHeader } from "./received.ts";
 import { checkRecipient } from "./recipient.ts";
 import { formatReply, Replies, reply, type SmtpReply } from "./reply.ts";
 
+/**
+ * The part of the policy in force that intake reads. A transaction keeps
+ * the one in force at its MAIL FROM until it ends, so a reload never
+ * changes the rules in the middle of a transaction.
+ */
+export interface IntakePolicy {
+  /** The policy's epoch, for log lines. */
+  epoch: number;
+  maxMessageSize: number;
+  maxRecipients: number;
+  /** Local domains, users and aliases. */
+  resolver: RecipientResolver;
+  /** SPF at MAIL FROM and DKIM/DMARC after DATA; undefined: no checks. */
+  auth?: AuthDeps | undefined;
+  /** Clients exempt from the rate limits. */
+  trustedNetworks: readonly Network[];
+  rateLimits: RateLimitSettings;
+}
+
 /** What the session handlers need. */
 export interface IntakeDeps {
   hostname: string;
-  maxMessageSize: number;
-  maxRecipients: number;
   connections: ConnectionLimits;
-  /** The recipient resolver in force now. */
-  resolver: () => RecipientResolver;
+  /** The policy in force now. */
+  policy: () => IntakePolicy;
+  /** Rate-limit counters; undefined: no rate limits. */
+  rates?: RateLimits | undefined;
   spool: Spool;
   /** Called once a message is durably spooled, before the 250 is sent. */
   onQueued: (item: SpoolItem) => void;
@@ -47,25 +67,35 @@ export interface IntakeDeps {
   logger: Logger;
   /** The hooks (post-data after DATA, alias-exists at RCPT), when configured. */
   hooks?: HookRunner | undefined;
-  /** SPF at MAIL FROM and DKIM/DMARC after DATA, when a resolver is set up. */
-  auth?: AuthDeps | undefined;
   now?: () => Date;
 }
 
 /** The async handlers of one listener's sessions. */
 export class Intake {
   #deps: IntakeDeps;
-  /** The open transaction (queue ID, SPF verdict), by session ID. */
-  #transactions = new Map<string, { qid: string; spf: SpfVerdict | null }>();
+  /** The open transaction (queue ID, SPF verdict, policy), by session ID. */
+  #transactions = new Map<
+    string,
+    { qid: string; spf: SpfVerdict | null; policy: IntakePolicy }
+  >();
 
   /** Creates handlers over `deps`. */
   constructor(deps: IntakeDeps) {
     this.#deps = deps;
   }
 
-  /** A client connected: apply the connection limits. */
+  /** A client connected: apply the connection rate and connection limits. */
   connect(session: SMTPServerSession): Promise<SmtpReply | undefined> {
-    const refusal = this.#deps.connections.admit(session.id, session.remoteAddress);
+    const policy = this.#deps.policy();
+    const ip = session.remoteAddress;
+    if (this.#deps.rates && !inNetworks(ip, policy.trustedNetworks)) {
+      const limited = this.#deps.rates.admitConnection(ip, policy.rateLimits);
+      if (limited) {
+        this.#reject(session, "connect", limited.reason, limited.reply);
+        return Promise.resolve(limited.reply);
+      }
+    }
+    const refusal = this.#deps.connections.admit(session.id, ip);
     if (refusal) {
       this.#reject(session, "connect", "too_many_connections", refusal);
       return Promise.resolve(refusal);
@@ -79,14 +109,31 @@ export class Intake {
     address: SMTPServerAddress,
     session: SMTPServerSession,
   ): Promise<SmtpReply | undefined> {
-    const transaction = { qid: newQueueId(), spf: null as SpfVerdict | null };
+    const policy = this.#deps.policy();
+    const transaction = { qid: newQueueId(), spf: null as SpfVerdict | null, policy };
     this.#transactions.set(session.id, transaction);
-    if (!this.#deps.auth) return undefined;
-    const { verdict, refusal } = await spfAtMailFrom(this.#deps.auth, {
+    const ip = session.remoteAddress;
+    if (
+      this.#deps.rates &&
+      (authenticatedUser(session) !== undefined || !inNetworks(ip, policy.trustedNetworks))
+    ) {
+      const limited = this.#deps.rates.admitMessage(
+        ip,
+        authenticatedUser(session),
+        policy.rateLimits,
+      );
+      if (limited) {
+        this.#reject(session, "mail", limited.reason, limited.reply, undefined, transaction.qid);
+        this.#transactions.delete(session.id);
+        return limited.reply;
+      }
+    }
+    if (!policy.auth) return undefined;
+    const { verdict, refusal } = await spfAtMailFrom(policy.auth, {
       sender: address.address || "",
       ip: session.remoteAddress,
       helo: session.hostNameAppearsAs || "",
-      authenticated: session.user !== undefined,
+      authenticated: authenticatedUser(session) !== undefined,
     });
     transaction.spf = verdict;
     if (refusal) {
@@ -109,7 +156,8 @@ export class Intake {
     address: SMTPServerAddress,
     session: SMTPServerSession,
   ): Promise<SmtpReply | undefined> {
-    if (session.envelope.rcptTo.length >= this.#deps.maxRecipients) {
+    const policy = this.#policyOf(session);
+    if (session.envelope.rcptTo.length >= policy.maxRecipients) {
       // RFC 5321 section 4.5.3.1.10: 452 asks the client to send the rest
       // in another transaction.
       this.#reject(
@@ -121,7 +169,7 @@ export class Intake {
       );
       return Replies.tooManyRecipients;
     }
-    const resolver = this.#deps.resolver();
+    const resolver = policy.resolver;
     const refusal = checkRecipient(address.address, resolver);
     if (refusal?.reason === "no_such_user" && this.#deps.hooks?.has("alias-exists")) {
       // chasquid asks the alias-exists hook about addresses that are
@@ -141,6 +189,7 @@ export class Intake {
     const transaction = this.#transactions.get(session.id);
     const qid = transaction?.qid ?? newQueueId();
     const spf = transaction?.spf ?? null;
+    const policy = transaction?.policy ?? this.#deps.policy();
     this.#transactions.delete(session.id);
     const now = this.#deps.now?.() ?? new Date();
     const mailFrom = session.envelope.mailFrom;
@@ -180,15 +229,16 @@ export class Intake {
       return this.#failed(session, qid, err, envelope);
     }
     // RFC 8601 section 5: our own authserv-id in a field from outside is a forgery.
-    const auth = this.#deps.auth;
-    const filter = auth && isChecked(auth, session.remoteAddress, session.user !== undefined)
-      ? new HeaderFilter(ourAuthenticationResults(auth.hostname))
-      : undefined;
+    const auth = policy.auth;
+    const filter =
+      auth && isChecked(auth, session.remoteAddress, authenticatedUser(session) !== undefined)
+        ? new HeaderFilter(ourAuthenticationResults(auth.hostname))
+        : undefined;
     const outcome = await receiveMessage(
       stream,
       writer,
       new TextEncoder().encode(header),
-      this.#deps.maxMessageSize,
+      policy.maxMessageSize,
       filter,
     );
     if (filter && filter.dropped > 0) {
@@ -199,7 +249,7 @@ export class Intake {
     }
     switch (outcome.kind) {
       case "too_big": {
-        const r = Replies.messageTooBig(this.#deps.maxMessageSize);
+        const r = Replies.messageTooBig(policy.maxMessageSize);
         this.#reject(session, "data", "message_too_big", r, undefined, qid, from);
         return r;
       }
@@ -212,13 +262,13 @@ export class Intake {
     let item: SpoolItem;
     let results: Record<string, string> = {};
     try {
-      const authenticated = await this.#authenticate(session, writer, envelope, spf);
+      const authenticated = await this.#authenticate(policy, session, writer, envelope, spf);
       if ("code" in authenticated) {
         await writer.abort();
         return authenticated;
       }
       results = authenticated.results;
-      const checked = await this.#postData(session, writer, envelope, spf);
+      const checked = await this.#postData(policy, session, writer, envelope, spf);
       if ("code" in checked) {
         await writer.abort();
         return checked;
@@ -247,19 +297,20 @@ export class Intake {
    * chasquid's does.
    */
   async #authenticate(
+    policy: IntakePolicy,
     session: SMTPServerSession,
     writer: SpoolWriter,
     envelope: Envelope,
     spf: SpfVerdict | null,
   ): Promise<{ results: Record<string, string> } | SmtpReply> {
-    const auth = this.#deps.auth;
+    const auth = policy.auth;
     if (!auth) return { results: {} };
     const checked = await authenticateAfterData(auth, await writer.readable(), {
       sender: envelope.from,
       ip: envelope.client.ip,
       helo: envelope.client.helo,
       spf,
-      authenticated: session.user !== undefined,
+      authenticated: authenticatedUser(session) !== undefined,
     });
     if (checked.refusal) {
       this.#reject(
@@ -283,6 +334,7 @@ export class Intake {
    * to add, or the reply that refuses the message.
    */
   async #postData(
+    policy: IntakePolicy,
     session: SMTPServerSession,
     writer: SpoolWriter,
     envelope: Envelope,
@@ -300,7 +352,7 @@ export class Intake {
       rcptTo: envelope.to,
       authAs: "",
       onTls: envelope.client.tls,
-      fromLocalDomain: at > 0 && this.#deps.resolver().isLocalDomain(envelope.from.slice(at + 1)),
+      fromLocalDomain: at > 0 && policy.resolver.isLocalDomain(envelope.from.slice(at + 1)),
       spfPass: spf?.result === "pass",
     }, () => createReadStream(path, { start: offset, highWaterMark: 64 * 1024 }));
     if (!verdict) return { head: undefined };
@@ -330,6 +382,11 @@ export class Intake {
       });
     }
     return { head: verdict.headers ? new TextEncoder().encode(verdict.headers) : undefined };
+  }
+
+  /** The policy of the session's open transaction, or the one in force. */
+  #policyOf(session: SMTPServerSession): IntakePolicy {
+    return this.#transactions.get(session.id)?.policy ?? this.#deps.policy();
   }
 
   /** The connection closed: forget its state. */
@@ -366,6 +423,21 @@ export class Intake {
       { from: from ?? (mailFrom ? `<${mailFrom.address || ""}>` : undefined), to: to && `<${to}>` },
     );
   }
+}
+
+/**
+ * The user the client authenticated as, if any. smtp-server sets
+ * `session.user` to false after STARTTLS (RFC 3207 section 4.2), so only a
+ * user name or an object with one counts.
+ */
+export function authenticatedUser(session: SMTPServerSession): string | undefined {
+  const user: unknown = session.user;
+  if (typeof user === "string" && user !== "") return user;
+  if (typeof user === "object" && user !== null && "username" in user) {
+    const name = (user as { username: unknown }).username;
+    if (typeof name === "string" && name !== "") return name;
+  }
+  return undefined;
 }
 
 function client(session: SMTPServerSession): ClientInfo {

@@ -242,12 +242,14 @@ interface Sent {
 /** The server's (last) reply line after the command line that matches `command`. */
 function replyAfter(stdout: string, command: RegExp): string {
   const lines = stdout.split("\n");
-  const at = lines.findIndex((l) => /^ *-> /.test(l) && command.test(l.replace(/^ *-> /, "")));
+  const at = lines.findIndex((l) =>
+    /^ *[-~]> /.test(l) && command.test(l.replace(/^ *[-~]> /, ""))
+  );
   if (at < 0) return "";
   let last = "";
   for (const line of lines.slice(at + 1)) {
     if (/^ *(->|~>|\*\*>)/.test(line)) break;
-    const m = /^<(?:-|~|\*\*|~\*\*)\s+(.*)$/.exec(line);
+    const m = /^<(?:-|~|\*\*|~\*|~\*\*)\s+(.*)$/.exec(line);
     if (m) {
       last = m[1]!;
       if (/^\d{3} /.test(last)) break;
@@ -322,6 +324,7 @@ describe("message authentication end to end", () => {
     data?: string;
     to?: string;
     ipv6?: boolean;
+    tls?: boolean;
   }): Promise<Sent> {
     const args = [
       "--server",
@@ -335,6 +338,7 @@ describe("message authentication end to end", () => {
       "--to",
       options.to ?? "alice@example.test",
     ];
+    if (options.tls) args.push("--tls");
     if (options.data !== undefined) {
       const path = join(dir, `message-${files++}.eml`);
       await writeFile(path, options.data);
@@ -483,6 +487,16 @@ describe("message authentication end to end", () => {
         "as permitted sender",
     );
     assert.equal(bare.data, "");
+  });
+
+  it("SPF is checked after STARTTLS too: TLS is not authentication", async () => {
+    const sent = await send({ from: "bob@bare-fail.test", tls: true });
+    assert.match(sent.result.stdout, /TLS started/);
+    assert.equal(
+      sent.mail,
+      "550 5.7.23 SPF check failed: domain of bob@bare-fail.test does not designate 127.0.0.1 " +
+        "as permitted sender",
+    );
   });
 
   it("SPF softfail (~all) is accepted and tagged", async () => {

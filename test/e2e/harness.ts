@@ -149,8 +149,28 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
 
   await waitForLog(/event=listening/, 30_000);
   const signal = async (sig: NodeJS.Signals) => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
-    await exited;
+    const signalTo = (which: NodeJS.Signals) => {
+      // process.kill rather than child.kill, which under Deno sends one
+      // signal per child at most.
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      try {
+        process.kill(child.pid!, which);
+      } catch {
+        // Already gone.
+      }
+    };
+    signalTo(sig);
+    // A server that does not stop within 30 s is a failure to report, not
+    // a test run to hang: kill it and say what it logged.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((res) => timer = setTimeout(() => res("late"), 30_000));
+    const outcome = await Promise.race([exited, late]);
+    clearTimeout(timer);
+    if (outcome === "late") {
+      signalTo("SIGKILL");
+      await exited;
+      throw new Error(`the server did not exit within 30 s of ${sig}; stderr:\n${stderr}`);
+    }
   };
   return {
     host: "127.0.0.1",
@@ -217,7 +237,7 @@ export function swaks(server: Server, args: string[]): Promise<RunResult> {
 
 /** Server replies (`<-`, `<~`, `<**` lines) in swaks output, without the arrows. */
 export function replies(output: string): string[] {
-  return output.split("\n").filter((l) => /^<(-|~|\*\*|~\*\*) /.test(l)).map((l) =>
+  return output.split("\n").filter((l) => /^<(-|~|\*\*|~\*|~\*\*) /.test(l)).map((l) =>
     l.replace(/^<\S*\s+/, "")
   );
 }

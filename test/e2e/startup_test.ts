@@ -98,6 +98,57 @@ describe("start-up", () => {
     await rm(dir, { recursive: true });
   });
 
+  it("check type-checks TypeScript hooks against the SDK, naming the file and line", async () => {
+    const dir = await tempDir();
+    await writeTree(dir, {
+      // As the README shows: the SDK's types imported from ./mod.ts.
+      "hooks/post-data.ts": [
+        'import type { PostDataCall, PostDataResult } from "./mod.ts";',
+        "export default function (input: PostDataCall): PostDataResult {",
+        '  return { action: "accept", headers: [`X-From: ${input.mailFrom}`] };',
+        "}",
+        "",
+      ].join("\n"),
+      // As the examples do, from one folder up.
+      "hooks/alias-exists.ts": [
+        'import type { AliasExistsResult, AliasInput } from "../mod.ts";',
+        "export default (input: AliasInput): AliasExistsResult => input.address.startsWith('a');",
+        "",
+      ].join("\n"),
+    });
+    const good = await postern(["check", "--config", dir]);
+    assert.equal(good.code, 0, good.stderr);
+    assert.match(good.stdout, /hooks type-check: .*post-data\.ts, .*alias-exists\.ts/);
+
+    await writeTree(dir, {
+      "hooks/alias-exists.ts": [
+        'import type { AliasExistsResult, AliasInput } from "../mod.ts";',
+        "export default (input: AliasInput): AliasExistsResult => input.adress.length > 0;",
+        "",
+      ].join("\n"),
+    });
+    const bad = await postern(["check", "--config", dir]);
+    assert.equal(bad.code, 1, bad.stdout);
+    assert.match(bad.stderr, /hooks do not type-check/);
+    assert.match(bad.stderr, new RegExp(`${join(dir, "hooks", "alias-exists.ts")}:2:`));
+    assert.match(bad.stderr, /adress/);
+    await rm(dir, { recursive: true });
+  });
+
+  it("check validates rate limits", async () => {
+    const dir = await tempDir();
+    await writeTree(dir, {
+      "postern.yaml": "rate_limits:\n  connections_per_ip_per_minute: -1\n",
+    });
+    const result = await postern(["check", "--config", dir]);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      /postern\.yaml:2: rate_limits\.connections_per_ip_per_minute must be at least 0/,
+    );
+    await rm(dir, { recursive: true });
+  });
+
   it("resumes the spool at start-up and moves corrupt items aside", async () => {
     const dataDir = await tempDir("postern-data-");
     const queue = join(dataDir, "spool", "queue");

@@ -1,0 +1,53 @@
+/**
+ * Settings that cannot change on a running server: the sockets it listens
+ * on, the data directory its spool lives in, and the name it greets with
+ * (which is also the authserv-id of the Authentication-Results fields it
+ * writes, RFC 8601 section 2.5). A reload keeps their running values and
+ * reports them, rather than applying half a change.
+ *
+ * @module
+ */
+
+import type { Config } from "../config/mod.ts";
+
+/** Restart-only settings, by their name in `postern.yaml`. */
+const RESTART_ONLY: ReadonlyArray<{
+  field: string;
+  same: (a: Config, b: Config) => boolean;
+  keep: (running: Config, next: Config) => Config;
+}> = [
+  {
+    field: "smtp.listen",
+    same: (a, b) => a.smtp.listen.join(" ") === b.smtp.listen.join(" "),
+    keep: (running, next) => ({ ...next, smtp: { ...next.smtp, listen: running.smtp.listen } }),
+  },
+  {
+    field: "data_dir",
+    same: (a, b) => a.dataDir === b.dataDir,
+    keep: (running, next) => ({ ...next, dataDir: running.dataDir }),
+  },
+  {
+    field: "hostname",
+    same: (a, b) => a.hostname === b.hostname,
+    keep: (running, next) => ({ ...next, hostname: running.hostname }),
+  },
+];
+
+/**
+ * Compares a newly loaded configuration with the running one. Returns the
+ * restart-only fields that differ, and `next` with the running values of
+ * those fields.
+ */
+export function restartOnlyChanges(
+  running: Config,
+  next: Config,
+): { changed: string[]; config: Config } {
+  const changed: string[] = [];
+  let config = next;
+  for (const setting of RESTART_ONLY) {
+    if (setting.same(running, next)) continue;
+    changed.push(setting.field);
+    config = setting.keep(running, config);
+  }
+  return { changed, config };
+}

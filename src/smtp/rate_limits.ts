@@ -1,0 +1,162 @@
+/**
+ * Rate limits on clients: connections per client address per minute, and
+ * messages (MAIL FROM commands, as Postfix's anvil counts them) per client
+ * address and per authenticated user per hour.
+ *
+ * Counting uses a sliding window estimated from two fixed windows (the
+ * current one and the one before, weighted by how much of it still lies
+ * within the window): constant memory per key, no burst of twice the limit
+ * at a window boundary. The limits themselves come from the policy in force
+ * at each call, so they change live; the counts survive a reload.
+ *
+ * @module
+ */
+
+import { isIPv6 } from "node:net";
+import { reply, type SmtpReply } from "./reply.ts";
+
+/** Limits per client; 0 switches a limit off. */
+export interface RateLimitSettings {
+  /** New connections from one client address per minute. */
+  connectionsPerIpPerMinute: number;
+  /** Messages (MAIL FROM) from one client address per hour. */
+  messagesPerIpPerHour: number;
+  /** Messages (MAIL FROM) from one authenticated user per hour. */
+  messagesPerUserPerHour: number;
+}
+
+/** Keys remembered per counter before the oldest are forgotten. */
+const MAX_KEYS = 100_000;
+
+/** A sliding-window event counter keyed by string. */
+export class SlidingWindowCounter {
+  #windowMs: number;
+  #clock: () => number;
+  #entries = new Map<string, { start: number; current: number; previous: number }>();
+  #lastSweep = 0;
+
+  /** Counts events within `windowMs`, reading time from `clock`. */
+  constructor(windowMs: number, clock: () => number = Date.now) {
+    this.#windowMs = windowMs;
+    this.#clock = clock;
+  }
+
+  /** Keys currently remembered. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /**
+   * Counts one event for `key` and returns true, or returns false without
+   * counting when `limit` events already happened within the window. A
+   * limit of 0 or less allows everything and counts nothing.
+   */
+  hit(key: string, limit: number): boolean {
+    if (limit <= 0) return true;
+    const now = this.#clock();
+    this.#sweep(now);
+    const windowStart = now - (now % this.#windowMs);
+    let entry = this.#entries.get(key);
+    if (!entry || windowStart - entry.start >= 2 * this.#windowMs) {
+      entry = { start: windowStart, current: 0, previous: 0 };
+    } else if (entry.start !== windowStart) {
+      entry = { start: windowStart, current: 0, previous: entry.current };
+    }
+    // Re-inserting keeps the map in order of last use, oldest first.
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+    const overlap = 1 - (now - windowStart) / this.#windowMs;
+    if (entry.previous * overlap + entry.current >= limit) return false;
+    entry.current++;
+    return true;
+  }
+
+  /** Forgets keys idle for two windows; bounds memory under a flood of addresses. */
+  #sweep(now: number): void {
+    if (now - this.#lastSweep >= this.#windowMs) {
+      this.#lastSweep = now;
+      for (const [key, entry] of this.#entries) {
+        if (now - entry.start >= 2 * this.#windowMs) this.#entries.delete(key);
+      }
+    }
+    // Least recently used first: a flood of new addresses cannot grow the map.
+    for (const key of this.#entries.keys()) {
+      if (this.#entries.size < MAX_KEYS) break;
+      this.#entries.delete(key);
+    }
+  }
+}
+
+/** A refusal by a rate limit, with the reason for the mail log. */
+export interface RateRefusal {
+  reply: SmtpReply;
+  reason: string;
+}
+
+/** The per-client rate limits of one server. */
+export class RateLimits {
+  #connections: SlidingWindowCounter;
+  #messagesByIp: SlidingWindowCounter;
+  #messagesByUser: SlidingWindowCounter;
+
+  /** Creates empty counters; `clock` gives milliseconds. */
+  constructor(clock: () => number = Date.now) {
+    this.#connections = new SlidingWindowCounter(60_000, clock);
+    this.#messagesByIp = new SlidingWindowCounter(3_600_000, clock);
+    this.#messagesByUser = new SlidingWindowCounter(3_600_000, clock);
+  }
+
+  /** Counts a connection, or returns the 421 that refuses it. */
+  admitConnection(ip: string, limits: RateLimitSettings): RateRefusal | undefined {
+    if (this.#connections.hit(clientKey(ip), limits.connectionsPerIpPerMinute)) return undefined;
+    // RFC 5321 section 3.8: 421 closes the connection; the client retries later.
+    return {
+      reason: "connection_rate",
+      reply: reply(421, "4.7.0", "Too many connections from your address, try again later"),
+    };
+  }
+
+  /**
+   * Counts a message (at MAIL FROM), or returns the 451 that defers it. An
+   * authenticated user is counted as the user, anyone else by address.
+   */
+  admitMessage(
+    ip: string,
+    user: string | undefined,
+    limits: RateLimitSettings,
+  ): RateRefusal | undefined {
+    if (user !== undefined) {
+      if (this.#messagesByUser.hit(user.toLowerCase(), limits.messagesPerUserPerHour)) {
+        return undefined;
+      }
+      return {
+        reason: "user_message_rate",
+        // RFC 3463: 4.7.1 is "delivery not authorized" for now; the user may retry later.
+        reply: reply(451, "4.7.1", "Too many messages from your account, try again later"),
+      };
+    }
+    if (this.#messagesByIp.hit(clientKey(ip), limits.messagesPerIpPerHour)) return undefined;
+    return {
+      reason: "message_rate",
+      reply: reply(451, "4.7.1", "Too many messages from your address, try again later"),
+    };
+  }
+}
+
+/**
+ * The key a client is counted under: its IPv4 address, or the /64 of an
+ * IPv6 address, since one host can use every address of its /64
+ * (RFC 4291 section 2.5.4) and would otherwise escape every limit.
+ */
+export function clientKey(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1]!;
+  if (!isIPv6(ip)) return ip;
+  const [head = "", tail = ""] = ip.toLowerCase().split("::", 2);
+  const headGroups = head === "" ? [] : head.split(":");
+  const tailGroups = tail === "" ? [] : tail.split(":");
+  const groups = ip.includes("::")
+    ? [...headGroups, ...Array(8 - headGroups.length - tailGroups.length).fill("0"), ...tailGroups]
+    : headGroups;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
+}

@@ -1,0 +1,475 @@
+/**
+ * Hot reload of the policy, end to end: the real server, swaks and
+ * openssl s_client, and the configuration directory changed on disk in
+ * every way an editor, a deployment tool, Kubernetes or an ACME client
+ * writes it.
+ */
+
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdir, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import process from "node:process";
+import { after, before, describe, it } from "node:test";
+import {
+  cleanup,
+  eventually,
+  maildirMessages,
+  rawSession,
+  replies,
+  run,
+  type Server,
+  startServer,
+  swaks,
+  tempDir,
+} from "./harness.ts";
+
+/** The reply to RCPT TO for `to`, from swaks. */
+async function rcptReply(server: Server, to: string): Promise<string> {
+  const result = await swaks(server, [
+    "--from",
+    "sender@client.test",
+    "--to",
+    to,
+    "--quit-after",
+    "RCPT",
+  ]);
+  const lines = result.stdout.split("\n");
+  const sent = lines.findIndex((l) => l.startsWith(" -> RCPT TO:"));
+  const answer = lines.slice(sent + 1).find((l) => /^<(-|~|\*\*|~\*|~\*\*) /.test(l));
+  return answer?.replace(/^<\S*\s+/, "") ?? `(no RCPT reply)\n${result.stdout}${result.stderr}`;
+}
+
+/** Waits until RCPT TO `to` gets a reply matching `expected`; returns it. */
+async function untilRcpt(server: Server, to: string, expected: RegExp): Promise<string> {
+  let last = "";
+  try {
+    return await eventually(
+      async () => {
+        last = await rcptReply(server, to);
+        return expected.test(last) ? last : undefined;
+      },
+      10_000,
+      `RCPT ${to} to be answered ${expected}`,
+    );
+  } catch (err) {
+    throw new Error(`${err} (last: ${last}); server log:\n${server.stderr()}`);
+  }
+}
+
+/** Waits for an application log line (stderr) matching `match`, after `from` lines. */
+async function untilLog(server: Server, match: RegExp, from = 0): Promise<string> {
+  try {
+    return await eventually(
+      () =>
+        Promise.resolve(
+          server.stderr().split("\n").slice(from).find((line) => match.test(line)),
+        ),
+      10_000,
+      `a log line matching ${match}`,
+    );
+  } catch (err) {
+    throw new Error(`${err}; server log:\n${server.stderr()}`);
+  }
+}
+
+const logLines = (server: Server) => server.stderr().split("\n").length - 1;
+
+/** Writes in place: truncate and write, as most editors and `>` do. */
+const writeInPlace = (path: string, text: string) => writeFile(path, text);
+
+/** Writes a temporary file and renames it over the target, as atomic savers do. */
+async function writeAndRename(path: string, text: string): Promise<void> {
+  const temp = `${path}.tmp-${process.pid}`;
+  await writeFile(temp, text);
+  await rename(temp, path);
+}
+
+describe("policy reload", () => {
+  let server: Server;
+  before(async () => {
+    server = await startServer({
+      config: {
+        "domains/example.test/users": "alice\n",
+      },
+    });
+  });
+  after(async () => {
+    await cleanup(server);
+  });
+
+  it("applies a user added by an in-place write, and a 550 once it is removed", async () => {
+    const users = join(server.configDir, "domains/example.test/users");
+    assert.match(await rcptReply(server, "bob@example.test"), /^550 5\.1\.1 /);
+    await writeInPlace(users, "alice\nbob\n");
+    await untilRcpt(server, "bob@example.test", /^250 /);
+    await writeInPlace(users, "alice\n");
+    await untilRcpt(server, "bob@example.test", /^550 5\.1\.1 /);
+    assert.match(await rcptReply(server, "alice@example.test"), /^250 /);
+  });
+
+  it("applies an alias written to a temporary file and renamed into place", async () => {
+    const aliases = join(server.configDir, "domains/example.test/aliases");
+    assert.match(await rcptReply(server, "sales@example.test"), /^550 5\.1\.1 /);
+    await writeAndRename(aliases, "sales: alice\n");
+    await untilRcpt(server, "sales@example.test", /^250 /);
+    // And the alias is used for delivery, not only at RCPT.
+    const sent = await swaks(server, [
+      "--from",
+      "sender@client.test",
+      "--to",
+      "sales@example.test",
+      "--header",
+      "Subject: via the new alias",
+    ]);
+    assert.equal(sent.code, 0, sent.stdout);
+    await eventually(
+      async () => {
+        const messages = await maildirMessages(server.dataDir, "example.test", "alice");
+        return messages.find((m) => m.includes("Subject: via the new alias"));
+      },
+      10_000,
+      "delivery through the new alias",
+    );
+  });
+
+  it("applies a file deleted and created again", async () => {
+    const users = join(server.configDir, "domains/example.test/users");
+    await unlink(users);
+    await writeFile(users, "alice\ncarol\n");
+    await untilRcpt(server, "carol@example.test", /^250 /);
+  });
+
+  it("accepts mail for a new domain folder, and refuses it once the folder is gone", async () => {
+    const folder = join(server.configDir, "domains/new.test");
+    assert.match(await rcptReply(server, "dan@new.test"), /^550 5\.7\.1 /);
+    await mkdir(folder);
+    await writeFile(join(folder, "users"), "dan\n");
+    await untilRcpt(server, "dan@new.test", /^250 /);
+    await rm(folder, { recursive: true });
+    await untilRcpt(server, "dan@new.test", /^550 5\.7\.1 /);
+  });
+
+  it("keeps the last good policy while a file is broken, logs why, and applies the fix", async () => {
+    const main = join(server.configDir, "postern.yaml");
+    const users = join(server.configDir, "domains/example.test/users");
+    const mark = logLines(server);
+    await writeInPlace(main, "smtp:\n  max_recipients: [1\n");
+    const yamlError = await untilLog(server, /policy reload failed/, mark);
+    assert.match(yamlError, /postern\.yaml:\d+: invalid YAML/);
+    // A change to another file while the main file is broken changes nothing.
+    await writeInPlace(users, "alice\ncarol\nerin\n");
+    const mark2 = logLines(server);
+    await writeInPlace(main, "smtp:\n  max_recipents: 5\n");
+    const schemaError = await untilLog(server, /policy reload failed/, mark2);
+    assert.match(schemaError, /postern\.yaml:2: smtp\.max_recipents is not a known setting/);
+    assert.match(await rcptReply(server, "alice@example.test"), /^250 /);
+    assert.match(await rcptReply(server, "erin@example.test"), /^550 5\.1\.1 /);
+
+    const mark3 = logLines(server);
+    await writeInPlace(main, "smtp:\n  max_recipients: 5\n");
+    await untilLog(server, /policy reloaded" .*recovered=true/, mark3);
+    await untilRcpt(server, "erin@example.test", /^250 /);
+  });
+
+  it("settles on the last of a burst of 100 edits", async () => {
+    const users = join(server.configDir, "domains/example.test/users");
+    for (let i = 0; i < 100; i++) await writeInPlace(users, `burst${i}\n`);
+    await untilRcpt(server, "burst99@example.test", /^250 /);
+    assert.match(await rcptReply(server, "burst98@example.test"), /^550 5\.1\.1 /);
+    assert.match(await rcptReply(server, "alice@example.test"), /^550 5\.1\.1 /);
+    await writeInPlace(users, "alice\n");
+    await untilRcpt(server, "alice@example.test", /^250 /);
+  });
+
+  it("keeps a transaction on the policy it started with", async () => {
+    const users = join(server.configDir, "domains/example.test/users");
+    const s = await rawSession(server);
+    assert.match(await s.read(), /^220 /);
+    assert.match(await s.send("EHLO client.test"), /^250 /);
+    assert.match(await s.send("MAIL FROM:<sender@client.test>"), /^250 /);
+    const mark = logLines(server);
+    await writeInPlace(users, "alice\nfrank\n");
+    await untilLog(server, /policy reloaded/, mark);
+    // The open transaction still sees the policy of its MAIL FROM ...
+    assert.match(await s.send("RCPT TO:<frank@example.test>"), /^550 5\.1\.1 /);
+    // ... and the next one sees the new policy.
+    assert.match(await s.send("RSET"), /^250 /);
+    assert.match(await s.send("MAIL FROM:<sender@client.test>"), /^250 /);
+    assert.match(await s.send("RCPT TO:<frank@example.test>"), /^250 /);
+    s.close();
+  });
+
+  it("reloads on SIGHUP", async () => {
+    const mark = logLines(server);
+    // process.kill, not child.kill: Deno's ChildProcess sends one signal only.
+    process.kill(server.child.pid!, "SIGHUP");
+    const line = await untilLog(server, /policy reloaded/, mark);
+    assert.match(line, /cause=signal/);
+  });
+
+  it("reports a setting that needs a restart and keeps the running value", async () => {
+    const main = join(server.configDir, "postern.yaml");
+    const mark = logLines(server);
+    await writeInPlace(main, "hostname: renamed.example\n");
+    const warning = await untilLog(server, /takes effect after a restart/, mark);
+    assert.match(warning, /field=hostname/);
+    const s = await rawSession(server);
+    const greeting = await s.read();
+    s.close();
+    assert.doesNotMatch(greeting, /renamed\.example/);
+    await writeInPlace(main, "");
+  });
+});
+
+describe("policy reload from a Kubernetes ConfigMap (symlink swap)", () => {
+  let server: Server;
+  let configDir: string;
+  const version = async (name: string, domain: string) => {
+    await mkdir(join(configDir, name));
+    await writeFile(
+      join(configDir, name, "postern.yaml"),
+      `domains:\n  ${domain}:\n    any_user: true\n`,
+    );
+  };
+  before(async () => {
+    // The layout the kubelet writes: a timestamped folder, `..data` linking
+    // to it, and each file a link through `..data`.
+    configDir = await tempDir("postern-configmap-");
+    await version("..2026_11_27_00_00_00.1", "one.test");
+    await symlink("..2026_11_27_00_00_00.1", join(configDir, "..data"));
+    await symlink("..data/postern.yaml", join(configDir, "postern.yaml"));
+    server = await startServer({ configDir });
+  });
+  after(async () => {
+    await cleanup(server);
+  });
+
+  it("applies the new version once ..data is swapped", async () => {
+    assert.match(await rcptReply(server, "anyone@one.test"), /^250 /);
+    await version("..2026_11_27_00_05_00.2", "two.test");
+    await symlink("..2026_11_27_00_05_00.2", join(configDir, "..data_tmp"));
+    await rename(join(configDir, "..data_tmp"), join(configDir, "..data"));
+    await rm(join(configDir, "..2026_11_27_00_00_00.1"), { recursive: true });
+    await untilRcpt(server, "anyone@two.test", /^250 /);
+    assert.match(await rcptReply(server, "anyone@one.test"), /^550 5\.7\.1 /);
+  });
+});
+
+/** A self-signed certificate and key for `name`, PEM, from openssl. */
+async function makeCertificate(dir: string, name: string): Promise<{ cert: string; key: string }> {
+  const cert = join(dir, `${name}-${Date.now()}.crt`);
+  const key = join(dir, `${name}-${Date.now()}.key`);
+  const made = await run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    key,
+    "-out",
+    cert,
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${name}`,
+  ]);
+  assert.equal(made.code, 0, made.stderr);
+  return { cert, key };
+}
+
+/** SHA-256 fingerprint of the certificate served after STARTTLS, via openssl s_client. */
+function servedFingerprint(server: Server): Promise<string> {
+  return new Promise((resolve) => {
+    execFile(
+      "bash",
+      [
+        "-c",
+        `openssl s_client -connect ${server.host}:${server.port} -starttls smtp ` +
+        `-servername mx.example.test </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`,
+      ],
+      { timeout: 20_000 },
+      (_err, stdout) => resolve(String(stdout).trim()),
+    );
+  });
+}
+
+async function fingerprintOf(certFile: string): Promise<string> {
+  const result = await run("openssl", [
+    "x509",
+    "-noout",
+    "-fingerprint",
+    "-sha256",
+    "-in",
+    certFile,
+  ]);
+  return result.stdout.trim();
+}
+
+describe("certificate renewal", () => {
+  let server: Server;
+  let acmeDir: string;
+  before(async () => {
+    // An ACME client's layout outside the configuration: live/ holds links
+    // into archive/, swapped on renewal.
+    acmeDir = await tempDir("postern-acme-");
+    await mkdir(join(acmeDir, "live"));
+    const first = await makeCertificate(acmeDir, "mx.example.test");
+    await symlink(first.cert, join(acmeDir, "live/fullchain.pem"));
+    await symlink(first.key, join(acmeDir, "live/privkey.pem"));
+    server = await startServer({
+      config: {
+        "postern.yaml": `tls:\n  cert: ${join(acmeDir, "live/fullchain.pem")}\n` +
+          `  key: ${join(acmeDir, "live/privkey.pem")}\n`,
+        "domains/example.test/users": "alice\n",
+      },
+    });
+  });
+  after(async () => {
+    await cleanup(server);
+    await rm(acmeDir, { recursive: true, force: true });
+  });
+
+  it("serves a renewed certificate on the next STARTTLS, without a restart", async () => {
+    const before = await servedFingerprint(server);
+    assert.equal(before, await fingerprintOf(join(acmeDir, "live/fullchain.pem")));
+    const renewed = await makeCertificate(acmeDir, "mx.example.test");
+    // certbot replaces the links one by one: key first, then the chain.
+    for (const [target, link] of [[renewed.key, "privkey.pem"], [renewed.cert, "fullchain.pem"]]) {
+      const temp = join(acmeDir, "live", `${link}.new`);
+      await symlink(target!, temp);
+      await rename(temp, join(acmeDir, "live", link!));
+    }
+    const expected = await fingerprintOf(renewed.cert);
+    assert.notEqual(expected, before);
+    await eventually(
+      async () => {
+        const served = await servedFingerprint(server);
+        return served === expected ? served : undefined;
+      },
+      10_000,
+      "the renewed certificate to be served",
+    );
+    // Mail still flows over the new certificate.
+    const sent = await swaks(server, [
+      "--from",
+      "sender@client.test",
+      "--to",
+      "alice@example.test",
+      "--tls",
+    ]);
+    assert.equal(sent.code, 0, `${sent.stdout}${sent.stderr}\nserver log:\n${server.stderr()}`);
+    assert.ok(replies(sent.stdout).some((l) => l.startsWith("250 2.0.0 Ok: queued")));
+  });
+});
+
+describe("rate limits, changed live", () => {
+  let server: Server;
+  const settings = (connections: number, messages: number) =>
+    "auth:\n  trusted_networks: []\n  spf:\n    enabled: false\n  verify: false\n" +
+    `rate_limits:\n  connections_per_ip_per_minute: ${connections}\n` +
+    `  messages_per_ip_per_hour: ${messages}\n`;
+  before(async () => {
+    server = await startServer({
+      config: {
+        "postern.yaml": settings(3, 0),
+        "domains/example.test/users": "alice\n",
+      },
+    });
+  });
+  after(async () => {
+    await cleanup(server);
+  });
+
+  it("refuses connections over the per-minute limit with 421 4.7.0, and counts it in the log", async () => {
+    const greetings: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const s = await rawSession(server);
+      greetings.push(await s.read());
+      s.close();
+    }
+    assert.deepEqual(greetings.slice(0, 3).map((g) => g.slice(0, 4)), ["220 ", "220 ", "220 "]);
+    assert.match(greetings[3]!, /^421 4\.7\.0 /);
+    await server.waitForLog(/event=rejected .*stage=connect .*reason=connection_rate/);
+  });
+
+  it("lifts the limit when the configuration raises it", async () => {
+    const main = join(server.configDir, "postern.yaml");
+    await writeInPlace(main, settings(1000, 2));
+    await untilRcpt(server, "alice@example.test", /^250 /);
+  });
+
+  it("defers messages over the per-hour limit with 451 4.7.1 at MAIL FROM", async () => {
+    const s = await rawSession(server);
+    assert.match(await s.read(), /^220 /);
+    assert.match(await s.send("EHLO client.test"), /^250 /);
+    // The RCPT check above used one message of the two.
+    assert.match(await s.send("MAIL FROM:<sender@client.test>"), /^250 /);
+    assert.match(await s.send("RSET"), /^250 /);
+    assert.match(await s.send("MAIL FROM:<sender@client.test>"), /^451 4\.7\.1 /);
+    s.close();
+    await server.waitForLog(/event=rejected .*stage=mail .*reason=message_rate/);
+  });
+});
+
+describe("hook grants, changed live", () => {
+  let server: Server;
+  const variable = `postern-reload-${process.pid}`;
+  const hooksSection = (env: string[]) =>
+    `hooks:\n  post_data:\n    allow:\n      env: ${JSON.stringify(env)}\n`;
+  before(async () => {
+    process.env["POSTERN_RELOAD_VAR"] = variable;
+    server = await startServer({
+      config: {
+        "postern.yaml": hooksSection([]),
+        "domains/example.test/users": "alice\n",
+        "hooks/post-data.ts": [
+          "export default function () {",
+          "  let value;",
+          '  try { value = Deno.env.get("POSTERN_RELOAD_VAR") ?? "unset"; }',
+          '  catch { value = "denied"; }',
+          '  return { action: "accept", headers: { "X-Env": value } };',
+          "}",
+          "",
+        ].join("\n"),
+      },
+    });
+  });
+  after(async () => {
+    delete process.env["POSTERN_RELOAD_VAR"];
+    await cleanup(server);
+  });
+
+  const send = async (subject: string) => {
+    const sent = await swaks(server, [
+      "--from",
+      "sender@client.test",
+      "--to",
+      "alice@example.test",
+      "--header",
+      `Subject: ${subject}`,
+    ]);
+    assert.equal(sent.code, 0, sent.stdout + sent.stderr);
+    const message = await eventually(
+      async () => {
+        const messages = await maildirMessages(server.dataDir, "example.test", "alice");
+        return messages.find((m) => m.includes(`Subject: ${subject}`));
+      },
+      10_000,
+      `delivery of "${subject}"`,
+    );
+    return /^X-Env: (.*)$/m.exec(message)?.[1];
+  };
+
+  it("restarts the hook's workers under the new grants", async () => {
+    assert.equal(await send("before the grant"), "denied");
+    const mark = logLines(server);
+    await writeInPlace(
+      join(server.configDir, "postern.yaml"),
+      hooksSection(["POSTERN_RELOAD_VAR"]),
+    );
+    await untilLog(server, /hook loaded" .*env=POSTERN_RELOAD_VAR/, mark);
+    assert.equal(await send("after the grant"), variable);
+  });
+});
