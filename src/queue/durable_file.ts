@@ -6,11 +6,15 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import { type FileHandle, open, rename, unlink } from "node:fs/promises";
 import type { DirSyncer } from "./dir_sync.ts";
 
 /** Writes are gathered into chunks of about this size before a syscall. */
 const FLUSH_BYTES = 256 * 1024;
+
+/** Reads back are done in chunks of this size. */
+const READ_BYTES = 64 * 1024;
 
 /** A file being written under its temporary name. */
 export class DurableFile {
@@ -32,7 +36,9 @@ export class DurableFile {
    * is garbage to overwrite.
    */
   static async create(tmpPath: string, replace = false): Promise<DurableFile> {
-    return new DurableFile(await open(tmpPath, replace ? "w" : "wx", 0o600), tmpPath);
+    // Opened for reading too: checks after DATA read the message back
+    // through this handle, without opening the file again.
+    return new DurableFile(await open(tmpPath, replace ? "w+" : "wx+", 0o600), tmpPath);
   }
 
   /** The temporary path, readable once {@linkcode flush} has returned. */
@@ -56,6 +62,26 @@ export class DurableFile {
   /** Writes buffered data to the file (without syncing), so readers see it. */
   flush(): Promise<void> {
     return this.#flush();
+  }
+
+  /**
+   * Reads back the bytes from `start` to what has been written, in chunks,
+   * by position through the open handle: one read per chunk, no open or
+   * close. Buffered data is flushed first.
+   */
+  async *read(start: number): AsyncGenerator<Uint8Array> {
+    await this.#flush();
+    let position = start;
+    const end = this.#bytes;
+    while (position < end) {
+      const size = Math.min(READ_BYTES, end - position);
+      // Buffers, not plain Uint8Arrays: mailauth's parsers call Buffer methods.
+      const chunk = Buffer.allocUnsafe(size);
+      const { bytesRead } = await this.#handle.read(chunk, 0, size, position);
+      if (bytesRead === 0) return;
+      position += bytesRead;
+      yield bytesRead === size ? chunk : chunk.subarray(0, bytesRead);
+    }
   }
 
   /**

@@ -98,6 +98,15 @@ export class SpoolWriter {
   }
 
   /**
+   * The message as it stands (headers added so far included), read back
+   * through the open file: the cheap way for the checks after DATA, which
+   * would otherwise open the file again for each read.
+   */
+  message(): AsyncIterable<Uint8Array> {
+    return this.#file.read(this.#dataStart - this.#head.byteLength);
+  }
+
+  /**
    * Adds header lines (ending in CRLF) at the top of the message, above
    * those added before. They go into the room reserved at the head of the
    * file, so the message is not copied (unless they do not fit).

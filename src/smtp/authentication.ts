@@ -98,7 +98,7 @@ export interface DataAuthentication {
  */
 export async function authenticateAfterData(
   deps: AuthDeps,
-  message: { path: string; offset: number },
+  message: { path: string; offset: number; read?: () => AsyncIterable<Uint8Array> },
   client: {
     sender: string;
     ip: string;
@@ -118,6 +118,7 @@ export async function authenticateAfterData(
     summary = await authenticateMessage({
       path: message.path,
       offset: message.offset,
+      ...(message.read ? { read: message.read } : {}),
       sender: client.sender,
       ip: client.ip,
       helo: client.helo,

@@ -305,7 +305,10 @@ export class Intake {
   ): Promise<{ results: Record<string, string> } | SmtpReply> {
     const auth = policy.auth;
     if (!auth) return { results: {} };
-    const checked = await authenticateAfterData(auth, await writer.readable(), {
+    const checked = await authenticateAfterData(auth, {
+      ...await writer.readable(),
+      read: () => writer.message(),
+    }, {
       sender: envelope.from,
       ip: envelope.client.ip,
       helo: envelope.client.helo,

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
@@ -33,6 +34,26 @@ describe("DurableFile", () => {
     assert.equal(await readFile(final(), "utf8"), "hello world");
     await assert.rejects(stat(tmp()), { code: "ENOENT" });
     assert.equal((await stat(final())).mode & 0o777, 0o600);
+  });
+
+  it("read() gives back what was written from a position, buffered bytes included", async () => {
+    const file = await DurableFile.create(tmp());
+    // Over one read chunk (64 KiB) and not a multiple of it; the last
+    // write stays buffered until read() flushes it.
+    const data = new Uint8Array(200_003);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 251;
+    await file.write(data.subarray(0, 150_000));
+    await file.write(data.subarray(150_000));
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of file.read(1000)) chunks.push(chunk);
+    assert.ok(chunks.length >= 3);
+    assert.deepEqual(new Uint8Array(Buffer.concat(chunks)), data.subarray(1000));
+    // Reading twice, and from the end, works too.
+    let again = 0;
+    for await (const chunk of file.read(0)) again += chunk.byteLength;
+    assert.equal(again, data.length);
+    for await (const _ of file.read(data.length)) assert.fail("nothing to read past the end");
+    await file.abort();
   });
 
   it("write() keeps every byte when writes cross the flush size", async () => {
