@@ -33,6 +33,10 @@
 #   SPF=1                               also measure intake with SPF on (small c=20): the sender's
 #                                       record served by a loopback DNS server, warm cache, DKIM/DMARC
 #                                       checks after DATA too, as a ratio to the same server without
+#   RELOAD=1                            also measure the policy reload (issue: hot reload): latency from a
+#                                       save to the first SMTP transaction that sees it (50 edits of
+#                                       each kind of write), and intake (small c=20) while a users file
+#                                       is rewritten every 100 ms, as a ratio to the same server without
 #   KEEP_TMP=1                          keep the temp dir (server logs, spools)
 set -u -o pipefail
 
@@ -45,6 +49,7 @@ LARGE_BYTES=102400
 BUN=${BUN:-auto}
 HOOKS=${HOOKS:-1}
 SPF=${SPF:-1}
+RELOAD=${RELOAD:-1}
 PORT_BASE=${BENCH_PORT_BASE:-2625}
 BENCH_NETNS=${BENCH_NETNS:-auto}
 POSTERN_MAX_PER_IP=${POSTERN_MAX_PER_IP:-100}
@@ -163,7 +168,7 @@ fi
 
 P_DENO=$PORT_BASE; P_BUN=$((PORT_BASE+1)); P_PF=$((PORT_BASE+2)); P_CQ=$((PORT_BASE+3))
 if [ "${BENCH_NS:-0}" != 1 ]; then
-  for p in $(seq "$PORT_BASE" $((PORT_BASE+12))); do
+  for p in $(seq "$PORT_BASE" $((PORT_BASE+14))); do
     python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$p))" 2>/dev/null ||
       fail "port 127.0.0.1:$p is in use (set BENCH_PORT_BASE)"
   done
@@ -177,7 +182,8 @@ SERVERS=(postern-deno postfix chasquid)
 [ "$BUN" = 1 ] && SERVERS=(postern-deno postern-bun postfix chasquid)
 declare -A PORT=([postern-deno]=$P_DENO [postern-bun]=$P_BUN [postfix]=$P_PF [chasquid]=$P_CQ
   [chasquid+hook]=$((PORT_BASE+6)) [postern-deno+hook]=$((PORT_BASE+9)) [postern-bun+hook]=$((PORT_BASE+10))
-  [postern-deno+spf]=$((PORT_BASE+11)) [postern-bun+spf]=$((PORT_BASE+12)))
+  [postern-deno+spf]=$((PORT_BASE+11)) [postern-bun+spf]=$((PORT_BASE+12))
+  [postern-deno+reload]=$((PORT_BASE+13)) [postern-bun+reload]=$((PORT_BASE+14)))
 # Servers with a trivial post-data hook, measured on small c=20 only.
 HOOK_SERVERS=()
 if [ "$HOOKS" = 1 ]; then
@@ -187,6 +193,10 @@ fi
 if [ "$SPF" = 1 ]; then
   HOOK_SERVERS+=(postern-deno+spf)
   [ "$BUN" = 1 ] && HOOK_SERVERS+=(postern-bun+spf)
+fi
+if [ "$RELOAD" = 1 ]; then
+  HOOK_SERVERS+=(postern-deno+reload)
+  [ "$BUN" = 1 ] && HOOK_SERVERS+=(postern-bun+reload)
 fi
 declare -A ROOTPID
 
@@ -219,6 +229,22 @@ setup_postern() {
   cp -r "$c" "$h"
   mkdir -p "$h/hooks"
   echo 'export default () => ({ action: "accept", headers: ["X-Hook: ok"] });' > "$h/hooks/post-data.ts"
+  # The same configuration, rewritten every 100 ms while it is measured.
+  cp -r "$c" "$RT/postern/config-reload"
+}
+# Rewrites the users file of config-reload every 100 ms, in place and by
+# rename in turn, keeping the bench's user; runs until killed.
+reload_editor() {
+  local f=$RT/postern/config-reload/domains/example.test/users i=0
+  while :; do
+    i=$((i + 1))
+    if [ $((i % 2)) = 0 ]; then
+      printf 'user\nextra%d\n' "$i" > "$f"
+    else
+      printf 'user\nextra%d\n' "$i" > "$f.tmp" && mv "$f.tmp" "$f"
+    fi
+    sleep 0.1
+  done
 }
 # The same configuration with SPF (and DKIM/DMARC) checked for loopback
 # clients, against a loopback DNS server that serves the sender's record.
@@ -389,12 +415,20 @@ run_cell() {  # rep server size conc
   sleep 0.3
   local cmd=(smtp-source -s "$c" -m "$n" "${extra[@]}" -f "$FROM" -t "$RCPT" "127.0.0.1:${PORT[$s]}")
   echo "${cmd[*]}" >> "$BENCH_OUT/commands.txt"
-  local t0 t1 t2 rc drained=1
+  local t0 t1 t2 rc drained=1 editor= reloads0=0
+  if [[ $s == *+reload ]]; then
+    reloads0=$(grep -c 'msg="policy reloaded"' "$RT/$s/stderr.log")
+    reload_editor & editor=$!
+  fi
   t0=$(now)
   # in the background so that a TERM to the bench is handled at once (wait is interruptible)
   timeout "$SRC_TIMEOUT" "${cmd[@]}" > "$cell/src.out" 2> "$cell/src.err" & LOADPID=$!
   wait "$LOADPID"; rc=$?; LOADPID=
   t1=$(now)
+  if [ -n "$editor" ]; then
+    kill "$editor" 2>/dev/null; wait "$editor" 2>/dev/null
+    log "$s: $(( $(grep -c 'msg="policy reloaded"' "$RT/$s/stderr.log") - reloads0 )) policy reloads during the run"
+  fi
   # shellcheck disable=SC2046
   probe drain "$DRAIN_TIMEOUT" $(queue_specs "$s") || drained=0
   t2=$(now)
@@ -451,6 +485,10 @@ if [ "$SPF" = 1 ]; then
   start_postern deno spf
   [ "$BUN" = 1 ] && start_postern bun spf
 fi
+if [ "$RELOAD" = 1 ]; then
+  start_postern deno reload
+  [ "$BUN" = 1 ] && start_postern bun reload
+fi
 sleep 2
 
 CELLS=("small:1" "small:20" "large:20")
@@ -490,6 +528,17 @@ if [ "$HOOKS" = 1 ]; then
   fi
 fi
 
+# ================================================= policy reload latency
+if [ "$RELOAD" = 1 ]; then
+  log "policy reload latency (50 edits of each kind of write)"
+  (cd "$REPO" && timeout 600 deno run -A scripts/bench/reload_latency.ts deno 50) \
+    > "$BENCH_OUT/reload_latency.txt" 2>> "$LOG" || log "WARN: reload latency bench failed"
+  if [ "$BUN" = 1 ]; then
+    (cd "$REPO" && timeout 600 bun run scripts/bench/reload_latency.ts bun 50) \
+      >> "$BENCH_OUT/reload_latency.txt" 2>> "$LOG" || log "WARN: reload latency bench on bun failed"
+  fi
+fi
+
 # ================================================================ report
 {
   echo "Postern SMTP intake benchmark ($(date -u +%F), REPS=$REPS, N_SMALL=$N_SMALL, N_LARGE=$N_LARGE x $LARGE_BYTES B)"
@@ -513,6 +562,11 @@ EOF
   if [ -s "$BENCH_OUT/hook_latency.txt" ]; then
     echo "Module hook round trip (Postern -> deno worker -> Postern, trivial hook):"
     sed 's/^/  /' "$BENCH_OUT/hook_latency.txt"
+    echo
+  fi
+  if [ -s "$BENCH_OUT/reload_latency.txt" ]; then
+    echo "Policy reload latency:"
+    sed 's/^/  /' "$BENCH_OUT/reload_latency.txt"
     echo
   fi
   echo "raw rows: $CSV"

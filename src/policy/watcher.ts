@@ -56,7 +56,7 @@ export function watchTree(
   let comparing = false;
   let again = false;
 
-  const compare = async () => {
+  const compare = async (settle: boolean) => {
     if (comparing) {
       again = true;
       return;
@@ -67,10 +67,11 @@ export function watchTree(
         again = false;
         let current = await fingerprint(root, maxDepth, ignore);
         if (closed) return;
-        // A change seen by the poll may be a write in progress (a file
+        // A change found by the poll may be a write in progress (a file
         // truncated and not yet rewritten): report the tree only once it
-        // has stayed the same for the debounce time.
-        for (let settle = 0; last !== undefined && current !== last && settle < 10; settle++) {
+        // has stayed the same for the debounce time. (After an event, the
+        // debounce already waited for quiet.)
+        for (let n = 0; settle && last !== undefined && current !== last && n < 10; n++) {
           await new Promise((resolve) => setTimeout(resolve, debounceMs));
           const later = await fingerprint(root, maxDepth, ignore);
           if (closed) return;
@@ -92,7 +93,7 @@ export function watchTree(
     if (closed) return;
     if (ignore && typeof filename === "string" && ignore(join(root, filename))) return;
     clearTimeout(debounce);
-    debounce = setTimeout(() => void compare(), debounceMs);
+    debounce = setTimeout(() => void compare(false), debounceMs);
   };
   const startWatching = () => {
     if (watcher || closed) return;
@@ -111,11 +112,11 @@ export function watchTree(
     });
   };
 
-  void compare();
+  void compare(false);
   startWatching();
   const poll = setInterval(() => {
     startWatching();
-    void compare();
+    void compare(true);
   }, pollMs);
   // Unref'd timers must not keep a process alive that is otherwise done.
   (poll as { unref?: () => void }).unref?.();
