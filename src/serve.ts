@@ -9,6 +9,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { RecipientResolver } from "./aliases/mod.ts";
 import type { Config } from "./config/mod.ts";
+import { SpfVerdictCache } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
 import { LocalCourier } from "./delivery/mod.ts";
 import { aliasHookTargets, HookRunner } from "./hooks/mod.ts";
@@ -83,7 +84,7 @@ export async function serve(
     logger,
     counters,
   });
-  let dns = newDnsResolver(config);
+  let dns = newDns(config);
   let live = livePolicy(policy.current, dns, logger);
   const courier = new LocalCourier(() => live.intake.resolver, {
     mailRoot: join(config.dataDir, "mail"),
@@ -130,7 +131,7 @@ export async function serve(
   policy.onSwap((next, previous) => {
     const nextConfig = next.config;
     if (JSON.stringify(nextConfig.dns) !== JSON.stringify(previous.config.dns)) {
-      dns = newDnsResolver(nextConfig);
+      dns = newDns(nextConfig);
     }
     live = livePolicy(next, dns, logger);
     connections.setLimits(nextConfig.smtp.maxConnections, nextConfig.smtp.maxConnectionsPerIp);
@@ -184,8 +185,21 @@ export async function serve(
   };
 }
 
-function newDnsResolver(config: Config): DnsResolver {
-  return new DnsResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeoutMs });
+/** A resolver, and the SPF verdicts built from its answers. */
+interface Dns {
+  resolver: DnsResolver;
+  spfCache: SpfVerdictCache;
+}
+
+function newDns(config: Config): Dns {
+  const resolver = new DnsResolver({
+    servers: config.dns.servers,
+    timeoutMs: config.dns.timeoutMs,
+  });
+  return {
+    resolver,
+    spfCache: new SpfVerdictCache({ ttlOf: (name, type) => resolver.cachedTtlMs(name, type) }),
+  };
 }
 
 /** What one policy snapshot gives intake and delivery. */
@@ -195,7 +209,7 @@ interface LivePolicy {
 
 function livePolicy(
   snapshot: PolicySnapshot,
-  dns: DnsResolver,
+  dns: Dns,
   logger: Logger,
 ): LivePolicy {
   const config = snapshot.config;
@@ -210,7 +224,8 @@ function livePolicy(
       rateLimits: config.rateLimits,
       auth: {
         hostname: config.hostname,
-        resolver: dns.resolve,
+        resolver: dns.resolver.resolve,
+        spfCache: dns.spfCache,
         settings: config.auth,
         isLocalDomain: (domain) => resolver.isLocalDomain(domain),
         logger,

@@ -45,6 +45,7 @@ export {
 } from "./dkim_keys.ts";
 export { inNetworks, type Network, parseNetwork } from "./networks.ts";
 export { checkSpf, type SpfCheckOptions, type SpfResult, type SpfVerdict } from "./spf.ts";
+export { SpfVerdictCache, type SpfVerdictCacheOptions } from "./spf_cache.ts";
 export {
   decideSpf,
   DEFAULT_SPF_POLICY,

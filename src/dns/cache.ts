@@ -36,6 +36,17 @@ export class TtlCache<V> {
     return entry.value;
   }
 
+  /**
+   * Milliseconds `key` has left, or undefined when absent or expired. Does
+   * not count as a use.
+   */
+  remainingMs(key: string): number | undefined {
+    const entry = this.#entries.get(key);
+    if (!entry) return undefined;
+    const left = entry.expires - this.#now();
+    return left > 0 ? left : undefined;
+  }
+
   /** Stores `value` for `ttlMs` milliseconds; a TTL of 0 or less stores nothing. */
   set(key: string, value: V, ttlMs: number): void {
     if (this.#max === 0 || !(ttlMs > 0)) return;

@@ -28,3 +28,4 @@ export {
   type ResolveFunction,
 } from "./resolver.ts";
 export { formatServer, parseServer, type ServerAddress } from "./servers.ts";
+export { TtlCache } from "./cache.ts";

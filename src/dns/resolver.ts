@@ -141,6 +141,18 @@ export class DnsResolver {
   };
 
   /**
+   * Milliseconds the cached answer (or non-existence) of `name`/`rrtype`
+   * has left; 0 when nothing usable is cached. What is derived from the
+   * answers may be kept no longer than this.
+   */
+  cachedTtlMs(name: string, rrtype: string): number {
+    const normalized = normalizeName(name);
+    if (normalized === undefined) return 0;
+    const key = `${rrtype.toUpperCase()} ${normalized.toLowerCase()}`;
+    return this.#cache.remainingMs(key) ?? 0;
+  }
+
+  /**
    * The MX records of `domain`, lowest preference first (ties keep the
    * server's order; RFC 5321 section 5.1 leaves shuffling them to the
    * sender). A null MX (RFC 7505) is one record with `exchange` "".

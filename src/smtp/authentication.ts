@@ -14,6 +14,7 @@ import {
   decideSpf,
   inNetworks,
   type SpfVerdict,
+  type SpfVerdictCache,
 } from "../auth/mod.ts";
 import type { Config } from "../config/mod.ts";
 import type { ResolveFunction } from "../dns/mod.ts";
@@ -27,6 +28,8 @@ export interface AuthDeps {
   settings: Config["auth"];
   isLocalDomain: (domain: string) => boolean;
   logger: Logger;
+  /** Remembered SPF verdicts, shared by the policies that use the same resolver. */
+  spfCache?: SpfVerdictCache | undefined;
 }
 
 /**
@@ -57,13 +60,14 @@ export async function spfAtMailFrom(
   }
   let verdict: SpfVerdict;
   try {
-    verdict = await checkSpf({
+    const check = {
       sender: client.sender,
       ip: client.ip,
       helo: client.helo,
       hostname: deps.hostname,
       resolver: deps.resolver,
-    });
+    };
+    verdict = deps.spfCache ? await deps.spfCache.check(check) : await checkSpf(check);
   } catch (err) {
     // checkSpf reports DNS trouble as temperror; this is for the unexpected.
     deps.logger.error("SPF check failed", { error: String(err), sender: client.sender });

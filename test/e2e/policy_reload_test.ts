@@ -150,6 +150,30 @@ describe("policy reload", () => {
     await untilRcpt(server, "dan@new.test", /^550 5\.7\.1 /);
   });
 
+  it("applies users and aliases added and removed by every kind of write", async () => {
+    const users = join(server.configDir, "domains/example.test/users");
+    const aliases = join(server.configDir, "domains/example.test/aliases");
+    const writers: Array<[string, (path: string, text: string) => Promise<void>]> = [
+      ["in place", writeInPlace],
+      ["rename", writeAndRename],
+      ["delete and recreate", async (path, text) => {
+        await rm(path, { force: true });
+        await writeFile(path, text);
+      }],
+    ];
+    for (const [kind, write] of writers) {
+      const name = kind.replaceAll(" ", "");
+      await write(users, `alice\nu${name}\n`);
+      await write(aliases, `a${name}: alice\n`);
+      await untilRcpt(server, `u${name}@example.test`, /^250 /);
+      await untilRcpt(server, `a${name}@example.test`, /^250 /);
+      await write(users, "alice\n");
+      await write(aliases, "");
+      await untilRcpt(server, `u${name}@example.test`, /^550 5\.1\.1 /);
+      await untilRcpt(server, `a${name}@example.test`, /^550 5\.1\.1 /);
+    }
+  });
+
   it("keeps the last good policy while a file is broken, logs why, and applies the fix", async () => {
     const main = join(server.configDir, "postern.yaml");
     const users = join(server.configDir, "domains/example.test/users");
