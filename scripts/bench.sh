@@ -277,10 +277,10 @@ start_postern() {  # deno|bun [hook|spf]
   local seen; seen=$(grep -c 'event=listening' "$d/stdout.log" 2>/dev/null)
   if [ "$rt" = deno ]; then
     (cd "$REPO" && exec deno run -A src/main.ts serve --config "$config" --data "$d/data" \
-      --listen "127.0.0.1:$port") >> "$d/stdout.log" 2>> "$d/stderr.log" < /dev/null &
+      --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0) >> "$d/stdout.log" 2>> "$d/stderr.log" < /dev/null &
   else
     (cd "$REPO" && exec bun run src/main.ts serve --config "$config" --data "$d/data" \
-      --listen "127.0.0.1:$port") >> "$d/stdout.log" 2>> "$d/stderr.log" < /dev/null &
+      --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0) >> "$d/stdout.log" 2>> "$d/stderr.log" < /dev/null &
   fi
   local pid=$!
   PIDS+=("$pid"); ROOTPID[$name]=$pid

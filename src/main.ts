@@ -7,6 +7,8 @@
  * postern check [--config DIR]
  * postern hook run EVENT --input FILE [--message FILE] [--config DIR]
  * postern dkim keygen DOMAIN --config DIR [--selector S] [--algorithm rsa|ed25519]
+ * postern status|reload [--config DIR] [--data DIR]
+ * postern queue ls|show|retry|hold|release|bounce|rm [ID] [--config DIR] [--data DIR]
  * postern version
  * ```
  *
@@ -17,6 +19,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { normalizeDomain } from "./aliases/mod.ts";
 import { defaultDkimSelector, dkimKeyDir, generateDkimKey } from "./auth/mod.ts";
+import { runAdminCommand } from "./admin/client.ts";
 import { type Config, ConfigError, loadConfig } from "./config/mod.ts";
 import { findDeno, HookSetupError, typeCheckHooks } from "./hooks/mod.ts";
 import { runHookOnce } from "./hooks/run_once.ts";
@@ -24,8 +27,8 @@ import { Logger } from "./log/mod.ts";
 import * as runtime from "./runtime/mod.ts";
 import { serve } from "./serve.ts";
 
-/** Postern's version. */
-export const VERSION = "0.1.0";
+export { VERSION } from "./version.ts";
+import { VERSION } from "./version.ts";
 
 const USAGE = `Usage: postern <command> [options]
 
@@ -40,12 +43,17 @@ Commands:
   dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519]
             Write a DKIM key to <config>/domains/DOMAIN/dkim/<selector>.pem
             and print the DNS TXT record to publish
+  status    Show the running server's status (through its admin API)
+  reload    Make the running server reload its configuration now
+  queue ls | show ID | retry ID | hold ID | release ID | bounce ID | rm ID
+            List or act on the running server's queue
   version   Print the version
 
 Options:
   --config DIR       Configuration directory (postern.yaml, domains/, certs/, hooks/)
   --data DIR         Data directory for the spool and mailboxes (default ./data)
   --listen ADDR      SMTP listen address, repeatable (overrides smtp.listen)
+  --admin-listen A   admin API address, or "off" (overrides admin.listen)
   --input FILE       hook run: the hook's input as JSON (see hooks/mod.ts)
   --message FILE     hook run: the message, for post-data
   --selector S       dkim keygen: the selector (default: today's date, YYYYMMDD)
@@ -63,6 +71,7 @@ async function main(argv: string[]): Promise<number> {
         config: { type: "string" },
         data: { type: "string" },
         listen: { type: "string", multiple: true },
+        "admin-listen": { type: "string" },
         input: { type: "string" },
         message: { type: "string" },
         selector: { type: "string" },
@@ -88,6 +97,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case "check":
     case "serve":
+    case "status":
+    case "reload":
+    case "queue":
       break;
     case "dkim":
       if (positionals[1] !== "keygen" || positionals[2] === undefined) {
@@ -110,6 +122,10 @@ async function main(argv: string[]): Promise<number> {
   const load = async () => {
     const loaded = await loadConfig({ configDir: values.config, dataDir: values.data });
     if (values.listen !== undefined) loaded.smtp.listen = values.listen;
+    const adminListen = values["admin-listen"];
+    if (adminListen !== undefined) {
+      loaded.admin.listen = adminListen === "off" ? undefined : adminListen;
+    }
     return loaded;
   };
   let config;
@@ -137,19 +153,39 @@ async function main(argv: string[]): Promise<number> {
     return status;
   }
   if (command === "check") return await check(config);
+  if (command === "status" || command === "reload" || command === "queue") {
+    const result = await runAdminCommand(config, positionals);
+    runtime.writeStdout(result.stdout);
+    runtime.writeStderr(result.stderr);
+    return result.status;
+  }
 
   const logger = new Logger(config.log.level, runtime.writeStderr);
+  // SIGHUP's default action ends the process. One handler for the whole
+  // life of the daemon (start-up and shutdown included) passes it to the
+  // reloader when there is one, and otherwise ignores it.
+  let hangup: (() => void) | undefined;
+  runtime.onSignal("SIGHUP", () => hangup?.());
   let server;
   try {
     server = await serve(config, logger, runtime.writeStdout, {
       reload: config.configDir === undefined ? undefined : load,
+      onHangup: (handler) => {
+        hangup = handler;
+        return () => {
+          if (hangup === handler) hangup = undefined;
+        };
+      },
     });
   } catch (err) {
     if (err instanceof HookSetupError) {
       runtime.writeStderr(`postern: hook error:\n${err.message}\n`);
       return 1;
     }
-    throw err;
+    // Anything else that stops start-up (an address in use, an unreadable
+    // token file) is reported plainly, without a stack trace.
+    runtime.writeStderr(`postern: cannot start: ${err instanceof Error ? err.message : err}\n`);
+    return 1;
   }
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

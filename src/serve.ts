@@ -9,6 +9,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { RecipientResolver } from "./aliases/mod.ts";
 import type { Config } from "./config/mod.ts";
+import { startAdmin } from "./admin/server.ts";
 import { SpfVerdictCache } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
 import { LocalCourier } from "./delivery/mod.ts";
@@ -26,12 +27,15 @@ import {
   startListeners,
 } from "./smtp/mod.ts";
 import { type TlsMaterial, tlsMaterial } from "./tls/mod.ts";
+import { VERSION } from "./version.ts";
 
 /** A running server. */
 export interface RunningServer {
   /** Bound SMTP addresses. */
   addresses: string[];
   counters: Counters;
+  /** The admin API's bound address, when it is on. */
+  adminAddress: string | undefined;
   /** The policy in force, its epoch and the last reload error. */
   policy: PolicyStore;
   /** Stops accepting mail, lets deliveries in flight finish, closes files. */
@@ -45,6 +49,8 @@ export interface ServeOptions {
    * overrides; without it (embedded defaults) nothing is reloaded.
    */
   reload?: (() => Promise<Config>) | undefined;
+  /** Subscribes to SIGHUP (a forced reload); returns the unsubscribe function. */
+  onHangup?: ((handler: () => void) => () => void) | undefined;
 }
 
 /**
@@ -79,8 +85,20 @@ export async function serve(
     execPath: runtime.execPath(),
   });
 
+  const reload = options.reload;
   const policy = new PolicyStore(config, {
-    load: options.reload ?? (() => Promise.resolve(config)),
+    load: reload === undefined ? () => Promise.resolve(config) : async () => {
+      const next = await reload();
+      // A main file that vanished is far more often a save in progress (or
+      // a mistake) than a wish to run on the defaults: keep the last good.
+      if (policy.current.config.mainFile !== undefined && next.mainFile === undefined) {
+        throw new Error(
+          `${policy.current.config.mainFile}: the file is gone; the last good policy stays in ` +
+            `force (restart to run without it)`,
+        );
+      }
+      return next;
+    },
     logger,
     counters,
   });
@@ -138,28 +156,66 @@ export async function serve(
     queue.setOptions(nextConfig.delivery);
     courier.setPipeTimeout(nextConfig.delivery.pipeTimeoutMs);
     logger.setLevel(nextConfig.log.level);
-    const certificatesChanged = JSON.stringify(nextConfig.certificates) !==
-      JSON.stringify(previous.config.certificates);
-    void (async () => {
-      if (certificatesChanged) {
+    // The asynchronous part (TLS material, hook workers) runs one swap at
+    // a time and always applies the newest policy, so two quick reloads
+    // cannot land out of order.
+    applying = applying.then(() => applyAsync());
+  });
+  let applying = Promise.resolve();
+  let appliedCertificates = JSON.stringify(config.certificates);
+  let stopping = false;
+  const applyAsync = async () => {
+    if (stopping) return;
+    const current = policy.current;
+    const nextConfig = current.config;
+    const certificates = JSON.stringify(nextConfig.certificates);
+    try {
+      if (certificates !== appliedCertificates) {
         tls = await tlsMaterial(nextConfig.certificates, nextConfig.dataDir, nextConfig.hostname);
-        logger.info("tls certificate", { source: tls.source, epoch: next.epoch });
+        appliedCertificates = certificates;
+        logger.info("tls certificate", { source: tls.source, epoch: current.epoch });
       }
       listeners.update(listenerSettings(nextConfig, tls));
-      await hooks.reconfigure(nextConfig.hooks);
-    })().catch((err) =>
-      logger.error("applying the policy failed in part", {
-        epoch: next.epoch,
+    } catch (err) {
+      logger.error("applying the TLS settings failed; the previous ones stay", {
+        epoch: current.epoch,
         error: err instanceof Error ? err.message : String(err),
-      })
-    );
-  });
+      });
+    }
+    if (stopping) return;
+    try {
+      await hooks.reconfigure(nextConfig.hooks);
+    } catch (err) {
+      logger.error("applying the hook settings failed", {
+        epoch: current.epoch,
+        error: err instanceof Error ? err.message : String(err),
+      });
+    }
+  };
   const reloader = config.configDir === undefined || options.reload === undefined
     ? undefined
     : startReloader({
       store: policy,
-      onHangup: (handler) => runtime.onSignal("SIGHUP", handler),
+      ...(options.onHangup ? { onHangup: options.onHangup } : {}),
     });
+  const admin = config.admin.listen === undefined ? undefined : await startAdmin({
+    listen: config.admin.listen,
+    tokenFile: config.admin.tokenFile,
+    runDir: join(config.dataDir, "run"),
+    logger,
+    deps: {
+      version: VERSION,
+      runtime: `${runtime.runtimeName} ${runtime.runtimeVersion}`,
+      startedAt: new Date(),
+      listeners: listeners.addresses,
+      policy,
+      queue,
+      spool,
+      counters,
+      hooks: () => hooks.status(),
+      connectionsOpen: () => connections.open,
+    },
+  });
   for (const address of listeners.addresses) mailLog.listening(address);
   logger.info("postern started", {
     data: config.dataDir,
@@ -172,11 +228,15 @@ export async function serve(
 
   return {
     addresses: listeners.addresses,
+    adminAddress: admin?.address,
     counters,
     policy,
     async stop() {
+      await admin?.close();
       reloader?.close();
       policy.close();
+      stopping = true;
+      await applying;
       await listeners.close();
       await queue.stop();
       hooks.close();

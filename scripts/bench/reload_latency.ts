@@ -66,6 +66,8 @@ async function main(): Promise<void> {
       join(root, "data"),
       "--listen",
       `127.0.0.1:${port}`,
+      "--admin-listen",
+      "127.0.0.1:0",
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );

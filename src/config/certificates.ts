@@ -9,6 +9,7 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { createSecureContext } from "node:tls";
 import { ConfigError, describe, errorCode, readOptional } from "./load.ts";
 import type { CertificatePair } from "./types.ts";
 
@@ -69,6 +70,13 @@ async function loadPair(certFile: string, keyFile: string): Promise<CertificateP
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     throw new ConfigError(keyFile, `${keyFile}: not a PEM private key: ${describe(err)}`);
+  }
+  try {
+    // The whole chain, as TLS will use it: a truncated intermediate is an
+    // error now, not when the policy is already in force.
+    createSecureContext({ cert: certPem, key: keyPem });
+  } catch (err) {
+    throw new ConfigError(certFile, `${certFile}: cannot be used for TLS: ${describe(err)}`);
   }
   return { source: certFile, keySource: keyFile, certPem, keyPem };
 }

@@ -62,6 +62,8 @@ export const DEFAULTS = {
     workers: 1,
     maxMemoryBytes: 256 * 1024 * 1024,
   },
+  // Loopback only: the API can steer the queue. Next to the SMTP default.
+  admin: { listen: "127.0.0.1:2526", tokenFileName: "admin.token" },
   /** Used only when no domain is configured anywhere. */
   domains: { localhost: { anyUser: true } },
   log: { level: "info" as const },

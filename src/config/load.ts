@@ -60,7 +60,9 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
   const configDir = options.configDir === undefined ? undefined : resolve(options.configDir);
   if (configDir !== undefined) await requireDirectory(configDir);
 
-  const file = configDir === undefined ? {} : await readMainFile(join(configDir, CONFIG_FILE_NAME));
+  const mainPath = configDir === undefined ? undefined : join(configDir, CONFIG_FILE_NAME);
+  const read = mainPath === undefined ? undefined : await readMainFile(mainPath);
+  const file = read ?? {};
   const smtp = file.smtp ?? {};
   const delivery = file.delivery ?? {};
   const relativeToConfig = (p: string) =>
@@ -73,13 +75,15 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
     }
   }
 
+  const dataDir = options.dataDir !== undefined
+    ? resolve(options.dataDir)
+    : file.data_dir !== undefined
+    ? relativeToConfig(file.data_dir)
+    : resolve(DEFAULTS.dataDir);
   return {
     configDir,
-    dataDir: options.dataDir !== undefined
-      ? resolve(options.dataDir)
-      : file.data_dir !== undefined
-      ? relativeToConfig(file.data_dir)
-      : resolve(DEFAULTS.dataDir),
+    mainFile: read === undefined ? undefined : mainPath,
+    dataDir,
     hostname: file.hostname ?? hostHostname(),
     smtp: {
       listen: smtp.listen ?? [...DEFAULTS.smtp.listen],
@@ -121,6 +125,14 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
     },
     hooks: resolveHooks(file.hooks, relativeToConfig),
     domains,
+    admin: {
+      listen: file.admin?.listen === "off"
+        ? undefined
+        : file.admin?.listen ?? DEFAULTS.admin.listen,
+      tokenFile: file.admin?.token_file !== undefined
+        ? relativeToConfig(file.admin.token_file)
+        : join(dataDir, DEFAULTS.admin.tokenFileName),
+    },
     log: { level: file.log?.level ?? DEFAULTS.log.level },
   };
 }
@@ -214,9 +226,10 @@ export async function readOptional(path: string): Promise<string | undefined> {
   }
 }
 
-async function readMainFile(path: string): Promise<ConfigFile> {
+/** The parsed main file, or undefined when there is none. */
+async function readMainFile(path: string): Promise<ConfigFile | undefined> {
   const text = await readOptional(path);
-  if (text === undefined) return {};
+  if (text === undefined) return undefined;
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   const yamlError = doc.errors[0];

@@ -215,6 +215,17 @@ export const ConfigFileSchema = v.strictObject({
     alias_resolve: HookPointSchema,
     alias_exists: HookPointSchema,
   })),
+  admin: v.optional(v.strictObject({
+    /** Address of the admin HTTP API; keep it on loopback. "off" disables it. Default: "127.0.0.1:2526". */
+    listen: v.optional(
+      v.union(
+        [v.literal("off"), ListenAddress],
+        'must be an address such as "127.0.0.1:2526", or "off"',
+      ),
+    ),
+    /** The bearer token's file, generated (mode 0600) if missing. Default: <data_dir>/admin.token. */
+    token_file: v.optional(Text("a file path")),
+  })),
   log: v.optional(v.strictObject({
     /** Application log level. Default: info. */
     level: v.optional(v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`)),

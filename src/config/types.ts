@@ -37,6 +37,8 @@ export interface CertificatePair {
 export interface Config {
   /** The configuration directory, when one was given. */
   configDir: string | undefined;
+  /** The main file (`postern.yaml`), when one was read. */
+  mainFile: string | undefined;
   /** Absolute path of the data directory. */
   dataDir: string;
   /** Name used in the greeting and in Received headers. */
@@ -79,5 +81,7 @@ export interface Config {
   hooks: HooksConfig;
   /** Local domains by name. */
   domains: ReadonlyMap<string, DomainConfig>;
+  /** The admin HTTP API; `listen` undefined when it is off. */
+  admin: { listen: string | undefined; tokenFile: string };
   log: { level: LogLevel };
 }

@@ -94,6 +94,7 @@ export class HookRunner {
   #bootstrap: string;
   #watch: TreeWatch | undefined;
   #refreshing: Promise<void> = Promise.resolve();
+  #closed = false;
 
   private constructor(options: HookRunnerOptions, hooksDir: string) {
     this.#options = options;
@@ -172,6 +173,7 @@ export class HookRunner {
     input: PostDataInput,
     open: () => AsyncIterable<Uint8Array>,
   ): Promise<PostDataVerdict | undefined> {
+    const started = performance.now();
     const installed = this.#installed.get("post-data");
     if (!installed) return undefined;
     const settings = this.#settings("post-data");
@@ -204,6 +206,11 @@ export class HookRunner {
       ? "defer"
       : "failure";
     this.#options.counters.inc("hook_calls", { hook: "post-data", outcome });
+    this.#options.counters.observe(
+      "hook_call_seconds",
+      { hook: "post-data" },
+      (performance.now() - started) / 1000,
+    );
     return verdict;
   }
 
@@ -211,6 +218,7 @@ export class HookRunner {
   async aliasResolve(address: string): Promise<AliasResolveVerdict | undefined> {
     const installed = this.#installed.get("alias-resolve");
     if (!installed) return undefined;
+    const started = performance.now();
     const settings = this.#settings("alias-resolve");
     let verdict: AliasResolveVerdict;
     if (installed.form === "module") {
@@ -231,6 +239,11 @@ export class HookRunner {
       hook: "alias-resolve",
       outcome: verdict.ok ? "ok" : "failure",
     });
+    this.#options.counters.observe(
+      "hook_call_seconds",
+      { hook: "alias-resolve" },
+      (performance.now() - started) / 1000,
+    );
     return verdict;
   }
 
@@ -238,6 +251,7 @@ export class HookRunner {
   async aliasExists(address: string): Promise<AliasExistsVerdict | undefined> {
     const installed = this.#installed.get("alias-exists");
     if (!installed) return undefined;
+    const started = performance.now();
     const settings = this.#settings("alias-exists");
     let verdict: AliasExistsVerdict;
     if (installed.form === "module") {
@@ -258,6 +272,11 @@ export class HookRunner {
       hook: "alias-exists",
       outcome: verdict.cause ? "failure" : verdict.exists ? "yes" : "no",
     });
+    this.#options.counters.observe(
+      "hook_call_seconds",
+      { hook: "alias-exists" },
+      (performance.now() - started) / 1000,
+    );
     if (verdict.cause) {
       this.#options.logger.warn("alias-exists hook failed; the address is taken as unknown", {
         address,
@@ -269,6 +288,7 @@ export class HookRunner {
 
   /** Stops watching and ends every worker. */
   close(): void {
+    this.#closed = true;
     this.#watch?.close();
     for (const installed of this.#installed.values()) {
       if (installed.form === "module") installed.pool.kill();
@@ -292,7 +312,10 @@ export class HookRunner {
   /** Installs, replaces or removes hooks whose files changed. */
   async #refresh(atStart: boolean): Promise<void> {
     for (const point of HOOK_POINTS) {
+      if (this.#closed) return;
       const found = await this.#discover(point);
+      // Closed while looking: start no worker that nothing would stop.
+      if (this.#closed) return;
       // The settings are part of what is compared: new grants need new workers.
       if (found) found.print += `\n${JSON.stringify(this.#settingsKey(point))}`;
       const current = this.#installed.get(point);

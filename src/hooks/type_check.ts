@@ -9,7 +9,7 @@
  * @module
  */
 
-import { cp, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { cp, lstat, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HOOK_POINTS } from "../../hooks/mod.ts";
@@ -25,6 +25,9 @@ export interface TypeCheckResult {
   /** deno's report, with paths shown as they are in the configuration. */
   report: string;
 }
+
+/** Files copied for the check: what a hook may import. */
+const MODULE_FILE = /\.(ts|tsx|mts|js|mjs|jsx|json)$/;
 
 /** Time allowed for `deno check`. */
 const CHECK_TIMEOUT_MS = 120_000;
@@ -49,7 +52,16 @@ export async function typeCheckHooks(
   const scratch = await mkdtemp(join(tmpdir(), "postern-check-"));
   try {
     const copy = join(scratch, "hooks");
-    await cp(hooksDir, copy, { recursive: true, dereference: true });
+    // Only what a hook can import: folders and module files, no symlinks
+    // (which could lead anywhere, a FIFO included) and no package trees.
+    await cp(hooksDir, copy, {
+      recursive: true,
+      filter: async (source) => {
+        const info = await lstat(source);
+        if (info.isDirectory()) return !/(^|\/)(node_modules|\.git)$/.test(source);
+        return info.isFile() && MODULE_FILE.test(source);
+      },
+    });
     await writeFile(join(copy, "mod.ts"), SDK_TYPES_SOURCE);
     await writeFile(join(scratch, "mod.ts"), SDK_TYPES_SOURCE);
     const childEnv: Record<string, string> = { NO_COLOR: "1" };

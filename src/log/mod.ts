@@ -5,7 +5,8 @@
  * @module
  */
 
-export { Counters } from "./counters.ts";
+export { Counters, HISTOGRAM_BUCKETS } from "./counters.ts";
+export type { Histogram } from "./counters.ts";
 export { formatFields, formatValue } from "./format.ts";
 export type { LogFields, LogValue } from "./format.ts";
 export { LOG_LEVELS, Logger } from "./logger.ts";

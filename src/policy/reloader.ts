@@ -22,6 +22,9 @@ export interface ReloaderOptions {
   pollMs?: number;
 }
 
+/** Folders watched at most, whatever a broken policy names. */
+const MAX_FOLDERS = 64;
+
 /** A running reloader. */
 export interface Reloader {
   /** Stops watching and listening for SIGHUP. */
@@ -64,6 +67,25 @@ export function startReloader(options: ReloaderOptions): Reloader {
   };
   follow(store.current.config);
   store.onSwap((next) => follow(next.config));
+  // A file the failed policy needs and that is outside every watched
+  // folder (a certificate an ACME client has yet to write): watch where it
+  // will appear, so that its arrival is noticed. The next good policy's
+  // folders replace these.
+  store.onFailure((error) => {
+    const file = (error as { file?: unknown }).file;
+    if (typeof file !== "string") return;
+    const folder = dirname(resolve(file));
+    const covered = [...watches.keys()].some((watched) => isWithin(folder, watched));
+    if (covered || watches.size >= MAX_FOLDERS) return;
+    watches.set(
+      folder,
+      watchTree(folder, reload, {
+        debounceMs: options.debounceMs ?? 30,
+        pollMs: options.pollMs ?? 500,
+        maxDepth: 0,
+      }),
+    );
+  });
   const stopHangup = options.onHangup?.(() => void store.reload("signal"));
 
   return {

@@ -27,6 +27,11 @@ const RESTART_ONLY: ReadonlyArray<{
     keep: (running, next) => ({ ...next, dataDir: running.dataDir }),
   },
   {
+    field: "admin",
+    same: (a, b) => JSON.stringify(a.admin) === JSON.stringify(b.admin),
+    keep: (running, next) => ({ ...next, admin: running.admin }),
+  },
+  {
     field: "hostname",
     same: (a, b) => a.hostname === b.hostname,
     keep: (running, next) => ({ ...next, hostname: running.hostname }),

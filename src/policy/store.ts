@@ -54,6 +54,7 @@ export class PolicyStore {
   #options: PolicyStoreOptions;
   #current: PolicySnapshot;
   #listeners: Array<(next: PolicySnapshot, previous: PolicySnapshot) => void> = [];
+  #failureListeners: Array<(error: unknown) => void> = [];
   #lastError: { message: string; at: Date } | undefined;
   #pendingRestart: string[] = [];
   #reloads = { ok: 0, failed: 0 };
@@ -93,6 +94,11 @@ export class PolicyStore {
     this.#listeners.push(listener);
   }
 
+  /** Calls `listener` with the error of every reload that failed. */
+  onFailure(listener: (error: unknown) => void): void {
+    this.#failureListeners.push(listener);
+  }
+
   /**
    * Reloads the configuration; resolves once a reload that started after
    * this call has finished (whether it swapped or kept the last good one).
@@ -126,7 +132,15 @@ export class PolicyStore {
     try {
       loaded = await this.#options.load();
     } catch (err) {
-      if (!this.#closed) this.#failed(err instanceof Error ? err.message : String(err), cause);
+      if (this.#closed) return;
+      this.#failed(err instanceof Error ? err.message : String(err), cause);
+      for (const listener of this.#failureListeners) {
+        try {
+          listener(err);
+        } catch {
+          // A listener's trouble must not hide the reload's.
+        }
+      }
       return;
     }
     if (this.#closed) return;

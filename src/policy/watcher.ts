@@ -33,6 +33,13 @@ export interface TreeWatch {
   close(): void;
 }
 
+/**
+ * Folders that are never configuration and can be huge: a repository's
+ * history, a hook's installed packages. Skipped, so that they cannot use up
+ * the entry budget before the files that matter are seen.
+ */
+const SKIPPED = new Set([".git", "node_modules"]);
+
 /** Entries looked at per tree, so a huge folder cannot stall the server. */
 const MAX_ENTRIES = 10_000;
 
@@ -67,10 +74,11 @@ export function watchTree(
         again = false;
         let current = await fingerprint(root, maxDepth, ignore);
         if (closed) return;
-        // A change found by the poll may be a write in progress (a file
-        // truncated and not yet rewritten): report the tree only once it
-        // has stayed the same for the debounce time. (After an event, the
-        // debounce already waited for quiet.)
+        // A change may be a write in progress (a file truncated and not
+        // yet rewritten, deleted and not yet created again): report the
+        // tree only once it has stayed the same for the debounce time.
+        // Events can arrive before the last write of a save, so this holds
+        // after the debounce too, not only for changes the poll finds.
         for (let n = 0; settle && last !== undefined && current !== last && n < 10; n++) {
           await new Promise((resolve) => setTimeout(resolve, debounceMs));
           const later = await fingerprint(root, maxDepth, ignore);
@@ -93,7 +101,7 @@ export function watchTree(
     if (closed) return;
     if (ignore && typeof filename === "string" && ignore(join(root, filename))) return;
     clearTimeout(debounce);
-    debounce = setTimeout(() => void compare(false), debounceMs);
+    debounce = setTimeout(() => void compare(true), debounceMs);
   };
   const startWatching = () => {
     if (watcher || closed) return;
@@ -153,7 +161,7 @@ export async function fingerprint(
     for (const name of names) {
       if (parts.length >= MAX_ENTRIES) return;
       const path = join(dir, name);
-      if (ignore?.(path)) continue;
+      if (SKIPPED.has(name) || ignore?.(path)) continue;
       try {
         const info = await stat(path);
         if (info.isDirectory()) {

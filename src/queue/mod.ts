@@ -9,7 +9,13 @@ export { DirSyncer } from "./dir_sync.ts";
 export { DurableFile, writeFileDurably } from "./durable_file.ts";
 export { isQueueId, newQueueId } from "./id.ts";
 export { Queue } from "./queue.ts";
-export type { Courier, DeliveryResult, QueueOptions } from "./queue.ts";
+export type {
+  AdminOutcome,
+  Courier,
+  DeliveryResult,
+  QueueEntryView,
+  QueueOptions,
+} from "./queue.ts";
 export { DeliveryStateSchema, EnvelopeSchema, initialState } from "./records.ts";
 export type { DeliveryState, Envelope, RecipientStatus } from "./records.ts";
 export { Spool, SpoolWriter } from "./spool.ts";

@@ -43,6 +43,28 @@ interface Entry {
   running: boolean;
 }
 
+/** What the administration sees of a queued item. */
+export interface QueueEntryView {
+  item: SpoolItem;
+  /** When the next attempt is due (milliseconds since the epoch). */
+  dueAt: number;
+  /** An attempt is running now. */
+  running: boolean;
+  held: boolean;
+}
+
+/** The outcome of an administrative action on one item. */
+export type AdminOutcome = "done" | "missing" | "busy";
+
+function view(entry: Entry): QueueEntryView {
+  return {
+    item: entry.item,
+    dueAt: entry.dueAt,
+    running: entry.running,
+    held: entry.item.state.held === true,
+  };
+}
+
 /** Schedules delivery attempts for spooled items. */
 export class Queue {
   #spool: Spool;
@@ -92,6 +114,66 @@ export class Queue {
     return this.#entries.size;
   }
 
+  /** Every item with its next attempt time and whether one is running now. */
+  list(): QueueEntryView[] {
+    return [...this.#entries.values()].map((entry) => view(entry));
+  }
+
+  /** One item, or undefined when it is not (or no longer) queued. */
+  get(id: string): QueueEntryView | undefined {
+    const entry = this.#entries.get(id);
+    return entry ? view(entry) : undefined;
+  }
+
+  /** Makes an item due now (a held one stays held). */
+  retryNow(id: string): AdminOutcome {
+    const entry = this.#entries.get(id);
+    if (!entry) return "missing";
+    if (entry.running) return "busy";
+    entry.dueAt = this.#now();
+    this.#pump();
+    return "done";
+  }
+
+  /**
+   * Holds or releases an item. A held item gets no attempt until it is
+   * released; the hold is kept in the spool, so it survives a restart.
+   */
+  async setHeld(id: string, held: boolean): Promise<AdminOutcome> {
+    const entry = this.#entries.get(id);
+    if (!entry) return "missing";
+    if (entry.running) return "busy";
+    const state: DeliveryState = { ...structuredClone(entry.item.state) };
+    if (held) state.held = true;
+    else delete state.held;
+    await this.#spool.saveState(id, state);
+    entry.item.state = state;
+    if (!held) entry.dueAt = this.#now();
+    this.#pump();
+    return "done";
+  }
+
+  /**
+   * Ends an item at once. `bounce` marks its pending recipients failed (a
+   * bounce to the sender follows once outbound delivery exists); `delete`
+   * drops it without a trace but the mail log line.
+   */
+  async finish(id: string, how: "bounce" | "delete", reason: string): Promise<AdminOutcome> {
+    const entry = this.#entries.get(id);
+    if (!entry) return "missing";
+    if (entry.running) return "busy";
+    this.#entries.delete(id);
+    const { recipients } = entry.item.state;
+    for (const rcpt of recipients) {
+      if (rcpt.status !== "pending") continue;
+      this.#mailLog.delivery(id, rcpt.address, "failed", { error: `${how}: ${reason}` });
+    }
+    await this.#spool.remove(id);
+    const sent = recipients.filter((r) => r.status === "sent").length;
+    this.#mailLog.completed(id, sent, recipients.length - sent);
+    return "done";
+  }
+
   /** Adds an item; its first attempt is due now unless its state says later. */
   add(item: SpoolItem): void {
     const next = item.state.next_attempt_at;
@@ -112,7 +194,7 @@ export class Queue {
     const now = this.#now();
     let earliest = Infinity;
     for (const entry of this.#entries.values()) {
-      if (entry.running) continue;
+      if (entry.running || entry.item.state.held) continue;
       if (entry.dueAt <= now && this.#active < this.#options.concurrency) {
         this.#start(entry);
       } else if (entry.dueAt > now) {

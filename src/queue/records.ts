@@ -47,6 +47,8 @@ export const DeliveryStateSchema = v.strictObject({
   })),
   /** Earliest time of the next attempt (ISO 8601). */
   next_attempt_at: v.optional(v.pipe(v.string(), v.isoTimestamp())),
+  /** Held by the administrator: no attempt until released. */
+  held: v.optional(v.boolean()),
 });
 
 /** Per-recipient delivery state of a queued message. */

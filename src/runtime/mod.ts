@@ -103,3 +103,5 @@ export function resourceUsage(): ResourceUsage {
     cpuMicros: cpu.user + cpu.system,
   };
 }
+export { serveHttp } from "./http.ts";
+export type { FetchHandler, HttpServer } from "./http.ts";

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { clientKey } from "./rate_limits.ts";
 import { Replies, type SmtpReply } from "./reply.ts";
 
 /** Counts open connections and refuses those over the limits. */
@@ -37,8 +38,10 @@ export class ConnectionLimits {
    * Counts a new session, or returns the 421 reply that refuses it (RFC
    * 5321 section 3.8: the server may close with 421 when it must).
    */
-  admit(sessionId: string, ip: string): SmtpReply | undefined {
+  admit(sessionId: string, address: string): SmtpReply | undefined {
     if (this.#sessions.size >= this.#max) return Replies.tooManyConnections;
+    // An IPv6 host counts as its /64, which it may use all of.
+    const ip = clientKey(address);
     const fromIp = this.#byIp.get(ip) ?? 0;
     if (fromIp >= this.#maxPerIp) return Replies.tooManyConnectionsFromIp;
     this.#byIp.set(ip, fromIp + 1);

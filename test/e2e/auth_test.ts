@@ -167,6 +167,8 @@ async function startListening(
     "--listen",
     `127.0.0.1:${port}`,
     ...extraListen.flatMap((a) => ["--listen", a]),
+    "--admin-listen",
+    "127.0.0.1:0",
   ]);
   const child = spawn(cmd!, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   const mailLog: string[] = [];

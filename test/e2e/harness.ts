@@ -87,6 +87,8 @@ export interface StartOptions {
   port?: number;
   /** Run on the embedded default configuration (no --config). */
   noConfig?: boolean;
+  /** `--admin-listen`; default: a free loopback port. */
+  adminListen?: string;
 }
 
 /** Starts Postern with a temporary config and data directory. */
@@ -102,6 +104,9 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
     dataDir,
     "--listen",
     `127.0.0.1:${port}`,
+    // Servers run side by side: each admin API on a port of its own.
+    "--admin-listen",
+    options.adminListen ?? "127.0.0.1:0",
   ]);
   const child = spawn(cmd!, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   const mailLog: string[] = [];

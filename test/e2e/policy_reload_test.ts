@@ -224,6 +224,19 @@ describe("policy reload", () => {
     s.close();
   });
 
+  it("keeps the last good policy when postern.yaml disappears, and applies it when it is back", async () => {
+    const main = join(server.configDir, "postern.yaml");
+    await writeInPlace(main, "domains:\n  extra.test:\n    any_user: true\n");
+    await untilRcpt(server, "x@extra.test", /^250 /);
+    const mark = logLines(server);
+    await unlink(main);
+    const error = await untilLog(server, /policy reload failed/, mark);
+    assert.match(error, /postern\.yaml: the file is gone/);
+    assert.match(await rcptReply(server, "x@extra.test"), /^250 /);
+    await writeFile(main, "");
+    await untilRcpt(server, "x@extra.test", /^550 5\.7\.1 /);
+  });
+
   it("reloads on SIGHUP", async () => {
     const mark = logLines(server);
     // process.kill, not child.kill: Deno's ChildProcess sends one signal only.
@@ -281,9 +294,11 @@ describe("policy reload from a Kubernetes ConfigMap (symlink swap)", () => {
 });
 
 /** A self-signed certificate and key for `name`, PEM, from openssl. */
+let certificatesMade = 0;
 async function makeCertificate(dir: string, name: string): Promise<{ cert: string; key: string }> {
-  const cert = join(dir, `${name}-${Date.now()}.crt`);
-  const key = join(dir, `${name}-${Date.now()}.key`);
+  const serial = ++certificatesMade;
+  const cert = join(dir, `${name}-${serial}.crt`);
+  const key = join(dir, `${name}-${serial}.key`);
   const made = await run("openssl", [
     "req",
     "-x509",
@@ -385,6 +400,44 @@ describe("certificate renewal", () => {
     ]);
     assert.equal(sent.code, 0, `${sent.stdout}${sent.stderr}\nserver log:\n${server.stderr()}`);
     assert.ok(replies(sent.stdout).some((l) => l.startsWith("250 2.0.0 Ok: queued")));
+  });
+});
+
+describe("a first certificate from an ACME client, named before it exists", () => {
+  let server: Server;
+  let acmeDir: string;
+  before(async () => {
+    acmeDir = await tempDir("postern-acme-first-");
+    server = await startServer({ config: { "domains/example.test/users": "alice\n" } });
+  });
+  after(async () => {
+    await cleanup(server);
+    await rm(acmeDir, { recursive: true, force: true });
+  });
+
+  it("is served once the files appear, with no other change", async () => {
+    const live = join(acmeDir, "live", "mx.example.test");
+    const mark = logLines(server);
+    await writeInPlace(
+      join(server.configDir, "postern.yaml"),
+      `tls:\n  cert: ${join(live, "fullchain.pem")}\n  key: ${join(live, "privkey.pem")}\n`,
+    );
+    const error = await untilLog(server, /policy reload failed/, mark);
+    assert.match(error, /fullchain\.pem: the certificate file is missing/);
+    // The ACME client creates the folders and the files later.
+    const issued = await makeCertificate(acmeDir, "mx.example.test");
+    await mkdir(live, { recursive: true });
+    await rename(issued.key, join(live, "privkey.pem"));
+    await rename(issued.cert, join(live, "fullchain.pem"));
+    const expected = await fingerprintOf(join(live, "fullchain.pem"));
+    await eventually(
+      async () => {
+        const served = await servedFingerprint(server);
+        return served === expected ? served : undefined;
+      },
+      10_000,
+      "the new certificate to be served",
+    );
   });
 });
 

@@ -232,6 +232,51 @@ describe("startReloader", () => {
     await provokeReload(state, join(live, "cert.pem"));
   });
 
+  it("a file a failed reload names outside every watched folder is watched until it appears", async () => {
+    // An ACME client's folder that does not exist yet when the policy names it.
+    const live = join(root, "letsencrypt", "live", "mx");
+    const certFile = join(live, "fullchain.pem");
+    const initial: Config = { ...base, configDir, dataDir: join(root, "data"), certificates: [] };
+    let loads = 0;
+    let missing = true;
+    const store = new PolicyStore(initial, {
+      load: () => {
+        loads++;
+        if (missing) {
+          return Promise.reject(
+            Object.assign(new Error(`${certFile}: the certificate file is missing`), {
+              file: certFile,
+            }),
+          );
+        }
+        return Promise.resolve({ ...initial, certificates: [pair(certFile)] });
+      },
+      logger: new Logger("debug", (line) => lines.push(line)),
+      counters: new Counters(),
+      errorLogIntervalMs: 10,
+    });
+    stores.push(store);
+    let hangup: (() => void) | undefined;
+    start(store, (handler) => {
+      hangup = handler;
+      return () => {};
+    });
+    hangup!();
+    await eventually(() => store.status().lastError !== undefined, "the failed reload");
+    const failedLoads = loads;
+    await sleep(100);
+    // The certificate arrives: nothing else changes, and no signal is sent.
+    missing = false;
+    await mkdir(live, { recursive: true });
+    await writeFile(certFile, "-----BEGIN CERTIFICATE-----\n");
+    await eventually(
+      () => store.current.config.certificates.length === 1,
+      "the reload it triggers",
+    );
+    assert.ok(loads > failedLoads);
+    assert.equal(store.status().lastError, undefined);
+  });
+
   it("onHangup: the handler reloads with cause signal, and close() unsubscribes", async () => {
     const config: Config = { ...base, configDir: undefined, certificates: [] };
     const state = countingStore(() => config);

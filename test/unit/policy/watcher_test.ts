@@ -228,6 +228,21 @@ describe("fingerprint", () => {
     assert.ok(a.includes(join(dir, "post-data", "lists", "block.txt")));
   });
 
+  it("fingerprint() skips .git and node_modules, which cannot crowd out the files that matter", async () => {
+    await writeTree(dir, {
+      ".git/objects/aa/1": "x",
+      "post-data/node_modules/pkg/index.js": "x",
+    });
+    const a = await fingerprint(dir);
+    assert.ok(!a.includes(".git"));
+    assert.ok(!a.includes("node_modules"));
+    await writeFile(join(dir, ".git/objects/aa/1"), "changed");
+    assert.equal(await fingerprint(dir), a);
+    // A ConfigMap's "..data" folder is not skipped.
+    await writeTree(dir, { "..data/postern.yaml": "x" });
+    assert.ok((await fingerprint(dir)).includes("..data"));
+  });
+
   it("fingerprint() changes when a file's size changes", async () => {
     const a = await fingerprint(dir);
     await writeFile(join(dir, "post-data.ts"), "export default () => 100;\n");

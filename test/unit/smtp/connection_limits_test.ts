@@ -55,4 +55,25 @@ describe("ConnectionLimits", () => {
     assert.equal(limits.admit("a3", "192.0.2.1"), undefined);
     assert.ok(limits.admit("a4", "192.0.2.1"));
   });
+
+  it("counts an IPv6 client by its /64, which one host may use all of", () => {
+    const limits = new ConnectionLimits(10, 2);
+    assert.equal(limits.admit("a1", "2001:db8:1:2::1"), undefined);
+    assert.equal(limits.admit("a2", "2001:db8:1:2:ffff::9"), undefined);
+    assert.deepEqual(limits.admit("a3", "2001:db8:1:2::77")?.code, 421);
+    assert.equal(limits.admit("a4", "2001:db8:1:3::1"), undefined, "another /64 is another client");
+    limits.release("a1");
+    assert.equal(limits.admit("a5", "2001:db8:1:2::5"), undefined);
+  });
+
+  it("setLimits() applies to the next connections and keeps those open", () => {
+    const limits = new ConnectionLimits(10, 1);
+    assert.equal(limits.admit("a1", "192.0.2.1"), undefined);
+    assert.ok(limits.admit("a2", "192.0.2.1"));
+    limits.setLimits(10, 3);
+    assert.equal(limits.admit("a3", "192.0.2.1"), undefined);
+    limits.setLimits(1, 3);
+    assert.ok(limits.admit("a4", "192.0.2.2"));
+    assert.equal(limits.open, 2);
+  });
 });

@@ -1,0 +1,303 @@
+/**
+ * The admin HTTP API (Hono): health, status, policy reload, Prometheus
+ * metrics and the queue. Every route but `/health` and `/openapi.json`
+ * needs `Authorization: Bearer <token>`; every query and body is validated
+ * with valibot; every error is JSON with a message.
+ *
+ * @module
+ */
+
+import { vValidator } from "@hono/valibot-validator";
+import { type Context, Hono } from "hono";
+import * as v from "valibot";
+import type { Counters } from "../log/mod.ts";
+import type { PolicyStore } from "../policy/mod.ts";
+import type { AdminOutcome, Queue, QueueEntryView, Spool } from "../queue/mod.ts";
+import { type Gauge, METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
+import { OPENAPI } from "./openapi.ts";
+import { sameToken } from "./token.ts";
+
+/** What the API reads and steers. */
+export interface AdminDeps {
+  token: string;
+  version: string;
+  runtime: string;
+  startedAt: Date;
+  /** Bound SMTP addresses. */
+  listeners: readonly string[];
+  policy: PolicyStore;
+  queue: Queue;
+  spool: Spool;
+  counters: Counters;
+  /** Hook points and their workers. */
+  hooks: () => unknown;
+  /** SMTP connections open now. */
+  connectionsOpen: () => number;
+  now?: () => number;
+}
+
+/** Most header bytes `GET /queue/:id` shows. */
+const MAX_HEADER_BYTES = 64 * 1024;
+
+const QueueQuerySchema = v.strictObject({
+  /** Items with a recipient in this domain. */
+  domain: v.optional(v.pipe(v.string(), v.minLength(1), v.toLowerCase())),
+  /** Items from this envelope sender ("" for the null sender). */
+  sender: v.optional(v.pipe(v.string(), v.toLowerCase())),
+  /** pending (waiting for an attempt), held, or running. */
+  state: v.optional(v.picklist(["pending", "held", "running"], "must be pending, held or running")),
+  /** Items at least this many seconds in the queue. */
+  min_age: v.optional(
+    v.pipe(v.string(), v.regex(/^\d+$/, "must be whole seconds"), v.transform(Number)),
+  ),
+  limit: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^\d+$/, "must be a whole number"),
+      v.transform(Number),
+      v.minValue(1, "must be at least 1"),
+      v.maxValue(1000, "must be at most 1000"),
+    ),
+    "100",
+  ),
+  offset: v.optional(
+    v.pipe(v.string(), v.regex(/^\d+$/, "must be a whole number"), v.transform(Number)),
+    "0",
+  ),
+});
+
+const BounceBodySchema = v.strictObject({
+  reason: v.optional(
+    v.pipe(
+      v.string("must be text"),
+      v.maxLength(200, "must be at most 200 characters"),
+      v.regex(/^[\x20-\x7e]*$/, "must be printable ASCII"),
+    ),
+  ),
+});
+
+/** A 400 naming each field at fault, from valibot's issues. */
+function invalid(result: { success: boolean; issues?: unknown }, c: Context) {
+  if (result.success) return;
+  const issues = (result.issues as v.BaseIssue<unknown>[]).map((issue) => ({
+    field: (issue.path ?? []).map((p) => String(p.key)).join(".") || "(request)",
+    problem: issue.type === "strict_object" ? "is not a known field" : issue.message,
+  }));
+  return c.json({ error: "invalid request", issues }, 400);
+}
+
+/** Builds the API. */
+export function adminApp(deps: AdminDeps): Hono {
+  const now = deps.now ?? Date.now;
+  const app = new Hono();
+
+  app.onError((err, c) => c.json({ error: `internal error: ${err.message}` }, 500));
+  app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+
+  app.get("/health", (c) => c.json({ status: "ok" }));
+  app.get("/openapi.json", (c) => c.json(OPENAPI));
+
+  app.use("*", async (c, next) => {
+    const header = c.req.header("authorization") ?? "";
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!match || !sameToken(match[1]!, deps.token)) {
+      c.header("WWW-Authenticate", 'Bearer realm="postern"');
+      return c.json({ error: "a valid bearer token is required" }, 401);
+    }
+    await next();
+  });
+
+  app.get("/status", (c) => c.json(status(deps, now())));
+
+  app.post("/reload", async (c) => {
+    await deps.policy.reload("api");
+    const policy = deps.policy.status();
+    return c.json({ ok: policy.lastError === undefined, policy: policyJson(policy) });
+  });
+
+  app.get("/metrics", (c) => {
+    c.header("Content-Type", METRICS_CONTENT_TYPE);
+    return c.body(renderMetrics(deps.counters, gauges(deps, now())));
+  });
+
+  app.get("/queue", vValidator("query", QueueQuerySchema, invalid), (c) => {
+    const query = c.req.valid("query");
+    const at = now();
+    const matching = deps.queue.list().filter((entry) => {
+      const { envelope } = entry.item;
+      if (query.sender !== undefined && envelope.from.toLowerCase() !== query.sender) return false;
+      if (
+        query.domain !== undefined &&
+        !entry.item.state.recipients.some((r) =>
+          r.status === "pending" && r.address.toLowerCase().endsWith(`@${query.domain}`)
+        )
+      ) return false;
+      if (query.state !== undefined && stateOf(entry) !== query.state) return false;
+      if (query.min_age !== undefined && ageSeconds(entry, at) < query.min_age) return false;
+      return true;
+    }).sort((a, b) => a.item.envelope.received_at.localeCompare(b.item.envelope.received_at));
+    return c.json({
+      total: matching.length,
+      offset: query.offset,
+      items: matching.slice(query.offset, query.offset + query.limit).map((e) => itemJson(e, at)),
+    });
+  });
+
+  app.get("/queue/:id", async (c) => {
+    const entry = deps.queue.get(c.req.param("id"));
+    if (!entry) return c.json({ error: `no queued message ${c.req.param("id")}` }, 404);
+    return c.json({ ...itemJson(entry, now()), headers: await headersOf(deps.spool, entry) });
+  });
+
+  const act = (c: Context, id: string, outcome: AdminOutcome, done: string) => {
+    if (outcome === "missing") return c.json({ error: `no queued message ${id}` }, 404);
+    if (outcome === "busy") {
+      return c.json({ error: `${id} is being delivered right now; try again shortly` }, 409);
+    }
+    return c.json({ ok: true, id, done });
+  };
+  app.post("/queue/:id/retry", (c) => {
+    const id = c.req.param("id");
+    return act(c, id, deps.queue.retryNow(id), "due now");
+  });
+  app.post("/queue/:id/hold", async (c) => {
+    const id = c.req.param("id");
+    return act(c, id, await deps.queue.setHeld(id, true), "held");
+  });
+  app.post("/queue/:id/release", async (c) => {
+    const id = c.req.param("id");
+    return act(c, id, await deps.queue.setHeld(id, false), "released");
+  });
+  app.post("/queue/:id/bounce", vValidator("json", BounceBodySchema, invalid), async (c) => {
+    const id = c.req.param("id") ?? "";
+    const reason = c.req.valid("json").reason ?? "bounced by the administrator";
+    return act(c, id, await deps.queue.finish(id, "bounce", reason), "bounced");
+  });
+  app.delete("/queue/:id", async (c) => {
+    const id = c.req.param("id");
+    return act(
+      c,
+      id,
+      await deps.queue.finish(id, "delete", "deleted by the administrator"),
+      "deleted",
+    );
+  });
+
+  return app;
+}
+
+function stateOf(entry: QueueEntryView): "pending" | "held" | "running" {
+  return entry.running ? "running" : entry.held ? "held" : "pending";
+}
+
+function ageSeconds(entry: QueueEntryView, at: number): number {
+  return Math.max(0, Math.floor((at - Date.parse(entry.item.envelope.received_at)) / 1000));
+}
+
+function itemJson(entry: QueueEntryView, at: number) {
+  const { envelope, state } = entry.item;
+  return {
+    id: envelope.id,
+    from: envelope.from,
+    to: envelope.to,
+    received_at: envelope.received_at,
+    age_seconds: ageSeconds(entry, at),
+    client: envelope.client,
+    state: stateOf(entry),
+    next_attempt_at: entry.held ? null : new Date(entry.dueAt).toISOString(),
+    recipients: state.recipients.map((r) => ({
+      address: r.address,
+      status: r.status,
+      attempts: r.attempts,
+      ...(r.last_error === undefined ? {} : { last_error: r.last_error }),
+    })),
+  };
+}
+
+/** The message's header section, from the spool, at most {@linkcode MAX_HEADER_BYTES}. */
+async function headersOf(spool: Spool, entry: QueueEntryView): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  for await (const chunk of spool.openMessage(entry.item)) {
+    text += decoder.decode(chunk, { stream: true });
+    const end = text.indexOf("\r\n\r\n");
+    if (end >= 0) return text.slice(0, end + 2);
+    if (text.length >= MAX_HEADER_BYTES) break;
+  }
+  return text.slice(0, MAX_HEADER_BYTES);
+}
+
+function policyJson(policy: ReturnType<PolicyStore["status"]>) {
+  return {
+    epoch: policy.epoch,
+    loaded_at: policy.loadedAt.toISOString(),
+    last_error: policy.lastError
+      ? { message: policy.lastError.message, at: policy.lastError.at.toISOString() }
+      : null,
+    pending_restart: policy.pendingRestart,
+    reloads: policy.reloads,
+  };
+}
+
+function status(deps: AdminDeps, at: number) {
+  const items = deps.queue.list();
+  const oldest = items.reduce<string | undefined>(
+    (min, e) =>
+      min === undefined || e.item.envelope.received_at < min ? e.item.envelope.received_at : min,
+    undefined,
+  );
+  return {
+    version: deps.version,
+    runtime: deps.runtime,
+    started_at: deps.startedAt.toISOString(),
+    uptime_seconds: Math.floor((at - deps.startedAt.getTime()) / 1000),
+    listeners: deps.listeners,
+    connections: deps.connectionsOpen(),
+    policy: policyJson(deps.policy.status()),
+    hooks: deps.hooks(),
+    queue: {
+      size: items.length,
+      held: items.filter((e) => e.held).length,
+      oldest_received_at: oldest ?? null,
+      oldest_age_seconds: oldest === undefined ? 0 : Math.floor((at - Date.parse(oldest)) / 1000),
+    },
+  };
+}
+
+function gauges(deps: AdminDeps, at: number): Gauge[] {
+  const items = deps.queue.list();
+  const oldest = items.reduce(
+    (min, e) => Math.min(min, Date.parse(e.item.envelope.received_at)),
+    at,
+  );
+  const policy = deps.policy.status();
+  return [
+    { name: "queue_messages", help: "Messages in the queue", value: items.length },
+    {
+      name: "queue_held_messages",
+      help: "Messages held by the administrator",
+      value: items.filter((e) => e.held).length,
+    },
+    {
+      name: "queue_oldest_age_seconds",
+      help: "Age of the oldest queued message",
+      value: Math.floor((at - oldest) / 1000),
+    },
+    {
+      name: "smtp_connections_open",
+      help: "SMTP connections open now",
+      value: deps.connectionsOpen(),
+    },
+    { name: "policy_epoch", help: "Epoch of the policy in force", value: policy.epoch },
+    {
+      name: "policy_last_reload_failed",
+      help: "1 while the last reload failed (the previous policy is in force)",
+      value: policy.lastError ? 1 : 0,
+    },
+    {
+      name: "uptime_seconds",
+      help: "Seconds since start",
+      value: Math.floor((at - deps.startedAt.getTime()) / 1000),
+    },
+  ];
+}

@@ -1,0 +1,147 @@
+/**
+ * The command-line side of the admin API: `postern status`, `postern
+ * reload` and `postern queue …` call the running server with the address
+ * it recorded in `<data>/run/admin.json` (or `admin.listen`) and the token
+ * from its token file.
+ *
+ * @module
+ */
+
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Config } from "../config/mod.ts";
+import { ADMIN_STATE_FILE } from "./server.ts";
+
+/** What one command printed and its exit status. */
+export interface CliResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `postern status|reload|queue …` (the words after `postern`). */
+export async function runAdminCommand(config: Config, words: string[]): Promise<CliResult> {
+  const [command, sub, id] = words;
+  let request: { method: string; path: string; body?: unknown };
+  switch (command) {
+    case "status":
+      request = { method: "GET", path: "/status" };
+      break;
+    case "reload":
+      request = { method: "POST", path: "/reload" };
+      break;
+    case "queue": {
+      const needsId = ["show", "retry", "bounce", "rm", "hold", "release"];
+      if (sub === "ls" || sub === undefined) {
+        request = { method: "GET", path: "/queue?limit=1000" };
+      } else if (needsId.includes(sub) && id !== undefined) {
+        const path = `/queue/${encodeURIComponent(id)}`;
+        request = sub === "show"
+          ? { method: "GET", path }
+          : sub === "rm"
+          ? { method: "DELETE", path }
+          : { method: "POST", path: `${path}/${sub}`, ...(sub === "bounce" ? { body: {} } : {}) };
+      } else {
+        return usage(`usage: postern queue ls | postern queue ${needsId.join("|")} ID`);
+      }
+      break;
+    }
+    default:
+      return usage(`unknown admin command "${command}"`);
+  }
+
+  let target: { base: string; token: string };
+  try {
+    target = await locate(config);
+  } catch (err) {
+    return { status: 1, stdout: "", stderr: `postern: ${(err as Error).message}\n` };
+  }
+  let response: Response;
+  try {
+    response = await fetch(`${target.base}${request.path}`, {
+      method: request.method,
+      headers: {
+        authorization: `Bearer ${target.token}`,
+        ...(request.body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      ...(request.body === undefined ? {} : { body: JSON.stringify(request.body) }),
+    });
+  } catch (err) {
+    return {
+      status: 1,
+      stdout: "",
+      stderr: `postern: the server's admin API at ${target.base} does not answer (${
+        (err as Error).message
+      }); is postern running?\n`,
+    };
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    return { status: 1, stdout: "", stderr: `postern: ${body.error ?? response.statusText}\n` };
+  }
+  if (command === "queue" && (sub === "ls" || sub === undefined)) {
+    return { status: 0, stdout: queueTable(body.items ?? []), stderr: "" };
+  }
+  return { status: 0, stdout: JSON.stringify(body, null, 2) + "\n", stderr: "" };
+}
+
+function usage(message: string): CliResult {
+  return { status: 2, stdout: "", stderr: `postern: ${message}\n` };
+}
+
+/** The address and token of the running server's admin API. */
+async function locate(config: Config): Promise<{ base: string; token: string }> {
+  let address = config.admin.listen;
+  try {
+    const state = JSON.parse(
+      await readFile(join(config.dataDir, "run", ADMIN_STATE_FILE), "utf8"),
+    );
+    if (typeof state.address === "string") address = state.address;
+  } catch {
+    // Not started from this data directory yet: the configured address.
+  }
+  if (address === undefined) throw new Error("the admin API is off (admin.listen: off)");
+  let token: string;
+  try {
+    token = (await readFile(config.admin.tokenFile, "utf8")).trim();
+  } catch (err) {
+    throw new Error(
+      `cannot read the admin token ${config.admin.tokenFile}: ${(err as Error).message}`,
+    );
+  }
+  return { base: `http://${address}`, token };
+}
+
+interface QueueRow {
+  id: string;
+  age_seconds: number;
+  state: string;
+  from: string;
+  recipients: Array<{ address: string; status: string; last_error?: string }>;
+}
+
+function queueTable(items: QueueRow[]): string {
+  if (items.length === 0) return "queue is empty\n";
+  const rows = [["ID", "AGE", "STATE", "FROM", "TO (PENDING)", "LAST ERROR"]];
+  for (const item of items) {
+    const pending = item.recipients.filter((r) => r.status === "pending");
+    rows.push([
+      item.id,
+      age(item.age_seconds),
+      item.state,
+      `<${item.from}>`,
+      pending.map((r) => r.address).join(","),
+      (pending.find((r) => r.last_error)?.last_error ?? "").slice(0, 60),
+    ]);
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd())
+    .join("\n") + "\n";
+}
+
+function age(seconds: number): string {
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.floor(seconds / 60)}m`;
+  if (seconds < 172_800) return `${Math.floor(seconds / 3600)}h`;
+  return `${Math.floor(seconds / 86_400)}d`;
+}

@@ -1,0 +1,59 @@
+/**
+ * Starts the admin API: the token (read or generated), the HTTP listener,
+ * and `<data>/run/admin.json`, which tells the command-line tools the
+ * address actually bound (port 0 picks one).
+ *
+ * @module
+ */
+
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "../log/mod.ts";
+import { type HttpServer, serveHttp } from "../runtime/mod.ts";
+import { adminApp, type AdminDeps } from "./app.ts";
+import { loadOrCreateToken } from "./token.ts";
+
+/** Options of {@linkcode startAdmin}. */
+export interface AdminOptions {
+  /** `host:port` to listen on. */
+  listen: string;
+  tokenFile: string;
+  /** Where `admin.json` goes. */
+  runDir: string;
+  logger: Logger;
+  deps: Omit<AdminDeps, "token">;
+}
+
+/** Name of the file that records the bound address. */
+export const ADMIN_STATE_FILE = "admin.json";
+
+/**
+ * Starts serving the API.
+ *
+ * @throws {Error} when the token file cannot be read or written, or the
+ * address cannot be bound: a clear start-up error.
+ */
+export async function startAdmin(options: AdminOptions): Promise<HttpServer> {
+  const token = await loadOrCreateToken(options.tokenFile);
+  if (token.created) {
+    options.logger.info("admin token generated", { file: options.tokenFile });
+  }
+  if (token.warning) options.logger.warn(token.warning);
+  const match = /^\[?([^\]]*)\]?:(\d+)$/.exec(options.listen);
+  if (!match) throw new Error(`admin.listen: cannot parse "${options.listen}"`);
+  const app = adminApp({ ...options.deps, token: token.token });
+  let server: HttpServer;
+  try {
+    server = serveHttp(match[1]!, Number(match[2]), (request) => app.fetch(request));
+  } catch (err) {
+    throw new Error(
+      `admin API: cannot listen on ${options.listen}: ${err instanceof Error ? err.message : err}`,
+    );
+  }
+  await mkdir(options.runDir, { recursive: true, mode: 0o700 });
+  const state = join(options.runDir, ADMIN_STATE_FILE);
+  await writeFile(`${state}.tmp`, JSON.stringify({ address: server.address }) + "\n");
+  await rename(`${state}.tmp`, state);
+  options.logger.info("admin api listening", { addr: server.address });
+  return server;
+}

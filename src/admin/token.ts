@@ -1,0 +1,76 @@
+/**
+ * The admin API's bearer token: read from its file, or generated on first
+ * start (256 random bits) and written with mode 0600, so that only the
+ * server's user (and root) can use the API. The token is never logged.
+ *
+ * @module
+ */
+
+import { mkdir, open, readFile, stat } from "node:fs/promises";
+import { dirname } from "node:path";
+
+/** What {@linkcode loadOrCreateToken} found or did. */
+export interface AdminToken {
+  token: string;
+  /** True when the file was written just now. */
+  created: boolean;
+  /** A warning about the file's permissions, when others may read it. */
+  warning?: string;
+}
+
+/** Tokens shorter than this are refused: guessable. */
+const MIN_TOKEN_LENGTH = 16;
+
+/**
+ * Reads the token from `path`, or creates the file with a new one.
+ *
+ * @throws {Error} naming the file when it cannot be read or written, or
+ * holds a token too short to be safe.
+ */
+export async function loadOrCreateToken(path: string): Promise<AdminToken> {
+  let text: string | undefined;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as { code?: string }).code !== "ENOENT") {
+      throw new Error(`${path}: cannot read the admin token: ${(err as Error).message}`);
+    }
+  }
+  if (text !== undefined) {
+    const token = text.trim();
+    if (token.length < MIN_TOKEN_LENGTH) {
+      throw new Error(
+        `${path}: the admin token must be at least ${MIN_TOKEN_LENGTH} characters`,
+      );
+    }
+    const mode = (await stat(path)).mode & 0o077;
+    return {
+      token,
+      created: false,
+      ...(mode !== 0 ? { warning: `${path} is readable by other users; chmod 600 it` } : {}),
+    };
+  }
+  const bytes = new Uint8Array(32);
+  crypto.getRandomValues(bytes);
+  const token = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_")
+    .replace(/=+$/, "");
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  // "wx": never overwrite a token another process wrote meanwhile.
+  const handle = await open(path, "wx", 0o600);
+  try {
+    await handle.writeFile(`${token}\n`);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return { token, created: true };
+}
+
+/** Compares two strings in time independent of where they differ. */
+export function sameToken(given: string, expected: string): boolean {
+  const a = new TextEncoder().encode(given);
+  const b = new TextEncoder().encode(expected);
+  let difference = a.length ^ b.length;
+  for (let i = 0; i < b.length; i++) difference |= (a[i] ?? 0) ^ b[i]!;
+  return difference === 0;
+}
