@@ -37,6 +37,9 @@
 #                                       save to the first SMTP transaction that sees it (50 edits of
 #                                       each kind of write), and intake (small c=20) while a users file
 #                                       is rewritten every 100 ms, as a ratio to the same server without
+#   ADMIN=1                             also measure intake (small c=20) while /metrics and /status of the
+#                                       admin API are each polled 10 times a second, as a ratio to the
+#                                       same server without
 #   KEEP_TMP=1                          keep the temp dir (server logs, spools)
 set -u -o pipefail
 
@@ -50,6 +53,7 @@ BUN=${BUN:-auto}
 HOOKS=${HOOKS:-1}
 SPF=${SPF:-1}
 RELOAD=${RELOAD:-1}
+ADMIN=${ADMIN:-1}
 PORT_BASE=${BENCH_PORT_BASE:-2625}
 BENCH_NETNS=${BENCH_NETNS:-auto}
 POSTERN_MAX_PER_IP=${POSTERN_MAX_PER_IP:-100}
@@ -168,7 +172,7 @@ fi
 
 P_DENO=$PORT_BASE; P_BUN=$((PORT_BASE+1)); P_PF=$((PORT_BASE+2)); P_CQ=$((PORT_BASE+3))
 if [ "${BENCH_NS:-0}" != 1 ]; then
-  for p in $(seq "$PORT_BASE" $((PORT_BASE+14))); do
+  for p in $(seq "$PORT_BASE" $((PORT_BASE+16))); do
     python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$p))" 2>/dev/null ||
       fail "port 127.0.0.1:$p is in use (set BENCH_PORT_BASE)"
   done
@@ -183,7 +187,8 @@ SERVERS=(postern-deno postfix chasquid)
 declare -A PORT=([postern-deno]=$P_DENO [postern-bun]=$P_BUN [postfix]=$P_PF [chasquid]=$P_CQ
   [chasquid+hook]=$((PORT_BASE+6)) [postern-deno+hook]=$((PORT_BASE+9)) [postern-bun+hook]=$((PORT_BASE+10))
   [postern-deno+spf]=$((PORT_BASE+11)) [postern-bun+spf]=$((PORT_BASE+12))
-  [postern-deno+reload]=$((PORT_BASE+13)) [postern-bun+reload]=$((PORT_BASE+14)))
+  [postern-deno+reload]=$((PORT_BASE+13)) [postern-bun+reload]=$((PORT_BASE+14))
+  [postern-deno+admin]=$((PORT_BASE+15)) [postern-bun+admin]=$((PORT_BASE+16)))
 # Servers with a trivial post-data hook, measured on small c=20 only.
 HOOK_SERVERS=()
 if [ "$HOOKS" = 1 ]; then
@@ -197,6 +202,10 @@ fi
 if [ "$RELOAD" = 1 ]; then
   HOOK_SERVERS+=(postern-deno+reload)
   [ "$BUN" = 1 ] && HOOK_SERVERS+=(postern-bun+reload)
+fi
+if [ "$ADMIN" = 1 ]; then
+  HOOK_SERVERS+=(postern-deno+admin)
+  [ "$BUN" = 1 ] && HOOK_SERVERS+=(postern-bun+admin)
 fi
 declare -A ROOTPID
 
@@ -231,6 +240,20 @@ setup_postern() {
   echo 'export default () => ({ action: "accept", headers: ["X-Hook: ok"] });' > "$h/hooks/post-data.ts"
   # The same configuration, rewritten every 100 ms while it is measured.
   cp -r "$c" "$RT/postern/config-reload"
+  # The same configuration, its admin API polled while it is measured.
+  cp -r "$c" "$RT/postern/config-admin"
+}
+# Polls /metrics and /status of server $1's admin API, each 10 times a
+# second, until killed; counts the answers in $2.
+admin_poller() {
+  local d=$RT/$1/data addr token n=0
+  addr=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['address'])" "$d/run/admin.json")
+  token=$(cat "$d/admin.token")
+  while :; do
+    curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: Bearer $token" "http://$addr/metrics" >> "$2" &
+    curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: Bearer $token" "http://$addr/status" >> "$2" &
+    sleep 0.1
+  done
 }
 # Rewrites the users file of config-reload every 100 ms, in place and by
 # rename in turn, keeping the bench's user; runs until killed.
@@ -415,10 +438,14 @@ run_cell() {  # rep server size conc
   sleep 0.3
   local cmd=(smtp-source -s "$c" -m "$n" "${extra[@]}" -f "$FROM" -t "$RCPT" "127.0.0.1:${PORT[$s]}")
   echo "${cmd[*]}" >> "$BENCH_OUT/commands.txt"
-  local t0 t1 t2 rc drained=1 editor= reloads0=0
+  local t0 t1 t2 rc drained=1 editor= reloads0=0 poller=
   if [[ $s == *+reload ]]; then
     reloads0=$(grep -c 'msg="policy reloaded"' "$RT/$s/stderr.log")
     reload_editor & editor=$!
+  fi
+  if [[ $s == *+admin ]]; then
+    : > "$cell/polls"
+    admin_poller "$s" "$cell/polls" & poller=$!
   fi
   t0=$(now)
   # in the background so that a TERM to the bench is handled at once (wait is interruptible)
@@ -428,6 +455,10 @@ run_cell() {  # rep server size conc
   if [ -n "$editor" ]; then
     kill "$editor" 2>/dev/null; wait "$editor" 2>/dev/null
     log "$s: $(( $(grep -c 'msg="policy reloaded"' "$RT/$s/stderr.log") - reloads0 )) policy reloads during the run"
+  fi
+  if [ -n "$poller" ]; then
+    kill "$poller" 2>/dev/null; wait "$poller" 2>/dev/null; sleep 0.3
+    log "$s: $(grep -c '^200$' "$cell/polls") admin API answers (200) during the run, $(grep -vc '^200$' "$cell/polls") others"
   fi
   # shellcheck disable=SC2046
   probe drain "$DRAIN_TIMEOUT" $(queue_specs "$s") || drained=0
@@ -488,6 +519,10 @@ fi
 if [ "$RELOAD" = 1 ]; then
   start_postern deno reload
   [ "$BUN" = 1 ] && start_postern bun reload
+fi
+if [ "$ADMIN" = 1 ]; then
+  start_postern deno admin
+  [ "$BUN" = 1 ] && start_postern bun admin
 fi
 sleep 2
 

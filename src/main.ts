@@ -23,7 +23,7 @@ import { runAdminCommand } from "./admin/client.ts";
 import { type Config, ConfigError, loadConfig } from "./config/mod.ts";
 import { findDeno, HookSetupError, typeCheckHooks } from "./hooks/mod.ts";
 import { runHookOnce } from "./hooks/run_once.ts";
-import { Logger } from "./log/mod.ts";
+import { FileSink, Logger } from "./log/mod.ts";
 import * as runtime from "./runtime/mod.ts";
 import { serve } from "./serve.ts";
 
@@ -165,10 +165,16 @@ async function main(argv: string[]): Promise<number> {
   // life of the daemon (start-up and shutdown included) passes it to the
   // reloader when there is one, and otherwise ignores it.
   let hangup: (() => void) | undefined;
-  runtime.onSignal("SIGHUP", () => hangup?.());
+  const mailFile = config.log.mailFile === undefined
+    ? undefined
+    : new FileSink(config.log.mailFile);
+  runtime.onSignal("SIGHUP", () => {
+    mailFile?.reopen();
+    hangup?.();
+  });
   let server;
   try {
-    server = await serve(config, logger, runtime.writeStdout, {
+    server = await serve(config, logger, mailFile?.write ?? runtime.writeStdout, {
       reload: config.configDir === undefined ? undefined : load,
       onHangup: (handler) => {
         hangup = handler;
@@ -194,6 +200,7 @@ async function main(argv: string[]): Promise<number> {
   });
   logger.info("shutting down");
   await server.stop();
+  await mailFile?.close();
   return 0;
 }
 

@@ -133,7 +133,12 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
         ? relativeToConfig(file.admin.token_file)
         : join(dataDir, DEFAULTS.admin.tokenFileName),
     },
-    log: { level: file.log?.level ?? DEFAULTS.log.level },
+    log: {
+      level: file.log?.level ?? DEFAULTS.log.level,
+      mailFile: file.log?.mail_file === undefined
+        ? undefined
+        : relativeToConfig(file.log.mail_file),
+    },
   };
 }
 

@@ -229,6 +229,8 @@ export const ConfigFileSchema = v.strictObject({
   log: v.optional(v.strictObject({
     /** Application log level. Default: info. */
     level: v.optional(v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`)),
+    /** File the mail log is appended to (reopened on SIGHUP, for logrotate). Default: stdout. */
+    mail_file: v.optional(Text("a file path")),
   })),
 });
 

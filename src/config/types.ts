@@ -83,5 +83,6 @@ export interface Config {
   domains: ReadonlyMap<string, DomainConfig>;
   /** The admin HTTP API; `listen` undefined when it is off. */
   admin: { listen: string | undefined; tokenFile: string };
-  log: { level: LogLevel };
+  /** `mailFile` undefined: the mail log goes to standard output. */
+  log: { level: LogLevel; mailFile: string | undefined };
 }

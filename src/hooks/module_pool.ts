@@ -9,7 +9,7 @@
 
 import { readFile } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
-import type { Logger } from "../log/mod.ts";
+import type { Counters, Logger } from "../log/mod.ts";
 import { type HookGrants, sandboxFlags, workerEnv } from "./sandbox.ts";
 import { type CallOutcome, HookWorker, type WorkerEvents } from "./worker.ts";
 
@@ -36,6 +36,8 @@ export interface ModulePoolOptions {
   /** Reads Postern's environment, for the variables granted to the hook. */
   env: (name: string) => string | undefined;
   logger: Logger;
+  /** Where worker starts, timeouts and unexpected exits are counted. */
+  counters?: Counters;
 }
 
 /**
@@ -134,6 +136,7 @@ export class ModulePool {
       const timer = setTimeout(() => {
         if (settled) return;
         worker.abandon(id);
+        this.options.counters?.inc("hook_timeouts_total", { hook: this.options.name });
         this.options.logger.warn("hook timed out; its worker is retired", {
           hook: this.options.name,
           pid: worker.pid,
@@ -182,6 +185,7 @@ export class ModulePool {
         rss_mib: Math.round(rss / 1048576),
         limit_mib: Math.round(limit / 1048576),
       });
+      this.options.counters?.inc("hook_memory_kills_total", { hook: this.options.name });
       worker.terminate(`resident memory ${Math.round(rss / 1048576)} MiB over the limit`);
     }
   }
@@ -200,6 +204,7 @@ export class ModulePool {
   #spawn(): HookWorker {
     const worker = new HookWorker(this.#argv, this.#env, this.options.cwd, this.#events);
     this.#workers.push(worker);
+    this.options.counters?.inc("hook_worker_starts_total", { hook: this.options.name });
     this.options.logger.debug("hook worker started", { hook: this.options.name, pid: worker.pid });
     return worker;
   }
@@ -207,6 +212,7 @@ export class ModulePool {
   #exited(worker: HookWorker, detail: string, expected: boolean): void {
     this.#workers = this.#workers.filter((w) => w !== worker);
     if (expected || this.#closed) return;
+    this.options.counters?.inc("hook_worker_crashes_total", { hook: this.options.name });
     this.options.logger.error("hook worker exited", {
       hook: this.options.name,
       pid: worker.pid,

@@ -369,6 +369,7 @@ export class HookRunner {
       cwd: this.#cwd(),
       env: this.#options.env,
       logger,
+      counters: this.#options.counters,
     });
     logger.info("hook loaded", {
       hook: point,

@@ -39,6 +39,14 @@ export class MailLog {
     this.#line({ event: "listening", addr: address });
   }
 
+  /**
+   * A hook answered for a message (post-data: accept, reject, defer or
+   * failure). The hook_calls counter is kept by the hook runner.
+   */
+  hook(qid: string, hook: string, outcome: string, fields: LogFields = {}): void {
+    this.#line({ qid, event: "hook", hook, outcome, ...fields });
+  }
+
   /** A client connected. */
   connected(session: string, client: ClientInfo): void {
     this.#counters.inc("smtp_connections_total");

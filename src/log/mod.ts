@@ -6,6 +6,7 @@
  */
 
 export { Counters, HISTOGRAM_BUCKETS } from "./counters.ts";
+export { FileSink } from "./file_sink.ts";
 export type { Histogram } from "./counters.ts";
 export { formatFields, formatValue } from "./format.ts";
 export type { LogFields, LogValue } from "./format.ts";

@@ -32,6 +32,11 @@ const RESTART_ONLY: ReadonlyArray<{
     keep: (running, next) => ({ ...next, admin: running.admin }),
   },
   {
+    field: "log.mail_file",
+    same: (a, b) => a.log.mailFile === b.log.mailFile,
+    keep: (running, next) => ({ ...next, log: { ...next.log, mailFile: running.log.mailFile } }),
+  },
+  {
     field: "hostname",
     same: (a, b) => a.hostname === b.hostname,
     keep: (running, next) => ({ ...next, hostname: running.hostname }),

@@ -250,12 +250,22 @@ export class Spool {
     return { items, corrupt };
   }
 
-  /** Streams the message of an item (without the envelope line). */
-  openMessage(item: SpoolItem): AsyncIterable<Uint8Array> {
-    return createReadStream(this.#messagePath(item.envelope.id), {
+  /**
+   * Streams the message of an item (without the envelope line). Nothing is
+   * opened until the first read: a delivery that finds the message already
+   * stored (after a crash) never reads it, and a file opened for nothing
+   * could be unlinked under the pending open, whose error nobody would hear.
+   */
+  async *openMessage(item: SpoolItem): AsyncGenerator<Uint8Array> {
+    const stream = createReadStream(this.#messagePath(item.envelope.id), {
       start: item.dataOffset,
       highWaterMark: 256 * 1024,
     });
+    try {
+      for await (const chunk of stream) yield chunk as Uint8Array;
+    } finally {
+      stream.destroy();
+    }
   }
 
   /** Durably records the delivery state of an item. */

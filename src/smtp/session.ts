@@ -359,6 +359,17 @@ export class Intake {
       spfPass: spf?.result === "pass",
     }, () => createReadStream(path, { start: offset, highWaterMark: 64 * 1024 }));
     if (!verdict) return { head: undefined };
+    this.#deps.mailLog.hook(
+      envelope.id,
+      "post-data",
+      verdict.kind === "refuse"
+        ? verdict.cause === "rejected"
+          ? "reject"
+          : verdict.cause === "deferred"
+          ? "defer"
+          : "failure"
+        : "accept",
+    );
     if (verdict.kind === "refuse") {
       // chasquid: exit status 20 is permanent (554), anything else 451.
       const r = verdict.permanent

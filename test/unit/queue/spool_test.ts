@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { readdirSync } from "node:fs";
+import { readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { type DeliveryState, newQueueId, Spool } from "../../../src/queue/mod.ts";
@@ -120,6 +121,22 @@ describe("Spool", () => {
     assert.equal(items[0]!.state.recipients[0]!.status, "pending");
     assert.equal(await collectText(spool.openMessage(items[0]!)), "first\r\n");
     assert.equal(await collectText(spool.openMessage(items[1]!)), "second\r\n");
+  });
+
+  it("openMessage() opens nothing until read: no descriptor, no error if the item goes first", async () => {
+    const item = await spoolMessage(spool, makeEnvelope(), "never read\r\n");
+    const path = join(dataDir, "spool", "queue", `${item.envelope.id}.msg`);
+    // A delivery that finds the message already stored never reads it.
+    const unread = spool.openMessage(item);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const open = await Promise.all(
+      readdirSync("/proc/self/fd").map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => "")),
+    );
+    assert.ok(!open.includes(path), "the message file is not open");
+    // The item is then removed; reading after that fails as a read, not as
+    // an uncaught error from a pending open.
+    await spool.remove(item.envelope.id);
+    await assert.rejects(collectText(unread), { code: "ENOENT" });
   });
 
   it("load() moves a .msg with an envelope that is not JSON to corrupt/", async () => {
