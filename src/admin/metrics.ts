@@ -23,6 +23,7 @@ export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 const HELP: Record<string, string> = {
   smtp_connections_total: "SMTP connections accepted",
   smtp_messages_accepted_total: "Messages accepted (250 after DATA)",
+  smtp_transactions_total: "SMTP transactions started (MAIL FROM)",
   smtp_rejected_total: "SMTP commands refused, by stage and reason",
   auth_results_total: "SPF, DKIM and DMARC results of checked messages",
   hook_calls_total: "Hook calls by hook and outcome",

@@ -47,6 +47,11 @@ export class MailLog {
     this.#line({ qid, event: "hook", hook, outcome, ...fields });
   }
 
+  /** A transaction started (MAIL FROM); counted, not logged: its outcome is. */
+  transaction(): void {
+    this.#counters.inc("smtp_transactions_total");
+  }
+
   /** A client connected. */
   connected(session: string, client: ClientInfo): void {
     this.#counters.inc("smtp_connections_total");

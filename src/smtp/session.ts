@@ -112,6 +112,7 @@ export class Intake {
     const policy = this.#deps.policy();
     const transaction = { qid: newQueueId(), spf: null as SpfVerdict | null, policy };
     this.#transactions.set(session.id, transaction);
+    this.#deps.mailLog.transaction();
     const ip = session.remoteAddress;
     if (
       this.#deps.rates &&

@@ -127,6 +127,7 @@ describe("admin API", () => {
       1,
     );
     assert.ok(value("postern_smtp_connections_total") >= 4);
+    assert.equal(value("postern_smtp_transactions_total"), 4);
     assert.equal(value("postern_policy_reloads_total", { result: "ok" }), 1);
     assert.equal(family("postern_policy_epoch")?.type, "GAUGE");
     assert.equal(value("postern_policy_epoch"), 2);
