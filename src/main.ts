@@ -24,6 +24,7 @@ import { type Config, ConfigError, loadConfig } from "./config/mod.ts";
 import { findDeno, HookSetupError, typeCheckHooks } from "./hooks/mod.ts";
 import { runHookOnce } from "./hooks/run_once.ts";
 import { FileSink, Logger } from "./log/mod.ts";
+import { hashPassword, listUsers, removeUser, setUser, splitAddress } from "./users/mod.ts";
 import * as runtime from "./runtime/mod.ts";
 import { serve } from "./serve.ts";
 
@@ -43,6 +44,9 @@ Commands:
   dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519]
             Write a DKIM key to <config>/domains/DOMAIN/dkim/<selector>.pem
             and print the DNS TXT record to publish
+  user add|remove USER@DOMAIN, user list DOMAIN
+            Manage submission users (the password is read from a prompt or
+            stdin, never from the command line)
   status    Show the running server's status (through its admin API)
   reload    Make the running server reload its configuration now
   queue ls | show ID | retry ID | hold ID | release ID | bounce ID | rm ID
@@ -101,6 +105,8 @@ async function main(argv: string[]): Promise<number> {
     case "reload":
     case "queue":
       break;
+    case "user":
+      return await userCommand(positionals.slice(1), values.config);
     case "dkim":
       if (positionals[1] !== "keygen" || positionals[2] === undefined) {
         runtime.writeStderr(`postern: usage: postern dkim keygen DOMAIN --config DIR\n\n${USAGE}`);
@@ -234,6 +240,55 @@ async function check(config: Config): Promise<number> {
   }
   runtime.writeStdout(`hooks type-check: ${result.checked.join(", ")}\n`);
   return 0;
+}
+
+/**
+ * `postern user add|remove|list`: edits `domains/<domain>/users`. The
+ * password comes from a prompt (no echo) or standard input, never from the
+ * command line; a running server picks the change up by itself.
+ */
+async function userCommand(words: string[], configDir: string | undefined): Promise<number> {
+  const [action, target] = words;
+  if (
+    configDir === undefined || target === undefined ||
+    !["add", "remove", "list"].includes(action ?? "")
+  ) {
+    runtime.writeStderr(
+      "postern: usage: postern user add|remove USER@DOMAIN --config DIR\n" +
+        "                postern user list DOMAIN --config DIR\n",
+    );
+    return 2;
+  }
+  const dir = resolve(configDir);
+  try {
+    if (action === "list") {
+      for (const user of await listUsers(dir, target)) {
+        runtime.writeStdout(
+          `${user.name}@${target.toLowerCase()}  ${
+            user.canLogIn ? "can log in" : "mailbox only"
+          }\n`,
+        );
+      }
+      return 0;
+    }
+    if (action === "remove") {
+      if (await removeUser(dir, target)) return 0;
+      runtime.writeStderr(`postern: no user ${target}\n`);
+      return 1;
+    }
+    splitAddress(target);
+    const password = await runtime.readSecret(`Password for ${target}: `);
+    if (password === "") {
+      runtime.writeStderr("postern: empty password; nothing changed\n");
+      return 1;
+    }
+    const added = await setUser(dir, target, await hashPassword(password));
+    runtime.writeStdout(`${added ? "added" : "changed the password of"} ${target}\n`);
+    return 0;
+  } catch (err) {
+    runtime.writeStderr(`postern: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
 }
 
 /** `postern dkim keygen`: writes a key and prints the record to publish. */

@@ -23,6 +23,7 @@ import {
   Intake,
   type IntakePolicy,
   type LiveListenerSettings,
+  LoginChecker,
   RateLimits,
   startListeners,
 } from "./smtp/mod.ts";
@@ -132,6 +133,7 @@ export async function serve(
     connections,
     policy: () => live.intake,
     rates: new RateLimits(),
+    logins: new LoginChecker(),
     spool,
     onQueued: (item) => queue.add(item),
     mailLog,
@@ -139,7 +141,12 @@ export async function serve(
     hooks,
   });
   const listeners = await startListeners(
-    { ...listenerSettings(config, tls), hostname: config.hostname, listen: config.smtp.listen },
+    {
+      ...listenerSettings(config, tls),
+      hostname: config.hostname,
+      listen: config.smtp.listen,
+      submission: config.submission,
+    },
     intake,
     logger,
   );

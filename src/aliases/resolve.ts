@@ -13,6 +13,8 @@ export interface LocalDomain {
   anyUser: boolean;
   users: ReadonlySet<string>;
   aliases: AliasTable;
+  /** Password hashes of the users who may log in, by lower-case name. */
+  passwords?: ReadonlyMap<string, string>;
 }
 
 /** A final place a message goes to after alias expansion. */
@@ -70,6 +72,23 @@ export class RecipientResolver {
   normalize(address: string): string {
     const { local, domain } = splitAddress(withPostmasterDomain(address, this.#domains));
     return `${lookupKey(local, this.#options)}@${domain}`;
+  }
+
+  /**
+   * The password hash of a login name (`user@domain`), or undefined. The
+   * name must be the user's exactly (any case): no suffix or dropped
+   * characters, which are for mail, not for logins.
+   */
+  passwordOf(login: string): string | undefined {
+    const at = login.lastIndexOf("@");
+    if (at <= 0) return undefined;
+    let domain: string;
+    try {
+      domain = splitAddress(`x@${login.slice(at + 1)}`).domain;
+    } catch {
+      return undefined;
+    }
+    return this.#domains.get(domain)?.passwords?.get(login.slice(0, at).toLowerCase());
   }
 
   /** True when `domain` (any case, A- or U-labels) is one of ours. */

@@ -53,7 +53,11 @@ export const DEFAULTS = {
     connectionsPerIpPerMinute: 60,
     messagesPerIpPerHour: 1000,
     messagesPerUserPerHour: 1000,
+    // Enough for a user who mistypes a few times; far too few to guess.
+    failedLoginsPerIpPerHour: 10,
   },
+  // Off unless configured: the usual ports are 587 and 465.
+  submission: { listen: [] as string[], listenTls: [] as string[] },
   hooks: {
     // chasquid's hook reference: 1 minute for post-data, 5 seconds for the
     // alias hooks.

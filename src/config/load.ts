@@ -24,6 +24,7 @@ import { AliasSyntaxError, normalizeDomain, parseAliases } from "../aliases/mod.
 import { parseNetwork, type SpfAction, spfPolicy, type SpfResult } from "../auth/mod.ts";
 import type { HooksConfig } from "../hooks/mod.ts";
 import { hostname as hostHostname } from "../runtime/mod.ts";
+import { isPasswordHash } from "../users/mod.ts";
 import { loadCertificates } from "./certificates.ts";
 import { CONFIG_FILE_NAME, DEFAULTS } from "./defaults.ts";
 import { type ConfigFile, ConfigFileSchema } from "./schema.ts";
@@ -71,7 +72,13 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
   const domains = configDir === undefined ? new Map() : await loadDomains(configDir, file);
   if (domains.size === 0) {
     for (const [name, settings] of Object.entries(DEFAULTS.domains)) {
-      domains.set(name, { name, anyUser: settings.anyUser, users: new Set(), aliases: new Map() });
+      domains.set(name, {
+        name,
+        anyUser: settings.anyUser,
+        users: new Set(),
+        aliases: new Map(),
+        passwords: new Map(),
+      });
     }
   }
 
@@ -115,6 +122,10 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       timeoutMs: file.dns?.timeout ?? DEFAULTS.dns.timeoutMs,
     },
     auth: resolveAuth(file.auth, join(configDir ?? ".", CONFIG_FILE_NAME)),
+    submission: {
+      listen: file.submission?.listen ?? [...DEFAULTS.submission.listen],
+      listenTls: file.submission?.listen_tls ?? [...DEFAULTS.submission.listenTls],
+    },
     rateLimits: {
       connectionsPerIpPerMinute: file.rate_limits?.connections_per_ip_per_minute ??
         DEFAULTS.rateLimits.connectionsPerIpPerMinute,
@@ -122,6 +133,8 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
         DEFAULTS.rateLimits.messagesPerIpPerHour,
       messagesPerUserPerHour: file.rate_limits?.messages_per_user_per_hour ??
         DEFAULTS.rateLimits.messagesPerUserPerHour,
+      failedLoginsPerIpPerHour: file.rate_limits?.failed_logins_per_ip_per_hour ??
+        DEFAULTS.rateLimits.failedLoginsPerIpPerHour,
     },
     hooks: resolveHooks(file.hooks, relativeToConfig),
     domains,
@@ -302,32 +315,45 @@ async function loadDomains(
     domains.set(name, {
       name,
       anyUser: settingsByName.get(name)?.any_user ?? false,
-      users: await loadUsers(join(dir, "users")),
+      ...await loadUsers(join(dir, "users")),
       aliases: await loadAliases(join(dir, "aliases"), name),
     });
   }
   return domains;
 }
 
-async function loadUsers(path: string): Promise<Set<string>> {
+async function loadUsers(
+  path: string,
+): Promise<{ users: Set<string>; passwords: Map<string, string> }> {
   const text = await readOptional(path);
   const users = new Set<string>();
-  if (text === undefined) return users;
+  const passwords = new Map<string, string>();
+  if (text === undefined) return { users, passwords };
   for (const [index, raw] of text.split(/\r?\n/).entries()) {
     const line = raw.trim();
     if (line === "" || line.startsWith("#")) continue;
-    // A user line is `name`, optionally followed by white space or a colon
-    // and credentials (read by the submission issue's user database).
+    // A user line is `name` (a mailbox), or `name <scrypt hash>` (a user
+    // who may also log in to submit mail); a colon may stand for the space.
     const name = line.split(/[\s:]/, 1)[0]!.toLowerCase();
+    const credentials = line.slice(name.length).replace(/^[\s:]+/, "");
     if (name.includes("@") || name.includes(",")) {
       throw new ConfigError(
         path,
         `${path}:${index + 1}: user "${name}" must be a bare name, without a domain or commas`,
       );
     }
+    if (credentials !== "") {
+      if (!isPasswordHash(credentials)) {
+        throw new ConfigError(
+          path,
+          `${path}:${index + 1}: the password of "${name}" is not a hash from "postern user add"`,
+        );
+      }
+      passwords.set(name, credentials);
+    }
     users.add(name);
   }
-  return users;
+  return { users, passwords };
 }
 
 async function loadAliases(path: string, domain: string) {

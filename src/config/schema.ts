@@ -123,6 +123,12 @@ export const ConfigFileSchema = v.strictObject({
     /** Longest command line in bytes. Default: 2048. */
     max_command_length: v.optional(Count(512)),
   })),
+  submission: v.optional(v.strictObject({
+    /** Submission with STARTTLS (port 587): AUTH after TLS, then relaying. Default: none. */
+    listen: v.optional(v.array(ListenAddress)),
+    /** Submission over implicit TLS (port 465, RFC 8314). Default: none. */
+    listen_tls: v.optional(v.array(ListenAddress)),
+  })),
   tls: v.optional(v.strictObject({
     /** PEM certificate chain, relative to the config directory. */
     cert: v.optional(Text("a file path")),
@@ -205,6 +211,8 @@ export const ConfigFileSchema = v.strictObject({
     messages_per_ip_per_hour: v.optional(Count(0)),
     /** Messages (MAIL FROM) from one authenticated user per hour; 0: no limit. Default: 1000. */
     messages_per_user_per_hour: v.optional(Count(0)),
+    /** Failed AUTH attempts from one client address per hour; 0: no limit. Default: 10. */
+    failed_logins_per_ip_per_hour: v.optional(Count(0)),
   })),
   hooks: v.optional(v.strictObject({
     /** The deno that runs TypeScript hooks. Default: $DENO_BIN, then deno on $PATH. */

@@ -21,6 +21,8 @@ export interface DomainConfig {
   users: ReadonlySet<string>;
   /** Aliases from `domains/<name>/aliases`. */
   aliases: AliasTable;
+  /** Password hashes of the users who may submit mail, by lower-case name. */
+  passwords: ReadonlyMap<string, string>;
 }
 
 /** A certificate with its key, both PEM. */
@@ -54,6 +56,8 @@ export interface Config {
     commandTimeoutMs: number;
     maxCommandLength: number;
   };
+  /** Submission listeners: STARTTLS (587-style) and implicit TLS (465-style). */
+  submission: { listen: string[]; listenTls: string[] };
   /** Certificates configured explicitly; empty means generate one. */
   certificates: CertificatePair[];
   aliases: { suffixSeparators: string; dropCharacters: string };

@@ -52,6 +52,18 @@ export class MailLog {
     this.#counters.inc("smtp_transactions_total");
   }
 
+  /** An AUTH attempt: the name tried (never the password) and how it ended. */
+  login(
+    session: string,
+    client: ClientInfo,
+    user: string,
+    result: "ok" | "refused",
+    reason?: string,
+  ): void {
+    this.#counters.inc("smtp_logins_total", { result, ...(reason ? { reason } : {}) });
+    this.#line({ session, event: "login", client: client.ip, user, result, reason });
+  }
+
   /** A client connected. */
   connected(session: string, client: ClientInfo): void {
     this.#counters.inc("smtp_connections_total");

@@ -22,6 +22,11 @@ const RESTART_ONLY: ReadonlyArray<{
     keep: (running, next) => ({ ...next, smtp: { ...next.smtp, listen: running.smtp.listen } }),
   },
   {
+    field: "submission",
+    same: (a, b) => JSON.stringify(a.submission) === JSON.stringify(b.submission),
+    keep: (running, next) => ({ ...next, submission: running.submission }),
+  },
+  {
     field: "data_dir",
     same: (a, b) => a.dataDir === b.dataDir,
     keep: (running, next) => ({ ...next, dataDir: running.dataDir }),

@@ -105,3 +105,4 @@ export function resourceUsage(): ResourceUsage {
 }
 export { serveHttp } from "./http.ts";
 export type { FetchHandler, HttpServer } from "./http.ts";
+export { readSecret } from "./secret.ts";

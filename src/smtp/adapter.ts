@@ -19,6 +19,34 @@ export function replyError(r: SmtpReply): Error & { responseCode: number } {
 }
 
 /**
+ * The same for AUTH: `handler` resolves to the user, or to the reply that
+ * refuses the login; smtp-server's callback gets `{ user }` or the error.
+ */
+export function completeLogin(
+  handler: () => Promise<{ user: string } | SmtpReply>,
+  callback: (err: Error | null | undefined, response?: { user?: string }) => void,
+  onUnexpected: (err: unknown) => void,
+): void {
+  let done = false;
+  const finish = (err: Error | null, response?: { user: string }) => {
+    if (done) return;
+    done = true;
+    if (response) callback(null, response);
+    else callback(err);
+  };
+  new Promise<{ user: string } | SmtpReply>((resolve) => resolve(handler())).then(
+    (result) => {
+      if ("user" in result) finish(null, { user: result.user });
+      else finish(replyError(result));
+    },
+    (err) => {
+      onUnexpected(err);
+      finish(replyError(Replies.localError));
+    },
+  );
+}
+
+/**
  * Runs `handler` and completes `callback` exactly once: a reply below 400
  * succeeds with that text, a reply of 400 or more refuses, and a thrown
  * error becomes a temporary local error after `onUnexpected` has seen it.

@@ -6,7 +6,12 @@
 
 import type { Logger } from "../log/mod.ts";
 import type { TlsMaterial } from "../tls/mod.ts";
-import { complete } from "./adapter.ts";
+import type {
+  SMTPServerAuthentication,
+  SMTPServerAuthenticationResponse,
+  SMTPServerSession,
+} from "smtp-server";
+import { complete, completeLogin } from "./adapter.ts";
 import { PosternSmtpServer } from "./server_class.ts";
 import type { Intake } from "./session.ts";
 
@@ -20,6 +25,8 @@ export interface ListenerOptions {
   commandTimeoutMs: number;
   maxCommandLength: number;
   tls: TlsMaterial;
+  /** Submission listeners, with AUTH: STARTTLS first, or implicit TLS. */
+  submission?: { listen: readonly string[]; listenTls: readonly string[] };
 }
 
 /** Listener settings that a policy reload may change. */
@@ -57,8 +64,33 @@ export async function startListeners(
     logger.error("unexpected error in an SMTP handler", {
       error: err instanceof Error ? err.stack ?? err.message : String(err),
     });
-  for (const address of options.listen) {
+  const listeners = [
+    ...options.listen.map((address) => ({ address, kind: "mx" as const })),
+    ...(options.submission?.listen ?? []).map((address) => ({
+      address,
+      kind: "submission" as const,
+    })),
+    ...(options.submission?.listenTls ?? []).map((address) => ({
+      address,
+      kind: "submission_tls" as const,
+    })),
+  ];
+  for (const { address, kind } of listeners) {
+    // Port 25 never offers AUTH. Submission offers PLAIN and LOGIN only
+    // once the session is encrypted (RFC 4954 section 4: no plain-text
+    // passwords in the clear), and requires AUTH before MAIL (530 5.7.0).
+    const auth = kind === "mx" ? { disabledCommands: ["AUTH"], authOptional: true } : {
+      authMethods: ["PLAIN", "LOGIN"],
+      allowInsecureAuth: false,
+      authOptional: false,
+      onAuth: (
+        auth: SMTPServerAuthentication,
+        session: SMTPServerSession,
+        cb: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void,
+      ) => completeLogin(() => intake.login(auth, session), cb, unexpected),
+    };
     const server = new PosternSmtpServer({
+      ...(kind === "submission_tls" ? { secure: true } : {}),
       name: options.hostname,
       banner: "Postern",
       greetingDelayMs: options.greetingDelayMs,
@@ -69,9 +101,7 @@ export async function startListeners(
       key: options.tls.key,
       cert: options.tls.cert,
       ...(options.tls.sniCallback ? { SNICallback: options.tls.sniCallback } : {}),
-      // Submission with AUTH comes with the outbound issue.
-      disabledCommands: ["AUTH"],
-      authOptional: true,
+      ...auth,
       hideENHANCEDSTATUSCODES: false,
       hideDSN: true,
       hideREQUIRETLS: true,

@@ -23,6 +23,8 @@ export interface RateLimitSettings {
   messagesPerIpPerHour: number;
   /** Messages (MAIL FROM) from one authenticated user per hour. */
   messagesPerUserPerHour: number;
+  /** Failed AUTH attempts from one client address per hour. */
+  failedLoginsPerIpPerHour: number;
 }
 
 /** Keys remembered per counter before the oldest are forgotten. */
@@ -69,6 +71,18 @@ export class SlidingWindowCounter {
     if (entry.previous * overlap + entry.current >= limit) return false;
     entry.current++;
     return true;
+  }
+
+  /** The events counted for `key` within the window now (the sliding estimate). */
+  count(key: string): number {
+    const entry = this.#entries.get(key);
+    if (!entry) return 0;
+    const now = this.#clock();
+    const windowStart = now - (now % this.#windowMs);
+    if (windowStart - entry.start >= 2 * this.#windowMs) return 0;
+    const overlap = 1 - (now - windowStart) / this.#windowMs;
+    if (entry.start !== windowStart) return entry.current * overlap;
+    return entry.previous * overlap + entry.current;
   }
 
   /** Forgets keys idle for two windows; bounds memory under a flood of addresses. */

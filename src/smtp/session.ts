@@ -27,7 +27,9 @@ import {
 } from "./authentication.ts";
 import { HeaderFilter, ourAuthenticationResults } from "./header_filter.ts";
 import type { ConnectionLimits } from "./connection_limits.ts";
+import type { LoginChecker } from "./login.ts";
 import type { RateLimits, RateLimitSettings } from "./rate_limits.ts";
+import { senderRefusal } from "./submission.ts";
 import { receiveMessage } from "./data.ts";
 import { receivedHeader } from "./received.ts";
 import { checkRecipient } from "./recipient.ts";
@@ -60,6 +62,8 @@ export interface IntakeDeps {
   policy: () => IntakePolicy;
   /** Rate-limit counters; undefined: no rate limits. */
   rates?: RateLimits | undefined;
+  /** Checks AUTH on submission listeners. */
+  logins?: LoginChecker | undefined;
   spool: Spool;
   /** Called once a message is durably spooled, before the 250 is sent. */
   onQueued: (item: SpoolItem) => void;
@@ -114,6 +118,15 @@ export class Intake {
     this.#transactions.set(session.id, transaction);
     this.#deps.mailLog.transaction();
     const ip = session.remoteAddress;
+    const user = authenticatedUser(session);
+    if (user !== undefined) {
+      const refusal = senderRefusal(user, address.address || "");
+      if (refusal) {
+        this.#reject(session, "mail", "sender_not_owned", refusal, undefined, transaction.qid);
+        this.#transactions.delete(session.id);
+        return refusal;
+      }
+    }
     if (
       this.#deps.rates &&
       (authenticatedUser(session) !== undefined || !inNetworks(ip, policy.trustedNetworks))
@@ -171,7 +184,11 @@ export class Intake {
       return Replies.tooManyRecipients;
     }
     const resolver = policy.resolver;
-    const refusal = checkRecipient(address.address, resolver);
+    const checked = checkRecipient(address.address, resolver);
+    // An authenticated user may send anywhere (RFC 6409 section 5.1).
+    const refusal = checked?.reason === "relay_denied" && authenticatedUser(session) !== undefined
+      ? undefined
+      : checked;
     if (refusal?.reason === "no_such_user" && this.#deps.hooks?.has("alias-exists")) {
       // chasquid asks the alias-exists hook about addresses that are
       // neither users nor aliases in the files.
@@ -397,6 +414,44 @@ export class Intake {
       });
     }
     return { head: verdict.headers ? new TextEncoder().encode(verdict.headers) : undefined };
+  }
+
+  /**
+   * AUTH on a submission listener: the user's address, or the reply that
+   * refuses the login. Logged (the name tried, never the password) and
+   * counted either way.
+   */
+  async login(
+    auth: {
+      method: string;
+      username?: string | undefined;
+      password?: string | null | undefined;
+      authcid?: string | undefined;
+      authzid?: string | undefined;
+    },
+    session: SMTPServerSession,
+  ): Promise<{ user: string } | SmtpReply> {
+    const policy = this.#deps.policy();
+    const username = auth.username ?? "";
+    if (!this.#deps.logins) return reply(454, "4.7.0", "Authentication is not available");
+    // RFC 4616 section 2: acting as another user (an authzid that is not
+    // the authcid) is not something anyone is authorized for here.
+    if (auth.authzid && auth.authcid && auth.authzid !== auth.authcid) {
+      return reply(535, "5.7.8", "Authentication credentials invalid");
+    }
+    const result = await this.#deps.logins.check(
+      { method: auth.method, username, password: auth.password ?? "", ip: session.remoteAddress },
+      policy.resolver,
+      policy.rateLimits.failedLoginsPerIpPerHour,
+    );
+    this.#deps.mailLog.login(
+      session.id,
+      client(session),
+      username,
+      "user" in result ? "ok" : "refused",
+      "user" in result ? undefined : result.reason,
+    );
+    return "user" in result ? result : result.refusal;
   }
 
   /** The policy of the session's open transaction, or the one in force. */

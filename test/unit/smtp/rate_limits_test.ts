@@ -26,6 +26,7 @@ const LIMITS: RateLimitSettings = {
   connectionsPerIpPerMinute: 3,
   messagesPerIpPerHour: 2,
   messagesPerUserPerHour: 2,
+  failedLoginsPerIpPerHour: 2,
 };
 
 describe("SlidingWindowCounter", () => {

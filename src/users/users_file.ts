@@ -1,0 +1,92 @@
+/**
+ * Editing `domains/<domain>/users`: one user per line, `name` for a
+ * mailbox only, `name <scrypt hash>` for a user who may also log in to
+ * submit mail. Comments and other lines are kept as they are. The file is
+ * replaced atomically (written aside, then renamed), so a running server
+ * reloads either the old or the new version, never half of one.
+ *
+ * @module
+ */
+
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { normalizeDomain } from "../aliases/mod.ts";
+
+/** A user as the file has it. */
+export interface UserEntry {
+  name: string;
+  /** True when the user has a password (may submit mail). */
+  canLogIn: boolean;
+}
+
+/** Splits `user@domain`, normalized; throws on anything else. */
+export function splitAddress(address: string): { name: string; domain: string } {
+  const at = address.lastIndexOf("@");
+  const name = address.slice(0, at).toLowerCase();
+  if (at <= 0 || !/^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+$/.test(name) || name.includes("..")) {
+    throw new Error(`"${address}" is not an address such as alice@example.com`);
+  }
+  return { name, domain: normalizeDomain(address.slice(at + 1)) };
+}
+
+function usersPath(configDir: string, domain: string): string {
+  return join(configDir, "domains", domain, "users");
+}
+
+async function readLines(path: string): Promise<string[]> {
+  try {
+    const text = await readFile(path, "utf8");
+    const lines = text.split(/\r?\n/);
+    if (lines.at(-1) === "") lines.pop();
+    return lines;
+  } catch (err) {
+    if ((err as { code?: string }).code === "ENOENT") return [];
+    throw err;
+  }
+}
+
+function nameOf(line: string): string | undefined {
+  const trimmed = line.trim();
+  if (trimmed === "" || trimmed.startsWith("#")) return undefined;
+  return trimmed.split(/[\s:]/, 1)[0]!.toLowerCase();
+}
+
+async function replaceFile(path: string, lines: string[]): Promise<void> {
+  const temp = `${path}.tmp-${crypto.randomUUID()}`;
+  await writeFile(temp, lines.length > 0 ? `${lines.join("\n")}\n` : "", { mode: 0o640 });
+  await rename(temp, path);
+}
+
+/** Adds `address` with `hash`, or sets the hash of an existing user. Returns true when added. */
+export async function setUser(configDir: string, address: string, hash: string): Promise<boolean> {
+  const { name, domain } = splitAddress(address);
+  const path = usersPath(configDir, domain);
+  await mkdir(join(configDir, "domains", domain), { recursive: true });
+  const lines = await readLines(path);
+  const at = lines.findIndex((line) => nameOf(line) === name);
+  if (at >= 0) lines[at] = `${name} ${hash}`;
+  else lines.push(`${name} ${hash}`);
+  await replaceFile(path, lines);
+  return at < 0;
+}
+
+/** Removes `address`; returns false when there was no such user. */
+export async function removeUser(configDir: string, address: string): Promise<boolean> {
+  const { name, domain } = splitAddress(address);
+  const path = usersPath(configDir, domain);
+  const lines = await readLines(path);
+  const kept = lines.filter((line) => nameOf(line) !== name);
+  if (kept.length === lines.length) return false;
+  await replaceFile(path, kept);
+  return true;
+}
+
+/** The users of `domain`, in file order. */
+export async function listUsers(configDir: string, domain: string): Promise<UserEntry[]> {
+  const lines = await readLines(usersPath(configDir, normalizeDomain(domain)));
+  return lines.flatMap((line) => {
+    const name = nameOf(line);
+    if (name === undefined) return [];
+    return [{ name, canLogIn: /\$scrypt\$/.test(line) }];
+  });
+}
