@@ -26,7 +26,12 @@ export function splitAddress(address: string): { name: string; domain: string } 
   if (at <= 0 || !/^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+$/.test(name) || name.includes("..")) {
     throw new Error(`"${address}" is not an address such as alice@example.com`);
   }
-  return { name, domain: normalizeDomain(address.slice(at + 1)) };
+  const domain = normalizeDomain(address.slice(at + 1));
+  // The domain names a folder: a real domain name only, nothing path-like.
+  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(domain)) {
+    throw new Error(`"${address}" is not an address such as alice@example.com`);
+  }
+  return { name, domain };
 }
 
 function usersPath(configDir: string, domain: string): string {
@@ -83,7 +88,7 @@ export async function removeUser(configDir: string, address: string): Promise<bo
 
 /** The users of `domain`, in file order. */
 export async function listUsers(configDir: string, domain: string): Promise<UserEntry[]> {
-  const lines = await readLines(usersPath(configDir, normalizeDomain(domain)));
+  const lines = await readLines(usersPath(configDir, splitAddress(`x@${domain}`).domain));
   return lines.flatMap((line) => {
     const name = nameOf(line);
     if (name === undefined) return [];
