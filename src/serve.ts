@@ -15,7 +15,13 @@ import { DnsResolver } from "./dns/mod.ts";
 import { LocalCourier } from "./delivery/mod.ts";
 import { aliasHookTargets, HookRunner } from "./hooks/mod.ts";
 import { Counters, type Logger, MailLog } from "./log/mod.ts";
-import { type PolicySnapshot, PolicyStore, startReloader } from "./policy/mod.ts";
+import {
+  consistentLoad,
+  isWithin,
+  type PolicySnapshot,
+  PolicyStore,
+  startReloader,
+} from "./policy/mod.ts";
 import { Queue, Spool } from "./queue/mod.ts";
 import * as runtime from "./runtime/mod.ts";
 import {
@@ -86,7 +92,11 @@ export async function serve(
     execPath: runtime.execPath(),
   });
 
-  const reload = options.reload;
+  // Only what was read from an unchanged directory counts (a file written
+  // in place is empty for a moment).
+  const reload = options.reload && config.configDir !== undefined
+    ? consistentLoad(options.reload, config.configDir, (path) => isWithin(path, config.dataDir))
+    : options.reload;
   const policy = new PolicyStore(config, {
     load: reload === undefined ? () => Promise.resolve(config) : async () => {
       const next = await reload();

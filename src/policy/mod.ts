@@ -7,8 +7,9 @@
  * @module
  */
 
-export { startReloader, watchedFolders } from "./reloader.ts";
+export { isWithin, startReloader, watchedFolders } from "./reloader.ts";
 export type { Reloader, ReloaderOptions } from "./reloader.ts";
+export { consistentLoad } from "./consistent.ts";
 export { restartOnlyChanges } from "./restart.ts";
 export { PolicyStore } from "./store.ts";
 export type { PolicySnapshot, PolicyStatus, PolicyStoreOptions, ReloadCause } from "./store.ts";

@@ -116,7 +116,8 @@ export function watchedFolders(config: Config): Map<string, number> {
   return folders;
 }
 
-function isWithin(path: string, folder: string): boolean {
+/** True when `path` is `folder` or inside it. */
+export function isWithin(path: string, folder: string): boolean {
   const rel = relative(folder, path);
   // "..data" (a ConfigMap's folder) is inside; ".." and "../x" are not.
   return rel === "" || (rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
