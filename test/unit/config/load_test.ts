@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { RecipientResolver } from "../../../src/aliases/mod.ts";
 import { ConfigError, DEFAULTS, loadConfig } from "../../../src/config/mod.ts";
+import { hashPassword } from "../../../src/users/mod.ts";
 import { makeTempDir, removeDir, writeTree } from "../helpers.ts";
 
 /** Loads `configDir` and returns the ConfigError it throws. */
@@ -230,8 +231,9 @@ describe("loadConfig", () => {
   });
 
   it("loadConfig() reads users and aliases from domains/ folders", async () => {
+    const hash = await hashPassword("bob's password");
     const dir = await configDir({
-      "domains/Example.TEST/users": "# users\nAlice\nbob: secret-hash\ncarol  extra\n\n",
+      "domains/Example.TEST/users": `# users\nAlice\nbob: ${hash}\ncarol  ${hash}\n\n`,
       "domains/Example.TEST/aliases": "sales: alice, bob\nfwd: x@remote.test\n",
       "domains/other.test/users": "dave\n",
     });
@@ -249,6 +251,20 @@ describe("loadConfig", () => {
     assert.deepEqual([...config.domains.get("other.test")!.users], ["dave"]);
     // Once a domain is configured, localhost is no longer implied.
     assert.equal(config.domains.has("localhost"), false);
+  });
+
+  it("loadConfig() keeps the password hashes of users who may log in, and refuses other text", async () => {
+    const hash = await hashPassword("pw");
+    const good = await configDir({ "domains/example.test/users": `alice ${hash}\nbob\n` });
+    const example = (await loadConfig({ configDir: good })).domains.get("example.test")!;
+    assert.deepEqual([...example.passwords], [["alice", hash]]);
+    const bad = await configDir({ "domains/example.test/users": "alice\nbob plain-password\n" });
+    await assert.rejects(
+      loadConfig({ configDir: bad }),
+      (err: Error) =>
+        err instanceof ConfigError &&
+        err.message.includes('users:2: the password of "bob" is not a hash'),
+    );
   });
 
   it("loadConfig() turns an IDN domain folder into A-labels", async () => {
