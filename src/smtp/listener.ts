@@ -131,15 +131,21 @@ export async function startListeners(
     addresses.push(host.includes(":") ? `[${host}]:${boundPort}` : `${host}:${boundPort}`);
     servers.push(server);
   }
+  let appliedTls = options.tls;
   return {
     addresses,
     update(settings) {
+      // Building TLS contexts parses keys: done only when the material is
+      // new, not on every reload.
+      const tlsChanged = settings.tls !== appliedTls;
+      appliedTls = settings.tls;
       for (const server of servers) {
         // smtp-server reads these from its options object when it uses them.
         server.options.size = settings.maxMessageSize;
         server.options.socketTimeout = settings.idleTimeoutMs;
         server.options.maxCommandLength = settings.maxCommandLength;
         server.setTimings(settings.greetingDelayMs, settings.commandTimeoutMs);
+        if (!tlsChanged) continue;
         // New TLS contexts serve the next STARTTLS; a renewed certificate
         // needs no restart. SNICallback is always passed, so that one left
         // from an older set of certificates cannot linger.
