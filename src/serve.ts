@@ -33,7 +33,7 @@ import {
   RateLimits,
   startListeners,
 } from "./smtp/mod.ts";
-import { type TlsMaterial, tlsMaterial } from "./tls/mod.ts";
+import { tlsMaterial } from "./tls/mod.ts";
 import { VERSION } from "./version.ts";
 
 /** A running server. */
@@ -132,7 +132,7 @@ export async function serve(
     queue.add(item);
   }
 
-  let tls = await tlsMaterial(config.certificates, config.dataDir, config.hostname);
+  const tls = await tlsMaterial(config.certificates, config.dataDir, config.hostname);
   logger.info("tls certificate", { source: tls.source });
   const connections = new ConnectionLimits(
     config.smtp.maxConnections,
@@ -152,7 +152,8 @@ export async function serve(
   });
   const listeners = await startListeners(
     {
-      ...listenerSettings(config, tls),
+      ...listenerSettings(config),
+      tls,
       hostname: config.hostname,
       listen: config.smtp.listen,
       submission: config.submission,
@@ -187,12 +188,18 @@ export async function serve(
     const nextConfig = current.config;
     const certificates = JSON.stringify(nextConfig.certificates);
     try {
+      listeners.update(listenerSettings(nextConfig));
       if (certificates !== appliedCertificates) {
-        tls = await tlsMaterial(nextConfig.certificates, nextConfig.dataDir, nextConfig.hostname);
+        // Key parsing costs: only for new certificate material.
+        const material = await tlsMaterial(
+          nextConfig.certificates,
+          nextConfig.dataDir,
+          nextConfig.hostname,
+        );
+        listeners.updateTls(material);
         appliedCertificates = certificates;
-        logger.info("tls certificate", { source: tls.source, epoch: current.epoch });
+        logger.info("tls certificate", { source: material.source, epoch: current.epoch });
       }
-      listeners.update(listenerSettings(nextConfig, tls));
     } catch (err) {
       logger.error("applying the TLS settings failed; the previous ones stay", {
         epoch: current.epoch,
@@ -311,13 +318,12 @@ function livePolicy(
   };
 }
 
-function listenerSettings(config: Config, tls: TlsMaterial): LiveListenerSettings {
+function listenerSettings(config: Config): LiveListenerSettings {
   return {
     greetingDelayMs: config.smtp.greetingDelayMs,
     maxMessageSize: config.smtp.maxMessageSize,
     idleTimeoutMs: config.smtp.idleTimeoutMs,
     commandTimeoutMs: config.smtp.commandTimeoutMs,
     maxCommandLength: config.smtp.maxCommandLength,
-    tls,
   };
 }

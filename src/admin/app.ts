@@ -239,13 +239,26 @@ function policyJson(policy: ReturnType<PolicyStore["status"]>) {
   };
 }
 
-function status(deps: AdminDeps, at: number) {
+/** Size, holds and the oldest item of the queue, read once per request. */
+function queueSummary(deps: AdminDeps, at: number) {
   const items = deps.queue.list();
-  const oldest = items.reduce<string | undefined>(
-    (min, e) =>
-      min === undefined || e.item.envelope.received_at < min ? e.item.envelope.received_at : min,
-    undefined,
-  );
+  let oldest: string | undefined;
+  let held = 0;
+  for (const { item, held: isHeld } of items) {
+    if (oldest === undefined || item.envelope.received_at < oldest) {
+      oldest = item.envelope.received_at;
+    }
+    if (isHeld) held++;
+  }
+  return {
+    size: items.length,
+    held,
+    oldest_received_at: oldest ?? null,
+    oldest_age_seconds: oldest === undefined ? 0 : Math.floor((at - Date.parse(oldest)) / 1000),
+  };
+}
+
+function status(deps: AdminDeps, at: number) {
   return {
     version: deps.version,
     runtime: deps.runtime,
@@ -255,33 +268,20 @@ function status(deps: AdminDeps, at: number) {
     connections: deps.connectionsOpen(),
     policy: policyJson(deps.policy.status()),
     hooks: deps.hooks(),
-    queue: {
-      size: items.length,
-      held: items.filter((e) => e.held).length,
-      oldest_received_at: oldest ?? null,
-      oldest_age_seconds: oldest === undefined ? 0 : Math.floor((at - Date.parse(oldest)) / 1000),
-    },
+    queue: queueSummary(deps, at),
   };
 }
 
 function gauges(deps: AdminDeps, at: number): Gauge[] {
-  const items = deps.queue.list();
-  const oldest = items.reduce(
-    (min, e) => Math.min(min, Date.parse(e.item.envelope.received_at)),
-    at,
-  );
+  const queue = queueSummary(deps, at);
   const policy = deps.policy.status();
   return [
-    { name: "queue_messages", help: "Messages in the queue", value: items.length },
-    {
-      name: "queue_held_messages",
-      help: "Messages held by the administrator",
-      value: items.filter((e) => e.held).length,
-    },
+    { name: "queue_messages", help: "Messages in the queue", value: queue.size },
+    { name: "queue_held_messages", help: "Messages held by the administrator", value: queue.held },
     {
       name: "queue_oldest_age_seconds",
       help: "Age of the oldest queued message",
-      value: Math.floor((at - oldest) / 1000),
+      value: queue.oldest_age_seconds,
     },
     {
       name: "smtp_connections_open",

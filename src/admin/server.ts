@@ -10,6 +10,7 @@ import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log/mod.ts";
 import { type HttpServer, serveHttp } from "../runtime/mod.ts";
+import { splitHostPort } from "../smtp/mod.ts";
 import { adminApp, type AdminDeps } from "./app.ts";
 import { loadOrCreateToken } from "./token.ts";
 
@@ -39,12 +40,11 @@ export async function startAdmin(options: AdminOptions): Promise<HttpServer> {
     options.logger.info("admin token generated", { file: options.tokenFile });
   }
   if (token.warning) options.logger.warn(token.warning);
-  const match = /^\[?([^\]]*)\]?:(\d+)$/.exec(options.listen);
-  if (!match) throw new Error(`admin.listen: cannot parse "${options.listen}"`);
   const app = adminApp({ ...options.deps, token: token.token });
   let server: HttpServer;
   try {
-    server = serveHttp(match[1]!, Number(match[2]), (request) => app.fetch(request));
+    const { host, port } = splitHostPort(options.listen);
+    server = serveHttp(host, port, (request) => app.fetch(request));
   } catch (err) {
     throw new Error(
       `admin API: cannot listen on ${options.listen}: ${err instanceof Error ? err.message : err}`,

@@ -24,7 +24,7 @@ import { AliasSyntaxError, normalizeDomain, parseAliases } from "../aliases/mod.
 import { parseNetwork, type SpfAction, spfPolicy, type SpfResult } from "../auth/mod.ts";
 import type { HooksConfig } from "../hooks/mod.ts";
 import { hostname as hostHostname } from "../runtime/mod.ts";
-import { isPasswordHash } from "../users/mod.ts";
+import { isPasswordHash, parseUserLine } from "../users/mod.ts";
 import { loadCertificates } from "./certificates.ts";
 import { CONFIG_FILE_NAME, DEFAULTS } from "./defaults.ts";
 import { type ConfigFile, ConfigFileSchema } from "./schema.ts";
@@ -330,12 +330,11 @@ async function loadUsers(
   const passwords = new Map<string, string>();
   if (text === undefined) return { users, passwords };
   for (const [index, raw] of text.split(/\r?\n/).entries()) {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#")) continue;
-    // A user line is `name` (a mailbox), or `name <scrypt hash>` (a user
-    // who may also log in to submit mail); a colon may stand for the space.
-    const name = line.split(/[\s:]/, 1)[0]!.toLowerCase();
-    const credentials = line.slice(name.length).replace(/^[\s:]+/, "");
+    // `name` (a mailbox), or `name <scrypt hash>` (a user who may also log
+    // in to submit mail).
+    const parsed = parseUserLine(raw);
+    if (!parsed) continue;
+    const { name, credentials } = parsed;
     if (name.includes("@") || name.includes(",")) {
       throw new ConfigError(
         path,

@@ -16,6 +16,7 @@ export {
 } from "./runner.ts";
 export { AliasHookError, aliasHookTargets } from "./alias_targets.ts";
 export type { AliasExistsVerdict, AliasResolveVerdict, PostDataVerdict } from "./points.ts";
+export { postDataOutcome } from "./points.ts";
 export { type HookGrants, NO_GRANTS } from "./sandbox.ts";
 export { ModulePool, type ModulePoolOptions } from "./module_pool.ts";
 export type { CallOutcome } from "./worker.ts";

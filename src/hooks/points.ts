@@ -31,6 +31,16 @@ export type PostDataVerdict =
   | { kind: "accept"; headers: string; kept: number; dropped: string[] }
   | { kind: "refuse"; permanent: boolean; text: string; cause: string };
 
+/** The outcome of a post-data call, as counted and logged: accept, reject, defer or failure. */
+export function postDataOutcome(verdict: PostDataVerdict): string {
+  if (verdict.kind === "accept") return "accept";
+  return verdict.cause === "rejected"
+    ? "reject"
+    : verdict.cause === "deferred"
+    ? "defer"
+    : "failure";
+}
+
 /** Reply text when a hook failed without saying why. */
 const FAILED_TEXT = "Message could not be checked, try again later";
 

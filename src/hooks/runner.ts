@@ -25,6 +25,7 @@ import {
   type AliasResolveVerdict,
   postDataFromExec,
   postDataFromModule,
+  postDataOutcome,
   type PostDataVerdict,
 } from "./points.ts";
 import type { HookGrants } from "./sandbox.ts";
@@ -198,14 +199,10 @@ export class HookRunner {
         cause: `broken: ${installed.error}`,
       };
     }
-    const outcome = verdict.kind === "accept"
-      ? "accept"
-      : verdict.cause === "rejected"
-      ? "reject"
-      : verdict.cause === "deferred"
-      ? "defer"
-      : "failure";
-    this.#options.counters.inc("hook_calls", { hook: "post-data", outcome });
+    this.#options.counters.inc("hook_calls", {
+      hook: "post-data",
+      outcome: postDataOutcome(verdict),
+    });
     this.#options.counters.observe(
       "hook_call_seconds",
       { hook: "post-data" },

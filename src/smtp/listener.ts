@@ -30,17 +30,22 @@ export interface ListenerOptions {
 }
 
 /** Listener settings that a policy reload may change. */
-export type LiveListenerSettings = Omit<ListenerOptions, "hostname" | "listen">;
+export type LiveListenerSettings = Omit<
+  ListenerOptions,
+  "hostname" | "listen" | "tls" | "submission"
+>;
 
 /** Running SMTP listeners. */
 export interface SmtpListeners {
   /** The bound addresses as `host:port` (the real port when 0 was asked). */
   addresses: string[];
   /**
-   * Applies new settings to the next connections and TLS handshakes (a
-   * policy reload); sessions in progress keep theirs.
+   * Applies new settings to the next connections (a policy reload);
+   * sessions in progress keep theirs.
    */
   update(settings: LiveListenerSettings): void;
+  /** Serves new certificates from the next TLS handshake on. */
+  updateTls(tls: TlsMaterial): void;
   /** Stops accepting; open sessions get smtp-server's close handling. */
   close(): Promise<void>;
 }
@@ -131,29 +136,27 @@ export async function startListeners(
     addresses.push(host.includes(":") ? `[${host}]:${boundPort}` : `${host}:${boundPort}`);
     servers.push(server);
   }
-  let appliedTls = options.tls;
   return {
     addresses,
     update(settings) {
-      // Building TLS contexts parses keys: done only when the material is
-      // new, not on every reload.
-      const tlsChanged = settings.tls !== appliedTls;
-      appliedTls = settings.tls;
       for (const server of servers) {
         // smtp-server reads these from its options object when it uses them.
         server.options.size = settings.maxMessageSize;
         server.options.socketTimeout = settings.idleTimeoutMs;
         server.options.maxCommandLength = settings.maxCommandLength;
         server.setTimings(settings.greetingDelayMs, settings.commandTimeoutMs);
-        if (!tlsChanged) continue;
+      }
+    },
+    updateTls(tls) {
+      for (const server of servers) {
         // New TLS contexts serve the next STARTTLS; a renewed certificate
         // needs no restart. SNICallback is always passed, so that one left
         // from an older set of certificates cannot linger.
         server.updateSecureContext(
           {
-            key: settings.tls.key,
-            cert: settings.tls.cert,
-            SNICallback: settings.tls.sniCallback,
+            key: tls.key,
+            cert: tls.cert,
+            SNICallback: tls.sniCallback,
           } as Parameters<typeof server.updateSecureContext>[0],
         );
       }

@@ -57,31 +57,39 @@ export class SlidingWindowCounter {
     if (limit <= 0) return true;
     const now = this.#clock();
     this.#sweep(now);
-    const windowStart = now - (now % this.#windowMs);
-    let entry = this.#entries.get(key);
-    if (!entry || windowStart - entry.start >= 2 * this.#windowMs) {
-      entry = { start: windowStart, current: 0, previous: 0 };
-    } else if (entry.start !== windowStart) {
-      entry = { start: windowStart, current: 0, previous: entry.current };
-    }
+    const entry = this.#rolled(this.#entries.get(key), now);
     // Re-inserting keeps the map in order of last use, oldest first.
     this.#entries.delete(key);
     this.#entries.set(key, entry);
-    const overlap = 1 - (now - windowStart) / this.#windowMs;
-    if (entry.previous * overlap + entry.current >= limit) return false;
+    if (this.#estimate(entry, now) >= limit) return false;
     entry.current++;
     return true;
   }
 
   /** The events counted for `key` within the window now (the sliding estimate). */
   count(key: string): number {
-    const entry = this.#entries.get(key);
-    if (!entry) return 0;
     const now = this.#clock();
+    return this.#estimate(this.#rolled(this.#entries.get(key), now), now);
+  }
+
+  /** `entry` moved to the window that holds `now` (a fresh one if absent or stale). */
+  #rolled(
+    entry: { start: number; current: number; previous: number } | undefined,
+    now: number,
+  ): { start: number; current: number; previous: number } {
     const windowStart = now - (now % this.#windowMs);
-    if (windowStart - entry.start >= 2 * this.#windowMs) return 0;
-    const overlap = 1 - (now - windowStart) / this.#windowMs;
-    if (entry.start !== windowStart) return entry.current * overlap;
+    if (!entry || windowStart - entry.start >= 2 * this.#windowMs) {
+      return { start: windowStart, current: 0, previous: 0 };
+    }
+    if (entry.start !== windowStart) {
+      return { start: windowStart, current: 0, previous: entry.current };
+    }
+    return entry;
+  }
+
+  /** The previous window's count weighted by how much of it still overlaps, plus the current. */
+  #estimate(entry: { start: number; current: number; previous: number }, now: number): number {
+    const overlap = 1 - (now - entry.start) / this.#windowMs;
     return entry.previous * overlap + entry.current;
   }
 

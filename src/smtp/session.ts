@@ -10,7 +10,7 @@ import { createReadStream } from "node:fs";
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
 import type { RecipientResolver } from "../aliases/mod.ts";
 import { inNetworks, type Network, type SpfVerdict } from "../auth/mod.ts";
-import type { HookRunner } from "../hooks/mod.ts";
+import { type HookRunner, postDataOutcome } from "../hooks/mod.ts";
 import type { ClientInfo, Logger, MailLog } from "../log/mod.ts";
 import {
   type Envelope,
@@ -377,17 +377,7 @@ export class Intake {
       spfPass: spf?.result === "pass",
     }, () => createReadStream(path, { start: offset, highWaterMark: 64 * 1024 }));
     if (!verdict) return { head: undefined };
-    this.#deps.mailLog.hook(
-      envelope.id,
-      "post-data",
-      verdict.kind === "refuse"
-        ? verdict.cause === "rejected"
-          ? "reject"
-          : verdict.cause === "deferred"
-          ? "defer"
-          : "failure"
-        : "accept",
-    );
+    this.#deps.mailLog.hook(envelope.id, "post-data", postDataOutcome(verdict));
     if (verdict.kind === "refuse") {
       // chasquid: exit status 20 is permanent (554), anything else 451.
       const r = verdict.permanent

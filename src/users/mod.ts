@@ -6,5 +6,5 @@
  */
 
 export { hashPassword, isPasswordHash, verifyPassword } from "./password.ts";
-export { listUsers, removeUser, setUser, splitAddress } from "./users_file.ts";
+export { listUsers, parseUserLine, removeUser, setUser, splitAddress } from "./users_file.ts";
 export type { UserEntry } from "./users_file.ts";

@@ -11,6 +11,7 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { normalizeDomain } from "../aliases/mod.ts";
+import { isPasswordHash } from "./password.ts";
 
 /** A user as the file has it. */
 export interface UserEntry {
@@ -50,10 +51,22 @@ async function readLines(path: string): Promise<string[]> {
   }
 }
 
-function nameOf(line: string): string | undefined {
+/**
+ * One line of a users file: `name`, or `name <credentials>` (white space
+ * or a colon between). Undefined for blank lines and comments.
+ */
+export function parseUserLine(line: string): { name: string; credentials: string } | undefined {
   const trimmed = line.trim();
   if (trimmed === "" || trimmed.startsWith("#")) return undefined;
-  return trimmed.split(/[\s:]/, 1)[0]!.toLowerCase();
+  const name = trimmed.split(/[\s:]/, 1)[0]!;
+  return {
+    name: name.toLowerCase(),
+    credentials: trimmed.slice(name.length).replace(/^[\s:]+/, ""),
+  };
+}
+
+function nameOf(line: string): string | undefined {
+  return parseUserLine(line)?.name;
 }
 
 async function replaceFile(path: string, lines: string[]): Promise<void> {
@@ -90,8 +103,8 @@ export async function removeUser(configDir: string, address: string): Promise<bo
 export async function listUsers(configDir: string, domain: string): Promise<UserEntry[]> {
   const lines = await readLines(usersPath(configDir, splitAddress(`x@${domain}`).domain));
   return lines.flatMap((line) => {
-    const name = nameOf(line);
-    if (name === undefined) return [];
-    return [{ name, canLogIn: /\$scrypt\$/.test(line) }];
+    const parsed = parseUserLine(line);
+    if (!parsed) return [];
+    return [{ name: parsed.name, canLogIn: isPasswordHash(parsed.credentials) }];
   });
 }

@@ -48,6 +48,15 @@ describe("submission", () => {
       ...(options.auth ?? []),
     ]);
   const last = (result: RunResult) => replies(result.stdout).at(-2) ?? "";
+  /** swaks arguments that log in as alice. */
+  const asAlice = (password = "s3cret-pass", method = "PLAIN") => [
+    "--auth",
+    method,
+    "--auth-user",
+    "alice@example.test",
+    "--auth-password",
+    password,
+  ];
 
   before(async () => {
     const configDir = await tempDir("postern-config-");
@@ -98,14 +107,7 @@ describe("submission", () => {
       async () => {
         const r = await submit(
           {
-            auth: [
-              "--auth",
-              "PLAIN",
-              "--auth-user",
-              "alice@example.test",
-              "--auth-password",
-              "s3cret-pass",
-            ],
+            auth: asAlice(),
           },
           "alice@example.test",
           "someone@remote.test",
@@ -125,14 +127,7 @@ describe("submission", () => {
       {
         port: submissionTls,
         tls: "implicit",
-        auth: [
-          "--auth",
-          "LOGIN",
-          "--auth-user",
-          "alice@example.test",
-          "--auth-password",
-          "s3cret-pass",
-        ],
+        auth: asAlice("s3cret-pass", "LOGIN"),
       },
       "alice@example.test",
       "bob@example.test",
@@ -144,14 +139,7 @@ describe("submission", () => {
     const clear = await submit(
       {
         tls: "none",
-        auth: [
-          "--auth",
-          "PLAIN",
-          "--auth-user",
-          "alice@example.test",
-          "--auth-password",
-          "s3cret-pass",
-        ],
+        auth: asAlice(),
       },
       "alice@example.test",
       "bob@example.test",
@@ -168,14 +156,7 @@ describe("submission", () => {
   it("refuses a sender outside the user's domain with 550 5.7.1", async () => {
     const sent = await submit(
       {
-        auth: [
-          "--auth",
-          "PLAIN",
-          "--auth-user",
-          "alice@example.test",
-          "--auth-password",
-          "s3cret-pass",
-        ],
+        auth: asAlice(),
       },
       "ceo@other.test",
       "someone@remote.test",
@@ -188,14 +169,7 @@ describe("submission", () => {
 
   it("limits messages per user per hour with 451 4.7.1", async () => {
     // Two sent above; two more fit in the limit of 4.
-    const auth = [
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      "alice@example.test",
-      "--auth-password",
-      "s3cret-pass",
-    ];
+    const auth = asAlice();
     for (let i = 0; i < 2; i++) {
       assert.equal((await submit({ auth }, "alice@example.test", "x@remote.test")).code, 0);
     }
@@ -207,26 +181,12 @@ describe("submission", () => {
   });
 
   it("refuses bad credentials with 535 5.7.8, then every attempt once the limit is reached", async () => {
-    const wrong = [
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      "alice@example.test",
-      "--auth-password",
-      "nope",
-    ];
+    const wrong = asAlice("nope");
     for (let i = 0; i < 3; i++) {
       const r = await submit({ auth: wrong }, "alice@example.test", "x@remote.test");
       assert.ok(replies(r.stdout).some((l) => l.startsWith("535 5.7.8")), r.stdout);
     }
-    const right = [
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      "alice@example.test",
-      "--auth-password",
-      "s3cret-pass",
-    ];
+    const right = asAlice();
     const locked = await submit({ auth: right }, "alice@example.test", "x@remote.test");
     assert.ok(replies(locked.stdout).some((l) => l.startsWith("454 4.7.0")), locked.stdout);
     await server.waitForLog(/event=login .*result=refused reason=login_rate/);
