@@ -69,3 +69,38 @@ export const AliasResolveResultSchema = v.union([
 
 /** Schema the runner checks alias-exists results with. */
 export const AliasExistsResultSchema = v.boolean("must be true or false");
+
+const AddressText = v.pipe(v.string("must be text"), v.maxLength(998));
+
+/** Schema of {@linkcode PreDeliveryAttemptInput} (for `postern hook run --input`). */
+export const PreDeliveryAttemptInputSchema = v.strictObject({
+  mtaid: v.optional(v.string(), "default"),
+  sendid: v.optional(v.string(), ""),
+  listid: v.optional(v.string(), ""),
+  msguid: v.optional(v.string(), "0000000000000000"),
+  injtime: v.optional(v.number(), 0),
+  sender: v.string(),
+  recipient: v.string(),
+  is_first_attempt: v.optional(v.picklist([0, 1]), 1),
+  mtaid_exists: v.optional(v.picklist([0, 1]), 1),
+});
+
+/** Schema the runner checks pre-delivery-attempt results with. */
+export const PreDeliveryAttemptResultSchema = v.variant("action", [
+  v.strictObject({
+    action: v.literal("normal"),
+    deliver_as_if_to_domain: v.optional(AddressText),
+  }),
+  v.strictObject({ action: v.literal("pause"), message: v.optional(ReplyText) }),
+  v.strictObject({ action: v.literal("dump"), message: v.optional(ReplyText) }),
+  v.strictObject({
+    action: v.literal("new_mtaid"),
+    new_mtaid: v.pipe(v.string("new_mtaid must be text"), v.minLength(1)),
+    deliver_as_if_to_domain: v.optional(AddressText),
+  }),
+  v.strictObject({
+    action: v.literal("new_config"),
+    new_mtaid: v.optional(v.pipe(v.string("new_mtaid must be text"), v.minLength(1))),
+    new_sender: v.optional(AddressText),
+  }),
+], 'must be { action: "normal" | "pause" | "dump" | "new_mtaid" | "new_config", … }');

@@ -9,7 +9,12 @@
  */
 
 /** The hook points, named as the files that implement them. */
-export const HOOK_POINTS = ["post-data", "alias-resolve", "alias-exists"] as const;
+export const HOOK_POINTS = [
+  "post-data",
+  "alias-resolve",
+  "alias-exists",
+  "pre-delivery-attempt",
+] as const;
 
 /** One of {@linkcode HOOK_POINTS}. */
 export type HookPoint = typeof HOOK_POINTS[number];
@@ -94,3 +99,61 @@ export type AliasResolveHook = (
 export type AliasExistsHook = (
   input: AliasInput,
 ) => AliasExistsResult | Promise<AliasExistsResult>;
+
+/**
+ * Input of the pre-delivery-attempt hook, called before every remote
+ * delivery attempt. The keys are those of GreenArrow's hook; 1 and 0 stand
+ * for yes and no, as there.
+ */
+export interface PreDeliveryAttemptInput {
+  /** The virtual MTA chosen for the attempt (by a route, or "default"). */
+  mtaid: string;
+  /** SendID of the message (from its SendID header), "" when it has none. */
+  sendid: string;
+  /** ListID of the message, "" when it has none. */
+  listid: string;
+  /** The message's unique identifier: its queue ID. */
+  msguid: string;
+  /** When the message was injected, in seconds since the epoch. */
+  injtime: number;
+  /** Envelope sender (Return-Path), "" for the null sender. */
+  sender: string;
+  /** Envelope recipient. */
+  recipient: string;
+  /** 1 for the recipient's first attempt, else 0. */
+  is_first_attempt: 0 | 1;
+  /** 1 when the virtual MTA named by `mtaid` exists, else 0. */
+  mtaid_exists: 0 | 1;
+}
+
+/**
+ * A state object, the same for every call until the hook is reloaded (a
+ * change to its file starts a fresh one) or Postern restarts.
+ */
+export type HookState = Record<string, unknown>;
+
+/**
+ * Result of the pre-delivery-attempt hook:
+ *
+ * - `normal`: deliver as planned.
+ * - `pause`: defer this attempt (a temporary failure), with `message`.
+ * - `dump`: give up on the recipient (a bounce), with `message`.
+ * - `new_mtaid`: deliver through the virtual MTA `new_mtaid`.
+ * - `new_config`: change `new_mtaid` and/or `new_sender` (the envelope sender).
+ *
+ * `deliver_as_if_to_domain`, with `normal` and `new_mtaid`, is the domain used
+ * to pick a route and to count connections per destination instead of the
+ * recipient's.
+ */
+export type PreDeliveryAttemptResult =
+  | { action: "normal"; deliver_as_if_to_domain?: string }
+  | { action: "pause"; message?: string }
+  | { action: "dump"; message?: string }
+  | { action: "new_mtaid"; new_mtaid: string; deliver_as_if_to_domain?: string }
+  | { action: "new_config"; new_mtaid?: string; new_sender?: string };
+
+/** A pre-delivery-attempt hook module's default export. */
+export type PreDeliveryAttemptHook = (
+  input: PreDeliveryAttemptInput,
+  state: HookState,
+) => PreDeliveryAttemptResult | Promise<PreDeliveryAttemptResult>;

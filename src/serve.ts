@@ -12,9 +12,10 @@ import type { Config } from "./config/mod.ts";
 import { startAdmin } from "./admin/server.ts";
 import { SpfVerdictCache } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
-import { LocalCourier } from "./delivery/mod.ts";
+import { DispatchCourier, LocalCourier } from "./delivery/mod.ts";
 import { aliasHookTargets, HookRunner } from "./hooks/mod.ts";
-import { Counters, type Logger, MailLog } from "./log/mod.ts";
+import { Counters, FileSink, type Logger, MailLog } from "./log/mod.ts";
+import { Bouncer, ConnectionPool, MtaStsPolicies, RemoteCourier } from "./outbound/mod.ts";
 import {
   consistentLoad,
   isWithin,
@@ -22,7 +23,7 @@ import {
   PolicyStore,
   startReloader,
 } from "./policy/mod.ts";
-import { Queue, Spool } from "./queue/mod.ts";
+import { Queue, type QueueOptions, Spool } from "./queue/mod.ts";
 import * as runtime from "./runtime/mod.ts";
 import {
   ConnectionLimits,
@@ -82,7 +83,11 @@ export async function serve(
   const { items, corrupt } = await spool.load();
   for (const bad of corrupt) mailLog.quarantined(bad.file, bad.reason);
 
+  // The pre-delivery-attempt hook has its own log, as GreenArrow's has.
+  await mkdir(join(config.dataDir, "log"), { recursive: true, mode: 0o700 });
+  const hookLog = new FileSink(join(config.dataDir, "log", "pre-delivery-attempt.log"));
   const hooks = await HookRunner.start({
+    outputFor: (point) => point === "pre-delivery-attempt" ? hookLog.write : undefined,
     configDir: config.configDir,
     dataDir: config.dataDir,
     config: config.hooks,
@@ -115,6 +120,31 @@ export async function serve(
   });
   let dns = newDns(config);
   let live = livePolicy(policy.current, dns, logger);
+  const pool = new ConnectionPool(
+    config.outbound.maxConnections,
+    config.outbound.connectionIdleMs,
+  );
+  const mtaSts = new MtaStsPolicies({
+    resolver: (name, type) => dns.resolver.resolve(name, type),
+    cacheFile: join(config.dataDir, "mta-sts.json"),
+  });
+  const mtaStsError = await mtaSts.load();
+  if (mtaStsError !== undefined) {
+    logger.warn("MTA-STS policy cache ignored", { error: mtaStsError });
+  }
+  const remote = new RemoteCourier({
+    config: () => policy.current.config.outbound,
+    resolver: () => dns.resolver,
+    pool,
+    mtaSts,
+    preDeliveryHook: (input) => hooks.preDeliveryAttempt(input),
+    hookLog: (line) => {
+      hookLog.write(`${new Date().toISOString()} ${line}\n`);
+      logger.warn("pre-delivery-attempt hook error", { detail: line });
+    },
+    logger,
+    counters,
+  });
   const courier = new LocalCourier(() => live.intake.resolver, {
     mailRoot: join(config.dataDir, "mail"),
     hostname: config.hostname,
@@ -122,8 +152,24 @@ export async function serve(
     pipeCwd: config.dataDir,
     // Looked up per delivery, so a hook added later is used at once.
     extraTargets: config.configDir === undefined ? undefined : aliasHookTargets(hooks),
+    forward: async (item, recipient, open) => (await remote.deliver(item, [recipient], open))[0]!,
   });
-  const queue = new Queue(spool, courier, mailLog, logger, config.delivery);
+  const dispatch = new DispatchCourier(
+    courier,
+    (item, recipients, open) => remote.deliver(item, recipients, open),
+    (domain) => live.intake.resolver.isLocalDomain(domain),
+  );
+  const queue = new Queue(spool, dispatch, mailLog, logger, queueOptions(config));
+  queue.setNotifier(
+    new Bouncer({
+      spool,
+      hostname: () => policy.current.config.hostname,
+      onQueued: (item) => queue.add(item),
+      mailLog,
+      logger,
+      maxQueueLifetimeMs: () => policy.current.config.delivery.maxQueueLifetimeMs,
+    }),
+  );
   for (const item of items) {
     mailLog.recovered(
       item.envelope.id,
@@ -171,7 +217,8 @@ export async function serve(
     }
     live = livePolicy(next, dns, logger);
     connections.setLimits(nextConfig.smtp.maxConnections, nextConfig.smtp.maxConnectionsPerIp);
-    queue.setOptions(nextConfig.delivery);
+    queue.setOptions(queueOptions(nextConfig));
+    pool.setLimits(nextConfig.outbound.maxConnections, nextConfig.outbound.connectionIdleMs);
     courier.setPipeTimeout(nextConfig.delivery.pipeTimeoutMs);
     logger.setLevel(nextConfig.log.level);
     // The asynchronous part (TLS material, hook workers) runs one swap at
@@ -263,7 +310,9 @@ export async function serve(
       await applying;
       await listeners.close();
       await queue.stop();
+      pool.close();
       hooks.close();
+      await hookLog.close();
       await spool.close();
     },
   };
@@ -306,6 +355,12 @@ function livePolicy(
       resolver,
       trustedNetworks: config.auth.trustedNetworks,
       rateLimits: config.rateLimits,
+      outbound: {
+        sendidHeader: config.outbound.sendidHeader,
+        listidHeader: config.outbound.listidHeader,
+        dkimSign: config.outbound.dkimSign,
+        dkimKey: (domain) => config.domains.get(domain)?.dkim,
+      },
       auth: {
         hostname: config.hostname,
         resolver: dns.resolver.resolve,
@@ -316,6 +371,10 @@ function livePolicy(
       },
     },
   };
+}
+
+function queueOptions(config: Config): QueueOptions {
+  return { ...config.delivery, delayWarningMs: config.outbound.delayWarningMs };
 }
 
 function listenerSettings(config: Config): LiveListenerSettings {

@@ -39,6 +39,30 @@ export const DEFAULTS = {
     pipeTimeoutMs: 5 * 60_000,
   },
   dns: { servers: [] as string[], timeoutMs: 5_000 },
+  outbound: {
+    // RFC 5321 section 4.5.4: the SMTP port.
+    port: 25,
+    maxConnections: 100,
+    // Postfix's default_destination_concurrency_limit is 20; receivers
+    // often throttle well below that from one client.
+    maxConnectionsPerDestination: 10,
+    // Postfix's smtp_connection_reuse_count_limit is unlimited by time
+    // only; a count keeps one connection from living forever.
+    messagesPerConnection: 100,
+    // Postfix's smtp_connection_cache_time_limit is 2s.
+    connectionIdleMs: 5_000,
+    // RFC 5321 section 4.5.3.2.1 asks for 5 minutes for the greeting; a
+    // shorter connect limit lets the next MX host be tried sooner.
+    connectTimeoutMs: 30_000,
+    // RFC 5321 section 4.5.3.2: 5 minutes for MAIL, RCPT and the data blocks.
+    commandTimeoutMs: 5 * 60_000,
+    mtaSts: true,
+    dkimSign: true,
+    // Postfix's delay_warning_time is off by default too.
+    delayWarningMs: 0,
+    sendidHeader: "X-SendID",
+    listidHeader: "X-ListID",
+  },
   auth: {
     // Postfix's mynetworks_style=host: the machine itself is trusted.
     trustedNetworks: ["127.0.0.0/8", "::1/128"],
@@ -61,7 +85,14 @@ export const DEFAULTS = {
   hooks: {
     // chasquid's hook reference: 1 minute for post-data, 5 seconds for the
     // alias hooks.
-    timeoutMs: { "post-data": 60_000, "alias-resolve": 5_000, "alias-exists": 5_000 },
+    timeoutMs: {
+      "post-data": 60_000,
+      "alias-resolve": 5_000,
+      "alias-exists": 5_000,
+      // GreenArrow's hook "must return very quickly": it runs for every
+      // delivery attempt, one at a time.
+      "pre-delivery-attempt": 5_000,
+    },
     // One worker, so one module state, as GreenArrow's reference has it.
     workers: 1,
     maxMemoryBytes: 256 * 1024 * 1024,

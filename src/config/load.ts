@@ -21,11 +21,18 @@ import * as v from "valibot";
 import { LineCounter, parseDocument } from "yaml";
 import type { HookPoint } from "../../hooks/mod.ts";
 import { AliasSyntaxError, normalizeDomain, parseAliases } from "../aliases/mod.ts";
-import { parseNetwork, type SpfAction, spfPolicy, type SpfResult } from "../auth/mod.ts";
+import {
+  listDkimSelectors,
+  parseNetwork,
+  type SpfAction,
+  spfPolicy,
+  type SpfResult,
+} from "../auth/mod.ts";
 import type { HooksConfig } from "../hooks/mod.ts";
 import { hostname as hostHostname } from "../runtime/mod.ts";
 import { isPasswordHash, parseUserLine } from "../users/mod.ts";
 import { loadCertificates } from "./certificates.ts";
+import { resolveOutbound } from "./outbound.ts";
 import { CONFIG_FILE_NAME, DEFAULTS } from "./defaults.ts";
 import { type ConfigFile, ConfigFileSchema } from "./schema.ts";
 import type { Config, DomainConfig } from "./types.ts";
@@ -78,10 +85,12 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
         users: new Set(),
         aliases: new Map(),
         passwords: new Map(),
+        dkim: undefined,
       });
     }
   }
 
+  const hostname = file.hostname ?? hostHostname();
   const dataDir = options.dataDir !== undefined
     ? resolve(options.dataDir)
     : file.data_dir !== undefined
@@ -91,7 +100,7 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
     configDir,
     mainFile: read === undefined ? undefined : mainPath,
     dataDir,
-    hostname: file.hostname ?? hostHostname(),
+    hostname,
     smtp: {
       listen: smtp.listen ?? [...DEFAULTS.smtp.listen],
       greetingDelayMs: smtp.greeting_delay ?? DEFAULTS.smtp.greetingDelayMs,
@@ -121,6 +130,14 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       servers: file.dns?.servers ?? [...DEFAULTS.dns.servers],
       timeoutMs: file.dns?.timeout ?? DEFAULTS.dns.timeoutMs,
     },
+    outbound: await resolveOutbound(file.outbound, {
+      hostname,
+      mainFile: join(configDir ?? ".", CONFIG_FILE_NAME),
+      relativeToConfig,
+      readText: readOptional,
+    }).catch((err: Error) => {
+      throw new ConfigError(join(configDir ?? ".", CONFIG_FILE_NAME), err.message);
+    }),
     auth: resolveAuth(file.auth, join(configDir ?? ".", CONFIG_FILE_NAME)),
     submission: {
       listen: file.submission?.listen ?? [...DEFAULTS.submission.listen],
@@ -136,7 +153,7 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       failedLoginsPerIpPerHour: file.rate_limits?.failed_logins_per_ip_per_hour ??
         DEFAULTS.rateLimits.failedLoginsPerIpPerHour,
     },
-    hooks: resolveHooks(file.hooks, relativeToConfig),
+    hooks: resolveHooks(file.hooks, relativeToConfig, join(configDir ?? ".", CONFIG_FILE_NAME)),
     domains,
     admin: {
       listen: file.admin?.listen === "off"
@@ -197,9 +214,20 @@ function resolveAuth(auth: ConfigFile["auth"], configFile: string): Config["auth
 function resolveHooks(
   hooks: ConfigFile["hooks"],
   relativeToConfig: (p: string) => string,
+  mainFile: string,
 ): HooksConfig {
-  const point = (name: HookPoint, key: "post_data" | "alias_resolve" | "alias_exists") => {
+  const point = (
+    name: HookPoint,
+    key: "post_data" | "alias_resolve" | "alias_exists" | "pre_delivery_attempt",
+  ) => {
     const settings = hooks?.[key] ?? {};
+    // GreenArrow's reference: one state shared by every call, so one worker.
+    if (key === "pre_delivery_attempt" && (settings.workers ?? 1) !== 1) {
+      throw new ConfigError(
+        mainFile,
+        `${mainFile}: hooks.pre_delivery_attempt.workers must be 1: every call shares one state`,
+      );
+    }
     const allow = settings.allow ?? {};
     return {
       timeoutMs: settings.timeout ?? DEFAULTS.hooks.timeoutMs[name],
@@ -221,6 +249,7 @@ function resolveHooks(
       "post-data": point("post-data", "post_data"),
       "alias-resolve": point("alias-resolve", "alias_resolve"),
       "alias-exists": point("alias-exists", "alias_exists"),
+      "pre-delivery-attempt": point("pre-delivery-attempt", "pre_delivery_attempt"),
     },
   };
 }
@@ -317,9 +346,21 @@ async function loadDomains(
       anyUser: settingsByName.get(name)?.any_user ?? false,
       ...await loadUsers(join(dir, "users")),
       aliases: await loadAliases(join(dir, "aliases"), name),
+      dkim: await loadDkimKey(join(dir, "dkim")),
     });
   }
   return domains;
+}
+
+/** The newest key (by selector name, which is a date by default) in a domain's dkim folder. */
+async function loadDkimKey(
+  dir: string,
+): Promise<{ selector: string; privateKey: string } | undefined> {
+  const selector = (await listDkimSelectors(dir)).at(-1);
+  if (selector === undefined) return undefined;
+  const path = join(dir, `${selector}.pem`);
+  const privateKey = await readOptional(path);
+  return privateKey === undefined ? undefined : { selector, privateKey };
 }
 
 async function loadUsers(

@@ -9,6 +9,7 @@ import type { AliasTable } from "../aliases/mod.ts";
 import type { Network, SpfPolicy } from "../auth/mod.ts";
 import type { HooksConfig } from "../hooks/mod.ts";
 import type { LogLevel } from "../log/mod.ts";
+import type { OutboundConfig } from "../outbound/settings.ts";
 import type { RateLimitSettings } from "../smtp/rate_limits.ts";
 
 /** One local domain. */
@@ -23,6 +24,8 @@ export interface DomainConfig {
   aliases: AliasTable;
   /** Password hashes of the users who may submit mail, by lower-case name. */
   passwords: ReadonlyMap<string, string>;
+  /** The newest DKIM key in `domains/<name>/dkim/`, used to sign outbound mail. */
+  dkim: { selector: string; privateKey: string } | undefined;
 }
 
 /** A certificate with its key, both PEM. */
@@ -69,6 +72,8 @@ export interface Config {
     pipeTimeoutMs: number;
   };
   dns: { servers: string[]; timeoutMs: number };
+  /** Delivery to other domains. */
+  outbound: OutboundConfig;
   auth: {
     /** Clients whose mail is not SPF-checked. */
     trustedNetworks: Network[];

@@ -13,7 +13,7 @@ import {
   type ExtraTargets,
   type RecipientResolver,
 } from "../aliases/mod.ts";
-import type { Courier, DeliveryResult, SpoolItem } from "../queue/mod.ts";
+import type { DeliveryResult, RecipientRef, SpoolItem } from "../queue/mod.ts";
 import { crlfToLf, prepend } from "./line_endings.ts";
 import { mailboxDirName, Maildir } from "./maildir.ts";
 import { deliverToPipe } from "./pipe.ts";
@@ -30,10 +30,18 @@ export interface LocalCourierOptions {
   pipeCwd: string;
   /** Extra alias targets (the alias-resolve hook), when there is a source. */
   extraTargets?: ExtraTargets | undefined;
+  /** Delivers an alias's remote target; without it such targets wait. */
+  forward?:
+    | ((
+      item: SpoolItem,
+      recipient: RecipientRef,
+      open: () => AsyncIterable<Uint8Array>,
+    ) => Promise<DeliveryResult>)
+    | undefined;
 }
 
 /** Delivers to local destinations. */
-export class LocalCourier implements Courier {
+export class LocalCourier {
   #resolver: () => RecipientResolver;
   #options: LocalCourierOptions;
   #maildirs = new Map<string, Maildir>();
@@ -58,7 +66,7 @@ export class LocalCourier implements Courier {
   /** Delivers to every destination of one envelope recipient. */
   async deliver(
     item: SpoolItem,
-    recipient: { address: string; index: number },
+    recipient: { address: string; index: number; attempts?: number },
     open: () => AsyncIterable<Uint8Array>,
   ): Promise<DeliveryResult> {
     let destinations: Destination[];
@@ -91,7 +99,7 @@ export class LocalCourier implements Courier {
 
   async #deliverOne(
     item: SpoolItem,
-    recipient: { address: string; index: number },
+    recipient: { address: string; index: number; attempts?: number },
     destination: Destination,
     open: () => AsyncIterable<Uint8Array>,
   ): Promise<DeliveryResult> {
@@ -132,6 +140,14 @@ export class LocalCourier implements Courier {
           this.#options.pipeCwd,
         );
       case "remote":
+        // Forwarded with the original envelope sender, as chasquid does.
+        if (this.#options.forward) {
+          return await this.#options.forward(item, {
+            address: destination.address,
+            index: recipient.index,
+            attempts: recipient.attempts ?? 0,
+          }, open);
+        }
         return {
           status: "deferred",
           error:

@@ -5,6 +5,7 @@
  * @module
  */
 
+export { DispatchCourier, type RemoteDelivery } from "./dispatch.ts";
 export { crlfToLf } from "./line_endings.ts";
 export { LocalCourier } from "./local.ts";
 export type { LocalCourierOptions } from "./local.ts";

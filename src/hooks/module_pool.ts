@@ -38,6 +38,8 @@ export interface ModulePoolOptions {
   logger: Logger;
   /** Where worker starts, timeouts and unexpected exits are counted. */
   counters?: Counters;
+  /** Where the hook's output lines go instead of the application log (its own log). */
+  output?: ((line: string) => void) | undefined;
 }
 
 /**
@@ -81,6 +83,10 @@ export class ModulePool {
         this.#logBroken();
       },
       output: (worker, line) => {
+        if (options.output) {
+          options.output(`${new Date().toISOString()} pid=${worker.pid} ${line.slice(0, 1000)}\n`);
+          return;
+        }
         options.logger.info("hook output", {
           hook: options.name,
           pid: worker.pid,

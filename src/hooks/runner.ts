@@ -10,7 +10,12 @@
 import { accessSync, constants } from "node:fs";
 import { mkdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { HOOK_POINTS, type HookPoint, type PostDataInput } from "../../hooks/mod.ts";
+import {
+  HOOK_POINTS,
+  type HookPoint,
+  type PostDataInput,
+  type PreDeliveryAttemptInput,
+} from "../../hooks/mod.ts";
 import type { Counters, Logger } from "../log/mod.ts";
 import { fingerprint, type TreeWatch, watchTree } from "../policy/watcher.ts";
 import { execHookEnv, runExecHook } from "./exec_hook.ts";
@@ -29,6 +34,7 @@ import {
   type PostDataVerdict,
 } from "./points.ts";
 import type { HookGrants } from "./sandbox.ts";
+import type { CallOutcome } from "./worker.ts";
 import { WORKER_SOURCE } from "./worker_source.ts";
 
 /** Settings of one hook point. */
@@ -61,6 +67,8 @@ export interface HookRunnerOptions {
   execPath: string;
   /** Watch the hooks folder for changes. Default: true. */
   watch?: boolean;
+  /** A hook point's own log for its output; default: the application log. */
+  outputFor?: (point: HookPoint) => ((line: string) => void) | undefined;
 }
 
 /** A hook set up at start-up cannot run (no deno, executable not allowed). */
@@ -283,6 +291,36 @@ export class HookRunner {
     return verdict;
   }
 
+  /**
+   * Runs the pre-delivery-attempt hook (a module hook only: its state lives
+   * in its one worker); undefined when there is none.
+   */
+  async preDeliveryAttempt(input: PreDeliveryAttemptInput): Promise<CallOutcome | undefined> {
+    const installed = this.#installed.get("pre-delivery-attempt");
+    if (!installed) return undefined;
+    const started = performance.now();
+    const outcome: CallOutcome = installed.form === "module"
+      ? await installed.pool.call(input)
+      : installed.form === "broken"
+      ? { ok: false, failure: "load_error", error: installed.error }
+      : {
+        ok: false,
+        failure: "load_error",
+        error: "the pre-delivery-attempt hook must be a TypeScript module (hooks/" +
+          "pre-delivery-attempt.ts): its state lives in one worker",
+      };
+    this.#options.counters.inc("hook_calls", {
+      hook: "pre-delivery-attempt",
+      outcome: outcome.ok ? "ok" : "failure",
+    });
+    this.#options.counters.observe(
+      "hook_call_seconds",
+      { hook: "pre-delivery-attempt" },
+      (performance.now() - started) / 1000,
+    );
+    return outcome;
+  }
+
   /** Stops watching and ends every worker. */
   close(): void {
     this.#closed = true;
@@ -367,6 +405,7 @@ export class HookRunner {
       env: this.#options.env,
       logger,
       counters: this.#options.counters,
+      output: this.#options.outputFor?.(point),
     });
     logger.info("hook loaded", {
       hook: point,

@@ -107,7 +107,7 @@ async function call(fn, id, request) {
   const input = { ...request.input };
   if (request.message) input.message = messageStream(id);
   try {
-    const value = await fn(input);
+    const value = await fn(input, hookState);
     await sendJson(id, { t: "result", ok: true, value });
   } catch (err) {
     await sendJson(id, { t: "result", ok: false, error: describe(err) });
@@ -117,6 +117,10 @@ async function call(fn, id, request) {
 }
 
 let fn;
+// The second argument of every call: one object for the life of this
+// worker, as GreenArrow's pre-delivery-attempt hook has its state hash. A
+// reload starts a new worker, so a new state.
+const hookState = {};
 try {
   const module = await import(Deno.args[0]);
   if (typeof module.default !== "function") {

@@ -146,6 +146,15 @@ export class MailLog {
     this.#line({ qid, event: "delivery", to: `<${rcpt}>`, result, ...detail });
   }
 
+  /**
+   * A delivery status notification about `qid` was queued as `dsnQid` for
+   * `sender`: a bounce ("failed") or a delay warning ("delayed").
+   */
+  bounced(qid: string, dsnQid: string, kind: "failed" | "delayed", sender: string): void {
+    this.#counters.inc("dsn_total", { kind });
+    this.#line({ qid, event: "dsn", kind, dsn_qid: dsnQid, to: `<${sender}>` });
+  }
+
   /** Every recipient of an item is final; the item left the queue. */
   completed(qid: string, sent: number, failed: number): void {
     this.#counters.inc("queue_completed_total");

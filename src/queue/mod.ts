@@ -13,8 +13,11 @@ export type {
   AdminOutcome,
   Courier,
   DeliveryResult,
+  NotifiedRecipient,
+  Notifier,
   QueueEntryView,
   QueueOptions,
+  RecipientRef,
 } from "./queue.ts";
 export { DeliveryStateSchema, EnvelopeSchema, initialState } from "./records.ts";
 export type { DeliveryState, Envelope, RecipientStatus } from "./records.ts";

@@ -13,20 +13,56 @@ import type { Spool, SpoolItem } from "./spool.ts";
 /** The outcome of delivering one message to one envelope recipient. */
 export type DeliveryResult =
   | { status: "sent"; detail: string }
-  | { status: "deferred" | "failed"; error: string };
+  | {
+    status: "deferred" | "failed";
+    error: string;
+    /** Enhanced status code (RFC 3463) for a bounce; else one is derived from `error`. */
+    dsnStatus?: string;
+    /** The remote host that answered, for a bounce. */
+    remoteMta?: string;
+  };
 
-/** Something that delivers messages: local (Maildir, pipes) or remote. */
+/** One envelope recipient of a delivery attempt. */
+export interface RecipientRef {
+  address: string;
+  /** Position in the envelope (names the Maildir file, so retries do not duplicate). */
+  index: number;
+  /** Attempts made before this one. */
+  attempts: number;
+}
+
+/** Something that delivers messages: local (Maildir, pipes), remote, or both. */
 export interface Courier {
   /**
-   * Delivers `item` to the envelope recipient `recipient`. `open` streams
-   * the message; it may be called once per destination. Never throws: every
-   * failure is a result that says whether it is permanent.
+   * Delivers `item` to `recipients`; one result per recipient, in order.
+   * `open` streams the message; it may be called once per destination.
+   * Never throws: every failure is a result that says whether it is permanent.
    */
   deliver(
     item: SpoolItem,
-    recipient: { address: string; index: number },
+    recipients: RecipientRef[],
     open: () => AsyncIterable<Uint8Array>,
-  ): Promise<DeliveryResult>;
+  ): Promise<DeliveryResult[]>;
+}
+
+/** A recipient the sender is told about. */
+export interface NotifiedRecipient {
+  address: string;
+  error: string;
+  status: string | undefined;
+  remoteMta: string | undefined;
+}
+
+/**
+ * Tells senders about failed and delayed recipients (delivery status
+ * notifications). Resolves once the notification is safely queued.
+ */
+export interface Notifier {
+  notify(
+    item: SpoolItem,
+    kind: "failed" | "delayed",
+    recipients: NotifiedRecipient[],
+  ): Promise<void>;
 }
 
 /** Retry and concurrency settings. */
@@ -35,6 +71,8 @@ export interface QueueOptions {
   retryInitialMs: number;
   retryMaxMs: number;
   maxQueueLifetimeMs: number;
+  /** Warn the sender once a message has waited this long; 0 never. */
+  delayWarningMs?: number;
 }
 
 interface Entry {
@@ -55,6 +93,15 @@ export interface QueueEntryView {
 
 /** The outcome of an administrative action on one item. */
 export type AdminOutcome = "done" | "missing" | "busy";
+
+function notified(rcpt: DeliveryState["recipients"][number]): NotifiedRecipient {
+  return {
+    address: rcpt.address,
+    error: rcpt.last_error ?? "",
+    status: rcpt.last_status,
+    remoteMta: rcpt.remote_mta,
+  };
+}
 
 function view(entry: Entry): QueueEntryView {
   return {
@@ -79,6 +126,7 @@ export class Queue {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #idle: Array<() => void> = [];
+  #notifier: Notifier | undefined;
 
   /** Creates a queue; `now` and `random` may be injected by tests. */
   constructor(
@@ -97,6 +145,11 @@ export class Queue {
     this.#options = options;
     this.#now = now;
     this.#random = random;
+  }
+
+  /** Sets who tells senders about failures (bounces) and delays. */
+  setNotifier(notifier: Notifier): void {
+    this.#notifier = notifier;
   }
 
   /**
@@ -154,20 +207,30 @@ export class Queue {
   }
 
   /**
-   * Ends an item at once. `bounce` marks its pending recipients failed (a
-   * bounce to the sender follows once outbound delivery exists); `delete`
-   * drops it without a trace but the mail log line.
+   * Ends an item at once. `bounce` marks its pending recipients failed and
+   * sends the sender a bounce; `delete` drops it without a trace but the
+   * mail log line.
    */
   async finish(id: string, how: "bounce" | "delete", reason: string): Promise<AdminOutcome> {
     const entry = this.#entries.get(id);
     if (!entry) return "missing";
     if (entry.running) return "busy";
-    this.#entries.delete(id);
+    entry.running = true;
     const { recipients } = entry.item.state;
+    const failed: NotifiedRecipient[] = [];
     for (const rcpt of recipients) {
       if (rcpt.status !== "pending") continue;
       this.#mailLog.delivery(id, rcpt.address, "failed", { error: `${how}: ${reason}` });
+      failed.push({ address: rcpt.address, error: reason, status: "5.0.0", remoteMta: undefined });
     }
+    try {
+      if (how === "bounce" && failed.length > 0) {
+        await this.#notifier?.notify(entry.item, "failed", failed);
+      }
+    } finally {
+      entry.running = false;
+    }
+    this.#entries.delete(id);
     await this.#spool.remove(id);
     const sent = recipients.filter((r) => r.status === "sent").length;
     this.#mailLog.completed(id, sent, recipients.length - sent);
@@ -250,40 +313,62 @@ export class Queue {
   async #attempt(item: SpoolItem): Promise<number | undefined> {
     const { envelope } = item;
     const state: DeliveryState = structuredClone(item.state);
-    let changed = false;
-    for (const [index, rcpt] of state.recipients.entries()) {
-      if (rcpt.status !== "pending") continue;
-      const result = await this.#courier.deliver(
-        item,
-        { address: rcpt.address, index },
-        () => this.#spool.openMessage(item),
-      );
+    const due = [...state.recipients.entries()].filter(([, r]) => r.status === "pending");
+    const results = due.length === 0 ? [] : await this.#courier.deliver(
+      item,
+      due.map(([index, r]) => ({ address: r.address, index, attempts: r.attempts })),
+      () => this.#spool.openMessage(item),
+    );
+    const failed: NotifiedRecipient[] = [];
+    for (const [position, [, rcpt]] of due.entries()) {
+      const result = results[position] ??
+        { status: "deferred" as const, error: "the courier gave no result" };
       rcpt.attempts++;
-      changed = true;
       if (result.status === "sent") {
         rcpt.status = "sent";
         delete rcpt.last_error;
+        delete rcpt.last_status;
+        delete rcpt.remote_mta;
         this.#mailLog.delivery(envelope.id, rcpt.address, "sent", { dest: result.detail });
-      } else {
-        rcpt.last_error = result.error;
-        if (result.status === "failed") rcpt.status = "failed";
-        this.#mailLog.delivery(envelope.id, rcpt.address, result.status, { error: result.error });
+        continue;
       }
+      rcpt.last_error = result.error;
+      if (result.dsnStatus !== undefined) rcpt.last_status = result.dsnStatus;
+      else delete rcpt.last_status;
+      if (result.remoteMta !== undefined) rcpt.remote_mta = result.remoteMta;
+      else delete rcpt.remote_mta;
+      if (result.status === "failed") {
+        rcpt.status = "failed";
+        failed.push(notified(rcpt));
+      }
+      this.#mailLog.delivery(envelope.id, rcpt.address, result.status, { error: result.error });
     }
 
     const age = this.#now() - Date.parse(envelope.received_at);
-    const pending = state.recipients.filter((r) => r.status === "pending");
+    let pending = state.recipients.filter((r) => r.status === "pending");
     if (pending.length > 0 && age >= this.#options.maxQueueLifetimeMs) {
       for (const rcpt of pending) {
         rcpt.status = "failed";
         rcpt.last_error = `expired after ${Math.round(age / 3_600_000)}h in the queue: ${
           rcpt.last_error ?? "no attempt succeeded"
         }`;
+        // RFC 3463: 4.4.7 is "delivery time expired"; as a final status, 5.4.7.
+        rcpt.last_status = "5.4.7";
+        failed.push(notified(rcpt));
         this.#mailLog.delivery(envelope.id, rcpt.address, "failed", { error: rcpt.last_error });
       }
+      pending = [];
+    }
+    // The bounce is queued before the item's state moves on: a crash in
+    // between repeats the attempt rather than losing the notification.
+    if (failed.length > 0) await this.#notifier?.notify(item, "failed", failed);
+    const warnAfter = this.#options.delayWarningMs ?? 0;
+    if (pending.length > 0 && warnAfter > 0 && age >= warnAfter && !state.warned) {
+      await this.#notifier?.notify(item, "delayed", pending.map(notified));
+      state.warned = true;
     }
 
-    if (state.recipients.every((r) => r.status !== "pending")) {
+    if (pending.length === 0) {
       await this.#spool.remove(envelope.id);
       const sent = state.recipients.filter((r) => r.status === "sent").length;
       this.#mailLog.completed(envelope.id, sent, state.recipients.length - sent);
@@ -293,7 +378,9 @@ export class Queue {
     const attempts = Math.max(...pending.map((r) => r.attempts));
     const next = this.#now() + this.#backoff(attempts);
     state.next_attempt_at = new Date(next).toISOString();
-    if (changed) await this.#spool.saveState(envelope.id, state);
+    if (due.length > 0 || state.warned !== item.state.warned) {
+      await this.#spool.saveState(envelope.id, state);
+    }
     item.state = state;
     return next;
   }

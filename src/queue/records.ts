@@ -25,6 +25,12 @@ export const EnvelopeSchema = v.strictObject({
   }),
   /** The client declared SMTPUTF8 (RFC 6531). */
   smtputf8: v.boolean(),
+  /** SendID from the message's SendID header (the header itself was removed). */
+  sendid: v.optional(v.string()),
+  /** ListID from the message's ListID header (removed likewise). */
+  listid: v.optional(v.string()),
+  /** A delivery status notification we generated (never bounced in turn). */
+  dsn: v.optional(v.boolean()),
 });
 
 /** The envelope of a spooled message. */
@@ -44,7 +50,13 @@ export const DeliveryStateSchema = v.strictObject({
     status: RecipientStatusSchema,
     attempts: v.pipe(v.number(), v.integer(), v.minValue(0)),
     last_error: v.optional(v.string()),
+    /** Enhanced status code of the last failure (RFC 3463), for the bounce. */
+    last_status: v.optional(v.string()),
+    /** The remote host that gave the last answer. */
+    remote_mta: v.optional(v.string()),
   })),
+  /** A delay warning was sent to the sender. */
+  warned: v.optional(v.boolean()),
   /** Earliest time of the next attempt (ISO 8601). */
   next_attempt_at: v.optional(v.pipe(v.string(), v.isoTimestamp())),
   /** Held by the administrator: no attempt until released. */

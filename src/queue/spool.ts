@@ -67,6 +67,8 @@ export class SpoolWriter {
   #dataStart: number;
   /** Header lines added after DATA, kept right before `#dataStart`. */
   #head: Uint8Array = new Uint8Array(0);
+  /** The envelope changed since its line was written. */
+  #envelopeChanged = false;
 
   /** @internal Use {@linkcode Spool.receive}. */
   constructor(envelope: Envelope, file: DurableFile, finalPath: string, syncer: DirSyncer) {
@@ -112,7 +114,8 @@ export class SpoolWriter {
    * file, so the message is not copied (unless they do not fit).
    */
   async prepend(head: Uint8Array): Promise<void> {
-    if (head.byteLength === 0) return;
+    if (head.byteLength === 0 && !this.#envelopeChanged) return;
+    this.#envelopeChanged = false;
     const combined = new Uint8Array(head.byteLength + this.#head.byteLength);
     combined.set(head);
     combined.set(this.#head, head.byteLength);
@@ -130,11 +133,21 @@ export class SpoolWriter {
   }
 
   /**
+   * Records SendID and ListID taken from the message's headers; the
+   * envelope line is rewritten at commit.
+   */
+  setIds(ids: { sendid?: string; listid?: string }): void {
+    if (ids.sendid === undefined && ids.listid === undefined) return;
+    Object.assign(this.envelope, ids);
+    this.#envelopeChanged = true;
+  }
+
+  /**
    * Makes the message durable in the queue, with `head` (header lines
    * ending in CRLF) added at its top; returns the spooled item.
    */
   async commit(head?: Uint8Array): Promise<SpoolItem> {
-    if (head) await this.prepend(head);
+    if (head || this.#envelopeChanged) await this.prepend(head ?? new Uint8Array(0));
     await this.#file.commit(this.#finalPath, this.#syncer);
     return {
       envelope: this.envelope,

@@ -19,13 +19,9 @@ import {
   type SpoolItem,
   type SpoolWriter,
 } from "../queue/mod.ts";
-import {
-  type AuthDeps,
-  authenticateAfterData,
-  isChecked,
-  spfAtMailFrom,
-} from "./authentication.ts";
+import { type AuthDeps, authenticateAfterData, spfAtMailFrom } from "./authentication.ts";
 import { HeaderFilter, ourAuthenticationResults } from "./header_filter.ts";
+import { idHeaderFilter, type OutboundIntake, signatureHead } from "./outbound_headers.ts";
 import type { ConnectionLimits } from "./connection_limits.ts";
 import type { LoginChecker } from "./login.ts";
 import type { RateLimits, RateLimitSettings } from "./rate_limits.ts";
@@ -52,6 +48,8 @@ export interface IntakePolicy {
   /** Clients exempt from the rate limits. */
   trustedNetworks: readonly Network[];
   rateLimits: RateLimitSettings;
+  /** SendID/ListID headers and DKIM signing for mail that may leave. */
+  outbound?: OutboundIntake | undefined;
 }
 
 /** What the session handlers need. */
@@ -248,10 +246,18 @@ export class Intake {
     }
     // RFC 8601 section 5: our own authserv-id in a field from outside is a forgery.
     const auth = policy.auth;
-    const filter =
-      auth && isChecked(auth, session.remoteAddress, authenticatedUser(session) !== undefined)
-        ? new HeaderFilter(ourAuthenticationResults(auth.hostname))
-        : undefined;
+    // Mail from outside gets the RFC 8601 filter; submitted mail (the only
+    // mail that is relayed) gives up its SendID and ListID and is signed.
+    const submitted = authenticatedUser(session) !== undefined;
+    const checkedClient = auth !== undefined && !submitted &&
+      !inNetworks(session.remoteAddress, policy.trustedNetworks);
+    const ids: { sendid?: string; listid?: string } = {};
+    const outbound = submitted ? policy.outbound : undefined;
+    const filter = checkedClient
+      ? new HeaderFilter(ourAuthenticationResults(auth.hostname))
+      : outbound
+      ? idHeaderFilter(outbound, ids)
+      : undefined;
     const outcome = await receiveMessage(
       stream,
       writer,
@@ -259,7 +265,7 @@ export class Intake {
       policy.maxMessageSize,
       filter,
     );
-    if (filter && filter.dropped > 0) {
+    if (checkedClient && filter && filter.dropped > 0) {
       this.#deps.logger.warn("removed Authentication-Results fields that claimed our name", {
         qid,
         fields: filter.dropped,
@@ -291,7 +297,11 @@ export class Intake {
         await writer.abort();
         return checked;
       }
-      item = await writer.commit(checked.head);
+      writer.setIds(ids);
+      if (checked.head) await writer.prepend(checked.head);
+      item = await writer.commit(
+        outbound ? await signatureHead(outbound, writer, envelope) : undefined,
+      );
     } catch (err) {
       await writer.abort();
       return this.#failed(session, qid, err, envelope);

@@ -7,6 +7,7 @@ import {
   type DeliveryState,
   Queue,
   type QueueOptions,
+  type RecipientRef,
   Spool,
   type SpoolItem,
 } from "../../../src/queue/mod.ts";
@@ -44,14 +45,18 @@ class FakeCourier implements Courier {
 
   async deliver(
     item: SpoolItem,
-    recipient: { address: string; index: number },
+    recipients: RecipientRef[],
     open: () => AsyncIterable<Uint8Array>,
-  ): Promise<DeliveryResult> {
-    const call = { qid: item.envelope.id, ...recipient, body: await collectText(open()) };
-    this.calls.push(call);
-    const attempt = this.calls.filter((c) => c.address === call.address && c.qid === call.qid)
-      .length;
-    return await this.#decide(call, attempt);
+  ): Promise<DeliveryResult[]> {
+    const results: DeliveryResult[] = [];
+    for (const { address, index } of recipients) {
+      const call = { qid: item.envelope.id, address, index, body: await collectText(open()) };
+      this.calls.push(call);
+      const attempt = this.calls.filter((c) => c.address === call.address && c.qid === call.qid)
+        .length;
+      results.push(await this.#decide(call, attempt));
+    }
+    return results;
   }
 }
 

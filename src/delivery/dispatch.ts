@@ -1,0 +1,69 @@
+/**
+ * Sends each recipient of a message to the courier for its domain: the
+ * local courier for our domains, the remote courier for the rest. Remote
+ * recipients of one message are handed over together, so that those of
+ * one domain share a transaction.
+ *
+ * @module
+ */
+
+import type { Courier, DeliveryResult, RecipientRef, SpoolItem } from "../queue/mod.ts";
+import type { LocalCourier } from "./local.ts";
+
+/** Delivers remote recipients; undefined while outbound delivery is not available. */
+export type RemoteDelivery = (
+  item: SpoolItem,
+  recipients: RecipientRef[],
+  open: () => AsyncIterable<Uint8Array>,
+) => Promise<DeliveryResult[]>;
+
+/** Splits recipients between local and remote delivery. */
+export class DispatchCourier implements Courier {
+  #local: LocalCourier;
+  #remote: RemoteDelivery;
+  #isLocalDomain: (domain: string) => boolean;
+
+  /** `isLocalDomain` answers with the policy in force. */
+  constructor(
+    local: LocalCourier,
+    remote: RemoteDelivery,
+    isLocalDomain: (domain: string) => boolean,
+  ) {
+    this.#local = local;
+    this.#remote = remote;
+    this.#isLocalDomain = isLocalDomain;
+  }
+
+  /** Delivers to every recipient; one result each, in order. */
+  async deliver(
+    item: SpoolItem,
+    recipients: RecipientRef[],
+    open: () => AsyncIterable<Uint8Array>,
+  ): Promise<DeliveryResult[]> {
+    const results: DeliveryResult[] = new Array(recipients.length);
+    const remote: Array<{ position: number; recipient: RecipientRef }> = [];
+    const local: Array<{ position: number; recipient: RecipientRef }> = [];
+    for (const [position, recipient] of recipients.entries()) {
+      const at = recipient.address.lastIndexOf("@");
+      const domain = at < 0 ? "" : recipient.address.slice(at + 1).toLowerCase();
+      // An address without a domain is one of ours (RFC 5321 section 4.5.1 postmaster).
+      if (domain === "" || this.#isLocalDomain(domain)) {
+        local.push({ position, recipient });
+      } else {
+        remote.push({ position, recipient });
+      }
+    }
+    const remoteDone = remote.length === 0
+      ? Promise.resolve()
+      : this.#remote(item, remote.map((r) => r.recipient), open).then((rs) => {
+        for (const [i, r] of remote.entries()) results[r.position] = rs[i]!;
+      });
+    // Local recipients one after the other, as before outbound existed
+    // (pipes of one message do not race); remote ones meanwhile.
+    for (const { position, recipient } of local) {
+      results[position] = await this.#local.deliver(item, recipient, open);
+    }
+    await remoteDone;
+    return results;
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Bounces and delay warnings: builds the delivery status notification for
+ * the sender and queues it like any other message, from the null sender
+ * (RFC 5321 section 4.5.5), so that it is never bounced in turn.
+ *
+ * @module
+ */
+
+import type { Logger, MailLog } from "../log/mod.ts";
+import {
+  type Envelope,
+  newQueueId,
+  type NotifiedRecipient,
+  type Notifier,
+  type Spool,
+  type SpoolItem,
+} from "../queue/mod.ts";
+import { buildDsn, statusOf } from "./dsn.ts";
+
+/** What the bouncer needs. */
+export interface BouncerDeps {
+  spool: Spool;
+  /** Our host name (Reporting-MTA). */
+  hostname: () => string;
+  /** When the notification is queued. */
+  onQueued: (item: SpoolItem) => void;
+  mailLog: MailLog;
+  logger: Logger;
+  /** How long messages may stay queued, for "Will-Retry-Until". */
+  maxQueueLifetimeMs: () => number;
+  now?: () => number;
+}
+
+/** Queues delivery status notifications. */
+export class Bouncer implements Notifier {
+  #deps: BouncerDeps;
+
+  /** Creates the bouncer. */
+  constructor(deps: BouncerDeps) {
+    this.#deps = deps;
+  }
+
+  /**
+   * Queues a notification to `item`'s sender about `recipients`. Nothing is
+   * sent for the null sender or for a notification itself (RFC 3464
+   * section 2: a DSN is never sent about a DSN).
+   */
+  async notify(
+    item: SpoolItem,
+    kind: "failed" | "delayed",
+    recipients: NotifiedRecipient[],
+  ): Promise<void> {
+    const original = item.envelope;
+    if (original.from === "" || original.dsn === true || recipients.length === 0) return;
+    const now = new Date(this.#deps.now?.() ?? Date.now());
+    const arrival = new Date(original.received_at);
+    const message = await buildDsn({
+      reportingMta: this.#deps.hostname(),
+      queueId: original.id,
+      originalSender: original.from,
+      arrivalDate: arrival,
+      now,
+      recipients: recipients.map((r) => ({
+        address: r.address,
+        action: kind,
+        status: r.status ?? statusOf(r.error, kind === "failed"),
+        ...(r.error !== "" ? { diagnostic: diagnosticOf(r.error) } : {}),
+        ...(r.remoteMta !== undefined ? { remoteMta: r.remoteMta } : {}),
+        lastAttemptAt: now,
+        ...(kind === "delayed"
+          ? { willRetryUntil: new Date(arrival.getTime() + this.#deps.maxQueueLifetimeMs()) }
+          : {}),
+      })),
+      original: this.#deps.spool.openMessage(item),
+    });
+    const envelope: Envelope = {
+      v: 1,
+      id: newQueueId(now.getTime()),
+      from: "",
+      to: [original.from],
+      received_at: now.toISOString(),
+      client: { ip: "127.0.0.1", helo: this.#deps.hostname(), tls: false },
+      smtputf8: original.smtputf8,
+      dsn: true,
+    };
+    const writer = await this.#deps.spool.receive(envelope);
+    try {
+      await writer.write(message);
+      const queued = await writer.commit();
+      this.#deps.mailLog.bounced(original.id, envelope.id, kind, original.from);
+      this.#deps.onQueued(queued);
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+  }
+}
+
+/**
+ * The remote server's own reply when the error quotes one (RFC 3464
+ * section 2.3.6: Diagnostic-Code carries what the remote MTA said), else
+ * our description.
+ */
+function diagnosticOf(error: string): string {
+  return /\bsaid: ([45]\d\d[ -].*)$/s.exec(error)?.[1] ?? error;
+}

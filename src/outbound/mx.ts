@@ -1,0 +1,98 @@
+/**
+ * Where mail for a domain goes: its MX hosts in preference order, each
+ * with its addresses, or the domain itself when it has no MX records.
+ *
+ * @module
+ */
+
+import {
+  DnsError,
+  type DnsResolver,
+  type HostAddress,
+  isVoidLookup,
+  type MxRecord,
+} from "../dns/mod.ts";
+
+/** One host to try, with its addresses (IPv4 first, as the resolver gives them). */
+export interface MailHost {
+  /** The host name (for TLS server names, MTA-STS and logs). */
+  name: string;
+  preference: number;
+  addresses: HostAddress[];
+}
+
+/** Mail for a domain cannot be routed; `permanent` says whether retrying can help. */
+export class RoutingError extends Error {
+  /** True when no retry can succeed (null MX, no such domain). */
+  readonly permanent: boolean;
+  /** Enhanced status code (RFC 3463) for the bounce or the log. */
+  readonly status: string;
+
+  /** Creates the error. */
+  constructor(message: string, permanent: boolean, status: string) {
+    super(message);
+    this.name = "RoutingError";
+    this.permanent = permanent;
+    this.status = status;
+  }
+}
+
+/**
+ * The hosts that receive mail for `domain`.
+ *
+ * - RFC 5321 section 5.1: MX records in preference order; with none, the
+ *   domain's own A/AAAA records act as an implicit MX of preference 0.
+ * - RFC 7505 section 3: a null MX (one record, "." exchange) means the
+ *   domain accepts no mail: a permanent failure (5.1.10).
+ * - A name that does not exist is permanent (5.1.2); any other lookup
+ *   failure is temporary, since the records may be there.
+ *
+ * Hosts whose addresses cannot be found are left out, unless every host
+ * fails that way (then the first temporary error, or 5.4.4).
+ *
+ * @throws {RoutingError} when no host can be found.
+ */
+export async function mailHosts(resolver: DnsResolver, domain: string): Promise<MailHost[]> {
+  let records: MxRecord[];
+  try {
+    records = await resolver.mx(domain);
+  } catch (err) {
+    if (err instanceof DnsError && err.code === "ENOTFOUND") {
+      throw new RoutingError(`${domain}: no such domain`, true, "5.1.2");
+    }
+    if (!isVoidLookup(err)) throw temporary(domain, err);
+    records = [];
+  }
+  if (records.some((r) => r.exchange === "" || r.exchange === ".")) {
+    throw new RoutingError(`${domain} accepts no mail (null MX, RFC 7505)`, true, "5.1.10");
+  }
+  const named = records.length > 0
+    ? records.map((r) => ({ name: r.exchange.toLowerCase(), preference: r.priority }))
+    : [{ name: domain, preference: 0 }];
+
+  const results = await Promise.allSettled(named.map((host) => resolver.addresses(host.name)));
+  const hosts: MailHost[] = [];
+  let firstTemporary: unknown;
+  for (const [index, result] of results.entries()) {
+    if (result.status === "fulfilled") {
+      hosts.push({ ...named[index]!, addresses: result.value });
+    } else if (!isVoidLookup(result.reason)) {
+      firstTemporary ??= result.reason;
+    }
+  }
+  if (hosts.length > 0) return hosts;
+  if (firstTemporary !== undefined) throw temporary(domain, firstTemporary);
+  if (records.length === 0) {
+    throw new RoutingError(`${domain} has no MX and no address records`, true, "5.1.2");
+  }
+  throw new RoutingError(
+    `no address found for the MX hosts of ${domain} (${named.map((h) => h.name).join(", ")})`,
+    false,
+    "4.4.4",
+  );
+}
+
+function temporary(domain: string, err: unknown): RoutingError {
+  const why = err instanceof Error ? err.message : String(err);
+  return new RoutingError(`DNS lookup for ${domain} failed: ${why}`, false, "4.4.3");
+}

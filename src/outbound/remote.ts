@@ -1,0 +1,332 @@
+/**
+ * The remote courier: delivers a message's recipients at other domains.
+ * Each recipient is routed to a virtual MTA (and passed through the
+ * pre-delivery-attempt hook); recipients that share a virtual MTA, domain
+ * and sender go in one transaction, over a pooled connection to the
+ * domain's MX hosts (or the smarthost).
+ *
+ * @module
+ */
+
+import type { PreDeliveryAttemptInput } from "../../hooks/mod.ts";
+import type { DnsResolver } from "../dns/mod.ts";
+import type { CallOutcome } from "../hooks/mod.ts";
+import type { Counters, Logger } from "../log/mod.ts";
+import type { DeliveryResult, RecipientRef, SpoolItem } from "../queue/mod.ts";
+import { SmtpError, SmtpSession, type TlsMode } from "./client.ts";
+import { statusOf } from "./dsn.ts";
+import type { MtaStsPolicies, TlsRequirement } from "./mta_sts.ts";
+import { type MailHost, mailHosts, RoutingError } from "./mx.ts";
+import type { ConnectionPool } from "./pool.ts";
+import { HOOK_ERROR_TEXT, preDeliveryDecision } from "./pre_delivery.ts";
+import { chooseMta, domainOf } from "./route.ts";
+import type { OutboundConfig, VirtualMta } from "./settings.ts";
+
+/** What the remote courier needs; getters return what the policy in force says. */
+export interface RemoteCourierDeps {
+  config: () => OutboundConfig;
+  resolver: () => DnsResolver;
+  pool: ConnectionPool;
+  mtaSts: MtaStsPolicies | undefined;
+  /** Runs the pre-delivery-attempt hook; undefined when there is none. */
+  preDeliveryHook: (input: PreDeliveryAttemptInput) => Promise<CallOutcome | undefined>;
+  /** The hook's own log (errors of the hook, as GreenArrow logs them). */
+  hookLog: (line: string) => void;
+  logger: Logger;
+  counters: Counters;
+}
+
+/** Recipients that go in one transaction. */
+interface Group {
+  mta: VirtualMta;
+  /** The recipients' real domain: where the MX lookup goes. */
+  domain: string;
+  /** The domain routes and per-destination limits use (deliver_as_if_to_domain). */
+  limitDomain: string;
+  sender: string;
+  members: Array<{ position: number; address: string }>;
+}
+
+/** Delivers to other domains' MX hosts or to the smarthost. */
+export class RemoteCourier {
+  #deps: RemoteCourierDeps;
+
+  /** Creates the courier. */
+  constructor(deps: RemoteCourierDeps) {
+    this.#deps = deps;
+  }
+
+  /** Delivers `item` to `recipients` (all at remote domains); one result per recipient. */
+  async deliver(
+    item: SpoolItem,
+    recipients: RecipientRef[],
+    open: () => AsyncIterable<Uint8Array>,
+  ): Promise<DeliveryResult[]> {
+    const config = this.#deps.config();
+    const results: DeliveryResult[] = new Array(recipients.length);
+    const groups = new Map<string, Group>();
+    for (const [position, recipient] of recipients.entries()) {
+      const planned = await this.#plan(item, recipient, config);
+      if ("status" in planned) {
+        results[position] = planned;
+        continue;
+      }
+      const key =
+        `${planned.mta.name}\n${planned.domain}\n${planned.limitDomain}\n${planned.sender}`;
+      const group = groups.get(key) ?? { ...planned, members: [] };
+      group.members.push({ position, address: recipient.address });
+      groups.set(key, group);
+    }
+    await Promise.all([...groups.values()].map(async (group) => {
+      const outcome = await this.#deliverGroup(group, config, open);
+      for (const [i, member] of group.members.entries()) results[member.position] = outcome[i]!;
+    }));
+    return results;
+  }
+
+  /** Routes one recipient and asks the hook; a result when the hook ends the attempt. */
+  async #plan(
+    item: SpoolItem,
+    recipient: RecipientRef,
+    config: OutboundConfig,
+  ): Promise<Omit<Group, "members"> | DeliveryResult> {
+    const { envelope } = item;
+    const domain = domainOf(recipient.address);
+    let mtaid = chooseMta(config, envelope.from, domain);
+    let sender = envelope.from;
+    let limitDomain = domain;
+    const outcome = await this.#deps.preDeliveryHook({
+      mtaid,
+      sendid: envelope.sendid ?? "",
+      listid: envelope.listid ?? "",
+      msguid: envelope.id,
+      injtime: Math.floor(Date.parse(envelope.received_at) / 1000),
+      sender: envelope.from,
+      recipient: recipient.address,
+      is_first_attempt: recipient.attempts === 0 ? 1 : 0,
+      mtaid_exists: config.virtualMtas.has(mtaid) ? 1 : 0,
+    });
+    if (outcome !== undefined) {
+      const decision = preDeliveryDecision(outcome);
+      switch (decision.kind) {
+        case "error":
+          this.#hookError(envelope.id, recipient.address, decision.error);
+          return { status: "deferred", error: HOOK_ERROR_TEXT, dsnStatus: "4.3.0" };
+        case "pause":
+          return {
+            status: "deferred",
+            error: decision.message,
+            dsnStatus: statusOf(decision.message, false),
+          };
+        case "dump":
+          return {
+            status: "failed",
+            error: decision.message,
+            dsnStatus: statusOf(decision.message, true),
+          };
+        case "deliver":
+          if (decision.asIfDomain !== undefined) {
+            limitDomain = decision.asIfDomain;
+            mtaid = chooseMta(config, envelope.from, limitDomain);
+          }
+          if (decision.mtaid !== undefined) mtaid = decision.mtaid;
+          if (decision.sender !== undefined) sender = decision.sender;
+      }
+    }
+    const mta = config.virtualMtas.get(mtaid);
+    if (!mta) {
+      const error = `the hook chose virtual MTA "${mtaid}", which is not configured`;
+      this.#hookError(envelope.id, recipient.address, error);
+      return { status: "deferred", error: HOOK_ERROR_TEXT, dsnStatus: "4.3.0" };
+    }
+    return { mta, domain, limitDomain, sender };
+  }
+
+  #hookError(msguid: string, recipient: string, error: string): void {
+    this.#deps.hookLog(
+      `error in pre_delivery_attempt_hook: msguid=[${msguid}], recipient=[${recipient}], ` +
+        `error: ${error}`,
+    );
+  }
+
+  /** One transaction for a group; results in the group's order. */
+  async #deliverGroup(
+    group: Group,
+    config: OutboundConfig,
+    open: () => AsyncIterable<Uint8Array>,
+  ): Promise<DeliveryResult[]> {
+    const all = (result: DeliveryResult) => group.members.map(() => result);
+    let hosts: MailHost[];
+    let tls: TlsMode = "opportunistic";
+    let requirement: TlsRequirement | undefined;
+    const relay = config.smarthost;
+    if (relay) {
+      hosts = [{
+        name: relay.host,
+        preference: 0,
+        addresses: [{ address: relay.host, family: 4 }],
+      }];
+      tls = relay.tls === "implicit" ? "implicit" : "required";
+    } else {
+      try {
+        hosts = await mailHosts(this.#deps.resolver(), group.domain);
+      } catch (err) {
+        const routing = err instanceof RoutingError ? err : undefined;
+        const error = err instanceof Error ? err.message : String(err);
+        return all({
+          status: routing?.permanent ? "failed" : "deferred",
+          error,
+          dsnStatus: routing?.status ?? "4.4.3",
+        });
+      }
+      if (config.mtaSts && this.#deps.mtaSts) {
+        requirement = await this.#deps.mtaSts.requirementFor(group.domain);
+        if (requirement.mode === "enforce") {
+          // RFC 8461 section 5: only MX hosts the policy names, over verified TLS.
+          hosts = hosts.filter((host) => requirement!.allows(host.name));
+          tls = "required";
+          if (hosts.length === 0) {
+            return all({
+              status: "deferred",
+              error: `no MX host of ${group.domain} matches its MTA-STS policy ` +
+                `(mx: ${requirement.mx.join(", ")})`,
+              dsnStatus: "4.7.5",
+            });
+          }
+        }
+      }
+    }
+
+    const key = `${group.mta.name}|${relay ? "[smarthost]" : group.limitDomain}`;
+    const lease = await this.#deps.pool.checkout(key, group.mta.maxConnectionsPerDestination);
+    let session = lease.session;
+    // A cached connection the server has meanwhile closed fails at once;
+    // then the message goes over a new one (RFC 5321 section 4.5.3.2.7
+    // lets servers drop idle clients).
+    for (let tries = 0;; tries++) {
+      if (!session) {
+        const opened = await this.#connect(hosts, group.mta, config, tls);
+        if ("error" in opened) {
+          this.#deps.pool.checkin(key, undefined);
+          return all({ status: "deferred", error: opened.error, dsnStatus: "4.4.1" });
+        }
+        session = opened.session;
+      }
+      const reused = session.messages > 0;
+      const result = await this.#transaction(session, group, open);
+      this.#recycle(key, session, config);
+      if ("lost" in result && reused && tries === 0) {
+        session = undefined;
+        const again = await this.#deps.pool.checkout(key, group.mta.maxConnectionsPerDestination);
+        session = again.session;
+        continue;
+      }
+      if ("lost" in result) {
+        return all({ status: "deferred", error: result.lost, dsnStatus: "4.4.2" });
+      }
+      return result;
+    }
+  }
+
+  /**
+   * One transaction over an open session; `lost` when the connection
+   * failed without a reply to the message.
+   */
+  async #transaction(
+    session: SmtpSession,
+    group: Group,
+    open: () => AsyncIterable<Uint8Array>,
+  ): Promise<DeliveryResult[] | { lost: string }> {
+    const remote = `${session.options.serverName}[${session.options.address}]`;
+    try {
+      const outcome = await session.send(
+        { from: group.sender, to: group.members.map((m) => m.address) },
+        open(),
+      );
+      if (outcome.accepted.length === 0 && !(await session.reset())) session.close();
+      return group.members.map((member): DeliveryResult => {
+        const refused = outcome.rejected.get(member.address);
+        if (!refused) return { status: "sent", detail: `${remote} ${outcome.response}` };
+        const permanent = (refused.code ?? 400) >= 500;
+        return {
+          status: permanent ? "failed" : "deferred",
+          error: `${remote} said: ${refused.response}`,
+          dsnStatus: statusOf(refused.response, permanent),
+          remoteMta: session.options.serverName,
+        };
+      });
+    } catch (err) {
+      const smtp = err instanceof SmtpError ? err : new SmtpError(err, "DATA");
+      if (smtp.code === undefined) {
+        session.close();
+        return { lost: `${remote} failed: ${smtp.message}` };
+      }
+      if (!(await session.reset())) session.close();
+      return group.members.map(() => ({
+        status: smtp.permanent ? "failed" : "deferred",
+        error: `${remote} said: ${smtp.message}`,
+        dsnStatus: statusOf(smtp.response ?? "", smtp.permanent),
+        remoteMta: session.options.serverName,
+      }));
+    }
+  }
+
+  #recycle(key: string, session: SmtpSession, config: OutboundConfig): void {
+    if (session.messages >= config.messagesPerConnection) session.close();
+    this.#deps.pool.checkin(key, session.usable ? session : undefined);
+  }
+
+  /**
+   * Opens a session to the first host that answers, in preference order
+   * (RFC 5321 section 5.1); each host's addresses in turn. A failed
+   * opportunistic TLS handshake is retried in plain text (RFC 7435 section 3).
+   */
+  async #connect(
+    hosts: MailHost[],
+    mta: VirtualMta,
+    config: OutboundConfig,
+    tls: TlsMode,
+  ): Promise<{ session: SmtpSession } | { error: string }> {
+    const errors: string[] = [];
+    const auth = config.smarthost?.auth;
+    for (const host of hosts) {
+      const addresses = mta.bind
+        ? host.addresses.filter((a) => (a.family === 6) === mta.bind!.includes(":"))
+        : host.addresses;
+      for (const { address } of addresses) {
+        const base = {
+          address,
+          port: config.smarthost?.port ?? config.port,
+          serverName: host.name,
+          ehlo: mta.ehlo,
+          bind: mta.bind,
+          ca: config.smarthost?.ca,
+          auth,
+          connectTimeoutMs: config.connectTimeoutMs,
+          commandTimeoutMs: config.commandTimeoutMs,
+        };
+        try {
+          return { session: await SmtpSession.open({ ...base, tls }) };
+        } catch (err) {
+          let failure = err as SmtpError;
+          // RFC 7435 section 3: a failed opportunistic handshake falls back
+          // to plain text rather than not delivering.
+          if (tls === "opportunistic" && /TLS/i.test(`${failure.stage} ${failure.message}`)) {
+            try {
+              return { session: await SmtpSession.open({ ...base, tls: "none" }) };
+            } catch (plain) {
+              failure = plain as SmtpError;
+            }
+          }
+          errors.push(`${host.name}[${address}]: ${failure.message}`);
+          this.#deps.logger.debug("outbound connection failed", {
+            host: host.name,
+            address,
+            error: failure.message,
+          });
+        }
+      }
+    }
+    return { error: `could not reach any host: ${errors.join("; ") || "no usable address"}` };
+  }
+}

@@ -1,0 +1,365 @@
+/**
+ * Outbound delivery end to end: swaks submits with AUTH over STARTTLS,
+ * Postern looks up MX records on a real DNS server on loopback and
+ * delivers to real SMTP servers on 127.0.0.x: preference order and
+ * fallback, implicit MX, null MX, one transaction per domain, connection
+ * reuse, opportunistic STARTTLS, retries on 4xx, bounces (RFC 3464) on 5xx
+ * and on expiry, SendID/ListID removal and DKIM signing.
+ */
+
+import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { hashPassword } from "../../src/users/mod.ts";
+import { startDnsServer, type TestDnsServer } from "../support/dns_server.ts";
+import { SmtpReceiver } from "../support/smtp_receiver.ts";
+import {
+  cleanup,
+  eventually,
+  freePort,
+  maildirMessages,
+  replies,
+  run,
+  type RunResult,
+  type Server,
+  startServer,
+  tempDir,
+  writeTree,
+} from "./harness.ts";
+
+describe("outbound delivery", () => {
+  let dns: TestDnsServer;
+  let server: Server;
+  let submission: number;
+  let mx1: SmtpReceiver;
+  let mx2: SmtpReceiver;
+  let implicit: SmtpReceiver;
+
+  const submit = (to: string[], extra: string[] = []): Promise<RunResult> =>
+    run("swaks", [
+      "--server",
+      `127.0.0.1:${submission}`,
+      "--timeout",
+      "20",
+      "--tls",
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      "alice@example.test",
+      "--auth-password",
+      "pw-alice-1",
+      "--from",
+      "alice@example.test",
+      "--to",
+      to.join(","),
+      ...extra,
+    ]);
+  const queued = (r: RunResult) => {
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const id = /250 2\.0\.0 Ok: queued as (\w+)/.exec(r.stdout)?.[1];
+    assert.ok(id, r.stdout);
+    return id;
+  };
+  const bounces = () =>
+    maildirMessages(server.dataDir, "example.test", "alice").then((ms) =>
+      ms.filter((m) => m.includes("multipart/report"))
+    );
+
+  before(async () => {
+    const port = await freePort();
+    submission = await freePort();
+    mx1 = await SmtpReceiver.start({ host: "127.0.0.2", port, tlsName: "mx1.remote.test" });
+    mx2 = await SmtpReceiver.start({ host: "127.0.0.3", port, starttls: false });
+    implicit = await SmtpReceiver.start({ host: "127.0.0.4", port });
+    dns = await startDnsServer({
+      "remote.test": {
+        MX: [{ priority: 10, exchange: "mx1.remote.test" }, {
+          priority: 20,
+          exchange: "mx2.remote.test",
+        }],
+      },
+      "mx1.remote.test": { A: ["127.0.0.2"] },
+      "mx2.remote.test": { A: ["127.0.0.3"] },
+      // The preferred host does not answer: the next one takes the mail.
+      "fallback.test": {
+        MX: [{ priority: 5, exchange: "dead.fallback.test" }, {
+          priority: 10,
+          exchange: "mx2.remote.test",
+        }],
+      },
+      "dead.fallback.test": { A: ["127.0.0.9"] },
+      "nomx.test": { A: ["127.0.0.4"] },
+      "nullmx.test": { MX: [{ priority: 0, exchange: "" }] },
+    });
+    const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 1024 });
+    const configDir = await tempDir("postern-config-");
+    await writeTree(configDir, {
+      "postern.yaml": [
+        "hostname: mail.example.test",
+        "submission:",
+        `  listen: ["127.0.0.1:${submission}"]`,
+        "dns:",
+        `  servers: ["127.0.0.1:${dns.port}"]`,
+        "  timeout: 2s",
+        "delivery:",
+        "  retry_initial: 1s",
+        "  retry_max: 2s",
+        "outbound:",
+        `  port: ${port}`,
+        "  connect_timeout: 2s",
+        "  max_connections_per_destination: 1",
+        "  mta_sts: false",
+        "",
+      ].join("\n"),
+      "domains/example.test/users": `alice ${await hashPassword("pw-alice-1")}\n`,
+      "domains/example.test/dkim/sel1.pem": privateKey.export({ type: "pkcs8", format: "pem" })
+        .toString(),
+    });
+    server = await startServer({ configDir });
+  });
+  after(async () => {
+    await cleanup(server);
+    await Promise.all([mx1.close(), mx2.close(), implicit.close()]);
+    await dns.close();
+  });
+
+  it("delivers to the preferred MX host over STARTTLS, signed, without SendID and ListID", async () => {
+    const before = mx1.messages.length;
+    const id = queued(
+      await submit(["bob@remote.test"], [
+        "--add-header",
+        "X-SendID: campaign-7",
+        "--add-header",
+        "X-ListID: list-3",
+        "--body",
+        "hello remote",
+      ]),
+    );
+    await mx1.waitForMessages(before + 1);
+    const got = mx1.messages.at(-1)!;
+    assert.equal(got.from, "alice@example.test");
+    assert.deepEqual(got.to, ["bob@remote.test"]);
+    assert.equal(got.secure, true, "opportunistic STARTTLS was used");
+    assert.match(got.data, /hello remote/);
+    assert.doesNotMatch(got.data, /X-SendID|X-ListID/i);
+    assert.match(got.data, /^DKIM-Signature: .*d=example\.test/m);
+    assert.match(got.data, /s=sel1/);
+    const seen = mx1.connections.find((c) => c.id === got.connection)!;
+    assert.equal(seen.ehlo, "mail.example.test");
+    await server.waitForLog(
+      new RegExp(`qid=${id} event=delivery to=<bob@remote\\.test> result=sent`),
+    );
+    const spool = await readFile(join(server.dataDir, "log", "pre-delivery-attempt.log"), "utf8")
+      .catch(() => "");
+    assert.equal(spool, "", "no hook, nothing in the hook's log");
+  });
+
+  it("puts the recipients of one domain in one transaction and reuses the connection", async () => {
+    const before = mx1.messages.length;
+    const connectionsBefore = mx1.connections.length;
+    queued(await submit(["r1@remote.test", "r2@remote.test"]));
+    queued(await submit(["r3@remote.test"]));
+    queued(await submit(["r4@remote.test"]));
+    await mx1.waitForMessages(before + 3);
+    const recent = mx1.messages.slice(before);
+    assert.deepEqual(recent[0]!.to, ["r1@remote.test", "r2@remote.test"]);
+    // One connection per destination at a time: later messages reuse it.
+    const used = new Set(recent.map((m) => m.connection));
+    assert.ok(used.size < recent.length, `connections ${used.size} for ${recent.length} messages`);
+    assert.ok(mx1.connections.length - connectionsBefore <= 2);
+  });
+
+  it("falls back to the next MX host, and uses the A record when there is no MX", async () => {
+    const before2 = mx2.messages.length;
+    const beforeImplicit = implicit.messages.length;
+    queued(await submit(["carol@fallback.test"]));
+    queued(await submit(["dave@nomx.test"]));
+    await mx2.waitForMessages(before2 + 1);
+    await implicit.waitForMessages(beforeImplicit + 1);
+    assert.deepEqual(mx2.messages.at(-1)!.to, ["carol@fallback.test"]);
+    assert.equal(mx2.messages.at(-1)!.secure, false, "no STARTTLS offered: plain text");
+    assert.deepEqual(implicit.messages.at(-1)!.to, ["dave@nomx.test"]);
+  });
+
+  it("retries a recipient the receiver defers (4xx) until it is accepted", async () => {
+    let refusals = 0;
+    mx1.behaviour.rcptTo = (to) =>
+      to === "later@remote.test" && refusals++ < 2
+        ? { code: 451, text: "4.7.1 Greylisted, try again" }
+        : undefined;
+    const before = mx1.messages.length;
+    const id = queued(await submit(["later@remote.test"]));
+    await server.waitForLog(
+      new RegExp(`qid=${id} event=delivery to=<later@remote\\.test> result=deferred .*Greylisted`),
+    );
+    await mx1.waitForMessages(before + 1, 30_000);
+    await server.waitForLog(new RegExp(`qid=${id} event=completed sent=1 failed=0`));
+    assert.equal(refusals, 3);
+    mx1.behaviour = {};
+  });
+
+  it("bounces a recipient the receiver refuses (5xx) with an RFC 3464 report to the sender", async () => {
+    mx1.behaviour.rcptTo = (to) =>
+      to === "nobody@remote.test" ? { code: 550, text: "5.1.1 No such user here" } : undefined;
+    const before = (await bounces()).length;
+    const id = queued(await submit(["nobody@remote.test", "ok@remote.test"]));
+    await server.waitForLog(new RegExp(`qid=${id} event=dsn kind=failed`));
+    await server.waitForLog(new RegExp(`qid=${id} event=completed sent=1 failed=1`));
+    const report = await eventually(
+      async () => {
+        const all = await bounces();
+        return all.length > before ? all.at(-1) : undefined;
+      },
+      15_000,
+      "the bounce in alice's mailbox",
+    );
+    assert.match(report, /^Return-Path: <>/m);
+    assert.match(report, /Content-Type: multipart\/report; report-type=delivery-status/);
+    assert.match(report, /Final-Recipient: rfc822; ?nobody@remote\.test/);
+    assert.match(report, /Action: failed/);
+    assert.match(report, /Status: 5\.1\.1/);
+    assert.match(report, /Remote-MTA: dns; ?mx1\.remote\.test/);
+    assert.match(report, /Diagnostic-Code: smtp; ?550/);
+    assert.match(report, /Content-Type: text\/rfc822-headers/);
+    assert.doesNotMatch(report, /ok@remote\.test.*\n.*Action: failed/);
+    mx1.behaviour = {};
+  });
+
+  it("bounces mail to a domain with a null MX (RFC 7505) at once", async () => {
+    const id = queued(await submit(["x@nullmx.test"]));
+    const line = await server.waitForLog(
+      new RegExp(`qid=${id} event=delivery to=<x@nullmx\\.test> result=failed`),
+    );
+    assert.match(line, /null MX/);
+    await server.waitForLog(new RegExp(`qid=${id} event=dsn kind=failed`));
+    const report = await eventually(
+      async () => {
+        const all = await bounces();
+        return all.find((m) => m.includes("x@nullmx.test"));
+      },
+      15_000,
+      "the null-MX bounce",
+    );
+    assert.match(report, /Status: 5\.1\.10/);
+  });
+
+  it("never bounces a bounce: mail from the null sender that fails is dropped with a log line", async () => {
+    mx1.behaviour.rcptTo = () => ({ code: 550, text: "5.1.1 No" });
+    const r = await run("swaks", [
+      "--server",
+      `127.0.0.1:${submission}`,
+      "--tls",
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      "alice@example.test",
+      "--auth-password",
+      "pw-alice-1",
+      "--from",
+      "<>",
+      "--to",
+      "gone@remote.test",
+    ]);
+    const id = /queued as (\w+)/.exec(r.stdout)?.[1];
+    if (id === undefined) {
+      // The sender check may refuse the null sender on submission: then
+      // nothing was queued and there is nothing to bounce.
+      assert.match(replies(r.stdout).join("\n"), /550 5\.7\.1/);
+    } else {
+      await server.waitForLog(new RegExp(`qid=${id} event=completed sent=0 failed=1`));
+      assert.ok(!server.mailLog.some((l) => l.includes(`qid=${id} event=dsn`)));
+    }
+    mx1.behaviour = {};
+  });
+});
+
+describe("outbound delivery: lifetime and restarts", () => {
+  it("keeps a retry schedule across a restart, and bounces when the lifetime ends", async () => {
+    const port = await freePort();
+    const submission = await freePort();
+    const mx = await SmtpReceiver.start({ host: "127.0.0.5", port });
+    const dns = await startDnsServer({
+      "slow.test": { MX: [{ priority: 10, exchange: "mx.slow.test" }] },
+      "mx.slow.test": { A: ["127.0.0.5"] },
+    });
+    mx.behaviour.rcptTo = () => ({ code: 452, text: "4.2.2 Mailbox full" });
+    const configDir = await tempDir("postern-config-");
+    const dataDir = await tempDir("postern-data-");
+    await writeTree(configDir, {
+      "postern.yaml": [
+        "submission:",
+        `  listen: ["127.0.0.1:${submission}"]`,
+        "dns:",
+        `  servers: ["127.0.0.1:${dns.port}"]`,
+        "delivery:",
+        "  retry_initial: 1s",
+        "  retry_max: 1s",
+        "  max_queue_lifetime: 6s",
+        "outbound:",
+        `  port: ${port}`,
+        "  mta_sts: false",
+        "",
+      ].join("\n"),
+      "domains/example.test/users": `alice ${await hashPassword("pw-alice-1")}\n`,
+    });
+    let server = await startServer({ configDir, dataDir });
+    try {
+      const r = await run("swaks", [
+        "--server",
+        `127.0.0.1:${submission}`,
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice@example.test",
+        "--auth-password",
+        "pw-alice-1",
+        "--from",
+        "alice@example.test",
+        "--to",
+        "full@slow.test",
+      ]);
+      const id = /queued as (\w+)/.exec(r.stdout)?.[1];
+      assert.ok(id, r.stdout);
+      await server.waitForLog(new RegExp(`qid=${id} event=delivery .*result=deferred`));
+      // The state is saved right after the log line.
+      const state = await eventually(
+        () =>
+          readFile(join(dataDir, "spool", "queue", `${id}.state`), "utf8").then(
+            JSON.parse,
+            () => undefined,
+          ),
+        5_000,
+        "the saved delivery state",
+      );
+      assert.equal(state.recipients[0].status, "pending");
+      assert.equal(state.recipients[0].last_status, "4.2.2");
+      await server.stop();
+      server = await startServer({ configDir, dataDir });
+      await server.waitForLog(new RegExp(`qid=${id} event=recovered pending=1`));
+      const failed = await server.waitForLog(
+        new RegExp(`qid=${id} event=delivery to=<full@slow\\.test> result=failed`),
+        20_000,
+      );
+      assert.match(failed, /expired after/);
+      await server.waitForLog(new RegExp(`qid=${id} event=dsn kind=failed`));
+      const report = await eventually(
+        async () => {
+          const all = await maildirMessages(dataDir, "example.test", "alice");
+          return all.find((m) => m.includes("full@slow.test"));
+        },
+        15_000,
+        "the expiry bounce",
+      );
+      assert.match(report, /Status: 5\.4\.7/);
+      assert.match(report, /Mailbox full/);
+      assert.ok(mx.messages.length === 0);
+    } finally {
+      await cleanup(server);
+      await mx.close();
+      await dns.close();
+    }
+  });
+});
