@@ -78,20 +78,19 @@ export class SmtpReceiver {
   readonly messages: SeenMessage[] = [];
   behaviour: ReceiverBehaviour = {};
   readonly certificate: { cert: string; key: string };
-  #server: SMTPServer;
+  #server!: SMTPServer;
   #waiters: Array<{ count: number; resolve: () => void }> = [];
 
-  private constructor(server: SMTPServer, certificate: { cert: string; key: string }) {
-    this.#server = server;
+  private constructor(certificate: { cert: string; key: string }) {
     this.certificate = certificate;
   }
 
   /** Starts a receiver on `options.host:options.port`. */
   static async start(options: ReceiverOptions): Promise<SmtpReceiver> {
     const certificate = await testCertificate(options.tlsName ?? "mx.test");
-    let receiver: SmtpReceiver | undefined;
+    const receiver = new SmtpReceiver(certificate);
     const connection = (session: SMTPServerSession): SeenConnection | undefined =>
-      receiver!.connections.find((c) => c.id === session.id);
+      receiver.connections.find((c) => c.id === session.id);
     const refuse = (answer: Answer | undefined): Error | undefined => {
       if (!answer) return undefined;
       return Object.assign(new Error(answer.text), { responseCode: answer.code });
@@ -108,7 +107,7 @@ export class SmtpReceiver {
       logger: false,
       size: 100 * 1024 * 1024,
       onConnect(session, callback) {
-        receiver!.connections.push({
+        receiver.connections.push({
           id: session.id,
           remoteAddress: session.remoteAddress,
           ehlo: "",
@@ -132,10 +131,10 @@ export class SmtpReceiver {
           seen.ehlo = session.hostNameAppearsAs;
           seen.secure = session.secure;
         }
-        callback(refuse(receiver!.behaviour.mailFrom?.(address.address)) ?? null);
+        callback(refuse(receiver.behaviour.mailFrom?.(address.address)) ?? null);
       },
       onRcptTo(address, _session, callback) {
-        callback(refuse(receiver!.behaviour.rcptTo?.(address.address)) ?? null);
+        callback(refuse(receiver.behaviour.rcptTo?.(address.address)) ?? null);
       },
       onData(stream, session, callback) {
         const chunks: Uint8Array[] = [];
@@ -146,20 +145,20 @@ export class SmtpReceiver {
             to: session.envelope.rcptTo.map((r) => r.address),
             data: Buffer.concat(chunks).toString("utf8"),
           };
-          const answer = receiver!.behaviour.data?.(message);
+          const answer = receiver.behaviour.data?.(message);
           if (answer) return callback(refuse(answer)!);
-          receiver!.messages.push({
+          receiver.messages.push({
             connection: session.id,
             remoteAddress: session.remoteAddress,
             secure: session.secure,
             ...message,
           });
-          receiver!.#notify();
+          receiver.#notify();
           callback(null, "2.0.0 Ok: queued");
         });
       },
     });
-    receiver = new SmtpReceiver(server, certificate);
+    receiver.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(options.port, options.host, () => resolve());
