@@ -40,6 +40,11 @@
 #   ADMIN=1                             also measure intake (small c=20) while /metrics and /status of the
 #                                       admin API are each polled 10 times a second, as a ratio to the
 #                                       same server without
+#   RELAY=1                             also measure outbound delivery (scripts/bench/relay.sh): 5000
+#                                       small messages relayed to smtp-sink, injection until the queue is
+#                                       empty, beside Postfix relaying the same; with and without a trivial
+#                                       pre-delivery-attempt hook; and that hook's calls/s (hook_latency.ts)
+#   N_RELAY=5000                        messages of the relay row
 #   BENCH_CELLS="small:1 small:20 large:20"  the cells of the peer table (variants use small:20)
 #   KEEP_TMP=1                          keep the temp dir (server logs, spools)
 set -u -o pipefail
@@ -55,6 +60,7 @@ HOOKS=${HOOKS:-1}
 SPF=${SPF:-1}
 RELOAD=${RELOAD:-1}
 ADMIN=${ADMIN:-1}
+RELAY=${RELAY:-1}
 PORT_BASE=${BENCH_PORT_BASE:-2625}
 BENCH_NETNS=${BENCH_NETNS:-auto}
 POSTERN_MAX_PER_IP=${POSTERN_MAX_PER_IP:-100}
@@ -173,7 +179,7 @@ fi
 
 P_DENO=$PORT_BASE; P_BUN=$((PORT_BASE+1)); P_PF=$((PORT_BASE+2)); P_CQ=$((PORT_BASE+3))
 if [ "${BENCH_NS:-0}" != 1 ]; then
-  for p in $(seq "$PORT_BASE" $((PORT_BASE+16))); do
+  for p in $(seq "$PORT_BASE" $((PORT_BASE+21))); do
     python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$p))" 2>/dev/null ||
       fail "port 127.0.0.1:$p is in use (set BENCH_PORT_BASE)"
   done
@@ -520,7 +526,9 @@ fi
 sleep 2
 
 # BENCH_CELLS="small:20" measures one cell (the one every variant row uses).
+# BENCH_CELLS=none skips the peer table (to run only the rows switched on).
 read -r -a CELLS <<< "${BENCH_CELLS:-small:1 small:20 large:20}"
+[ "${CELLS[*]}" = none ] && CELLS=()
 for rep in $(seq "$REPS"); do
   # interleave: every (cell, server) once per rep, in a fresh random order
   for job in $({
@@ -546,15 +554,25 @@ for s in "${SERVERS[@]}" "${HOOK_SERVERS[@]}"; do
   esac
 done
 
+# ================================================== outbound delivery
+if [ "$RELAY" = 1 ]; then
+  # shellcheck source=scripts/bench/relay.sh
+  source "$B/relay.sh"
+  relay_setup
+  relay_run
+fi
+
 # ======================================================= hook call latency
-if [ "$HOOKS" = 1 ]; then
+if [ "$HOOKS" = 1 ] || [ "$RELAY" = 1 ]; then
   log "hook call latency (module hook, one worker)"
-  (cd "$REPO" && deno run -A scripts/bench/hook_latency.ts deno) > "$BENCH_OUT/hook_latency.txt" 2>> "$LOG" ||
-    log "WARN: hook latency bench failed"
-  if [ "$BUN" = 1 ]; then
-    (cd "$REPO" && bun run scripts/bench/hook_latency.ts bun) >> "$BENCH_OUT/hook_latency.txt" 2>> "$LOG" ||
-      log "WARN: hook latency bench on bun failed"
-  fi
+  for point in post-data pre-delivery-attempt; do
+    (cd "$REPO" && deno run -A scripts/bench/hook_latency.ts "deno $point" "$point") \
+      >> "$BENCH_OUT/hook_latency.txt" 2>> "$LOG" || log "WARN: hook latency bench failed"
+    if [ "$BUN" = 1 ]; then
+      (cd "$REPO" && bun run scripts/bench/hook_latency.ts "bun $point" "$point") \
+        >> "$BENCH_OUT/hook_latency.txt" 2>> "$LOG" || log "WARN: hook latency bench on bun failed"
+    fi
+  done
 fi
 
 # ================================================= policy reload latency
@@ -591,6 +609,11 @@ EOF
   if [ -s "$BENCH_OUT/hook_latency.txt" ]; then
     echo "Module hook round trip (Postern -> deno worker -> Postern, trivial hook):"
     sed 's/^/  /' "$BENCH_OUT/hook_latency.txt"
+    echo
+  fi
+  if [ -s "$BENCH_OUT/relay.csv" ]; then
+    echo "Outbound delivery: $RELAY_N small messages at c=20, injection until smtp-sink has them all and the queue is empty:"
+    relay_report
     echo
   fi
   if [ -s "$BENCH_OUT/reload_latency.txt" ]; then

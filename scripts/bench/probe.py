@@ -31,6 +31,13 @@ Subcommands (every one is bounded in time):
       asynchronously, e.g. by postlogd, lag behind). Print the count; exit 1 if
       it is still short at the deadline.
 
+  sinkcount FILE
+      Print the last "mesg=N" counter smtp-sink -c wrote to FILE (0 if none).
+
+  sinkwait TIMEOUT_S FILE TARGET
+      Wait until smtp-sink -c's counter in FILE reaches TARGET. Print it; exit
+      1 if it is still short at the deadline.
+
   nxdns PORT
       A DNS stub on 127.0.0.1:PORT (UDP) that answers NXDOMAIN to every query,
       so resolvers inside the bench's network namespace fail fast and locally.
@@ -253,6 +260,35 @@ def cmd_waitcount(args: list[str]) -> int:
         time.sleep(0.1)
 
 
+# ----------------------------------------------------------------- smtp-sink
+def sink_count(path: str) -> int:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 400))
+            found = re.findall(rb"mesg=(\d+)", f.read())
+        return int(found[-1]) if found else 0
+    except OSError:
+        return 0
+
+
+def cmd_sinkcount(args: list[str]) -> int:
+    print(sink_count(args[0]))
+    return 0
+
+
+def cmd_sinkwait(args: list[str]) -> int:
+    deadline = time.monotonic() + float(args[0])
+    target = int(args[2])
+    while True:
+        count = sink_count(args[1])
+        if count >= target or time.monotonic() >= deadline:
+            print(count)
+            return 0 if count >= target else 1
+        time.sleep(0.02)
+
+
 # ----------------------------------------------------------------- nxdns
 def cmd_nxdns(args: list[str]) -> int:
     port = int(args[0])
@@ -290,6 +326,8 @@ COMMANDS = {
     "drain": (cmd_drain, 2),
     "count": (cmd_count, 2),
     "waitcount": (cmd_waitcount, 4),
+    "sinkcount": (cmd_sinkcount, 1),
+    "sinkwait": (cmd_sinkwait, 3),
     "nxdns": (cmd_nxdns, 1),
 }
 
