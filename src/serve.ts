@@ -285,6 +285,7 @@ export async function serve(
       counters,
       hooks: () => hooks.status(),
       connectionsOpen: () => connections.open,
+      outboundConnectionsOpen: () => pool.open,
     },
   });
   for (const address of listeners.addresses) mailLog.listening(address);

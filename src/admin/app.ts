@@ -33,6 +33,8 @@ export interface AdminDeps {
   hooks: () => unknown;
   /** SMTP connections open now. */
   connectionsOpen: () => number;
+  /** Outbound SMTP connections open now (busy and idle); absent in tests without outbound. */
+  outboundConnectionsOpen?: () => number;
   now?: () => number;
 }
 
@@ -266,6 +268,7 @@ function status(deps: AdminDeps, at: number) {
     uptime_seconds: Math.floor((at - deps.startedAt.getTime()) / 1000),
     listeners: deps.listeners,
     connections: deps.connectionsOpen(),
+    outbound_connections: deps.outboundConnectionsOpen?.() ?? 0,
     policy: policyJson(deps.policy.status()),
     hooks: deps.hooks(),
     queue: queueSummary(deps, at),
@@ -287,6 +290,11 @@ function gauges(deps: AdminDeps, at: number): Gauge[] {
       name: "smtp_connections_open",
       help: "SMTP connections open now",
       value: deps.connectionsOpen(),
+    },
+    {
+      name: "outbound_connections_open",
+      help: "Outbound SMTP connections open now (busy and idle)",
+      value: deps.outboundConnectionsOpen?.() ?? 0,
     },
     { name: "policy_epoch", help: "Epoch of the policy in force", value: policy.epoch },
     {

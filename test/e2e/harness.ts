@@ -89,6 +89,8 @@ export interface StartOptions {
   noConfig?: boolean;
   /** `--admin-listen`; default: a free loopback port. */
   adminListen?: string;
+  /** Variables added to (or replacing those of) the test's own environment. */
+  env?: Record<string, string>;
 }
 
 /** Starts Postern with a temporary config and data directory. */
@@ -108,7 +110,11 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
     "--admin-listen",
     options.adminListen ?? "127.0.0.1:0",
   ]);
-  const child = spawn(cmd!, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(cmd!, args, {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+  });
   const mailLog: string[] = [];
   let stderr = "";
   let partial = "";
