@@ -8,6 +8,7 @@
  * @module
  */
 
+import { isIP } from "node:net";
 import { Readable } from "node:stream";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 
@@ -106,10 +107,13 @@ export class SmtpSession {
    */
   static open(options: SessionOptions): Promise<SmtpSession> {
     const verified = options.tls === "required" || options.tls === "implicit";
+    // RFC 6066 section 3: an IP address is never sent as the TLS server
+    // name; the certificate is then checked against the address.
+    const servername = isIP(options.serverName) ? undefined : options.serverName;
     const connection = new SMTPConnection({
       host: options.address,
       port: options.port,
-      servername: options.serverName,
+      ...(servername ? { servername } : {}),
       name: options.ehlo,
       ...(options.bind ? { localAddress: options.bind } : {}),
       secure: options.tls === "implicit",
@@ -122,7 +126,7 @@ export class SmtpSession {
       // The addresses come from our resolver; never let the client resolve.
       allowInternalNetworkInterfaces: true,
       tls: {
-        servername: options.serverName,
+        ...(servername ? { servername } : {}),
         // RFC 7435: opportunistic TLS takes any certificate; only a policy
         // (MTA-STS) or a configured relay asks for verification.
         rejectUnauthorized: verified,

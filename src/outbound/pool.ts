@@ -2,11 +2,13 @@
  * Outbound connection slots and the cache of idle sessions.
  *
  * A slot is an open connection, busy or idle: at most `maxConnections` in
- * all and a per-destination limit for each destination key (virtual MTA and
- * domain). A delivery takes an idle session of its destination when there
- * is one (connection reuse, which is what lets a queue drain fast), else a
- * free slot to open a new one; when the total is reached, an idle session
- * of another destination is closed to make room.
+ * all and a limit for each limit key (virtual MTA and the domain limits
+ * count by, which `deliver_as_if_to_domain` may make another domain's). A
+ * delivery takes an idle session of its destination (virtual MTA and the
+ * real domain, whose hosts the session reaches) when there is one
+ * (connection reuse, which is what lets a queue drain fast), else a free
+ * slot to open a new one; when the total is reached, an idle session of
+ * another destination is closed to make room.
  *
  * @module
  */
@@ -15,18 +17,24 @@ import type { SmtpSession } from "./client.ts";
 
 /** What `checkout` hands out: an idle session to reuse, or a slot to open one in. */
 export interface Lease {
-  key: string;
   session: SmtpSession | undefined;
+}
+
+/** Where a delivery goes: `key` names the destination, `limitKey` what its limit counts. */
+export interface Destination {
+  key: string;
+  limitKey: string;
+  limit: number;
 }
 
 interface Idle {
   session: SmtpSession;
+  limitKey: string;
   timer: ReturnType<typeof setTimeout>;
 }
 
 interface Waiter {
-  key: string;
-  limit: number;
+  destination: Destination;
   grant: (lease: Lease) => void;
 }
 
@@ -58,68 +66,72 @@ export class ConnectionPool {
     return this.#total;
   }
 
-  /**
-   * A session or slot for destination `key`, whose limit is `limit`;
-   * waits while the limits are reached.
-   */
-  checkout(key: string, limit: number): Promise<Lease> {
-    const lease = this.#tryLease(key, limit);
+  /** A session or slot for `destination`; waits while the limits are reached. */
+  checkout(destination: Destination): Promise<Lease> {
+    const lease = this.#tryLease(destination);
     if (lease) return Promise.resolve(lease);
-    return new Promise((grant) => this.#waiters.push({ key, limit, grant }));
+    return new Promise((grant) => this.#waiters.push({ destination, grant }));
   }
 
   /**
    * Gives a lease back: `session` to keep it for reuse (when it is still
    * usable), undefined when it was closed or never opened.
    */
-  checkin(key: string, session: SmtpSession | undefined): void {
+  checkin(destination: Destination, session: SmtpSession | undefined): void {
+    const { key, limitKey } = destination;
     if (session && session.usable && !this.#closed) {
       // A delivery waiting for this destination takes it at once.
-      const index = this.#waiters.findIndex((w) => w.key === key);
+      const index = this.#waiters.findIndex((w) =>
+        w.destination.key === key && w.destination.limitKey === limitKey
+      );
       if (index >= 0) {
         const [waiter] = this.#waiters.splice(index, 1);
-        waiter!.grant({ key, session });
+        waiter!.grant({ session });
         return;
       }
       const timer = setTimeout(() => this.#expire(key, session), this.#idleMs);
       (timer as { unref?: () => void }).unref?.();
       const list = this.#idle.get(key) ?? [];
-      list.push({ session, timer });
+      list.push({ session, limitKey, timer });
       this.#idle.set(key, list);
       this.#wake();
       return;
     }
     session?.close();
-    this.#release(key);
+    this.#release(limitKey);
   }
 
   /** Closes every idle session; leases out are closed when they come back. */
   close(): void {
     this.#closed = true;
-    for (const [key, list] of this.#idle) {
+    for (const list of this.#idle.values()) {
       for (const idle of list) {
         clearTimeout(idle.timer);
         idle.session.close();
-        this.#release(key);
+        this.#release(idle.limitKey);
       }
     }
     this.#idle.clear();
   }
 
-  #tryLease(key: string, limit: number): Lease | undefined {
+  #tryLease({ key, limitKey, limit }: Destination): Lease | undefined {
     const list = this.#idle.get(key);
-    while (list && list.length > 0) {
-      const idle = list.pop()!;
-      clearTimeout(idle.timer);
+    // Idle sessions of this destination counted under another limit key
+    // (a reload moved a route) stay for their own deliveries.
+    const index = list?.findLastIndex((idle) => idle.limitKey === limitKey) ?? -1;
+    if (list && index >= 0) {
+      const [idle] = list.splice(index, 1);
+      clearTimeout(idle!.timer);
       if (list.length === 0) this.#idle.delete(key);
-      if (idle.session.usable) return { key, session: idle.session };
-      this.#release(key);
+      if (idle!.session.usable) return { session: idle!.session };
+      this.#release(limitKey, false);
+      return this.#tryLease({ key, limitKey, limit });
     }
-    if ((this.#perKey.get(key) ?? 0) >= limit) return undefined;
+    if ((this.#perKey.get(limitKey) ?? 0) >= limit) return undefined;
     if (this.#total >= this.#maxConnections && !this.#evictOther(key)) return undefined;
     this.#total++;
-    this.#perKey.set(key, (this.#perKey.get(key) ?? 0) + 1);
-    return { key, session: undefined };
+    this.#perKey.set(limitKey, (this.#perKey.get(limitKey) ?? 0) + 1);
+    return { session: undefined };
   }
 
   /** Closes the oldest idle session of another destination to free a slot. */
@@ -130,7 +142,7 @@ export class ConnectionPool {
       if (list.length === 0) this.#idle.delete(other);
       clearTimeout(idle.timer);
       idle.session.close();
-      this.#release(other, false);
+      this.#release(idle.limitKey, false);
       return true;
     }
     return false;
@@ -140,17 +152,17 @@ export class ConnectionPool {
     const list = this.#idle.get(key);
     const index = list?.findIndex((idle) => idle.session === session) ?? -1;
     if (!list || index < 0) return;
-    list.splice(index, 1);
+    const [idle] = list.splice(index, 1);
     if (list.length === 0) this.#idle.delete(key);
     session.close();
-    this.#release(key);
+    this.#release(idle!.limitKey);
   }
 
-  #release(key: string, wake = true): void {
+  #release(limitKey: string, wake = true): void {
     this.#total--;
-    const count = (this.#perKey.get(key) ?? 1) - 1;
-    if (count <= 0) this.#perKey.delete(key);
-    else this.#perKey.set(key, count);
+    const count = (this.#perKey.get(limitKey) ?? 1) - 1;
+    if (count <= 0) this.#perKey.delete(limitKey);
+    else this.#perKey.set(limitKey, count);
     if (wake) this.#wake();
   }
 
@@ -158,7 +170,7 @@ export class ConnectionPool {
   #wake(): void {
     for (let i = 0; i < this.#waiters.length;) {
       const waiter = this.#waiters[i]!;
-      const lease = this.#tryLease(waiter.key, waiter.limit);
+      const lease = this.#tryLease(waiter.destination);
       if (lease) {
         this.#waiters.splice(i, 1);
         waiter.grant(lease);

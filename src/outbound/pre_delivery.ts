@@ -27,7 +27,12 @@ export type PreDeliveryDecision =
   }
   | { kind: "pause"; message: string }
   | { kind: "dump"; message: string }
-  | { kind: "error"; error: string };
+  | {
+    kind: "error";
+    error: string;
+    /** The hook did not load: the same error for every attempt until it is fixed. */
+    loadError?: boolean;
+  };
 
 /** Interprets one call of a module hook. */
 export function preDeliveryDecision(outcome: CallOutcome): PreDeliveryDecision {
@@ -39,7 +44,11 @@ export function preDeliveryDecision(outcome: CallOutcome): PreDeliveryDecision {
       : outcome.failure === "load_error"
       ? "error loading pre_delivery_attempt_hook"
       : `pre_delivery_attempt_hook failed (${outcome.failure})`;
-    return { kind: "error", error: `${what}: ${outcome.error.split("\n")[0]}` };
+    return {
+      kind: "error",
+      error: `${what}: ${outcome.error.split("\n")[0]}`,
+      ...(outcome.failure === "load_error" ? { loadError: true } : {}),
+    };
   }
   const parsed = v.safeParse(PreDeliveryAttemptResultSchema, outcome.value);
   if (!parsed.success) {

@@ -17,7 +17,7 @@ import { SmtpError, SmtpSession, type TlsMode } from "./client.ts";
 import { statusOf } from "./dsn.ts";
 import type { MtaStsPolicies, TlsRequirement } from "./mta_sts.ts";
 import { type MailHost, mailHosts, RoutingError } from "./mx.ts";
-import type { ConnectionPool } from "./pool.ts";
+import type { ConnectionPool, Destination } from "./pool.ts";
 import { HOOK_ERROR_TEXT, preDeliveryDecision } from "./pre_delivery.ts";
 import { chooseMta, domainOf } from "./route.ts";
 import type { OutboundConfig, VirtualMta } from "./settings.ts";
@@ -50,6 +50,7 @@ interface Group {
 /** Delivers to other domains' MX hosts or to the smarthost. */
 export class RemoteCourier {
   #deps: RemoteCourierDeps;
+  #lastLoadErrorLog = 0;
 
   /** Creates the courier. */
   constructor(deps: RemoteCourierDeps) {
@@ -110,7 +111,7 @@ export class RemoteCourier {
       const decision = preDeliveryDecision(outcome);
       switch (decision.kind) {
         case "error":
-          this.#hookError(envelope.id, recipient.address, decision.error);
+          this.#hookError(envelope.id, recipient.address, decision.error, decision.loadError);
           return { status: "deferred", error: HOOK_ERROR_TEXT, dsnStatus: "4.3.0" };
         case "pause":
           return {
@@ -142,7 +143,16 @@ export class RemoteCourier {
     return { mta, domain, limitDomain, sender };
   }
 
-  #hookError(msguid: string, recipient: string, error: string): void {
+  #hookError(msguid: string, recipient: string, error: string, loadError = false): void {
+    // The reference logs a hook that does not load once per second, not
+    // once per attempt: a large queue would flood the log on every retry.
+    if (loadError) {
+      const now = Date.now();
+      if (now - this.#lastLoadErrorLog < 1000) return;
+      this.#lastLoadErrorLog = now;
+      this.#deps.hookLog(error);
+      return;
+    }
     this.#deps.hookLog(
       `error in pre_delivery_attempt_hook: msguid=[${msguid}], recipient=[${recipient}], ` +
         `error: ${error}`,
@@ -197,8 +207,14 @@ export class RemoteCourier {
       }
     }
 
-    const key = `${group.mta.name}|${relay ? "[smarthost]" : group.limitDomain}`;
-    const lease = await this.#deps.pool.checkout(key, group.mta.maxConnectionsPerDestination);
+    // Sessions are reused for the hosts they reach (the real domain's);
+    // limits count by the domain deliver_as_if_to_domain names.
+    const destination = {
+      key: `${group.mta.name}|${relay ? "[smarthost]" : group.domain}`,
+      limitKey: `${group.mta.name}|${relay ? "[smarthost]" : group.limitDomain}`,
+      limit: group.mta.maxConnectionsPerDestination,
+    };
+    const lease = await this.#deps.pool.checkout(destination);
     let session = lease.session;
     // A cached connection the server has meanwhile closed fails at once;
     // then the message goes over a new one (RFC 5321 section 4.5.3.2.7
@@ -207,17 +223,17 @@ export class RemoteCourier {
       if (!session) {
         const opened = await this.#connect(hosts, group.mta, config, tls);
         if ("error" in opened) {
-          this.#deps.pool.checkin(key, undefined);
+          this.#deps.pool.checkin(destination, undefined);
           return all({ status: "deferred", error: opened.error, dsnStatus: "4.4.1" });
         }
         session = opened.session;
       }
       const reused = session.messages > 0;
       const result = await this.#transaction(session, group, open);
-      this.#recycle(key, session, config);
+      this.#recycle(destination, session, config);
       if ("lost" in result && reused && tries === 0) {
         session = undefined;
-        const again = await this.#deps.pool.checkout(key, group.mta.maxConnectionsPerDestination);
+        const again = await this.#deps.pool.checkout(destination);
         session = again.session;
         continue;
       }
@@ -271,9 +287,9 @@ export class RemoteCourier {
     }
   }
 
-  #recycle(key: string, session: SmtpSession, config: OutboundConfig): void {
+  #recycle(destination: Destination, session: SmtpSession, config: OutboundConfig): void {
     if (session.messages >= config.messagesPerConnection) session.close();
-    this.#deps.pool.checkin(key, session.usable ? session : undefined);
+    this.#deps.pool.checkin(destination, session.usable ? session : undefined);
   }
 
   /**

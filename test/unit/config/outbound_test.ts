@@ -1,0 +1,482 @@
+/**
+ * Tests of the `outbound` section of `postern.yaml` (defaults, virtual MTAs,
+ * routes, the smarthost and its files), the pre-delivery-attempt hook's
+ * single worker, and the DKIM keys of domains, both through
+ * `resolveOutbound()` and through the whole loader.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { ConfigError, DEFAULTS, loadConfig } from "../../../src/config/mod.ts";
+import { resolveOutbound } from "../../../src/config/outbound.ts";
+import type { ConfigFile } from "../../../src/config/mod.ts";
+import { makeTempDir, removeDir, writeTree } from "../helpers.ts";
+
+/** A context for `resolveOutbound()` whose files are the entries of `files`. */
+function context(files: Record<string, string> = {}) {
+  return {
+    hostname: "mx.ours.test",
+    mainFile: "/etc/postern/postern.yaml",
+    relativeToConfig: (path: string) => path.startsWith("/") ? path : `/etc/postern/${path}`,
+    readText: (path: string) => Promise.resolve(files[path]),
+  };
+}
+
+/** The error `promise` rejects with. */
+async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof Error, `expected an Error, got ${String(err)}`);
+    return err;
+  }
+  assert.fail("expected a rejection");
+}
+
+describe("resolveOutbound", () => {
+  it("resolveOutbound() gives every default for a missing section", async () => {
+    const outbound = await resolveOutbound(undefined, context());
+    const d = DEFAULTS.outbound;
+    assert.equal(outbound.port, d.port);
+    assert.equal(outbound.maxConnections, d.maxConnections);
+    assert.equal(outbound.maxConnectionsPerDestination, d.maxConnectionsPerDestination);
+    assert.equal(outbound.messagesPerConnection, d.messagesPerConnection);
+    assert.equal(outbound.connectionIdleMs, d.connectionIdleMs);
+    assert.equal(outbound.connectTimeoutMs, d.connectTimeoutMs);
+    assert.equal(outbound.commandTimeoutMs, d.commandTimeoutMs);
+    assert.equal(outbound.mtaSts, d.mtaSts);
+    assert.equal(outbound.dkimSign, d.dkimSign);
+    assert.equal(outbound.delayWarningMs, d.delayWarningMs);
+    assert.equal(outbound.sendidHeader, d.sendidHeader);
+    assert.equal(outbound.listidHeader, d.listidHeader);
+    assert.equal(outbound.smarthost, undefined);
+    assert.deepEqual(outbound.routes, []);
+    assert.deepEqual([...outbound.virtualMtas.keys()], ["default"]);
+    assert.deepEqual(outbound.virtualMtas.get("default"), {
+      name: "default",
+      bind: undefined,
+      ehlo: "mx.ours.test",
+      maxConnectionsPerDestination: d.maxConnectionsPerDestination,
+    });
+  });
+
+  it("resolveOutbound() keeps the implicit default MTA beside named ones", async () => {
+    const outbound = await resolveOutbound({
+      max_connections_per_destination: 4,
+      virtual_mtas: {
+        bulk: { bind: "192.0.2.7", ehlo: "bulk.ours.test", max_connections_per_destination: 2 },
+        plain: null,
+      },
+    }, context());
+    assert.deepEqual([...outbound.virtualMtas.keys()].sort(), ["bulk", "default", "plain"]);
+    assert.deepEqual(outbound.virtualMtas.get("bulk"), {
+      name: "bulk",
+      bind: "192.0.2.7",
+      ehlo: "bulk.ours.test",
+      maxConnectionsPerDestination: 2,
+    });
+    assert.deepEqual(outbound.virtualMtas.get("plain"), {
+      name: "plain",
+      bind: undefined,
+      ehlo: "mx.ours.test",
+      maxConnectionsPerDestination: 4,
+    });
+    assert.equal(outbound.virtualMtas.get("default")!.maxConnectionsPerDestination, 4);
+  });
+
+  it("resolveOutbound() lets virtual_mtas override the default MTA", async () => {
+    const outbound = await resolveOutbound(
+      { virtual_mtas: { default: { ehlo: "out.ours.test" } } },
+      context(),
+    );
+    assert.equal(outbound.virtualMtas.get("default")!.ehlo, "out.ours.test");
+  });
+
+  it("resolveOutbound() resolves routes with lower-cased domains", async () => {
+    const outbound = await resolveOutbound({
+      virtual_mtas: { bulk: null },
+      routes: [
+        { sender_domain: "News.Ours.TEST", mta: "bulk" },
+        { recipient_domain: "GMail.test", mta: "default" },
+      ],
+    }, context());
+    assert.deepEqual(outbound.routes, [
+      { senderDomain: "news.ours.test", recipientDomain: undefined, mta: "bulk" },
+      { senderDomain: undefined, recipientDomain: "gmail.test", mta: "default" },
+    ]);
+  });
+
+  it("resolveOutbound() refuses a route naming an unknown virtual MTA", async () => {
+    const err = await rejection(resolveOutbound({
+      virtual_mtas: { bulk: null },
+      routes: [{ recipient_domain: "a.test", mta: "bulk" }, {
+        recipient_domain: "b.test",
+        mta: "nosuch",
+      }],
+    }, context()));
+    assert.match(err.message, /postern\.yaml/);
+    assert.match(err.message, /outbound\.routes\.1/);
+    assert.match(err.message, /nosuch/);
+  });
+
+  it("resolveOutbound() refuses a route with neither sender_domain nor recipient_domain", async () => {
+    const err = await rejection(resolveOutbound({ routes: [{ mta: "default" }] }, context()));
+    assert.match(err.message, /outbound\.routes\.0/);
+  });
+
+  it("resolveOutbound() parses a smarthost host:port and defaults to STARTTLS", async () => {
+    const outbound = await resolveOutbound(
+      { smarthost: { address: "relay.provider.test:587" } },
+      context(),
+    );
+    assert.deepEqual(outbound.smarthost, {
+      host: "relay.provider.test",
+      port: 587,
+      tls: "starttls",
+      auth: undefined,
+      ca: undefined,
+    });
+  });
+
+  it("resolveOutbound() parses a bracketed IPv6 smarthost address", async () => {
+    const outbound = await resolveOutbound(
+      { smarthost: { address: "[2001:db8::25]:465", tls: "implicit" } },
+      context(),
+    );
+    assert.equal(outbound.smarthost?.host, "2001:db8::25");
+    assert.equal(outbound.smarthost?.port, 465);
+    assert.equal(outbound.smarthost?.tls, "implicit");
+  });
+
+  it("resolveOutbound() reads the first line of the password file, relative to the config", async () => {
+    const outbound = await resolveOutbound(
+      { smarthost: { address: "relay.test:587", username: "me", password_file: "relay.pass" } },
+      context({ "/etc/postern/relay.pass": "s3cret\r\nignored\n" }),
+    );
+    assert.deepEqual(outbound.smarthost?.auth, { user: "me", pass: "s3cret" });
+  });
+
+  it("resolveOutbound() refuses a username without password_file, and the reverse", async () => {
+    const noFile = await rejection(resolveOutbound(
+      { smarthost: { address: "relay.test:587", username: "me" } },
+      context(),
+    ));
+    assert.match(noFile.message, /outbound\.smarthost/);
+    assert.match(noFile.message, /password_file/);
+    const noUser = await rejection(resolveOutbound(
+      { smarthost: { address: "relay.test:587", password_file: "relay.pass" } },
+      context({ "/etc/postern/relay.pass": "s3cret\n" }),
+    ));
+    assert.match(noUser.message, /username/);
+  });
+
+  it("resolveOutbound() refuses a password file that is missing or starts with an empty line", async () => {
+    const section = (file: string): ConfigFile["outbound"] => ({
+      smarthost: { address: "relay.test:587", username: "me", password_file: file },
+    });
+    const missing = await rejection(resolveOutbound(section("nosuch.pass"), context()));
+    assert.match(missing.message, /outbound\.smarthost\.password_file/);
+    assert.match(missing.message, /\/etc\/postern\/nosuch\.pass/);
+    const files = { "/etc/postern/empty.pass": "", "/etc/postern/blank.pass": "\nsecret\n" };
+    const empty = await rejection(resolveOutbound(section("empty.pass"), context(files)));
+    assert.match(empty.message, /password_file/);
+    const blank = await rejection(resolveOutbound(section("blank.pass"), context(files)));
+    assert.match(blank.message, /password_file/);
+  });
+
+  it("resolveOutbound() reads ca_file and refuses one that does not exist", async () => {
+    const ok = await resolveOutbound(
+      { smarthost: { address: "relay.test:587", ca_file: "/tls/relay-ca.pem" } },
+      context({ "/tls/relay-ca.pem": "-----BEGIN CERTIFICATE-----\n" }),
+    );
+    assert.equal(ok.smarthost?.ca, "-----BEGIN CERTIFICATE-----\n");
+    const err = await rejection(resolveOutbound(
+      { smarthost: { address: "relay.test:587", ca_file: "/tls/nosuch.pem" } },
+      context(),
+    ));
+    assert.match(err.message, /outbound\.smarthost\.ca_file/);
+    assert.match(err.message, /\/tls\/nosuch\.pem/);
+  });
+});
+
+describe("loadConfig outbound", () => {
+  let root: string;
+  let n = 0;
+  before(async () => {
+    root = await makeTempDir("postern-outbound-config-");
+  });
+  after(async () => {
+    await removeDir(root);
+  });
+
+  async function configDir(files: Record<string, string>): Promise<string> {
+    const dir = join(root, `c${n++}`);
+    await mkdir(dir);
+    await writeTree(dir, files);
+    return dir;
+  }
+
+  async function configError(dir: string): Promise<ConfigError> {
+    try {
+      await loadConfig({ configDir: dir });
+    } catch (err) {
+      assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+      return err;
+    }
+    assert.fail("expected loadConfig() to throw a ConfigError");
+  }
+
+  it("loadConfig() fills outbound with the defaults when postern.yaml has no outbound section", async () => {
+    const dir = await configDir({ "postern.yaml": "hostname: mail.ours.test\n" });
+    const config = await loadConfig({ configDir: dir });
+    assert.equal(config.outbound.port, 25);
+    assert.equal(config.outbound.maxConnections, DEFAULTS.outbound.maxConnections);
+    assert.equal(config.outbound.smarthost, undefined);
+    assert.equal(config.outbound.virtualMtas.get("default")?.ehlo, "mail.ours.test");
+  });
+
+  it("loadConfig() applies the outbound fields with durations parsed", async () => {
+    const dir = await configDir({
+      "postern.yaml": [
+        "hostname: mail.ours.test",
+        "outbound:",
+        "  port: 2526",
+        "  max_connections: 7",
+        "  max_connections_per_destination: 3",
+        "  messages_per_connection: 9",
+        "  connection_idle: 2s",
+        "  connect_timeout: 10s",
+        "  command_timeout: 1m",
+        "  mta_sts: false",
+        "  dkim_sign: false",
+        "  delay_warning: 4h",
+        "  sendid_header: X-Campaign",
+        "  listid_header: X-List",
+        "",
+      ].join("\n"),
+    });
+    const { outbound } = await loadConfig({ configDir: dir });
+    assert.equal(outbound.port, 2526);
+    assert.equal(outbound.maxConnections, 7);
+    assert.equal(outbound.maxConnectionsPerDestination, 3);
+    assert.equal(outbound.messagesPerConnection, 9);
+    assert.equal(outbound.connectionIdleMs, 2_000);
+    assert.equal(outbound.connectTimeoutMs, 10_000);
+    assert.equal(outbound.commandTimeoutMs, 60_000);
+    assert.equal(outbound.mtaSts, false);
+    assert.equal(outbound.dkimSign, false);
+    assert.equal(outbound.delayWarningMs, 4 * 3_600_000);
+    assert.equal(outbound.sendidHeader, "X-Campaign");
+    assert.equal(outbound.listidHeader, "X-List");
+  });
+
+  it("loadConfig() resolves a smarthost with its password and CA files", async () => {
+    const dir = await configDir({
+      "postern.yaml": [
+        "outbound:",
+        "  smarthost:",
+        '    address: "[::1]:2587"',
+        "    username: relay-user",
+        "    password_file: secrets/relay",
+        "    ca_file: secrets/ca.pem",
+        "",
+      ].join("\n"),
+      "secrets/relay": "pa ss\n",
+      "secrets/ca.pem": "PEM TEXT\n",
+    });
+    const { outbound } = await loadConfig({ configDir: dir });
+    assert.deepEqual(outbound.smarthost, {
+      host: "::1",
+      port: 2587,
+      tls: "starttls",
+      auth: { user: "relay-user", pass: "pa ss" },
+      ca: "PEM TEXT\n",
+    });
+  });
+
+  it("loadConfig() throws a ConfigError naming the field for a missing password file", async () => {
+    const dir = await configDir({
+      "postern.yaml": [
+        "outbound:",
+        "  smarthost:",
+        "    address: relay.test:587",
+        "    username: me",
+        "    password_file: nosuch",
+        "",
+      ].join("\n"),
+    });
+    const err = await configError(dir);
+    assert.equal(err.file, join(dir, "postern.yaml"));
+    assert.match(err.message, /outbound\.smarthost\.password_file/);
+    assert.match(err.message, /nosuch/);
+  });
+
+  it("loadConfig() throws a ConfigError for a username without password_file", async () => {
+    const dir = await configDir({
+      "postern.yaml": "outbound:\n  smarthost:\n    address: relay.test:587\n    username: me\n",
+    });
+    const err = await configError(dir);
+    assert.match(err.message, /password_file/);
+  });
+
+  it("loadConfig() throws a ConfigError for a missing ca_file", async () => {
+    const dir = await configDir({
+      "postern.yaml": "outbound:\n  smarthost:\n    address: relay.test:587\n    ca_file: ca.pem\n",
+    });
+    const err = await configError(dir);
+    assert.match(err.message, /outbound\.smarthost\.ca_file/);
+    assert.match(err.message, /ca\.pem/);
+  });
+
+  it("loadConfig() refuses a smarthost address without a port", async () => {
+    const dir = await configDir({
+      "postern.yaml": "outbound:\n  smarthost:\n    address: relay.test\n",
+    });
+    const err = await configError(dir);
+    assert.match(err.message, /outbound\.smarthost\.address/);
+  });
+
+  it("loadConfig() refuses a smarthost port outside 1-65535, as it does outbound.port", async () => {
+    for (const port of ["0", "70000"]) {
+      const dir = await configDir({
+        "postern.yaml": `outbound:\n  smarthost:\n    address: relay.test:${port}\n`,
+      });
+      const err = await configError(dir).catch((e: unknown) => e);
+      assert.ok(
+        err instanceof ConfigError,
+        `smarthost address relay.test:${port} was accepted: ${String(err)}`,
+      );
+      assert.match(err.message, /outbound\.smarthost\.address/);
+    }
+  });
+
+  it("loadConfig() throws a ConfigError naming the route of an unknown virtual MTA", async () => {
+    const dir = await configDir({
+      "postern.yaml": [
+        "outbound:",
+        "  virtual_mtas:",
+        "    bulk:",
+        "      ehlo: bulk.ours.test",
+        "  routes:",
+        "    - sender_domain: news.ours.test",
+        "      mta: bulk",
+        "    - recipient_domain: gmail.test",
+        "      mta: fast",
+        "",
+      ].join("\n"),
+    });
+    const err = await configError(dir);
+    assert.match(err.message, /outbound\.routes\.1/);
+    assert.match(err.message, /fast/);
+  });
+
+  it("loadConfig() throws a ConfigError for a route without a domain", async () => {
+    const dir = await configDir({
+      "postern.yaml": "outbound:\n  routes:\n    - mta: default\n",
+    });
+    const err = await configError(dir);
+    assert.match(err.message, /outbound\.routes\.0/);
+  });
+
+  it("loadConfig() routes to named virtual MTAs and keeps the implicit default", async () => {
+    const dir = await configDir({
+      "postern.yaml": [
+        "hostname: mail.ours.test",
+        "outbound:",
+        "  virtual_mtas:",
+        "    bulk:",
+        "      bind: 192.0.2.9",
+        "      max_connections_per_destination: 1",
+        "  routes:",
+        "    - sender_domain: News.Ours.Test",
+        "      mta: bulk",
+        "",
+      ].join("\n"),
+    });
+    const { outbound } = await loadConfig({ configDir: dir });
+    assert.deepEqual([...outbound.virtualMtas.keys()].sort(), ["bulk", "default"]);
+    assert.deepEqual(outbound.virtualMtas.get("bulk"), {
+      name: "bulk",
+      bind: "192.0.2.9",
+      ehlo: "mail.ours.test",
+      maxConnectionsPerDestination: 1,
+    });
+    assert.deepEqual(outbound.routes, [
+      { senderDomain: "news.ours.test", recipientDomain: undefined, mta: "bulk" },
+    ]);
+  });
+
+  it("loadConfig() refuses a virtual MTA name with other characters", async () => {
+    const dir = await configDir({
+      "postern.yaml": "outbound:\n  virtual_mtas:\n    bad name:\n      ehlo: x.test\n",
+    });
+    const err = await configError(dir);
+    assert.match(err.message, /virtual_mtas/);
+  });
+
+  it("loadConfig() refuses an unknown key in the outbound section", async () => {
+    const dir = await configDir({ "postern.yaml": "outbound:\n  max_conections: 5\n" });
+    const err = await configError(dir);
+    assert.match(err.message, /max_conections/);
+  });
+
+  it("loadConfig() refuses hooks.pre_delivery_attempt.workers other than 1", async () => {
+    const dir = await configDir({
+      "postern.yaml": "hooks:\n  pre_delivery_attempt:\n    workers: 2\n",
+    });
+    const err = await configError(dir);
+    assert.match(err.message, /hooks\.pre_delivery_attempt\.workers/);
+    const ok = await configDir({
+      "postern.yaml": "hooks:\n  pre_delivery_attempt:\n    workers: 1\n",
+    });
+    const config = await loadConfig({ configDir: ok });
+    assert.equal(config.hooks.points["pre-delivery-attempt"].workers, 1);
+  });
+
+  it("loadConfig() still allows several workers for other hook points", async () => {
+    const dir = await configDir({ "postern.yaml": "hooks:\n  post_data:\n    workers: 3\n" });
+    const config = await loadConfig({ configDir: dir });
+    assert.equal(config.hooks.points["post-data"].workers, 3);
+  });
+
+  it("loadConfig() takes the last selector in sort order as a domain's DKIM key", async () => {
+    const dir = await configDir({
+      "domains/ours.test/users": "alice\n",
+      "domains/ours.test/dkim/20240101.pem": "OLD KEY\n",
+      "domains/ours.test/dkim/20250601.pem": "NEW KEY\n",
+      "domains/ours.test/dkim/20250101.pem": "MIDDLE KEY\n",
+      "domains/ours.test/dkim/notes.txt": "not a key\n",
+    });
+    const config = await loadConfig({ configDir: dir });
+    assert.deepEqual(config.domains.get("ours.test")?.dkim, {
+      selector: "20250601",
+      privateKey: "NEW KEY\n",
+    });
+  });
+
+  it("loadConfig() leaves dkim undefined for a domain without keys", async () => {
+    const dir = await configDir({
+      "domains/ours.test/users": "alice\n",
+      "domains/other.test/dkim/readme.txt": "no keys yet\n",
+    });
+    const config = await loadConfig({ configDir: dir });
+    assert.equal(config.domains.get("ours.test")?.dkim, undefined);
+    assert.equal(config.domains.get("other.test")?.dkim, undefined);
+  });
+
+  it("loadConfig() ignores key files whose name is not a valid selector", async () => {
+    const dir = await configDir({
+      "domains/ours.test/dkim/good.pem": "GOOD\n",
+      "domains/ours.test/dkim/zz_bad.pem": "BAD\n",
+    });
+    const config = await loadConfig({ configDir: dir });
+    assert.deepEqual(config.domains.get("ours.test")?.dkim, {
+      selector: "good",
+      privateKey: "GOOD\n",
+    });
+  });
+});

@@ -1,0 +1,173 @@
+/**
+ * Tests of `preDeliveryDecision()`: how a pre-delivery-attempt hook's
+ * result (GreenArrow's actions normal, pause, dump, new_mtaid, new_config)
+ * or failure becomes the decision for one delivery attempt.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { CallOutcome } from "../../../src/hooks/mod.ts";
+import { HOOK_ERROR_TEXT, preDeliveryDecision } from "../../../src/outbound/pre_delivery.ts";
+
+/** The decision for a hook that returned `value`. */
+function decide(value: unknown) {
+  return preDeliveryDecision({ ok: true, value });
+}
+
+/** The error text of a decision that must be an error. */
+function errorOf(outcome: CallOutcome): string {
+  const decision = preDeliveryDecision(outcome);
+  assert.equal(decision.kind, "error", `expected an error, got ${JSON.stringify(decision)}`);
+  return (decision as { error: string }).error;
+}
+
+describe("preDeliveryDecision", () => {
+  it("HOOK_ERROR_TEXT is the reference's status text", () => {
+    assert.equal(HOOK_ERROR_TEXT, "Error in pre_delivery_attempt_hook (see logfile)");
+  });
+
+  it("preDeliveryDecision() delivers unchanged for action normal", () => {
+    assert.deepEqual(decide({ action: "normal" }), { kind: "deliver" });
+  });
+
+  it("preDeliveryDecision() lower-cases deliver_as_if_to_domain for action normal", () => {
+    assert.deepEqual(decide({ action: "normal", deliver_as_if_to_domain: "GMail.Test" }), {
+      kind: "deliver",
+      asIfDomain: "gmail.test",
+    });
+  });
+
+  it("preDeliveryDecision() ignores an empty deliver_as_if_to_domain", () => {
+    assert.deepEqual(decide({ action: "normal", deliver_as_if_to_domain: "" }), {
+      kind: "deliver",
+    });
+  });
+
+  it("preDeliveryDecision() pauses with the hook's message, or a default one", () => {
+    assert.deepEqual(decide({ action: "pause", message: "Not now." }), {
+      kind: "pause",
+      message: "Not now.",
+    });
+    const plain = preDeliveryDecision({ ok: true, value: { action: "pause" } });
+    assert.equal(plain.kind, "pause");
+    assert.ok((plain as { message: string }).message.length > 0);
+  });
+
+  it("preDeliveryDecision() dumps with the hook's message, or a default one", () => {
+    assert.deepEqual(decide({ action: "dump", message: "Blocked. (#5.7.1)" }), {
+      kind: "dump",
+      message: "Blocked. (#5.7.1)",
+    });
+    const plain = decide({ action: "dump" });
+    assert.equal(plain.kind, "dump");
+    assert.ok((plain as { message: string }).message.length > 0);
+  });
+
+  it("preDeliveryDecision() switches the virtual MTA for action new_mtaid", () => {
+    assert.deepEqual(decide({ action: "new_mtaid", new_mtaid: "priority_ips" }), {
+      kind: "deliver",
+      mtaid: "priority_ips",
+    });
+  });
+
+  it("preDeliveryDecision() takes deliver_as_if_to_domain with new_mtaid too", () => {
+    assert.deepEqual(
+      decide({ action: "new_mtaid", new_mtaid: "smtp1-3", deliver_as_if_to_domain: "YAHOO.test" }),
+      { kind: "deliver", mtaid: "smtp1-3", asIfDomain: "yahoo.test" },
+    );
+  });
+
+  it("preDeliveryDecision() applies new_mtaid and new_sender for action new_config", () => {
+    assert.deepEqual(
+      decide({ action: "new_config", new_mtaid: "priority_ips", new_sender: "bounce@ours.test" }),
+      { kind: "deliver", mtaid: "priority_ips", sender: "bounce@ours.test" },
+    );
+    assert.deepEqual(decide({ action: "new_config", new_sender: "b@ours.test" }), {
+      kind: "deliver",
+      sender: "b@ours.test",
+    });
+    assert.deepEqual(decide({ action: "new_config", new_mtaid: "x" }), {
+      kind: "deliver",
+      mtaid: "x",
+    });
+    assert.deepEqual(decide({ action: "new_config" }), { kind: "deliver" });
+  });
+
+  it("preDeliveryDecision() rejects deliver_as_if_to_domain with actions other than normal and new_mtaid", () => {
+    for (const action of ["pause", "dump", "new_config"]) {
+      const decision = decide({ action, deliver_as_if_to_domain: "x.test" });
+      assert.equal(decision.kind, "error", action);
+    }
+  });
+
+  it("preDeliveryDecision() turns an unknown action into an error", () => {
+    assert.match(errorOf({ ok: true, value: { action: "bounce" } }), /invalid return value/);
+  });
+
+  it("preDeliveryDecision() turns new_mtaid without new_mtaid into an error naming the field", () => {
+    assert.match(errorOf({ ok: true, value: { action: "new_mtaid" } }), /new_mtaid/);
+    assert.match(errorOf({ ok: true, value: { action: "new_mtaid", new_mtaid: "" } }), /new_mtaid/);
+  });
+
+  it("preDeliveryDecision() turns a result with an extra key into an error", () => {
+    const error = errorOf({ ok: true, value: { action: "normal", mtaid: "x" } });
+    assert.match(error, /invalid return value/);
+    assert.match(error, /mtaid/);
+  });
+
+  it("preDeliveryDecision() turns values of the wrong type into errors", () => {
+    assert.match(errorOf({ ok: true, value: { action: "pause", message: 42 } }), /message/);
+    assert.match(
+      errorOf({ ok: true, value: { action: "new_config", new_sender: ["a@b.test"] } }),
+      /new_sender/,
+    );
+    assert.match(errorOf({ ok: true, value: { action: 1 } }), /invalid return value/);
+  });
+
+  it("preDeliveryDecision() turns a missing result into an error", () => {
+    for (const value of [null, undefined, "normal", 0, [], {}]) {
+      assert.match(
+        errorOf({ ok: true, value }),
+        /invalid return value/,
+        `for ${JSON.stringify(value)}`,
+      );
+    }
+  });
+
+  it("preDeliveryDecision() names an exception in the hook, first line only", () => {
+    const error = errorOf({
+      ok: false,
+      failure: "hook_error",
+      error: "Illegal division by zero\n    at hook.ts:2:3",
+    });
+    assert.match(error, /Exception running pre_delivery_attempt_hook/);
+    assert.match(error, /Illegal division by zero/);
+    assert.doesNotMatch(error, /hook\.ts:2:3/);
+  });
+
+  it("preDeliveryDecision() names a timeout", () => {
+    const error = errorOf({ ok: false, failure: "timeout", error: "no answer in 1000 ms" });
+    assert.match(error, /timed out/);
+    assert.match(error, /no answer in 1000 ms/);
+  });
+
+  it("preDeliveryDecision() names a hook that does not load", () => {
+    const error = errorOf({ ok: false, failure: "load_error", error: "syntax error at line 3" });
+    assert.match(error, /error loading pre_delivery_attempt_hook/);
+    assert.match(error, /syntax error at line 3/);
+  });
+
+  it("preDeliveryDecision() names a crashed worker", () => {
+    const error = errorOf({ ok: false, failure: "crash", error: "the worker exited" });
+    assert.match(error, /crash/);
+    assert.match(error, /the worker exited/);
+  });
+
+  it("preDeliveryDecision() names a broken exchange with the worker", () => {
+    const error = errorOf({ ok: false, failure: "protocol", error: "bad frame" });
+    assert.match(error, /protocol/);
+    assert.match(error, /bad frame/);
+  });
+});
