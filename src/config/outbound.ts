@@ -91,6 +91,9 @@ async function resolveSmarthost(
   const host = relay.address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
   const port = Number(relay.address.slice(colon + 1));
   const field = (name: string) => `${context.mainFile}: outbound.smarthost.${name}`;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new Error(`${field("address")}: port ${port} is not between 1 and 65535`);
+  }
   if ((relay.username === undefined) !== (relay.password_file === undefined)) {
     throw new Error(`${field("username")} and password_file go together: give both or neither`);
   }

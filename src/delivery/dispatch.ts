@@ -53,15 +53,30 @@ export class DispatchCourier implements Courier {
         remote.push({ position, recipient });
       }
     }
+    // The Courier contract: never reject. A failure of remote delivery
+    // defers its recipients; those delivered locally keep their results.
     const remoteDone = remote.length === 0
       ? Promise.resolve()
-      : this.#remote(item, remote.map((r) => r.recipient), open).then((rs) => {
-        for (const [i, r] of remote.entries()) results[r.position] = rs[i]!;
-      });
+      : this.#remote(item, remote.map((r) => r.recipient), open).then(
+        (rs) => {
+          for (const [i, r] of remote.entries()) {
+            results[r.position] = rs[i] ?? { status: "deferred", error: "no delivery result" };
+          }
+        },
+        (err: unknown) => {
+          const error = `remote delivery failed: ${err instanceof Error ? err.message : err}`;
+          for (const r of remote) results[r.position] = { status: "deferred", error };
+        },
+      );
     // Local recipients one after the other, as before outbound existed
     // (pipes of one message do not race); remote ones meanwhile.
     for (const { position, recipient } of local) {
-      results[position] = await this.#local.deliver(item, recipient, open);
+      try {
+        results[position] = await this.#local.deliver(item, recipient, open);
+      } catch (err) {
+        const error = `local delivery failed: ${err instanceof Error ? err.message : err}`;
+        results[position] = { status: "deferred", error };
+      }
     }
     await remoteDone;
     return results;

@@ -48,7 +48,7 @@ export class RoutingError extends Error {
  *   failure is temporary, since the records may be there.
  *
  * Hosts whose addresses cannot be found are left out, unless every host
- * fails that way (then the first temporary error, or 5.4.4).
+ * fails that way (then the first temporary error, or a temporary 4.4.4).
  *
  * @throws {RoutingError} when no host can be found.
  */

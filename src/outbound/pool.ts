@@ -127,22 +127,33 @@ export class ConnectionPool {
       this.#release(limitKey, false);
       return this.#tryLease({ key, limitKey, limit });
     }
-    if ((this.#perKey.get(limitKey) ?? 0) >= limit) return undefined;
-    if (this.#total >= this.#maxConnections && !this.#evictOther(key)) return undefined;
+    // An idle session of another destination under the same limit (as-if
+    // domains) gives its slot up rather than making this delivery wait.
+    if (
+      (this.#perKey.get(limitKey) ?? 0) >= limit &&
+      !this.#evict((other, idle) => other !== key && idle.limitKey === limitKey)
+    ) {
+      return undefined;
+    }
+    // A reload may have lowered the total: close idle sessions until under it.
+    while (this.#total >= this.#maxConnections) {
+      if (!this.#evict((other) => other !== key)) return undefined;
+    }
     this.#total++;
     this.#perKey.set(limitKey, (this.#perKey.get(limitKey) ?? 0) + 1);
     return { session: undefined };
   }
 
-  /** Closes the oldest idle session of another destination to free a slot. */
-  #evictOther(key: string): boolean {
+  /** Closes the oldest idle session that `which` picks, to free its slot. */
+  #evict(which: (key: string, idle: Idle) => boolean): boolean {
     for (const [other, list] of this.#idle) {
-      if (other === key || list.length === 0) continue;
-      const idle = list.shift()!;
+      const index = list.findIndex((idle) => which(other, idle));
+      if (index < 0) continue;
+      const [idle] = list.splice(index, 1);
       if (list.length === 0) this.#idle.delete(other);
-      clearTimeout(idle.timer);
-      idle.session.close();
-      this.#release(idle.limitKey, false);
+      clearTimeout(idle!.timer);
+      idle!.session.close();
+      this.#release(idle!.limitKey, false);
       return true;
     }
     return false;

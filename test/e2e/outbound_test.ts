@@ -276,7 +276,7 @@ describe("outbound delivery", () => {
 });
 
 describe("outbound delivery: lifetime and restarts", () => {
-  it("keeps a retry schedule across a restart, and bounces when the lifetime ends", async () => {
+  it("keeps a retry schedule across a restart, warns the sender once, and bounces when the lifetime ends", async () => {
     const port = await freePort();
     const submission = await freePort();
     const mx = await SmtpReceiver.start({ host: "127.0.0.5", port });
@@ -300,6 +300,7 @@ describe("outbound delivery: lifetime and restarts", () => {
         "outbound:",
         `  port: ${port}`,
         "  mta_sts: false",
+        "  delay_warning: 2s",
         "",
       ].join("\n"),
       "domains/example.test/users": `alice ${await hashPassword("pw-alice-1")}\n`,
@@ -345,14 +346,22 @@ describe("outbound delivery: lifetime and restarts", () => {
       );
       assert.match(failed, /expired after/);
       await server.waitForLog(new RegExp(`qid=${id} event=dsn kind=failed`));
-      const report = await eventually(
+      const reports = await eventually(
         async () => {
           const all = await maildirMessages(dataDir, "example.test", "alice");
-          return all.find((m) => m.includes("full@slow.test"));
+          const about = all.filter((m) => m.includes("full@slow.test"));
+          return about.some((m) => m.includes("Action: failed")) ? about : undefined;
         },
         15_000,
         "the expiry bounce",
       );
+      // One warning, however many attempts and restarts came between.
+      const warnings = reports.filter((m) => m.includes("Action: delayed"));
+      assert.equal(warnings.length, 1, "one delay warning");
+      assert.match(warnings[0]!, /Subject: Delayed Mail/);
+      assert.match(warnings[0]!, /Will-Retry-Until: /);
+      assert.match(warnings[0]!, /Status: 4\.2\.2/);
+      const report = reports.find((m) => m.includes("Action: failed"))!;
       assert.match(report, /Status: 5\.4\.7/);
       assert.match(report, /Mailbox full/);
       assert.ok(mx.messages.length === 0);

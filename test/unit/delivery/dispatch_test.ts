@@ -222,15 +222,20 @@ describe("DispatchCourier", () => {
   });
 
   it("deliver() never rejects (Courier contract), even when remote delivery throws", async () => {
-    // Remote delivery fails at once while a local delivery is still running.
-    const local = new FakeLocal(30);
+    // The local recipient is delivered before remote delivery fails, so the
+    // results must keep that "sent": a rejection would lose it and the
+    // queue would deliver it again on the retry.
+    const local = new FakeLocal(0);
     const remote: RemoteDelivery = async () => {
-      await new Promise((r) => setTimeout(r, 1));
+      await new Promise((r) => setTimeout(r, 20));
       throw new Error("resolver exploded");
     };
     const courier = new DispatchCourier(asLocal(local), remote, isOurs);
-    const results = await courier.deliver(ITEM, refs("a@ours.test", "b@far.test"), open);
-    assert.deepEqual(results[0], { status: "sent", detail: "local:a@ours.test" });
-    assert.equal(results[1]?.status, "deferred");
+    const outcome = await courier.deliver(ITEM, refs("a@ours.test", "b@far.test"), open)
+      .then((results) => ({ results }), (error: unknown) => ({ error }));
+    assert.equal(local.calls.length, 1);
+    if ("error" in outcome) assert.fail(`deliver() rejected: ${String(outcome.error)}`);
+    assert.deepEqual(outcome.results[0], { status: "sent", detail: "local:a@ours.test" });
+    assert.equal(outcome.results[1]?.status, "deferred");
   });
 });

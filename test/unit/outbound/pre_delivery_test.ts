@@ -143,6 +143,8 @@ describe("preDeliveryDecision", () => {
       error: "Illegal division by zero\n    at hook.ts:2:3",
     });
     assert.match(error, /Exception running pre_delivery_attempt_hook/);
+    const decision = preDeliveryDecision({ ok: false, failure: "hook_error", error: "x" });
+    assert.equal((decision as { loadError?: boolean }).loadError, undefined);
     assert.match(error, /Illegal division by zero/);
     assert.doesNotMatch(error, /hook\.ts:2:3/);
   });
@@ -154,9 +156,15 @@ describe("preDeliveryDecision", () => {
   });
 
   it("preDeliveryDecision() names a hook that does not load", () => {
-    const error = errorOf({ ok: false, failure: "load_error", error: "syntax error at line 3" });
+    const outcome: CallOutcome = {
+      ok: false,
+      failure: "load_error",
+      error: "syntax error at line 3",
+    };
+    const error = errorOf(outcome);
     assert.match(error, /error loading pre_delivery_attempt_hook/);
     assert.match(error, /syntax error at line 3/);
+    assert.equal((preDeliveryDecision(outcome) as { loadError?: boolean }).loadError, true);
   });
 
   it("preDeliveryDecision() names a crashed worker", () => {
