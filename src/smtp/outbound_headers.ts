@@ -1,8 +1,10 @@
 /**
- * What intake does for mail that may leave: SendID and ListID are taken
- * from their headers into the envelope (the headers are removed, so they
- * never leave), and mail from our domains is DKIM-signed once, as it is
- * spooled, like chasquid signs for authenticated users.
+ * What intake does for submitted mail, which may leave: SendID and ListID
+ * are taken from their headers into the envelope (the headers are removed,
+ * so they never leave), a missing Date or Message-ID is added (RFC 6409
+ * section 8.3 and 8.4 let a submission server do so; many receivers refuse
+ * mail without them), and mail from our domains is DKIM-signed once, as it
+ * is spooled, like chasquid signs for authenticated users.
  *
  * @module
  */
@@ -10,6 +12,7 @@
 import { dkimSign } from "../auth/mod.ts";
 import type { Envelope, SpoolWriter } from "../queue/mod.ts";
 import { type FieldPredicate, HeaderFilter } from "./header_filter.ts";
+import { rfc5322Date } from "./received.ts";
 
 /** The outbound settings intake uses. */
 export interface OutboundIntake {
@@ -23,16 +26,26 @@ export interface OutboundIntake {
 /** Longest SendID or ListID kept; the rest is cut. */
 const MAX_ID = 256;
 
-/** A header filter that moves SendID and ListID into `ids`. */
-export function idHeaderFilter(
-  settings: OutboundIntake,
-  ids: { sendid?: string; listid?: string },
-): HeaderFilter {
+/** What the header filter saw of a submitted message. */
+export interface SubmittedHeaders {
+  sendid?: string;
+  listid?: string;
+  hasDate?: boolean;
+  hasMessageId?: boolean;
+}
+
+/**
+ * A header filter that moves SendID and ListID into `ids` and notes
+ * whether Date and Message-ID are there.
+ */
+export function idHeaderFilter(settings: OutboundIntake, ids: SubmittedHeaders): HeaderFilter {
   const sendid = `${settings.sendidHeader.toLowerCase()}:`;
   const listid = `${settings.listidHeader.toLowerCase()}:`;
   const take: FieldPredicate = (field) => {
     const lower = field.slice(0, Math.max(sendid.length, listid.length) + 8).toLowerCase()
       .replace(/[ \t]+:/, ":");
+    if (lower.startsWith("date:")) ids.hasDate = true;
+    if (lower.startsWith("message-id:")) ids.hasMessageId = true;
     const key = lower.startsWith(sendid) ? "sendid" : lower.startsWith(listid) ? "listid" : "";
     if (key === "") return false;
     const value = field.slice(field.indexOf(":") + 1).replace(/\r?\n/g, "").trim();
@@ -41,6 +54,19 @@ export function idHeaderFilter(
     return true;
   };
   return new HeaderFilter(take);
+}
+
+/** Date and Message-ID fields for a submitted message that lacks them (CRLF ends each). */
+export function missingHeaders(
+  seen: SubmittedHeaders,
+  queueId: string,
+  hostname: string,
+  now: Date,
+): Uint8Array {
+  let text = "";
+  if (!seen.hasDate) text += `Date: ${rfc5322Date(now)}\r\n`;
+  if (!seen.hasMessageId) text += `Message-ID: <${queueId}@${hostname}>\r\n`;
+  return new TextEncoder().encode(text);
 }
 
 /**

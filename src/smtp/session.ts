@@ -21,7 +21,13 @@ import {
 } from "../queue/mod.ts";
 import { type AuthDeps, authenticateAfterData, spfAtMailFrom } from "./authentication.ts";
 import { HeaderFilter, ourAuthenticationResults } from "./header_filter.ts";
-import { idHeaderFilter, type OutboundIntake, signatureHead } from "./outbound_headers.ts";
+import {
+  idHeaderFilter,
+  missingHeaders,
+  type OutboundIntake,
+  signatureHead,
+  type SubmittedHeaders,
+} from "./outbound_headers.ts";
 import type { ConnectionLimits } from "./connection_limits.ts";
 import type { LoginChecker } from "./login.ts";
 import type { RateLimits, RateLimitSettings } from "./rate_limits.ts";
@@ -251,7 +257,7 @@ export class Intake {
     const submitted = authenticatedUser(session) !== undefined;
     const checkedClient = auth !== undefined && !submitted &&
       !inNetworks(session.remoteAddress, policy.trustedNetworks);
-    const ids: { sendid?: string; listid?: string } = {};
+    const ids: SubmittedHeaders = {};
     const outbound = submitted ? policy.outbound : undefined;
     const filter = checkedClient
       ? new HeaderFilter(ourAuthenticationResults(auth.hostname))
@@ -297,7 +303,13 @@ export class Intake {
         await writer.abort();
         return checked;
       }
-      writer.setIds(ids);
+      if (outbound) {
+        writer.setIds({
+          ...(ids.sendid !== undefined ? { sendid: ids.sendid } : {}),
+          ...(ids.listid !== undefined ? { listid: ids.listid } : {}),
+        });
+        await writer.prepend(missingHeaders(ids, qid, this.#deps.hostname, now));
+      }
       if (checked.head) await writer.prepend(checked.head);
       item = await writer.commit(
         outbound ? await signatureHead(outbound, writer, envelope) : undefined,

@@ -156,6 +156,24 @@ describe("outbound delivery", () => {
     assert.equal(spool, "", "no hook, nothing in the hook's log");
   });
 
+  it("adds the Date and Message-ID a submitted message lacks (RFC 6409 section 8)", async () => {
+    const before = mx1.messages.length;
+    const id = queued(
+      await submit(["bare@remote.test"], [
+        "--data",
+        "From: alice@example.test\r\nTo: bare@remote.test\r\nSubject: bare\r\n\r\nno date\r\n",
+      ]),
+    );
+    await mx1.waitForMessages(before + 1);
+    const got = mx1.messages.at(-1)!.data;
+    assert.match(got, new RegExp(`^Message-ID: <${id}@mail\\.example\\.test>\r?$`, "m"));
+    assert.match(got, /^Date: \w{3}, \d{1,2} \w{3} \d{4} /m);
+    assert.equal(got.match(/^Date:/gm)?.length, 1);
+    // A message that has both keeps its own.
+    const own = mx1.messages.slice(0, before).find((m) => /^Message-Id: </m.test(m.data));
+    assert.ok(own === undefined || !own.data.includes(`@mail.example.test>`));
+  });
+
   it("puts the recipients of one domain in one transaction and reuses the connection", async () => {
     const before = mx1.messages.length;
     const connectionsBefore = mx1.connections.length;
