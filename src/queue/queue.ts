@@ -7,6 +7,7 @@
  */
 
 import type { Logger, MailLog } from "../log/mod.ts";
+import { DueHeap } from "./due_heap.ts";
 import type { DeliveryState } from "./records.ts";
 import type { Spool, SpoolItem } from "./spool.ts";
 
@@ -122,6 +123,7 @@ export class Queue {
   #now: () => number;
   #random: () => number;
   #entries = new Map<string, Entry>();
+  #due = new DueHeap<Entry>();
   #active = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
@@ -184,6 +186,7 @@ export class Queue {
     if (!entry) return "missing";
     if (entry.running) return "busy";
     entry.dueAt = this.#now();
+    this.#due.push(entry);
     this.#pump();
     return "done";
   }
@@ -201,7 +204,10 @@ export class Queue {
     else delete state.held;
     await this.#spool.saveState(id, state);
     entry.item.state = state;
-    if (!held) entry.dueAt = this.#now();
+    if (!held) {
+      entry.dueAt = this.#now();
+      this.#due.push(entry);
+    }
     this.#pump();
     return "done";
   }
@@ -227,9 +233,14 @@ export class Queue {
       if (how === "bounce" && failed.length > 0) {
         await this.#notifier?.notify(entry.item, "failed", failed);
       }
-    } finally {
+    } catch (err) {
+      // The bounce could not be queued: the item stays, scheduled as it was.
       entry.running = false;
+      this.#due.push(entry);
+      this.#pump();
+      throw err;
     }
+    entry.running = false;
     this.#entries.delete(id);
     await this.#spool.remove(id);
     const sent = recipients.filter((r) => r.status === "sent").length;
@@ -241,7 +252,9 @@ export class Queue {
   add(item: SpoolItem): void {
     const next = item.state.next_attempt_at;
     const dueAt = next === undefined ? this.#now() : Date.parse(next);
-    this.#entries.set(item.envelope.id, { item, dueAt, running: false });
+    const entry = { item, dueAt, running: false };
+    this.#entries.set(item.envelope.id, entry);
+    this.#due.push(entry);
     this.#pump();
   }
 
@@ -255,18 +268,29 @@ export class Queue {
   #pump(): void {
     if (this.#stopped) return;
     const now = this.#now();
-    let earliest = Infinity;
-    for (const entry of this.#entries.values()) {
-      if (entry.running || entry.item.state.held) continue;
-      if (entry.dueAt <= now && this.#active < this.#options.concurrency) {
-        this.#start(entry);
-      } else if (entry.dueAt > now) {
-        // Due items blocked by the concurrency limit start when a slot
-        // frees (the attempt's end pumps again); only future ones need a timer.
-        earliest = Math.min(earliest, entry.dueAt);
+    // Due items start while there are free slots; those blocked by the
+    // concurrency limit stay in the heap and start when an attempt ends
+    // (its end pumps again). Stale records (an item that finished, was
+    // rescheduled, is held or running) are dropped on the way.
+    for (let top = this.#due.peek(); top !== undefined; top = this.#due.peek()) {
+      const entry = top.entry;
+      const current = this.#entries.get(entry.item.envelope.id) === entry &&
+        !entry.running && !entry.item.state.held && entry.dueAt === top.at;
+      if (!current) {
+        this.#due.pop();
+        continue;
       }
+      if (top.at > now || this.#active >= this.#options.concurrency) break;
+      this.#due.pop();
+      this.#start(entry);
     }
-    this.#arm(earliest);
+    const next = this.#due.peek();
+    // With every slot busy, an attempt's end pumps; only future items need a timer.
+    this.#arm(
+      next === undefined || (next.at <= now && this.#active >= this.#options.concurrency)
+        ? Infinity
+        : next.at,
+    );
   }
 
   #arm(at: number): void {
@@ -290,6 +314,7 @@ export class Queue {
           this.#entries.delete(entry.item.envelope.id);
         } else {
           entry.dueAt = next;
+          this.#due.push(entry);
         }
       })
       .catch((err) => {
@@ -300,6 +325,7 @@ export class Queue {
           error: err instanceof Error ? err.message : String(err),
         });
         entry.dueAt = this.#now() + this.#options.retryInitialMs;
+        this.#due.push(entry);
       })
       .finally(() => {
         entry.running = false;
