@@ -112,12 +112,6 @@ describe("aliases", () => {
     await server.waitForLog(new RegExp(`qid=${qid} event=delivery .*result=sent dest="\\| `));
   });
 
-  it("accepts a remote forward and keeps it queued until outbound delivery exists", async () => {
-    const qid = await send("fwd@example.test", "to-remote");
-    const line = await server.waitForLog(new RegExp(`qid=${qid} event=delivery .*result=deferred`));
-    assert.match(line, /someone@remote\.test needs outbound delivery/);
-  });
-
   it("refuses names that are neither users nor aliases", async () => {
     const result = await swaks(server, ["--to", "nobody@example.test", "--quit-after", "RCPT"]);
     assert.ok(replies(result.stdout).includes("550 5.1.1 No such user here"), result.stdout);

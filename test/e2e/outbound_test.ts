@@ -114,6 +114,7 @@ describe("outbound delivery", () => {
         "",
       ].join("\n"),
       "domains/example.test/users": `alice ${await hashPassword("pw-alice-1")}\n`,
+      "domains/example.test/aliases": "fwd: alice, fwd-target@remote.test\n",
       "domains/example.test/dkim/sel1.pem": privateKey.export({ type: "pkcs8", format: "pem" })
         .toString(),
     });
@@ -172,6 +173,30 @@ describe("outbound delivery", () => {
     // A message that has both keeps its own.
     const own = mx1.messages.slice(0, before).find((m) => /^Message-Id: </m.test(m.data));
     assert.ok(own === undefined || !own.data.includes(`@mail.example.test>`));
+  });
+
+  it("forwards an alias's remote target through outbound delivery, with the original sender", async () => {
+    const before = mx1.messages.length;
+    const r = await run("swaks", [
+      "--server",
+      `127.0.0.1:${server.port}`,
+      "--from",
+      "someone@elsewhere.test",
+      "--to",
+      "fwd@example.test",
+      "--body",
+      "forward me",
+    ]);
+    const id = queued(r);
+    await mx1.waitForMessages(before + 1);
+    const got = mx1.messages.at(-1)!;
+    assert.equal(got.from, "someone@elsewhere.test");
+    assert.deepEqual(got.to, ["fwd-target@remote.test"]);
+    assert.match(got.data, /forward me/);
+    assert.doesNotMatch(got.data, /DKIM-Signature/, "not submitted mail: not ours to sign");
+    await server.waitForLog(new RegExp(`qid=${id} event=completed sent=1 failed=0`));
+    const copies = await maildirMessages(server.dataDir, "example.test", "alice");
+    assert.ok(copies.some((m) => m.includes("forward me")), "the local target got its copy");
   });
 
   it("puts the recipients of one domain in one transaction and reuses the connection", async () => {
