@@ -24,7 +24,7 @@ export async function loadCertificates(
       const file = join(configDir, "postern.yaml");
       throw new ConfigError(file, `${file}: tls needs both cert and key, or neither`);
     }
-    return [await loadPair(relativeToConfig(tls.cert), relativeToConfig(tls.key))];
+    return [loadPair(relativeToConfig(tls.cert), relativeToConfig(tls.key))];
   }
   const certsDir = join(configDir, "certs");
   let names: string[];
@@ -41,18 +41,18 @@ export async function loadCertificates(
   const pairs: CertificatePair[] = [];
   for (const name of names) {
     pairs.push(
-      await loadPair(join(certsDir, name, "fullchain.pem"), join(certsDir, name, "privkey.pem")),
+      loadPair(join(certsDir, name, "fullchain.pem"), join(certsDir, name, "privkey.pem")),
     );
   }
   return pairs;
 }
 
-async function loadPair(certFile: string, keyFile: string): Promise<CertificatePair> {
-  const certPem = await readOptional(certFile);
+function loadPair(certFile: string, keyFile: string): CertificatePair {
+  const certPem = readOptional(certFile);
   if (certPem === undefined) {
     throw new ConfigError(certFile, `${certFile}: the certificate file is missing`);
   }
-  const keyPem = await readOptional(keyFile);
+  const keyPem = readOptional(keyFile);
   if (keyPem === undefined) {
     throw new ConfigError(keyFile, `${keyFile}: the private key file is missing`);
   }
