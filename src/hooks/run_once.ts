@@ -16,8 +16,11 @@ import {
   HOOK_POINTS,
   type HookPoint,
   PostDataInputSchema,
+  type PreDeliveryAttemptInput,
+  PreDeliveryAttemptInputSchema,
 } from "../../hooks/mod.ts";
 import { Counters, type Logger } from "../log/mod.ts";
+import { HOOK_ERROR_TEXT, preDeliveryDecision } from "../outbound/pre_delivery.ts";
 import type { HooksConfig } from "./runner.ts";
 import { HookRunner } from "./runner.ts";
 
@@ -53,7 +56,11 @@ export async function runHookOnce(options: RunOnceOptions): Promise<RunOnceRepor
   } catch (err) {
     return usage(`cannot read input "${options.inputPath}": ${describe(err)}`);
   }
-  const schema = event === "post-data" ? PostDataInputSchema : AliasInputSchema;
+  const schema = event === "post-data"
+    ? PostDataInputSchema
+    : event === "pre-delivery-attempt"
+    ? PreDeliveryAttemptInputSchema
+    : AliasInputSchema;
   const input = v.safeParse(schema, raw);
   if (!input.success) {
     const issue = input.issues[0];
@@ -109,6 +116,16 @@ export async function runHookOnce(options: RunOnceOptions): Promise<RunOnceRepor
           cause: verdict.cause,
         },
       };
+    }
+    if (event === "pre-delivery-attempt") {
+      const attempt = input.output as PreDeliveryAttemptInput;
+      const decision = preDeliveryDecision((await runner.preDeliveryAttempt(attempt))!);
+      return decision.kind === "error"
+        ? {
+          status: 1,
+          report: { hook: event, error: decision.error, outcome: `deferred: ${HOOK_ERROR_TEXT}` },
+        }
+        : { status: 0, report: { hook: event, recipient: attempt.recipient, decision } };
     }
     const address = (input.output as { address: string }).address;
     if (event === "alias-resolve") {
