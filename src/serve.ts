@@ -17,6 +17,7 @@ import { aliasHookTargets, HookRunner } from "./hooks/mod.ts";
 import { Counters, FileSink, type Logger, MailLog } from "./log/mod.ts";
 import { Bouncer, ConnectionPool, MtaStsPolicies, RemoteCourier } from "./outbound/mod.ts";
 import {
+  confirmRemovals,
   consistentLoad,
   isWithin,
   type PolicySnapshot,
@@ -99,8 +100,13 @@ export async function serve(
 
   // Only what was read from an unchanged directory counts (a file written
   // in place is empty for a moment).
-  const reload = options.reload && config.configDir !== undefined
-    ? consistentLoad(options.reload, config.configDir, (path) => isWithin(path, config.dataDir))
+  // Removals get a second look (a write in progress looks like one).
+  const reload: (() => Promise<Config>) | undefined = options.reload &&
+      config.configDir !== undefined
+    ? confirmRemovals(
+      consistentLoad(options.reload, config.configDir, (path) => isWithin(path, config.dataDir)),
+      (): Config => policy.current.config,
+    )
     : options.reload;
   const policy = new PolicyStore(config, {
     load: reload === undefined ? () => Promise.resolve(config) : async () => {

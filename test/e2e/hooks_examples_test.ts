@@ -294,4 +294,40 @@ describe("example pre-delivery-attempt hooks", () => {
       assert.match(result.stdout, /hooks type-check: .*pre-delivery-attempt\.ts/);
     }
   });
+
+  it("postern hook run shows the SendID example's decision for one attempt", async () => {
+    const dir = await tempDir();
+    await writeTree(dir, {
+      "hooks/pre-delivery-attempt.ts": await example("pre-delivery-attempt-sendid.ts"),
+      "moved.json": JSON.stringify({
+        sender: "a@example.test",
+        recipient: "b@remote.test",
+        sendid: "trans170101",
+      }),
+      "bad.json": JSON.stringify({ sender: "a@example.test" }),
+    });
+    const hookRun = (input: string) => {
+      const [cmd, ...args] = posternCommand([
+        "hook",
+        "run",
+        "pre-delivery-attempt",
+        "--config",
+        dir,
+        "--input",
+        join(dir, input),
+      ]);
+      return run(cmd!, args);
+    };
+    const moved = await hookRun("moved.json");
+    const invalid = await hookRun("bad.json");
+    await rm(dir, { recursive: true });
+    assert.equal(moved.code, 0, moved.stderr);
+    assert.deepEqual(JSON.parse(moved.stdout), {
+      hook: "pre-delivery-attempt",
+      recipient: "b@remote.test",
+      decision: { kind: "deliver", mtaid: "smtp1-3" },
+    });
+    assert.equal(invalid.code, 2);
+    assert.match(invalid.stdout + invalid.stderr, /invalid input: recipient/);
+  });
 });
