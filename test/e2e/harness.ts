@@ -246,6 +246,72 @@ export function swaks(server: Server, args: string[]): Promise<RunResult> {
   return run("swaks", ["--server", `${server.host}:${server.port}`, "--timeout", "20", ...args]);
 }
 
+/** A user's login on a submission listener. */
+export interface Login {
+  user: string;
+  password: string;
+}
+
+/**
+ * Submits a message with swaks to a submission listener on 127.0.0.1:
+ * STARTTLS (or implicit TLS), then AUTH PLAIN as `login`; `extra` adds
+ * swaks arguments (headers, body, data).
+ */
+export function submitMail(
+  port: number,
+  login: Login,
+  from: string,
+  to: string[],
+  extra: string[] = [],
+  tls: "starttls" | "implicit" = "starttls",
+): Promise<RunResult> {
+  return run("swaks", [
+    "--server",
+    `127.0.0.1:${port}`,
+    "--timeout",
+    "20",
+    tls === "implicit" ? "--tlsc" : "--tls",
+    "--auth",
+    "PLAIN",
+    "--auth-user",
+    login.user,
+    "--auth-password",
+    login.password,
+    "--from",
+    from,
+    "--to",
+    to.join(","),
+    ...extra,
+  ]);
+}
+
+/** The queue ID of a "250 2.0.0 Ok: queued as" reply; throws when there is none. */
+export function queuedId(result: RunResult): string {
+  const id = /250 2\.0\.0 Ok: queued as (\w+)/.exec(result.stdout)?.[1];
+  if (id === undefined) {
+    throw new Error(`not queued (exit ${result.code}):\n${result.stdout}${result.stderr}`);
+  }
+  return id;
+}
+
+/**
+ * The `postern.yaml` lines outbound tests share: a submission listener,
+ * the loopback DNS server, quick retries. An `outbound:` section follows.
+ */
+export function outboundBaseYaml(submission: number, dnsAddress: string): string[] {
+  return [
+    "hostname: mail.example.test",
+    "submission:",
+    `  listen: ["127.0.0.1:${submission}"]`,
+    "dns:",
+    `  servers: ["${dnsAddress}"]`,
+    "  timeout: 2s",
+    "delivery:",
+    "  retry_initial: 1s",
+    "  retry_max: 2s",
+  ];
+}
+
 /** Server replies (`<-`, `<~`, `<**` lines) in swaks output, without the arrows. */
 export function replies(output: string): string[] {
   return output.split("\n").filter((l) => /^<(-|~|\*\*|~\*|~\*\*) /.test(l)).map((l) =>

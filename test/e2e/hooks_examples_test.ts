@@ -24,11 +24,13 @@ import {
   freePort,
   maildirMessages,
   posternCommand,
+  queuedId,
   replies,
   ROOT,
   run,
   type Server,
   startServer,
+  submitMail,
   swaks,
   tempDir,
   writeTree,
@@ -137,29 +139,9 @@ describe("example pre-delivery-attempt hooks", () => {
   let mx: SmtpReceiver;
   let submission = 0;
   const example = (name: string) => readFile(join(ROOT, "hooks", "examples", name), "utf8");
-  const submit = async (to: string[], extra: string[] = []) => {
-    const r = await run("swaks", [
-      "--server",
-      `127.0.0.1:${submission}`,
-      "--timeout",
-      "20",
-      "--tls",
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      "alice@example.test",
-      "--auth-password",
-      "pw-alice-1",
-      "--from",
-      "alice@example.test",
-      "--to",
-      to.join(","),
-      ...extra,
-    ]);
-    const id = /250 2\.0\.0 Ok: queued as (\w+)/.exec(r.stdout)?.[1];
-    assert.ok(id, r.stdout + r.stderr);
-    return id;
-  };
+  const alice = { user: "alice@example.test", password: "pw-alice-1" };
+  const submit = async (to: string[], extra: string[] = []) =>
+    queuedId(await submitMail(submission, alice, alice.user, to, extra));
   const outcome = (id: string, rcpt: string) =>
     server.waitForLog(new RegExp(`qid=${id} event=delivery to=<${rcpt}> result=(sent|failed)`));
   const connectionOf = (rcpt: string) =>

@@ -26,10 +26,12 @@ import {
   eventually,
   freePort,
   maildirMessages,
-  run,
+  outboundBaseYaml,
+  queuedId,
   type RunResult,
   type Server,
   startServer,
+  submitMail,
   tempDir,
   writeTree,
 } from "./harness.ts";
@@ -39,34 +41,13 @@ const HOOK_ERROR = "Error in pre_delivery_attempt_hook (see logfile)";
 
 /** A submitter for `user` (password `pw-<local part>-1`) on a submission port. */
 function submitter(port: () => number, user = "alice@example.test") {
+  const login = { user, password: `pw-${user.split("@")[0]}-1` };
   return (to: string[], extra: string[] = []): Promise<RunResult> =>
-    run("swaks", [
-      "--server",
-      `127.0.0.1:${port()}`,
-      "--timeout",
-      "20",
-      "--tls",
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      user,
-      "--auth-password",
-      `pw-${user.split("@")[0]}-1`,
-      "--from",
-      user,
-      "--to",
-      to.join(","),
-      ...extra,
-    ]);
+    submitMail(port(), login, user, to, extra);
 }
 
 /** The queue ID swaks saw in the final reply. */
-function queued(r: RunResult): string {
-  assert.equal(r.code, 0, r.stdout + r.stderr);
-  const id = /250 2\.0\.0 Ok: queued as (\w+)/.exec(r.stdout)?.[1];
-  assert.ok(id, r.stdout);
-  return id;
-}
+const queued = queuedId;
 
 /** Escapes text for use in a RegExp. */
 function re(text: string): string {
@@ -175,15 +156,7 @@ describe("pre-delivery-attempt hook: input and actions", () => {
     const configDir = await tempDir("postern-config-");
     await writeTree(configDir, {
       "postern.yaml": [
-        "hostname: mail.example.test",
-        "submission:",
-        `  listen: ["127.0.0.1:${submission}"]`,
-        "dns:",
-        `  servers: ["127.0.0.1:${dns.port}"]`,
-        "  timeout: 2s",
-        "delivery:",
-        "  retry_initial: 1s",
-        "  retry_max: 2s",
+        ...outboundBaseYaml(submission, dns.address),
         "outbound:",
         `  port: ${port}`,
         "  connect_timeout: 2s",
@@ -611,15 +584,7 @@ describe("virtual MTAs chosen by routes, without a hook", () => {
     const configDir = await tempDir("postern-config-");
     await writeTree(configDir, {
       "postern.yaml": [
-        "hostname: mail.example.test",
-        "submission:",
-        `  listen: ["127.0.0.1:${submission}"]`,
-        "dns:",
-        `  servers: ["127.0.0.1:${dns.port}"]`,
-        "  timeout: 2s",
-        "delivery:",
-        "  retry_initial: 1s",
-        "  retry_max: 2s",
+        ...outboundBaseYaml(submission, dns.address),
         "outbound:",
         `  port: ${port}`,
         "  connect_timeout: 2s",

@@ -17,15 +17,17 @@ import { hashPassword } from "../../src/users/mod.ts";
 import { startDnsServer, type TestDnsServer } from "../support/dns_server.ts";
 import { SmtpReceiver } from "../support/smtp_receiver.ts";
 import { TestCa } from "../support/test_ca.ts";
-import { TrackingReceiver } from "../support/tracking_receiver.ts";
 import {
   cleanup,
   freePort,
+  outboundBaseYaml,
   posternCommand,
+  queuedId,
   run,
   type RunResult,
   type Server,
   startServer,
+  submitMail,
   tempDir,
   writeTree,
 } from "./harness.ts";
@@ -37,32 +39,11 @@ const USERS = {
 
 /** Submits one message over STARTTLS with AUTH PLAIN as `from` (a user of {@linkcode USERS}). */
 function submit(port: number, from: keyof typeof USERS, to: string): Promise<RunResult> {
-  return run("swaks", [
-    "--server",
-    `127.0.0.1:${port}`,
-    "--timeout",
-    "20",
-    "--tls",
-    "--auth",
-    "PLAIN",
-    "--auth-user",
-    from,
-    "--auth-password",
-    USERS[from],
-    "--from",
-    from,
-    "--to",
-    to,
-  ]);
+  return submitMail(port, { user: from, password: USERS[from] }, from, [to]);
 }
 
 /** The queue id the submission got. */
-function queued(result: RunResult): string {
-  assert.equal(result.code, 0, result.stdout + result.stderr);
-  const id = /250 2\.0\.0 Ok: queued as (\w+)/.exec(result.stdout)?.[1];
-  assert.ok(id, result.stdout);
-  return id;
-}
+const queued = queuedId;
 
 /** A client address without the IPv4-mapped IPv6 prefix some runtimes add. */
 function ipv4(address: string): string {
@@ -84,17 +65,7 @@ async function configFiles(
 
 /** The settings every server here shares: submission, test DNS, fast retries. */
 function commonYaml(submission: number, dns: TestDnsServer): string[] {
-  return [
-    "hostname: mail.example.test",
-    "submission:",
-    `  listen: ["127.0.0.1:${submission}"]`,
-    "dns:",
-    `  servers: ["${dns.address}"]`,
-    "  timeout: 2s",
-    "delivery:",
-    "  retry_initial: 1s",
-    "  retry_max: 2s",
-  ];
+  return outboundBaseYaml(submission, dns.address);
 }
 
 describe("outbound through a smarthost", () => {
@@ -320,14 +291,14 @@ describe("outbound: virtual MTAs and connection limits", () => {
   let server: Server;
   let submission: number;
   let vmtaRx: SmtpReceiver;
-  let busyRx: TrackingReceiver;
+  let busyRx: SmtpReceiver;
 
   before(async () => {
     const port = await freePort();
     submission = await freePort();
     vmtaRx = await SmtpReceiver.start({ host: "127.0.0.35", port, starttls: false });
     // Each message is held a moment, so that deliveries overlap.
-    busyRx = await TrackingReceiver.start({ host: "127.0.0.36", port, holdMs: 300 });
+    busyRx = await SmtpReceiver.start({ host: "127.0.0.36", port, holdMs: 300 });
     dns = await startDnsServer({
       "vmta.test": { MX: [{ priority: 10, exchange: "mx.vmta.test" }] },
       "mx.vmta.test": { A: ["127.0.0.35"] },
@@ -411,7 +382,7 @@ describe("outbound: MTA-STS in enforce mode (RFC 8461)", () => {
   let https: HttpsServer;
   const fetched: Array<{ host: string | undefined; url: string | undefined }> = [];
   let bad: SmtpReceiver;
-  let good: TrackingReceiver;
+  let good: SmtpReceiver;
   let server: Server;
   let submission: number;
 
@@ -433,7 +404,7 @@ describe("outbound: MTA-STS in enforce mode (RFC 8461)", () => {
     const port = await freePort();
     submission = await freePort();
     bad = await SmtpReceiver.start({ host: "127.0.0.33", port, starttls: false });
-    good = await TrackingReceiver.start({
+    good = await SmtpReceiver.start({
       host: "127.0.0.34",
       port,
       tls: await ca.issue("good.sts.test"),

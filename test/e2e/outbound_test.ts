@@ -20,11 +20,14 @@ import {
   eventually,
   freePort,
   maildirMessages,
+  outboundBaseYaml,
+  queuedId,
   replies,
   run,
   type RunResult,
   type Server,
   startServer,
+  submitMail,
   tempDir,
   writeTree,
 } from "./harness.ts";
@@ -37,31 +40,10 @@ describe("outbound delivery", () => {
   let mx2: SmtpReceiver;
   let implicit: SmtpReceiver;
 
+  const alice = { user: "alice@example.test", password: "pw-alice-1" };
   const submit = (to: string[], extra: string[] = []): Promise<RunResult> =>
-    run("swaks", [
-      "--server",
-      `127.0.0.1:${submission}`,
-      "--timeout",
-      "20",
-      "--tls",
-      "--auth",
-      "PLAIN",
-      "--auth-user",
-      "alice@example.test",
-      "--auth-password",
-      "pw-alice-1",
-      "--from",
-      "alice@example.test",
-      "--to",
-      to.join(","),
-      ...extra,
-    ]);
-  const queued = (r: RunResult) => {
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    const id = /250 2\.0\.0 Ok: queued as (\w+)/.exec(r.stdout)?.[1];
-    assert.ok(id, r.stdout);
-    return id;
-  };
+    submitMail(submission, alice, alice.user, to, extra);
+  const queued = queuedId;
   const bounces = () =>
     maildirMessages(server.dataDir, "example.test", "alice").then((ms) =>
       ms.filter((m) => m.includes("multipart/report"))
@@ -97,15 +79,7 @@ describe("outbound delivery", () => {
     const configDir = await tempDir("postern-config-");
     await writeTree(configDir, {
       "postern.yaml": [
-        "hostname: mail.example.test",
-        "submission:",
-        `  listen: ["127.0.0.1:${submission}"]`,
-        "dns:",
-        `  servers: ["127.0.0.1:${dns.port}"]`,
-        "  timeout: 2s",
-        "delivery:",
-        "  retry_initial: 1s",
-        "  retry_max: 2s",
+        ...outboundBaseYaml(submission, dns.address),
         "outbound:",
         `  port: ${port}`,
         "  connect_timeout: 2s",

@@ -1,8 +1,11 @@
 /**
  * A receiving SMTP server for outbound tests, on smtp-server: records each
- * connection (client address, EHLO name, TLS, AUTH) and each transaction,
- * and answers as a test tells it to (per recipient, at MAIL FROM, or after
- * DATA), so that retries and bounces can be driven from the far side.
+ * connection from open to close (client address, EHLO name, TLS, AUTH,
+ * messages carried; how many are open at once and the most ever) and each
+ * transaction, and answers as a test tells it to (per recipient, at MAIL
+ * FROM, or after DATA), so that retries and bounces can be driven from the
+ * far side. It presents a self-signed certificate or a given one, and can
+ * hold each message before answering, so that deliveries overlap.
  *
  * @module
  */
@@ -17,6 +20,9 @@ export interface SeenConnection {
   ehlo: string;
   secure: boolean;
   user: string | undefined;
+  /** Messages accepted over it. */
+  messages: number;
+  closed: boolean;
 }
 
 /** One accepted message. */
@@ -54,6 +60,10 @@ export interface ReceiverOptions {
   tlsName?: string;
   /** Require AUTH with these credentials. */
   auth?: { user: string; pass: string };
+  /** The certificate to present instead of a self-signed one (e.g. a test CA's). */
+  tls?: { key: string; cert: string };
+  /** Wait this long after a message's data before accepting it. Default 0. */
+  holdMs?: number;
 }
 
 /** A certificate for `name` (and 127.0.0.1), self-signed. */
@@ -77,6 +87,10 @@ export class SmtpReceiver {
   readonly connections: SeenConnection[] = [];
   readonly messages: SeenMessage[] = [];
   behaviour: ReceiverBehaviour = {};
+  /** Connections open now. */
+  open = 0;
+  /** The most connections ever open at once. */
+  peak = 0;
   readonly certificate: { cert: string; key: string };
   #server!: SMTPServer;
   #waiters: Array<{ count: number; resolve: () => void }> = [];
@@ -87,7 +101,7 @@ export class SmtpReceiver {
 
   /** Starts a receiver on `options.host:options.port`. */
   static async start(options: ReceiverOptions): Promise<SmtpReceiver> {
-    const certificate = await testCertificate(options.tlsName ?? "mx.test");
+    const certificate = options.tls ?? await testCertificate(options.tlsName ?? "mx.test");
     const receiver = new SmtpReceiver(certificate);
     const connection = (session: SMTPServerSession): SeenConnection | undefined =>
       receiver.connections.find((c) => c.id === session.id);
@@ -113,8 +127,19 @@ export class SmtpReceiver {
           ehlo: "",
           secure: session.secure,
           user: undefined,
+          messages: 0,
+          closed: false,
         });
+        receiver.open++;
+        receiver.peak = Math.max(receiver.peak, receiver.open);
         callback();
+      },
+      onClose(session) {
+        const seen = connection(session);
+        if (seen && !seen.closed) {
+          seen.closed = true;
+          receiver.open--;
+        }
       },
       onAuth(auth, session, callback) {
         if (auth.username === options.auth?.user && auth.password === options.auth?.pass) {
@@ -147,14 +172,18 @@ export class SmtpReceiver {
           };
           const answer = receiver.behaviour.data?.(message);
           if (answer) return callback(refuse(answer)!);
-          receiver.messages.push({
-            connection: session.id,
-            remoteAddress: session.remoteAddress,
-            secure: session.secure,
-            ...message,
-          });
-          receiver.#notify();
-          callback(null, "2.0.0 Ok: queued");
+          setTimeout(() => {
+            const seen = connection(session);
+            if (seen) seen.messages++;
+            receiver.messages.push({
+              connection: session.id,
+              remoteAddress: session.remoteAddress,
+              secure: session.secure,
+              ...message,
+            });
+            receiver.#notify();
+            callback(null, "2.0.0 Ok: queued");
+          }, options.holdMs ?? 0);
         });
       },
     });
