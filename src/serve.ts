@@ -100,12 +100,16 @@ export async function serve(
 
   // Only what was read from an unchanged directory counts (a file written
   // in place is empty for a moment).
-  // Removals get a second look (a write in progress looks like one).
+  // Additions apply at once; removals after a second look (a write in
+  // progress looks like one).
   const reload: (() => Promise<Config>) | undefined = options.reload &&
       config.configDir !== undefined
     ? confirmRemovals(
       consistentLoad(options.reload, config.configDir, (path) => isWithin(path, config.dataDir)),
-      (): Config => policy.current.config,
+      {
+        current: (): Config => policy.current.config,
+        reloadLater: () => void policy.reload("confirm"),
+      },
     )
     : options.reload;
   const policy = new PolicyStore(config, {

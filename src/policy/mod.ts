@@ -10,7 +10,13 @@
 export { isWithin, startReloader, watchedFolders } from "./reloader.ts";
 export type { Reloader, ReloaderOptions } from "./reloader.ts";
 export { consistentLoad } from "./consistent.ts";
-export { confirmRemovals, lostRecipients, REMOVAL_GRACE_MS } from "./removals.ts";
+export {
+  confirmRemovals,
+  type ConfirmRemovalsOptions,
+  keepRecipients,
+  lostRecipients,
+  REMOVAL_GRACE_MS,
+} from "./removals.ts";
 export { restartOnlyChanges } from "./restart.ts";
 export { PolicyStore } from "./store.ts";
 export type { PolicySnapshot, PolicyStatus, PolicyStoreOptions, ReloadCause } from "./store.ts";

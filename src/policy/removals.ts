@@ -3,48 +3,100 @@
  * truncated first and filled a moment later; under load that moment can
  * outlast every check of the tree (the writer is simply not scheduled), and
  * a policy read in between would refuse real users with a permanent 550.
- * Additions are applied at once; a reload that would remove a domain, a
- * user or an alias is read again after a short grace period, and only
- * what is still gone then is removed. Removals still land well within a
+ *
+ * So a reload applies additions at once, but keeps the recipients it would
+ * remove (domains, users, aliases, catch-alls) until a second reload, after
+ * a grace period, still finds them gone. Removals still land well within a
  * second, and no transient state can cost a real user a bounce.
  *
  * @module
  */
 
-import type { Config } from "../config/mod.ts";
+import type { Config, DomainConfig } from "../config/mod.ts";
 
 /** How long a removal waits for the rest of a write. */
 export const REMOVAL_GRACE_MS = 300;
 
-/** What `next` drops of `current`'s recipients, in a few words; undefined when nothing. */
-export function lostRecipients(current: Config, next: Config): string | undefined {
+/** Every recipient of `current` that `next` drops, in a few words each (sorted). */
+export function lostRecipients(current: Config, next: Config): string[] {
+  const lost: string[] = [];
   for (const [name, domain] of current.domains) {
     const after = next.domains.get(name);
-    if (!after) return `domain ${name}`;
-    if (domain.anyUser && !after.anyUser) return `any_user of ${name}`;
+    if (!after) {
+      lost.push(`domain ${name}`);
+      continue;
+    }
+    if (domain.anyUser && !after.anyUser) lost.push(`any_user of ${name}`);
     for (const user of domain.users) {
-      if (!after.users.has(user)) return `user ${user}@${name}`;
+      if (!after.users.has(user)) lost.push(`user ${user}@${name}`);
     }
     for (const alias of domain.aliases.keys()) {
-      if (!after.aliases.has(alias)) return `alias ${alias}@${name}`;
+      if (!after.aliases.has(alias)) lost.push(`alias ${alias}@${name}`);
     }
   }
-  return undefined;
+  return lost.sort();
+}
+
+/** `next`, with the recipients of `current` it drops put back. */
+export function keepRecipients(current: Config, next: Config): Config {
+  const domains = new Map<string, DomainConfig>(next.domains);
+  for (const [name, domain] of current.domains) {
+    const after = next.domains.get(name);
+    if (!after) {
+      domains.set(name, domain);
+      continue;
+    }
+    const aliases = new Map(domain.aliases);
+    for (const [alias, targets] of after.aliases) aliases.set(alias, targets);
+    const passwords = new Map(domain.passwords);
+    for (const [user, hash] of after.passwords) passwords.set(user, hash);
+    domains.set(name, {
+      ...after,
+      anyUser: domain.anyUser || after.anyUser,
+      users: new Set([...domain.users, ...after.users]),
+      aliases,
+      passwords,
+    });
+  }
+  return { ...next, domains };
+}
+
+/** What {@linkcode confirmRemovals} needs. */
+export interface ConfirmRemovalsOptions {
+  /** The policy in force. */
+  current: () => Config;
+  /** Asks for a reload (after the grace period). */
+  reloadLater: () => void;
+  graceMs?: number;
+  now?: () => number;
 }
 
 /**
- * Wraps `load` so that a result that removes recipients from `current()` is
- * confirmed by a second load after `graceMs`; the second result is used.
+ * Wraps `load`: a result that drops recipients of the policy in force is
+ * applied with them kept, and a reload is asked for after the grace period;
+ * once the same recipients have been gone for that long, they go.
  */
 export function confirmRemovals(
   load: () => Promise<Config>,
-  current: () => Config,
-  graceMs: number = REMOVAL_GRACE_MS,
+  options: ConfirmRemovalsOptions,
 ): () => Promise<Config> {
+  const graceMs = options.graceMs ?? REMOVAL_GRACE_MS;
+  const now = options.now ?? Date.now;
+  let pending: { lost: string; since: number } | undefined;
   return async () => {
     const next = await load();
-    if (lostRecipients(current(), next) === undefined) return next;
-    await new Promise((resolve) => setTimeout(resolve, graceMs));
-    return await load();
+    const lost = lostRecipients(options.current(), next).join("\n");
+    if (lost === "") {
+      pending = undefined;
+      return next;
+    }
+    if (pending?.lost === lost && now() - pending.since >= graceMs) {
+      pending = undefined;
+      return next;
+    }
+    if (pending?.lost !== lost) pending = { lost, since: now() };
+    const wait = Math.max(0, pending.since + graceMs - now());
+    setTimeout(options.reloadLater, wait);
+    return keepRecipients(options.current(), next);
   };
 }

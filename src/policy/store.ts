@@ -47,7 +47,7 @@ export interface PolicyStoreOptions {
 }
 
 /** Why a reload was asked for, for the log. */
-export type ReloadCause = "watch" | "signal" | "api" | "start";
+export type ReloadCause = "watch" | "signal" | "api" | "start" | "confirm";
 
 /** Holds the policy in force and reloads it. */
 export class PolicyStore {

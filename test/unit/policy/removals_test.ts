@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Config, DomainConfig } from "../../../src/config/mod.ts";
-import { confirmRemovals, lostRecipients } from "../../../src/policy/mod.ts";
+import { confirmRemovals, keepRecipients, lostRecipients } from "../../../src/policy/mod.ts";
 
 function config(domains: Record<string, { users?: string[]; aliases?: string[]; any?: boolean }>) {
   const map = new Map<string, DomainConfig>();
@@ -27,75 +27,87 @@ function config(domains: Record<string, { users?: string[]; aliases?: string[]; 
 describe("lostRecipients", () => {
   const base = config({ "a.test": { users: ["u1", "u2"], aliases: ["sales"] } });
 
-  it("is undefined for the same recipients or more", () => {
-    assert.equal(lostRecipients(base, base), undefined);
+  it("is empty for the same recipients or more", () => {
+    assert.deepEqual(lostRecipients(base, base), []);
     const more = config({
       "a.test": { users: ["u1", "u2", "u3"], aliases: ["sales", "info"] },
       "b.test": { users: ["x"] },
     });
-    assert.equal(lostRecipients(base, more), undefined);
+    assert.deepEqual(lostRecipients(base, more), []);
   });
 
-  it("names a lost domain, user, alias or catch-all", () => {
-    assert.equal(lostRecipients(base, config({})), "domain a.test");
-    assert.equal(
-      lostRecipients(base, config({ "a.test": { users: ["u1"], aliases: ["sales"] } })),
-      "user u2@a.test",
+  it("names every lost domain, user, alias and catch-all", () => {
+    assert.deepEqual(lostRecipients(base, config({})), ["domain a.test"]);
+    assert.deepEqual(
+      lostRecipients(base, config({ "a.test": { users: ["u1"] } })),
+      ["alias sales@a.test", "user u2@a.test"],
     );
-    assert.equal(
-      lostRecipients(base, config({ "a.test": { users: ["u1", "u2"] } })),
-      "alias sales@a.test",
-    );
-    assert.equal(
+    assert.deepEqual(
       lostRecipients(config({ "c.test": { any: true } }), config({ "c.test": {} })),
-      "any_user of c.test",
+      ["any_user of c.test"],
     );
   });
 });
 
+describe("keepRecipients", () => {
+  it("adds what the new policy brings and keeps what it drops", () => {
+    const kept = keepRecipients(
+      config({ "a.test": { users: ["u1", "u2"], aliases: ["sales"] }, "gone.test": {} }),
+      config({ "a.test": { users: ["u1", "u3"] }, "new.test": { users: ["n"] } }),
+    );
+    assert.deepEqual([...kept.domains.keys()].sort(), ["a.test", "gone.test", "new.test"]);
+    assert.deepEqual([...kept.domains.get("a.test")!.users].sort(), ["u1", "u2", "u3"]);
+    assert.deepEqual([...kept.domains.get("a.test")!.aliases.keys()], ["sales"]);
+  });
+});
+
 describe("confirmRemovals", () => {
-  const current = config({ "a.test": { users: ["u1", "u2"] } });
+  const initial = config({ "a.test": { users: ["u1", "u2"] } });
 
-  it("passes an addition through after one load, at once", async () => {
-    let loads = 0;
-    const added = config({ "a.test": { users: ["u1", "u2", "u3"] } });
-    const load = confirmRemovals(
-      () => {
-        loads++;
-        return Promise.resolve(added);
-      },
-      () => current,
-      10_000,
-    );
-    const started = Date.now();
-    assert.equal(await load(), added);
-    assert.equal(loads, 1);
-    assert.ok(Date.now() - started < 1_000);
+  /** A store: what the last load returned is the policy in force. */
+  function harness(reads: Config[], graceMs: number) {
+    let current = initial;
+    let clock = 0;
+    let asked = 0;
+    const load = confirmRemovals(() => Promise.resolve(reads.shift()!), {
+      current: () => current,
+      reloadLater: () => asked++,
+      graceMs,
+      now: () => clock,
+    });
+    return {
+      reload: async () => (current = await load()),
+      advance: (ms: number) => (clock += ms),
+      asked: () => asked,
+    };
+  }
+  const users = (c: Config) => [...c.domains.get("a.test")!.users].sort();
+
+  it("applies an addition at once, with nothing to confirm", async () => {
+    const h = harness([config({ "a.test": { users: ["u1", "u2", "u3"] } })], 20);
+    assert.deepEqual(users(await h.reload()), ["u1", "u2", "u3"]);
+    await new Promise((r) => setTimeout(r, 40));
+    assert.equal(h.asked(), 0);
   });
 
-  it("reads again after the grace period and uses the second read (a write in progress)", async () => {
-    const truncated = config({ "a.test": {} });
-    const written = config({ "a.test": { users: ["u1", "u2", "u4"] } });
-    const reads = [truncated, written];
-    const load = confirmRemovals(() => Promise.resolve(reads.shift()!), () => current, 30);
-    const started = Date.now();
-    assert.equal(await load(), written);
-    assert.ok(Date.now() - started >= 25, "waited for the grace period");
-    assert.equal(reads.length, 0);
+  it("keeps a dropped user (a file still being written), and forgets it once the file is whole", async () => {
+    const h = harness([
+      config({ "a.test": {} }), // truncated
+      config({ "a.test": { users: ["u1", "u2", "u4"] } }), // written
+    ], 20);
+    assert.deepEqual(users(await h.reload()), ["u1", "u2"]);
+    await new Promise((r) => setTimeout(r, 40));
+    assert.equal(h.asked(), 1, "a reload was asked for after the grace period");
+    assert.deepEqual(users(await h.reload()), ["u1", "u2", "u4"]);
   });
 
-  it("applies a removal that is still there on the second read", async () => {
-    const removed = config({ "a.test": { users: ["u1"] } });
-    let loads = 0;
-    const load = confirmRemovals(
-      () => {
-        loads++;
-        return Promise.resolve(removed);
-      },
-      () => current,
-      5,
-    );
-    assert.equal(await load(), removed);
-    assert.equal(loads, 2);
+  it("applies an addition at once and the removal of the same edit after the grace period", async () => {
+    const edited = () => config({ "a.test": { users: ["u1", "u3"] } });
+    const h = harness([edited(), edited(), edited()], 20);
+    assert.deepEqual(users(await h.reload()), ["u1", "u2", "u3"], "u3 at once, u2 kept");
+    h.advance(10);
+    assert.deepEqual(users(await h.reload()), ["u1", "u2", "u3"], "too early to drop u2");
+    h.advance(10);
+    assert.deepEqual(users(await h.reload()), ["u1", "u3"], "u2 still gone after 20 ms: dropped");
   });
 });
