@@ -83,6 +83,20 @@ export function confirmRemovals(
   const graceMs = options.graceMs ?? REMOVAL_GRACE_MS;
   const now = options.now ?? Date.now;
   let pending: { lost: string; since: number } | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  // One timer at a time: while edits keep coming the dropped set changes
+  // and its clock restarts, so the removals wait for the edits to settle
+  // rather than each edit adding a reload of its own.
+  const arm = () => {
+    if (timer !== undefined || pending === undefined) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (pending === undefined) return;
+      if (now() - pending.since >= graceMs) options.reloadLater();
+      else arm();
+    }, Math.max(0, pending.since + graceMs - now()));
+    (timer as { unref?: () => void }).unref?.();
+  };
   return async () => {
     const next = await load();
     const lost = lostRecipients(options.current(), next).join("\n");
@@ -95,8 +109,7 @@ export function confirmRemovals(
       return next;
     }
     if (pending?.lost !== lost) pending = { lost, since: now() };
-    const wait = Math.max(0, pending.since + graceMs - now());
-    setTimeout(options.reloadLater, wait);
+    arm();
     return keepRecipients(options.current(), next);
   };
 }

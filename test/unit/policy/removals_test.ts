@@ -96,8 +96,9 @@ describe("confirmRemovals", () => {
       config({ "a.test": { users: ["u1", "u2", "u4"] } }), // written
     ], 20);
     assert.deepEqual(users(await h.reload()), ["u1", "u2"]);
+    h.advance(20);
     await new Promise((r) => setTimeout(r, 40));
-    assert.equal(h.asked(), 1, "a reload was asked for after the grace period");
+    assert.equal(h.asked(), 1, "one reload was asked for after the grace period");
     assert.deepEqual(users(await h.reload()), ["u1", "u2", "u4"]);
   });
 
@@ -109,5 +110,18 @@ describe("confirmRemovals", () => {
     assert.deepEqual(users(await h.reload()), ["u1", "u2", "u3"], "too early to drop u2");
     h.advance(10);
     assert.deepEqual(users(await h.reload()), ["u1", "u3"], "u2 still gone after 20 ms: dropped");
+  });
+
+  it("asks for one reload while edits keep changing what is dropped", async () => {
+    const reads = [1, 2, 3, 4, 5].map((i) => config({ "a.test": { users: [`v${i}`] } }));
+    const h = harness(reads, 30);
+    for (let i = 0; i < 4; i++) {
+      await h.reload();
+      h.advance(10);
+    }
+    assert.deepEqual(users(await h.reload()).length, 7, "u1, u2 and v1..v5 all kept meanwhile");
+    h.advance(30);
+    await new Promise((r) => setTimeout(r, 80));
+    assert.equal(h.asked(), 1);
   });
 });
