@@ -256,18 +256,10 @@ admin_poller() {
   exec python3 "$B/admin_poll.py" "$RT/$1/data" "$2"
 }
 # Rewrites the users file of config-reload every 100 ms, in place and by
-# rename in turn, keeping the bench's user; runs until killed.
+# rename in turn, keeping the bench's user; runs until killed. One python
+# process, so that the editor's own forks do not weigh on the server.
 reload_editor() {
-  local f=$RT/postern/config-reload/domains/example.test/users i=0
-  while :; do
-    i=$((i + 1))
-    if [ $((i % 2)) = 0 ]; then
-      printf 'user\nextra%d\n' "$i" > "$f"
-    else
-      printf 'user\nextra%d\n' "$i" > "$f.tmp" && mv "$f.tmp" "$f"
-    fi
-    sleep 0.1
-  done
+  exec python3 "$B/probe.py" edit "$RT/postern/config-reload/domains/example.test/users" user
 }
 # The same configuration with SPF (and DKIM/DMARC) checked for loopback
 # clients, against a loopback DNS server that serves the sender's record.

@@ -38,6 +38,12 @@ Subcommands (every one is bounded in time):
       Wait until smtp-sink -c's counter in FILE reaches TARGET. Print it; exit
       1 if it is still short at the deadline.
 
+  edit FILE LINE
+      Until killed (at most 1 h), every 100 ms rewrite FILE as "LINE" plus
+      one new line, in place and by write-and-rename in turn: the policy
+      reload row's editor, in one process, so that the edits themselves
+      cost next to nothing (a shell loop would fork mv and sleep each time).
+
   nxdns PORT
       A DNS stub on 127.0.0.1:PORT (UDP) that answers NXDOMAIN to every query,
       so resolvers inside the bench's network namespace fail fast and locally.
@@ -289,6 +295,25 @@ def cmd_sinkwait(args: list[str]) -> int:
         time.sleep(0.02)
 
 
+# ----------------------------------------------------------------- edit
+def cmd_edit(args: list[str]) -> int:
+    path, line = args[0], args[1]
+    hard_stop = time.monotonic() + 3600
+    i = 0
+    while time.monotonic() < hard_stop:
+        i += 1
+        text = f"{line}\nextra{i}\n"
+        if i % 2 == 0:
+            with open(path, "w") as f:
+                f.write(text)
+        else:
+            with open(path + ".tmp", "w") as f:
+                f.write(text)
+            os.rename(path + ".tmp", path)
+        time.sleep(0.1)
+    return 0
+
+
 # ----------------------------------------------------------------- nxdns
 def cmd_nxdns(args: list[str]) -> int:
     port = int(args[0])
@@ -328,6 +353,7 @@ COMMANDS = {
     "waitcount": (cmd_waitcount, 4),
     "sinkcount": (cmd_sinkcount, 1),
     "sinkwait": (cmd_sinkwait, 3),
+    "edit": (cmd_edit, 2),
     "nxdns": (cmd_nxdns, 1),
 }
 
