@@ -16,6 +16,8 @@ export { dkimVerify } from "mailauth/lib/dkim/verify.js";
 export { dkimSign } from "mailauth/lib/dkim/sign.js";
 export { arc } from "mailauth/lib/arc/index.js";
 export { evaluateDmarc } from "mailauth/lib/dmarc/index.js";
+// MTA-STS (RFC 8461) for outbound delivery.
+export { getPolicy as getMtaStsPolicy, validateMx } from "mailauth/lib/mta-sts.js";
 export type { ARCResult, DKIMResult, DKIMVerifyResult, DMARCResult, SPFResult } from "mailauth";
 
 /**

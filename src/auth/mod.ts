@@ -43,6 +43,7 @@ export {
   type GenerateDkimKeyOptions,
   listDkimSelectors,
 } from "./dkim_keys.ts";
+export { getMtaStsPolicy, mailauthResolver, validateMx } from "./mailauth.ts";
 export { inNetworks, type Network, parseNetwork } from "./networks.ts";
 export { checkSpf, type SpfCheckOptions, type SpfResult, type SpfVerdict } from "./spf.ts";
 export { SpfVerdictCache, type SpfVerdictCacheOptions } from "./spf_cache.ts";

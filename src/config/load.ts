@@ -21,7 +21,13 @@ import * as v from "valibot";
 import { LineCounter, parseDocument } from "yaml";
 import type { HookPoint } from "../../hooks/mod.ts";
 import { AliasSyntaxError, normalizeDomain, parseAliases } from "../aliases/mod.ts";
-import { parseNetwork, type SpfAction, spfPolicy, type SpfResult } from "../auth/mod.ts";
+import {
+  listDkimSelectors,
+  parseNetwork,
+  type SpfAction,
+  spfPolicy,
+  type SpfResult,
+} from "../auth/mod.ts";
 import type { HooksConfig } from "../hooks/mod.ts";
 import { hostname as hostHostname } from "../runtime/mod.ts";
 import { isPasswordHash, parseUserLine } from "../users/mod.ts";
@@ -85,6 +91,19 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
   }
 
   const hostname = file.hostname ?? hostHostname();
+  const mainFile = join(configDir ?? ".", CONFIG_FILE_NAME);
+  let outbound;
+  try {
+    outbound = resolveOutbound(file.outbound, {
+      hostname,
+      mainFile,
+      relativeToConfig,
+      readText: readOptional,
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(mainFile, err instanceof Error ? err.message : String(err));
+  }
   const dataDir = options.dataDir !== undefined
     ? resolve(options.dataDir)
     : file.data_dir !== undefined
@@ -124,14 +143,7 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       servers: file.dns?.servers ?? [...DEFAULTS.dns.servers],
       timeoutMs: file.dns?.timeout ?? DEFAULTS.dns.timeoutMs,
     },
-    outbound: await resolveOutbound(file.outbound, {
-      hostname,
-      mainFile: join(configDir ?? ".", CONFIG_FILE_NAME),
-      relativeToConfig,
-      readText: (path) => Promise.resolve(readOptional(path)),
-    }).catch((err: Error) => {
-      throw new ConfigError(join(configDir ?? ".", CONFIG_FILE_NAME), err.message);
-    }),
+    outbound,
     auth: resolveAuth(file.auth, join(configDir ?? ".", CONFIG_FILE_NAME)),
     submission: {
       listen: file.submission?.listen ?? [...DEFAULTS.submission.listen],
@@ -358,17 +370,7 @@ function loadDomains(
 
 /** The newest key (by selector name, which is a date by default) in a domain's dkim folder. */
 function loadDkimKey(dir: string): { selector: string; privateKey: string } | undefined {
-  // Most domains have no keys: a failed call would build an error object,
-  // which costs more than the check on Deno.
-  if (!existsSync(dir)) return undefined;
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return undefined;
-  }
-  const selector = names.filter((n) => /^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.pem$/.test(n))
-    .map((n) => n.slice(0, -4)).sort().at(-1);
+  const selector = listDkimSelectors(dir).at(-1);
   if (selector === undefined) return undefined;
   const privateKey = readOptional(join(dir, `${selector}.pem`));
   return privateKey === undefined ? undefined : { selector, privateKey };

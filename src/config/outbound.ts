@@ -6,12 +6,13 @@
  */
 
 import { normalizeDomain } from "../aliases/mod.ts";
+import { splitHostPort } from "../smtp/mod.ts";
 import type { OutboundConfig, Smarthost, VirtualMta } from "../outbound/settings.ts";
 import { DEFAULTS } from "./defaults.ts";
 import type { ConfigFile } from "./schema.ts";
 
 /** Reads an optional file as text; undefined when it does not exist. */
-type ReadText = (path: string) => Promise<string | undefined>;
+type ReadText = (path: string) => string | undefined;
 
 /**
  * The resolved outbound settings.
@@ -19,7 +20,7 @@ type ReadText = (path: string) => Promise<string | undefined>;
  * @throws {Error} with a message naming the field, when a file it names is
  * missing or a route names an unknown virtual MTA.
  */
-export async function resolveOutbound(
+export function resolveOutbound(
   section: ConfigFile["outbound"],
   context: {
     hostname: string;
@@ -27,7 +28,7 @@ export async function resolveOutbound(
     relativeToConfig: (path: string) => string;
     readText: ReadText;
   },
-): Promise<OutboundConfig> {
+): OutboundConfig {
   const d = DEFAULTS.outbound;
   const s = section ?? {};
   const perDestination = s.max_connections_per_destination ?? d.maxConnectionsPerDestination;
@@ -77,19 +78,18 @@ export async function resolveOutbound(
     delayWarningMs: s.delay_warning ?? d.delayWarningMs,
     sendidHeader: s.sendid_header ?? d.sendidHeader,
     listidHeader: s.listid_header ?? d.listidHeader,
-    smarthost: s.smarthost === undefined ? undefined : await resolveSmarthost(s.smarthost, context),
+    smarthost: s.smarthost === undefined ? undefined : resolveSmarthost(s.smarthost, context),
     virtualMtas,
     routes,
   };
 }
 
-async function resolveSmarthost(
+function resolveSmarthost(
   relay: NonNullable<NonNullable<ConfigFile["outbound"]>["smarthost"]>,
   context: { mainFile: string; relativeToConfig: (path: string) => string; readText: ReadText },
-): Promise<Smarthost> {
-  const colon = relay.address.lastIndexOf(":");
-  const host = relay.address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
-  const port = Number(relay.address.slice(colon + 1));
+): Smarthost {
+  // The schema checked the shape (host:port, [v6]:port).
+  const { host, port } = splitHostPort(relay.address);
   const field = (name: string) => `${context.mainFile}: outbound.smarthost.${name}`;
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new Error(`${field("address")}: port ${port} is not between 1 and 65535`);
@@ -100,7 +100,7 @@ async function resolveSmarthost(
   let auth: Smarthost["auth"];
   if (relay.username !== undefined && relay.password_file !== undefined) {
     const path = context.relativeToConfig(relay.password_file);
-    const text = await context.readText(path);
+    const text = context.readText(path);
     const pass = text?.split(/\r?\n/)[0] ?? "";
     if (text === undefined || pass === "") {
       throw new Error(`${field("password_file")}: ${path} is missing or its first line is empty`);
@@ -110,7 +110,7 @@ async function resolveSmarthost(
   let ca: string | undefined;
   if (relay.ca_file !== undefined) {
     const path = context.relativeToConfig(relay.ca_file);
-    ca = await context.readText(path);
+    ca = context.readText(path);
     if (ca === undefined) throw new Error(`${field("ca_file")}: ${path} does not exist`);
   }
   return { host, port, tls: relay.tls ?? "starttls", auth, ca };

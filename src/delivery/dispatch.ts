@@ -7,6 +7,7 @@
  * @module
  */
 
+import { splitAddress } from "../aliases/mod.ts";
 import type { Courier, DeliveryResult, RecipientRef, SpoolItem } from "../queue/mod.ts";
 import type { LocalCourier } from "./local.ts";
 
@@ -44,8 +45,7 @@ export class DispatchCourier implements Courier {
     const remote: Array<{ position: number; recipient: RecipientRef }> = [];
     const local: Array<{ position: number; recipient: RecipientRef }> = [];
     for (const [position, recipient] of recipients.entries()) {
-      const at = recipient.address.lastIndexOf("@");
-      const domain = at < 0 ? "" : recipient.address.slice(at + 1).toLowerCase();
+      const { domain } = splitAddress(recipient.address);
       // An address without a domain is one of ours (RFC 5321 section 4.5.1 postmaster).
       if (domain === "" || this.#isLocalDomain(domain)) {
         local.push({ position, recipient });

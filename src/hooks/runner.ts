@@ -207,15 +207,7 @@ export class HookRunner {
         cause: `broken: ${installed.error}`,
       };
     }
-    this.#options.counters.inc("hook_calls", {
-      hook: "post-data",
-      outcome: postDataOutcome(verdict),
-    });
-    this.#options.counters.observe(
-      "hook_call_seconds",
-      { hook: "post-data" },
-      (performance.now() - started) / 1000,
-    );
+    this.#count("post-data", postDataOutcome(verdict), started);
     return verdict;
   }
 
@@ -240,15 +232,7 @@ export class HookRunner {
     } else {
       verdict = { ok: false, cause: `broken: ${installed.error}` };
     }
-    this.#options.counters.inc("hook_calls", {
-      hook: "alias-resolve",
-      outcome: verdict.ok ? "ok" : "failure",
-    });
-    this.#options.counters.observe(
-      "hook_call_seconds",
-      { hook: "alias-resolve" },
-      (performance.now() - started) / 1000,
-    );
+    this.#count("alias-resolve", verdict.ok ? "ok" : "failure", started);
     return verdict;
   }
 
@@ -273,15 +257,7 @@ export class HookRunner {
     } else {
       verdict = { exists: false, cause: `broken: ${installed.error}` };
     }
-    this.#options.counters.inc("hook_calls", {
-      hook: "alias-exists",
-      outcome: verdict.cause ? "failure" : verdict.exists ? "yes" : "no",
-    });
-    this.#options.counters.observe(
-      "hook_call_seconds",
-      { hook: "alias-exists" },
-      (performance.now() - started) / 1000,
-    );
+    this.#count("alias-exists", verdict.cause ? "failure" : verdict.exists ? "yes" : "no", started);
     if (verdict.cause) {
       this.#options.logger.warn("alias-exists hook failed; the address is taken as unknown", {
         address,
@@ -309,15 +285,7 @@ export class HookRunner {
         error: "the pre-delivery-attempt hook must be a TypeScript module (hooks/" +
           "pre-delivery-attempt.ts): its state lives in one worker",
       };
-    this.#options.counters.inc("hook_calls", {
-      hook: "pre-delivery-attempt",
-      outcome: outcome.ok ? "ok" : "failure",
-    });
-    this.#options.counters.observe(
-      "hook_call_seconds",
-      { hook: "pre-delivery-attempt" },
-      (performance.now() - started) / 1000,
-    );
+    this.#count("pre-delivery-attempt", outcome.ok ? "ok" : "failure", started);
     return outcome;
   }
 
@@ -329,6 +297,16 @@ export class HookRunner {
       if (installed.form === "module") installed.pool.kill();
     }
     this.#installed.clear();
+  }
+
+  /** Counts a call by outcome and records how long it took. */
+  #count(hook: HookPoint, outcome: string, started: number): void {
+    this.#options.counters.inc("hook_calls", { hook, outcome });
+    this.#options.counters.observe(
+      "hook_call_seconds",
+      { hook },
+      (performance.now() - started) / 1000,
+    );
   }
 
   #cwd(): string {

@@ -19,8 +19,7 @@
 
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { getPolicy, validateMx } from "mailauth/lib/mta-sts.js";
-import type { DNSResolver } from "mailauth";
+import { getMtaStsPolicy, mailauthResolver, validateMx } from "../auth/mod.ts";
 import * as v from "valibot";
 import type { ResolveFunction } from "../dns/mod.ts";
 
@@ -123,13 +122,12 @@ export class MtaStsPolicies {
   constructor(options: MtaStsOptions) {
     this.#file = options.cacheFile;
     this.#now = options.now ?? Date.now;
-    // mailauth's types say the resolver gives string arrays only (its code,
-    // like node:dns and ours, takes MX records as objects too) and leave
-    // `id` optional (getPolicy always sets it, false when there is none).
-    const resolver = options.resolver as unknown as DNSResolver;
+    // mailauth's types leave `id` optional (getPolicy always sets it, false
+    // when there is none).
+    const resolver = mailauthResolver(options.resolver);
     this.#fetch = options.fetchPolicy ??
       ((domain, known) =>
-        getPolicy(domain, known as KnownPolicy & { error?: Error }, { resolver }) as Promise<
+        getMtaStsPolicy(domain, known as KnownPolicy & { error?: Error }, { resolver }) as Promise<
           { policy: KnownPolicy; status: string }
         >);
   }

@@ -5,12 +5,15 @@
  * @module
  */
 
+import { splitAddress } from "../aliases/mod.ts";
 import type { OutboundConfig } from "./settings.ts";
 
-/** The domain of an address, in lower case; "" when there is none. */
+/**
+ * The domain of an address as MX lookups and routes need it: lower case,
+ * A-labels for an internationalized one; "" when there is none.
+ */
 export function domainOf(address: string): string {
-  const at = address.lastIndexOf("@");
-  return at < 0 ? "" : address.slice(at + 1).toLowerCase();
+  return splitAddress(address).domain;
 }
 
 /**

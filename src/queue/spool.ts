@@ -136,10 +136,11 @@ export class SpoolWriter {
    * Records SendID and ListID taken from the message's headers; the
    * envelope line is rewritten at commit.
    */
-  setIds(ids: { sendid?: string; listid?: string }): void {
-    if (ids.sendid === undefined && ids.listid === undefined) return;
-    Object.assign(this.envelope, ids);
-    this.#envelopeChanged = true;
+  setIds(ids: { sendid?: string | undefined; listid?: string | undefined }): void {
+    // Only these two fields: the envelope is validated strictly when read back.
+    if (ids.sendid !== undefined) this.envelope.sendid = ids.sendid;
+    if (ids.listid !== undefined) this.envelope.listid = ids.listid;
+    this.#envelopeChanged ||= ids.sendid !== undefined || ids.listid !== undefined;
   }
 
   /**

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { splitAddress } from "../aliases/mod.ts";
 import { dkimSign } from "../auth/mod.ts";
 import type { Envelope, SpoolWriter } from "../queue/mod.ts";
 import { type FieldPredicate, HeaderFilter } from "./header_filter.ts";
@@ -79,8 +80,7 @@ export async function signatureHead(
   envelope: Envelope,
 ): Promise<Uint8Array> {
   if (!settings.dkimSign) return new Uint8Array(0);
-  const at = envelope.from.lastIndexOf("@");
-  const domain = at < 0 ? "" : envelope.from.slice(at + 1).toLowerCase();
+  const { domain } = splitAddress(envelope.from);
   const key = domain === "" ? undefined : settings.dkimKey(domain);
   if (!key) return new Uint8Array(0);
   const { path, offset } = await writer.readable();

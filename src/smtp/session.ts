@@ -304,10 +304,7 @@ export class Intake {
         return checked;
       }
       if (outbound) {
-        writer.setIds({
-          ...(ids.sendid !== undefined ? { sendid: ids.sendid } : {}),
-          ...(ids.listid !== undefined ? { listid: ids.listid } : {}),
-        });
+        writer.setIds(ids);
         await writer.prepend(missingHeaders(ids, qid, this.#deps.hostname, now));
       }
       if (checked.head) await writer.prepend(checked.head);

@@ -22,14 +22,14 @@ function context(files: Record<string, string> = {}) {
     hostname: "mx.ours.test",
     mainFile: "/etc/postern/postern.yaml",
     relativeToConfig: (path: string) => path.startsWith("/") ? path : `/etc/postern/${path}`,
-    readText: (path: string) => Promise.resolve(files[path]),
+    readText: (path: string) => files[path],
   };
 }
 
-/** The error `promise` rejects with. */
-async function rejection(promise: Promise<unknown>): Promise<Error> {
+/** The error `work` throws (or its promise rejects with). */
+async function rejection(work: Promise<unknown> | (() => unknown)): Promise<Error> {
   try {
-    await promise;
+    await (typeof work === "function" ? work() : work);
   } catch (err) {
     assert.ok(err instanceof Error, `expected an Error, got ${String(err)}`);
     return err;
@@ -111,20 +111,22 @@ describe("resolveOutbound", () => {
   });
 
   it("resolveOutbound() refuses a route naming an unknown virtual MTA", async () => {
-    const err = await rejection(resolveOutbound({
-      virtual_mtas: { bulk: null },
-      routes: [{ recipient_domain: "a.test", mta: "bulk" }, {
-        recipient_domain: "b.test",
-        mta: "nosuch",
-      }],
-    }, context()));
+    const err = await rejection(() =>
+      resolveOutbound({
+        virtual_mtas: { bulk: null },
+        routes: [{ recipient_domain: "a.test", mta: "bulk" }, {
+          recipient_domain: "b.test",
+          mta: "nosuch",
+        }],
+      }, context())
+    );
     assert.match(err.message, /postern\.yaml/);
     assert.match(err.message, /outbound\.routes\.1/);
     assert.match(err.message, /nosuch/);
   });
 
   it("resolveOutbound() refuses a route with neither sender_domain nor recipient_domain", async () => {
-    const err = await rejection(resolveOutbound({ routes: [{ mta: "default" }] }, context()));
+    const err = await rejection(() => resolveOutbound({ routes: [{ mta: "default" }] }, context()));
     assert.match(err.message, /outbound\.routes\.0/);
   });
 
@@ -161,16 +163,20 @@ describe("resolveOutbound", () => {
   });
 
   it("resolveOutbound() refuses a username without password_file, and the reverse", async () => {
-    const noFile = await rejection(resolveOutbound(
-      { smarthost: { address: "relay.test:587", username: "me" } },
-      context(),
-    ));
+    const noFile = await rejection(() =>
+      resolveOutbound(
+        { smarthost: { address: "relay.test:587", username: "me" } },
+        context(),
+      )
+    );
     assert.match(noFile.message, /outbound\.smarthost/);
     assert.match(noFile.message, /password_file/);
-    const noUser = await rejection(resolveOutbound(
-      { smarthost: { address: "relay.test:587", password_file: "relay.pass" } },
-      context({ "/etc/postern/relay.pass": "s3cret\n" }),
-    ));
+    const noUser = await rejection(() =>
+      resolveOutbound(
+        { smarthost: { address: "relay.test:587", password_file: "relay.pass" } },
+        context({ "/etc/postern/relay.pass": "s3cret\n" }),
+      )
+    );
     assert.match(noUser.message, /username/);
   });
 
@@ -178,13 +184,13 @@ describe("resolveOutbound", () => {
     const section = (file: string): ConfigFile["outbound"] => ({
       smarthost: { address: "relay.test:587", username: "me", password_file: file },
     });
-    const missing = await rejection(resolveOutbound(section("nosuch.pass"), context()));
+    const missing = await rejection(() => resolveOutbound(section("nosuch.pass"), context()));
     assert.match(missing.message, /outbound\.smarthost\.password_file/);
     assert.match(missing.message, /\/etc\/postern\/nosuch\.pass/);
     const files = { "/etc/postern/empty.pass": "", "/etc/postern/blank.pass": "\nsecret\n" };
-    const empty = await rejection(resolveOutbound(section("empty.pass"), context(files)));
+    const empty = await rejection(() => resolveOutbound(section("empty.pass"), context(files)));
     assert.match(empty.message, /password_file/);
-    const blank = await rejection(resolveOutbound(section("blank.pass"), context(files)));
+    const blank = await rejection(() => resolveOutbound(section("blank.pass"), context(files)));
     assert.match(blank.message, /password_file/);
   });
 
@@ -194,10 +200,12 @@ describe("resolveOutbound", () => {
       context({ "/tls/relay-ca.pem": "-----BEGIN CERTIFICATE-----\n" }),
     );
     assert.equal(ok.smarthost?.ca, "-----BEGIN CERTIFICATE-----\n");
-    const err = await rejection(resolveOutbound(
-      { smarthost: { address: "relay.test:587", ca_file: "/tls/nosuch.pem" } },
-      context(),
-    ));
+    const err = await rejection(() =>
+      resolveOutbound(
+        { smarthost: { address: "relay.test:587", ca_file: "/tls/nosuch.pem" } },
+        context(),
+      )
+    );
     assert.match(err.message, /outbound\.smarthost\.ca_file/);
     assert.match(err.message, /\/tls\/nosuch\.pem/);
   });
