@@ -14,6 +14,8 @@
  * @module
  */
 
+import { concatBytes } from "../bytes.ts";
+
 /** What a frame carries. */
 export const FrameKind = {
   /** A JSON object (call, result, pull, ready, load error). */
@@ -50,9 +52,50 @@ export function encodeFrame(kind: FrameKindValue, id: number, payload: Uint8Arra
   return out;
 }
 
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
 /** Encodes a JSON frame. */
 export function encodeJsonFrame(id: number, value: unknown): Uint8Array {
-  return encodeFrame(FrameKind.json, id, new TextEncoder().encode(JSON.stringify(value)));
+  return encodeFrame(FrameKind.json, id, encoder.encode(JSON.stringify(value)));
+}
+
+/**
+ * Gathers the frames written during one turn of the event loop and hands
+ * them to `sink` as one buffer, once the current microtasks have run.
+ *
+ * Why: with calls in flight, the answers of one read settle several calls
+ * at once and each caller sends its next call; written one by one, every
+ * frame is a write system call and a wake-up of the reader. Node's
+ * `cork()` would do this, but Deno's pipe sockets ignore it (seen with
+ * strace: one write per frame with `cork` in place).
+ */
+export class FrameBatcher {
+  #sink: (bytes: Uint8Array) => void;
+  #frames: Uint8Array[] = [];
+  #bytes = 0;
+
+  /** Creates a batcher that writes to `sink`. */
+  constructor(sink: (bytes: Uint8Array) => void) {
+    this.#sink = sink;
+  }
+
+  /** Queues `frame`; it is written with the others of this turn. */
+  write(frame: Uint8Array): void {
+    this.#frames.push(frame);
+    this.#bytes += frame.byteLength;
+    if (this.#frames.length === 1) queueMicrotask(() => this.flush());
+  }
+
+  /** Writes what is queued now. */
+  flush(): void {
+    const frames = this.#frames;
+    if (frames.length === 0) return;
+    const bytes = frames.length === 1 ? frames[0]! : concatBytes(frames, this.#bytes);
+    this.#frames = [];
+    this.#bytes = 0;
+    this.#sink(bytes);
+  }
 }
 
 /** Raised when the byte stream is not a sequence of valid frames. */
@@ -74,7 +117,7 @@ export class FrameDecoder {
    * @throws {FrameError} when a frame is malformed or too large.
    */
   push(bytes: Uint8Array): Frame[] {
-    this.#buffer = this.#buffer.byteLength === 0 ? bytes : concat(this.#buffer, bytes);
+    this.#buffer = this.#buffer.byteLength === 0 ? bytes : concatBytes([this.#buffer, bytes]);
     const frames: Frame[] = [];
     let offset = 0;
     while (this.#buffer.byteLength - offset >= 4) {
@@ -107,15 +150,8 @@ export class FrameDecoder {
  */
 export function parseJsonPayload(payload: Uint8Array): unknown {
   try {
-    return JSON.parse(new TextDecoder().decode(payload));
+    return JSON.parse(decoder.decode(payload));
   } catch {
     throw new FrameError("Cannot read frame: payload is not JSON");
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a);
-  out.set(b, a.byteLength);
-  return out;
 }

@@ -11,6 +11,7 @@ import { readFile } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
 import type { Counters, Logger } from "../log/mod.ts";
 import { type HookGrants, sandboxFlags, workerEnv } from "./sandbox.ts";
+import { Deadlines } from "./deadlines.ts";
 import { type CallOutcome, HookWorker, type WorkerEvents } from "./worker.ts";
 
 /** How one module hook runs. */
@@ -66,6 +67,7 @@ export class ModulePool {
   #restarts = 0;
   #events: WorkerEvents;
   #rssTimer: ReturnType<typeof setInterval> | undefined;
+  #deadlines: Deadlines;
 
   /** Creates the pool and starts its workers, so load errors show at once. */
   constructor(options: ModulePoolOptions) {
@@ -77,6 +79,7 @@ export class ModulePool {
       pathToFileURL(options.entry).href,
     ];
     this.#env = workerEnv(options.grants, options.env);
+    this.#deadlines = new Deadlines(options.timeoutMs);
     this.#events = {
       loadError: (_worker, error) => {
         this.#broken = { error, until: Infinity };
@@ -135,11 +138,12 @@ export class ModulePool {
       const settle = (outcome: CallOutcome) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        deadline.clear();
         resolve(outcome);
       };
-      const id = worker.send({ input, ...(message ? { message } : {}), settle });
-      const timer = setTimeout(() => {
+      // Started before the call is sent: a worker that is already dead
+      // settles the call at once.
+      const deadline = this.#deadlines.start(() => {
         if (settled) return;
         worker.abandon(id);
         this.options.counters?.inc("hook_timeouts_total", { hook: this.options.name });
@@ -153,7 +157,8 @@ export class ModulePool {
           failure: "timeout",
           error: `no result within ${this.options.timeoutMs} ms`,
         });
-      }, this.options.timeoutMs);
+      });
+      const id = worker.send({ input, ...(message ? { message } : {}), settle });
     });
   }
 
@@ -171,6 +176,7 @@ export class ModulePool {
     this.#closed = true;
     clearInterval(this.#rssTimer);
     for (const worker of this.#workers) worker.stop();
+    this.#deadlines.close();
   }
 
   /** Ends workers whose resident memory is over the limit (Linux; elsewhere a no-op). */

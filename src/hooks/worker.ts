@@ -11,6 +11,7 @@ import {
   encodeFrame,
   encodeJsonFrame,
   type Frame,
+  FrameBatcher,
   FrameDecoder,
   FrameKind,
   parseJsonPayload,
@@ -58,6 +59,7 @@ export class HookWorker {
   #child: Child;
   #events: WorkerEvents;
   #decoder = new FrameDecoder();
+  #out: FrameBatcher;
   #inFlight = new Map<number, InFlight>();
   #queued: Array<{ id: number; call: WorkerCall }> = [];
   #nextId = 1;
@@ -80,6 +82,7 @@ export class HookWorker {
     this.startedAt = Date.now();
     this.#events = events;
     this.#child = startChild({ argv, env, cwd });
+    this.#out = new FrameBatcher((bytes) => this.#child.write(bytes));
     this.#child.onChannel((chunk) => this.#onChannel(chunk));
     this.#child.onStdout((chunk) => this.#onOutput(chunk, "stdout"));
     this.#child.onStderr((chunk) => this.#onOutput(chunk, "stderr"));
@@ -162,7 +165,7 @@ export class HookWorker {
   }
 
   #write(frame: Uint8Array): void {
-    this.#child.write(frame);
+    this.#out.write(frame);
   }
 
   #onChannel(chunk: Uint8Array): void {

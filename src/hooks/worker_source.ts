@@ -15,6 +15,13 @@
  *   hook's log. A hook that deliberately opens descriptor 3 can forge or
  *   break its own answers, and nothing else: the worker then ends. Standard input carries the requests, so it
  *   is hidden from the hook (`Deno.stdin`, `process.stdin`).
+ * - Requests are read through a `node:net` socket on descriptor 0, not
+ *   `Deno.stdin`: deno reads standard input on a thread of its blocking
+ *   pool, which then wakes the main thread, one more hand-over between
+ *   CPUs on every call (seen with strace; the median round trip fell from
+ *   0.14 to 0.09 ms without it).
+ * - The frames written in one turn of the event loop go out in one write
+ *   (see `FrameBatcher` in `frames.ts`).
  * - Web storage (`caches`, `localStorage`, `sessionStorage`) is removed:
  *   deno keeps it on disk without any write permission.
  * - The message of a post-data call is a pull stream: each read asks
@@ -34,7 +41,7 @@ import { Readable } from "node:stream";
 
 const JSON_FRAME = 1, CHUNK = 2, END = 3;
 const channel = new Socket({ fd: 3, readable: false, writable: true });
-const reader = Deno.stdin.readable.getReader();
+const requests = new Socket({ fd: 0, readable: true, writable: false });
 const closedStdin = { read: () => Promise.resolve(null), readable: new ReadableStream({ start(c) { c.close(); } }), close() {} };
 Object.defineProperty(Deno, "stdin", { value: closedStdin, configurable: true });
 Object.defineProperty(process, "stdin", { value: Readable.from([]), configurable: true });
@@ -51,6 +58,27 @@ globalThis.addEventListener("error", (e) => {
 });
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+// Frames of this turn, written together once its microtasks have run.
+let pending = [];
+let pendingBytes = 0;
+let written = null;
+function flush() {
+  let out = pending[0];
+  if (pending.length > 1) {
+    out = new Uint8Array(pendingBytes);
+    let at = 0;
+    for (const frame of pending) {
+      out.set(frame, at);
+      at += frame.byteLength;
+    }
+  }
+  pending = [];
+  pendingBytes = 0;
+  const done = written;
+  written = null;
+  channel.write(out, () => done.resolve());
+}
 function send(kind, id, payload) {
   const frame = new Uint8Array(9 + payload.byteLength);
   const view = new DataView(frame.buffer);
@@ -58,7 +86,13 @@ function send(kind, id, payload) {
   view.setUint8(4, kind);
   view.setUint32(5, id);
   frame.set(payload, 9);
-  return new Promise((resolve) => channel.write(frame, () => resolve()));
+  pending.push(frame);
+  pendingBytes += frame.byteLength;
+  if (!written) {
+    written = Promise.withResolvers();
+    queueMicrotask(flush);
+  }
+  return written.promise;
 }
 function sendJson(id, value) {
   let text;
@@ -134,9 +168,11 @@ try {
 await sendJson(0, { t: "ready" });
 
 let buffer = new Uint8Array(0);
-for (;;) {
-  const { value, done } = await reader.read();
-  if (done) break;
+requests.on("end", () => Deno.exit(0));
+requests.on("error", () => Deno.exit(0));
+requests.on("data", (chunk) => {
+  // A plain Uint8Array, so slice() below copies (Buffer's slice is a view).
+  const value = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   if (buffer.byteLength === 0) {
     buffer = value;
   } else {
@@ -155,7 +191,7 @@ for (;;) {
     const payload = buffer.slice(offset + 9, offset + 4 + length);
     offset += 4 + length;
     if (kind === JSON_FRAME) {
-      const request = JSON.parse(new TextDecoder().decode(payload));
+      const request = JSON.parse(decoder.decode(payload));
       if (request.t === "call") call(fn, id, request);
     } else {
       const state = streams.get(id);
@@ -167,6 +203,5 @@ for (;;) {
     }
   }
   buffer = buffer.subarray(offset);
-}
-Deno.exit(0);
+});
 `;

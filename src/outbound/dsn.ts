@@ -11,11 +11,11 @@
  * @module
  */
 
+import { concatBytes } from "../bytes.ts";
 import { rfc5322Date } from "../smtp/received.ts";
 import {
   clean,
   cleanAddress,
-  concat,
   contains,
   crlfLines,
   field,
@@ -263,7 +263,7 @@ export async function buildDsn(input: DsnInput): Promise<Uint8Array> {
     chunks.push(part.body);
   }
   chunks.push(encoder.encode(`\r\n--${boundary}--\r\n`));
-  return concat(chunks);
+  return concatBytes(chunks);
 }
 
 /** The fields of the message/delivery-status part (RFC 3464 section 2). */

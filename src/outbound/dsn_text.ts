@@ -158,14 +158,3 @@ export function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
   }
   return false;
 }
-
-/** The chunks joined into one array. */
-export function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
-}

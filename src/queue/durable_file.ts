@@ -9,6 +9,7 @@
 import { Buffer } from "node:buffer";
 import { type FileHandle, open, rename, unlink } from "node:fs/promises";
 import type { DirSyncer } from "./dir_sync.ts";
+import { concatBytes } from "../bytes.ts";
 
 /** Writes are gathered into chunks of about this size before a syscall. */
 const FLUSH_BYTES = 256 * 1024;
@@ -128,7 +129,7 @@ export class DurableFile {
     if (this.#pendingBytes === 0) return;
     const data = this.#pending.length === 1
       ? this.#pending[0]!
-      : concat(this.#pending, this.#pendingBytes);
+      : concatBytes(this.#pending, this.#pendingBytes);
     this.#pending = [];
     this.#pendingBytes = 0;
     let offset = 0;
@@ -143,16 +144,6 @@ export class DurableFile {
     this.#closed = true;
     await this.#handle.close();
   }
-}
-
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
 }
 
 /** Writes a small file atomically and durably in one call. */

@@ -4,6 +4,7 @@ import {
   encodeFrame,
   encodeJsonFrame,
   type Frame,
+  FrameBatcher,
   FrameDecoder,
   FrameError,
   FrameKind,
@@ -240,5 +241,54 @@ describe("parseJsonPayload", () => {
 
   it("parseJsonPayload() throws FrameError when the payload is not UTF-8 text of JSON", () => {
     assert.throws(() => parseJsonPayload(new Uint8Array([0xff, 0xfe, 0x00])), FrameError);
+  });
+});
+
+describe("FrameBatcher", () => {
+  it("writes the frames that callers settled together send as one buffer, in order", async () => {
+    const writes: Uint8Array[] = [];
+    const batcher = new FrameBatcher((bytes) => writes.push(bytes));
+    const frames = [1, 2, 3].map((id) => encodeJsonFrame(id, { t: "call", id }));
+    // As when one read settles three calls: each caller resumes in its own
+    // microtask and sends its next frame.
+    const resolvers: Array<() => void> = [];
+    const callers = frames.map((frame) =>
+      new Promise<void>((resolve) => resolvers.push(resolve)).then(() => batcher.write(frame))
+    );
+    for (const resolve of resolvers) resolve();
+    assert.equal(writes.length, 0, "nothing is written synchronously");
+    await Promise.all(callers);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(writes.length, 1);
+    assert.deepEqual(
+      plain(new FrameDecoder().push(writes[0]!)),
+      plain(frames.map((f) => new FrameDecoder().push(f)[0]!)),
+    );
+  });
+
+  it("starts a new batch after a flush, and passes a lone frame through as it is", async () => {
+    const writes: Uint8Array[] = [];
+    const batcher = new FrameBatcher((bytes) => writes.push(bytes));
+    const first = encodeFrame(FrameKind.chunk, 7, encoder.encode("abc"));
+    batcher.write(first);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const second = encodeFrame(FrameKind.end, 7, new Uint8Array(0));
+    batcher.write(second);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(writes.length, 2);
+    assert.equal(writes[0], first);
+    assert.deepEqual([...writes[1]!], [...second]);
+  });
+
+  it("flush() writes at once and the scheduled flush then writes nothing", async () => {
+    const writes: Uint8Array[] = [];
+    const batcher = new FrameBatcher((bytes) => writes.push(bytes));
+    batcher.write(encodeJsonFrame(1, {}));
+    batcher.write(encodeJsonFrame(2, {}));
+    batcher.flush();
+    assert.equal(writes.length, 1);
+    assert.deepEqual(new FrameDecoder().push(writes[0]!).map((f) => f.id), [1, 2]);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(writes.length, 1);
   });
 });
