@@ -385,7 +385,17 @@ function livePolicy(
 }
 
 function queueOptions(config: Config): QueueOptions {
-  return { ...config.delivery, delayWarningMs: config.outbound.delayWarningMs };
+  const { outbound } = config;
+  return {
+    ...config.delivery,
+    delayWarningMs: outbound.delayWarningMs,
+    // As many attempts per destination as the most generous virtual MTA
+    // may open connections to it; more would only wait for a connection.
+    destinationConcurrency: Math.max(
+      outbound.maxConnectionsPerDestination,
+      ...[...outbound.virtualMtas.values()].map((mta) => mta.maxConnectionsPerDestination),
+    ),
+  };
 }
 
 function listenerSettings(config: Config): LiveListenerSettings {

@@ -32,7 +32,11 @@ export const DEFAULTS = {
   },
   aliases: { suffixSeparators: "+", dropCharacters: "." },
   delivery: {
-    concurrency: 8,
+    // Attempts are asynchronous, so a slot is cheap; a remote destination
+    // gets at most its connection limit of them (see serve.ts), so that one
+    // slow destination leaves room for the others. Postfix runs up to 100
+    // delivery agents (default_process_limit).
+    concurrency: 32,
     retryInitialMs: 60_000,
     retryMaxMs: 3_600_000,
     maxQueueLifetimeMs: 5 * 86_400_000,

@@ -35,6 +35,16 @@ export class DispatchCourier implements Courier {
     this.#isLocalDomain = isLocalDomain;
   }
 
+  /** The domains of the remote recipients, once each (normalized, as routing sees them). */
+  destinationsOf(recipients: readonly string[]): string[] {
+    const domains = new Set<string>();
+    for (const address of recipients) {
+      const { domain } = splitAddress(address);
+      if (domain !== "" && !this.#isLocalDomain(domain)) domains.add(domain);
+    }
+    return [...domains];
+  }
+
   /** Delivers to every recipient; one result each, in order. */
   async deliver(
     item: SpoolItem,

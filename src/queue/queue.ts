@@ -44,6 +44,12 @@ export interface Courier {
     recipients: RecipientRef[],
     open: () => AsyncIterable<Uint8Array>,
   ): Promise<DeliveryResult[]>;
+  /**
+   * The remote destinations (lower-case domains) an attempt for these
+   * recipients would send to; none for local ones. The queue uses them to
+   * keep one slow destination from taking every delivery slot.
+   */
+  destinationsOf?(recipients: readonly string[]): string[];
 }
 
 /** A recipient the sender is told about. */
@@ -69,6 +75,14 @@ export interface Notifier {
 /** Retry and concurrency settings. */
 export interface QueueOptions {
   concurrency: number;
+  /**
+   * Attempts in flight that send to one remote destination; unset, no
+   * limit but `concurrency`. Set to the outbound per-destination
+   * connection limit, since attempts beyond it would only wait for a
+   * connection while holding a slot that other destinations could use
+   * (Postfix's qmgr keeps a per-destination concurrency for this reason).
+   */
+  destinationConcurrency?: number;
   retryInitialMs: number;
   retryMaxMs: number;
   maxQueueLifetimeMs: number;
@@ -80,6 +94,11 @@ interface Entry {
   item: SpoolItem;
   dueAt: number;
   running: boolean;
+}
+
+/** The recipients an attempt for `item` is for: those still pending. */
+function pendingAddresses(item: SpoolItem): string[] {
+  return item.state.recipients.filter((r) => r.status === "pending").map((r) => r.address);
 }
 
 /** What the administration sees of a queued item. */
@@ -125,6 +144,10 @@ export class Queue {
   #entries = new Map<string, Entry>();
   #due = new DueHeap<Entry>();
   #active = 0;
+  /** Attempts in flight per remote destination. */
+  #activeTo = new Map<string, number>();
+  /** Due items that wait for a destination of theirs to have room, oldest first. */
+  #waitingFor = new Map<string, Entry[]>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #idle: Array<() => void> = [];
@@ -156,11 +179,13 @@ export class Queue {
 
   /**
    * Changes retry and concurrency settings (a policy reload). Retries
-   * already scheduled keep their time; a higher concurrency starts waiting
-   * items at once.
+   * already scheduled keep their time; a higher concurrency, total or per
+   * destination, starts waiting items at once.
    */
   setOptions(options: QueueOptions): void {
     this.#options = options;
+    // A higher (or no) per-destination limit has room for waiting items.
+    for (const destination of [...this.#waitingFor.keys()]) this.#release(destination);
     if (!this.#stopped) this.#pump();
   }
 
@@ -282,7 +307,17 @@ export class Queue {
       }
       if (top.at > now || this.#active >= this.#options.concurrency) break;
       this.#due.pop();
-      this.#start(entry);
+      const destinations = this.#destinationsOf(entry);
+      const full = destinations.find((d) => !this.#hasRoom(d));
+      if (full !== undefined) {
+        // Set aside, not left at the top of the heap: items for other
+        // destinations behind it must still start.
+        const waiting = this.#waitingFor.get(full);
+        if (waiting) waiting.push(entry);
+        else this.#waitingFor.set(full, [entry]);
+        continue;
+      }
+      this.#start(entry, destinations);
     }
     const next = this.#due.peek();
     // With every slot busy, an attempt's end pumps; only future items need a timer.
@@ -305,9 +340,43 @@ export class Queue {
     }, delay);
   }
 
-  #start(entry: Entry): void {
+  #destinationsOf(entry: Entry): string[] {
+    if (this.#options.destinationConcurrency === undefined) return [];
+    return this.#courier.destinationsOf?.(pendingAddresses(entry.item)) ?? [];
+  }
+
+  #hasRoom(destination: string): boolean {
+    return (this.#activeTo.get(destination) ?? 0) <
+      (this.#options.destinationConcurrency ?? Infinity);
+  }
+
+  /**
+   * Puts items that wait for `destination` back in the heap, as many as it
+   * has room for (the pump that follows starts them, unless an item due
+   * earlier takes the room first; that one then waits again). Items that
+   * finished, were held or started meanwhile are dropped.
+   */
+  #release(destination: string): void {
+    const waiting = this.#waitingFor.get(destination);
+    if (!waiting) return;
+    let room = (this.#options.destinationConcurrency ?? Infinity) -
+      (this.#activeTo.get(destination) ?? 0);
+    while (room > 0 && waiting.length > 0) {
+      const entry = waiting.shift()!;
+      if (
+        this.#entries.get(entry.item.envelope.id) !== entry || entry.running ||
+        entry.item.state.held
+      ) continue;
+      this.#due.push(entry);
+      room--;
+    }
+    if (waiting.length === 0) this.#waitingFor.delete(destination);
+  }
+
+  #start(entry: Entry, destinations: string[]): void {
     entry.running = true;
     this.#active++;
+    for (const d of destinations) this.#activeTo.set(d, (this.#activeTo.get(d) ?? 0) + 1);
     this.#attempt(entry.item)
       .then((next) => {
         if (next === undefined) {
@@ -330,6 +399,12 @@ export class Queue {
       .finally(() => {
         entry.running = false;
         this.#active--;
+        for (const d of destinations) {
+          const left = (this.#activeTo.get(d) ?? 1) - 1;
+          if (left > 0) this.#activeTo.set(d, left);
+          else this.#activeTo.delete(d);
+          this.#release(d);
+        }
         if (this.#active === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
         this.#pump();
       });

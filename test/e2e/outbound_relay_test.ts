@@ -4,7 +4,7 @@
  * password, an untrusted certificate, and the configuration check), virtual
  * MTAs with their own source address and EHLO name, the per-destination
  * connection limit with connection reuse and the messages-per-connection
- * cap, and MTA-STS in enforce mode (RFC 8461) with the policy fetched over
+ * cap, a slow destination that must not hold up the others, and MTA-STS in enforce mode (RFC 8461) with the policy fetched over
  * HTTPS from a server whose certificate a test CA signed.
  */
 
@@ -372,6 +372,72 @@ describe("outbound: virtual MTAs and connection limits", () => {
     assert.ok(Math.max(...carried) <= 3, `messages per connection: ${carried.join(", ")}`);
     assert.ok(Math.max(...carried) >= 2, `a connection was reused: ${carried.join(", ")}`);
     assert.equal(carried.reduce((a, b) => a + b, 0), count);
+  });
+});
+
+describe("outbound: a slow destination does not hold up the others", () => {
+  let dns: TestDnsServer;
+  let server: Server;
+  let submission: number;
+  let slowRx: SmtpReceiver;
+  let fastRx: SmtpReceiver;
+
+  before(async () => {
+    const port = await freePort();
+    submission = await freePort();
+    // Each message is held long enough for the whole test to happen meanwhile.
+    slowRx = await SmtpReceiver.start({ host: "127.0.0.37", port, holdMs: 6000 });
+    fastRx = await SmtpReceiver.start({ host: "127.0.0.38", port });
+    dns = await startDnsServer({
+      "slow.test": { MX: [{ priority: 10, exchange: "mx.slow.test" }] },
+      "mx.slow.test": { A: ["127.0.0.37"] },
+      "fast.test": { MX: [{ priority: 10, exchange: "mx.fast.test" }] },
+      "mx.fast.test": { A: ["127.0.0.38"] },
+    });
+    const configDir = await tempDir("postern-config-");
+    await writeTree(
+      configDir,
+      await configFiles([
+        // outboundBaseYaml ends inside the delivery section.
+        ...commonYaml(submission, dns),
+        "  concurrency: 3",
+        "outbound:",
+        `  port: ${port}`,
+        "  connect_timeout: 3s",
+        "  mta_sts: false",
+        "  max_connections_per_destination: 2",
+      ]),
+    );
+    server = await startServer({ configDir });
+  });
+  after(async () => {
+    await cleanup(server);
+    await Promise.all([slowRx.close(), fastRx.close()]);
+    await dns.close();
+  });
+
+  it("delivers to another domain while the slow one has its limit of attempts in flight", async () => {
+    // Four messages for the slow domain: without a limit per destination in
+    // the queue they would take all 3 delivery slots (2 connected, 1
+    // waiting for a connection) and the fast domain would wait 6 s.
+    const slow = await Promise.all(
+      [0, 1, 2, 3].map((i) => submit(submission, "alice@example.test", `s${i}@slow.test`)),
+    );
+    slow.forEach(queued);
+    queued(await submit(submission, "alice@example.test", "f@fast.test"));
+    await fastRx.waitForMessages(1, 20_000);
+    assert.equal(
+      slowRx.messages.length,
+      0,
+      "the fast domain's message arrived before any slow one was accepted",
+    );
+    assert.ok(slowRx.peak <= 2, `at most 2 connections to the slow domain, saw ${slowRx.peak}`);
+    // Nothing is lost: every slow message still arrives.
+    await slowRx.waitForMessages(4, 60_000);
+    assert.deepEqual(
+      slowRx.messages.flatMap((m) => m.to).sort(),
+      ["s0@slow.test", "s1@slow.test", "s2@slow.test", "s3@slow.test"],
+    );
   });
 });
 

@@ -99,6 +99,22 @@ describe("DispatchCourier", () => {
     assert.deepEqual(remote.calls[0], [recipients[0], recipients[2], recipients[4]]);
   });
 
+  it("destinationsOf() names each remote domain once, normalized, and no local one", () => {
+    const courier = new DispatchCourier(asLocal(new FakeLocal()), fakeRemote().fn, isOurs);
+    assert.deepEqual(
+      courier.destinationsOf([
+        "a@Remote.TEST",
+        "b@remote.test.",
+        "c@ours.test",
+        "postmaster",
+        "d@b\u00fccher.test",
+        "e@other.test",
+      ]),
+      ["remote.test", "xn--bcher-kva.test", "other.test"],
+    );
+    assert.deepEqual(courier.destinationsOf(["x@ours.test", "y@also-ours.test"]), []);
+  });
+
   it("deliver() matches our domains in lower case", async () => {
     const asked: string[] = [];
     const local = new FakeLocal();

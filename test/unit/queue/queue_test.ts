@@ -322,6 +322,112 @@ describe("Queue", () => {
     assert.equal(pumpsWhileBusy, 0, `the queue polled the clock ${pumpsWhileBusy} times`);
   });
 
+  /** A courier whose destinations are the recipients' domains but `local.test`. */
+  class RoutingCourier extends FakeCourier {
+    destinationsOf(recipients: readonly string[]): string[] {
+      return [...new Set(recipients.map((a) => a.split("@")[1]!))].filter((d) =>
+        d !== "local.test"
+      );
+    }
+  }
+
+  it("Queue starts items for other destinations while a slow one has its limit in flight", async () => {
+    const slow = deferred<void>();
+    let activeSlow = 0;
+    let maxSlow = 0;
+    const courier = new RoutingCourier(async (call) => {
+      if (call.address.endsWith("@slow.test")) {
+        activeSlow++;
+        maxSlow = Math.max(maxSlow, activeSlow);
+        await slow.promise;
+        activeSlow--;
+      }
+      return { status: "sent", detail: "ok" };
+    });
+    const q = makeQueue(courier, { concurrency: 4, destinationConcurrency: 2 });
+    // Six for the slow destination first, then others: without a limit per
+    // destination, the slow ones would take all four slots.
+    for (let i = 0; i < 6; i++) q.add(await spoolItem([`s${i}@slow.test`]));
+    for (let i = 0; i < 4; i++) q.add(await spoolItem([`f${i}@fast.test`]));
+    q.add(await spoolItem(["me@local.test"]));
+    await until(() => completedLines().length === 5);
+    assert.equal(maxSlow, 2);
+    assert.deepEqual(
+      courier.calls.filter((c) => !c.address.endsWith("@slow.test")).map((c) => c.address).sort(),
+      ["f0@fast.test", "f1@fast.test", "f2@fast.test", "f3@fast.test", "me@local.test"],
+    );
+    slow.resolve();
+    await until(() => completedLines().length === 11);
+    assert.equal(maxSlow, 2);
+    // Every item for the slow destination went, the first two due first (the
+    // fake courier records a call once it has read the body, so the order
+    // within those that run at once is not fixed).
+    const slowCalls = courier.calls.filter((c) => c.address.endsWith("@slow.test")).map((c) =>
+      c.address
+    );
+    assert.deepEqual(slowCalls.slice(0, 2).sort(), ["s0@slow.test", "s1@slow.test"]);
+    assert.deepEqual(
+      slowCalls.sort(),
+      [0, 1, 2, 3, 4, 5].map((i) => `s${i}@slow.test`),
+    );
+  });
+
+  it("Queue counts an item with recipients in two domains against both", async () => {
+    const gate = deferred<void>();
+    const courier = new RoutingCourier(async () => {
+      await gate.promise;
+      return { status: "sent", detail: "ok" };
+    });
+    const q = makeQueue(courier, { concurrency: 4, destinationConcurrency: 1 });
+    q.add(await spoolItem(["a@one.test", "b@two.test"]));
+    q.add(await spoolItem(["c@two.test"]));
+    q.add(await spoolItem(["d@three.test"]));
+    // The fake courier calls one recipient of an item at a time, so the
+    // first item shows as its first recipient until the gate opens.
+    await until(() => courier.calls.length === 2);
+    for (let i = 0; i < 10; i++) await new Promise((r) => setTimeout(r, 1));
+    assert.deepEqual(courier.calls.map((c) => c.address), ["a@one.test", "d@three.test"]);
+    gate.resolve();
+    await until(() => completedLines().length === 3);
+    assert.equal(courier.calls.at(-1)!.address, "c@two.test");
+  });
+
+  it("setOptions() with a higher per-destination limit starts waiting items at once", async () => {
+    const gate = deferred<void>();
+    const courier = new RoutingCourier(async () => {
+      await gate.promise;
+      return { status: "sent", detail: "ok" };
+    });
+    const q = makeQueue(courier, { concurrency: 8, destinationConcurrency: 1 });
+    for (let i = 0; i < 4; i++) q.add(await spoolItem([`u${i}@slow.test`]));
+    await until(() => courier.calls.length === 1);
+    for (let i = 0; i < 10; i++) await new Promise((r) => setTimeout(r, 1));
+    assert.equal(courier.calls.length, 1);
+    q.setOptions({ ...OPTIONS, concurrency: 8, destinationConcurrency: 3 });
+    await until(() => courier.calls.length === 3);
+    q.setOptions({ ...OPTIONS, concurrency: 8 });
+    await until(() => courier.calls.length === 4);
+    gate.resolve();
+    await until(() => completedLines().length === 4);
+  });
+
+  it("Queue drops a waiting item that was finished meanwhile and starts the next one", async () => {
+    const gate = deferred<void>();
+    const courier = new RoutingCourier(async () => {
+      await gate.promise;
+      return { status: "sent", detail: "ok" };
+    });
+    const q = makeQueue(courier, { concurrency: 4, destinationConcurrency: 1 });
+    const items: SpoolItem[] = [];
+    for (let i = 0; i < 3; i++) items.push(await spoolItem([`u${i}@slow.test`]));
+    for (const item of items) q.add(item);
+    await until(() => courier.calls.length === 1);
+    assert.equal(await q.finish(items[1]!.envelope.id, "delete", "test"), "done");
+    gate.resolve();
+    await until(() => completedLines().length === 3);
+    assert.deepEqual(courier.calls.map((c) => c.address), ["u0@slow.test", "u2@slow.test"]);
+  });
+
   it("Queue logs the error and keeps the item when the state cannot be saved", async () => {
     const courier = new FakeCourier(() => ({ status: "deferred", error: "down" }));
     spool.failSave = true;
