@@ -84,11 +84,16 @@ export async function serve(
   const { items, corrupt } = await spool.load();
   for (const bad of corrupt) mailLog.quarantined(bad.file, bad.reason);
 
-  // The pre-delivery-attempt hook has its own log, as GreenArrow's has.
+  // The pre-delivery-attempt hook has its own log, as GreenArrow's has. It
+  // is created on its first line, so a server without that hook has none.
   await mkdir(join(config.dataDir, "log"), { recursive: true, mode: 0o700 });
-  const hookLog = new FileSink(join(config.dataDir, "log", "pre-delivery-attempt.log"));
+  let hookLogFile: FileSink | undefined;
+  const hookLog = (line: string) => {
+    hookLogFile ??= new FileSink(join(config.dataDir, "log", "pre-delivery-attempt.log"));
+    hookLogFile.write(line);
+  };
   const hooks = await HookRunner.start({
-    outputFor: (point) => point === "pre-delivery-attempt" ? hookLog.write : undefined,
+    outputFor: (point) => point === "pre-delivery-attempt" ? hookLog : undefined,
     configDir: config.configDir,
     dataDir: config.dataDir,
     config: config.hooks,
@@ -149,7 +154,7 @@ export async function serve(
     mtaSts,
     preDeliveryHook: (input) => hooks.preDeliveryAttempt(input),
     hookLog: (line) => {
-      hookLog.write(`${new Date().toISOString()} ${line}\n`);
+      hookLog(`${new Date().toISOString()} ${line}\n`);
       logger.warn("pre-delivery-attempt hook error", { detail: line });
     },
     logger,
@@ -273,12 +278,25 @@ export async function serve(
       });
     }
   };
+  // SIGHUP also opens the hook's log again by name, as the mail log is, so
+  // that logrotate's rename-and-HUP works for both.
+  const reopenHookLog = () => hookLogFile?.reopen();
+  const subscribe = options.onHangup;
   const reloader = config.configDir === undefined || options.reload === undefined
     ? undefined
     : startReloader({
       store: policy,
-      ...(options.onHangup ? { onHangup: options.onHangup } : {}),
+      ...(subscribe
+        ? {
+          onHangup: (handler: () => void) =>
+            subscribe(() => {
+              reopenHookLog();
+              handler();
+            }),
+        }
+        : {}),
     });
+  const unsubscribeHangup = reloader ? undefined : subscribe?.(reopenHookLog);
   const admin = config.admin.listen === undefined ? undefined : await startAdmin({
     listen: config.admin.listen,
     tokenFile: config.admin.tokenFile,
@@ -316,6 +334,7 @@ export async function serve(
     async stop() {
       await admin?.close();
       reloader?.close();
+      unsubscribeHangup?.();
       policy.close();
       stopping = true;
       await applying;
@@ -323,7 +342,7 @@ export async function serve(
       await queue.stop();
       pool.close();
       hooks.close();
-      await hookLog.close();
+      await hookLogFile?.close();
       await spool.close();
     },
   };

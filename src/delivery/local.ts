@@ -63,10 +63,18 @@ export class LocalCourier {
     this.#options = { ...this.#options, pipeTimeoutMs: ms };
   }
 
-  /** Delivers to every destination of one envelope recipient. */
+  /**
+   * Delivers to every destination of one envelope recipient but those
+   * `recipient.done` names (delivered by an earlier attempt).
+   */
   async deliver(
     item: SpoolItem,
-    recipient: { address: string; index: number; attempts?: number },
+    recipient: {
+      address: string;
+      index: number;
+      attempts?: number;
+      done?: readonly string[] | undefined;
+    },
     open: () => AsyncIterable<Uint8Array>,
   ): Promise<DeliveryResult> {
     let destinations: Destination[];
@@ -82,16 +90,31 @@ export class LocalCourier {
     const sent: string[] = [];
     const deferred: string[] = [];
     const failed: string[] = [];
+    const doneBefore = new Set(recipient.done ?? []);
+    const done: string[] = [];
     for (const destination of destinations) {
+      const key = destinationKey(destination);
+      if (doneBefore.has(key)) {
+        sent.push(`${key}(earlier)`);
+        continue;
+      }
       const result = await this.#deliverOne(item, recipient, destination, open);
-      if (result.status === "sent") sent.push(result.detail);
-      else if (result.status === "deferred") deferred.push(result.error);
+      if (result.status === "sent") {
+        sent.push(result.detail);
+        done.push(key);
+      } else if (result.status === "deferred") deferred.push(result.error);
       else failed.push(result.error);
     }
-    // Retrying is safe for mailboxes (named per queue ID and recipient),
-    // so any temporary failure makes the whole recipient wait for a retry.
+    // Any temporary failure makes the whole recipient wait for a retry; the
+    // targets delivered meanwhile are recorded, so that the retry does not
+    // run a pipe or send a forward again (a mailbox is named per queue ID
+    // and recipient, so it would not duplicate anyway).
     if (deferred.length > 0) {
-      return { status: "deferred", error: [...deferred, ...failed].join("; ") };
+      return {
+        status: "deferred",
+        error: [...deferred, ...failed].join("; "),
+        ...(done.length > 0 ? { done } : {}),
+      };
     }
     if (failed.length > 0) return { status: "failed", error: failed.join("; ") };
     return { status: "sent", detail: sent.join(",") };
@@ -164,6 +187,18 @@ export class LocalCourier {
       this.#maildirs.set(path, maildir);
     }
     return maildir;
+  }
+}
+
+/** Names one target of a recipient, for the record of those already delivered. */
+function destinationKey(destination: Destination): string {
+  switch (destination.kind) {
+    case "mailbox":
+      return `mailbox:${destination.user}@${destination.domain}`;
+    case "pipe":
+      return `pipe:${destination.alias}:${JSON.stringify(destination.argv)}`;
+    case "remote":
+      return `forward:${destination.address}`;
   }
 }
 

@@ -17,6 +17,13 @@ export type DeliveryResult =
   | {
     status: "deferred" | "failed";
     error: string;
+    /**
+     * Of a deferred recipient that an alias expands to several targets:
+     * the targets delivered in this attempt, which the queue keeps and
+     * hands back in {@linkcode RecipientRef.done} so the retry skips them.
+     * A pipe run twice or a forward sent twice is a duplicate message.
+     */
+    done?: string[];
     /** Enhanced status code (RFC 3463) for a bounce; else one is derived from `error`. */
     dsnStatus?: string;
     /** The remote host that answered, for a bounce. */
@@ -30,6 +37,8 @@ export interface RecipientRef {
   index: number;
   /** Attempts made before this one. */
   attempts: number;
+  /** Targets delivered by earlier attempts (see {@linkcode DeliveryResult}). */
+  done?: readonly string[];
 }
 
 /** Something that delivers messages: local (Maildir, pipes), remote, or both. */
@@ -417,7 +426,12 @@ export class Queue {
     const due = [...state.recipients.entries()].filter(([, r]) => r.status === "pending");
     const results = due.length === 0 ? [] : await this.#courier.deliver(
       item,
-      due.map(([index, r]) => ({ address: r.address, index, attempts: r.attempts })),
+      due.map(([index, r]) => ({
+        address: r.address,
+        index,
+        attempts: r.attempts,
+        ...(r.done ? { done: r.done } : {}),
+      })),
       () => this.#spool.openMessage(item),
     );
     const failed: NotifiedRecipient[] = [];
@@ -427,6 +441,7 @@ export class Queue {
       rcpt.attempts++;
       if (result.status === "sent") {
         rcpt.status = "sent";
+        delete rcpt.done;
         delete rcpt.last_error;
         delete rcpt.last_status;
         delete rcpt.remote_mta;
@@ -440,7 +455,10 @@ export class Queue {
       else delete rcpt.remote_mta;
       if (result.status === "failed") {
         rcpt.status = "failed";
+        delete rcpt.done;
         failed.push(notified(rcpt));
+      } else if (result.done && result.done.length > 0) {
+        rcpt.done = [...new Set([...(rcpt.done ?? []), ...result.done])];
       }
       this.#mailLog.delivery(envelope.id, rcpt.address, result.status, { error: result.error });
     }

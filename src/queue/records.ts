@@ -54,6 +54,11 @@ export const DeliveryStateSchema = v.strictObject({
     last_status: v.optional(v.string()),
     /** The remote host that gave the last answer. */
     remote_mta: v.optional(v.string()),
+    /**
+     * Targets of this recipient's alias already delivered while others wait
+     * for a retry (see `DeliveryResult`), so the retry does not repeat them.
+     */
+    done: v.optional(v.array(v.string())),
   })),
   /** A delay warning was sent to the sender. */
   warned: v.optional(v.boolean()),

@@ -10,13 +10,15 @@
  * pause, dump, new_mtaid, new_config, deliver_as_if_to_domain); every
  * failure (exception, invalid result, timeout, a file that does not load,
  * an unknown virtual MTA) as a temporary failure with the reference's
- * status text and a line in the hook's own log; and routes by sender and
+ * status text and a line in the hook's own log, which SIGHUP reopens for
+ * logrotate; and routes by sender and
  * recipient domain without any hook.
  */
 
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import { hashPassword } from "../../src/users/mod.ts";
 import { startDnsServer, type TestDnsServer } from "../support/dns_server.ts";
@@ -358,6 +360,30 @@ describe("pre-delivery-attempt hook: input and actions", () => {
     await server.waitForLog(delivery(id, "invalid@remote.test", "sent"), 15_000);
     // The invalid result named "fast": it was not used.
     assert.equal(seenBy(mx, await messageFor(mx, "invalid@remote.test")).ehlo, "mail.example.test");
+  });
+
+  it("opens its log again on SIGHUP, after logrotate renamed it", async () => {
+    const file = join(server.dataDir, "log", "pre-delivery-attempt.log");
+    await readHookLog(server).then((text) => assert.notEqual(text, "", "the hook has logged"));
+    await rename(file, `${file}.1`);
+    // process.kill, not child.kill: under Deno, child.kill sends one signal
+    // per child at most, and the harness could not stop the server after it.
+    process.kill(server.child.pid!, "SIGHUP");
+    // The hook prints each input it gets; once the server has reopened the
+    // file by name, the next attempt's line is in the new file only.
+    let n = 0;
+    const rcpt = await eventually(
+      async () => {
+        const to = `rotated${n++}@remote.test`;
+        const id = queued(await submit([to]));
+        await server.waitForLog(delivery(id, to, "sent"), 15_000);
+        return (await readHookLog(server)).includes(to) ? to : undefined;
+      },
+      20_000,
+      "a hook line in the new log file",
+    );
+    assert.ok(!(await readFile(`${file}.1`, "utf8")).includes(rcpt));
+    assert.equal(server.child.exitCode, null, "SIGHUP does not end the server");
   });
 
   it("new_mtaid naming a virtual MTA that does not exist is a temporary failure", async () => {

@@ -188,6 +188,50 @@ describe("LocalCourier", () => {
     assert.equal((await listDir(newDir("ex.test", "alice"))).length, 1);
   });
 
+  it("deliver() reports the targets it delivered while another defers, and skips them when told", async () => {
+    const script = join(root, "count.sh");
+    const runs = join(root, "runs.txt");
+    await writeFile(script, `#!/bin/sh\ncat > /dev/null\necho run >> '${runs}'\n`);
+    await chmod(script, 0o755);
+    const forwards: string[] = [];
+    let remoteUp = false;
+    const c = retain(
+      new LocalCourier(
+        () => resolverFor(`team: p, a@remote.test, b@remote.test\np: | ${script}\n`),
+        {
+          mailRoot,
+          hostname: "mx.ex.test",
+          pipeTimeoutMs: 10_000,
+          pipeCwd: root,
+          forward: (_item, recipient) => {
+            forwards.push(recipient.address);
+            // a@ is delivered at once; b@ only once the remote side is up.
+            return Promise.resolve(
+              recipient.address === "a@remote.test" || remoteUp
+                ? { status: "sent", detail: `smtp:${recipient.address}` }
+                : { status: "deferred", error: "451 try later" },
+            );
+          },
+        },
+      ),
+    );
+    const msg = await item(["team@ex.test"]);
+    const first = await deliver(c, msg, 0);
+    assert.equal(first.status, "deferred");
+    assert.ok(first.status === "deferred");
+    assert.equal(first.done?.length, 2, "the pipe and a@ are recorded as delivered");
+    remoteUp = true;
+    const second = await c.deliver(
+      msg,
+      { address: "team@ex.test", index: 0, attempts: 1, done: first.done },
+      () => spool.openMessage(msg),
+    );
+    assert.equal(second.status, "sent");
+    // Each target got the message exactly once.
+    assert.equal(await readFile(runs, "utf8"), "run\n");
+    assert.deepEqual(forwards, ["a@remote.test", "b@remote.test", "b@remote.test"]);
+  });
+
   it("deliver() prefers deferred over failed when destinations disagree", async () => {
     // A pipe alias takes the whole right-hand side, so build the mix with two aliases.
     const c = courier(resolverFor("mix: p, x@remote.test\np: | /bin/false\n"));

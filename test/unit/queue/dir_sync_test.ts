@@ -80,4 +80,21 @@ describe("DirSyncer", () => {
     await syncer.close();
     await syncer.close();
   });
+
+  it("close() resolves only after the syncs already asked for have finished", async () => {
+    const syncer = new DirSyncer(root);
+    const settled: string[] = [];
+    const first = syncer.sync().then(() => settled.push("first"));
+    const second = syncer.sync().then(() => settled.push("second"));
+    await syncer.close();
+    // The two calls share one batch; both settled before close() did.
+    assert.deepEqual(settled, ["first", "second"]);
+    await Promise.all([first, second]);
+  });
+
+  it("close() reports nothing when a sync failed; the caller of sync() got the error", async () => {
+    const syncer = new DirSyncer(join(root, "no-such-dir"));
+    await assert.rejects(syncer.sync(), { code: "ENOENT" });
+    await syncer.close();
+  });
 });

@@ -256,6 +256,34 @@ describe("Queue", () => {
     assert.match(completedLines()[0]!, /sent=3 failed=0/);
   });
 
+  it("Queue keeps the targets a deferred recipient reported delivered, hands them to each retry, and drops them once final", async () => {
+    const seen: Array<readonly string[] | undefined> = [];
+    const answers: DeliveryResult[] = [
+      { status: "deferred", error: "b down", done: ["pipe:p", "forward:a@remote.test"] },
+      { status: "deferred", error: "b still down", done: ["forward:c@remote.test"] },
+      { status: "sent", detail: "b" },
+    ];
+    const courier: Courier = {
+      deliver: (_item, recipients) => {
+        seen.push(recipients[0]!.done);
+        return Promise.resolve([answers[seen.length - 1]!]);
+      },
+    };
+    const q = makeQueue(courier);
+    q.add(await spoolItem(["team@ex.test"]));
+    await until(() => completedLines().length === 1);
+    assert.deepEqual(seen, [
+      undefined,
+      ["pipe:p", "forward:a@remote.test"],
+      ["pipe:p", "forward:a@remote.test", "forward:c@remote.test"],
+    ]);
+    // Kept on disk between attempts, so a restart does not repeat them either.
+    assert.deepEqual(spool.saved.map((s) => s.state.recipients[0]!.done), [
+      ["pipe:p", "forward:a@remote.test"],
+      ["pipe:p", "forward:a@remote.test", "forward:c@remote.test"],
+    ]);
+  });
+
   it("Queue fails pending recipients as expired when the item is older than maxQueueLifetimeMs", async () => {
     const courier = new FakeCourier(() => ({ status: "deferred", error: "still down" }));
     const q = makeQueue(courier);
