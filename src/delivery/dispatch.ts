@@ -35,7 +35,12 @@ export class DispatchCourier implements Courier {
     this.#isLocalDomain = isLocalDomain;
   }
 
-  /** The domains of the remote recipients, once each (normalized, as routing sees them). */
+  /**
+   * The domains of the remote recipients, once each (normalized), for the
+   * queue's limit per destination. These are recipient domains: a route to
+   * a smarthost or a hook's deliver_as_if_to_domain is not known until the
+   * attempt, and the connection pool enforces its own limits for those.
+   */
   destinationsOf(recipients: readonly string[]): string[] {
     const domains = new Set<string>();
     for (const address of recipients) {

@@ -120,7 +120,10 @@ function messageStream(id) {
       }
       return new Promise((resolve) => {
         state.waiting = (kind, payload) => {
-          if (kind === END) {
+          // A stream the hook cancelled meanwhile takes nothing more.
+          if (state.done) {
+            // Nothing: cancel() settled the pull.
+          } else if (kind === END) {
             state.done = true;
             controller.close();
           } else {
@@ -133,6 +136,9 @@ function messageStream(id) {
     },
     cancel() {
       state.done = true;
+      const waiting = state.waiting;
+      state.waiting = null;
+      waiting?.(END, null);
     },
   }, { highWaterMark: 0 });
 }
@@ -190,16 +196,22 @@ requests.on("data", (chunk) => {
     const id = view.getUint32(5);
     const payload = buffer.slice(offset + 9, offset + 4 + length);
     offset += 4 + length;
-    if (kind === JSON_FRAME) {
-      const request = JSON.parse(decoder.decode(payload));
-      if (request.t === "call") call(fn, id, request);
-    } else {
-      const state = streams.get(id);
-      const waiting = state?.waiting;
-      if (waiting) {
-        state.waiting = null;
-        waiting(kind, payload);
+    // Each frame is handled once, whatever happens while handling it: the
+    // buffer is cut after the loop, so a throw here must not reach it.
+    try {
+      if (kind === JSON_FRAME) {
+        const request = JSON.parse(decoder.decode(payload));
+        if (request.t === "call") call(fn, id, request);
+      } else {
+        const state = streams.get(id);
+        const waiting = state?.waiting;
+        if (waiting) {
+          state.waiting = null;
+          waiting(kind, payload);
+        }
       }
+    } catch (err) {
+      console.error("hook worker: cannot handle a frame:", err);
     }
   }
   buffer = buffer.subarray(offset);

@@ -7,6 +7,7 @@
  */
 
 import type { Logger, MailLog } from "../log/mod.ts";
+import { DestinationLimits, type Verdict } from "./destination_limits.ts";
 import { DueHeap } from "./due_heap.ts";
 import type { DeliveryState } from "./records.ts";
 import type { Spool, SpoolItem } from "./spool.ts";
@@ -86,10 +87,7 @@ export interface QueueOptions {
   concurrency: number;
   /**
    * Attempts in flight that send to one remote destination; unset, no
-   * limit but `concurrency`. Set to the outbound per-destination
-   * connection limit, since attempts beyond it would only wait for a
-   * connection while holding a slot that other destinations could use
-   * (Postfix's qmgr keeps a per-destination concurrency for this reason).
+   * limit but `concurrency` (see `destination_limits.ts`).
    */
   destinationConcurrency?: number;
   retryInitialMs: number;
@@ -103,6 +101,8 @@ interface Entry {
   item: SpoolItem;
   dueAt: number;
   running: boolean;
+  /** Set aside for this destination (see `destination_limits.ts`). */
+  waitingOn?: string | undefined;
 }
 
 /** The recipients an attempt for `item` is for: those still pending. */
@@ -153,10 +153,7 @@ export class Queue {
   #entries = new Map<string, Entry>();
   #due = new DueHeap<Entry>();
   #active = 0;
-  /** Attempts in flight per remote destination. */
-  #activeTo = new Map<string, number>();
-  /** Due items that wait for a destination of theirs to have room, oldest first. */
-  #waitingFor = new Map<string, Entry[]>();
+  #limits = new DestinationLimits<Entry>(() => this.#options.destinationConcurrency);
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #idle: Array<() => void> = [];
@@ -194,7 +191,7 @@ export class Queue {
   setOptions(options: QueueOptions): void {
     this.#options = options;
     // A higher (or no) per-destination limit has room for waiting items.
-    for (const destination of [...this.#waitingFor.keys()]) this.#release(destination);
+    this.#requeue(this.#limits.releaseAll(this.#judge, this.#destinationsOf));
     if (!this.#stopped) this.#pump();
   }
 
@@ -219,6 +216,9 @@ export class Queue {
     const entry = this.#entries.get(id);
     if (!entry) return "missing";
     if (entry.running) return "busy";
+    // Set aside for a destination at its limit, it is due already and
+    // starts as soon as that destination has room.
+    if (entry.waitingOn !== undefined) return "done";
     entry.dueAt = this.#now();
     this.#due.push(entry);
     this.#pump();
@@ -238,7 +238,8 @@ export class Queue {
     else delete state.held;
     await this.#spool.saveState(id, state);
     entry.item.state = state;
-    if (!held) {
+    if (held) this.#limits.forget(entry);
+    else if (entry.waitingOn === undefined) {
       entry.dueAt = this.#now();
       this.#due.push(entry);
     }
@@ -256,6 +257,7 @@ export class Queue {
     if (!entry) return "missing";
     if (entry.running) return "busy";
     entry.running = true;
+    this.#limits.forget(entry);
     const { recipients } = entry.item.state;
     const failed: NotifiedRecipient[] = [];
     for (const rcpt of recipients) {
@@ -317,13 +319,11 @@ export class Queue {
       if (top.at > now || this.#active >= this.#options.concurrency) break;
       this.#due.pop();
       const destinations = this.#destinationsOf(entry);
-      const full = destinations.find((d) => !this.#hasRoom(d));
+      const full = this.#limits.firstFull(destinations);
       if (full !== undefined) {
         // Set aside, not left at the top of the heap: items for other
         // destinations behind it must still start.
-        const waiting = this.#waitingFor.get(full);
-        if (waiting) waiting.push(entry);
-        else this.#waitingFor.set(full, [entry]);
+        this.#limits.setAside(entry, full);
         continue;
       }
       this.#start(entry, destinations);
@@ -349,43 +349,28 @@ export class Queue {
     }, delay);
   }
 
-  #destinationsOf(entry: Entry): string[] {
+  readonly #destinationsOf = (entry: Entry): string[] => {
     if (this.#options.destinationConcurrency === undefined) return [];
     return this.#courier.destinationsOf?.(pendingAddresses(entry.item)) ?? [];
-  }
+  };
 
-  #hasRoom(destination: string): boolean {
-    return (this.#activeTo.get(destination) ?? 0) <
-      (this.#options.destinationConcurrency ?? Infinity);
-  }
+  /** Whether a set-aside entry may still start. */
+  readonly #judge = (entry: Entry): Verdict =>
+    this.#entries.get(entry.item.envelope.id) !== entry || entry.running ||
+      entry.item.state.held
+      ? "drop"
+      : "start";
 
-  /**
-   * Puts items that wait for `destination` back in the heap, as many as it
-   * has room for (the pump that follows starts them, unless an item due
-   * earlier takes the room first; that one then waits again). Items that
-   * finished, were held or started meanwhile are dropped.
-   */
-  #release(destination: string): void {
-    const waiting = this.#waitingFor.get(destination);
-    if (!waiting) return;
-    let room = (this.#options.destinationConcurrency ?? Infinity) -
-      (this.#activeTo.get(destination) ?? 0);
-    while (room > 0 && waiting.length > 0) {
-      const entry = waiting.shift()!;
-      if (
-        this.#entries.get(entry.item.envelope.id) !== entry || entry.running ||
-        entry.item.state.held
-      ) continue;
-      this.#due.push(entry);
-      room--;
-    }
-    if (waiting.length === 0) this.#waitingFor.delete(destination);
+  /** Puts released entries back in the heap at their (past) due time. */
+  #requeue(entries: Entry[]): void {
+    for (const entry of entries) this.#due.push(entry);
   }
 
   #start(entry: Entry, destinations: string[]): void {
     entry.running = true;
+    this.#limits.forget(entry);
     this.#active++;
-    for (const d of destinations) this.#activeTo.set(d, (this.#activeTo.get(d) ?? 0) + 1);
+    this.#limits.started(destinations);
     this.#attempt(entry.item)
       .then((next) => {
         if (next === undefined) {
@@ -408,12 +393,7 @@ export class Queue {
       .finally(() => {
         entry.running = false;
         this.#active--;
-        for (const d of destinations) {
-          const left = (this.#activeTo.get(d) ?? 1) - 1;
-          if (left > 0) this.#activeTo.set(d, left);
-          else this.#activeTo.delete(d);
-          this.#release(d);
-        }
+        this.#requeue(this.#limits.ended(destinations, this.#judge, this.#destinationsOf));
         if (this.#active === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
         this.#pump();
       });

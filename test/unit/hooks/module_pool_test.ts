@@ -233,6 +233,36 @@ export default async function (input) {
     await eventually(() => stats.returned, "the message source to be closed");
   });
 
+  it("call() survives a hook that cancels the message while a chunk is on its way, and runs each call once", async () => {
+    const pool = await startPool(`
+      let calls = 0;
+      export default async (input) => {
+        calls++;
+        const reader = input.message.getReader();
+        const pending = reader.read();
+        // Let the read reach Postern (a pull), then cancel before its answer.
+        await new Promise((r) => setTimeout(r, 20));
+        await reader.cancel();
+        await pending.catch(() => {});
+        // Still running when the chunk arrives.
+        await new Promise((r) => setTimeout(r, 300));
+        return calls;
+      };`);
+    // The chunk comes after the hook has cancelled its stream.
+    const late: AsyncIterable<Uint8Array> = {
+      async *[Symbol.asyncIterator]() {
+        await new Promise((r) => setTimeout(r, 100));
+        yield new TextEncoder().encode("too late");
+      },
+    };
+    assert.deepEqual(await pool.call({}, late), { ok: true, value: 1 });
+    await new Promise((r) => setTimeout(r, 200));
+    // The same worker, and the first call was not run again.
+    assert.deepEqual(await pool.call({}, late), { ok: true, value: 2 });
+    assert.equal(pool.restarts, 0);
+    assert.deepEqual(logged("hook output"), []);
+  });
+
   it("call() gives the hook no message stream when no message is passed", async () => {
     const pool = await startPool(`export default (input) => ({ keys: Object.keys(input) });`);
     assert.deepEqual(await pool.call({ address: "a@b" }), {

@@ -456,6 +456,66 @@ describe("Queue", () => {
     assert.deepEqual(courier.calls.map((c) => c.address), ["u0@slow.test", "u2@slow.test"]);
   });
 
+  it("Queue starts an item whose destination has room when the one before it must wait for another", async () => {
+    const gates = new Map<string, ReturnType<typeof deferred<void>>>();
+    const gate = (address: string) => {
+      let g = gates.get(address);
+      if (!g) gates.set(address, g = deferred<void>());
+      return g;
+    };
+    const courier = new RoutingCourier(async (call) => {
+      await gate(call.address).promise;
+      return { status: "sent", detail: "ok" };
+    });
+    const q = makeQueue(courier, { concurrency: 8, destinationConcurrency: 1 });
+    q.add(await spoolItem(["s@slow.test"]));
+    q.add(await spoolItem(["f@fast.test"]));
+    await until(() => courier.calls.length === 2);
+    // M needs both destinations, Y only the fast one: both wait for fast.
+    q.add(await spoolItem(["m@fast.test", "m@slow.test"]));
+    q.add(await spoolItem(["y@fast.test"]));
+    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 1));
+    assert.equal(courier.calls.length, 2);
+    // Fast has room again; M still waits for slow, so Y must start now,
+    // while the slow attempt is still in flight.
+    gate("f@fast.test").resolve();
+    await until(() => courier.calls.some((c) => c.address === "y@fast.test"));
+    assert.ok(!courier.calls.some((c) => c.address.startsWith("m@")), "M waits for slow");
+    gate("y@fast.test").resolve();
+    gate("m@fast.test").resolve();
+    gate("m@slow.test").resolve();
+    gate("s@slow.test").resolve();
+    await until(() => completedLines().length === 4);
+    assert.equal(courier.calls.filter((c) => c.address === "m@fast.test").length, 1);
+  });
+
+  it("retryNow() and a hold of an item that waits for its destination neither duplicate nor block it", async () => {
+    const gate = deferred<void>();
+    const courier = new RoutingCourier(async () => {
+      await gate.promise;
+      return { status: "sent", detail: "ok" };
+    });
+    const q = makeQueue(courier, { concurrency: 8, destinationConcurrency: 1 });
+    const items: SpoolItem[] = [];
+    for (let i = 0; i < 4; i++) items.push(await spoolItem([`u${i}@slow.test`]));
+    for (const item of items) q.add(item);
+    await until(() => courier.calls.length === 1);
+    assert.equal(q.retryNow(items[1]!.envelope.id), "done");
+    assert.equal(q.retryNow(items[1]!.envelope.id), "done");
+    assert.equal(await q.setHeld(items[2]!.envelope.id, true), "done");
+    gate.resolve();
+    // u0, u1 once each, u3; u2 is held and does not hold up u3.
+    await until(() => completedLines().length === 3);
+    assert.deepEqual(courier.calls.map((c) => c.address).sort(), [
+      "u0@slow.test",
+      "u1@slow.test",
+      "u3@slow.test",
+    ]);
+    assert.equal(await q.setHeld(items[2]!.envelope.id, false), "done");
+    await until(() => completedLines().length === 4);
+    assert.equal(courier.calls.length, 4);
+  });
+
   it("Queue logs the error and keeps the item when the state cannot be saved", async () => {
     const courier = new FakeCourier(() => ({ status: "deferred", error: "down" }));
     spool.failSave = true;
