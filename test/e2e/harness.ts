@@ -197,8 +197,13 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
   };
 }
 
-/** Removes a server's directories. */
-export async function cleanup(server: Server): Promise<void> {
+/**
+ * Stops a server and removes its directories. A server that never started
+ * (its `before` hook failed) is skipped: throwing here would hide that
+ * hook's error, which Deno's node:test then does not report.
+ */
+export async function cleanup(server: Server | undefined): Promise<void> {
+  if (server === undefined) return;
   await server.stop();
   await rm(server.configDir, { recursive: true, force: true });
   await rm(server.dataDir, { recursive: true, force: true });
