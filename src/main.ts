@@ -168,25 +168,24 @@ async function main(argv: string[]): Promise<number> {
 
   const logger = new Logger(config.log.level, runtime.writeStderr);
   // SIGHUP's default action ends the process. One handler for the whole
-  // life of the daemon (start-up and shutdown included) passes it to the
-  // reloader when there is one, and otherwise ignores it.
-  let hangup: (() => void) | undefined;
+  // life of the daemon (start-up and shutdown included) reopens the mail
+  // log and passes the signal on to whoever subscribed (the reloader, the
+  // hook's log); with nobody, it is ignored.
+  const hangups = new Set<() => void>();
   const mailFile = config.log.mailFile === undefined
     ? undefined
     : new FileSink(config.log.mailFile);
   runtime.onSignal("SIGHUP", () => {
     mailFile?.reopen();
-    hangup?.();
+    for (const handler of hangups) handler();
   });
   let server;
   try {
     server = await serve(config, logger, mailFile?.write ?? runtime.writeStdout, {
       reload: config.configDir === undefined ? undefined : load,
       onHangup: (handler) => {
-        hangup = handler;
-        return () => {
-          if (hangup === handler) hangup = undefined;
-        };
+        hangups.add(handler);
+        return () => hangups.delete(handler);
       },
     });
   } catch (err) {

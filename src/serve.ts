@@ -58,7 +58,10 @@ export interface ServeOptions {
    * overrides; without it (embedded defaults) nothing is reloaded.
    */
   reload?: (() => Promise<Config>) | undefined;
-  /** Subscribes to SIGHUP (a forced reload); returns the unsubscribe function. */
+  /**
+   * Subscribes a handler to SIGHUP (a forced reload; logs opened again by
+   * name); several may subscribe. Returns the unsubscribe function.
+   */
   onHangup?: ((handler: () => void) => () => void) | undefined;
 }
 
@@ -278,25 +281,15 @@ export async function serve(
       });
     }
   };
-  // SIGHUP also opens the hook's log again by name, as the mail log is, so
-  // that logrotate's rename-and-HUP works for both.
-  const reopenHookLog = () => hookLogFile?.reopen();
-  const subscribe = options.onHangup;
   const reloader = config.configDir === undefined || options.reload === undefined
     ? undefined
     : startReloader({
       store: policy,
-      ...(subscribe
-        ? {
-          onHangup: (handler: () => void) =>
-            subscribe(() => {
-              reopenHookLog();
-              handler();
-            }),
-        }
-        : {}),
+      ...(options.onHangup ? { onHangup: options.onHangup } : {}),
     });
-  const unsubscribeHangup = reloader ? undefined : subscribe?.(reopenHookLog);
+  // SIGHUP also opens the hook's log again by name, as the mail log is, so
+  // that logrotate's rename-and-HUP works for both.
+  const unsubscribeHangup = options.onHangup?.(() => hookLogFile?.reopen());
   const admin = config.admin.listen === undefined ? undefined : await startAdmin({
     listen: config.admin.listen,
     tokenFile: config.admin.tokenFile,

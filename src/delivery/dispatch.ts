@@ -44,10 +44,17 @@ export class DispatchCourier implements Courier {
   destinationsOf(recipients: readonly string[]): string[] {
     const domains = new Set<string>();
     for (const address of recipients) {
-      const { domain } = splitAddress(address);
-      if (domain !== "" && !this.#isLocalDomain(domain)) domains.add(domain);
+      const domain = this.#remoteDomain(address);
+      if (domain !== undefined) domains.add(domain);
     }
     return [...domains];
+  }
+
+  /** The domain of an address that is delivered remotely; undefined for one of ours. */
+  #remoteDomain(address: string): string | undefined {
+    const { domain } = splitAddress(address);
+    // An address without a domain is one of ours (RFC 5321 section 4.5.1 postmaster).
+    return domain === "" || this.#isLocalDomain(domain) ? undefined : domain;
   }
 
   /** Delivers to every recipient; one result each, in order. */
@@ -60,9 +67,7 @@ export class DispatchCourier implements Courier {
     const remote: Array<{ position: number; recipient: RecipientRef }> = [];
     const local: Array<{ position: number; recipient: RecipientRef }> = [];
     for (const [position, recipient] of recipients.entries()) {
-      const { domain } = splitAddress(recipient.address);
-      // An address without a domain is one of ours (RFC 5321 section 4.5.1 postmaster).
-      if (domain === "" || this.#isLocalDomain(domain)) {
+      if (this.#remoteDomain(recipient.address) === undefined) {
         local.push({ position, recipient });
       } else {
         remote.push({ position, recipient });

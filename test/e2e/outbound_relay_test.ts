@@ -63,6 +63,17 @@ async function configFiles(
   };
 }
 
+/** Starts Postern on a new config directory: postern.yaml from `yaml` lines, the users, `extra`. */
+async function startWith(
+  yaml: string[],
+  extra: Record<string, string> = {},
+  env?: Record<string, string>,
+): Promise<Server> {
+  const configDir = await tempDir("postern-config-");
+  await writeTree(configDir, await configFiles(yaml, extra));
+  return await startServer({ configDir, ...(env ? { env } : {}) });
+}
+
 /** The settings every server here shares: submission, test DNS, fast retries. */
 function commonYaml(submission: number, dns: TestDnsServer): string[] {
   return outboundBaseYaml(submission, dns.address);
@@ -105,20 +116,16 @@ describe("outbound through a smarthost", () => {
   /** Starts Postern with `smarthost` (YAML lines of the section) and extra config files. */
   const withRelay = async (smarthost: string[], files: Record<string, string>) => {
     const submission = await freePort();
-    const configDir = await tempDir("postern-config-");
-    await writeTree(
-      configDir,
-      await configFiles([
-        ...commonYaml(submission, dns),
-        "outbound:",
-        "  connect_timeout: 3s",
-        "  command_timeout: 10s",
-        "  mta_sts: false",
-        "  smarthost:",
-        ...smarthost.map((line) => `    ${line}`),
-      ], files),
-    );
-    return { server: await startServer({ configDir }), submission };
+    const server = await startWith([
+      ...commonYaml(submission, dns),
+      "outbound:",
+      "  connect_timeout: 3s",
+      "  command_timeout: 10s",
+      "  mta_sts: false",
+      "  smarthost:",
+      ...smarthost.map((line) => `    ${line}`),
+    ], files);
+    return { server, submission };
   };
 
   it("relays mail for any domain with AUTH over STARTTLS, verifying the relay's certificate", async () => {
@@ -305,27 +312,22 @@ describe("outbound: virtual MTAs and connection limits", () => {
       "busy.test": { MX: [{ priority: 10, exchange: "mx.busy.test" }] },
       "mx.busy.test": { A: ["127.0.0.36"] },
     });
-    const configDir = await tempDir("postern-config-");
-    await writeTree(
-      configDir,
-      await configFiles([
-        ...commonYaml(submission, dns),
-        "outbound:",
-        `  port: ${port}`,
-        "  connect_timeout: 3s",
-        "  mta_sts: false",
-        "  max_connections_per_destination: 2",
-        "  messages_per_connection: 3",
-        "  virtual_mtas:",
-        "    ips2:",
-        "      bind: 127.0.0.31",
-        "      ehlo: out2.example.test",
-        "  routes:",
-        "    - sender_domain: second.test",
-        "      mta: ips2",
-      ]),
-    );
-    server = await startServer({ configDir });
+    server = await startWith([
+      ...commonYaml(submission, dns),
+      "outbound:",
+      `  port: ${port}`,
+      "  connect_timeout: 3s",
+      "  mta_sts: false",
+      "  max_connections_per_destination: 2",
+      "  messages_per_connection: 3",
+      "  virtual_mtas:",
+      "    ips2:",
+      "      bind: 127.0.0.31",
+      "      ehlo: out2.example.test",
+      "  routes:",
+      "    - sender_domain: second.test",
+      "      mta: ips2",
+    ]);
   });
   after(async () => {
     await cleanup(server);
@@ -394,21 +396,16 @@ describe("outbound: a slow destination does not hold up the others", () => {
       "fast.test": { MX: [{ priority: 10, exchange: "mx.fast.test" }] },
       "mx.fast.test": { A: ["127.0.0.38"] },
     });
-    const configDir = await tempDir("postern-config-");
-    await writeTree(
-      configDir,
-      await configFiles([
-        // outboundBaseYaml ends inside the delivery section.
-        ...commonYaml(submission, dns),
-        "  concurrency: 3",
-        "outbound:",
-        `  port: ${port}`,
-        "  connect_timeout: 3s",
-        "  mta_sts: false",
-        "  max_connections_per_destination: 2",
-      ]),
-    );
-    server = await startServer({ configDir });
+    server = await startWith([
+      // outboundBaseYaml ends inside the delivery section.
+      ...commonYaml(submission, dns),
+      "  concurrency: 3",
+      "outbound:",
+      `  port: ${port}`,
+      "  connect_timeout: 3s",
+      "  mta_sts: false",
+      "  max_connections_per_destination: 2",
+    ]);
   });
   after(async () => {
     await cleanup(server);
@@ -488,22 +485,18 @@ describe("outbound: MTA-STS in enforce mode (RFC 8461)", () => {
       // The same MX hosts without a policy: the preferred one gets the mail.
       "nosts.test": { MX: mx },
     });
-    const configDir = await tempDir("postern-config-");
-    await writeTree(
-      configDir,
-      await configFiles([
+    server = await startWith(
+      [
         ...commonYaml(submission, dns),
         "outbound:",
         `  port: ${port}`,
         "  connect_timeout: 3s",
         "  mta_sts: true",
-      ]),
-    );
-    server = await startServer({
-      configDir,
+      ],
+      {},
       // Deno takes extra roots from DENO_CERT; Bun and Node from NODE_EXTRA_CA_CERTS.
-      env: { DENO_CERT: ca.certFile, NODE_EXTRA_CA_CERTS: ca.certFile },
-    });
+      { DENO_CERT: ca.certFile, NODE_EXTRA_CA_CERTS: ca.certFile },
+    );
   });
   after(async () => {
     await cleanup(server);

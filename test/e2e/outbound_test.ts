@@ -45,6 +45,18 @@ describe("outbound delivery", () => {
   const submit = (to: string[], extra: string[] = []): Promise<RunResult> =>
     submitMail(submission, alice, alice.user, to, extra);
   const queued = queuedId;
+  /** A message from outside for one of our addresses, on the inbound port (no AUTH). */
+  const receive = (to: string, body: string): Promise<RunResult> =>
+    run("swaks", [
+      "--server",
+      `127.0.0.1:${server.port}`,
+      "--from",
+      "someone@elsewhere.test",
+      "--to",
+      to,
+      "--body",
+      body,
+    ]);
   const bounces = () =>
     maildirMessages(server.dataDir, "example.test", "alice").then((ms) =>
       ms.filter((m) => m.includes("multipart/report"))
@@ -154,17 +166,7 @@ describe("outbound delivery", () => {
 
   it("forwards an alias's remote target through outbound delivery, with the original sender", async () => {
     const before = mx1.messages.length;
-    const r = await run("swaks", [
-      "--server",
-      `127.0.0.1:${server.port}`,
-      "--from",
-      "someone@elsewhere.test",
-      "--to",
-      "fwd@example.test",
-      "--body",
-      "forward me",
-    ]);
-    const id = queued(r);
+    const id = queued(await receive("fwd@example.test", "forward me"));
     await mx1.waitForMessages(before + 1);
     const got = mx1.messages.at(-1)!;
     assert.equal(got.from, "someone@elsewhere.test");
@@ -183,17 +185,7 @@ describe("outbound delivery", () => {
         ? { code: 451, text: "4.3.0 Try again later" }
         : undefined;
     try {
-      const r = await run("swaks", [
-        "--server",
-        `127.0.0.1:${server.port}`,
-        "--from",
-        "someone@elsewhere.test",
-        "--to",
-        "team@example.test",
-        "--body",
-        "to the team",
-      ]);
-      const id = queued(r);
+      const id = queued(await receive("team@example.test", "to the team"));
       await server.waitForLog(
         new RegExp(`qid=${id} event=delivery to=<team@example\\.test> result=deferred`),
       );

@@ -359,6 +359,16 @@ describe("Queue", () => {
     }
   }
 
+  /** A routing courier whose deliveries all wait for `gate`, then succeed. */
+  function heldCourier(): { gate: ReturnType<typeof deferred<void>>; courier: RoutingCourier } {
+    const gate = deferred<void>();
+    const courier = new RoutingCourier(async () => {
+      await gate.promise;
+      return { status: "sent", detail: "ok" };
+    });
+    return { gate, courier };
+  }
+
   it("Queue starts items for other destinations while a slow one has its limit in flight", async () => {
     const slow = deferred<void>();
     let activeSlow = 0;
@@ -401,11 +411,7 @@ describe("Queue", () => {
   });
 
   it("Queue counts an item with recipients in two domains against both", async () => {
-    const gate = deferred<void>();
-    const courier = new RoutingCourier(async () => {
-      await gate.promise;
-      return { status: "sent", detail: "ok" };
-    });
+    const { gate, courier } = heldCourier();
     const q = makeQueue(courier, { concurrency: 4, destinationConcurrency: 1 });
     q.add(await spoolItem(["a@one.test", "b@two.test"]));
     q.add(await spoolItem(["c@two.test"]));
@@ -421,11 +427,7 @@ describe("Queue", () => {
   });
 
   it("setOptions() with a higher per-destination limit starts waiting items at once", async () => {
-    const gate = deferred<void>();
-    const courier = new RoutingCourier(async () => {
-      await gate.promise;
-      return { status: "sent", detail: "ok" };
-    });
+    const { gate, courier } = heldCourier();
     const q = makeQueue(courier, { concurrency: 8, destinationConcurrency: 1 });
     for (let i = 0; i < 4; i++) q.add(await spoolItem([`u${i}@slow.test`]));
     await until(() => courier.calls.length === 1);
@@ -440,11 +442,7 @@ describe("Queue", () => {
   });
 
   it("Queue drops a waiting item that was finished meanwhile and starts the next one", async () => {
-    const gate = deferred<void>();
-    const courier = new RoutingCourier(async () => {
-      await gate.promise;
-      return { status: "sent", detail: "ok" };
-    });
+    const { gate, courier } = heldCourier();
     const q = makeQueue(courier, { concurrency: 4, destinationConcurrency: 1 });
     const items: SpoolItem[] = [];
     for (let i = 0; i < 3; i++) items.push(await spoolItem([`u${i}@slow.test`]));
@@ -490,11 +488,7 @@ describe("Queue", () => {
   });
 
   it("retryNow() and a hold of an item that waits for its destination neither duplicate nor block it", async () => {
-    const gate = deferred<void>();
-    const courier = new RoutingCourier(async () => {
-      await gate.promise;
-      return { status: "sent", detail: "ok" };
-    });
+    const { gate, courier } = heldCourier();
     const q = makeQueue(courier, { concurrency: 8, destinationConcurrency: 1 });
     const items: SpoolItem[] = [];
     for (let i = 0; i < 4; i++) items.push(await spoolItem([`u${i}@slow.test`]));
