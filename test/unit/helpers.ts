@@ -8,6 +8,7 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { concatBytes } from "../../src/bytes.ts";
 
 /** Creates a fresh temporary directory. */
 export function makeTempDir(prefix = "postern-unit-"): Promise<string> {
@@ -51,13 +52,7 @@ export async function collectBytes(chunks: AsyncIterable<Uint8Array>): Promise<U
     parts.push(new Uint8Array(chunk));
     total += chunk.byteLength;
   }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
+  return concatBytes(parts, total);
 }
 
 /** Reads an async iterable of bytes as UTF-8 text. */
