@@ -30,6 +30,8 @@ export {
   type DkimSignatureVerdict,
   type DmarcVerdict,
 } from "./authenticate.ts";
+export { decideDmarc, type DmarcDecision } from "./dmarc_policy.ts";
+export { MAX_AUTHOR_DOMAINS } from "./dmarc.ts";
 export {
   defaultDkimSelector,
   type DkimAlgorithm,
