@@ -305,7 +305,7 @@ export class Intake {
       }
       if (outbound) {
         writer.setIds(ids);
-        await writer.prepend(missingHeaders(ids, qid, this.#deps.hostname, now));
+        await writer.prepend(missingHeaders(ids, qid, this.#deps.hostname, now, from));
       }
       if (checked.head) await writer.prepend(checked.head);
       item = await writer.commit(

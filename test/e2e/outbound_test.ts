@@ -164,6 +164,23 @@ describe("outbound delivery", () => {
     assert.ok(own === undefined || !own.data.includes(`@mail.example.test>`));
   });
 
+  it("adds From from the envelope sender to a message without one, then signs (RFC 6409 section 8.1)", async () => {
+    const before = mx1.messages.length;
+    const result = await submit(["nofrom@remote.test"], [
+      "--data",
+      "To: nofrom@remote.test\r\nSubject: no from\r\n\r\nwho sent this\r\n",
+    ]);
+    const id = queued(result);
+    await mx1.waitForMessages(before + 1);
+    const got = mx1.messages.at(-1)!.data;
+    assert.match(got, /^From: <alice@example\.test>\r?$/m);
+    assert.equal(got.match(/^From:/gm)?.length, 1);
+    assert.match(got, /^DKIM-Signature: .*d=example\.test/m);
+    await server.waitForLog(
+      new RegExp(`qid=${id} event=delivery to=<nofrom@remote\\.test> result=sent`),
+    );
+  });
+
   it("forwards an alias's remote target through outbound delivery, with the original sender", async () => {
     const before = mx1.messages.length;
     const id = queued(await receive("fwd@example.test", "forward me"));
