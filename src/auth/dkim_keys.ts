@@ -16,7 +16,7 @@
  */
 
 import { generateKeyPair, type KeyObject } from "node:crypto";
-import { createReadStream, existsSync, readdirSync } from "node:fs";
+import { createReadStream } from "node:fs";
 import { mkdir, open } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -139,24 +139,6 @@ export function dkimDnsRecord(
     strings,
     zoneLine: `${name}. IN TXT ( ${strings.map((s) => `"${s}"`).join(" ")} )`,
   };
-}
-
-/**
- * The selectors that have a key in `dir` (names of `*.pem` files), sorted.
- * Synchronous: the configuration loader calls it for every domain on every
- * reload, and most domains have no folder (checked first, since a failed
- * read builds an error object, which costs more on Deno).
- */
-export function listDkimSelectors(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names.filter((n) => n.endsWith(".pem")).map((n) => n.slice(0, -4))
-    .filter((s) => NAME.test(s)).sort();
 }
 
 /** What `dkimSign()` signs with. */

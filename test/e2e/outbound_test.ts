@@ -13,6 +13,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { dkimDnsRecord } from "../../src/auth/mod.ts";
 import { hashPassword } from "../../src/users/mod.ts";
 import { startDnsServer, type TestDnsServer } from "../support/dns_server.ts";
 import { SmtpReceiver } from "../support/smtp_receiver.ts";
@@ -88,7 +89,10 @@ describe("outbound delivery", () => {
       "nomx.test": { A: ["127.0.0.4"] },
       "nullmx.test": { MX: [{ priority: 0, exchange: "" }] },
     });
-    const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 1024 });
+    const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 1024 });
+    // A key signs once its record is published (issue 16).
+    const record = dkimDnsRecord("example.test", "sel1", publicKey);
+    dns.zone[record.name] = { TXT: [record.strings] };
     const configDir = await tempDir("postern-config-");
     await writeTree(configDir, {
       "postern.yaml": [

@@ -9,7 +9,7 @@ import {
   dkimSign,
   type GeneratedDkimKey,
   generateDkimKey,
-  listDkimSelectors,
+  loadDkimKeys,
 } from "../../../src/auth/mod.ts";
 import { makeTempDir, removeDir } from "../helpers.ts";
 import { message, spoolFile } from "./fixtures.ts";
@@ -102,9 +102,15 @@ describe("generateDkimKey", () => {
     assert.deepEqual(ed.record.strings, [ed.record.value]);
   });
 
-  it("listDkimSelectors() lists the keys of a domain", async () => {
-    assert.deepEqual(await listDkimSelectors(dkimKeyDir(dir, "example.test")), ["20240101", "ed"]);
-    assert.deepEqual(await listDkimSelectors(join(dir, "nowhere")), []);
+  it("loadDkimKeys() reads the keys of a domain with their records", () => {
+    const keys = loadDkimKeys(dkimKeyDir(dir, "example.test"), "example.test");
+    assert.deepEqual(keys.map((k) => [k.selector, k.algorithm]), [["20240101", "rsa"], [
+      "ed",
+      "ed25519",
+    ]]);
+    assert.match(keys[1]!.record, /^v=DKIM1; k=ed25519; p=/);
+    assert.ok(keys[1]!.record.endsWith(`p=${keys[1]!.publicKey}`));
+    assert.deepEqual(loadDkimKeys(join(dir, "nowhere"), "example.test"), []);
   });
 
   it("defaultDkimSelector() is the UTC date as YYYYMMDD", () => {
