@@ -46,9 +46,9 @@ Commands:
   check     Validate a configuration directory, and type-check its TypeScript
             hooks when deno is there; exit 0 valid, 1 not
   hook run EVENT --input FILE [--message FILE]
-            Run one hook (post-data, alias-resolve, alias-exists) as the
-            server would, in the same sandbox, and print what it answered
-            (exit 0 answered, 1 failed, 2 usage)
+            Run one hook (post-data, alias-resolve, alias-exists,
+            pre-delivery-attempt) as the server would, in the same sandbox,
+            and print what it answered (exit 0 answered, 1 failed, 2 usage)
   dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519]
             Write a DKIM key to <config>/domains/DOMAIN/dkim/<selector>.pem
             and print the DNS TXT record to publish; the key signs once the

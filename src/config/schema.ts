@@ -142,7 +142,7 @@ export const ConfigFileSchema = v.strictObject({
     drop_characters: v.optional(v.string("must be a string of characters")),
   })),
   delivery: v.optional(v.strictObject({
-    /** Deliveries in progress at once. Default: 8. */
+    /** Deliveries in progress at once. Default: 32. */
     concurrency: v.optional(Count(1)),
     /** First retry delay after a temporary failure. Default: 1m. */
     retry_initial: v.optional(Duration),

@@ -239,6 +239,7 @@ export class Intake {
       tls: session.secure,
       smtputf8,
       esmtp: session.openingCommand === "EHLO",
+      authenticated: authenticatedUser(session) !== undefined,
       recipients: to,
       date: now,
     });
