@@ -330,6 +330,7 @@ async function dkimKeygen(
   }
   try {
     const key = await generateDkimKey({
+      configDir: resolve(values.config),
       dir: dkimKeyDir(resolve(values.config), domain),
       domain,
       selector,
