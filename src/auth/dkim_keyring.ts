@@ -72,7 +72,12 @@ export class DkimKeyring {
 
   /** Looks up every key's record again, one check at a time. */
   check(): Promise<void> {
-    this.#checking = this.#checking.then(() => this.#lookUpAll());
+    // Never rejects: a reload or the timer starts checks without waiting.
+    this.#checking = this.#checking.then(() => this.#lookUpAll()).catch((err) => {
+      this.#options.logger.error("DKIM record check failed", {
+        error: err instanceof Error ? err.message : String(err),
+      });
+    });
     return this.#checking;
   }
 
