@@ -124,6 +124,22 @@ describe("the README's layout: root writes, the service user reads", () => {
     assert.match(check.stdout, /configuration OK: 1 domain/);
   });
 
+  it("a key folder the service user cannot read stops postern check, naming it", async () => {
+    const folder = join(config, "domains/example.test/dkim");
+    await chmod(folder, 0o700);
+    try {
+      const [cmd, ...args] = asService(home, ["check", "--config", config]);
+      const check = await run(cmd!, args);
+      assert.equal(check.code, 1, `${check.stdout}${check.stderr}`);
+      assert.ok(
+        check.stderr.includes(`${folder}: cannot read the DKIM key folder`),
+        check.stderr,
+      );
+    } finally {
+      await chmod(folder, 0o750);
+    }
+  });
+
   it("postern serve runs as the service user and delivers", async () => {
     const port = await freePort();
     const [cmd, ...args] = asService(home, [
