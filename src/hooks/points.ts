@@ -20,7 +20,13 @@ import {
   PostDataResultSchema,
 } from "../../hooks/mod.ts";
 import type { SpawnResult } from "../runtime/mod.ts";
-import { checkHeaderLines, lastLine, recordToLines, replyText } from "./headers.ts";
+import {
+  checkHeaderEntries,
+  checkHeaderLines,
+  lastLine,
+  recordToLines,
+  replyText,
+} from "./headers.ts";
 import type { CallOutcome } from "./worker.ts";
 
 /** chasquid's exit status for a permanent post-data rejection. */
@@ -62,7 +68,8 @@ export function postDataFromModule(outcome: CallOutcome): PostDataVerdict {
         : Array.isArray(result.headers)
         ? result.headers
         : recordToLines(result.headers);
-      const checked = checkHeaderLines(lines);
+      // Each entry adds one field at most (RFC 5322 section 2.2.3: a line break only folds).
+      const checked = checkHeaderEntries(lines);
       return {
         kind: "accept",
         headers: checked.text,

@@ -25,6 +25,28 @@ function exited(overrides: Partial<SpawnResult>): SpawnResult {
 }
 
 describe("postDataFromModule", () => {
+  it("postDataFromModule() drops a header entry that would add a second field, and keeps the rest", () => {
+    // A hook that copies a decoded Subject into a header: the sender chose it.
+    const subject = "hello\r\nBcc: everyone@example.test";
+    assert.deepEqual(
+      postDataFromModule(ok({
+        action: "accept",
+        headers: ["X-A: one\r\nX-Injected: yes", `X-Subject: ${subject}`, "X-Ok: 1"],
+      })),
+      {
+        kind: "accept",
+        headers: "X-Ok: 1\r\n",
+        kept: 1,
+        dropped: ["X-A: one\r\nX-Injected: yes", `X-Subject: ${subject}`],
+      },
+    );
+  });
+
+  it("postDataFromModule() keeps a folded entry as one field", () => {
+    const verdict = postDataFromModule(ok({ action: "accept", headers: ["X-A: one\r\n two"] }));
+    assert.equal(verdict.kind === "accept" && verdict.headers, "X-A: one\r\n two\r\n");
+  });
+
   it("postDataFromModule() accepts with no headers when the hook returns nothing", () => {
     for (const value of [undefined, null]) {
       assert.deepEqual(postDataFromModule(ok(value)), {
