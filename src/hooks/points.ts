@@ -129,9 +129,15 @@ function failure(kind: string, detail: string): PostDataVerdict {
   };
 }
 
-/** How an alias-resolve call ended: targets text, or why it failed. */
+/**
+ * How an alias-resolve call ended: targets text, or why it failed.
+ * `sandboxed` says the answer came from a module hook, whose pipe targets
+ * must be programs its own grants let it run (see `pipe_grants.ts`); an
+ * executable hook already runs outside any sandbox, so its answer is
+ * trusted as chasquid trusts it.
+ */
 export type AliasResolveVerdict =
-  | { ok: true; rhs: string[] }
+  | { ok: true; rhs: string[]; sandboxed: boolean }
   | { ok: false; cause: string };
 
 /** Interprets a module alias-resolve hook's outcome. */
@@ -140,8 +146,12 @@ export function aliasResolveFromModule(outcome: CallOutcome): AliasResolveVerdic
   const parsed = v.safeParse(AliasResolveResultSchema, outcome.value);
   if (!parsed.success) return { ok: false, cause: `bad_result: ${parsed.issues[0].message}` };
   const value = parsed.output;
-  if (value === undefined || value === null) return { ok: true, rhs: [] };
-  return { ok: true, rhs: (Array.isArray(value) ? value : [value]).filter((s) => s.trim() !== "") };
+  if (value === undefined || value === null) return { ok: true, rhs: [], sandboxed: true };
+  return {
+    ok: true,
+    rhs: (Array.isArray(value) ? value : [value]).filter((s) => s.trim() !== ""),
+    sandboxed: true,
+  };
 }
 
 /** Interprets an executable alias-resolve hook's exit. */
@@ -151,7 +161,7 @@ export function aliasResolveFromExec(result: SpawnResult, timeoutMs: number): Al
     return { ok: false, cause: `exit status ${result.exitCode}: ${lastLine(result.stderr)}` };
   }
   const rhs = result.stdout.trim();
-  return { ok: true, rhs: rhs === "" ? [] : [rhs] };
+  return { ok: true, rhs: rhs === "" ? [] : [rhs], sandboxed: false };
 }
 
 /** How an alias-exists call ended. */

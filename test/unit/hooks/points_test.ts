@@ -298,6 +298,7 @@ describe("aliasResolveFromModule", () => {
     assert.deepEqual(aliasResolveFromModule(ok("a@x.test, b@y.test")), {
       ok: true,
       rhs: ["a@x.test, b@y.test"],
+      sandboxed: true,
     });
   });
 
@@ -305,12 +306,17 @@ describe("aliasResolveFromModule", () => {
     assert.deepEqual(aliasResolveFromModule(ok(["a@x.test", "  ", "", "| /bin/true"])), {
       ok: true,
       rhs: ["a@x.test", "| /bin/true"],
+      sandboxed: true,
     });
   });
 
   it("aliasResolveFromModule() returns no targets for nothing or a blank string", () => {
     for (const value of [undefined, null, "", "   "]) {
-      assert.deepEqual(aliasResolveFromModule(ok(value)), { ok: true, rhs: [] }, String(value));
+      assert.deepEqual(aliasResolveFromModule(ok(value)), {
+        ok: true,
+        rhs: [],
+        sandboxed: true,
+      }, String(value));
     }
   });
 
@@ -336,6 +342,7 @@ describe("aliasResolveFromExec", () => {
     assert.deepEqual(aliasResolveFromExec(exited({ stdout: "  a@x.test, b@y.test \n" }), 1000), {
       ok: true,
       rhs: ["a@x.test, b@y.test"],
+      sandboxed: false,
     });
   });
 
@@ -343,6 +350,7 @@ describe("aliasResolveFromExec", () => {
     assert.deepEqual(aliasResolveFromExec(exited({ stdout: " \n\n" }), 1000), {
       ok: true,
       rhs: [],
+      sandboxed: false,
     });
   });
 
