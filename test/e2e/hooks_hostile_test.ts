@@ -27,7 +27,9 @@ import {
   cleanup,
   eventually,
   maildirMessages,
+  posternCommand,
   replies,
+  run,
   type Server,
   startServer,
   swaks,
@@ -292,6 +294,35 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
       new RegExp(`qid=${qid} event=delivery .* result=deferred .*may not run`),
     );
     assert.equal(existsSync(join(scratch, "granted-ran")), false);
+  });
+
+  it("postern hook run reports the refusal the server makes, and runs nothing", async () => {
+    const hookRun = async (address: string) => {
+      const input = join(scratch, `${address}.json`);
+      await writeFile(input, JSON.stringify({ address }));
+      const [cmd, ...args] = posternCommand([
+        "hook",
+        "run",
+        "alias-resolve",
+        "--config",
+        server.configDir,
+        "--input",
+        input,
+      ]);
+      return await run(cmd!, args);
+    };
+    const refused = await hookRun("pwn@example.test");
+    assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+    assert.deepEqual(JSON.parse(refused.stdout), {
+      hook: "alias-resolve",
+      address: "pwn@example.test",
+      error: 'alias-resolve hook may not run "/bin/sh": it is not in hooks.alias_resolve.allow.run',
+      outcome: "delivery deferred",
+    });
+    const allowed = await hookRun("granted@example.test");
+    assert.equal(allowed.code, 0, allowed.stdout + allowed.stderr);
+    assert.deepEqual(JSON.parse(allowed.stdout).targets, [`| ${granted} arg`]);
+    assert.equal(existsSync(join(scratch, "pwned")), false);
   });
 
   it("runs the program allow.run grants, and counts each refusal", async () => {
