@@ -150,12 +150,18 @@ describe("hostile module hook (post-data, default grants)", () => {
     assert.equal(fields(message, "X-Outcome")[0], "allowed");
   });
 
-  it("learns only what the README says: its working directory is the config directory", async () => {
+  it("learns the paths the README says it can: config dir, its module, the data dir, deno", async () => {
     const message = await delivered(server, await send(server, "case=learn"));
     const learned = JSON.parse(fields(message, "X-Result")[0] ?? "{}");
     assert.equal(learned.cwd, server.configDir);
+    assert.equal(
+      learned.module,
+      pathToFileURL(join(server.configDir, "hooks", "post-data.ts")).href,
+    );
+    const bootstrap = pathToFileURL(join(server.dataDir, "run", "hook_worker.js")).href;
+    assert.equal(learned.mainModule, bootstrap);
     assert.match(learned.execPath, /deno/);
-    assert.equal(learned.pid > 0 && learned.ppid > 0, true);
+    assert.ok(learned.pid > 0 && learned.ppid > 0, message);
   });
 
   it("escape 6: a list entry with a line break adds no field; the entry is dropped and logged", async () => {

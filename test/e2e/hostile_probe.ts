@@ -175,7 +175,14 @@ const REPORT = "const report = (p) => p.then((v) => self.postMessage(['ok', Stri
 
 const cases = {
   none: () => "nothing",
-  learn: () => JSON.stringify({ cwd: Deno.cwd(), execPath: Deno.execPath(), pid: Deno.pid, ppid: Deno.ppid }),
+  learn: () => JSON.stringify({
+    cwd: Deno.cwd(),
+    execPath: Deno.execPath(),
+    mainModule: Deno.mainModule,
+    module: import.meta.url,
+    pid: Deno.pid,
+    ppid: Deno.ppid,
+  }),
   "read-outside": () => Deno.readTextFile(S + "/secret.txt"),
   "read-dotdot": () => Deno.readTextFile("hooks/post-data/../../postern.yaml"),
   "read-proc-root": () => Deno.readTextFile("/proc/self/root" + S + "/secret.txt"),
