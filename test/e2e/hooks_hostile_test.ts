@@ -17,7 +17,7 @@
 
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import { join } from "node:path";
 import process from "node:process";
@@ -224,6 +224,7 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
     dotdot: "| ${scratch}/../${scratch.split("/").pop()}/granted.sh",
     mixed: ["alice", "| /bin/sh -c id>${scratch}/pwned-mixed"],
     granted: "| ${granted} arg",
+    climb: "../../../../../..${scratch}/climbed@example.test",
     remote: "someone@remote.test",
   };
   return answers[local];
@@ -241,7 +242,7 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
           "  retry_max: 2s",
           "",
         ].join("\n"),
-        "domains/example.test/users": "alice\npwn\nbare\nrelative\ndotdot\nmixed\ngranted\n",
+        "domains/example.test/users": "alice\npwn\nbare\nrelative\ndotdot\nmixed\ngranted\nclimb\n",
         "hooks/alias-resolve.ts": hook,
       },
     });
@@ -300,6 +301,18 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
       new RegExp(`qid=${qid} event=delivery .* result=deferred .*may not run`),
     );
     assert.equal(existsSync(join(scratch, "granted-ran")), false);
+  });
+
+  it("an address target cannot name a file: a local part with ../ stays one mailbox in the mail root", async () => {
+    const qid = await queue("climb@example.test");
+    await server.waitForLog(new RegExp(`qid=${qid} event=delivery .* result=sent`));
+    assert.equal(existsSync(join(scratch, "climbed")), false, "a Maildir outside the mail root");
+    const domainDir = join(server.dataDir, "mail", "example.test");
+    const names = await readdir(domainDir);
+    const climbed = names.filter((n) => n.includes("climbed"));
+    assert.equal(climbed.length, 1, names.join(", "));
+    assert.ok(!climbed[0]!.startsWith(".") && !climbed[0]!.includes("/"), climbed[0]);
+    assert.ok((await readdir(join(domainDir, climbed[0]!, "new"))).length === 1);
   });
 
   it("postern hook run reports the refusal the server makes, and runs nothing", async () => {
