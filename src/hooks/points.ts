@@ -37,9 +37,13 @@ export type PostDataVerdict =
   | { kind: "accept"; headers: string; kept: number; dropped: string[] }
   | { kind: "refuse"; permanent: boolean; text: string; cause: string };
 
-/** The outcome of a post-data call, as counted and logged: accept, reject, defer or failure. */
+/**
+ * The outcome of a post-data call, as counted and logged: accept, reject,
+ * defer or failure; `bad_output` is an accept that dropped invalid header
+ * lines, which chasquid counts apart (`post-data:badoutput`).
+ */
 export function postDataOutcome(verdict: PostDataVerdict): string {
-  if (verdict.kind === "accept") return "accept";
+  if (verdict.kind === "accept") return verdict.dropped.length > 0 ? "bad_output" : "accept";
   return verdict.cause === "rejected"
     ? "reject"
     : verdict.cause === "deferred"

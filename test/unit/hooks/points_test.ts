@@ -8,6 +8,7 @@ import {
   EXIT_PERMANENT,
   postDataFromExec,
   postDataFromModule,
+  postDataOutcome,
 } from "../../../src/hooks/points.ts";
 import type { CallFailure, CallOutcome } from "../../../src/hooks/worker.ts";
 import type { SpawnResult } from "../../../src/runtime/mod.ts";
@@ -404,5 +405,17 @@ describe("aliasExistsFromExec", () => {
       exists: false,
       cause: "timeout: no exit within 700 ms",
     });
+  });
+});
+
+describe("postDataOutcome", () => {
+  it("postDataOutcome() names each outcome, bad_output for an accept that dropped lines", () => {
+    const accept = { kind: "accept", headers: "", kept: 0 } as const;
+    const refuse = { kind: "refuse", permanent: false, text: "t" } as const;
+    assert.equal(postDataOutcome({ ...accept, dropped: [] }), "accept");
+    assert.equal(postDataOutcome({ ...accept, dropped: ["X-A: 1\r\nX-B: 2"] }), "bad_output");
+    assert.equal(postDataOutcome({ ...refuse, permanent: true, cause: "rejected" }), "reject");
+    assert.equal(postDataOutcome({ ...refuse, cause: "deferred" }), "defer");
+    assert.equal(postDataOutcome({ ...refuse, cause: "timeout: no result" }), "failure");
   });
 });
