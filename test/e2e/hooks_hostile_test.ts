@@ -3,8 +3,9 @@
  * none comes back (issue 15). hooks_sandbox_test.ts covers the basics
  * (/etc/passwd, the spool, other hooks' files, writes, connect and fetch,
  * Deno.Command, Deno.env, Deno.dlopen, Cache API and localStorage, memory,
- * time, output); this suite adds the rest: metadata and symlinks, listen
- * and DNS, remote, outside, dynamic and data: imports, require and
+ * time, output); this suite adds the rest: metadata and symlinks, listen,
+ * serve, Unix sockets, TLS, HTTP/2 and DNS, file: fetches, the inspector,
+ * heap snapshots, remote, outside, dynamic and data: imports, require and
  * node: modules, worker threads and permission escalation, KV, signals to
  * Postern, node:child_process, the environment through process.env, and
  * the answers that were escapes: a pipe target outside the hook's grants
@@ -79,6 +80,7 @@ describe("hostile module hook (post-data, default grants)", () => {
   let server: Server;
   let scratch: string;
   let listener: NetServer;
+  let unixListener: NetServer;
   let port = 0;
   let connections = 0;
   const secretEnv = `hostile-env-${process.pid}`;
@@ -94,6 +96,11 @@ describe("hostile module hook (post-data, default grants)", () => {
     });
     await new Promise<void>((r) => listener.listen(0, "127.0.0.1", () => r()));
     port = (listener.address() as { port: number }).port;
+    unixListener = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((r) => unixListener.listen(join(scratch, "postern.sock"), () => r()));
     server = await startServer({
       env: { POSTERN_HOSTILE_SECRET: secretEnv },
       config: {
@@ -111,6 +118,7 @@ describe("hostile module hook (post-data, default grants)", () => {
   after(async () => {
     if (server) await cleanup(server);
     await new Promise((r) => listener?.close(r));
+    await new Promise((r) => unixListener?.close(r));
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
@@ -136,9 +144,21 @@ describe("hostile module hook (post-data, default grants)", () => {
   }
 
   it("leaves no trace of the attempts: no file written, no port reached, Postern alive", async () => {
-    for (const name of ["written", "touched", "linked", "hard", "node-written", "spawned"]) {
+    for (
+      const name of [
+        "written",
+        "touched",
+        "linked",
+        "hard",
+        "node-written",
+        "spawned",
+        "listened.sock",
+      ]
+    ) {
       assert.equal(existsSync(join(scratch, name)), false, `${name} exists`);
     }
+    const snapshots = (await readdir(server.configDir)).filter((n) => n.endsWith(".heapsnapshot"));
+    assert.deepEqual(snapshots, [], "a heap snapshot was written into the config directory");
     assert.equal(existsSync(join(server.configDir, "hooks", "post-data", "link")), false);
     assert.equal(connections, 0, "a hook reached a port it was not granted");
     assert.ok(

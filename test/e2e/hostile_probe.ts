@@ -43,6 +43,11 @@ export const ATTEMPTS: readonly Attempt[] = [
   { name: "remove-own", what: "removing its own module", error: WRITE },
   { name: "truncate-own", what: "truncating a file of its own folder", error: WRITE },
   { name: "temp-dir", what: "Deno.makeTempDir", error: WRITE },
+  {
+    name: "heap-snapshot",
+    what: "node:v8 writeHeapSnapshot into its working directory",
+    error: WRITE,
+  },
   // Metadata and links.
   { name: "stat", what: "Deno.stat of /etc", error: READ },
   { name: "lstat", what: "Deno.lstat of a file outside", error: READ },
@@ -63,6 +68,13 @@ export const ATTEMPTS: readonly Attempt[] = [
   { name: "node-http", what: "node:http to a port not granted", error: NET },
   { name: "websocket", what: "a WebSocket to a port not granted", error: NET },
   { name: "connect-tls", what: "Deno.connectTls to a port not granted", error: NET },
+  { name: "node-tls", what: "node:tls to a port not granted", error: NET },
+  { name: "node-http2", what: "node:http2 to a port not granted", error: NET },
+  { name: "serve", what: "Deno.serve", error: NET },
+  { name: "unix-connect", what: "a Unix socket outside", error: READ },
+  { name: "unix-listen", what: "listening on a Unix socket outside", error: READ },
+  { name: "fetch-file", what: "fetch of a file: URL outside", error: READ },
+  { name: "inspector", what: "node:inspector opening a debugger port", error: SYS },
   // Imports.
   {
     name: "import-remote",
@@ -89,6 +101,7 @@ export const ATTEMPTS: readonly Attempt[] = [
   // Signals to Postern.
   { name: "kill-parent", what: "Deno.kill of Postern (its parent)", error: RUN },
   { name: "process-kill", what: "node's process.kill of Postern", error: RUN },
+  { name: "set-priority", what: "node:os setPriority of Postern", error: SYS },
   // Subprocesses.
   { name: "command", what: "Deno.Command(/bin/sh).output", error: RUN },
   { name: "command-spawn", what: "Deno.Command(/bin/sh).spawn", error: RUN },
@@ -119,6 +132,10 @@ import dns from "node:dns";
 import http from "node:http";
 import os from "node:os";
 import { Worker as NodeWorker } from "node:worker_threads";
+import tls from "node:tls";
+import http2 from "node:http2";
+import inspector from "node:inspector";
+import v8 from "node:v8";
 
 const S = "__SCRATCH__";
 const PORT = __PORT__;
@@ -231,6 +248,35 @@ const cases = {
     ws.onerror = (e) => reject(new Error(e.message ?? "websocket error"));
   }),
   "connect-tls": async () => { const c = await Deno.connectTls({ hostname: "127.0.0.1", port: PORT }); c.close(); return "connected"; },
+  "node-tls": () => uncaught((resolve, reject) => {
+    const socket = tls.connect(PORT, "127.0.0.1");
+    socket.once("error", reject);
+    socket.once("secureConnect", () => { socket.destroy(); resolve("connected"); });
+  }),
+  "node-http2": () => uncaught((resolve, reject) => {
+    const session = http2.connect("http://127.0.0.1:" + PORT);
+    session.once("error", reject);
+    session.once("connect", () => { session.close(); resolve("connected"); });
+  }),
+  serve: async () => {
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => new Response("x"));
+    await server.shutdown();
+    return "served";
+  },
+  "unix-connect": async () => {
+    const conn = await Deno.connect({ transport: "unix", path: S + "/postern.sock" });
+    conn.close();
+    return "connected";
+  },
+  "unix-listen": () => {
+    const listener = Deno.listen({ transport: "unix", path: S + "/listened.sock" });
+    listener.close();
+    return "listening";
+  },
+  "fetch-file": async () => (await fetch("file://" + S + "/secret.txt")).text(),
+  inspector: () => { inspector.open(0, "127.0.0.1"); return inspector.url(); },
+  "heap-snapshot": () => v8.writeHeapSnapshot(),
+  "set-priority": () => { os.setPriority(Deno.ppid, 19); return "set"; },
   "import-remote": async () => (await import("http://127.0.0.1:" + PORT + "/remote.js")).default,
   "import-file": async () => (await import("__SECRET_JS_URL__")).default,
   "import-computed": async () => {
