@@ -18,7 +18,7 @@
 
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import { join } from "node:path";
 import process from "node:process";
@@ -182,6 +182,16 @@ describe("hostile module hook (post-data, default grants)", () => {
     assert.equal(learned.mainModule, bootstrap);
     assert.match(learned.execPath, /deno/);
     assert.ok(learned.pid > 0 && learned.ppid > 0, message);
+  });
+
+  it("follows a symlink the operator put in its folder, as the README says: that is a grant", async () => {
+    await symlink(
+      join(scratch, "secret.txt"),
+      join(server.configDir, "hooks", "post-data", "operator-link"),
+    );
+    const message = await delivered(server, await send(server, "case=operator-link"));
+    assert.equal(fields(message, "X-Outcome")[0], "allowed", message);
+    assert.equal(fields(message, "X-Result")[0], "SECRET-OUTSIDE-THE-GRANTS");
   });
 
   it("escape 6: a list entry with a line break adds no field; the entry is dropped and logged", async () => {

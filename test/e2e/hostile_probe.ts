@@ -201,6 +201,7 @@ const cases = {
     ppid: Deno.ppid,
   }),
   "read-outside": () => Deno.readTextFile(S + "/secret.txt"),
+  "operator-link": () => Deno.readTextFile("hooks/post-data/operator-link"),
   "read-dotdot": () => Deno.readTextFile("hooks/post-data/../../postern.yaml"),
   "read-proc-root": () => Deno.readTextFile("/proc/self/root" + S + "/secret.txt"),
   "read-proc-environ": () => Deno.readTextFile("/proc/self/environ"),
