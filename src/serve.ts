@@ -179,7 +179,17 @@ export async function serve(
     pipeTimeoutMs: config.delivery.pipeTimeoutMs,
     pipeCwd: config.dataDir,
     // Looked up per delivery, so a hook added later is used at once.
-    extraTargets: config.configDir === undefined ? undefined : aliasHookTargets(hooks),
+    extraTargets: config.configDir === undefined ? undefined : aliasHookTargets({
+      resolve: (address) => hooks.aliasResolve(address),
+      // The grants in force, looked up where the hook's workers look (Postern's PATH, config dir).
+      runGrants: () => ({
+        run: policy.current.config.hooks.points["alias-resolve"].allow.run,
+        path: runtime.env("PATH"),
+        cwd: config.configDir ?? ".",
+      }),
+      logger,
+      counters,
+    }),
     forward: async (item, recipient, open) => (await remote.deliver(item, [recipient], open))[0]!,
   });
   const dispatch = new DispatchCourier(

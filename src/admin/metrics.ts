@@ -28,6 +28,7 @@ const HELP: Record<string, string> = {
   auth_results_total: "SPF, DKIM and DMARC results of checked messages",
   hook_calls_total: "Hook calls by hook and outcome",
   hook_call_seconds: "Time a hook call took, by hook",
+  hook_answers_refused_total: "Hook answers refused for naming what the hook may not use",
   hook_timeouts_total: "Hook calls that ran past their timeout (the worker is retired)",
   hook_memory_kills_total: "Hook workers ended for using too much memory",
   hook_worker_starts_total: "Hook worker processes started",

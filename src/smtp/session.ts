@@ -391,7 +391,8 @@ export class Intake {
       ehloDomain: envelope.client.helo.replace(/[^A-Za-z0-9.\-_:\[\]]/g, ""),
       mailFrom: envelope.from,
       rcptTo: envelope.to,
-      authAs: "",
+      // chasquid's AUTH_AS: the user of a completed AUTH (submission), else "".
+      authAs: authenticatedUser(session) ?? "",
       onTls: envelope.client.tls,
       fromLocalDomain: at > 0 && policy.resolver.isLocalDomain(envelope.from.slice(at + 1)),
       spfPass: spf?.result === "pass",
