@@ -35,6 +35,8 @@ import { senderRefusal } from "./submission.ts";
 import { receiveMessage } from "./data.ts";
 import { receivedHeader } from "./received.ts";
 import { checkRecipient } from "./recipient.ts";
+import { mailboxExists, type MailboxLookup } from "./mailboxes.ts";
+import type { DovecotAuth } from "../users/dovecot_auth.ts";
 import { formatReply, Replies, reply, type SmtpReply } from "./reply.ts";
 
 /**
@@ -56,6 +58,10 @@ export interface IntakePolicy {
   rateLimits: RateLimitSettings;
   /** SendID/ListID headers and DKIM signing for mail that may leave. */
   outbound?: OutboundIntake | undefined;
+  /** Dovecot's auth service (auth.dovecot), which checks logins instead of the users files. */
+  dovecot?: DovecotAuth | undefined;
+  /** The mail store's userdb, for recipients of LMTP domains (auth.dovecot_userdb). */
+  mailboxes?: MailboxLookup | undefined;
 }
 
 /** What the session handlers need. */
@@ -193,6 +199,19 @@ export class Intake {
     const refusal = checked?.reason === "relay_denied" && authenticatedUser(session) !== undefined
       ? undefined
       : checked;
+    if (refusal?.reason === "no_such_user" && policy.mailboxes) {
+      // Mailboxes delivered over LMTP are the store's to know (Dovecot's userdb).
+      const exists = await mailboxExists(
+        policy.mailboxes,
+        resolver.normalize(address.address),
+        (err) => this.#deps.logger.warn("mailbox lookup failed", { error: String(err) }),
+      );
+      if (exists === true) return undefined;
+      if (exists !== false) {
+        this.#reject(session, "rcpt", exists.reason, exists.reply, address.address);
+        return exists.reply;
+      }
+    }
     if (refusal?.reason === "no_such_user" && this.#deps.hooks?.has("alias-exists")) {
       // chasquid asks the alias-exists hook about addresses that are
       // neither users nor aliases in the files.
@@ -454,6 +473,7 @@ export class Intake {
       { method: auth.method, username, password: auth.password ?? "", ip: session.remoteAddress },
       policy.resolver,
       policy.rateLimits.failedLoginsPerIpPerHour,
+      policy.dovecot,
     );
     this.#deps.mailLog.login(
       session.id,
