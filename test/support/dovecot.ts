@@ -10,6 +10,7 @@
 
 import { spawn } from "node:child_process";
 import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import process from "node:process";
@@ -54,6 +55,9 @@ function exec(cmd: string, args: string[]): Promise<number> {
     child.once("exit", (code) => resolve(code ?? 1));
   });
 }
+
+/** Debian's dovecot, also when /usr/sbin is not on the PATH. */
+const DOVECOT = existsSync("/usr/sbin/dovecot") ? "/usr/sbin/dovecot" : "dovecot";
 
 /** True when a Unix socket accepts a connection. */
 function accepts(path: string): Promise<boolean> {
@@ -147,7 +151,7 @@ export async function startDovecot(users: DovecotUser[]): Promise<Dovecot> {
   const imapSocket = join(run, "imap-test");
 
   const start = async () => {
-    const code = await exec("dovecot", ["-c", conf]);
+    const code = await exec(DOVECOT, ["-c", conf]);
     if (code !== 0) throw new Error(`dovecot did not start (exit ${code}); see ${dir}/dovecot.log`);
     for (const path of [lmtp, authClient, authUserdb, imapSocket]) {
       await until(() => accepts(path), `Dovecot's ${path}`);
@@ -161,7 +165,7 @@ export async function startDovecot(users: DovecotUser[]): Promise<Dovecot> {
     } catch {
       return;
     }
-    await exec("dovecot", ["-c", conf, "stop"]);
+    await exec(DOVECOT, ["-c", conf, "stop"]);
     await until(() => {
       try {
         process.kill(pid!, 0);
