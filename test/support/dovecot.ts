@@ -132,22 +132,25 @@ export async function startDovecot(users: DovecotUser[]): Promise<Dovecot> {
       "}",
       `passdb {\n  driver = passwd-file\n  args = ${passwd}\n}`,
       `userdb {\n  driver = passwd-file\n  args = ${passwd}\n}`,
-      "service lmtp {\n  unix_listener lmtp {\n    mode = 0666\n  }\n}",
+      "service lmtp {\n  unix_listener postern-lmtp {\n    mode = 0666\n  }\n}",
       "service imap-login {",
       "  inet_listener imap {\n    port = 0\n  }",
       "  inet_listener imaps {\n    port = 0\n  }",
       "  unix_listener imap-test {\n    mode = 0666\n  }",
       "}",
+      // The listeners README's "With Dovecot" adds (there owned by postern, mode 0600;
+      // here 0666, as the tests may run as any user). Dovecot tells a listener's
+      // protocol by the end of its name: "-userdb" is a userdb socket, others client.
       "service auth {",
-      "  unix_listener auth-client {\n    mode = 0666\n  }",
-      "  unix_listener auth-userdb {\n    mode = 0666\n  }",
+      "  unix_listener postern-auth {\n    mode = 0666\n  }",
+      "  unix_listener postern-userdb {\n    mode = 0666\n  }",
       "}",
       "",
     ].join("\n"),
   );
-  const lmtp = join(run, "lmtp");
-  const authClient = join(run, "auth-client");
-  const authUserdb = join(run, "auth-userdb");
+  const lmtp = join(run, "postern-lmtp");
+  const authClient = join(run, "postern-auth");
+  const authUserdb = join(run, "postern-userdb");
   const imapSocket = join(run, "imap-test");
 
   const start = async () => {
