@@ -9,7 +9,7 @@
  */
 
 import type { SpoolWriter } from "../queue/mod.ts";
-import type { HeaderFilter } from "./header_filter.ts";
+import type { FilterOutput, HeaderFilter } from "./header_filter.ts";
 
 /** How receiving a message ended. */
 export type ReceiveOutcome =
@@ -51,7 +51,8 @@ export async function receiveMessage(
         continue;
       }
       try {
-        for (const part of filter ? filter.push(chunk) : [chunk]) await writer.write(part);
+        if (filter) await apply(writer, filter.push(chunk));
+        else await writer.write(chunk);
       } catch (err) {
         failure = err;
         writing = false;
@@ -60,7 +61,7 @@ export async function receiveMessage(
     }
     if (writing && filter) {
       try {
-        for (const part of filter.end()) await writer.write(part);
+        await apply(writer, filter.end());
       } catch (err) {
         failure = err;
         writing = false;
@@ -74,4 +75,12 @@ export async function receiveMessage(
   if (bytes > maxBytes) return { kind: "too_big", bytes };
   if (failure !== undefined) return { kind: "failed", error: failure };
   return { kind: "received", bytes };
+}
+
+/** Writes what a header filter gave out, taking back what it retracts. */
+async function apply(writer: SpoolWriter, parts: FilterOutput[]): Promise<void> {
+  for (const part of parts) {
+    if (part instanceof Uint8Array) await writer.write(part);
+    else await writer.retract(part.retract);
+  }
 }

@@ -12,7 +12,13 @@
 import { splitAddress } from "../aliases/mod.ts";
 import { dkimSign } from "../auth/mod.ts";
 import type { Envelope, SpoolWriter } from "../queue/mod.ts";
-import { type FieldPredicate, HeaderFilter } from "./header_filter.ts";
+import { concatBytes } from "../bytes.ts";
+import {
+  type FieldJudge,
+  FieldNameReader,
+  type FieldVerdict,
+  HeaderFilter,
+} from "./header_filter.ts";
 import { rfc5322Date } from "./received.ts";
 
 /** The outbound settings intake uses. */
@@ -35,26 +41,68 @@ export interface SubmittedHeaders {
   hasMessageId?: boolean;
 }
 
+/** Bytes of a SendID or ListID field's body read (the value is cut to MAX_ID after unfolding). */
+const MAX_ID_BYTES = 4 * MAX_ID + 1024;
+
 /**
  * A header filter that moves SendID and ListID into `ids` and notes
  * whether Date and Message-ID are there.
  */
 export function idHeaderFilter(settings: OutboundIntake, ids: SubmittedHeaders): HeaderFilter {
-  const sendid = `${settings.sendidHeader.toLowerCase()}:`;
-  const listid = `${settings.listidHeader.toLowerCase()}:`;
-  const take: FieldPredicate = (field) => {
-    const lower = field.slice(0, Math.max(sendid.length, listid.length) + 8).toLowerCase()
-      .replace(/[ \t]+:/, ":");
-    if (lower.startsWith("date:")) ids.hasDate = true;
-    if (lower.startsWith("message-id:")) ids.hasMessageId = true;
-    const key = lower.startsWith(sendid) ? "sendid" : lower.startsWith(listid) ? "listid" : "";
-    if (key === "") return false;
-    const value = field.slice(field.indexOf(":") + 1).replace(/\r?\n/g, "").trim();
-    // The first field wins; every copy is removed.
-    ids[key] ??= value.slice(0, MAX_ID);
-    return true;
-  };
-  return new HeaderFilter(take);
+  const sendid = settings.sendidHeader.toLowerCase();
+  const listid = settings.listidHeader.toLowerCase();
+  const longest = Math.max(sendid.length, listid.length, "message-id".length);
+  return new HeaderFilter(() => new IdJudge(sendid, listid, longest, ids));
+}
+
+/** Judges one field for {@linkcode idHeaderFilter}: by its name, keeping an ID's value. */
+class IdJudge implements FieldJudge {
+  #names: { sendid: string; listid: string };
+  #reader: FieldNameReader;
+  #ids: SubmittedHeaders;
+  #key: "sendid" | "listid" | undefined;
+  #value: Uint8Array[] = [];
+  #valueBytes = 0;
+
+  constructor(sendid: string, listid: string, longest: number, ids: SubmittedHeaders) {
+    this.#names = { sendid, listid };
+    this.#reader = new FieldNameReader(longest);
+    this.#ids = ids;
+  }
+
+  feed(bytes: Uint8Array): FieldVerdict | undefined {
+    if (this.#reader.name === undefined) {
+      const after = this.#reader.read(bytes);
+      const name = this.#reader.name;
+      if (name === undefined) return undefined;
+      if (name === "date") this.#ids.hasDate = true;
+      if (name === "message-id") this.#ids.hasMessageId = true;
+      this.#key = name === this.#names.sendid
+        ? "sendid"
+        : name === this.#names.listid
+        ? "listid"
+        : undefined;
+      if (this.#key === undefined) return "keep";
+      bytes = bytes.subarray(after);
+    }
+    if (this.#key === undefined) return "keep";
+    if (this.#valueBytes < MAX_ID_BYTES) {
+      const part = bytes.subarray(0, MAX_ID_BYTES - this.#valueBytes);
+      this.#value.push(part);
+      this.#valueBytes += part.byteLength;
+    }
+    // Every copy is removed (they must not leave).
+    return "drop";
+  }
+
+  end(): FieldVerdict {
+    if (this.#key === undefined) return "keep";
+    const value = new TextDecoder().decode(concatBytes(this.#value, this.#valueBytes))
+      .replace(/\r?\n/g, "").trim();
+    // The first field wins.
+    this.#ids[this.#key] ??= value.slice(0, MAX_ID);
+    return "drop";
+  }
 }
 
 /** Date and Message-ID fields for a submitted message that lacks them (CRLF ends each). */

@@ -20,7 +20,8 @@ import {
   type SpoolWriter,
 } from "../queue/mod.ts";
 import { type AuthDeps, authenticateAfterData, spfAtMailFrom } from "./authentication.ts";
-import { HeaderFilter, ourAuthenticationResults } from "./header_filter.ts";
+import { HeaderFilter } from "./header_filter.ts";
+import { ourAuthenticationResults } from "./authres_claim.ts";
 import {
   idHeaderFilter,
   missingHeaders,

@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { Spool, type SpoolItem, type SpoolWriter } from "../../../src/queue/mod.ts";
 import { receiveMessage } from "../../../src/smtp/mod.ts";
+import { HeaderFilter } from "../../../src/smtp/header_filter.ts";
+import { ourAuthenticationResults } from "../../../src/smtp/authres_claim.ts";
 import { collectText, listDir, makeTempDir, removeDir } from "../helpers.ts";
 import { makeEnvelope } from "../queue/fixtures.ts";
 
@@ -145,6 +147,30 @@ describe("receiveMessage", () => {
     const { stream } = clientStream(["a", "0123456789"]);
     const outcome = await receiveMessage(stream, writer, HEADER, 5);
     assert.deepEqual(outcome, { kind: "too_big", bytes: 11 });
+  });
+
+  it("receiveMessage() takes back from the spool a claim of ours held too long to judge in memory", async () => {
+    const writer = await spool.receive(makeEnvelope());
+    const comment = "(" + "c".repeat(200_000) + ")";
+    const ours = `Authentication-Results: ${comment} mx.ours.test; spf=pass\r\n`;
+    const theirs = `Authentication-Results: ${comment} other.test; spf=pass\r\n`;
+    const text = "Subject: a\r\n" + ours + theirs + ours + "\r\nbody\r\n";
+    const chunks = text.match(/[^]{1,16384}/g)!;
+    const filter = new HeaderFilter(ourAuthenticationResults("mx.ours.test"));
+    const outcome = await receiveMessage(
+      clientStream(chunks).stream,
+      writer,
+      HEADER,
+      10_000_000,
+      filter,
+    );
+    assert.deepEqual(outcome, { kind: "received", bytes: text.length });
+    assert.equal(filter.dropped, 2);
+    const item = await writer.commit();
+    assert.equal(
+      await collectText(spool.openMessage(item)),
+      "Received: from test\r\nSubject: a\r\n" + theirs + "\r\nbody\r\n",
+    );
   });
 
   it("receiveMessage() streams a large message to disk byte for byte", async () => {
