@@ -15,14 +15,17 @@ import type { FilterOutput, HeaderFilter } from "./header_filter.ts";
 export type ReceiveOutcome =
   | { kind: "received"; bytes: number }
   | { kind: "too_big"; bytes: number }
-  | { kind: "failed"; error: unknown };
+  | { kind: "failed"; error: unknown }
+  /** The client's stream broke before the final dot (it went away): nothing kept, no one to answer. */
+  | { kind: "interrupted"; error: unknown };
 
 /**
  * Writes `header` and then the client's message into `writer` (the caller
  * commits it, after the checks that run on the whole message). A message over `maxBytes` (not counting `header`) is read to
  * the end and discarded (RFC 1870 section 6.3: the 552 comes after the
  * final dot). A write error also keeps reading, so the client still gets a
- * reply. A stream error (the client went away) aborts and rethrows.
+ * reply. A stream error (the client went away) aborts and reports
+ * `interrupted`: an everyday event, not an error of ours.
  */
 export async function receiveMessage(
   stream: AsyncIterable<Uint8Array>,
@@ -70,7 +73,7 @@ export async function receiveMessage(
     }
   } catch (err) {
     if (writing) await writer.abort();
-    throw err;
+    return { kind: "interrupted", error: err };
   }
   if (bytes > maxBytes) return { kind: "too_big", bytes };
   if (failure !== undefined) return { kind: "failed", error: failure };

@@ -308,6 +308,10 @@ export class Intake {
       }
       case "failed":
         return this.#failed(session, qid, outcome.error, envelope);
+      case "interrupted":
+        // The connection is gone: the reply goes nowhere, the log says why.
+        this.#reject(session, "data", "interrupted", Replies.localError, undefined, qid, from);
+        return Replies.localError;
       case "received":
         this.#deps.freeSpace?.consumed(outcome.bytes);
         break;

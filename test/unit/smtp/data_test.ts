@@ -107,18 +107,21 @@ describe("receiveMessage", () => {
     assert.deepEqual((await spool.load()).items, []);
   });
 
-  it("receiveMessage() aborts and rethrows when the client stream fails", async () => {
+  it("receiveMessage() aborts and reports interrupted when the client stream fails", async () => {
     const writer = await spool.receive(makeEnvelope());
     const { stream } = clientStream(["a", "b", "c"], 2);
-    await assert.rejects(receiveMessage(stream, writer, HEADER, 1000), /client went away/);
+    const outcome = await receiveMessage(stream, writer, HEADER, 1000);
+    assert.equal(outcome.kind, "interrupted");
+    assert.match(String(outcome.kind === "interrupted" && outcome.error), /client went away/);
     assert.deepEqual(await listDir(queueDir()), []);
     assert.deepEqual(await listDir(incomingDir()), []);
   });
 
-  it("receiveMessage() aborts and rethrows when the stream fails after the size limit", async () => {
+  it("receiveMessage() aborts and reports interrupted when the stream fails after the size limit", async () => {
     const writer = await spool.receive(makeEnvelope());
     const { stream } = clientStream(["0123456789", "0123456789", "x"], 2);
-    await assert.rejects(receiveMessage(stream, writer, HEADER, 5), /client went away/);
+    const outcome = await receiveMessage(stream, writer, HEADER, 5);
+    assert.equal(outcome.kind, "interrupted");
     assert.deepEqual(await listDir(incomingDir()), []);
   });
 
