@@ -196,6 +196,38 @@ export class HeaderFilter {
   }
 }
 
+/** A judge that drops a field when any of `judges` drops it; each sees every byte. */
+export function dropIfAny(...judges: JudgeFactory[]): JudgeFactory {
+  return () => new AnyJudge(judges.map((make) => make()));
+}
+
+class AnyJudge implements FieldJudge {
+  #judges: FieldJudge[];
+  #said: Array<FieldVerdict | undefined>;
+
+  constructor(judges: FieldJudge[]) {
+    this.#judges = judges;
+    this.#said = judges.map(() => undefined);
+  }
+
+  feed(bytes: Uint8Array): FieldVerdict | undefined {
+    this.#judges.forEach((judge, i) => {
+      const said = judge.feed(bytes);
+      this.#said[i] ??= said;
+    });
+    if (this.#said.includes("drop")) return "drop";
+    return this.#said.every((s) => s === "keep") ? "keep" : undefined;
+  }
+
+  end(): FieldVerdict {
+    this.#judges.forEach((judge, i) => {
+      const said = judge.end();
+      this.#said[i] ??= said;
+    });
+    return this.#said.includes("drop") ? "drop" : "keep";
+  }
+}
+
 /**
  * Reads a field name as its bytes arrive: up to the colon (RFC 5322
  * section 3.6.8; obsolete syntax allows white space before it, section

@@ -14,10 +14,12 @@ import { dkimSign } from "../auth/mod.ts";
 import type { Envelope, SpoolWriter } from "../queue/mod.ts";
 import { concatBytes } from "../bytes.ts";
 import {
+  dropIfAny,
   type FieldJudge,
   FieldNameReader,
   type FieldVerdict,
   HeaderFilter,
+  type JudgeFactory,
 } from "./header_filter.ts";
 import { rfc5322Date } from "./received.ts";
 
@@ -46,13 +48,18 @@ const MAX_ID_BYTES = 4 * MAX_ID + 1024;
 
 /**
  * A header filter that moves SendID and ListID into `ids` and notes
- * whether Date and Message-ID are there.
+ * whether Date and Message-ID are there; `alsoDrop` removes more fields.
  */
-export function idHeaderFilter(settings: OutboundIntake, ids: SubmittedHeaders): HeaderFilter {
+export function idHeaderFilter(
+  settings: OutboundIntake,
+  ids: SubmittedHeaders,
+  alsoDrop?: JudgeFactory,
+): HeaderFilter {
   const sendid = settings.sendidHeader.toLowerCase();
   const listid = settings.listidHeader.toLowerCase();
   const longest = Math.max(sendid.length, listid.length, "message-id".length);
-  return new HeaderFilter(() => new IdJudge(sendid, listid, longest, ids));
+  const judge: JudgeFactory = () => new IdJudge(sendid, listid, longest, ids);
+  return new HeaderFilter(alsoDrop ? dropIfAny(judge, alsoDrop) : judge);
 }
 
 /** Judges one field for {@linkcode idHeaderFilter}: by its name, keeping an ID's value. */

@@ -282,10 +282,12 @@ export class Intake {
       !inNetworks(session.remoteAddress, policy.trustedNetworks);
     const ids: SubmittedHeaders = {};
     const outbound = submitted ? policy.outbound : undefined;
+    // RFC 8601 section 5: a submitting user is no trusted MTA either, so
+    // submitted mail loses claims of our authserv-id too.
     const filter = checkedClient
       ? new HeaderFilter(ourAuthenticationResults(auth.hostname))
       : outbound
-      ? idHeaderFilter(outbound, ids)
+      ? idHeaderFilter(outbound, ids, ourAuthenticationResults(this.#deps.hostname))
       : undefined;
     const outcome = await receiveMessage(
       stream,

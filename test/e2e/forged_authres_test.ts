@@ -4,7 +4,8 @@
  * are spelled, before our own is added. The two reported spellings (after
  * a header field over 64 KiB; with nested comments before the id) and a
  * claim behind a comment too long to judge in memory, sent with swaks and
- * over a raw socket; the delivered message is checked.
+ * over a raw socket; the delivered message is checked. Submitted mail
+ * (a logged-in user is no trusted MTA either) loses such claims too.
  */
 
 import assert from "node:assert/strict";
@@ -12,14 +13,17 @@ import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { startDnsServer, type TestDnsServer } from "../support/dns_server.ts";
+import { hashPassword } from "../../src/users/mod.ts";
 import {
   cleanup,
   eventually,
+  freePort,
   maildirMessages,
   rawSession,
   run,
   type Server,
   startServer,
+  submitMail,
   tempDir,
 } from "./harness.ts";
 
@@ -48,10 +52,12 @@ describe("forged Authentication-Results end to end", () => {
   let dns: TestDnsServer;
   let server: Server;
   let dir: string;
+  let submission: number;
 
   before(async () => {
     dir = await tempDir("postern-authres-");
     dns = await startDnsServer({ "pass.test": { TXT: ["v=spf1 ip4:127.0.0.1 -all"] } });
+    submission = await freePort();
     server = await startServer({
       config: {
         "postern.yaml": [
@@ -61,9 +67,11 @@ describe("forged Authentication-Results end to end", () => {
           "  timeout: 2s",
           "auth:",
           "  trusted_networks: []",
+          "submission:",
+          `  listen: ["127.0.0.1:${submission}"]`,
           "",
         ].join("\n"),
-        "domains/example.test/users": "alice\n",
+        "domains/example.test/users": `alice\nbob ${await hashPassword("pw-bob-1")}\n`,
       },
     });
   });
@@ -171,5 +179,29 @@ describe("forged Authentication-Results end to end", () => {
     } finally {
       session.close();
     }
+  });
+
+  it("removes claims of our authserv-id from submitted mail too, keeping other fields", async () => {
+    const result = await submitMail(
+      submission,
+      { user: "bob@example.test", password: "pw-bob-1" },
+      "bob@example.test",
+      ["alice@example.test"],
+      [
+        "--add-header",
+        `Authentication-Results: (user (forged)) ${HOSTNAME}; dmarc=pass header.from=bank.test`,
+        "--add-header",
+        "Authentication-Results: elsewhere.test; dkim=fail",
+        "--add-header",
+        "X-Kept: yes",
+      ],
+    );
+    const qid = /250 2\.0\.0 Ok: queued as (\w+)/.exec(result.stdout)?.[1];
+    assert.ok(qid, result.stdout.slice(-2000));
+    const text = await delivered(qid);
+    assert.ok(!text.includes("bank.test"), "the forged field was delivered");
+    assert.deepEqual(claims(text), []); // submitted mail is not checked: no field of ours
+    assert.ok(text.includes("Authentication-Results: elsewhere.test; dkim=fail"));
+    assert.ok(text.includes("X-Kept: yes"));
   });
 });

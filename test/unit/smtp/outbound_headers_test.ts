@@ -5,6 +5,7 @@ import {
   type OutboundIntake,
   type SubmittedHeaders,
 } from "../../../src/smtp/outbound_headers.ts";
+import { ourAuthenticationResults } from "../../../src/smtp/authres_claim.ts";
 import { filterBytes } from "./filter_helpers.ts";
 
 const SETTINGS: OutboundIntake = {
@@ -64,5 +65,27 @@ describe("idHeaderFilter", () => {
     assert.ok(!out.includes("X-SendID"), "the SendID field was kept");
     assert.ok(out === long + "\r\nbody", "the rest of the message changed");
     assert.equal(ids.sendid, "s".repeat(256));
+  });
+
+  it("idHeaderFilter() with alsoDrop removes those fields too, and still takes the IDs", () => {
+    const ids: SubmittedHeaders = {};
+    const text = [
+      "Authentication-Results: (forged (nested)) MX.OURS.TEST; dkim=pass",
+      "X-SendID: s1",
+      "Authentication-Results: other.test; spf=pass",
+      "Authentication-Results: mx.ours.test;",
+      " dmarc=pass",
+      "",
+      "body",
+    ].join("\r\n");
+    const filter = idHeaderFilter(SETTINGS, ids, ourAuthenticationResults("mx.ours.test"));
+    const bytes = new TextEncoder().encode(text);
+    const { out, dropped } = filterBytes(filter, bytes, [3, 50, 90]);
+    assert.equal(
+      new TextDecoder().decode(out),
+      "Authentication-Results: other.test; spf=pass\r\n\r\nbody",
+    );
+    assert.equal(dropped, 3);
+    assert.deepEqual(ids, { sendid: "s1" });
   });
 });
