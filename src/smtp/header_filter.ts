@@ -16,6 +16,8 @@
  * @module
  */
 
+import { concatBytes } from "../bytes.ts";
+
 /** What a judge decided about a field. */
 export type FieldVerdict = "keep" | "drop";
 
@@ -45,6 +47,9 @@ export type FilterOutput = Uint8Array | Retract;
 
 /** An undecided field is held in memory up to this size, then written on. */
 export const HOLD_BYTES = 64 * 1024;
+
+/** Held pieces are joined into one when there are this many. */
+const MAX_HELD_PIECES = 256;
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -164,9 +169,13 @@ export class HeaderFilter {
     }
     this.#held.push(bytes);
     this.#heldBytes += bytes.byteLength;
+    if (this.#held.length >= MAX_HELD_PIECES) {
+      // A client that trickles bytes: one piece instead of thousands.
+      this.#held = [concatBytes(this.#held, this.#heldBytes)];
+    }
     if (this.#heldBytes > HOLD_BYTES) {
       // Too long to hold undecided: on to the spool, taken back if dropped.
-      out.push(...this.#held);
+      for (const piece of this.#held) out.push(piece);
       this.#spilled = this.#heldBytes;
       this.#held = [];
       this.#heldBytes = 0;
@@ -185,7 +194,7 @@ export class HeaderFilter {
   #decide(verdict: FieldVerdict, out: FilterOutput[]): void {
     this.#verdict = verdict;
     if (verdict === "keep") {
-      out.push(...this.#held);
+      for (const piece of this.#held) out.push(piece);
     } else {
       this.dropped++;
       if (this.#spilled > 0) out.push({ retract: this.#spilled });

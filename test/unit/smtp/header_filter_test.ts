@@ -92,6 +92,25 @@ describe("HeaderFilter", () => {
     assert.equal(new TextDecoder().decode(concatBytes(written)), theirs + "\r\nbody\r\n");
   });
 
+  it("push() copes with a client that trickles a long undecided field one byte at a time", () => {
+    const comment = "(" + "c".repeat(100_000) + ")";
+    const text = `Authentication-Results: ${comment} mx.ours.test; x\r\n` +
+      `Authentication-Results: ${comment} other.test; x\r\n\r\nbody`;
+    const filter = new HeaderFilter(ourAuthenticationResults("mx.ours.test"));
+    const bytes = encoder.encode(text);
+    const written: Uint8Array[] = [];
+    let most = 0;
+    for (let i = 0; i < bytes.byteLength; i++) {
+      const parts = filter.push(bytes.subarray(i, i + 1));
+      most = Math.max(most, parts.length);
+      applyOutput(written, parts);
+    }
+    applyOutput(written, filter.end());
+    const expected = `Authentication-Results: ${comment} other.test; x\r\n\r\nbody`;
+    assert.ok(new TextDecoder().decode(concatBytes(written)) === expected, "output differs");
+    assert.ok(most <= 300, `${most} pieces in one output`);
+  });
+
   it("push() treats an empty line cut between its CR and LF as the end of the header", () => {
     const text = "Subject: x\r\n\r\nAuthentication-Results: mx.ours.test; body\r\n";
     const at = text.indexOf("\r\n\r\n") + 2;
