@@ -374,7 +374,11 @@ describe("SMTP fuzz", () => {
         plain.write("EHLO client.test\r\nSTARTTLS\r\n");
         assert.ok(await p.until(/\r\n220 [^\r\n]*\r\n$/), p.state.text);
         const tls = tlsConnect({ socket: plain, rejectUnauthorized: false });
-        await new Promise((resolve) => tls.once("secureConnect", resolve));
+        const handshake = await new Promise<unknown>((resolve) => {
+          tls.once("secureConnect", () => resolve(true));
+          tls.once("error", resolve);
+        });
+        assert.equal(handshake, true, `the TLS handshake failed: ${handshake}`);
         socket = tls as unknown as Socket;
         reader = collect(socket);
       }
