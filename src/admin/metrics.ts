@@ -37,6 +37,11 @@ const HELP: Record<string, string> = {
   queue_recovered_total: "Messages found in the spool at start-up",
   queue_quarantined_total: "Spool items moved aside as corrupt",
   policy_reloads_total: "Policy reloads by result",
+  dsn_total: "Delivery status notifications queued (bounces and delay warnings), by kind",
+  smtp_logins_total: "AUTH attempts on the submission listeners, by result and reason",
+  dkim_key_errors_total: "Reloads that failed because a DKIM key folder or key could not be read",
+  dkim_record_problems_total:
+    "Times the DNS record of a domain's signing DKIM key was found gone or changed, by domain",
 };
 
 /** Renders everything in the text format. */

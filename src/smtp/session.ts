@@ -262,6 +262,7 @@ export class Intake {
       tls: session.secure,
       smtputf8,
       esmtp: session.openingCommand === "EHLO",
+      authenticated: authenticatedUser(session) !== undefined,
       recipients: to,
       date: now,
     });
@@ -335,7 +336,7 @@ export class Intake {
       }
       if (outbound) {
         writer.setIds(ids);
-        await writer.prepend(missingHeaders(ids, qid, this.#deps.hostname, now));
+        await writer.prepend(missingHeaders(ids, qid, this.#deps.hostname, now, from));
       }
       if (checked.head) await writer.prepend(checked.head);
       item = await writer.commit(

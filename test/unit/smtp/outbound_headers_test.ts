@@ -47,15 +47,16 @@ describe("idHeaderFilter", () => {
         "From: a@example.com\r\nSubject: hi\r\n\r\nX-SendID: in the body stays\r\n",
         `step ${step}`,
       );
-      assert.deepEqual(ids, { sendid: "newsletter-42", listid: "list\tfolded" });
+      assert.deepEqual(ids, { sendid: "newsletter-42", listid: "list\tfolded", hasFrom: true });
     }
   });
 
-  it("idHeaderFilter() notes Date and Message-ID, and keeps them", () => {
-    const text = "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <a@b>\r\n\r\nbody";
+  it("idHeaderFilter() notes From, Date and Message-ID, and keeps them", () => {
+    const text =
+      "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <a@b>\r\nfrom : <c@d>\r\n\r\nbody";
     const { out, ids } = run(text, 5);
     assert.equal(out, text);
-    assert.deepEqual(ids, { hasDate: true, hasMessageId: true });
+    assert.deepEqual(ids, { hasDate: true, hasMessageId: true, hasFrom: true });
   });
 
   it("idHeaderFilter() still finds a SendID after a field over 64 KiB, and cuts a long value", () => {
