@@ -24,7 +24,7 @@ import {
   PolicyStore,
   startReloader,
 } from "./policy/mod.ts";
-import { Queue, type QueueOptions, Spool } from "./queue/mod.ts";
+import { FreeSpace, Queue, type QueueOptions, Spool } from "./queue/mod.ts";
 import * as runtime from "./runtime/mod.ts";
 import {
   ConnectionLimits,
@@ -229,6 +229,7 @@ export async function serve(
     rates: new RateLimits(),
     logins: new LoginChecker(),
     spool,
+    freeSpace: new FreeSpace(spool.root),
     onQueued: (item) => queue.add(item),
     mailLog,
     logger,
@@ -401,6 +402,7 @@ function livePolicy(
       epoch: snapshot.epoch,
       maxMessageSize: config.smtp.maxMessageSize,
       maxRecipients: config.smtp.maxRecipients,
+      queueMinfree: config.smtp.queueMinfree,
       resolver,
       trustedNetworks: config.auth.trustedNetworks,
       rateLimits: config.rateLimits,

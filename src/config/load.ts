@@ -28,7 +28,7 @@ import { isPasswordHash, parseUserLine } from "../users/mod.ts";
 import { loadCertificates } from "./certificates.ts";
 import { loadDkim } from "./dkim.ts";
 import { resolveOutbound } from "./outbound.ts";
-import { CONFIG_FILE_NAME, DEFAULTS } from "./defaults.ts";
+import { CONFIG_FILE_NAME, defaultQueueMinfree, DEFAULTS } from "./defaults.ts";
 import { type ConfigFile, ConfigFileSchema } from "./schema.ts";
 import type { Config, DomainConfig } from "./types.ts";
 
@@ -123,6 +123,8 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       idleTimeoutMs: smtp.idle_timeout ?? DEFAULTS.smtp.idleTimeoutMs,
       commandTimeoutMs: smtp.command_timeout ?? DEFAULTS.smtp.commandTimeoutMs,
       maxCommandLength: smtp.max_command_length ?? DEFAULTS.smtp.maxCommandLength,
+      queueMinfree: smtp.queue_minfree ??
+        defaultQueueMinfree(smtp.max_message_size ?? DEFAULTS.smtp.maxMessageSize),
     },
     certificates: configDir === undefined
       ? []

@@ -122,6 +122,12 @@ export const ConfigFileSchema = v.strictObject({
     command_timeout: v.optional(Duration),
     /** Longest command line in bytes. Default: 2048. */
     max_command_length: v.optional(Count(512)),
+    /**
+     * Free space kept on the spool's file system: MAIL FROM gets 452 4.3.1 when
+     * less than this plus the declared SIZE is free. Default: 1.5 × max_message_size,
+     * at least 100MiB.
+     */
+    queue_minfree: v.optional(Size),
   })),
   submission: v.optional(v.strictObject({
     /** Submission with STARTTLS (port 587): AUTH after TLS, then relaying. Default: none. */

@@ -63,6 +63,8 @@ export interface Config {
     idleTimeoutMs: number;
     commandTimeoutMs: number;
     maxCommandLength: number;
+    /** Bytes kept free on the spool's file system at MAIL FROM. */
+    queueMinfree: number;
   };
   /** Submission listeners: STARTTLS (587-style) and implicit TLS (465-style). */
   submission: { listen: string[]; listenTls: string[] };

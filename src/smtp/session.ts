@@ -14,13 +14,15 @@ import { type HookRunner, postDataOutcome } from "../hooks/mod.ts";
 import type { ClientInfo, Logger, MailLog } from "../log/mod.ts";
 import {
   type Envelope,
+  type FreeSpace,
   newQueueId,
   type Spool,
   type SpoolItem,
   type SpoolWriter,
 } from "../queue/mod.ts";
 import { type AuthDeps, authenticateAfterData, spfAtMailFrom } from "./authentication.ts";
-import { HeaderFilter, ourAuthenticationResults } from "./header_filter.ts";
+import { HeaderFilter } from "./header_filter.ts";
+import { ourAuthenticationResults } from "./authres_claim.ts";
 import {
   idHeaderFilter,
   missingHeaders,
@@ -34,6 +36,7 @@ import type { RateLimits, RateLimitSettings } from "./rate_limits.ts";
 import { senderRefusal } from "./submission.ts";
 import { receiveMessage } from "./data.ts";
 import { receivedHeader } from "./received.ts";
+import { storageRefusal } from "./storage.ts";
 import { checkRecipient } from "./recipient.ts";
 import { formatReply, Replies, reply, type SmtpReply } from "./reply.ts";
 
@@ -47,6 +50,8 @@ export interface IntakePolicy {
   epoch: number;
   maxMessageSize: number;
   maxRecipients: number;
+  /** Bytes kept free on the spool's file system at MAIL FROM (queue_minfree). */
+  queueMinfree: number;
   /** Local domains, users and aliases. */
   resolver: RecipientResolver;
   /** SPF at MAIL FROM and DKIM/DMARC after DATA; undefined: no checks. */
@@ -69,6 +74,8 @@ export interface IntakeDeps {
   /** Checks AUTH on submission listeners. */
   logins?: LoginChecker | undefined;
   spool: Spool;
+  /** Free space of the spool's file system; undefined: not checked. */
+  freeSpace?: FreeSpace | undefined;
   /** Called once a message is durably spooled, before the 250 is sent. */
   onQueued: (item: SpoolItem) => void;
   mailLog: MailLog;
@@ -145,6 +152,22 @@ export class Intake {
         this.#transactions.delete(session.id);
         return limited.reply;
       }
+    }
+    // RFC 1870 section 6.1: no room now for the declared size plus the reserve.
+    const storage = await storageRefusal(this.#deps.freeSpace, address, policy.queueMinfree);
+    if (storage) {
+      const from = `<${address.address || ""}>`;
+      this.#reject(
+        session,
+        "mail",
+        "insufficient_storage",
+        storage,
+        undefined,
+        transaction.qid,
+        from,
+      );
+      this.#transactions.delete(session.id);
+      return storage;
     }
     if (!policy.auth) return undefined;
     const { verdict, refusal } = await spfAtMailFrom(policy.auth, {
@@ -260,10 +283,12 @@ export class Intake {
       !inNetworks(session.remoteAddress, policy.trustedNetworks);
     const ids: SubmittedHeaders = {};
     const outbound = submitted ? policy.outbound : undefined;
+    // RFC 8601 section 5: a submitting user is no trusted MTA either, so
+    // submitted mail loses claims of our authserv-id too.
     const filter = checkedClient
       ? new HeaderFilter(ourAuthenticationResults(auth.hostname))
       : outbound
-      ? idHeaderFilter(outbound, ids)
+      ? idHeaderFilter(outbound, ids, ourAuthenticationResults(this.#deps.hostname))
       : undefined;
     const outcome = await receiveMessage(
       stream,
@@ -286,7 +311,12 @@ export class Intake {
       }
       case "failed":
         return this.#failed(session, qid, outcome.error, envelope);
+      case "interrupted":
+        // The connection is gone: the reply goes nowhere, the log says why.
+        this.#reject(session, "data", "interrupted", Replies.localError, undefined, qid, from);
+        return Replies.localError;
       case "received":
+        this.#deps.freeSpace?.consumed(outcome.bytes);
         break;
     }
 

@@ -57,6 +57,19 @@ describe("loadConfig", () => {
     assert.ok(config.hostname.length > 0);
   });
 
+  it("loadConfig() keeps 1.5 × max_message_size free by default, at least 100 MiB, or queue_minfree", async () => {
+    const MiB = 1024 * 1024;
+    assert.equal((await loadConfig()).smtp.queueMinfree, 100 * MiB); // 1.5 × 50 MiB is less
+    const small = await configDir({ "postern.yaml": "smtp:\n  max_message_size: 10MiB\n" });
+    assert.equal((await loadConfig({ configDir: small })).smtp.queueMinfree, 100 * MiB);
+    const big = await configDir({ "postern.yaml": "smtp:\n  max_message_size: 200MiB\n" });
+    assert.equal((await loadConfig({ configDir: big })).smtp.queueMinfree, 300 * MiB);
+    const set = await configDir({ "postern.yaml": "smtp:\n  queue_minfree: 2GiB\n" });
+    assert.equal((await loadConfig({ configDir: set })).smtp.queueMinfree, 2 * 1024 * MiB);
+    const bad = await configDir({ "postern.yaml": "smtp:\n  queue_minfree: lots\n" });
+    assert.match((await configError(bad)).message, /smtp\.queue_minfree/);
+  });
+
   it("loadConfig() uses the defaults when the directory is empty", async () => {
     const dir = await configDir({});
     const config = await loadConfig({ configDir: dir });
