@@ -124,6 +124,8 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       idleTimeoutMs: smtp.idle_timeout ?? DEFAULTS.smtp.idleTimeoutMs,
       commandTimeoutMs: smtp.command_timeout ?? DEFAULTS.smtp.commandTimeoutMs,
       maxCommandLength: smtp.max_command_length ?? DEFAULTS.smtp.maxCommandLength,
+      minDataRate: smtp.min_data_rate ?? DEFAULTS.smtp.minDataRate,
+      hardErrorLimit: smtp.hard_error_limit ?? DEFAULTS.smtp.hardErrorLimit,
     },
     certificates: configDir === undefined
       ? []

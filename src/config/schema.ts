@@ -122,6 +122,10 @@ export const ConfigFileSchema = v.strictObject({
     command_timeout: v.optional(Duration),
     /** Longest command line in bytes. Default: 2048. */
     max_command_length: v.optional(Count(512)),
+    /** Bytes per second a message must arrive at, at least (after 354). Default: 500. */
+    min_data_rate: v.optional(Count(1)),
+    /** Refused or bad commands that end a session with 421 4.7.0; 0: no limit. Default: 20. */
+    hard_error_limit: v.optional(Count(0)),
   })),
   submission: v.optional(v.strictObject({
     /** Submission with STARTTLS (port 587): AUTH after TLS, then relaying. Default: none. */
