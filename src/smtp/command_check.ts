@@ -52,8 +52,10 @@ export function checkCommand(
   }
   const verb = /^\s*(\S+)/.exec(text)?.[1]?.toUpperCase() ?? "";
   if (verb === "EHLO" || verb === "HELO") {
-    // RFC 6531 section 3.7.1: before SMTPUTF8 is negotiated the client
-    // names itself in ASCII; an internationalized name goes as A-labels.
+    // RFC 5321 section 4.1.2: the EHLO Domain is ASCII (Let-dig, Ldh-str),
+    // and it comes before any SMTPUTF8 is negotiated; the name also goes
+    // into our Received header, which must stay ASCII in a message that is
+    // not SMTPUTF8 (RFC 6532). An internationalized name goes as A-labels.
     return {
       reply: reply(501, "", "Error: Bad hostname syntax; send an IDN as A-labels (xn--)"),
       enhanced: false,

@@ -120,6 +120,8 @@ class PosternConnection extends SMTPConnection {
   }
 
   override _onCommand(command: Buffer, callback?: () => void): void {
+    // The client waits for our reply now, for minutes if need be (RFC 5321
+    // section 4.5.3.2); no deadline of ours runs until the command is done.
     this.#deadline?.pause();
     // The hard error limit counts unrecognized commands with the others.
     this._unrecognizedCommands = 0;
@@ -191,7 +193,7 @@ class PosternConnection extends SMTPConnection {
   /**
    * EHLO without AUTH where AUTH would be refused with 538 (before TLS on a
    * listener that allows no plain-text passwords): RFC 4954 section 4 and
-   * RFC 8314 section 3 want passwords only over an encrypted session, and a
+   * RFC 8314 want passwords only over an encrypted session, and a
    * client offered AUTH sends its password before it learns of the 538.
    */
   override handler_EHLO(command: Buffer, callback: () => void): void {

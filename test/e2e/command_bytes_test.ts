@@ -69,7 +69,7 @@ describe("command bytes", () => {
     client.close();
   });
 
-  it("refuses a non-ASCII EHLO name (RFC 6531 wants A-labels there) with 501", async () => {
+  it("refuses a non-ASCII EHLO name (A-labels there, RFC 5321 section 4.1.2) with 501", async () => {
     const client = await open();
     assert.match(await client.command("EHLO bücher.example"), /^501 /);
     assert.match(await client.command("EHLO xn--bcher-kva.example"), /^250 /);
