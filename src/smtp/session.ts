@@ -243,6 +243,7 @@ export class Intake implements SessionEvents {
       tls: session.secure,
       smtputf8,
       esmtp: session.openingCommand === "EHLO",
+      authenticated: authenticatedUser(session) !== undefined,
       recipients: to,
       date: now,
     });
@@ -309,7 +310,7 @@ export class Intake implements SessionEvents {
       }
       if (outbound) {
         writer.setIds(ids);
-        await writer.prepend(missingHeaders(ids, qid, this.#deps.hostname, now));
+        await writer.prepend(missingHeaders(ids, qid, this.#deps.hostname, now, from));
       }
       if (checked.head) await writer.prepend(checked.head);
       item = await writer.commit(
@@ -394,7 +395,8 @@ export class Intake implements SessionEvents {
       ehloDomain: envelope.client.helo.replace(/[^A-Za-z0-9.\-_:\[\]]/g, ""),
       mailFrom: envelope.from,
       rcptTo: envelope.to,
-      authAs: "",
+      // chasquid's AUTH_AS: the user of a completed AUTH (submission), else "".
+      authAs: authenticatedUser(session) ?? "",
       onTls: envelope.client.tls,
       fromLocalDomain: at > 0 && policy.resolver.isLocalDomain(envelope.from.slice(at + 1)),
       spfPass: spf?.result === "pass",
