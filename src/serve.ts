@@ -444,6 +444,8 @@ function listenerSettings(config: Config): LiveListenerSettings {
     maxMessageSize: config.smtp.maxMessageSize,
     idleTimeoutMs: config.smtp.idleTimeoutMs,
     commandTimeoutMs: config.smtp.commandTimeoutMs,
+    minDataRate: config.smtp.minDataRate,
+    hardErrorLimit: config.smtp.hardErrorLimit,
     maxCommandLength: config.smtp.maxCommandLength,
   };
 }

@@ -30,6 +30,11 @@ export const DEFAULTS = {
     // to it (RFC 1869 section 4.1.2); leave room for SMTPUTF8 addresses.
     maxCommandLength: 2048,
     // queue_minfree: see defaultQueueMinfree.
+    // Postfix's smtpd_min_data_rate: the DATA deadline is command_timeout
+    // plus one second per 500 bytes received.
+    minDataRate: 500,
+    // Postfix's smtpd_hard_error_limit.
+    hardErrorLimit: 20,
   },
   aliases: { suffixSeparators: "+", dropCharacters: "." },
   delivery: {

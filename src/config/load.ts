@@ -125,6 +125,8 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       maxCommandLength: smtp.max_command_length ?? DEFAULTS.smtp.maxCommandLength,
       queueMinfree: smtp.queue_minfree ??
         defaultQueueMinfree(smtp.max_message_size ?? DEFAULTS.smtp.maxMessageSize),
+      minDataRate: smtp.min_data_rate ?? DEFAULTS.smtp.minDataRate,
+      hardErrorLimit: smtp.hard_error_limit ?? DEFAULTS.smtp.hardErrorLimit,
     },
     certificates: configDir === undefined
       ? []

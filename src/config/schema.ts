@@ -128,6 +128,10 @@ export const ConfigFileSchema = v.strictObject({
      * at least 100MiB.
      */
     queue_minfree: v.optional(Size),
+    /** Bytes per second a message must arrive at, at least (after 354). Default: 500. */
+    min_data_rate: v.optional(Count(1)),
+    /** Refused or bad commands that end a session with 421 4.7.0; 0: no limit. Default: 20. */
+    hard_error_limit: v.optional(Count(0)),
   })),
   submission: v.optional(v.strictObject({
     /** Submission with STARTTLS (port 587): AUTH after TLS, then relaying. Default: none. */
