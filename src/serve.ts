@@ -13,7 +13,15 @@ import { startAdmin } from "./admin/server.ts";
 import { SpfVerdictCache } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
 import { DispatchCourier, LocalCourier } from "./delivery/mod.ts";
-import { aliasHookTargets, HookRunner } from "./hooks/mod.ts";
+import {
+  aliasHookTargets,
+  denoVersion,
+  describeHookRuntime,
+  EmbeddedDeno,
+  embeddedRuntime,
+  HookRunner,
+  type HookRuntimeStatus,
+} from "./hooks/mod.ts";
 import { Counters, FileSink, type Logger, MailLog } from "./log/mod.ts";
 import { Bouncer, ConnectionPool, MtaStsPolicies, RemoteCourier } from "./outbound/mod.ts";
 import {
@@ -95,7 +103,12 @@ export async function serve(
     hookLogFile ??= new FileSink(join(config.dataDir, "log", "pre-delivery-attempt.log"));
     hookLogFile.write(line);
   };
+  // The binary's own deno: only its manifest is read here; the runtime
+  // itself is read (extracted or checked) when a TypeScript hook needs it.
+  const embedded = await embeddedRuntime();
+  const embeddedDeno = embedded && new EmbeddedDeno(embedded, config.dataDir, logger);
   const hooks = await HookRunner.start({
+    embeddedDeno,
     outputFor: (point) => point === "pre-delivery-attempt" ? hookLog : undefined,
     configDir: config.configDir,
     dataDir: config.dataDir,
@@ -290,6 +303,25 @@ export async function serve(
   // SIGHUP also opens the hook's log again by name, as the mail log is, so
   // that logrotate's rename-and-HUP works for both.
   const unsubscribeHangup = options.onHangup?.(() => hookLogFile?.reopen());
+  // The version of a deno brought by the user, asked once (only when a
+  // TypeScript hook runs under it).
+  const externalDeno = hooks.deno?.source === "embedded" ? undefined : hooks.deno;
+  const externalVersion = externalDeno && await denoVersion(externalDeno.path);
+  const hookRuntime = (): HookRuntimeStatus => {
+    const deno = hooks.deno;
+    return {
+      embedded: embeddedDeno?.version ?? null,
+      deno: deno === undefined ? null : {
+        path: deno.path,
+        source: deno.source,
+        version: deno.source === "embedded"
+          ? embeddedDeno!.version
+          : deno.path === externalDeno?.path
+          ? externalVersion ?? null
+          : null,
+      },
+    };
+  };
   const admin = config.admin.listen === undefined ? undefined : await startAdmin({
     listen: config.admin.listen,
     tokenFile: config.admin.tokenFile,
@@ -305,6 +337,7 @@ export async function serve(
       spool,
       counters,
       hooks: () => hooks.status(),
+      hookRuntime,
       connectionsOpen: () => connections.open,
       outboundConnectionsOpen: () => pool.open,
     },
@@ -317,6 +350,7 @@ export async function serve(
     dns: config.dns.servers.join(",") || "system",
     spf: config.auth.spf ? "on" : "off",
     queued: items.length,
+    hook_runtime: describeHookRuntime(hookRuntime()),
   });
 
   return {
