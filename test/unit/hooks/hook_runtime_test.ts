@@ -1,14 +1,17 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, open, readdir, readFile, stat, utimes, writeFile } from "node:fs/promises";
+import { chmod, mkdir, open, readdir, readFile, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import {
+  denoVersion,
+  describeHookRuntime,
   EmbeddedDeno,
+  embeddedRuntime,
   prepareRuntime,
   type RuntimeManifest,
   type RuntimeSource,
@@ -197,5 +200,50 @@ describe("hook runtime extraction", () => {
     }
     assert.ok(await sameAsPayload(join(dir, "deno-9.8.7")));
     assert.deepEqual(await readdir(dir), ["deno-9.8.7"]);
+  });
+});
+
+describe("hook runtime reporting", () => {
+  let root: string;
+  before(async () => {
+    root = await makeTempDir("postern-hook-runtime-report-");
+  });
+  after(async () => {
+    await removeDir(root);
+  });
+
+  it("describeHookRuntime() names the embedded deno until another one is in use", () => {
+    assert.equal(describeHookRuntime({ embedded: "2.9.6", deno: null }), "deno 2.9.6 (embedded)");
+    assert.equal(
+      describeHookRuntime({
+        embedded: "2.9.6",
+        deno: { path: "/data/runtime/deno-2.9.6", source: "embedded", version: "2.9.6" },
+      }),
+      "deno 2.9.6 (embedded)",
+    );
+    assert.equal(
+      describeHookRuntime({
+        embedded: "2.9.6",
+        deno: { path: "/opt/deno", source: "DENO_BIN", version: "2.5.0" },
+      }),
+      "deno 2.5.0 (DENO_BIN: /opt/deno)",
+    );
+    assert.equal(
+      describeHookRuntime({ embedded: null, deno: null }),
+      "none embedded (hooks.deno, DENO_BIN or deno on PATH)",
+    );
+  });
+
+  it("embeddedRuntime() finds nothing in a source run", async () => {
+    assert.equal(await embeddedRuntime(), undefined);
+  });
+
+  it("denoVersion() reads what deno --version says, and null from a program that is not deno", async () => {
+    const dir = join(root, "fake-deno");
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, "deno"), "#!/bin/sh\necho 'deno 1.2.3 (stable)'\necho 'v8 1'\n");
+    await chmod(join(dir, "deno"), 0o755);
+    assert.equal(await denoVersion(join(dir, "deno")), "1.2.3");
+    assert.equal(await denoVersion(join(dir, "missing")), null);
   });
 });
