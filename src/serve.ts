@@ -15,12 +15,11 @@ import { DnsResolver } from "./dns/mod.ts";
 import { DispatchCourier, LocalCourier } from "./delivery/mod.ts";
 import {
   aliasHookTargets,
-  denoVersion,
   describeHookRuntime,
   EmbeddedDeno,
   embeddedRuntime,
   HookRunner,
-  type HookRuntimeStatus,
+  hookRuntimeReporter,
 } from "./hooks/mod.ts";
 import { Counters, FileSink, type Logger, MailLog } from "./log/mod.ts";
 import { Bouncer, ConnectionPool, MtaStsPolicies, RemoteCourier } from "./outbound/mod.ts";
@@ -303,25 +302,7 @@ export async function serve(
   // SIGHUP also opens the hook's log again by name, as the mail log is, so
   // that logrotate's rename-and-HUP works for both.
   const unsubscribeHangup = options.onHangup?.(() => hookLogFile?.reopen());
-  // The version of a deno brought by the user, asked once (only when a
-  // TypeScript hook runs under it).
-  const externalDeno = hooks.deno?.source === "embedded" ? undefined : hooks.deno;
-  const externalVersion = externalDeno && await denoVersion(externalDeno.path);
-  const hookRuntime = (): HookRuntimeStatus => {
-    const deno = hooks.deno;
-    return {
-      embedded: embeddedDeno?.version ?? null,
-      deno: deno === undefined ? null : {
-        path: deno.path,
-        source: deno.source,
-        version: deno.source === "embedded"
-          ? embeddedDeno!.version
-          : deno.path === externalDeno?.path
-          ? externalVersion ?? null
-          : null,
-      },
-    };
-  };
+  const hookRuntime = await hookRuntimeReporter(() => hooks.deno, embeddedDeno);
   const admin = config.admin.listen === undefined ? undefined : await startAdmin({
     listen: config.admin.listen,
     tokenFile: config.admin.tokenFile,

@@ -326,3 +326,29 @@ export async function denoVersion(path: string): Promise<string | null> {
   });
   return /^deno (\d+\.\d+\.\d+\S*)/.exec(result.stdout)?.[1] ?? null;
 }
+
+/**
+ * What `/status` and the start-up log say of the hook runtime: the deno the
+ * binary carries, and the one that module hooks run under (`inUse`). A deno
+ * from elsewhere is asked its version once, here, when it is already in use.
+ */
+export async function hookRuntimeReporter(
+  inUse: () => FoundDeno | undefined,
+  embedded: EmbeddedDeno | undefined,
+): Promise<() => HookRuntimeStatus> {
+  const atStart = inUse();
+  const external = atStart?.source === "embedded" ? undefined : atStart;
+  const externalVersion = external && await denoVersion(external.path);
+  return () => {
+    const deno = inUse();
+    const version = deno?.source === "embedded"
+      ? embedded?.version ?? null
+      : deno !== undefined && deno.path === external?.path
+      ? externalVersion ?? null
+      : null;
+    return {
+      embedded: embedded?.version ?? null,
+      deno: deno === undefined ? null : { path: deno.path, source: deno.source, version },
+    };
+  };
+}

@@ -28,6 +28,7 @@ export {
   describeHookRuntime,
   EmbeddedDeno,
   embeddedRuntime,
+  hookRuntimeReporter,
   type HookRuntimeStatus,
 } from "./hook_runtime.ts";
 export { typeCheckHooks } from "./type_check.ts";

@@ -12,6 +12,7 @@ import {
   describeHookRuntime,
   EmbeddedDeno,
   embeddedRuntime,
+  hookRuntimeReporter,
   prepareRuntime,
   type RuntimeManifest,
   type RuntimeSource,
@@ -232,6 +233,35 @@ describe("hook runtime reporting", () => {
       describeHookRuntime({ embedded: null, deno: null }),
       "none embedded (hooks.deno, DENO_BIN or deno on PATH)",
     );
+  });
+
+  it("hookRuntimeReporter() reports the embedded deno, and the version of a deno from elsewhere asked once at start", async () => {
+    const dir = join(root, "counting-deno");
+    await mkdir(dir, { recursive: true });
+    const asked = join(dir, "asked");
+    await writeFile(
+      join(dir, "deno"),
+      `#!/bin/sh\necho x >> ${asked}\necho 'deno 2.5.1 (stable)'\n`,
+    );
+    await chmod(join(dir, "deno"), 0o755);
+    const fromEnv = { path: join(dir, "deno"), source: "DENO_BIN" as const };
+    const external = await hookRuntimeReporter(() => fromEnv, undefined);
+    assert.deepEqual(external(), {
+      embedded: null,
+      deno: { path: join(dir, "deno"), source: "DENO_BIN", version: "2.5.1" },
+    });
+    external();
+    assert.equal(await readFile(asked, "utf8"), "x\n");
+
+    const deno = new EmbeddedDeno(SOURCE, join(root, "reporter-data"));
+    let inUse: { path: string; source: "embedded" } | undefined;
+    const report = await hookRuntimeReporter(() => inUse, deno);
+    assert.deepEqual(report(), { embedded: "9.8.7", deno: null });
+    inUse = { path: deno.path, source: "embedded" };
+    assert.deepEqual(report(), {
+      embedded: "9.8.7",
+      deno: { path: deno.path, source: "embedded", version: "9.8.7" },
+    });
   });
 
   it("embeddedRuntime() finds nothing in a source run", async () => {
