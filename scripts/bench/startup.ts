@@ -2,7 +2,9 @@
  * Time from start to listening: starts a Postern executable N times (each
  * with a fresh data folder) and reports how long each took until its mail
  * log said `event=listening`, and how long a TypeScript hook's first start
- * took (extraction of an embedded deno included).
+ * took (extraction of an embedded deno included). On Linux it also reports
+ * the CPU time each server had used by then, which a busy machine disturbs
+ * less than the wall-clock time.
  *
  *   deno run -A scripts/bench/startup.ts [--runs 10] [--ts-hook] [--keep-data] BINARY...
  *
@@ -14,6 +16,7 @@
  */
 
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -47,6 +50,20 @@ async function configDir(): Promise<string> {
 
 /** Extraction times that the servers logged (`hook runtime extracted … ms=N`). */
 const extractions = new Map<string, number[]>();
+/** CPU time (user + system, all threads) each server had used when it listened. */
+const cpu = new Map<string, number[]>();
+
+/** CPU milliseconds used so far by process `pid` (Linux), or undefined. */
+function cpuMs(pid: number | undefined): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime, fields 14 and 15 of proc(5), in ticks of 1/100 s.
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Milliseconds from spawn to the listening line; the server is then stopped. */
 function once(binary: string, config: string, data: string): Promise<number> {
@@ -71,6 +88,8 @@ function once(binary: string, config: string, data: string): Promise<number> {
       out += chunk;
       if (out.includes("event=listening")) {
         const ms = performance.now() - started;
+        const used = cpuMs(child.pid);
+        if (used !== undefined) cpu.set(binary, [...cpu.get(binary) ?? [], used]);
         const extracted = /msg="hook runtime extracted" .*ms=(\d+)/.exec(err);
         if (extracted) extractions.set(binary, [...extractions.get(binary) ?? [], +extracted[1]!]);
         child.kill("SIGTERM");
@@ -115,6 +134,10 @@ for (const [binary, list] of times) {
       sorted[0]!.toFixed(0)
     }, max ${sorted.at(-1)!.toFixed(0)} (first ${list[0]!.toFixed(0)})`,
   );
+  const used = [...cpu.get(binary) ?? []].sort((a, b) => a - b);
+  if (used.length > 0) {
+    console.log(`  CPU time to listening: median ${used[Math.floor(used.length / 2)]} ms`);
+  }
   const extracted = extractions.get(binary);
   if (extracted) console.log(`  embedded deno extracted, ms: ${extracted.join(", ")}`);
 }
