@@ -254,10 +254,10 @@ describe("hook runtime reporting", () => {
     assert.equal(await readFile(asked, "utf8"), "x\n");
 
     const deno = new EmbeddedDeno(SOURCE, join(root, "reporter-data"));
-    let inUse: { path: string; source: "embedded" } | undefined;
-    const report = await hookRuntimeReporter(() => inUse, deno);
+    const current: { inUse?: { path: string; source: "embedded" } } = {};
+    const report = await hookRuntimeReporter(() => current.inUse, deno);
     assert.deepEqual(report(), { embedded: "9.8.7", deno: null });
-    inUse = { path: deno.path, source: "embedded" };
+    current.inUse = { path: deno.path, source: "embedded" };
     assert.deepEqual(report(), {
       embedded: "9.8.7",
       deno: { path: deno.path, source: "embedded", version: "9.8.7" },
