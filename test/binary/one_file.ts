@@ -103,6 +103,12 @@ chmod u+w "$deno_copy"
 printf 'X' | dd of="$deno_copy" bs=1 seek=4096 conv=notrunc status=none
 chmod 500 "$deno_copy"
 round 2
+status=0
+env -i PATH="$BIN" "$BIN/postern" check --config "$CONFIG" --data "$DATA" >"$OUT/check.log" 2>&1 ||
+  status=$?
+echo "exit $status" >>"$OUT/check.log"
+env -i PATH="$BIN" "$BIN/postern" hook run post-data --config "$CONFIG" --data "$DATA" \
+  --input "$OUT/input.json" --message "$OUT/message.eml" >"$OUT/hook-run.json" 2>"$OUT/hook-run.log" || true
 `;
 
 describe("the release binary alone", () => {
@@ -131,6 +137,14 @@ describe("the release binary alone", () => {
       await writeTree(join(work, "config"), CONFIG);
       await mkdir(out);
       await mkdir(bin);
+      await writeTree(out, {
+        "input.json": JSON.stringify({
+          remoteAddr: "192.0.2.1",
+          mailFrom: "dave@client.test",
+          rcptTo: ["alice@example.test"],
+        }),
+        "message.eml": "Subject: hi\r\n\r\nword word word\r\n",
+      });
       await symlink(join(ROOT, "dist", "postern"), join(bin, "postern"));
       const env = [
         `BIN=${bin}`,
@@ -190,6 +204,25 @@ describe("the release binary alone", () => {
         embedded: version,
         deno: { path: join(data, "runtime", `deno-${version}`), source: "embedded", version },
       });
+    });
+
+    it("postern check type-checks the TypeScript hook with the embedded deno", async () => {
+      assert.equal(script.code, 0, script.stderr);
+      const check = await log("check.log");
+      assert.match(check, /^hooks type-check: \S+\/hooks\/post-data\.ts$/m, check);
+      assert.match(check, /^exit 0$/m);
+    });
+
+    it("postern hook run runs the hook with the embedded deno in the data folder", async () => {
+      assert.equal(script.code, 0, script.stderr);
+      const report = JSON.parse(await log("hook-run.json"));
+      assert.deepEqual(report, {
+        hook: "post-data",
+        verdict: "accept",
+        headers: ["X-Typescript-Hook: from=dave@client.test words=3"],
+        dropped: [],
+      }, await log("hook-run.log"));
+      assert.deepEqual(await readdir(join(data, "runtime")), [`deno-${version}`]);
     });
 
     it("a damaged copy is found at the next start and replaced before any hook runs", async () => {
