@@ -8,10 +8,12 @@
  * - Nothing embedded is read unless a TypeScript hook needs deno.
  * - The first use in a process hashes the extracted copy in full (about
  *   0.1 s for 96 MB) and replaces it when it differs: a damaged or altered
- *   copy is never run. Later uses in the same process compare the file's
- *   identity (inode, size, mtime, ctime) with the one that was hashed; any
- *   write changes the ctime, which no program can set back, so an altered
- *   copy is hashed (and replaced) again before it runs.
+ *   copy is never run. Later uses in the same process (a hook's workers
+ *   installed again after a change to the hook or its settings) compare the
+ *   file's identity (inode, size, mtime, ctime) with the one that was
+ *   hashed; any write changes the ctime, which no program can set back, so
+ *   an altered copy is hashed (and replaced) again before it runs. A worker
+ *   that restarts within its pool (after a crash) uses the path as it is.
  * - Extraction writes a temporary file of a unique name, checks its hash,
  *   fsyncs it and renames it into place, then fsyncs the folder. Two
  *   processes that share a data folder each rename a complete, checked copy;
