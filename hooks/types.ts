@@ -57,9 +57,11 @@ export interface PostDataCall extends PostDataInput {
  * Result of the post-data hook. Returning nothing accepts the message
  * unchanged.
  *
- * - `accept`: queue the message; `headers` (lines such as `X-Spam: no`, or
- *   a name → value record) are added at the top. Invalid lines are dropped
- *   and logged.
+ * - `accept`: queue the message; `headers` (fields such as `X-Spam: no`, or
+ *   a name → value record) are added at the top. Each entry adds one field
+ *   at most: a line break in it is allowed only as folding (the next line
+ *   starts with a space or tab). An entry that is not one valid field is
+ *   dropped whole and logged.
  * - `reject`: refuse permanently (554 5.7.1), `message` is the reply text.
  * - `defer`: refuse temporarily (451 4.3.0), the client retries later.
  */
@@ -80,7 +82,8 @@ export interface AliasInput {
  * Result of the alias-resolve hook: the right-hand side of an aliases line
  * (`"a@x, b@y"` or `"| command args"`), a list of such targets, or nothing
  * when the address is not an alias. The targets are added to those of the
- * aliases file.
+ * aliases file. A pipe target's program must be in the hook's `allow.run`,
+ * or the answer is refused and the delivery deferred.
  */
 export type AliasResolveResult = string | string[] | null | undefined | void;
 

@@ -7,6 +7,7 @@
  * postern check [--config DIR]
  * postern hook run EVENT --input FILE [--message FILE] [--config DIR]
  * postern dkim keygen DOMAIN --config DIR [--selector S] [--algorithm rsa|ed25519]
+ * postern dkim status [DOMAIN] --config DIR
  * postern status|reload [--config DIR] [--data DIR]
  * postern queue ls|show|retry|hold|release|bounce|rm [ID] [--config DIR] [--data DIR]
  * postern version
@@ -19,7 +20,14 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { normalizeDomain } from "./aliases/mod.ts";
-import { defaultDkimSelector, dkimKeyDir, generateDkimKey } from "./auth/mod.ts";
+import {
+  defaultDkimSelector,
+  dkimKeyDir,
+  DkimKeyring,
+  formatKeyStatus,
+  generateDkimKey,
+} from "./auth/mod.ts";
+import { DnsResolver } from "./dns/mod.ts";
 import { runAdminCommand } from "./admin/client.ts";
 import { type Config, ConfigError, loadConfig } from "./config/mod.ts";
 import {
@@ -32,7 +40,7 @@ import {
 } from "./hooks/mod.ts";
 import { HOOK_POINTS } from "../hooks/mod.ts";
 import { runHookOnce } from "./hooks/run_once.ts";
-import { FileSink, Logger } from "./log/mod.ts";
+import { Counters, FileSink, Logger } from "./log/mod.ts";
 import { hashPassword, listUsers, removeUser, setUser, splitAddress } from "./users/mod.ts";
 import * as runtime from "./runtime/mod.ts";
 import { serve } from "./serve.ts";
@@ -47,12 +55,16 @@ Commands:
   check     Validate a configuration directory, and type-check its TypeScript
             hooks when deno is there; exit 0 valid, 1 not
   hook run EVENT --input FILE [--message FILE]
-            Run one hook (post-data, alias-resolve, alias-exists) as the
-            server would, in the same sandbox, and print what it answered
-            (exit 0 answered, 1 failed, 2 usage)
+            Run one hook (post-data, alias-resolve, alias-exists,
+            pre-delivery-attempt) as the server would, in the same sandbox,
+            and print what it answered (exit 0 answered, 1 failed, 2 usage)
   dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519]
             Write a DKIM key to <config>/domains/DOMAIN/dkim/<selector>.pem
-            and print the DNS TXT record to publish
+            and print the DNS TXT record to publish; the key signs once the
+            record is published
+  dkim status [DOMAIN]
+            List the DKIM keys: selector, algorithm, creation date, whether
+            the record is published, missing or mismatched, which one signs
   user add|remove USER@DOMAIN, user list DOMAIN
             Manage submission users (the password is read from a prompt or
             stdin, never from the command line)
@@ -123,8 +135,11 @@ async function main(argv: string[]): Promise<number> {
     case "user":
       return await userCommand(positionals.slice(1), values.config);
     case "dkim":
+      if (positionals[1] === "status") break;
       if (positionals[1] !== "keygen" || positionals[2] === undefined) {
-        runtime.writeStderr(`postern: usage: postern dkim keygen DOMAIN --config DIR\n\n${USAGE}`);
+        runtime.writeStderr(
+          `postern: usage: postern dkim keygen DOMAIN | dkim status [DOMAIN] --config DIR\n\n${USAGE}`,
+        );
         return 2;
       }
       return await dkimKeygen(positionals[2], values);
@@ -176,6 +191,7 @@ async function main(argv: string[]): Promise<number> {
     return status;
   }
   if (command === "check") return await check(config);
+  if (command === "dkim") return await dkimStatus(config, positionals[2]);
   if (command === "status" || command === "reload" || command === "queue") {
     const result = await runAdminCommand(config, positionals);
     runtime.writeStdout(result.stdout);
@@ -338,13 +354,18 @@ async function dkimKeygen(
   }
   try {
     const key = await generateDkimKey({
+      configDir: resolve(values.config),
       dir: dkimKeyDir(resolve(values.config), domain),
       domain,
       selector,
       algorithm,
     });
     runtime.writeStdout(
-      `Wrote ${key.path}\nPublish this DNS record:\n\n${key.record.zoneLine}\n`,
+      `Wrote ${key.path}\nPublish this DNS record:\n\n${key.record.zoneLine}\n\n` +
+        `The key becomes active (signs ${domain}'s mail) once this record is published: ` +
+        `Postern looks for it at start, on every reload and every ` +
+        `outbound.dkim_check_interval; until then the previous key keeps signing. ` +
+        `"postern dkim status" shows where it stands.\n`,
     );
     return 0;
   } catch (err) {
@@ -357,6 +378,30 @@ async function dkimKeygen(
     );
     return 1;
   }
+}
+
+/** `postern dkim status [DOMAIN]`: every key and its record, looked up now. */
+async function dkimStatus(config: Config, domain: string | undefined): Promise<number> {
+  const resolver = new DnsResolver({
+    servers: config.dns.servers,
+    timeoutMs: config.dns.timeoutMs,
+  });
+  const keyring = new DkimKeyring({
+    resolve: () => resolver.resolve,
+    logger: new Logger("error", runtime.writeStderr),
+    counters: new Counters(),
+  });
+  const wanted = domain === undefined ? undefined : normalizeDomain(domain);
+  await keyring.update(
+    [...config.domains.values()].filter((d) => wanted === undefined || d.name === wanted),
+  );
+  const rows = keyring.status();
+  if (rows.length === 0) {
+    runtime.writeStdout(`no DKIM keys${wanted ? ` for ${wanted}` : ""}\n`);
+    return 0;
+  }
+  runtime.writeStdout(formatKeyStatus(rows));
+  return 0;
 }
 
 if (import.meta.main) {

@@ -8,9 +8,9 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { RecipientResolver } from "./aliases/mod.ts";
-import type { Config } from "./config/mod.ts";
+import { type Config, ConfigError } from "./config/mod.ts";
 import { startAdmin } from "./admin/server.ts";
-import { SpfVerdictCache } from "./auth/mod.ts";
+import { DkimKeyring, SpfVerdictCache } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
 import { DispatchCourier, LocalCourier } from "./delivery/mod.ts";
 import {
@@ -149,7 +149,17 @@ export async function serve(
     counters,
   });
   let dns = newDns(config);
-  let live = livePolicy(policy.current, dns, logger);
+  // A DKIM key signs once its record is seen in DNS: looked up now, on
+  // every reload and periodically.
+  const keyring = new DkimKeyring({ resolve: () => dns.resolver.resolve, logger, counters });
+  await keyring.update(config.domains.values());
+  keyring.startPeriodic(config.outbound.dkimCheckIntervalMs);
+  policy.onFailure((err) => {
+    if (err instanceof ConfigError && err.kind === "dkim_key") {
+      counters.inc("dkim_key_errors_total");
+    }
+  });
+  let live = livePolicy(policy.current, dns, logger, keyring);
   const pool = new ConnectionPool(
     config.outbound.maxConnections,
     config.outbound.connectionIdleMs,
@@ -181,7 +191,17 @@ export async function serve(
     pipeTimeoutMs: config.delivery.pipeTimeoutMs,
     pipeCwd: config.dataDir,
     // Looked up per delivery, so a hook added later is used at once.
-    extraTargets: config.configDir === undefined ? undefined : aliasHookTargets(hooks),
+    extraTargets: config.configDir === undefined ? undefined : aliasHookTargets({
+      resolve: (address) => hooks.aliasResolve(address),
+      // The grants in force, looked up where the hook's workers look (Postern's PATH, config dir).
+      runGrants: () => ({
+        run: policy.current.config.hooks.points["alias-resolve"].allow.run,
+        path: runtime.env("PATH"),
+        cwd: config.configDir ?? ".",
+      }),
+      logger,
+      counters,
+    }),
     forward: async (item, recipient, open) => (await remote.deliver(item, [recipient], open))[0]!,
   });
   const dispatch = new DispatchCourier(
@@ -245,7 +265,11 @@ export async function serve(
     if (JSON.stringify(nextConfig.dns) !== JSON.stringify(previous.config.dns)) {
       dns = newDns(nextConfig);
     }
-    live = livePolicy(next, dns, logger);
+    live = livePolicy(next, dns, logger, keyring);
+    void keyring.update(nextConfig.domains.values());
+    if (nextConfig.outbound.dkimCheckIntervalMs !== previous.config.outbound.dkimCheckIntervalMs) {
+      keyring.startPeriodic(nextConfig.outbound.dkimCheckIntervalMs);
+    }
     connections.setLimits(nextConfig.smtp.maxConnections, nextConfig.smtp.maxConnectionsPerIp);
     queue.setOptions(queueOptions(nextConfig));
     pool.setLimits(nextConfig.outbound.maxConnections, nextConfig.outbound.connectionIdleMs);
@@ -344,6 +368,7 @@ export async function serve(
       reloader?.close();
       unsubscribeHangup?.();
       policy.close();
+      keyring.close();
       stopping = true;
       await applying;
       await listeners.close();
@@ -382,6 +407,7 @@ function livePolicy(
   snapshot: PolicySnapshot,
   dns: Dns,
   logger: Logger,
+  keyring: DkimKeyring,
 ): LivePolicy {
   const config = snapshot.config;
   const resolver = new RecipientResolver(config.domains, config.aliases);
@@ -397,7 +423,7 @@ function livePolicy(
         sendidHeader: config.outbound.sendidHeader,
         listidHeader: config.outbound.listidHeader,
         dkimSign: config.outbound.dkimSign,
-        dkimKey: (domain) => config.domains.get(domain)?.dkim,
+        dkimKey: (domain) => keyring.signingKey(domain),
       },
       auth: {
         hostname: config.hostname,

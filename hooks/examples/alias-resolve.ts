@@ -8,6 +8,9 @@
  *   "tickets@example.com": "| /usr/local/bin/new-ticket" }
  * ```
  *
+ * A pipe target runs only a program the hook's grants name:
+ * `hooks.alias_resolve.allow.run: ["/usr/local/bin/new-ticket"]` here.
+ *
  * The file is read once per worker; saving it restarts the worker (the
  * runner watches the hook's folder), so changes apply within a second.
  *

@@ -28,6 +28,7 @@ const HELP: Record<string, string> = {
   auth_results_total: "SPF, DKIM and DMARC results of checked messages",
   hook_calls_total: "Hook calls by hook and outcome",
   hook_call_seconds: "Time a hook call took, by hook",
+  hook_answers_refused_total: "Hook answers refused for naming what the hook may not use",
   hook_timeouts_total: "Hook calls that ran past their timeout (the worker is retired)",
   hook_memory_kills_total: "Hook workers ended for using too much memory",
   hook_worker_starts_total: "Hook worker processes started",
@@ -37,6 +38,11 @@ const HELP: Record<string, string> = {
   queue_recovered_total: "Messages found in the spool at start-up",
   queue_quarantined_total: "Spool items moved aside as corrupt",
   policy_reloads_total: "Policy reloads by result",
+  dsn_total: "Delivery status notifications queued (bounces and delay warnings), by kind",
+  smtp_logins_total: "AUTH attempts on the submission listeners, by result and reason",
+  dkim_key_errors_total: "Reloads that failed because a DKIM key folder or key could not be read",
+  dkim_record_problems_total:
+    "Times the DNS record of a domain's signing DKIM key was found gone or changed, by domain",
 };
 
 /** Renders everything in the text format. */

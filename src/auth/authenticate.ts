@@ -18,13 +18,12 @@ import { Readable } from "node:stream";
 import { domainToASCII } from "node:url";
 import type { ResolveFunction } from "../dns/mod.ts";
 import { authservId, foldHeader } from "./header_text.ts";
+import { type DmarcVerdict, evaluateAuthors } from "./dmarc.ts";
 import {
   arc,
   type ARCResult,
   dkimVerify,
   type DKIMVerifyResult,
-  type DMARCResult,
-  evaluateDmarc,
   mailauthResolver,
 } from "./mailauth.ts";
 import { checkSpf, type SpfVerdict } from "./spf.ts";
@@ -74,17 +73,7 @@ export interface DkimSignatureVerdict {
   comment?: string;
 }
 
-/** The DMARC verdict. */
-export interface DmarcVerdict {
-  /** pass, fail, none, temperror or permerror. */
-  result: string;
-  /** The effective policy for this message: none, quarantine or reject. */
-  policy: string;
-  /** The From domain. */
-  headerFrom: string;
-  /** The domain whose record applied. */
-  policyDomain?: string;
-}
+export type { DmarcVerdict } from "./dmarc.ts";
 
 /** Everything authentication found out about a message. */
 export interface AuthSummary {
@@ -92,13 +81,22 @@ export interface AuthSummary {
   spf: SpfVerdict | null;
   /** One entry per DKIM signature; one "none" entry for an unsigned message. */
   dkim: DkimSignatureVerdict[];
-  /** The DMARC verdict; undefined when the message has no single From domain. */
+  /**
+   * The DMARC verdict that decides: the failing one with the strictest
+   * policy, else the first; undefined when no Author Domain was evaluated.
+   */
   dmarc?: DmarcVerdict;
-  /** Why DMARC was not evaluated, when it was not (mailauth's reason). */
+  /** One verdict per Author Domain evaluated (RFC 7489 section 6.6.1). */
+  dmarcVerdicts: DmarcVerdict[];
+  /** Why DMARC could not take the message as a whole (mailauth's reason), when it could not. */
   dmarcSkipReason?: string;
+  /** Number of From header fields (RFC 5322 section 3.6 allows one). */
+  fromFields: number;
+  /** Author Domains left unevaluated because there were too many. */
+  authorDomainsUnchecked: number;
   /** The ARC chain's result (pass, fail, none); undefined when disabled. */
   arc?: string;
-  /** True when DMARC failed and the domain's policy is p=reject. */
+  /** True when DMARC failed for an Author Domain whose policy is p=reject. */
   dmarcReject: boolean;
   /** The complete `Authentication-Results:` field, folded, without the final CRLF. */
   authenticationResults: string;
@@ -139,66 +137,71 @@ export async function authenticateMessage(options: AuthenticateOptions): Promise
       ip: options.ip,
     });
   }
-  let dmarc: DMARCResult | false = false;
-  let dmarcSkipReason: string | undefined;
-  if (dkim.headerFrom) {
-    const evaluation = await evaluateDmarc(
-      {
-        headerFrom: dkim.headerFrom,
-        fromFields: dkim.fromFields,
-        // RFC 7489 section 4.2: SPF counts for DMARC only when it passed.
-        spfDomains: spf?.result === "pass" ? [spf.domain] : [],
-        dkimDomains: dkim.results
-          .filter((r) => r.status.result === "pass")
-          .map((r) => ({
-            id: r.id,
-            domain: r.signingDomain,
-            aligned: r.status.aligned,
-            underSized: r.status.underSized,
-          })),
-        ...(arcResult ? { arcResult } : {}),
-        resolver,
-      } as Parameters<typeof evaluateDmarc>[0],
-    );
-    dmarc = evaluation.response;
-    dmarcSkipReason = evaluation.reason;
-    if (dmarc && evaluation.dkimAligned) {
-      // As mailauth does: a passing signature aligns as DMARC decided.
-      for (const row of dkim.results) {
-        if (row.status.result === "pass") {
-          const aligned = evaluation.dkimAligned.has(domainKey(row.signingDomain ?? ""));
-          row.status.aligned = aligned ? row.signingDomain! : false;
-        }
+  const authors = dkim.headerFrom
+    ? await evaluateAuthors({
+      headerFrom: dkim.headerFrom,
+      fromFields: dkim.fromFields ?? 0,
+      // RFC 7489 section 4.2: SPF counts for DMARC only when it passed.
+      spfDomains: spf?.result === "pass" ? [spf.domain] : [],
+      dkimDomains: dkim.results
+        .filter((r) => r.status.result === "pass")
+        .map((r) => ({
+          id: r.id,
+          domain: r.signingDomain,
+          aligned: r.status.aligned,
+          underSized: r.status.underSized,
+        })),
+      ...(arcResult ? { arcResult } : {}),
+      resolver,
+    })
+    : undefined;
+  if (authors && authors.verdicts.length > 0) {
+    // As mailauth does: a passing signature aligns as DMARC decided.
+    for (const row of dkim.results) {
+      if (row.status.result === "pass") {
+        const aligned = authors.dkimAligned.has(domainKey(row.signingDomain ?? ""));
+        row.status.aligned = aligned ? row.signingDomain! : false;
       }
     }
   }
+  const verdicts = authors?.verdicts ?? [];
   const rows = [
     ...dkim.results.map((r) => r.info),
     spf?.authResults,
     arcResult?.info,
-    dmarc ? dmarc.info : undefined,
+    ...verdicts.map((v) => v.info),
   ].filter((row): row is string => typeof row === "string" && row !== "");
   const summary: AuthSummary = {
     spf,
     dkim: dkim.results.map(signatureVerdict),
-    dmarcReject: dmarc !== false && dmarc.status.result === "fail" && dmarc.policy === "reject",
+    dmarcVerdicts: verdicts,
+    fromFields: dkim.fromFields ?? 0,
+    authorDomainsUnchecked: authors?.unchecked ?? 0,
+    dmarcReject: verdicts.some((v) => v.result === "fail" && v.policy === "reject"),
     authenticationResults: [
       `Authentication-Results: ${authservId(options.hostname)};`,
       ...rows.map((row, i) => foldHeader(` ${row}${i < rows.length - 1 ? ";" : ""}`)),
     ].join("\r\n"),
   };
-  if (dmarc) {
-    summary.dmarc = {
-      result: dmarc.status.result,
-      policy: dmarc.policy,
-      headerFrom: dmarc.status.header?.from ?? "",
-      ...(dmarc.policyDomain ? { policyDomain: dmarc.policyDomain } : {}),
-    };
-  } else if (dmarcSkipReason) {
-    summary.dmarcSkipReason = dmarcSkipReason;
-  }
+  const deciding = strictestFailure(verdicts) ?? verdicts[0];
+  if (deciding) summary.dmarc = deciding;
+  if (authors?.reason) summary.dmarcSkipReason = authors.reason;
   if (arcResult) summary.arc = arcResult.status.result;
   return summary;
+}
+
+const POLICY_STRENGTH: Record<string, number> = { none: 0, quarantine: 1, reject: 2 };
+
+/** The failing verdict with the strictest policy (RFC 7489 section 6.6.1), if any failed. */
+function strictestFailure(verdicts: readonly DmarcVerdict[]): DmarcVerdict | undefined {
+  let worst: DmarcVerdict | undefined;
+  for (const verdict of verdicts) {
+    if (verdict.result !== "fail") continue;
+    if (!worst || (POLICY_STRENGTH[verdict.policy] ?? 0) > (POLICY_STRENGTH[worst.policy] ?? 0)) {
+      worst = verdict;
+    }
+  }
+  return worst;
 }
 
 function signatureVerdict(row: DKIMVerifyResult["results"][number]): DkimSignatureVerdict {

@@ -6,7 +6,7 @@
  * Keys live in the configuration directory, one PEM file per selector:
  *
  * ```text
- * <config>/domains/<domain>/dkim/<selector>.pem     PKCS#8 private key, mode 0600
+ * <config>/domains/<domain>/dkim/<selector>.pem     PKCS#8 private key, mode 0640
  * ```
  *
  * and the public half is published as
@@ -16,10 +16,10 @@
  */
 
 import { generateKeyPair, type KeyObject } from "node:crypto";
-import { createReadStream, existsSync, readdirSync } from "node:fs";
-import { mkdir, open } from "node:fs/promises";
+import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { makeConfigDirs, writeNewConfigFile } from "../config/file_modes.ts";
 import { dkimSign as mailauthSign } from "./mailauth.ts";
 
 /** Key types: RSA (RFC 6376) or Ed25519 (RFC 8463). */
@@ -65,6 +65,11 @@ export interface GenerateDkimKeyOptions {
   algorithm?: DkimAlgorithm;
   /** RSA modulus length; default 2048 (RFC 8301 section 3.2 asks for at least 1024). */
   bits?: number;
+  /**
+   * The configuration directory `dir` is in: new folders and the key take
+   * its group (see `config/file_modes.ts`). Default: `dir` itself.
+   */
+  configDir?: string;
 }
 
 const generatePair = promisify(generateKeyPair);
@@ -84,9 +89,11 @@ export function defaultDkimSelector(date: Date = new Date()): string {
 }
 
 /**
- * Generates a key pair and writes the private key to `<dir>/<selector>.pem`
- * with mode 0600, fsynced. Refuses to overwrite an existing key: a key
- * whose record is published must not change under it.
+ * Generates a key pair and writes the private key to `<dir>/<selector>.pem`,
+ * fsynced, with mode 0640 in the configuration directory's group (folders
+ * it creates: 0750), so the service's group can read it and nobody else.
+ * Refuses to overwrite an existing key: a key whose record is published
+ * must not change under it.
  */
 export async function generateDkimKey(options: GenerateDkimKeyOptions): Promise<GeneratedDkimKey> {
   checkName("domain", options.domain);
@@ -96,15 +103,9 @@ export async function generateDkimKey(options: GenerateDkimKeyOptions): Promise<
     ? await generatePair("rsa", { modulusLength: options.bits ?? 2048 })
     : await generatePair("ed25519");
   const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
-  await mkdir(options.dir, { recursive: true, mode: 0o700 });
+  await makeConfigDirs(options.configDir ?? options.dir, options.dir);
   const path = join(options.dir, `${options.selector}.pem`);
-  const handle = await open(path, "wx", 0o600);
-  try {
-    await handle.writeFile(pem);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await writeNewConfigFile(options.configDir, path, pem);
   return {
     domain: options.domain,
     selector: options.selector,
@@ -139,24 +140,6 @@ export function dkimDnsRecord(
     strings,
     zoneLine: `${name}. IN TXT ( ${strings.map((s) => `"${s}"`).join(" ")} )`,
   };
-}
-
-/**
- * The selectors that have a key in `dir` (names of `*.pem` files), sorted.
- * Synchronous: the configuration loader calls it for every domain on every
- * reload, and most domains have no folder (checked first, since a failed
- * read builds an error object, which costs more on Deno).
- */
-export function listDkimSelectors(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names.filter((n) => n.endsWith(".pem")).map((n) => n.slice(0, -4))
-    .filter((s) => NAME.test(s)).sort();
 }
 
 /** What `dkimSign()` signs with. */

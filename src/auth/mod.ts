@@ -30,6 +30,8 @@ export {
   type DkimSignatureVerdict,
   type DmarcVerdict,
 } from "./authenticate.ts";
+export { decideDmarc, type DmarcDecision } from "./dmarc_policy.ts";
+export { MAX_AUTHOR_DOMAINS } from "./dmarc.ts";
 export {
   defaultDkimSelector,
   type DkimAlgorithm,
@@ -41,8 +43,16 @@ export {
   type GeneratedDkimKey,
   generateDkimKey,
   type GenerateDkimKeyOptions,
-  listDkimSelectors,
 } from "./dkim_keys.ts";
+export {
+  chooseSigningKey,
+  type DkimKey,
+  DkimKeyError,
+  loadDkimKeys,
+  lookUpRecord,
+  type RecordState,
+} from "./dkim_records.ts";
+export { DkimKeyring, type DomainKeys, formatKeyStatus, type KeyStatus } from "./dkim_keyring.ts";
 export { getMtaStsPolicy, mailauthResolver, validateMx } from "./mailauth.ts";
 export { inNetworks, type Network, parseNetwork } from "./networks.ts";
 export { checkSpf, type SpfCheckOptions, type SpfResult, type SpfVerdict } from "./spf.ts";

@@ -62,6 +62,8 @@ export const DEFAULTS = {
     commandTimeoutMs: 5 * 60_000,
     mtaSts: true,
     dkimSign: true,
+    // A new key's record is looked for at load and reload, then hourly.
+    dkimCheckIntervalMs: 60 * 60_000,
     // Postfix's delay_warning_time is off by default too.
     delayWarningMs: 0,
     sendidHeader: "X-SendID",

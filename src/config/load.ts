@@ -21,17 +21,12 @@ import * as v from "valibot";
 import { LineCounter, parseDocument } from "yaml";
 import type { HookPoint } from "../../hooks/mod.ts";
 import { AliasSyntaxError, normalizeDomain, parseAliases } from "../aliases/mod.ts";
-import {
-  listDkimSelectors,
-  parseNetwork,
-  type SpfAction,
-  spfPolicy,
-  type SpfResult,
-} from "../auth/mod.ts";
+import { parseNetwork, type SpfAction, spfPolicy, type SpfResult } from "../auth/mod.ts";
 import type { HooksConfig } from "../hooks/mod.ts";
 import { hostname as hostHostname } from "../runtime/mod.ts";
 import { isPasswordHash, parseUserLine } from "../users/mod.ts";
 import { loadCertificates } from "./certificates.ts";
+import { loadDkim } from "./dkim.ts";
 import { resolveOutbound } from "./outbound.ts";
 import { CONFIG_FILE_NAME, DEFAULTS } from "./defaults.ts";
 import { type ConfigFile, ConfigFileSchema } from "./schema.ts";
@@ -41,12 +36,15 @@ import type { Config, DomainConfig } from "./types.ts";
 export class ConfigError extends Error {
   /** The file at fault. */
   readonly file: string;
+  /** What kind of problem, when it has its own counter ("dkim_key"). */
+  readonly kind: string | undefined;
 
   /** Creates the error; `message` already names the file and field. */
-  constructor(file: string, message: string) {
+  constructor(file: string, message: string, kind?: string) {
     super(message);
     this.name = "ConfigError";
     this.file = file;
+    this.kind = kind;
   }
 }
 
@@ -85,7 +83,8 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
         users: new Set(),
         aliases: new Map(),
         passwords: new Map(),
-        dkim: undefined,
+        dkimKeys: [],
+        dkimSelector: undefined,
       });
     }
   }
@@ -362,18 +361,15 @@ function loadDomains(
       anyUser: settingsByName.get(name)?.any_user ?? false,
       ...loadUsers(join(dir, "users")),
       aliases: loadAliases(join(dir, "aliases"), name),
-      dkim: loadDkimKey(join(dir, "dkim")),
+      ...loadDkim(
+        join(dir, "dkim"),
+        name,
+        settingsByName.get(name)?.dkim?.selector,
+        join(configDir, CONFIG_FILE_NAME),
+      ),
     });
   }
   return domains;
-}
-
-/** The newest key (by selector name, which is a date by default) in a domain's dkim folder. */
-function loadDkimKey(dir: string): { selector: string; privateKey: string } | undefined {
-  const selector = listDkimSelectors(dir).at(-1);
-  if (selector === undefined) return undefined;
-  const privateKey = readOptional(join(dir, `${selector}.pem`));
-  return privateKey === undefined ? undefined : { selector, privateKey };
 }
 
 function loadUsers(

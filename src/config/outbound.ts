@@ -75,6 +75,7 @@ export function resolveOutbound(
     commandTimeoutMs: s.command_timeout ?? d.commandTimeoutMs,
     mtaSts: s.mta_sts ?? d.mtaSts,
     dkimSign: s.dkim_sign ?? d.dkimSign,
+    dkimCheckIntervalMs: s.dkim_check_interval ?? d.dkimCheckIntervalMs,
     delayWarningMs: s.delay_warning ?? d.delayWarningMs,
     sendidHeader: s.sendid_header ?? d.sendidHeader,
     listidHeader: s.listid_header ?? d.listidHeader,

@@ -142,7 +142,7 @@ export const ConfigFileSchema = v.strictObject({
     drop_characters: v.optional(v.string("must be a string of characters")),
   })),
   delivery: v.optional(v.strictObject({
-    /** Deliveries in progress at once. Default: 8. */
+    /** Deliveries in progress at once. Default: 32. */
     concurrency: v.optional(Count(1)),
     /** First retry delay after a temporary failure. Default: 1m. */
     retry_initial: v.optional(Duration),
@@ -173,6 +173,8 @@ export const ConfigFileSchema = v.strictObject({
     mta_sts: v.optional(v.boolean("must be true or false")),
     /** Sign mail of our domains with their DKIM keys (domains/<d>/dkim/). Default: true. */
     dkim_sign: v.optional(v.boolean("must be true or false")),
+    /** How often DKIM records are looked up again (also on every reload); 0: only then. Default: 1h. */
+    dkim_check_interval: v.optional(Duration),
     /** Send the sender a warning when a message is still queued after this long; 0 never. Default: 0. */
     delay_warning: v.optional(Duration),
     /** Header whose value is the message's SendID; removed before the message leaves. Default: X-SendID. */
@@ -223,6 +225,17 @@ export const ConfigFileSchema = v.strictObject({
     v.nullish(v.strictObject({
       /** Accept every local part, each into its own mailbox. Default: false. */
       any_user: v.optional(v.boolean("must be true or false")),
+      /** DKIM signing of the domain's mail. */
+      dkim: v.optional(v.strictObject({
+        /**
+         * The selector that signs, whatever DNS says. Default: the newest key
+         * (by file date) whose record is published.
+         */
+        selector: v.optional(v.pipe(
+          v.string("must be a selector"),
+          v.regex(/^[A-Za-z0-9][A-Za-z0-9.\-]*$/, "must be a selector (letters, digits, . -)"),
+        )),
+      })),
     })),
   )),
   dns: v.optional(v.strictObject({

@@ -6,7 +6,7 @@
  */
 
 import type { AliasTable } from "../aliases/mod.ts";
-import type { Network, SpfPolicy } from "../auth/mod.ts";
+import type { DkimKey, Network, SpfPolicy } from "../auth/mod.ts";
 import type { HooksConfig } from "../hooks/mod.ts";
 import type { LogLevel } from "../log/mod.ts";
 import type { OutboundConfig } from "../outbound/settings.ts";
@@ -24,8 +24,13 @@ export interface DomainConfig {
   aliases: AliasTable;
   /** Password hashes of the users who may submit mail, by lower-case name. */
   passwords: ReadonlyMap<string, string>;
-  /** The newest DKIM key in `domains/<name>/dkim/`, used to sign outbound mail. */
-  dkim: { selector: string; privateKey: string } | undefined;
+  /**
+   * The DKIM keys in `domains/<name>/dkim/`; the newest one whose record is
+   * published signs (see `DkimKeyring`).
+   */
+  dkimKeys: DkimKey[];
+  /** `domains.<name>.dkim.selector`: this key signs, whatever DNS says. */
+  dkimSelector: string | undefined;
 }
 
 /** A certificate with its key, both PEM. */

@@ -36,19 +36,21 @@ export function runExecHook(options: {
 /**
  * The environment of an executable hook: `USER`, `SHELL` and `PATH` from
  * Postern's own, `PWD` (the configuration directory, where it runs), and
- * for post-data the transaction, named as chasquid names it.
+ * for post-data the transaction, named as chasquid names it. chasquid's
+ * reference lists `USER` and `SHELL` as always present, so they are set
+ * even when Postern's environment lacks them: empty.
  */
 export function execHookEnv(
   lookup: (name: string) => string | undefined,
   cwd: string,
   input?: PostDataInput,
 ): Record<string, string> {
-  const env: Record<string, string> = { PWD: cwd };
-  for (const name of ["USER", "SHELL", "PATH"]) {
-    const value = lookup(name);
-    if (value !== undefined) env[name] = value;
-  }
-  env.PATH ??= "/usr/local/bin:/usr/bin:/bin";
+  const env: Record<string, string> = {
+    USER: lookup("USER") ?? "",
+    SHELL: lookup("SHELL") ?? "",
+    PATH: lookup("PATH") ?? "/usr/local/bin:/usr/bin:/bin",
+    PWD: cwd,
+  };
   if (input) {
     Object.assign(env, {
       REMOTE_ADDR: input.remoteAddr,

@@ -51,6 +51,41 @@ export function checkHeaderLines(lines: readonly string[]): CheckedHeaders {
   };
 }
 
+/**
+ * Keeps the entries of a module hook's `headers` that add at most one
+ * field each. An entry is one field, whose line breaks (CRLF or LF) are
+ * allowed only as folding: each following line starts with white space
+ * (RFC 5322 section 2.2.3), so it continues the field instead of starting
+ * another. An entry that starts with white space continues the field of
+ * the entry before it, and is kept only when that one was. Anything else
+ * (a line break before a new field, a bare CR, a NUL or other control
+ * character, an invalid name, an empty line that would end the header) and
+ * the whole entry is dropped, so a hook that copies untrusted text into a
+ * header cannot let a sender add fields.
+ */
+export function checkHeaderEntries(entries: readonly string[]): CheckedHeaders {
+  const kept: string[] = [];
+  const dropped: string[] = [];
+  let previousKept = false;
+  for (const entry of entries) {
+    if (entry === "") continue;
+    const lines = entry.split(/\r\n|\n/);
+    const continuation = /^[ \t]/.test(entry);
+    const ok: boolean = (!continuation || previousKept) &&
+      lines.every((line, i) => validLine(line, i === 0 && !continuation));
+    if (ok) kept.push(...lines);
+    else dropped.push(entry.slice(0, 200));
+    previousKept = ok;
+  }
+  return { text: kept.map((l) => `${l}\r\n`).join(""), kept: kept.length, dropped };
+}
+
+/** One line of a field: its first (`name:` and body) or a continuation line. */
+function validLine(line: string, first: boolean): boolean {
+  if (new TextEncoder().encode(line).byteLength > MAX_LINE) return false;
+  return first ? FIELD.test(line) : CONTINUATION.test(line) && line.trim() !== "";
+}
+
 /** A field name (RFC 5322 section 2.2): printable US-ASCII except ":". */
 const NAME = /^[\x21-\x39\x3b-\x7e]+$/;
 

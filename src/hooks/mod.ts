@@ -14,7 +14,7 @@ export {
   HookSetupError,
   type HookStatus,
 } from "./runner.ts";
-export { AliasHookError, aliasHookTargets } from "./alias_targets.ts";
+export { AliasHookError, type AliasHookOptions, aliasHookTargets } from "./alias_targets.ts";
 export type { AliasExistsVerdict, AliasResolveVerdict, PostDataVerdict } from "./points.ts";
 export { postDataOutcome } from "./points.ts";
 export { type HookGrants, NO_GRANTS } from "./sandbox.ts";

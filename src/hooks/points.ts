@@ -20,7 +20,13 @@ import {
   PostDataResultSchema,
 } from "../../hooks/mod.ts";
 import type { SpawnResult } from "../runtime/mod.ts";
-import { checkHeaderLines, lastLine, recordToLines, replyText } from "./headers.ts";
+import {
+  checkHeaderEntries,
+  checkHeaderLines,
+  lastLine,
+  recordToLines,
+  replyText,
+} from "./headers.ts";
 import type { CallOutcome } from "./worker.ts";
 
 /** chasquid's exit status for a permanent post-data rejection. */
@@ -31,9 +37,13 @@ export type PostDataVerdict =
   | { kind: "accept"; headers: string; kept: number; dropped: string[] }
   | { kind: "refuse"; permanent: boolean; text: string; cause: string };
 
-/** The outcome of a post-data call, as counted and logged: accept, reject, defer or failure. */
+/**
+ * The outcome of a post-data call, as counted and logged: accept, reject,
+ * defer or failure; `bad_output` is an accept that dropped invalid header
+ * lines, which chasquid counts apart (`post-data:badoutput`).
+ */
 export function postDataOutcome(verdict: PostDataVerdict): string {
-  if (verdict.kind === "accept") return "accept";
+  if (verdict.kind === "accept") return verdict.dropped.length > 0 ? "bad_output" : "accept";
   return verdict.cause === "rejected"
     ? "reject"
     : verdict.cause === "deferred"
@@ -62,7 +72,8 @@ export function postDataFromModule(outcome: CallOutcome): PostDataVerdict {
         : Array.isArray(result.headers)
         ? result.headers
         : recordToLines(result.headers);
-      const checked = checkHeaderLines(lines);
+      // Each entry adds one field at most (RFC 5322 section 2.2.3: a line break only folds).
+      const checked = checkHeaderEntries(lines);
       return {
         kind: "accept",
         headers: checked.text,
@@ -122,9 +133,15 @@ function failure(kind: string, detail: string): PostDataVerdict {
   };
 }
 
-/** How an alias-resolve call ended: targets text, or why it failed. */
+/**
+ * How an alias-resolve call ended: targets text, or why it failed.
+ * `sandboxed` says the answer came from a module hook, whose pipe targets
+ * must be programs its own grants let it run (see `pipe_grants.ts`); an
+ * executable hook already runs outside any sandbox, so its answer is
+ * trusted as chasquid trusts it.
+ */
 export type AliasResolveVerdict =
-  | { ok: true; rhs: string[] }
+  | { ok: true; rhs: string[]; sandboxed: boolean }
   | { ok: false; cause: string };
 
 /** Interprets a module alias-resolve hook's outcome. */
@@ -133,8 +150,12 @@ export function aliasResolveFromModule(outcome: CallOutcome): AliasResolveVerdic
   const parsed = v.safeParse(AliasResolveResultSchema, outcome.value);
   if (!parsed.success) return { ok: false, cause: `bad_result: ${parsed.issues[0].message}` };
   const value = parsed.output;
-  if (value === undefined || value === null) return { ok: true, rhs: [] };
-  return { ok: true, rhs: (Array.isArray(value) ? value : [value]).filter((s) => s.trim() !== "") };
+  if (value === undefined || value === null) return { ok: true, rhs: [], sandboxed: true };
+  return {
+    ok: true,
+    rhs: (Array.isArray(value) ? value : [value]).filter((s) => s.trim() !== ""),
+    sandboxed: true,
+  };
 }
 
 /** Interprets an executable alias-resolve hook's exit. */
@@ -144,7 +165,7 @@ export function aliasResolveFromExec(result: SpawnResult, timeoutMs: number): Al
     return { ok: false, cause: `exit status ${result.exitCode}: ${lastLine(result.stderr)}` };
   }
   const rhs = result.stdout.trim();
-  return { ok: true, rhs: rhs === "" ? [] : [rhs] };
+  return { ok: true, rhs: rhs === "" ? [] : [rhs], sandboxed: false };
 }
 
 /** How an alias-exists call ended. */

@@ -24,6 +24,7 @@ import { HOOK_ERROR_TEXT, preDeliveryDecision } from "../outbound/pre_delivery.t
 import type { HooksConfig } from "./runner.ts";
 import type { EmbeddedDeno } from "./hook_runtime.ts";
 import { HookRunner } from "./runner.ts";
+import { aliasHookTargets } from "./alias_targets.ts";
 
 /** What `hook run` needs. */
 export interface RunOnceOptions {
@@ -134,10 +135,29 @@ export async function runHookOnce(options: RunOnceOptions): Promise<RunOnceRepor
     const address = (input.output as { address: string }).address;
     if (event === "alias-resolve") {
       const verdict = (await runner.aliasResolve(address))!;
-      return verdict.ok ? { status: 0, report: { hook: event, address, targets: verdict.rhs } } : {
-        status: 1,
-        report: { hook: event, address, error: verdict.cause, outcome: "delivery deferred" },
-      };
+      // The same checks as at delivery: output that parses, pipes the hook may run.
+      const checked = aliasHookTargets({
+        resolve: () => Promise.resolve(verdict),
+        runGrants: () => ({
+          run: options.hooks.points["alias-resolve"].allow.run,
+          path: options.env("PATH"),
+          cwd: options.configDir ?? ".",
+        }),
+        logger: options.logger,
+        counters: new Counters(),
+      })(address);
+      const error = await checked.then(() => undefined, (err: unknown) => describe(err));
+      return verdict.ok && error === undefined
+        ? { status: 0, report: { hook: event, address, targets: verdict.rhs } }
+        : {
+          status: 1,
+          report: {
+            hook: event,
+            address,
+            error: verdict.ok ? error : verdict.cause,
+            outcome: "delivery deferred",
+          },
+        };
     }
     const verdict = (await runner.aliasExists(address))!;
     return {

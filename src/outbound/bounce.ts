@@ -15,7 +15,7 @@ import {
   type Spool,
   type SpoolItem,
 } from "../queue/mod.ts";
-import { buildDsn, statusOf } from "./dsn.ts";
+import { buildDsn, statusOf, statusWithClass } from "./dsn.ts";
 
 /** What the bouncer needs. */
 export interface BouncerDeps {
@@ -63,7 +63,9 @@ export class Bouncer implements Notifier {
       recipients: recipients.map((r) => ({
         address: r.address,
         action: kind,
-        status: r.status ?? statusOf(r.error, kind === "failed"),
+        status: r.status === undefined
+          ? statusOf(r.error, kind === "failed")
+          : statusWithClass(r.status, kind === "failed"),
         ...(r.error !== "" ? { diagnostic: diagnosticOf(r.error) } : {}),
         ...(r.remoteMta !== undefined ? { remoteMta: r.remoteMta } : {}),
         lastAttemptAt: now,

@@ -82,7 +82,8 @@ const BOUNDARY = /^[0-9A-Za-z'()+_,\-./:=?]{1,70}$/;
 /**
  * The enhanced status code (RFC 3463) found in an SMTP reply or error text
  * ("550 5.1.1 ..." gives "5.1.1"); without one, "5.0.0" when `permanent`,
- * else "4.0.0".
+ * else "4.0.0". The class always follows `permanent`: a deferral that
+ * quotes "5.7.1" is "4.7.1" (see {@linkcode statusWithClass}).
  *
  * Success codes (class 2) are skipped: they cannot describe a failure. Dotted
  * numbers that are part of something longer, such as IPv4 addresses, are
@@ -90,9 +91,20 @@ const BOUNDARY = /^[0-9A-Za-z'()+_,\-./:=?]{1,70}$/;
  */
 export function statusOf(text: string, permanent: boolean): string {
   for (const match of text.matchAll(STATUS_IN_TEXT)) {
-    if (match[1] !== "2") return `${match[1]}.${match[2]}.${match[3]}`;
+    if (match[1] !== "2") return statusWithClass(`${match[1]}.${match[2]}.${match[3]}`, permanent);
   }
   return permanent ? "5.0.0" : "4.0.0";
+}
+
+/**
+ * `status` with its class set by `permanent`: 5 (permanent failure) or 4
+ * (persistent transient failure), subject and detail kept. RFC 3464
+ * section 2.3.4: the status must agree with the action, so a `delayed`
+ * recipient never carries a 5.x.x status, and a `failed` one never a 4.x.x.
+ */
+export function statusWithClass(status: string, permanent: boolean): string {
+  const rest = /^[245](\.\d{1,3}\.\d{1,3})$/.exec(status)?.[1] ?? ".0.0";
+  return `${permanent ? "5" : "4"}${rest}`;
 }
 
 /**

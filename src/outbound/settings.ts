@@ -44,6 +44,8 @@ export interface OutboundConfig {
   commandTimeoutMs: number;
   mtaSts: boolean;
   dkimSign: boolean;
+  /** How often DKIM records are looked up again; 0: only at load and reload. */
+  dkimCheckIntervalMs: number;
   /** 0: no delay warnings. */
   delayWarningMs: number;
   sendidHeader: string;

@@ -448,7 +448,7 @@ export class Queue {
     if (pending.length > 0 && age >= this.#options.maxQueueLifetimeMs) {
       for (const rcpt of pending) {
         rcpt.status = "failed";
-        rcpt.last_error = `expired after ${Math.round(age / 3_600_000)}h in the queue: ${
+        rcpt.last_error = `expired after ${queuedFor(age)} in the queue: ${
           rcpt.last_error ?? "no attempt succeeded"
         }`;
         // RFC 3463: 4.4.7 is "delivery time expired"; as a final status, 5.4.7.
@@ -492,4 +492,11 @@ export class Queue {
     );
     return Math.round(base * (0.8 + 0.4 * this.#random()));
   }
+}
+
+/** A time in the queue for a reader: hours, or minutes (seconds) below an hour (a minute). */
+function queuedFor(ms: number): string {
+  if (ms >= 3_600_000) return `${Math.round(ms / 3_600_000)}h`;
+  if (ms >= 60_000) return `${Math.round(ms / 60_000)}m`;
+  return `${Math.max(0, Math.round(ms / 1000))}s`;
 }

@@ -11,6 +11,7 @@ import {
   authenticateMessage,
   type AuthSummary,
   checkSpf,
+  decideDmarc,
   decideSpf,
   inNetworks,
   type SpfVerdict,
@@ -135,21 +136,11 @@ export async function authenticateAfterData(
     return { head: receivedSpf, results };
   }
   results.dkim = summary.dkim.map((d) => d.result).join(",") || "none";
-  results.dmarc = summary.dmarc?.result ?? "none";
+  // One result per Author Domain (RFC 7489 section 6.6.1), as dkim= has one per signature.
+  results.dmarc = summary.dmarcVerdicts.map((v) => v.result).join(",") ||
+    (summary.fromFields > 1 ? "permerror" : "none");
   const head = `${summary.authenticationResults}\r\n${receivedSpf}`;
-  if (summary.dmarcReject && deps.settings.dmarcReject) {
-    const domain = summary.dmarc?.policyDomain ?? summary.dmarc?.headerFrom ?? "the sender";
-    return {
-      head,
-      summary,
-      results,
-      // RFC 7489 section 6.6.3 lets the receiver reject; RFC 3463's 5.7.1
-      // says delivery is not authorized by policy.
-      refusal: {
-        reply: reply(550, "5.7.1", `Message rejected: DMARC policy of ${domain} says reject`),
-        reason: "dmarc_reject",
-      },
-    };
-  }
-  return { head, summary, results };
+  const decision = decideDmarc(summary, deps.settings.dmarcReject);
+  if (decision.action === "accept") return { head, summary, results };
+  return { head, summary, results, refusal: { reply: decision.reply, reason: decision.reason } };
 }

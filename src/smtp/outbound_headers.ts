@@ -1,9 +1,10 @@
 /**
  * What intake does for submitted mail, which may leave: SendID and ListID
  * are taken from their headers into the envelope (the headers are removed,
- * so they never leave), a missing Date or Message-ID is added (RFC 6409
- * section 8.3 and 8.4 let a submission server do so; many receivers refuse
- * mail without them), and mail from our domains is DKIM-signed once, as it
+ * so they never leave), a missing From, Date or Message-ID is added (RFC
+ * 6409 section 8 lets a submission server complete a message: section 8.1
+ * the author's identity, 8.2 and 8.3 Date and Message-ID; RFC 5322 section
+ * 3.6 requires From and Date, and DKIM cannot sign without From), and mail from our domains is DKIM-signed once, as it
  * is spooled, like chasquid signs for authenticated users.
  *
  * @module
@@ -33,11 +34,12 @@ export interface SubmittedHeaders {
   listid?: string;
   hasDate?: boolean;
   hasMessageId?: boolean;
+  hasFrom?: boolean;
 }
 
 /**
  * A header filter that moves SendID and ListID into `ids` and notes
- * whether Date and Message-ID are there.
+ * whether From, Date and Message-ID are there.
  */
 export function idHeaderFilter(settings: OutboundIntake, ids: SubmittedHeaders): HeaderFilter {
   const sendid = `${settings.sendidHeader.toLowerCase()}:`;
@@ -46,6 +48,7 @@ export function idHeaderFilter(settings: OutboundIntake, ids: SubmittedHeaders):
     const lower = field.slice(0, Math.max(sendid.length, listid.length) + 8).toLowerCase()
       .replace(/[ \t]+:/, ":");
     if (lower.startsWith("date:")) ids.hasDate = true;
+    if (lower.startsWith("from:")) ids.hasFrom = true;
     if (lower.startsWith("message-id:")) ids.hasMessageId = true;
     const key = lower.startsWith(sendid) ? "sendid" : lower.startsWith(listid) ? "listid" : "";
     if (key === "") return false;
@@ -57,14 +60,22 @@ export function idHeaderFilter(settings: OutboundIntake, ids: SubmittedHeaders):
   return new HeaderFilter(take);
 }
 
-/** Date and Message-ID fields for a submitted message that lacks them (CRLF ends each). */
+/**
+ * From, Date and Message-ID fields for a submitted message that lacks them
+ * (CRLF ends each). From is the envelope sender, which intake has already
+ * checked to be an address of the authenticated user's domain.
+ */
 export function missingHeaders(
   seen: SubmittedHeaders,
   queueId: string,
   hostname: string,
   now: Date,
+  sender: string,
 ): Uint8Array {
   let text = "";
+  // RFC 6409 section 8.1: the MSA knows the authenticated sender's identity
+  // and may add it; without From the message breaks RFC 5322 section 3.6.
+  if (!seen.hasFrom && sender !== "") text += `From: <${sender.replace(/[\r\n<>]/g, "")}>\r\n`;
   if (!seen.hasDate) text += `Date: ${rfc5322Date(now)}\r\n`;
   if (!seen.hasMessageId) text += `Message-ID: <${queueId}@${hostname}>\r\n`;
   return new TextEncoder().encode(text);

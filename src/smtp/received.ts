@@ -14,6 +14,8 @@ export interface ReceivedInfo {
   tls: boolean;
   smtputf8: boolean;
   esmtp: boolean;
+  /** The client authenticated (AUTH): RFC 3848's ESMTPA and ESMTPSA. */
+  authenticated?: boolean;
   /** The recipients; named only when there is exactly one (for privacy). */
   recipients: readonly string[];
   date: Date;
@@ -21,8 +23,11 @@ export interface ReceivedInfo {
 
 /** Builds the header, folded, ending in CRLF. */
 export function receivedHeader(info: ReceivedInfo): string {
-  const protocol = (info.smtputf8 ? "UTF8SMTP" : info.esmtp ? "ESMTP" : "SMTP") +
-    (info.tls ? "S" : "");
+  // RFC 3848 section 2: ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both); RFC
+  // 6531 section 3.7.3 the same for UTF8SMTP. AUTH implies ESMTP.
+  const esmtp = info.esmtp || info.authenticated === true;
+  const protocol = (info.smtputf8 ? "UTF8SMTP" : esmtp ? "ESMTP" : "SMTP") +
+    (info.tls ? "S" : "") + (info.authenticated && esmtp ? "A" : "");
   const helo = sanitize(info.helo) || "unknown";
   const lines = [
     `Received: from ${helo} ([${info.clientIp}])`,

@@ -239,6 +239,7 @@ export class Intake {
       tls: session.secure,
       smtputf8,
       esmtp: session.openingCommand === "EHLO",
+      authenticated: authenticatedUser(session) !== undefined,
       recipients: to,
       date: now,
     });
@@ -305,7 +306,7 @@ export class Intake {
       }
       if (outbound) {
         writer.setIds(ids);
-        await writer.prepend(missingHeaders(ids, qid, this.#deps.hostname, now));
+        await writer.prepend(missingHeaders(ids, qid, this.#deps.hostname, now, from));
       }
       if (checked.head) await writer.prepend(checked.head);
       item = await writer.commit(
@@ -390,7 +391,8 @@ export class Intake {
       ehloDomain: envelope.client.helo.replace(/[^A-Za-z0-9.\-_:\[\]]/g, ""),
       mailFrom: envelope.from,
       rcptTo: envelope.to,
-      authAs: "",
+      // chasquid's AUTH_AS: the user of a completed AUTH (submission), else "".
+      authAs: authenticatedUser(session) ?? "",
       onTls: envelope.client.tls,
       fromLocalDomain: at > 0 && policy.resolver.isLocalDomain(envelope.from.slice(at + 1)),
       spfPass: spf?.result === "pass",

@@ -8,9 +8,10 @@
  * @module
  */
 
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { normalizeDomain } from "../aliases/mod.ts";
+import { makeConfigDirs, replaceConfigFile } from "../config/file_modes.ts";
 import { isPasswordHash } from "./password.ts";
 
 /** A user as the file has it. */
@@ -69,22 +70,24 @@ function nameOf(line: string): string | undefined {
   return parseUserLine(line)?.name;
 }
 
-async function replaceFile(path: string, lines: string[]): Promise<void> {
-  const temp = `${path}.tmp-${crypto.randomUUID()}`;
-  await writeFile(temp, lines.length > 0 ? `${lines.join("\n")}\n` : "", { mode: 0o640 });
-  await rename(temp, path);
+/**
+ * Replaces the file atomically; it keeps its owner, group and mode, and a
+ * new one is 0640 in the configuration directory's group.
+ */
+async function replaceFile(configDir: string, path: string, lines: string[]): Promise<void> {
+  await replaceConfigFile(configDir, path, lines.length > 0 ? `${lines.join("\n")}\n` : "");
 }
 
 /** Adds `address` with `hash`, or sets the hash of an existing user. Returns true when added. */
 export async function setUser(configDir: string, address: string, hash: string): Promise<boolean> {
   const { name, domain } = splitAddress(address);
   const path = usersPath(configDir, domain);
-  await mkdir(join(configDir, "domains", domain), { recursive: true });
+  await makeConfigDirs(configDir, join(configDir, "domains", domain));
   const lines = await readLines(path);
   const at = lines.findIndex((line) => nameOf(line) === name);
   if (at >= 0) lines[at] = `${name} ${hash}`;
   else lines.push(`${name} ${hash}`);
-  await replaceFile(path, lines);
+  await replaceFile(configDir, path, lines);
   return at < 0;
 }
 
@@ -95,7 +98,7 @@ export async function removeUser(configDir: string, address: string): Promise<bo
   const lines = await readLines(path);
   const kept = lines.filter((line) => nameOf(line) !== name);
   if (kept.length === lines.length) return false;
-  await replaceFile(path, kept);
+  await replaceFile(configDir, path, kept);
   return true;
 }
 

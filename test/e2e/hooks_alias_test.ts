@@ -128,6 +128,9 @@ describe("TypeScript alias hooks", () => {
           "hooks:",
           "  alias_resolve:",
           "    timeout: 1s",
+          // The hook's pipe targets run only programs its grants name.
+          "    allow:",
+          `      run: [${JSON.stringify(echo)}]`,
           "  alias_exists:",
           "    timeout: 1s",
           "delivery:",

@@ -13,6 +13,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { dkimDnsRecord } from "../../src/auth/mod.ts";
 import { hashPassword } from "../../src/users/mod.ts";
 import { startDnsServer, type TestDnsServer } from "../support/dns_server.ts";
 import { SmtpReceiver } from "../support/smtp_receiver.ts";
@@ -88,7 +89,10 @@ describe("outbound delivery", () => {
       "nomx.test": { A: ["127.0.0.4"] },
       "nullmx.test": { MX: [{ priority: 0, exchange: "" }] },
     });
-    const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 1024 });
+    const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 1024 });
+    // A key signs once its record is published (issue 16).
+    const record = dkimDnsRecord("example.test", "sel1", publicKey);
+    dns.zone[record.name] = { TXT: [record.strings] };
     const configDir = await tempDir("postern-config-");
     await writeTree(configDir, {
       "postern.yaml": [
@@ -162,6 +166,23 @@ describe("outbound delivery", () => {
     // A message that has both keeps its own.
     const own = mx1.messages.slice(0, before).find((m) => /^Message-Id: </m.test(m.data));
     assert.ok(own === undefined || !own.data.includes(`@mail.example.test>`));
+  });
+
+  it("adds From from the envelope sender to a message without one, then signs (RFC 6409 section 8.1)", async () => {
+    const before = mx1.messages.length;
+    const result = await submit(["nofrom@remote.test"], [
+      "--data",
+      "To: nofrom@remote.test\r\nSubject: no from\r\n\r\nwho sent this\r\n",
+    ]);
+    const id = queued(result);
+    await mx1.waitForMessages(before + 1);
+    const got = mx1.messages.at(-1)!.data;
+    assert.match(got, /^From: <alice@example\.test>\r?$/m);
+    assert.equal(got.match(/^From:/gm)?.length, 1);
+    assert.match(got, /^DKIM-Signature: .*d=example\.test/m);
+    await server.waitForLog(
+      new RegExp(`qid=${id} event=delivery to=<nofrom@remote\\.test> result=sent`),
+    );
   });
 
   it("forwards an alias's remote target through outbound delivery, with the original sender", async () => {

@@ -25,6 +25,24 @@ describe("renderMetrics", () => {
     );
   });
 
+  it("has HELP text of its own for every counter Postern counts", () => {
+    const counters = new Counters();
+    for (
+      const name of [
+        "dsn_total",
+        "smtp_logins_total",
+        "dkim_key_errors_total",
+        "dkim_record_problems_total",
+      ]
+    ) counters.inc(name);
+    const text = renderMetrics(counters, []);
+    for (const name of ["dsn", "smtp_logins", "dkim_key_errors", "dkim_record_problems"]) {
+      const help = new RegExp(`^# HELP postern_${name}_total (.*)$`, "m").exec(text)?.[1];
+      assert.ok(help, `no HELP for ${name}`);
+      assert.notEqual(help, `${name.replaceAll("_", " ")} total`, `only the fallback for ${name}`);
+    }
+  });
+
   it("renders histograms with cumulative buckets, +Inf, sum and count", () => {
     const counters = new Counters();
     for (const seconds of [0.0004, 0.003, 0.003, 0.2, 90]) {

@@ -9,7 +9,7 @@ import {
   dkimSign,
   type GeneratedDkimKey,
   generateDkimKey,
-  listDkimSelectors,
+  loadDkimKeys,
 } from "../../../src/auth/mod.ts";
 import { makeTempDir, removeDir } from "../helpers.ts";
 import { message, spoolFile } from "./fixtures.ts";
@@ -20,6 +20,7 @@ describe("generateDkimKey", () => {
   before(async () => {
     dir = await makeTempDir();
     rsa = await generateDkimKey({
+      configDir: dir,
       dir: dkimKeyDir(dir, "example.test"),
       domain: "example.test",
       selector: "20240101",
@@ -37,10 +38,14 @@ describe("generateDkimKey", () => {
     assert.throws(() => dkimKeyDir("/etc/postern", "../etc"), TypeError);
   });
 
-  it("writes a PKCS#8 PEM key readable only by its owner", async () => {
+  it("writes a PKCS#8 PEM key, 0640 in folders 0750: the config group reads, others not", async () => {
     assert.equal(rsa.path, join(dir, "domains", "example.test", "dkim", "20240101.pem"));
     const info = await stat(rsa.path);
-    assert.equal(info.mode & 0o777, 0o600);
+    assert.equal(info.mode & 0o777, 0o640);
+    assert.equal(info.gid, (await stat(dir)).gid);
+    for (const folder of ["domains", "domains/example.test", "domains/example.test/dkim"]) {
+      assert.equal((await stat(join(dir, folder))).mode & 0o777, 0o750, folder);
+    }
     const pem = await readFile(rsa.path, "utf8");
     assert.equal(pem, rsa.privateKey);
     assert.match(pem, /^-----BEGIN PRIVATE KEY-----\n/);
@@ -102,9 +107,15 @@ describe("generateDkimKey", () => {
     assert.deepEqual(ed.record.strings, [ed.record.value]);
   });
 
-  it("listDkimSelectors() lists the keys of a domain", async () => {
-    assert.deepEqual(await listDkimSelectors(dkimKeyDir(dir, "example.test")), ["20240101", "ed"]);
-    assert.deepEqual(await listDkimSelectors(join(dir, "nowhere")), []);
+  it("loadDkimKeys() reads the keys of a domain with their records", () => {
+    const keys = loadDkimKeys(dkimKeyDir(dir, "example.test"), "example.test");
+    assert.deepEqual(keys.map((k) => [k.selector, k.algorithm]), [["20240101", "rsa"], [
+      "ed",
+      "ed25519",
+    ]]);
+    assert.match(keys[1]!.record, /^v=DKIM1; k=ed25519; p=/);
+    assert.ok(keys[1]!.record.endsWith(`p=${keys[1]!.publicKey}`));
+    assert.deepEqual(loadDkimKeys(join(dir, "nowhere"), "example.test"), []);
   });
 
   it("defaultDkimSelector() is the UTC date as YYYYMMDD", () => {

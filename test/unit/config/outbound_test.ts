@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -451,40 +452,49 @@ describe("loadConfig outbound", () => {
     assert.equal(config.hooks.points["post-data"].workers, 3);
   });
 
-  it("loadConfig() takes the last selector in sort order as a domain's DKIM key", async () => {
+  it("loadConfig() reads every DKIM key of a domain, and the selector postern.yaml pins", async () => {
+    const pem = (bits: number) =>
+      generateKeyPairSync("rsa", { modulusLength: bits }).privateKey.export({
+        type: "pkcs8",
+        format: "pem",
+      }).toString();
     const dir = await configDir({
+      "postern.yaml": "domains:\n  ours.test:\n    dkim: { selector: ed1 }\n",
       "domains/ours.test/users": "alice\n",
-      "domains/ours.test/dkim/20240101.pem": "OLD KEY\n",
-      "domains/ours.test/dkim/20250601.pem": "NEW KEY\n",
-      "domains/ours.test/dkim/20250101.pem": "MIDDLE KEY\n",
+      "domains/ours.test/dkim/20240101.pem": pem(1024),
+      "domains/ours.test/dkim/ed1.pem": generateKeyPairSync("ed25519").privateKey.export({
+        type: "pkcs8",
+        format: "pem",
+      }).toString(),
       "domains/ours.test/dkim/notes.txt": "not a key\n",
-    });
-    const config = await loadConfig({ configDir: dir });
-    assert.deepEqual(config.domains.get("ours.test")?.dkim, {
-      selector: "20250601",
-      privateKey: "NEW KEY\n",
-    });
-  });
-
-  it("loadConfig() leaves dkim undefined for a domain without keys", async () => {
-    const dir = await configDir({
-      "domains/ours.test/users": "alice\n",
+      "domains/ours.test/dkim/zz_bad.pem": "not a selector, not read\n",
       "domains/other.test/dkim/readme.txt": "no keys yet\n",
     });
     const config = await loadConfig({ configDir: dir });
-    assert.equal(config.domains.get("ours.test")?.dkim, undefined);
-    assert.equal(config.domains.get("other.test")?.dkim, undefined);
+    const ours = config.domains.get("ours.test")!;
+    assert.deepEqual(ours.dkimKeys.map((k) => [k.selector, k.algorithm]), [
+      ["20240101", "rsa"],
+      ["ed1", "ed25519"],
+    ]);
+    assert.equal(ours.dkimSelector, "ed1");
+    assert.deepEqual(config.domains.get("other.test")?.dkimKeys, []);
   });
 
-  it("loadConfig() ignores key files whose name is not a valid selector", async () => {
+  it("loadConfig() refuses a key file that is not a private key, naming it", async () => {
+    const dir = await configDir({ "domains/ours.test/dkim/s1.pem": "GARBAGE\n" });
+    const err = await loadConfig({ configDir: dir }).then(() => undefined, (e) => e);
+    assert.ok(err instanceof ConfigError);
+    assert.equal(err.kind, "dkim_key");
+    assert.match(err.message, /domains\/ours\.test\/dkim\/s1\.pem: not a usable DKIM private key/);
+  });
+
+  it("loadConfig() refuses a pinned selector that has no key", async () => {
     const dir = await configDir({
-      "domains/ours.test/dkim/good.pem": "GOOD\n",
-      "domains/ours.test/dkim/zz_bad.pem": "BAD\n",
+      "postern.yaml": "domains:\n  ours.test:\n    dkim: { selector: nope }\n",
+      "domains/ours.test/users": "alice\n",
     });
-    const config = await loadConfig({ configDir: dir });
-    assert.deepEqual(config.domains.get("ours.test")?.dkim, {
-      selector: "good",
-      privateKey: "GOOD\n",
-    });
+    const err = await loadConfig({ configDir: dir }).then(() => undefined, (e) => e);
+    assert.ok(err instanceof ConfigError);
+    assert.match(err.message, /domains\.ours\.test\.dkim\.selector names "nope"/);
   });
 });

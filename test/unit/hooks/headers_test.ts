@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
+  checkHeaderEntries,
   checkHeaderLines,
   lastLine,
   recordToLines,
@@ -149,6 +150,107 @@ describe("checkHeaderLines", () => {
       kept: 2,
       dropped: [],
     });
+  });
+});
+
+describe("checkHeaderEntries", () => {
+  it("checkHeaderEntries() drops a list entry that holds a second field after CRLF or LF", () => {
+    for (const entry of ["X-A: one\r\nX-Injected: yes", "X-A: one\nX-Injected: yes"]) {
+      assert.deepEqual(checkHeaderEntries([entry, "X-Ok: 1"]), {
+        text: "X-Ok: 1\r\n",
+        kept: 1,
+        dropped: [entry],
+      }, JSON.stringify(entry));
+    }
+  });
+
+  it("checkHeaderEntries() drops an entry with a bare CR, a NUL or another control character", () => {
+    for (
+      const entry of [
+        "X-A: one\rX-Injected: yes",
+        "X-A: one\r",
+        "X-A: one\x00X-Injected: yes",
+        "X-A: one\x0bX-Injected: yes",
+        "X-A: one\r\n two\x00",
+      ]
+    ) {
+      assert.deepEqual(checkHeaderEntries([entry]), { text: "", kept: 0, dropped: [entry] });
+    }
+  });
+
+  it("checkHeaderEntries() drops an entry whose name is invalid", () => {
+    for (const entry of ["X Bad: v", "X-Bad : v", ": v", "no colon", "Ünï: v", "\x00X: v"]) {
+      assert.deepEqual(checkHeaderEntries([entry]), { text: "", kept: 0, dropped: [entry] });
+    }
+  });
+
+  it("checkHeaderEntries() drops an entry with an empty line, which would end the header", () => {
+    for (const entry of ["X-A: one\r\n\r\nBody", "X-A: one\n\n", "X-A: one\r\n", "X-A: one\n"]) {
+      assert.equal(checkHeaderEntries([entry]).kept, 0, JSON.stringify(entry));
+    }
+  });
+
+  it("checkHeaderEntries() drops a continuation line of only white space inside an entry", () => {
+    assert.equal(checkHeaderEntries(["X-A: one\r\n \r\nX-B: two"]).kept, 0);
+    assert.equal(checkHeaderEntries(["X-A: one\r\n   "]).kept, 0);
+  });
+
+  it("checkHeaderEntries() keeps an entry folded with CRLF or LF, as CRLF lines", () => {
+    assert.deepEqual(checkHeaderEntries(["X-Long: part one\r\n part two\n\tthree", "X-B: 2"]), {
+      text: "X-Long: part one\r\n part two\r\n\tthree\r\nX-B: 2\r\n",
+      kept: 4,
+      dropped: [],
+    });
+  });
+
+  it("checkHeaderEntries() keeps an entry that continues a kept field, drops one after a dropped field", () => {
+    assert.deepEqual(
+      checkHeaderEntries(["X-A: 1", "  more", "Bad Name: x", " orphan", " also\r\nX-C: 3"]),
+      {
+        text: "X-A: 1\r\n  more\r\n",
+        kept: 2,
+        dropped: ["Bad Name: x", " orphan", " also\r\nX-C: 3"],
+      },
+    );
+    assert.deepEqual(checkHeaderEntries([" first"]).dropped, [" first"]);
+  });
+
+  it("checkHeaderEntries() drops a continuation entry that would start a field on its next line", () => {
+    const result = checkHeaderEntries(["X-A: 1", " more\r\nX-Injected: yes"]);
+    assert.equal(result.text, "X-A: 1\r\n");
+  });
+
+  it("checkHeaderEntries() checks the 998-octet limit on every line of an entry", () => {
+    const ok = `X: ${"a".repeat(995)}`;
+    assert.equal(checkHeaderEntries([`${ok}\r\n ${"b".repeat(997)}`]).kept, 2);
+    assert.equal(checkHeaderEntries([`${ok}\r\n ${"b".repeat(998)}`]).kept, 0);
+  });
+
+  it("checkHeaderEntries() ignores empty entries without counting them as dropped", () => {
+    assert.deepEqual(checkHeaderEntries(["", "X-A: 1", ""]), {
+      text: "X-A: 1\r\n",
+      kept: 1,
+      dropped: [],
+    });
+  });
+
+  it("recordToLines() + checkHeaderEntries() drop a record value that would start a field, or holds a bare CR or NUL", () => {
+    for (
+      const value of [
+        "a\r\nX-Injected: yes",
+        "a\nX-Injected: yes",
+        "a\rX-Injected: yes",
+        "a\x00X-Injected: yes",
+        "a\r\n \r\nX-Injected: yes",
+        "a\r\n",
+      ]
+    ) {
+      const result = checkHeaderEntries(recordToLines({ "X-Note": value, "X-Ok": "1" }));
+      assert.equal(result.text, "X-Ok: 1\r\n", JSON.stringify(value));
+      assert.equal(result.dropped.length, 1, JSON.stringify(value));
+    }
+    const named = checkHeaderEntries(recordToLines({ "X-Bad\r\nX-Injected": "yes" }));
+    assert.equal(named.text, "");
   });
 });
 

@@ -8,6 +8,7 @@ import {
   EXIT_PERMANENT,
   postDataFromExec,
   postDataFromModule,
+  postDataOutcome,
 } from "../../../src/hooks/points.ts";
 import type { CallFailure, CallOutcome } from "../../../src/hooks/worker.ts";
 import type { SpawnResult } from "../../../src/runtime/mod.ts";
@@ -25,6 +26,28 @@ function exited(overrides: Partial<SpawnResult>): SpawnResult {
 }
 
 describe("postDataFromModule", () => {
+  it("postDataFromModule() drops a header entry that would add a second field, and keeps the rest", () => {
+    // A hook that copies a decoded Subject into a header: the sender chose it.
+    const subject = "hello\r\nBcc: everyone@example.test";
+    assert.deepEqual(
+      postDataFromModule(ok({
+        action: "accept",
+        headers: ["X-A: one\r\nX-Injected: yes", `X-Subject: ${subject}`, "X-Ok: 1"],
+      })),
+      {
+        kind: "accept",
+        headers: "X-Ok: 1\r\n",
+        kept: 1,
+        dropped: ["X-A: one\r\nX-Injected: yes", `X-Subject: ${subject}`],
+      },
+    );
+  });
+
+  it("postDataFromModule() keeps a folded entry as one field", () => {
+    const verdict = postDataFromModule(ok({ action: "accept", headers: ["X-A: one\r\n two"] }));
+    assert.equal(verdict.kind === "accept" && verdict.headers, "X-A: one\r\n two\r\n");
+  });
+
   it("postDataFromModule() accepts with no headers when the hook returns nothing", () => {
     for (const value of [undefined, null]) {
       assert.deepEqual(postDataFromModule(ok(value)), {
@@ -276,6 +299,7 @@ describe("aliasResolveFromModule", () => {
     assert.deepEqual(aliasResolveFromModule(ok("a@x.test, b@y.test")), {
       ok: true,
       rhs: ["a@x.test, b@y.test"],
+      sandboxed: true,
     });
   });
 
@@ -283,12 +307,17 @@ describe("aliasResolveFromModule", () => {
     assert.deepEqual(aliasResolveFromModule(ok(["a@x.test", "  ", "", "| /bin/true"])), {
       ok: true,
       rhs: ["a@x.test", "| /bin/true"],
+      sandboxed: true,
     });
   });
 
   it("aliasResolveFromModule() returns no targets for nothing or a blank string", () => {
     for (const value of [undefined, null, "", "   "]) {
-      assert.deepEqual(aliasResolveFromModule(ok(value)), { ok: true, rhs: [] }, String(value));
+      assert.deepEqual(aliasResolveFromModule(ok(value)), {
+        ok: true,
+        rhs: [],
+        sandboxed: true,
+      }, String(value));
     }
   });
 
@@ -314,6 +343,7 @@ describe("aliasResolveFromExec", () => {
     assert.deepEqual(aliasResolveFromExec(exited({ stdout: "  a@x.test, b@y.test \n" }), 1000), {
       ok: true,
       rhs: ["a@x.test, b@y.test"],
+      sandboxed: false,
     });
   });
 
@@ -321,6 +351,7 @@ describe("aliasResolveFromExec", () => {
     assert.deepEqual(aliasResolveFromExec(exited({ stdout: " \n\n" }), 1000), {
       ok: true,
       rhs: [],
+      sandboxed: false,
     });
   });
 
@@ -374,5 +405,17 @@ describe("aliasExistsFromExec", () => {
       exists: false,
       cause: "timeout: no exit within 700 ms",
     });
+  });
+});
+
+describe("postDataOutcome", () => {
+  it("postDataOutcome() names each outcome, bad_output for an accept that dropped lines", () => {
+    const accept = { kind: "accept", headers: "", kept: 0 } as const;
+    const refuse = { kind: "refuse", permanent: false, text: "t" } as const;
+    assert.equal(postDataOutcome({ ...accept, dropped: [] }), "accept");
+    assert.equal(postDataOutcome({ ...accept, dropped: ["X-A: 1\r\nX-B: 2"] }), "bad_output");
+    assert.equal(postDataOutcome({ ...refuse, permanent: true, cause: "rejected" }), "reject");
+    assert.equal(postDataOutcome({ ...refuse, cause: "deferred" }), "defer");
+    assert.equal(postDataOutcome({ ...refuse, cause: "timeout: no result" }), "failure");
   });
 });

@@ -18,7 +18,8 @@ function config(domains: Record<string, { users?: string[]; aliases?: string[]; 
       users: new Set(d.users ?? []),
       aliases: new Map((d.aliases ?? []).map((a) => [a, []])),
       passwords: new Map(),
-      dkim: undefined,
+      dkimKeys: [],
+      dkimSelector: undefined,
     });
   }
   return { domains: map } as unknown as Config;

@@ -298,6 +298,16 @@ describe("Queue", () => {
     assert.deepEqual(await listDir(`${dataDir}/spool/queue`), []);
   });
 
+  it("Queue says how long an item was queued in minutes when the lifetime is under an hour", async () => {
+    const courier = new FakeCourier(() => ({ status: "deferred", error: "still down" }));
+    const q = makeQueue(courier, { maxQueueLifetimeMs: 30 * 60_000 });
+    q.add(await spoolItem(["alice@ex.test"], T0 - 45 * 60_000));
+    await until(() => completedLines().length === 1);
+    const failedLine = mailLines.find((l) => l.includes("result=failed"));
+    assert.ok(failedLine, mailLines.join(""));
+    assert.match(failedLine, /error="expired after 45m in the queue: still down"/);
+  });
+
   it("Queue keeps retrying when the item is younger than maxQueueLifetimeMs", async () => {
     const courier = new FakeCourier(() => ({ status: "deferred", error: "down" }));
     const q = makeQueue(courier);

@@ -48,6 +48,18 @@ describe("receivedHeader", () => {
     assert.equal(protocol({ esmtp: true, smtputf8: true, tls: true }), "UTF8SMTPS");
   });
 
+  it("receivedHeader() adds A for an authenticated client (RFC 3848, RFC 6531)", () => {
+    const protocol = (o: Partial<ReceivedInfo>) =>
+      / with (\S+) id /.exec(receivedHeader(info(o)))![1];
+    assert.equal(protocol({ esmtp: true, tls: true, authenticated: true }), "ESMTPSA");
+    assert.equal(protocol({ esmtp: true, authenticated: true }), "ESMTPA");
+    assert.equal(
+      protocol({ esmtp: true, smtputf8: true, tls: true, authenticated: true }),
+      "UTF8SMTPSA",
+    );
+    assert.equal(protocol({ esmtp: true, tls: true, authenticated: false }), "ESMTPS");
+  });
+
   it("receivedHeader() names the recipient only when there is exactly one", () => {
     assert.match(receivedHeader(info()), /\tfor <alice@ex\.test>; /);
     const many = receivedHeader(info({ recipients: ["alice@ex.test", "bob@ex.test"] }));
