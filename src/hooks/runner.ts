@@ -19,7 +19,8 @@ import {
 import type { Counters, Logger } from "../log/mod.ts";
 import { fingerprint, type TreeWatch, watchTree } from "../policy/watcher.ts";
 import { execHookEnv, runExecHook } from "./exec_hook.ts";
-import { findDeno } from "./find_deno.ts";
+import { findDeno, type FoundDeno } from "./find_deno.ts";
+import type { EmbeddedDeno } from "./hook_runtime.ts";
 import { ModulePool } from "./module_pool.ts";
 import {
   aliasExistsFromExec,
@@ -69,6 +70,8 @@ export interface HookRunnerOptions {
   watch?: boolean;
   /** A hook point's own log for its output; default: the application log. */
   outputFor?: (point: HookPoint) => ((line: string) => void) | undefined;
+  /** The deno that the binary carries, when it carries one. */
+  embeddedDeno?: EmbeddedDeno | undefined;
 }
 
 /** A hook set up at start-up cannot run (no deno, executable not allowed). */
@@ -99,7 +102,7 @@ export class HookRunner {
   #options: HookRunnerOptions;
   #hooksDir: string;
   #installed = new Map<HookPoint, Installed>();
-  #deno: string | undefined;
+  #deno: FoundDeno | undefined;
   #bootstrap: string;
   #watch: TreeWatch | undefined;
   #refreshing: Promise<void> = Promise.resolve();
@@ -341,7 +344,7 @@ export class HookRunner {
       }
       let installed: Installed;
       try {
-        installed = this.#install(point, found);
+        installed = await this.#install(point, found);
       } catch (err) {
         if (atStart) throw err;
         const error = err instanceof Error ? err.message : String(err);
@@ -352,10 +355,10 @@ export class HookRunner {
     }
   }
 
-  #install(
+  async #install(
     point: HookPoint,
     found: { form: "module" | "exec"; path: string; print: string },
-  ): Installed {
+  ): Promise<Installed> {
     const settings = this.#settings(point);
     const logger = this.#options.logger;
     if (found.form === "exec") {
@@ -369,11 +372,17 @@ export class HookRunner {
       return { form: "exec", path: found.path, print: found.print };
     }
     this.#deno ??= this.#findDeno(found.path);
+    const deno = this.#deno;
+    if (deno.source === "embedded") {
+      await this.#prepareEmbedded(found.path);
+      // Closed meanwhile: start no worker that nothing would stop.
+      if (this.#closed) return { form: "broken", error: "hook runner closed", print: found.print };
+    }
     const pool = new ModulePool({
       name: point,
       hooksDir: this.#hooksDir,
       entry: found.path,
-      deno: this.#deno,
+      deno: deno.path,
       bootstrap: this.#bootstrap,
       grants: settings.allow,
       maxMemoryBytes: settings.maxMemoryBytes,
@@ -398,13 +407,30 @@ export class HookRunner {
     return { form: "module", pool, print: found.print };
   }
 
-  #findDeno(hookPath: string): string {
+  /** The deno that runs module hooks, once a module hook has needed one. */
+  get deno(): FoundDeno | undefined {
+    return this.#deno;
+  }
+
+  /** Checks (or extracts) the binary's own deno before workers start from it. */
+  async #prepareEmbedded(hookPath: string): Promise<void> {
+    try {
+      await this.#options.embeddedDeno!.prepare();
+    } catch (err) {
+      throw new HookSetupError(
+        `Cannot run TypeScript hook "${hookPath}": ${err instanceof Error ? err.message : err}`,
+      );
+    }
+  }
+
+  #findDeno(hookPath: string): FoundDeno {
     let found;
     try {
       found = findDeno({
         configured: this.#options.config.deno,
         env: this.#options.env,
         execPath: this.#options.execPath,
+        embedded: this.#options.embeddedDeno?.path,
       });
     } catch (err) {
       throw new HookSetupError(err instanceof Error ? err.message : String(err));
@@ -415,8 +441,12 @@ export class HookRunner {
           `DENO_BIN or PATH); TypeScript hooks only run inside deno's sandbox`,
       );
     }
-    this.#options.logger.info("hooks run under deno", { deno: found.path, found: found.source });
-    return found.path;
+    this.#options.logger.info("hooks run under deno", {
+      deno: found.path,
+      found: found.source,
+      ...(found.source === "embedded" ? { version: this.#options.embeddedDeno!.version } : {}),
+    });
+    return found;
   }
 
   async #discover(
