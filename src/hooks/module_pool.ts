@@ -98,6 +98,14 @@ export class ModulePool {
       },
       exited: (worker, detail, expected) => this.#exited(worker, detail, expected),
       idle: () => {},
+      protocolError: (worker, detail) => {
+        options.counters?.inc("hook_protocol_errors_total", { hook: options.name });
+        options.logger.error("hook worker broke the protocol; it is ended", {
+          hook: options.name,
+          pid: worker.pid,
+          cause: detail,
+        });
+      },
     };
     for (let i = 0; i < options.workers; i++) this.#spawn();
     this.#rssTimer = setInterval(() => void this.#checkMemory(), RSS_CHECK_MS);

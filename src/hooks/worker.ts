@@ -43,11 +43,18 @@ export interface WorkerEvents {
   exited(worker: HookWorker, detail: string, expected: boolean): void;
   /** The worker has nothing in flight and may be ended if retiring. */
   idle(worker: HookWorker): void;
+  /**
+   * The worker broke the protocol (a malformed or oversized frame, or one
+   * that no call asked for) and is being ended.
+   */
+  protocolError(worker: HookWorker, detail: string): void;
 }
 
 interface InFlight {
   call: WorkerCall;
   chunks?: AsyncIterator<Uint8Array>;
+  /** A pull is being answered: the worker may not ask again until it is. */
+  pulling?: boolean;
 }
 
 /** Exit details keep this much of the last standard error output. */
@@ -61,12 +68,16 @@ export class HookWorker {
   #decoder = new FrameDecoder();
   #out: FrameBatcher;
   #inFlight = new Map<number, InFlight>();
+  /** Calls given up after a timeout: their late answers are expected, and ignored. */
+  #abandoned = new Set<number>();
   #queued: Array<{ id: number; call: WorkerCall }> = [];
   #nextId = 1;
   #ready = false;
   #dead = false;
   #retiring = false;
   #stopping = false;
+  /** How calls still in flight fail when the process ends. */
+  #failure: CallFailure = "crash";
   #stderrTail = "";
   #partial = { stdout: "", stderr: "" };
   // One decoder per stream, so a character split across reads stays whole.
@@ -132,6 +143,7 @@ export class HookWorker {
    */
   abandon(id: number): void {
     const entry = this.#inFlight.get(id);
+    if (entry) this.#abandoned.add(id);
     this.#inFlight.delete(id);
     this.#queued = this.#queued.filter((q) => q.id !== id);
     closeChunks(entry?.chunks);
@@ -169,6 +181,8 @@ export class HookWorker {
   }
 
   #onChannel(chunk: Uint8Array): void {
+    // Whatever a worker that is being ended still sends is not read.
+    if (this.#dead || this.#stopping) return;
     let frames: Frame[];
     try {
       frames = this.#decoder.push(chunk);
@@ -189,6 +203,7 @@ export class HookWorker {
         return;
       }
       this.#onMessage(frame.id, message);
+      if (this.#stopping) return;
     }
   }
 
@@ -197,6 +212,14 @@ export class HookWorker {
       string,
       unknown
     >;
+    // Every frame answers something Postern asked: start-up (ready or a
+    // load error, once, as call 0), or a call in flight (a pull, then its
+    // result). Anything else is out of turn and ends the worker: with no
+    // call in flight no timeout would ever stop a worker that keeps talking.
+    if ((m.t === "ready" || m.t === "load_error") && (this.#ready || id !== 0)) {
+      this.#protocolError(`${m.t} out of turn (call ${id})`);
+      return;
+    }
     switch (m.t) {
       case "ready":
         this.#ready = true;
@@ -209,12 +232,33 @@ export class HookWorker {
         }
         this.stop();
         return;
-      case "pull":
-        this.#pull(id).catch((err) => this.#protocolError(String(err)));
+      case "pull": {
+        const entry = this.#inFlight.get(id);
+        if (entry === undefined) {
+          // A call given up after its timeout gets nothing more.
+          if (!this.#abandoned.has(id)) {
+            this.#protocolError(`a pull for call ${id}, which is not in flight`);
+          }
+        } else if (entry.chunks === undefined || entry.pulling) {
+          this.#protocolError(
+            entry.pulling
+              ? `a pull for call ${id} before the last one was answered`
+              : `a pull for call ${id}, which has no message`,
+          );
+        } else {
+          this.#pull(id).catch((err) => this.terminate(`cannot stream the message: ${err}`));
+        }
         return;
+      }
       case "result": {
         const entry = this.#inFlight.get(id);
-        if (!entry) return; // abandoned after a timeout
+        if (!entry) {
+          // A late answer of a call given up after its timeout is expected.
+          if (!this.#abandoned.delete(id)) {
+            this.#protocolError(`a result for call ${id}, which is not in flight`);
+          }
+          return;
+        }
         this.#inFlight.delete(id);
         closeChunks(entry.chunks);
         entry.call.settle(
@@ -235,8 +279,11 @@ export class HookWorker {
 
   /** Sends the next chunk of a call's message, or its end. */
   async #pull(id: number): Promise<void> {
-    const chunks = this.#inFlight.get(id)?.chunks;
+    const entry = this.#inFlight.get(id);
+    const chunks = entry?.chunks;
+    if (entry) entry.pulling = true;
     const next = chunks ? await chunks.next() : { done: true as const, value: undefined };
+    if (entry) entry.pulling = false;
     if (next.done || !this.#inFlight.has(id)) {
       this.#write(encodeFrame(FrameKind.end, id, new Uint8Array(0)));
     } else {
@@ -260,9 +307,12 @@ export class HookWorker {
     }
   }
 
+  /** Ends the worker at once, and says why (one log line, one count, in the pool). */
   #protocolError(detail: string): void {
-    this.#stderrTail += `\nprotocol error: ${detail}`;
-    this.#child.kill();
+    if (this.#dead || this.#stopping) return;
+    this.#failure = "protocol";
+    this.#events.protocolError(this, detail);
+    this.terminate(`protocol error: ${detail}`);
   }
 
   #die(detail: string): void {
@@ -273,13 +323,14 @@ export class HookWorker {
     }
     const tail = this.#stderrTail.trim().split("\n").slice(-3).join(" | ");
     const error = tail ? `${detail}: ${tail}` : detail;
+    const failure = this.#failure;
     for (const { call } of this.#queued.splice(0)) {
-      call.settle({ ok: false, failure: "crash", error });
+      call.settle({ ok: false, failure, error });
     }
     for (const [id, entry] of this.#inFlight) {
       this.#inFlight.delete(id);
       closeChunks(entry.chunks);
-      entry.call.settle({ ok: false, failure: "crash", error });
+      entry.call.settle({ ok: false, failure, error });
     }
     this.#events.exited(this, error, this.#stopping);
   }
