@@ -12,6 +12,7 @@ import { pathToFileURL } from "node:url";
 import type { Counters, Logger } from "../log/mod.ts";
 import { type HookGrants, sandboxFlags, workerEnv } from "./sandbox.ts";
 import { Deadlines } from "./deadlines.ts";
+import type { OutputLimits } from "./output_budget.ts";
 import { type CallOutcome, HookWorker, type WorkerEvents } from "./worker.ts";
 
 /** How one module hook runs. */
@@ -28,6 +29,8 @@ export interface ModulePoolOptions {
   bootstrap: string;
   grants: HookGrants;
   maxMemoryBytes: number;
+  /** What each worker's output may put in the log each second. */
+  outputLimits: OutputLimits;
   /** Worker processes, each with its own module state. */
   workers: number;
   /** Time allowed per call, start-up of a worker included. */
@@ -98,6 +101,28 @@ export class ModulePool {
       },
       exited: (worker, detail, expected) => this.#exited(worker, detail, expected),
       idle: () => {},
+      outputOver: (worker) => {
+        options.logger.warn("hook output is over its budget; it is dropped until it calms down", {
+          hook: options.name,
+          pid: worker.pid,
+          lines_per_second: options.outputLimits.linesPerSecond,
+          bytes_per_second: options.outputLimits.bytesPerSecond,
+        });
+      },
+      outputDropped: (worker, dropped, ended) => {
+        const labels = { hook: options.name };
+        options.counters?.inc("hook_output_dropped_lines_total", labels, dropped.lines);
+        options.counters?.inc("hook_output_dropped_bytes_total", labels, dropped.bytes);
+        if (ended) {
+          options.logger.warn("hook output was dropped", {
+            hook: options.name,
+            pid: worker.pid,
+            lines: ended.lines,
+            bytes: ended.bytes,
+            seconds: ended.seconds,
+          });
+        }
+      },
       protocolError: (worker, detail) => {
         options.counters?.inc("hook_protocol_errors_total", { hook: options.name });
         options.logger.error("hook worker broke the protocol; it is ended", {
@@ -222,7 +247,13 @@ export class ModulePool {
   }
 
   #spawn(): HookWorker {
-    const worker = new HookWorker(this.#argv, this.#env, this.options.cwd, this.#events);
+    const worker = new HookWorker(
+      this.#argv,
+      this.#env,
+      this.options.cwd,
+      this.#events,
+      this.options.outputLimits,
+    );
     this.#workers.push(worker);
     this.options.counters?.inc("hook_worker_starts_total", { hook: this.options.name });
     this.options.logger.debug("hook worker started", { hook: this.options.name, pid: worker.pid });

@@ -33,6 +33,7 @@ import {
   postDataOutcome,
   type PostDataVerdict,
 } from "./points.ts";
+import type { OutputLimits } from "./output_budget.ts";
 import type { HookGrants } from "./sandbox.ts";
 import type { CallOutcome } from "./worker.ts";
 import { WORKER_SOURCE } from "./worker_source.ts";
@@ -42,6 +43,8 @@ export interface HookSettings {
   timeoutMs: number;
   workers: number;
   maxMemoryBytes: number;
+  /** What each worker's output may put in the log each second. */
+  outputLimits: OutputLimits;
   allow: HookGrants;
 }
 
@@ -377,6 +380,7 @@ export class HookRunner {
       bootstrap: this.#bootstrap,
       grants: settings.allow,
       maxMemoryBytes: settings.maxMemoryBytes,
+      outputLimits: settings.outputLimits,
       workers: settings.workers,
       timeoutMs: settings.timeoutMs,
       cwd: this.#cwd(),

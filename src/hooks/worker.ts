@@ -16,6 +16,12 @@ import {
   FrameKind,
   parseJsonPayload,
 } from "./frames.ts";
+import {
+  countLines,
+  type DroppedOutput,
+  OutputBudget,
+  type OutputLimits,
+} from "./output_budget.ts";
 
 /** Why a call did not produce a value. */
 export type CallFailure = "timeout" | "crash" | "load_error" | "hook_error" | "protocol";
@@ -48,6 +54,17 @@ export interface WorkerEvents {
    * that no call asked for) and is being ended.
    */
   protocolError(worker: HookWorker, detail: string): void;
+  /** The hook's output went over its budget: what follows is dropped. */
+  outputOver(worker: HookWorker): void;
+  /**
+   * Output dropped since the last report (every second while dropping);
+   * `ended` carries the totals of a flood that is over.
+   */
+  outputDropped(
+    worker: HookWorker,
+    dropped: DroppedOutput,
+    ended: (DroppedOutput & { seconds: number }) | undefined,
+  ): void;
 }
 
 interface InFlight {
@@ -56,6 +73,8 @@ interface InFlight {
   /** A pull is being answered: the worker may not ask again until it is. */
   pulling?: boolean;
 }
+
+const encoder = new TextEncoder();
 
 /** Exit details keep this much of the last standard error output. */
 const STDERR_TAIL = 2000;
@@ -82,16 +101,23 @@ export class HookWorker {
   #partial = { stdout: "", stderr: "" };
   // One decoder per stream, so a character split across reads stays whole.
   #decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+  #budget: OutputBudget;
+  #dropTimer: ReturnType<typeof setInterval> | undefined;
 
-  /** Starts `argv` (deno with the sandbox flags, the bootstrap and the hook). */
+  /**
+   * Starts `argv` (deno with the sandbox flags, the bootstrap and the hook);
+   * `outputLimits` is the budget of what it prints.
+   */
   constructor(
     argv: string[],
     env: Record<string, string>,
     cwd: string,
     events: WorkerEvents,
+    outputLimits: OutputLimits,
   ) {
     this.startedAt = Date.now();
     this.#events = events;
+    this.#budget = new OutputBudget(outputLimits);
     this.#child = startChild({ argv, env, cwd });
     this.#out = new FrameBatcher((bytes) => this.#child.write(bytes));
     this.#child.onChannel((chunk) => this.#onChannel(chunk));
@@ -291,8 +317,19 @@ export class HookWorker {
     }
   }
 
-  /** A hook's own output, on either stream: log lines, never answers. */
+  /**
+   * A hook's own output, on either stream: log lines, never answers, within
+   * the worker's output budget (see `output_budget.ts`). While over budget
+   * a chunk is counted and dropped without being decoded.
+   */
   #onOutput(chunk: Uint8Array, stream: "stdout" | "stderr"): void {
+    if (this.#budget.dropping) {
+      this.#budget.drop(countLines(chunk), chunk.byteLength);
+      // The line cut by this chunk is dropped too; decoding starts afresh.
+      this.#partial[stream] = "";
+      this.#decoders[stream] = new TextDecoder();
+      return;
+    }
     const text = this.#decoders[stream].decode(chunk, { stream: true });
     if (stream === "stderr") this.#stderrTail = (this.#stderrTail + text).slice(-STDERR_TAIL);
     const lines = (this.#partial[stream] + text).split("\n");
@@ -302,8 +339,40 @@ export class HookWorker {
       rest = "";
     }
     this.#partial[stream] = rest;
-    for (const line of lines) {
-      if (line.trim() !== "") this.#events.output(this, line);
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i]!;
+      const admission = this.#budget.admit(encoder.encode(line).byteLength + 1);
+      if (admission === "log") {
+        if (line.trim() !== "") this.#events.output(this, line);
+        continue;
+      }
+      // Over budget: the rest of this chunk goes unlogged.
+      let bytes = 0;
+      for (let j = i + 1; j < lines.length; j++) bytes += lines[j]!.length + 1;
+      this.#budget.drop(lines.length - i - 1, bytes);
+      this.#partial[stream] = "";
+      if (admission === "over") this.#startDropping();
+      return;
+    }
+  }
+
+  /** Says once that output is dropped, then reports what is dropped each second. */
+  #startDropping(): void {
+    this.#events.outputOver(this);
+    if (this.#dropTimer !== undefined) return;
+    this.#dropTimer = setInterval(() => this.#reportDropped(false), 1000);
+    (this.#dropTimer as { unref?: () => void }).unref?.();
+  }
+
+  #reportDropped(final: boolean): void {
+    const dropped = this.#budget.takeDropped();
+    const ended = this.#budget.takeEnded(final);
+    if (dropped.lines > 0 || dropped.bytes > 0 || ended) {
+      this.#events.outputDropped(this, dropped, ended);
+    }
+    if (ended || final) {
+      clearInterval(this.#dropTimer);
+      this.#dropTimer = undefined;
     }
   }
 
@@ -319,8 +388,11 @@ export class HookWorker {
     if (this.#dead) return;
     this.#dead = true;
     for (const rest of Object.values(this.#partial)) {
-      if (rest.trim() !== "") this.#events.output(this, rest);
+      if (rest.trim() !== "" && this.#budget.admit(rest.length) === "log") {
+        this.#events.output(this, rest);
+      }
     }
+    if (this.#dropTimer !== undefined || this.#budget.dropping) this.#reportDropped(true);
     const tail = this.#stderrTail.trim().split("\n").slice(-3).join(" | ");
     const error = tail ? `${detail}: ${tail}` : detail;
     const failure = this.#failure;

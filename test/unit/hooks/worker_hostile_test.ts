@@ -1,9 +1,12 @@
 /**
- * The answer channel as hostile input, against real deno workers: a hook
+ * A hostile hook's worker, against real deno workers. The answer channel as
+ * hostile input: a hook
  * that opens descriptor 3 itself and writes an oversized frame, or a frame
  * that no call asked for, has its worker ended at once, logged and counted;
  * a late answer of a timed-out call is not such a frame; a result too large
  * for a frame fails its call with a clear error and the worker lives on.
+ * Output floods: the first lines are logged, then one line says the rest is
+ * dropped, drops are counted, and a summary follows when the flood ends.
  */
 
 import assert from "node:assert/strict";
@@ -78,7 +81,11 @@ describe("HookWorker channel", () => {
     await removeDir(root);
   });
 
-  async function startPool(source: string, timeoutMs = 15_000): Promise<ModulePool> {
+  async function startPool(
+    source: string,
+    timeoutMs = 15_000,
+    outputLimits = { linesPerSecond: 200, bytesPerSecond: 64 * 1024 },
+  ): Promise<ModulePool> {
     const name = `hook-${++counter}`;
     const entry = join(hooksDir, `${name}.ts`);
     await writeFile(entry, source);
@@ -92,6 +99,7 @@ describe("HookWorker channel", () => {
       bootstrap,
       grants: NO_GRANTS,
       maxMemoryBytes: 128 * 1024 * 1024,
+      outputLimits,
       workers: 1,
       timeoutMs,
       cwd: root,
@@ -195,5 +203,50 @@ export default (input) => ({ calls: ++calls, big: "x".repeat(input.size) });`);
     const small = await pool.call({ size: 10 });
     assert.deepEqual(small, { ok: true, value: { calls: 2, big: "x".repeat(10) } });
     assert.deepEqual(brokeProtocol(), []);
+  });
+
+  it("logs the first lines of an output flood, says once that the rest is dropped, counts it, and sums it up when it ends", async () => {
+    // 20,000 lines on stdout and stderr in 2 s, then quiet; the calls keep answering.
+    const pool = await startPool(
+      `
+let calls = 0;
+async function flood() {
+  for (let burst = 0; burst < 40; burst++) {
+    for (let i = 0; i < 250; i++) console.log("flood line " + (burst * 250 + i));
+    for (let i = 0; i < 250; i++) console.error("flood err " + (burst * 250 + i));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  console.log("flood over");
+}
+export default (input) => {
+  if (input.start) flood();
+  return ++calls;
+};`,
+      15_000,
+      { linesPerSecond: 50, bytesPerSecond: 64 * 1024 },
+    );
+    assert.deepEqual(await pool.call({ start: true }), { ok: true, value: 1 });
+    const over = () =>
+      lines.filter((l) => l.includes(`msg="hook output is over its budget; it is dropped`));
+    const summary = () => lines.filter((l) => l.includes(`msg="hook output was dropped"`));
+    await eventually(() => over().length === 1, "the over-budget line");
+    assert.deepEqual(await pool.call({}), { ok: true, value: 2 });
+    await eventually(() => summary().length === 1, "the summary line", 15_000);
+    const output = lines.filter((l) => l.includes(`msg="hook output"`));
+    // The first 50 lines of the first second, nothing more from it.
+    assert.ok(output.some((l) => l.includes(`line="flood line 0"`)), "the first line is logged");
+    assert.ok(output.length >= 50 && output.length <= 50 * 4, `${output.length} lines logged`);
+    assert.equal(over().length, 1, "one line says the output is dropped");
+    assert.match(over()[0]!, /lines_per_second=50 bytes_per_second=65536/);
+    const summed = /lines=(\d+) bytes=(\d+) seconds=(\d+)/.exec(summary()[0]!);
+    assert.ok(summed, summary()[0]);
+    const dropped = counters.get("hook_output_dropped_lines_total", { hook: pool.options.name });
+    assert.ok(dropped >= 19_000, `dropped ${dropped} lines`);
+    assert.equal(Number(summed[1]), dropped);
+    assert.equal(
+      counters.get("hook_output_dropped_bytes_total", { hook: pool.options.name }),
+      Number(summed[2]),
+    );
+    assert.equal(pool.restarts, 0, "the worker was not ended");
   });
 });
