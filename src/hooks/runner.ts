@@ -17,6 +17,7 @@ import {
   type PreDeliveryAttemptInput,
 } from "../../hooks/mod.ts";
 import type { Counters, Logger } from "../log/mod.ts";
+import { sealDescriptors } from "../runtime/mod.ts";
 import { fingerprint, type TreeWatch, watchTree } from "../policy/watcher.ts";
 import { execHookEnv, runExecHook } from "./exec_hook.ts";
 import { findDeno } from "./find_deno.ts";
@@ -123,6 +124,15 @@ export class HookRunner {
     const hooksDir = join(options.configDir ?? "", "hooks");
     const runner = new HookRunner(options, hooksDir);
     if (options.configDir === undefined) return runner;
+    // Every spawn does this again; here it is said once in the log.
+    const sealed = sealDescriptors();
+    if (sealed.error !== undefined) {
+      options.logger.error("hooks may inherit Postern's descriptors", { error: sealed.error });
+    } else if (sealed.marked.length > 0) {
+      options.logger.info("inherited descriptors kept from hooks (close-on-exec)", {
+        fds: sealed.marked.join(","),
+      });
+    }
     await mkdir(join(options.dataDir, "run"), { recursive: true, mode: 0o700 });
     await writeFile(runner.#bootstrap, WORKER_SOURCE, { mode: 0o600 });
     await runner.#refresh(true);
