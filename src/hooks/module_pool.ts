@@ -8,9 +8,16 @@
  */
 
 import { readFile } from "node:fs/promises";
+import { cpus, platform } from "node:os";
 import { pathToFileURL } from "node:url";
 import type { Counters, Logger } from "../log/mod.ts";
-import { type HookGrants, sandboxFlags, workerEnv } from "./sandbox.ts";
+import {
+  dataLimitBytes,
+  type HookGrants,
+  sandboxFlags,
+  withDataLimit,
+  workerEnv,
+} from "./sandbox.ts";
 import { Deadlines } from "./deadlines.ts";
 import type { OutputLimits } from "./output_budget.ts";
 import { type CallOutcome, HookWorker, type WorkerEvents } from "./worker.ts";
@@ -47,10 +54,10 @@ export interface ModulePoolOptions {
 }
 
 /**
- * The V8 heap limit does not cover memory outside the heap (ArrayBuffers,
- * native allocations), so the resident size of each worker is also
- * checked this often, and a worker above its heap limit plus this margin
- * (deno's own runtime) is ended.
+ * The data limit (see `withDataLimit` in `sandbox.ts`) holds every
+ * allocation on Linux; as a second line, and the only one elsewhere, the
+ * resident size of each worker is also checked this often, and a worker
+ * above its memory limit plus this margin (deno's own runtime) is ended.
  */
 const RSS_CHECK_MS = 200;
 const RSS_MARGIN_BYTES = 128 * 1024 * 1024;
@@ -75,12 +82,16 @@ export class ModulePool {
   /** Creates the pool and starts its workers, so load errors show at once. */
   constructor(options: ModulePoolOptions) {
     this.options = options;
-    this.#argv = [
-      options.deno,
-      ...sandboxFlags(options.hooksDir, options.name, options.grants, options.maxMemoryBytes),
-      options.bootstrap,
-      pathToFileURL(options.entry).href,
-    ];
+    this.#argv = withDataLimit(
+      [
+        options.deno,
+        ...sandboxFlags(options.hooksDir, options.name, options.grants, options.maxMemoryBytes),
+        options.bootstrap,
+        pathToFileURL(options.entry).href,
+      ],
+      dataLimitBytes(options.maxMemoryBytes, cpus().length),
+      platform(),
+    );
     this.#env = workerEnv(options.grants, options.env);
     this.#deadlines = new Deadlines(options.timeoutMs);
     this.#events = {

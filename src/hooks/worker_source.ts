@@ -34,6 +34,12 @@
  *   (see `FrameBatcher` in `frames.ts`).
  * - Web storage (`caches`, `localStorage`, `sessionStorage`) is removed:
  *   deno keeps it on disk without any write permission.
+ * - Web Workers are removed (`Worker` throws a TypeError that says why):
+ *   each starts its own V8, which reserves 512 MiB of code space, more than
+ *   the worker's data limit leaves (see `withDataLimit` in `sandbox.ts`).
+ *   `node:worker_threads` cannot be removed that way (an import binding);
+ *   a thread started there does not fit the limit either and ends the
+ *   worker.
  * - The message of a post-data call is a pull stream: each read asks
  *   Postern for the next chunk, so the message is never held whole and a
  *   hook that does not read it costs nothing.
@@ -60,6 +66,12 @@ Object.defineProperty(process, "stdin", { value: Readable.from([]), configurable
 delete globalThis.caches;
 delete globalThis.localStorage;
 delete globalThis.sessionStorage;
+class NoWorker {
+  constructor() {
+    throw new TypeError("Web Workers are not available to hooks: each would need 512 MiB more than the hook's memory limit");
+  }
+}
+Object.defineProperty(globalThis, "Worker", { value: NoWorker, configurable: true, writable: true });
 globalThis.addEventListener("unhandledrejection", (e) => {
   e.preventDefault();
   console.error("unhandled rejection in hook:", e.reason);
