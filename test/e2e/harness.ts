@@ -91,6 +91,12 @@ export interface StartOptions {
   adminListen?: string;
   /** Variables added to (or replacing those of) the test's own environment. */
   env?: Record<string, string>;
+  /**
+   * A command that runs Postern's command line (appended to it), such as
+   * `["bash", "-c", 'exec 47<>file; exec "$@"', "bash"]` to start Postern
+   * holding extra descriptors.
+   */
+  wrapper?: string[];
 }
 
 /** Starts Postern with a temporary config and data directory. */
@@ -99,17 +105,20 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
   const dataDir = options.dataDir ?? await tempDir("postern-data-");
   if (options.config) await writeTree(configDir, options.config);
   const port = options.port ?? await freePort();
-  const [cmd, ...args] = posternCommand([
-    "serve",
-    ...(options.noConfig ? [] : ["--config", configDir]),
-    "--data",
-    dataDir,
-    "--listen",
-    `127.0.0.1:${port}`,
-    // Servers run side by side: each admin API on a port of its own.
-    "--admin-listen",
-    options.adminListen ?? "127.0.0.1:0",
-  ]);
+  const [cmd, ...args] = [
+    ...(options.wrapper ?? []),
+    ...posternCommand([
+      "serve",
+      ...(options.noConfig ? [] : ["--config", configDir]),
+      "--data",
+      dataDir,
+      "--listen",
+      `127.0.0.1:${port}`,
+      // Servers run side by side: each admin API on a port of its own.
+      "--admin-listen",
+      options.adminListen ?? "127.0.0.1:0",
+    ]),
+  ];
   const child = spawn(cmd!, args, {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],

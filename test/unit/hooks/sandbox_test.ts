@@ -198,11 +198,11 @@ describe("workerEnv", () => {
 
 describe("withDataLimit", () => {
   it("dataLimitBytes() adds the margin and 8 MiB per V8 platform thread beyond the first, up to 16", () => {
-    assert.equal(DATA_MARGIN_BYTES, 640 * MiB);
-    assert.equal(dataLimitBytes(64 * MiB, 1), 704 * MiB);
-    assert.equal(dataLimitBytes(64 * MiB, 2), 704 * MiB);
-    assert.equal(dataLimitBytes(64 * MiB, 4), 704 * MiB + 16 * MiB);
-    assert.equal(dataLimitBytes(64 * MiB, 128), 704 * MiB + 15 * 8 * MiB);
+    assert.equal(DATA_MARGIN_BYTES, 608 * MiB);
+    assert.equal(dataLimitBytes(64 * MiB, 1), 672 * MiB);
+    assert.equal(dataLimitBytes(64 * MiB, 2), 672 * MiB);
+    assert.equal(dataLimitBytes(64 * MiB, 4), 672 * MiB + 16 * MiB);
+    assert.equal(dataLimitBytes(64 * MiB, 128), 672 * MiB + 15 * 8 * MiB);
   });
 
   it("withDataLimit() leaves the argv alone elsewhere than Linux", () => {
