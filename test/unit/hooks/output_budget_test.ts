@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { ConfigError, loadConfig } from "../../../src/config/mod.ts";
 import { countLines, OutputBudget } from "../../../src/hooks/output_budget.ts";
+import { makeTempDir, removeDir, writeTree } from "../helpers.ts";
 
 /** A budget of 3 lines and 100 bytes a second on a clock the test moves. */
 function budget() {
@@ -88,5 +90,38 @@ describe("countLines", () => {
     assert.equal(countLines(encoder.encode("")), 0);
     assert.equal(countLines(encoder.encode("a\nb\n\nc")), 3);
     assert.equal(countLines(new Uint8Array(65536).fill(10)), 65536);
+  });
+});
+
+describe("hooks.<hook>.output_* settings", () => {
+  async function load(yaml: string) {
+    const dir = await makeTempDir("postern-output-");
+    try {
+      await writeTree(dir, { "postern.yaml": yaml });
+      return await loadConfig({ configDir: dir });
+    } finally {
+      await removeDir(dir);
+    }
+  }
+
+  it("default to 200 lines and 64 KiB a second, and are set per hook", async () => {
+    const config = await load(
+      "hooks:\n  alias_exists:\n    output_lines_per_second: 5\n    output_bytes_per_second: 1KiB\n",
+    );
+    assert.deepEqual(config.hooks.points["post-data"].outputLimits, {
+      linesPerSecond: 200,
+      bytesPerSecond: 65536,
+    });
+    assert.deepEqual(config.hooks.points["alias-exists"].outputLimits, {
+      linesPerSecond: 5,
+      bytesPerSecond: 1024,
+    });
+  });
+
+  it("refuse a budget of no lines", async () => {
+    await assert.rejects(
+      load("hooks:\n  post_data:\n    output_lines_per_second: 0\n"),
+      (err: unknown) => err instanceof ConfigError && /output_lines_per_second/.test(err.message),
+    );
   });
 });
