@@ -175,16 +175,17 @@ export default function () {
   it("ignores the late answer of a call that timed out (not a protocol error)", async () => {
     const pool = await startPool(
       `export default (input) => new Promise((r) => setTimeout(() => r(input.n), input.wait));`,
-      1500,
+      3000,
     );
     // Loads the worker first, so the timed-out call is only the hook's slowness.
     assert.deepEqual(await pool.call({ n: 0, wait: 0 }), { ok: true, value: 0 });
-    const slow = pool.call({ n: 1, wait: 2000 });
-    const fast = pool.call({ n: 2, wait: 1800 });
-    assert.equal((await slow).ok, false);
-    assert.equal((await fast).ok, false);
-    // Both late answers arrive after their timeouts (2 s and 1.8 s after start).
-    await new Promise((r) => setTimeout(r, 1000));
+    // A answers 600 ms after its timeout; C, started 1.5 s later, keeps the
+    // retired worker alive until after that (it answers in time, at 4.1 s).
+    const a = pool.call({ n: 1, wait: 3600 });
+    await new Promise((r) => setTimeout(r, 1500));
+    const c = pool.call({ n: 2, wait: 2600 });
+    assert.equal((await a).ok, false);
+    assert.deepEqual(await c, { ok: true, value: 2 });
     assert.deepEqual(brokeProtocol(), []);
     assert.equal(counters.get("hook_protocol_errors_total", { hook: pool.options.name }), 0);
   });
