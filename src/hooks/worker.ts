@@ -16,12 +16,8 @@ import {
   FrameKind,
   parseJsonPayload,
 } from "./frames.ts";
-import {
-  countLines,
-  type DroppedOutput,
-  OutputBudget,
-  type OutputLimits,
-} from "./output_budget.ts";
+import type { DroppedOutput, OutputLimits } from "./output_budget.ts";
+import { WorkerOutput } from "./worker_output.ts";
 
 /** Why a call did not produce a value. */
 export type CallFailure = "timeout" | "crash" | "load_error" | "hook_error" | "protocol";
@@ -74,11 +70,6 @@ interface InFlight {
   pulling?: boolean;
 }
 
-const encoder = new TextEncoder();
-
-/** Exit details keep this much of the last standard error output. */
-const STDERR_TAIL = 2000;
-
 /** A running worker process. */
 export class HookWorker {
   readonly startedAt: number;
@@ -97,12 +88,9 @@ export class HookWorker {
   #stopping = false;
   /** How calls still in flight fail when the process ends. */
   #failure: CallFailure = "crash";
-  #stderrTail = "";
-  #partial = { stdout: "", stderr: "" };
-  // One decoder per stream, so a character split across reads stays whole.
-  #decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
-  #budget: OutputBudget;
-  #dropTimer: ReturnType<typeof setInterval> | undefined;
+  /** Why Postern ended the worker, for exit details. */
+  #notes = "";
+  #output: WorkerOutput;
 
   /**
    * Starts `argv` (deno with the sandbox flags, the bootstrap and the hook);
@@ -117,12 +105,16 @@ export class HookWorker {
   ) {
     this.startedAt = Date.now();
     this.#events = events;
-    this.#budget = new OutputBudget(outputLimits);
+    this.#output = new WorkerOutput(outputLimits, {
+      line: (line) => events.output(this, line),
+      over: () => events.outputOver(this),
+      dropped: (dropped, ended) => events.outputDropped(this, dropped, ended),
+    });
     this.#child = startChild({ argv, env, cwd });
     this.#out = new FrameBatcher((bytes) => this.#child.write(bytes));
     this.#child.onChannel((chunk) => this.#onChannel(chunk));
-    this.#child.onStdout((chunk) => this.#onOutput(chunk, "stdout"));
-    this.#child.onStderr((chunk) => this.#onOutput(chunk, "stderr"));
+    this.#child.onStdout((chunk) => this.#output.push(chunk, "stdout"));
+    this.#child.onStderr((chunk) => this.#output.push(chunk, "stderr"));
     this.#child.onExit((exit) => {
       const detail = exit.error ??
         (exit.signal ? `killed by ${exit.signal}` : `exited with status ${exit.code}`);
@@ -191,7 +183,7 @@ export class HookWorker {
 
   /** Ends the process now because of `reason`, which calls in flight report. */
   terminate(reason: string): void {
-    this.#stderrTail += `\n${reason}`;
+    this.#notes += `\n${reason}`;
     this.stop();
   }
 
@@ -317,65 +309,6 @@ export class HookWorker {
     }
   }
 
-  /**
-   * A hook's own output, on either stream: log lines, never answers, within
-   * the worker's output budget (see `output_budget.ts`). While over budget
-   * a chunk is counted and dropped without being decoded.
-   */
-  #onOutput(chunk: Uint8Array, stream: "stdout" | "stderr"): void {
-    if (this.#budget.dropping) {
-      this.#budget.drop(countLines(chunk), chunk.byteLength);
-      // The line cut by this chunk is dropped too; decoding starts afresh.
-      this.#partial[stream] = "";
-      this.#decoders[stream] = new TextDecoder();
-      return;
-    }
-    const text = this.#decoders[stream].decode(chunk, { stream: true });
-    if (stream === "stderr") this.#stderrTail = (this.#stderrTail + text).slice(-STDERR_TAIL);
-    const lines = (this.#partial[stream] + text).split("\n");
-    let rest = lines.pop() ?? "";
-    if (rest.length > 4096) {
-      lines.push(rest);
-      rest = "";
-    }
-    this.#partial[stream] = rest;
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i]!;
-      const admission = this.#budget.admit(encoder.encode(line).byteLength + 1);
-      if (admission === "log") {
-        if (line.trim() !== "") this.#events.output(this, line);
-        continue;
-      }
-      // Over budget: the rest of this chunk goes unlogged.
-      let bytes = 0;
-      for (let j = i + 1; j < lines.length; j++) bytes += lines[j]!.length + 1;
-      this.#budget.drop(lines.length - i - 1, bytes);
-      this.#partial[stream] = "";
-      if (admission === "over") this.#startDropping();
-      return;
-    }
-  }
-
-  /** Says once that output is dropped, then reports what is dropped each second. */
-  #startDropping(): void {
-    this.#events.outputOver(this);
-    if (this.#dropTimer !== undefined) return;
-    this.#dropTimer = setInterval(() => this.#reportDropped(false), 1000);
-    (this.#dropTimer as { unref?: () => void }).unref?.();
-  }
-
-  #reportDropped(final: boolean): void {
-    const dropped = this.#budget.takeDropped();
-    const ended = this.#budget.takeEnded(final);
-    if (dropped.lines > 0 || dropped.bytes > 0 || ended) {
-      this.#events.outputDropped(this, dropped, ended);
-    }
-    if (ended || final) {
-      clearInterval(this.#dropTimer);
-      this.#dropTimer = undefined;
-    }
-  }
-
   /** Ends the worker at once, and says why (one log line, one count, in the pool). */
   #protocolError(detail: string): void {
     if (this.#dead || this.#stopping) return;
@@ -387,13 +320,8 @@ export class HookWorker {
   #die(detail: string): void {
     if (this.#dead) return;
     this.#dead = true;
-    for (const rest of Object.values(this.#partial)) {
-      if (rest.trim() !== "" && this.#budget.admit(rest.length) === "log") {
-        this.#events.output(this, rest);
-      }
-    }
-    if (this.#dropTimer !== undefined || this.#budget.dropping) this.#reportDropped(true);
-    const tail = this.#stderrTail.trim().split("\n").slice(-3).join(" | ");
+    this.#output.close();
+    const tail = (this.#output.stderrTail + this.#notes).trim().split("\n").slice(-3).join(" | ");
     const error = tail ? `${detail}: ${tail}` : detail;
     const failure = this.#failure;
     for (const { call } of this.#queued.splice(0)) {

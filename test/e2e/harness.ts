@@ -105,21 +105,19 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
   const dataDir = options.dataDir ?? await tempDir("postern-data-");
   if (options.config) await writeTree(configDir, options.config);
   const port = options.port ?? await freePort();
-  const [cmd, ...args] = [
-    ...(options.wrapper ?? []),
-    ...posternCommand([
-      "serve",
-      ...(options.noConfig ? [] : ["--config", configDir]),
-      "--data",
-      dataDir,
-      "--listen",
-      `127.0.0.1:${port}`,
-      // Servers run side by side: each admin API on a port of its own.
-      "--admin-listen",
-      options.adminListen ?? "127.0.0.1:0",
-    ]),
-  ];
-  const child = spawn(cmd!, args, {
+  const [cmd, ...args] = posternCommand([
+    "serve",
+    ...(options.noConfig ? [] : ["--config", configDir]),
+    "--data",
+    dataDir,
+    "--listen",
+    `127.0.0.1:${port}`,
+    // Servers run side by side: each admin API on a port of its own.
+    "--admin-listen",
+    options.adminListen ?? "127.0.0.1:0",
+  ]);
+  const [program, ...programArgs] = [...(options.wrapper ?? []), cmd!, ...args];
+  const child = spawn(program!, programArgs, {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
     ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
