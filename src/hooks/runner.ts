@@ -17,6 +17,7 @@ import {
   type PreDeliveryAttemptInput,
 } from "../../hooks/mod.ts";
 import type { Counters, Logger } from "../log/mod.ts";
+import { sealDescriptors } from "../runtime/mod.ts";
 import { fingerprint, type TreeWatch, watchTree } from "../policy/watcher.ts";
 import { execHookEnv, runExecHook } from "./exec_hook.ts";
 import { findDeno, type FoundDeno } from "./find_deno.ts";
@@ -34,6 +35,7 @@ import {
   postDataOutcome,
   type PostDataVerdict,
 } from "./points.ts";
+import type { OutputLimits } from "./output_budget.ts";
 import type { HookGrants } from "./sandbox.ts";
 import type { CallOutcome } from "./worker.ts";
 import { WORKER_SOURCE } from "./worker_source.ts";
@@ -43,6 +45,8 @@ export interface HookSettings {
   timeoutMs: number;
   workers: number;
   maxMemoryBytes: number;
+  /** What each worker's output may put in the log each second. */
+  outputLimits: OutputLimits;
   allow: HookGrants;
 }
 
@@ -123,6 +127,15 @@ export class HookRunner {
     const hooksDir = join(options.configDir ?? "", "hooks");
     const runner = new HookRunner(options, hooksDir);
     if (options.configDir === undefined) return runner;
+    // Every spawn does this again; here it is said once in the log.
+    const sealed = sealDescriptors();
+    if (sealed.error !== undefined) {
+      options.logger.error("hooks may inherit Postern's descriptors", { error: sealed.error });
+    } else if (sealed.marked.length > 0) {
+      options.logger.info("inherited descriptors kept from hooks (close-on-exec)", {
+        fds: sealed.marked.join(","),
+      });
+    }
     await mkdir(join(options.dataDir, "run"), { recursive: true, mode: 0o700 });
     await writeFile(runner.#bootstrap, WORKER_SOURCE, { mode: 0o600 });
     await runner.#refresh(true);
@@ -386,6 +399,7 @@ export class HookRunner {
       bootstrap: this.#bootstrap,
       grants: settings.allow,
       maxMemoryBytes: settings.maxMemoryBytes,
+      outputLimits: settings.outputLimits,
       workers: settings.workers,
       timeoutMs: settings.timeoutMs,
       cwd: this.#cwd(),
