@@ -15,7 +15,14 @@ import { DnsResolver } from "./dns/mod.ts";
 import { DispatchCourier, LmtpCourier, LocalCourier } from "./delivery/mod.ts";
 import { dovecotMailboxes } from "./smtp/mailboxes.ts";
 import { DovecotAuth } from "./users/dovecot_auth.ts";
-import { aliasHookTargets, HookRunner } from "./hooks/mod.ts";
+import {
+  aliasHookTargets,
+  describeHookRuntime,
+  EmbeddedDeno,
+  embeddedRuntime,
+  HookRunner,
+  hookRuntimeReporter,
+} from "./hooks/mod.ts";
 import { Counters, FileSink, type Logger, MailLog } from "./log/mod.ts";
 import { Bouncer, ConnectionPool, MtaStsPolicies, RemoteCourier } from "./outbound/mod.ts";
 import {
@@ -26,7 +33,7 @@ import {
   PolicyStore,
   startReloader,
 } from "./policy/mod.ts";
-import { Queue, type QueueOptions, Spool } from "./queue/mod.ts";
+import { FreeSpace, Queue, type QueueOptions, Spool } from "./queue/mod.ts";
 import * as runtime from "./runtime/mod.ts";
 import {
   ConnectionLimits,
@@ -97,7 +104,12 @@ export async function serve(
     hookLogFile ??= new FileSink(join(config.dataDir, "log", "pre-delivery-attempt.log"));
     hookLogFile.write(line);
   };
+  // The binary's own deno: only its manifest is read here; the runtime
+  // itself is read (extracted or checked) when a TypeScript hook needs it.
+  const embedded = await embeddedRuntime();
+  const embeddedDeno = embedded && new EmbeddedDeno(embedded, config.dataDir, logger);
   const hooks = await HookRunner.start({
+    embeddedDeno,
     outputFor: (point) => point === "pre-delivery-attempt" ? hookLog : undefined,
     configDir: config.configDir,
     dataDir: config.dataDir,
@@ -242,6 +254,7 @@ export async function serve(
     rates: new RateLimits(),
     logins: new LoginChecker(),
     spool,
+    freeSpace: new FreeSpace(spool.root),
     onQueued: (item) => queue.add(item),
     mailLog,
     logger,
@@ -327,6 +340,7 @@ export async function serve(
   // SIGHUP also opens the hook's log again by name, as the mail log is, so
   // that logrotate's rename-and-HUP works for both.
   const unsubscribeHangup = options.onHangup?.(() => hookLogFile?.reopen());
+  const hookRuntime = await hookRuntimeReporter(() => hooks.deno, embeddedDeno);
   const admin = config.admin.listen === undefined ? undefined : await startAdmin({
     listen: config.admin.listen,
     tokenFile: config.admin.tokenFile,
@@ -342,6 +356,7 @@ export async function serve(
       spool,
       counters,
       hooks: () => hooks.status(),
+      hookRuntime,
       connectionsOpen: () => connections.open,
       outboundConnectionsOpen: () => pool.open,
     },
@@ -354,6 +369,7 @@ export async function serve(
     dns: config.dns.servers.join(",") || "system",
     spf: config.auth.spf ? "on" : "off",
     queued: items.length,
+    hook_runtime: describeHookRuntime(hookRuntime()),
   });
 
   return {
@@ -420,6 +436,7 @@ function livePolicy(
       epoch: snapshot.epoch,
       maxMessageSize: config.smtp.maxMessageSize,
       maxRecipients: config.smtp.maxRecipients,
+      queueMinfree: config.smtp.queueMinfree,
       resolver,
       trustedNetworks: config.auth.trustedNetworks,
       rateLimits: config.rateLimits,
@@ -461,6 +478,8 @@ function listenerSettings(config: Config): LiveListenerSettings {
     maxMessageSize: config.smtp.maxMessageSize,
     idleTimeoutMs: config.smtp.idleTimeoutMs,
     commandTimeoutMs: config.smtp.commandTimeoutMs,
+    minDataRate: config.smtp.minDataRate,
+    hardErrorLimit: config.smtp.hardErrorLimit,
     maxCommandLength: config.smtp.maxCommandLength,
   };
 }

@@ -29,6 +29,12 @@ export const DEFAULTS = {
     // RFC 5321 section 4.5.3.1.4 allows 512 octets, and extensions may add
     // to it (RFC 1869 section 4.1.2); leave room for SMTPUTF8 addresses.
     maxCommandLength: 2048,
+    // queue_minfree: see defaultQueueMinfree.
+    // Postfix's smtpd_min_data_rate: the DATA deadline is command_timeout
+    // plus one second per 500 bytes received.
+    minDataRate: 500,
+    // Postfix's smtpd_hard_error_limit.
+    hardErrorLimit: 20,
   },
   aliases: { suffixSeparators: "+", dropCharacters: "." },
   delivery: {
@@ -102,6 +108,10 @@ export const DEFAULTS = {
     // One worker, so one module state, as GreenArrow's reference has it.
     workers: 1,
     maxMemoryBytes: 256 * 1024 * 1024,
+    // A hook's output in the log, per worker and second: the first lines of
+    // a flood, then a note (see src/hooks/output_budget.ts).
+    outputLinesPerSecond: 200,
+    outputBytesPerSecond: 64 * 1024,
   },
   // Loopback only: the API can steer the queue. Next to the SMTP default.
   admin: { listen: "127.0.0.1:2526", tokenFileName: "admin.token" },
@@ -112,3 +122,15 @@ export const DEFAULTS = {
 
 /** Name of the main configuration file in the configuration directory. */
 export const CONFIG_FILE_NAME = "postern.yaml";
+
+/**
+ * The default of `smtp.queue_minfree` for a message size limit. Postfix
+ * refuses MAIL FROM with less than 1.5 × message_size_limit free (its
+ * queue_minfree rule): room for a full-size message besides those already
+ * being received, whose size is not known in advance. The 100 MiB floor
+ * keeps room for state files, logs and Maildir copies (each delivered
+ * message is stored twice until the spool copy goes) when the limit is small.
+ */
+export function defaultQueueMinfree(maxMessageSize: number): number {
+  return Math.max(Math.ceil(1.5 * maxMessageSize), 100 * 1024 * 1024);
+}

@@ -29,7 +29,7 @@ import { isPasswordHash, parseUserLine } from "../users/mod.ts";
 import { loadCertificates } from "./certificates.ts";
 import { loadDkim } from "./dkim.ts";
 import { resolveOutbound } from "./outbound.ts";
-import { CONFIG_FILE_NAME, DEFAULTS } from "./defaults.ts";
+import { CONFIG_FILE_NAME, defaultQueueMinfree, DEFAULTS } from "./defaults.ts";
 import { type ConfigFile, ConfigFileSchema } from "./schema.ts";
 import type { Config, DomainConfig } from "./types.ts";
 
@@ -125,6 +125,10 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       idleTimeoutMs: smtp.idle_timeout ?? DEFAULTS.smtp.idleTimeoutMs,
       commandTimeoutMs: smtp.command_timeout ?? DEFAULTS.smtp.commandTimeoutMs,
       maxCommandLength: smtp.max_command_length ?? DEFAULTS.smtp.maxCommandLength,
+      queueMinfree: smtp.queue_minfree ??
+        defaultQueueMinfree(smtp.max_message_size ?? DEFAULTS.smtp.maxMessageSize),
+      minDataRate: smtp.min_data_rate ?? DEFAULTS.smtp.minDataRate,
+      hardErrorLimit: smtp.hard_error_limit ?? DEFAULTS.smtp.hardErrorLimit,
     },
     certificates: configDir === undefined
       ? []
@@ -244,6 +248,10 @@ function resolveHooks(
       timeoutMs: settings.timeout ?? DEFAULTS.hooks.timeoutMs[name],
       workers: settings.workers ?? DEFAULTS.hooks.workers,
       maxMemoryBytes: settings.max_memory ?? DEFAULTS.hooks.maxMemoryBytes,
+      outputLimits: {
+        linesPerSecond: settings.output_lines_per_second ?? DEFAULTS.hooks.outputLinesPerSecond,
+        bytesPerSecond: settings.output_bytes_per_second ?? DEFAULTS.hooks.outputBytesPerSecond,
+      },
       allow: {
         net: allow.net ?? [],
         read: (allow.read ?? []).map(relativeToConfig),

@@ -74,8 +74,15 @@ const HookPointSchema = v.nullish(v.strictObject({
   timeout: v.optional(Duration),
   /** Worker processes of a module hook, each with its own state. Default: 1. */
   workers: v.optional(Count(1)),
-  /** V8 heap limit of each worker. Default: 256MiB. */
+  /**
+   * Memory limit of each worker: its V8 heap, and (Linux) everything it
+   * allocates, within deno's margin (see `withDataLimit`). Default: 256MiB.
+   */
   max_memory: v.optional(Size),
+  /** Lines of a worker's output logged per second; the rest is dropped. Default: 200. */
+  output_lines_per_second: v.optional(Count(1)),
+  /** Bytes of a worker's output logged per second; the rest is dropped. Default: 64KiB. */
+  output_bytes_per_second: v.optional(Size),
   /** What the hook may do beyond reading its own files. Default: nothing. */
   allow: v.optional(v.strictObject({
     /** Hosts (`host` or `host:port`) it may connect to. */
@@ -132,6 +139,16 @@ export const ConfigFileSchema = v.strictObject({
     command_timeout: v.optional(Duration),
     /** Longest command line in bytes. Default: 2048. */
     max_command_length: v.optional(Count(512)),
+    /**
+     * Free space kept on the spool's file system: MAIL FROM gets 452 4.3.1 when
+     * less than this plus the declared SIZE is free. Default: 1.5 × max_message_size,
+     * at least 100MiB.
+     */
+    queue_minfree: v.optional(Size),
+    /** Bytes per second a message must arrive at, at least (after 354). Default: 500. */
+    min_data_rate: v.optional(Count(1)),
+    /** Refused or bad commands that end a session with 421 4.7.0; 0: no limit. Default: 20. */
+    hard_error_limit: v.optional(Count(0)),
   })),
   submission: v.optional(v.strictObject({
     /** Submission with STARTTLS (port 587): AUTH after TLS, then relaying. Default: none. */

@@ -86,6 +86,34 @@ export class DurableFile {
   }
 
   /**
+   * Cuts the file back to `length` bytes (no more than written). What is
+   * still buffered is cut in memory; otherwise the file is truncated.
+   */
+  async truncate(length: number): Promise<void> {
+    if (length < 0 || length > this.#bytes) {
+      throw new RangeError(`Cannot truncate "${this.#tmpPath}" to ${length} bytes`);
+    }
+    const flushed = this.#bytes - this.#pendingBytes;
+    if (length >= flushed) {
+      let keep = length - flushed;
+      const kept: Uint8Array[] = [];
+      for (const chunk of this.#pending) {
+        if (keep === 0) break;
+        const part = chunk.byteLength <= keep ? chunk : chunk.subarray(0, keep);
+        kept.push(part);
+        keep -= part.byteLength;
+      }
+      this.#pending = kept;
+      this.#pendingBytes = length - flushed;
+    } else {
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      await this.#handle.truncate(length);
+    }
+    this.#bytes = length;
+  }
+
+  /**
    * Overwrites bytes already written at `position`. Buffered data is
    * flushed first, so the overwrite cannot be reordered with it.
    */
@@ -132,9 +160,16 @@ export class DurableFile {
       : concatBytes(this.#pending, this.#pendingBytes);
     this.#pending = [];
     this.#pendingBytes = 0;
+    // By position, not at the file offset: a truncate may have moved the end back.
+    const position = this.#bytes - data.byteLength;
     let offset = 0;
     while (offset < data.byteLength) {
-      const { bytesWritten } = await this.#handle.write(data, offset, data.byteLength - offset);
+      const { bytesWritten } = await this.#handle.write(
+        data,
+        offset,
+        data.byteLength - offset,
+        position + offset,
+      );
       offset += bytesWritten;
     }
   }

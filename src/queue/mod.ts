@@ -7,6 +7,8 @@
 
 export { DirSyncer } from "./dir_sync.ts";
 export { DurableFile, writeFileDurably } from "./durable_file.ts";
+export { FreeSpace } from "./free_space.ts";
+export type { FreeSpaceOptions } from "./free_space.ts";
 export { isQueueId, newQueueId } from "./id.ts";
 export { Queue } from "./queue.ts";
 export type {

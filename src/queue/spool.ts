@@ -90,6 +90,17 @@ export class SpoolWriter {
   }
 
   /**
+   * Takes back the last `bytes` bytes of message data written (a header
+   * field that was written on before it could be judged, then dropped).
+   */
+  retract(bytes: number): Promise<void> {
+    if (bytes > this.messageBytes) {
+      throw new RangeError(`Cannot retract ${bytes} bytes of ${this.messageBytes} written`);
+    }
+    return this.#file.truncate(this.#file.bytes - bytes);
+  }
+
+  /**
    * Flushes what was written and returns where the message, headers added
    * so far included, can be read from before it is committed (for the
    * checks that run after DATA).

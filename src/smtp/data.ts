@@ -9,20 +9,23 @@
  */
 
 import type { SpoolWriter } from "../queue/mod.ts";
-import type { HeaderFilter } from "./header_filter.ts";
+import type { FilterOutput, HeaderFilter } from "./header_filter.ts";
 
 /** How receiving a message ended. */
 export type ReceiveOutcome =
   | { kind: "received"; bytes: number }
   | { kind: "too_big"; bytes: number }
-  | { kind: "failed"; error: unknown };
+  | { kind: "failed"; error: unknown }
+  /** The client's stream broke before the final dot (it went away): nothing kept, no one to answer. */
+  | { kind: "interrupted"; error: unknown };
 
 /**
  * Writes `header` and then the client's message into `writer` (the caller
  * commits it, after the checks that run on the whole message). A message over `maxBytes` (not counting `header`) is read to
  * the end and discarded (RFC 1870 section 6.3: the 552 comes after the
  * final dot). A write error also keeps reading, so the client still gets a
- * reply. A stream error (the client went away) aborts and rethrows.
+ * reply. A stream error (the client went away) aborts and reports
+ * `interrupted`: an everyday event, not an error of ours.
  */
 export async function receiveMessage(
   stream: AsyncIterable<Uint8Array>,
@@ -51,7 +54,8 @@ export async function receiveMessage(
         continue;
       }
       try {
-        for (const part of filter ? filter.push(chunk) : [chunk]) await writer.write(part);
+        if (filter) await apply(writer, filter.push(chunk));
+        else await writer.write(chunk);
       } catch (err) {
         failure = err;
         writing = false;
@@ -60,7 +64,7 @@ export async function receiveMessage(
     }
     if (writing && filter) {
       try {
-        for (const part of filter.end()) await writer.write(part);
+        await apply(writer, filter.end());
       } catch (err) {
         failure = err;
         writing = false;
@@ -69,9 +73,17 @@ export async function receiveMessage(
     }
   } catch (err) {
     if (writing) await writer.abort();
-    throw err;
+    return { kind: "interrupted", error: err };
   }
   if (bytes > maxBytes) return { kind: "too_big", bytes };
   if (failure !== undefined) return { kind: "failed", error: failure };
   return { kind: "received", bytes };
+}
+
+/** Writes what a header filter gave out, taking back what it retracts. */
+async function apply(writer: SpoolWriter, parts: FilterOutput[]): Promise<void> {
+  for (const part of parts) {
+    if (part instanceof Uint8Array) await writer.write(part);
+    else await writer.retract(part.retract);
+  }
 }

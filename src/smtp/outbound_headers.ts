@@ -13,7 +13,15 @@
 import { splitAddress } from "../aliases/mod.ts";
 import { dkimSign } from "../auth/mod.ts";
 import type { Envelope, SpoolWriter } from "../queue/mod.ts";
-import { type FieldPredicate, HeaderFilter } from "./header_filter.ts";
+import { concatBytes } from "../bytes.ts";
+import {
+  dropIfAny,
+  type FieldJudge,
+  FieldNameReader,
+  type FieldVerdict,
+  HeaderFilter,
+  type JudgeFactory,
+} from "./header_filter.ts";
 import { rfc5322Date } from "./received.ts";
 
 /** The outbound settings intake uses. */
@@ -37,27 +45,74 @@ export interface SubmittedHeaders {
   hasFrom?: boolean;
 }
 
+/** Bytes of a SendID or ListID field's body read (the value is cut to MAX_ID after unfolding). */
+const MAX_ID_BYTES = 4 * MAX_ID + 1024;
+
 /**
  * A header filter that moves SendID and ListID into `ids` and notes
- * whether From, Date and Message-ID are there.
+ * whether From, Date and Message-ID are there; `alsoDrop` removes more fields.
  */
-export function idHeaderFilter(settings: OutboundIntake, ids: SubmittedHeaders): HeaderFilter {
-  const sendid = `${settings.sendidHeader.toLowerCase()}:`;
-  const listid = `${settings.listidHeader.toLowerCase()}:`;
-  const take: FieldPredicate = (field) => {
-    const lower = field.slice(0, Math.max(sendid.length, listid.length) + 8).toLowerCase()
-      .replace(/[ \t]+:/, ":");
-    if (lower.startsWith("date:")) ids.hasDate = true;
-    if (lower.startsWith("from:")) ids.hasFrom = true;
-    if (lower.startsWith("message-id:")) ids.hasMessageId = true;
-    const key = lower.startsWith(sendid) ? "sendid" : lower.startsWith(listid) ? "listid" : "";
-    if (key === "") return false;
-    const value = field.slice(field.indexOf(":") + 1).replace(/\r?\n/g, "").trim();
-    // The first field wins; every copy is removed.
-    ids[key] ??= value.slice(0, MAX_ID);
-    return true;
-  };
-  return new HeaderFilter(take);
+export function idHeaderFilter(
+  settings: OutboundIntake,
+  ids: SubmittedHeaders,
+  alsoDrop?: JudgeFactory,
+): HeaderFilter {
+  const sendid = settings.sendidHeader.toLowerCase();
+  const listid = settings.listidHeader.toLowerCase();
+  const longest = Math.max(sendid.length, listid.length, "message-id".length);
+  const judge: JudgeFactory = () => new IdJudge(sendid, listid, longest, ids);
+  return new HeaderFilter(alsoDrop ? dropIfAny(judge, alsoDrop) : judge);
+}
+
+/** Judges one field for {@linkcode idHeaderFilter}: by its name, keeping an ID's value. */
+class IdJudge implements FieldJudge {
+  #names: { sendid: string; listid: string };
+  #reader: FieldNameReader;
+  #ids: SubmittedHeaders;
+  #key: "sendid" | "listid" | undefined;
+  #value: Uint8Array[] = [];
+  #valueBytes = 0;
+
+  constructor(sendid: string, listid: string, longest: number, ids: SubmittedHeaders) {
+    this.#names = { sendid, listid };
+    this.#reader = new FieldNameReader(longest);
+    this.#ids = ids;
+  }
+
+  feed(bytes: Uint8Array): FieldVerdict | undefined {
+    if (this.#reader.name === undefined) {
+      const after = this.#reader.read(bytes);
+      const name = this.#reader.name;
+      if (name === undefined) return undefined;
+      if (name === "date") this.#ids.hasDate = true;
+      if (name === "from") this.#ids.hasFrom = true;
+      if (name === "message-id") this.#ids.hasMessageId = true;
+      this.#key = name === this.#names.sendid
+        ? "sendid"
+        : name === this.#names.listid
+        ? "listid"
+        : undefined;
+      if (this.#key === undefined) return "keep";
+      bytes = bytes.subarray(after);
+    }
+    if (this.#key === undefined) return "keep";
+    if (this.#valueBytes < MAX_ID_BYTES) {
+      const part = bytes.subarray(0, MAX_ID_BYTES - this.#valueBytes);
+      this.#value.push(part);
+      this.#valueBytes += part.byteLength;
+    }
+    // Every copy is removed (they must not leave).
+    return "drop";
+  }
+
+  end(): FieldVerdict {
+    if (this.#key === undefined) return "keep";
+    const value = new TextDecoder().decode(concatBytes(this.#value, this.#valueBytes))
+      .replace(/\r?\n/g, "").trim();
+    // The first field wins.
+    this.#ids[this.#key] ??= value.slice(0, MAX_ID);
+    return "drop";
+  }
 }
 
 /**

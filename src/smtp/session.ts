@@ -14,13 +14,15 @@ import { type HookRunner, postDataOutcome } from "../hooks/mod.ts";
 import type { ClientInfo, Logger, MailLog } from "../log/mod.ts";
 import {
   type Envelope,
+  type FreeSpace,
   newQueueId,
   type Spool,
   type SpoolItem,
   type SpoolWriter,
 } from "../queue/mod.ts";
 import { type AuthDeps, authenticateAfterData, spfAtMailFrom } from "./authentication.ts";
-import { HeaderFilter, ourAuthenticationResults } from "./header_filter.ts";
+import { HeaderFilter } from "./header_filter.ts";
+import { ourAuthenticationResults } from "./authres_claim.ts";
 import {
   idHeaderFilter,
   missingHeaders,
@@ -34,10 +36,13 @@ import type { RateLimits, RateLimitSettings } from "./rate_limits.ts";
 import { senderRefusal } from "./submission.ts";
 import { receiveMessage } from "./data.ts";
 import { receivedHeader } from "./received.ts";
+import { storageRefusal } from "./storage.ts";
 import { checkRecipient } from "./recipient.ts";
 import { mailboxExists, type MailboxLookup } from "./mailboxes.ts";
 import type { DovecotAuth } from "../users/dovecot_auth.ts";
 import { formatReply, Replies, reply, type SmtpReply } from "./reply.ts";
+import { RefusalLog } from "./refusal_log.ts";
+import type { SessionEvents } from "./server_class.ts";
 
 /**
  * The part of the policy in force that intake reads. A transaction keeps
@@ -49,6 +54,8 @@ export interface IntakePolicy {
   epoch: number;
   maxMessageSize: number;
   maxRecipients: number;
+  /** Bytes kept free on the spool's file system at MAIL FROM (queue_minfree). */
+  queueMinfree: number;
   /** Local domains, users and aliases. */
   resolver: RecipientResolver;
   /** SPF at MAIL FROM and DKIM/DMARC after DATA; undefined: no checks. */
@@ -75,6 +82,8 @@ export interface IntakeDeps {
   /** Checks AUTH on submission listeners. */
   logins?: LoginChecker | undefined;
   spool: Spool;
+  /** Free space of the spool's file system; undefined: not checked. */
+  freeSpace?: FreeSpace | undefined;
   /** Called once a message is durably spooled, before the 250 is sent. */
   onQueued: (item: SpoolItem) => void;
   mailLog: MailLog;
@@ -85,8 +94,10 @@ export interface IntakeDeps {
 }
 
 /** The async handlers of one listener's sessions. */
-export class Intake {
+export class Intake implements SessionEvents {
   #deps: IntakeDeps;
+  /** Which refusals get a mail log line of their own (refusal_log.ts). */
+  #refusals = new RefusalLog();
   /** The open transaction (queue ID, SPF verdict, policy), by session ID. */
   #transactions = new Map<
     string,
@@ -151,6 +162,22 @@ export class Intake {
         this.#transactions.delete(session.id);
         return limited.reply;
       }
+    }
+    // RFC 1870 section 6.1: no room now for the declared size plus the reserve.
+    const storage = await storageRefusal(this.#deps.freeSpace, address, policy.queueMinfree);
+    if (storage) {
+      const from = `<${address.address || ""}>`;
+      this.#reject(
+        session,
+        "mail",
+        "insufficient_storage",
+        storage,
+        undefined,
+        transaction.qid,
+        from,
+      );
+      this.#transactions.delete(session.id);
+      return storage;
     }
     if (!policy.auth) return undefined;
     const { verdict, refusal } = await spfAtMailFrom(policy.auth, {
@@ -279,10 +306,12 @@ export class Intake {
       !inNetworks(session.remoteAddress, policy.trustedNetworks);
     const ids: SubmittedHeaders = {};
     const outbound = submitted ? policy.outbound : undefined;
+    // RFC 8601 section 5: a submitting user is no trusted MTA either, so
+    // submitted mail loses claims of our authserv-id too.
     const filter = checkedClient
       ? new HeaderFilter(ourAuthenticationResults(auth.hostname))
       : outbound
-      ? idHeaderFilter(outbound, ids)
+      ? idHeaderFilter(outbound, ids, ourAuthenticationResults(this.#deps.hostname))
       : undefined;
     const outcome = await receiveMessage(
       stream,
@@ -305,7 +334,12 @@ export class Intake {
       }
       case "failed":
         return this.#failed(session, qid, outcome.error, envelope);
+      case "interrupted":
+        // The connection is gone: the reply goes nowhere, the log says why.
+        this.#reject(session, "data", "interrupted", Replies.localError, undefined, qid, from);
+        return Replies.localError;
       case "received":
+        this.#deps.freeSpace?.consumed(outcome.bytes);
         break;
     }
 
@@ -490,10 +524,22 @@ export class Intake {
     return this.#transactions.get(session.id)?.policy ?? this.#deps.policy();
   }
 
-  /** The connection closed: forget its state. */
+  /** The connection closed: forget its state, and sum up a flood of refusals. */
   close(session: SMTPServerSession): void {
     this.#transactions.delete(session.id);
     this.#deps.connections.release(session.id);
+    const summary = this.#refusals.close(session.id);
+    if (summary) this.#deps.mailLog.sessionRefusals(session.id, client(session), summary);
+  }
+
+  /** The connection refused a command itself (bad bytes, a pipelined message). */
+  refused(session: SMTPServerSession, stage: string, reason: string, r: SmtpReply): void {
+    this.#reject(session, stage, reason, r);
+  }
+
+  /** The session reached the error limit; its end-of-session line says so. */
+  errorLimit(session: SMTPServerSession, errors: number, r: SmtpReply): void {
+    this.#refusals.cut(session.id, errors, formatReply(r));
   }
 
   #failed(session: SMTPServerSession, qid: string, err: unknown, envelope: Envelope): SmtpReply {
@@ -515,6 +561,7 @@ export class Intake {
     from?: string,
   ): void {
     const mailFrom = session.envelope?.mailFrom;
+    const ownLine = this.#refusals.note(session.id);
     this.#deps.mailLog.rejected(
       { session: session.id, qid: qid ?? this.#transactions.get(session.id)?.qid },
       client(session),
@@ -522,6 +569,7 @@ export class Intake {
       reason,
       formatReply(r),
       { from: from ?? (mailFrom ? `<${mailFrom.address || ""}>` : undefined), to: to && `<${to}>` },
+      ownLine,
     );
   }
 }

@@ -81,7 +81,15 @@ export interface DnsServerOptions {
    * target would; default true, which adds the target's records (in-zone).
    */
   chaseCnames?: boolean;
+  /**
+   * The UDP port to bind on each attempt (0 = any free one); TCP then takes
+   * the same number. Default: always 0. Tests of the retry inject it.
+   */
+  pickPort?: (attempt: number) => number;
 }
+
+/** Port pairs tried before giving up: a clash is rare, ten in a row is a real problem. */
+const BIND_ATTEMPTS = 10;
 
 /** One query the server received. */
 export interface LoggedQuery {
@@ -283,7 +291,12 @@ export class TestDnsServer {
   }
 }
 
-/** Starts a server for `zone` on a random port of `options.host` (UDP and TCP). */
+/**
+ * Starts a server for `zone` on a random port of `options.host` (UDP and
+ * TCP, the same number). UDP picks the port; when TCP finds that number
+ * taken by another process (EADDRINUSE, seen on busy machines), both are
+ * released and a new pair is tried, up to {@linkcode BIND_ATTEMPTS} times.
+ */
 export async function startDnsServer(
   zone: Zone,
   options: DnsServerOptions = {},
@@ -293,25 +306,59 @@ export async function startDnsServer(
     negativeTtl: options.negativeTtl ?? 60,
     soa: options.soa ?? true,
     chaseCnames: options.chaseCnames ?? true,
+    pickPort: options.pickPort ?? (() => 0),
   };
-  const udp = dgram.createSocket(net.isIPv6(settings.host) ? "udp6" : "udp4");
-  await new Promise<void>((resolve, reject) => {
-    udp.once("error", reject);
-    udp.bind(0, settings.host, () => resolve());
+  let lastError: unknown;
+  for (let attempt = 0; attempt < BIND_ATTEMPTS; attempt++) {
+    const pair = await bindPair(settings.host, settings.pickPort(attempt));
+    if ("udp" in pair) return new TestDnsServer(zone, pair.udp, pair.tcp, settings);
+    lastError = pair.error;
+  }
+  throw new Error(`Cannot bind a UDP and TCP port pair in ${BIND_ATTEMPTS} attempts`, {
+    cause: lastError,
   });
-  const tcp = net.createServer();
+}
+
+/**
+ * Binds UDP to `port` (0: any) and TCP to the number UDP got. A port taken
+ * for either is an outcome to retry (`error`); any other failure throws.
+ */
+async function bindPair(
+  host: string,
+  port: number,
+): Promise<{ udp: dgram.Socket; tcp: net.Server } | { error: unknown }> {
+  const udp = dgram.createSocket(net.isIPv6(host) ? "udp6" : "udp4");
   try {
-    // The same port number for TCP; a clash with another process is unlikely
-    // on loopback, and then the test fails loudly here.
     await new Promise<void>((resolve, reject) => {
-      tcp.once("error", reject);
-      tcp.listen(udp.address().port, settings.host, () => resolve());
+      udp.once("error", reject);
+      udp.bind(port, host, () => resolve());
     });
   } catch (err) {
-    udp.close();
+    try {
+      udp.close();
+    } catch {
+      // Never bound: nothing to close.
+    }
+    if (isAddressInUse(err)) return { error: err };
     throw err;
   }
-  return new TestDnsServer(zone, udp, tcp, settings);
+  const tcp = net.createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      tcp.once("error", reject);
+      tcp.listen(udp.address().port, host, () => resolve());
+    });
+  } catch (err) {
+    await new Promise<void>((resolve) => udp.close(() => resolve()));
+    if (isAddressInUse(err)) return { error: err };
+    throw err;
+  }
+  return { udp, tcp };
+}
+
+function isAddressInUse(err: unknown): boolean {
+  return typeof err === "object" && err !== null &&
+    (err as { code?: unknown }).code === "EADDRINUSE";
 }
 
 function recordsOf(name: string, type: RecordType, entry: ZoneEntry, ttl: number): Answer[] {

@@ -44,6 +44,8 @@ describe("loadConfig", () => {
     assert.equal(config.smtp.maxRecipients, 100);
     assert.equal(config.smtp.idleTimeoutMs, 5 * 60_000);
     assert.equal(config.smtp.commandTimeoutMs, DEFAULTS.smtp.commandTimeoutMs);
+    assert.equal(config.smtp.minDataRate, 500);
+    assert.equal(config.smtp.hardErrorLimit, 20);
     assert.equal(config.dataDir, resolve("./data"));
     assert.deepEqual([...config.domains.keys()], ["localhost"]);
     const localhost = config.domains.get("localhost")!;
@@ -55,6 +57,19 @@ describe("loadConfig", () => {
     assert.equal(config.delivery.retryInitialMs, DEFAULTS.delivery.retryInitialMs);
     assert.equal(config.log.level, "info");
     assert.ok(config.hostname.length > 0);
+  });
+
+  it("loadConfig() keeps 1.5 × max_message_size free by default, at least 100 MiB, or queue_minfree", async () => {
+    const MiB = 1024 * 1024;
+    assert.equal((await loadConfig()).smtp.queueMinfree, 100 * MiB); // 1.5 × 50 MiB is less
+    const small = await configDir({ "postern.yaml": "smtp:\n  max_message_size: 10MiB\n" });
+    assert.equal((await loadConfig({ configDir: small })).smtp.queueMinfree, 100 * MiB);
+    const big = await configDir({ "postern.yaml": "smtp:\n  max_message_size: 200MiB\n" });
+    assert.equal((await loadConfig({ configDir: big })).smtp.queueMinfree, 300 * MiB);
+    const set = await configDir({ "postern.yaml": "smtp:\n  queue_minfree: 2GiB\n" });
+    assert.equal((await loadConfig({ configDir: set })).smtp.queueMinfree, 2 * 1024 * MiB);
+    const bad = await configDir({ "postern.yaml": "smtp:\n  queue_minfree: lots\n" });
+    assert.match((await configError(bad)).message, /smtp\.queue_minfree/);
   });
 
   it("loadConfig() uses the defaults when the directory is empty", async () => {
@@ -86,6 +101,8 @@ describe("loadConfig", () => {
         "  command_timeout: 1m30s",
         "  greeting_delay: 2",
         "  max_command_length: 4096",
+        "  min_data_rate: 2000",
+        "  hard_error_limit: 0",
         "aliases:",
         '  suffix_separators: "+-"',
         '  drop_characters: ""',
@@ -111,6 +128,8 @@ describe("loadConfig", () => {
     assert.equal(config.smtp.idleTimeoutMs, 60_000);
     assert.equal(config.smtp.commandTimeoutMs, 90_000);
     assert.equal(config.smtp.maxCommandLength, 4096);
+    assert.equal(config.smtp.minDataRate, 2000);
+    assert.equal(config.smtp.hardErrorLimit, 0);
     assert.deepEqual(config.aliases, { suffixSeparators: "+-", dropCharacters: "" });
     assert.deepEqual(config.delivery, {
       concurrency: 2,
@@ -168,6 +187,10 @@ describe("loadConfig", () => {
     const dir = await configDir({ "postern.yaml": "smtp:\n  max_command_length: 100\n" });
     const err = await configError(dir);
     assert.match(err.message, /:2: smtp\.max_command_length must be at least 512$/);
+    const rate = await configError(
+      await configDir({ "postern.yaml": "smtp:\n  min_data_rate: 0\n" }),
+    );
+    assert.match(rate.message, /:2: smtp\.min_data_rate must be at least 1$/);
   });
 
   it("loadConfig() refuses a malformed listen address", async () => {

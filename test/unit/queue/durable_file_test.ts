@@ -36,6 +36,23 @@ describe("DurableFile", () => {
     assert.equal((await stat(final())).mode & 0o777, 0o600);
   });
 
+  it("truncate() cuts back buffered and flushed bytes; later writes continue at the new end", async () => {
+    const file = await DurableFile.create(tmp());
+    const enc = (t: string) => new TextEncoder().encode(t);
+    await file.write(enc("keep|"));
+    await file.write(enc("drop-buffered"));
+    await file.truncate(5);
+    await file.write(enc("x".repeat(300 * 1024))); // over the flush size: on disk now
+    await file.write(enc("tail"));
+    await file.flush();
+    await file.truncate(5 + 300 * 1024);
+    await file.write(enc("|end"));
+    assert.equal(file.bytes, 5 + 300 * 1024 + 4);
+    await assert.rejects(file.truncate(file.bytes + 1), RangeError);
+    await file.commit(final(), syncer);
+    assert.equal(await readFile(final(), "utf8"), "keep|" + "x".repeat(300 * 1024) + "|end");
+  });
+
   it("read() gives back what was written from a position, buffered bytes included", async () => {
     const file = await DurableFile.create(tmp());
     // Over one read chunk (64 KiB) and not a multiple of it; the last

@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { Spool, type SpoolItem, type SpoolWriter } from "../../../src/queue/mod.ts";
 import { receiveMessage } from "../../../src/smtp/mod.ts";
+import { HeaderFilter } from "../../../src/smtp/header_filter.ts";
+import { ourAuthenticationResults } from "../../../src/smtp/authres_claim.ts";
 import { collectText, listDir, makeTempDir, removeDir } from "../helpers.ts";
 import { makeEnvelope } from "../queue/fixtures.ts";
 
@@ -105,18 +107,21 @@ describe("receiveMessage", () => {
     assert.deepEqual((await spool.load()).items, []);
   });
 
-  it("receiveMessage() aborts and rethrows when the client stream fails", async () => {
+  it("receiveMessage() aborts and reports interrupted when the client stream fails", async () => {
     const writer = await spool.receive(makeEnvelope());
     const { stream } = clientStream(["a", "b", "c"], 2);
-    await assert.rejects(receiveMessage(stream, writer, HEADER, 1000), /client went away/);
+    const outcome = await receiveMessage(stream, writer, HEADER, 1000);
+    assert.equal(outcome.kind, "interrupted");
+    assert.match(String(outcome.kind === "interrupted" && outcome.error), /client went away/);
     assert.deepEqual(await listDir(queueDir()), []);
     assert.deepEqual(await listDir(incomingDir()), []);
   });
 
-  it("receiveMessage() aborts and rethrows when the stream fails after the size limit", async () => {
+  it("receiveMessage() aborts and reports interrupted when the stream fails after the size limit", async () => {
     const writer = await spool.receive(makeEnvelope());
     const { stream } = clientStream(["0123456789", "0123456789", "x"], 2);
-    await assert.rejects(receiveMessage(stream, writer, HEADER, 5), /client went away/);
+    const outcome = await receiveMessage(stream, writer, HEADER, 5);
+    assert.equal(outcome.kind, "interrupted");
     assert.deepEqual(await listDir(incomingDir()), []);
   });
 
@@ -145,6 +150,30 @@ describe("receiveMessage", () => {
     const { stream } = clientStream(["a", "0123456789"]);
     const outcome = await receiveMessage(stream, writer, HEADER, 5);
     assert.deepEqual(outcome, { kind: "too_big", bytes: 11 });
+  });
+
+  it("receiveMessage() takes back from the spool a claim of ours held too long to judge in memory", async () => {
+    const writer = await spool.receive(makeEnvelope());
+    const comment = "(" + "c".repeat(200_000) + ")";
+    const ours = `Authentication-Results: ${comment} mx.ours.test; spf=pass\r\n`;
+    const theirs = `Authentication-Results: ${comment} other.test; spf=pass\r\n`;
+    const text = "Subject: a\r\n" + ours + theirs + ours + "\r\nbody\r\n";
+    const chunks = text.match(/[^]{1,16384}/g)!;
+    const filter = new HeaderFilter(ourAuthenticationResults("mx.ours.test"));
+    const outcome = await receiveMessage(
+      clientStream(chunks).stream,
+      writer,
+      HEADER,
+      10_000_000,
+      filter,
+    );
+    assert.deepEqual(outcome, { kind: "received", bytes: text.length });
+    assert.equal(filter.dropped, 2);
+    const item = await writer.commit();
+    assert.equal(
+      await collectText(spool.openMessage(item)),
+      "Received: from test\r\nSubject: a\r\n" + theirs + "\r\nbody\r\n",
+    );
   });
 
   it("receiveMessage() streams a large message to disk byte for byte", async () => {
