@@ -27,11 +27,18 @@ export async function loginWithDovecot(
   dovecot: DovecotAuth,
   attempt: LoginAttempt,
   resolver: RecipientResolver,
+  onError?: (err: unknown) => void,
 ): Promise<LoginResult> {
+  // RFC 4616 section 2: NUL separates the fields of PLAIN, so it can be in
+  // neither (a LOGIN client could send one).
+  if (attempt.username.includes("\0") || attempt.password.includes("\0")) {
+    return { refusal: BAD_CREDENTIALS, reason: "bad_credentials" };
+  }
   let answer;
   try {
     answer = await dovecot.login(attempt.username, attempt.password, { remoteIp: attempt.ip });
-  } catch {
+  } catch (err) {
+    onError?.(err);
     return { refusal: UNAVAILABLE, reason: "auth_unavailable" };
   }
   switch (answer.result) {
@@ -42,6 +49,7 @@ export async function loginWithDovecot(
     case "fail":
       return { refusal: BAD_CREDENTIALS, reason: "bad_credentials" };
     case "temporary":
+      onError?.(new Error(`Dovecot could not check the password: ${answer.reason}`));
       return { refusal: UNAVAILABLE, reason: "auth_unavailable" };
   }
 }

@@ -49,13 +49,14 @@ export class LoginChecker {
     resolver: RecipientResolver,
     maxFailuresPerHour: number,
     dovecot?: DovecotAuth,
+    onDovecotError?: (err: unknown) => void,
   ): Promise<LoginResult> {
     const key = clientKey(attempt.ip);
     if (maxFailuresPerHour > 0 && this.#failures.count(key) >= maxFailuresPerHour) {
       return { refusal: TOO_MANY, reason: "login_rate" };
     }
     if (dovecot?.checksPasswords) {
-      const result = await loginWithDovecot(dovecot, attempt, resolver);
+      const result = await loginWithDovecot(dovecot, attempt, resolver, onDovecotError);
       if ("refusal" in result && result.reason === "bad_credentials") {
         this.#failures.hit(key, Number.MAX_SAFE_INTEGER);
       }

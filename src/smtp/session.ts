@@ -508,6 +508,7 @@ export class Intake implements SessionEvents {
       policy.resolver,
       policy.rateLimits.failedLoginsPerIpPerHour,
       policy.dovecot,
+      (err) => this.#deps.logger.warn("Dovecot login check failed", { error: String(err) }),
     );
     this.#deps.mailLog.login(
       session.id,
