@@ -116,7 +116,15 @@ describe("Dovecot: LMTP delivery and RCPT checks", () => {
     }
     // Dovecot names the recipients of one transaction by one session ID
     // (the second with a ":R<n>" suffix).
-    const saved = await dovecotLines(dovecot, /lmtp\((alice|bob)@example\.com\).*saved mail/);
+    // Dovecot's log process may write a moment after the LMTP reply.
+    const saved = await eventually(
+      async () => {
+        const lines = await dovecotLines(dovecot, /lmtp\((alice|bob)@example\.com\).*saved mail/);
+        return lines.length >= 2 ? lines : undefined;
+      },
+      15_000,
+      "Dovecot's log lines of the delivery",
+    );
     const sessions = saved.map((l) => /<([A-Za-z0-9+/]+)(?::R\d+)?>: Info/.exec(l)?.[1]);
     assert.equal(saved.length, 2, saved.join("\n"));
     assert.equal(sessions[0], sessions[1], saved.join("\n"));
@@ -127,8 +135,14 @@ describe("Dovecot: LMTP delivery and RCPT checks", () => {
       (await dovecotLines(dovecot, /lmtp\(\d+\): Info: Connect from/)).length;
     const first = await swaks(server, ["--from", "s@example.org", "--to", "alice@example.com"]);
     await server.waitForLog(new RegExp(`qid=${queuedId(first)} event=completed sent=1`));
-    const before = await connects();
-    assert.ok(before >= 1);
+    const before = await eventually(
+      async () => {
+        const n = await connects();
+        return n >= 1 ? n : undefined;
+      },
+      15_000,
+      "Dovecot's log line of the first LMTP connection",
+    );
     for (let i = 0; i < 3; i++) {
       const next = await swaks(server, ["--from", "s@example.org", "--to", "bob@example.com"]);
       await server.waitForLog(new RegExp(`qid=${queuedId(next)} event=completed sent=1`));
