@@ -226,24 +226,27 @@ export class Intake implements SessionEvents {
     const refusal = checked?.reason === "relay_denied" && authenticatedUser(session) !== undefined
       ? undefined
       : checked;
+    // Mailboxes delivered over LMTP are the store's to know (Dovecot's
+    // userdb); a store that cannot answer makes the refusal temporary.
+    let storeDown: { reason: string; reply: SmtpReply } | undefined;
     if (refusal?.reason === "no_such_user" && policy.mailboxes) {
-      // Mailboxes delivered over LMTP are the store's to know (Dovecot's userdb).
       const exists = await mailboxExists(
         policy.mailboxes,
         resolver.normalize(address.address),
         (err) => this.#deps.logger.warn("mailbox lookup failed", { error: String(err) }),
       );
       if (exists === true) return undefined;
-      if (exists !== false) {
-        this.#reject(session, "rcpt", exists.reason, exists.reply, address.address);
-        return exists.reply;
-      }
+      if (exists !== false) storeDown = exists;
     }
     if (refusal?.reason === "no_such_user" && this.#deps.hooks?.has("alias-exists")) {
       // chasquid asks the alias-exists hook about addresses that are
       // neither users nor aliases in the files.
       const verdict = await this.#deps.hooks.aliasExists(resolver.normalize(address.address));
       if (verdict?.exists) return undefined;
+    }
+    if (storeDown) {
+      this.#reject(session, "rcpt", storeDown.reason, storeDown.reply, address.address);
+      return storeDown.reply;
     }
     if (refusal) {
       this.#reject(session, "rcpt", refusal.reason, refusal.reply, address.address);

@@ -311,6 +311,9 @@ describe("Dovecot: stopped", () => {
       config: {
         "postern.yaml": config(dovecot, submission),
         "domains/example.com/users": "alice\n",
+        // Role addresses exist whatever Dovecot says (see README "With Dovecot").
+        "hooks/alias-exists.ts":
+          'export default ({ address }: { address: string }): boolean => address.startsWith("abuse@");\n',
       },
     });
   });
@@ -332,6 +335,17 @@ describe("Dovecot: stopped", () => {
     // A user only Dovecot knows cannot be checked now: try later, never 550.
     const unchecked = await swaks(server, ["--from", "s@example.org", "--to", "bob@example.com"]);
     assert.match(rcptReply(unchecked), /^451 4\.3\.0 /);
+    // The alias-exists hook still has its say.
+    const role = await swaks(server, [
+      "--from",
+      "s@example.org",
+      "--to",
+      "abuse@example.com",
+      // No message: it would bounce to example.org, which is not on loopback.
+      "--quit-after",
+      "RCPT",
+    ]);
+    assert.match(rcptReply(role), /^250 /);
     // One Postern knows is taken, and waits in the queue.
     const token = `down-${crypto.randomUUID()}`;
     const kept = await swaks(server, [
