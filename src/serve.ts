@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { RecipientResolver } from "./aliases/mod.ts";
 import { type Config, ConfigError } from "./config/mod.ts";
 import { startAdmin } from "./admin/server.ts";
+import { ClusterLink, Fleet, SharedFailures, SharedRateLimits } from "./cluster/mod.ts";
 import { DkimKeyring, SpfVerdictCache } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
 import { DispatchCourier, LocalCourier } from "./delivery/mod.ts";
@@ -222,12 +223,16 @@ export async function serve(
     config.smtp.maxConnections,
     config.smtp.maxConnectionsPerIp,
   );
+  // A fleet counts in its shared server; a node on its own never needs one.
+  const link = config.cluster && new ClusterLink(config.cluster, logger, counters);
   const intake = new Intake({
     hostname: config.hostname,
     connections,
     policy: () => live.intake,
-    rates: new RateLimits(),
-    logins: new LoginChecker(),
+    rates: link ? new SharedRateLimits(link, counters) : new RateLimits(),
+    logins: link
+      ? new LoginChecker(Date.now, new SharedFailures(link, counters))
+      : new LoginChecker(),
     spool,
     freeSpace: new FreeSpace(spool.root),
     onQueued: (item) => queue.add(item),
@@ -315,6 +320,15 @@ export async function serve(
   // SIGHUP also opens the hook's log again by name, as the mail log is, so
   // that logrotate's rename-and-HUP works for both.
   const unsubscribeHangup = options.onHangup?.(() => hookLogFile?.reopen());
+  const startedAt = new Date();
+  const fleet = link && new Fleet(link, {
+    version: VERSION,
+    runtime: `${runtime.runtimeName} ${runtime.runtimeVersion}`,
+    startedAt,
+    queueSize: () => queue.list().length,
+    policyEpoch: () => policy.current.epoch,
+  }, logger);
+  fleet?.start();
   const admin = config.admin.listen === undefined ? undefined : await startAdmin({
     listen: config.admin.listen,
     tokenFile: config.admin.tokenFile,
@@ -323,7 +337,7 @@ export async function serve(
     deps: {
       version: VERSION,
       runtime: `${runtime.runtimeName} ${runtime.runtimeVersion}`,
-      startedAt: new Date(),
+      startedAt,
       listeners: listeners.addresses,
       policy,
       queue,
@@ -332,6 +346,9 @@ export async function serve(
       hooks: () => hooks.status(),
       connectionsOpen: () => connections.open,
       outboundConnectionsOpen: () => pool.open,
+      ...(link && fleet
+        ? { cluster: { status: () => link.status(), nodes: () => fleet.nodes() } }
+        : {}),
     },
   });
   for (const address of listeners.addresses) mailLog.listening(address);
@@ -350,6 +367,7 @@ export async function serve(
     counters,
     policy,
     async stop() {
+      await fleet?.stop();
       await admin?.close();
       reloader?.close();
       unsubscribeHangup?.();
@@ -363,6 +381,7 @@ export async function serve(
       hooks.close();
       await hookLogFile?.close();
       await spool.close();
+      link?.close();
     },
   };
 }

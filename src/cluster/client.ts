@@ -1,0 +1,189 @@
+/**
+ * The link of one node to the fleet's shared Redis or Valkey server.
+ *
+ * It is either "shared" (the server answers) or "local" (it does not, or
+ * too slowly: every caller then falls back to this node's own counts).
+ * A node never waits for the server to start, and mail never waits for a
+ * server that is down: commands are not queued while disconnected, each
+ * has a deadline of `cluster.timeout`, and the first failure switches the
+ * node to local counts, with one log line and a counter. The client
+ * reconnects by itself; a PING that answers in time switches back.
+ *
+ * @module
+ */
+
+import { Redis, type RedisOptions } from "ioredis";
+import type { Counters, Logger } from "../log/mod.ts";
+import type { ClusterConfig } from "./settings.ts";
+
+/** Thrown by {@linkcode ClusterLink.call} while the node counts locally. */
+export class ClusterUnavailable extends Error {
+  /** Creates the error with the reason the server cannot be used. */
+  constructor(reason: string) {
+    super(`Cannot reach the cluster server: ${reason}`);
+    this.name = "ClusterUnavailable";
+  }
+}
+
+/** What `/status` and `/cluster` show of the link. */
+export interface ClusterLinkStatus {
+  node: string;
+  server: string;
+  /** shared: counts are the fleet's; local: this node's own, the server being unreachable. */
+  state: "shared" | "local";
+  since: string;
+  last_error: string | null;
+}
+
+/** How long a node waits between probes of a server that stopped answering. */
+const PROBE_INTERVAL_MS = 1_000;
+
+/** A node's connection to the shared server, with its shared/local state. */
+export class ClusterLink {
+  readonly config: ClusterConfig;
+  #redis: Redis;
+  #logger: Logger;
+  #counters: Counters;
+  #shared = false;
+  #since = new Date();
+  #lastError: string | null = null;
+  #probe: ReturnType<typeof setInterval> | undefined;
+  #probing = false;
+  #closed = false;
+  #onShared: Array<() => void> = [];
+
+  /** Starts connecting in the background; the node counts locally until the server answers. */
+  constructor(config: ClusterConfig, logger: Logger, counters: Counters) {
+    this.config = config;
+    this.#logger = logger;
+    this.#counters = counters;
+    this.#redis = new Redis(redisOptions(config));
+    this.#redis.on("ready", () => void this.#check());
+    this.#redis.on("error", (err: Error) => this.fail(err.message));
+    this.#redis.on("close", () => this.fail("connection closed"));
+    this.#startProbe();
+  }
+
+  /** True while the server answers: counts are the fleet's. */
+  get shared(): boolean {
+    return this.#shared;
+  }
+
+  /** Calls `handler` each time the server answers again (and first answers). */
+  onShared(handler: () => void): void {
+    this.#onShared.push(handler);
+  }
+
+  /** The client, for the modules that define their scripts on it. */
+  get redis(): Redis {
+    return this.#redis;
+  }
+
+  /** The name of a key under the fleet's prefix. */
+  key(...parts: string[]): string {
+    return this.config.keyPrefix + parts.join(":");
+  }
+
+  /**
+   * Runs `op` against the server within the timeout; a failure switches
+   * the node to local counts and rethrows as {@linkcode ClusterUnavailable}.
+   */
+  async call<T>(op: (redis: Redis) => Promise<T>): Promise<T> {
+    if (!this.#shared) throw new ClusterUnavailable(this.#lastError ?? "not connected");
+    try {
+      return await op(this.#redis);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      this.fail(reason);
+      throw new ClusterUnavailable(reason);
+    }
+  }
+
+  /** Switches to local counts (once; later failures only update the reason). */
+  fail(reason: string): void {
+    this.#lastError = reason;
+    if (!this.#shared || this.#closed) return;
+    this.#shared = false;
+    this.#since = new Date();
+    this.#counters.inc("cluster_state_changes_total", { state: "local" });
+    this.#logger.warn("cluster server unavailable; counting locally until it answers", {
+      node: this.config.nodeName,
+      server: this.config.url,
+      error: reason,
+    });
+    this.#startProbe();
+  }
+
+  /** The link's state for `/status`. */
+  status(): ClusterLinkStatus {
+    return {
+      node: this.config.nodeName,
+      server: this.config.url,
+      state: this.#shared ? "shared" : "local",
+      since: this.#since.toISOString(),
+      last_error: this.#lastError,
+    };
+  }
+
+  /** Disconnects; nothing is called on the server afterwards. */
+  close(): void {
+    this.#closed = true;
+    this.#shared = false;
+    if (this.#probe !== undefined) clearInterval(this.#probe);
+    this.#redis.disconnect();
+  }
+
+  #startProbe(): void {
+    if (this.#probe !== undefined || this.#closed) return;
+    this.#probe = setInterval(() => void this.#check(), PROBE_INTERVAL_MS);
+  }
+
+  /** A PING that answers within the timeout switches back to shared counts. */
+  async #check(): Promise<void> {
+    if (this.#shared || this.#probing || this.#closed || this.#redis.status !== "ready") return;
+    this.#probing = true;
+    try {
+      await this.#redis.ping();
+      if (this.#closed) return;
+      this.#shared = true;
+      this.#since = new Date();
+      if (this.#probe !== undefined) clearInterval(this.#probe);
+      this.#probe = undefined;
+      this.#counters.inc("cluster_state_changes_total", { state: "shared" });
+      this.#logger.info("cluster server answers; counting across the fleet", {
+        node: this.config.nodeName,
+        server: this.config.url,
+      });
+      for (const handler of this.#onShared) handler();
+    } catch (err) {
+      this.#lastError = err instanceof Error ? err.message : String(err);
+    } finally {
+      this.#probing = false;
+    }
+  }
+}
+
+function redisOptions(config: ClusterConfig): Omit<RedisOptions, "replyMapping"> {
+  const { server } = config;
+  const common: Omit<RedisOptions, "replyMapping"> = {
+    // Mail never waits for a server that is down: no queue while
+    // disconnected, no retry of a failed command, a deadline on each.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: config.timeoutMs,
+    connectTimeout: Math.max(1_000, config.timeoutMs),
+    // Reconnect forever, at most every 2 s.
+    retryStrategy: (times: number) => Math.min(times * 100, 2_000),
+    ...(config.password === undefined ? {} : { password: config.password }),
+    connectionName: `postern:${config.nodeName}`,
+  };
+  if (server.kind === "unix") return { ...common, path: server.path };
+  return {
+    ...common,
+    host: server.host,
+    port: server.port,
+    db: server.db,
+    ...(server.username === undefined ? {} : { username: server.username }),
+    ...(server.tls ? { tls: config.tlsCa === undefined ? {} : { ca: config.tlsCa } } : {}),
+  };
+}
