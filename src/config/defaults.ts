@@ -112,6 +112,10 @@ export const DEFAULTS = {
     // One worker, so one module state, as GreenArrow's reference has it.
     workers: 1,
     maxMemoryBytes: 256 * 1024 * 1024,
+    // A hook's output in the log, per worker and second: the first lines of
+    // a flood, then a note (see src/hooks/output_budget.ts).
+    outputLinesPerSecond: 200,
+    outputBytesPerSecond: 64 * 1024,
   },
   // Loopback only: the API can steer the queue. Next to the SMTP default.
   admin: { listen: "127.0.0.1:2526", tokenFileName: "admin.token" },

@@ -244,6 +244,10 @@ function resolveHooks(
       timeoutMs: settings.timeout ?? DEFAULTS.hooks.timeoutMs[name],
       workers: settings.workers ?? DEFAULTS.hooks.workers,
       maxMemoryBytes: settings.max_memory ?? DEFAULTS.hooks.maxMemoryBytes,
+      outputLimits: {
+        linesPerSecond: settings.output_lines_per_second ?? DEFAULTS.hooks.outputLinesPerSecond,
+        bytesPerSecond: settings.output_bytes_per_second ?? DEFAULTS.hooks.outputBytesPerSecond,
+      },
       allow: {
         net: allow.net ?? [],
         read: (allow.read ?? []).map(relativeToConfig),

@@ -65,8 +65,15 @@ const HookPointSchema = v.nullish(v.strictObject({
   timeout: v.optional(Duration),
   /** Worker processes of a module hook, each with its own state. Default: 1. */
   workers: v.optional(Count(1)),
-  /** V8 heap limit of each worker. Default: 256MiB. */
+  /**
+   * Memory limit of each worker: its V8 heap, and (Linux) everything it
+   * allocates, within deno's margin (see `withDataLimit`). Default: 256MiB.
+   */
   max_memory: v.optional(Size),
+  /** Lines of a worker's output logged per second; the rest is dropped. Default: 200. */
+  output_lines_per_second: v.optional(Count(1)),
+  /** Bytes of a worker's output logged per second; the rest is dropped. Default: 64KiB. */
+  output_bytes_per_second: v.optional(Size),
   /** What the hook may do beyond reading its own files. Default: nothing. */
   allow: v.optional(v.strictObject({
     /** Hosts (`host` or `host:port`) it may connect to. */

@@ -91,6 +91,12 @@ export interface StartOptions {
   adminListen?: string;
   /** Variables added to (or replacing those of) the test's own environment. */
   env?: Record<string, string>;
+  /**
+   * A command that runs Postern's command line (appended to it), such as
+   * `["bash", "-c", 'exec 47<>file; exec "$@"', "bash"]` to start Postern
+   * holding extra descriptors.
+   */
+  wrapper?: string[];
 }
 
 /** Starts Postern with a temporary config and data directory. */
@@ -110,7 +116,8 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
     "--admin-listen",
     options.adminListen ?? "127.0.0.1:0",
   ]);
-  const child = spawn(cmd!, args, {
+  const [program, ...programArgs] = [...(options.wrapper ?? []), cmd!, ...args];
+  const child = spawn(program!, programArgs, {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
     ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
