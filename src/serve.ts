@@ -10,7 +10,13 @@ import { join } from "node:path";
 import { RecipientResolver } from "./aliases/mod.ts";
 import { type Config, ConfigError } from "./config/mod.ts";
 import { startAdmin } from "./admin/server.ts";
-import { ClusterLink, Fleet, SharedFailures, SharedRateLimits } from "./cluster/mod.ts";
+import {
+  ClusterLink,
+  ClusterSharedStore,
+  Fleet,
+  SharedFailures,
+  SharedRateLimits,
+} from "./cluster/mod.ts";
 import { DkimKeyring, SpfVerdictCache } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
 import { DispatchCourier, LocalCourier } from "./delivery/mod.ts";
@@ -107,8 +113,11 @@ export async function serve(
   // itself is read (extracted or checked) when a TypeScript hook needs it.
   const embedded = await embeddedRuntime();
   const embeddedDeno = embedded && new EmbeddedDeno(embedded, config.dataDir, logger);
+  // A fleet counts in its shared server; a node on its own never needs one.
+  const link = config.cluster && new ClusterLink(config.cluster, logger, counters);
   const hooks = await HookRunner.start({
     embeddedDeno,
+    shared: link && new ClusterSharedStore(link),
     outputFor: (point) => point === "pre-delivery-attempt" ? hookLog : undefined,
     configDir: config.configDir,
     dataDir: config.dataDir,
@@ -235,8 +244,6 @@ export async function serve(
     config.smtp.maxConnections,
     config.smtp.maxConnectionsPerIp,
   );
-  // A fleet counts in its shared server; a node on its own never needs one.
-  const link = config.cluster && new ClusterLink(config.cluster, logger, counters);
   const intake = new Intake({
     hostname: config.hostname,
     connections,

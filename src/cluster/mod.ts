@@ -10,5 +10,6 @@ export type { ClusterLinkStatus } from "./client.ts";
 export { Fleet } from "./fleet.ts";
 export type { FleetNode, NodeFacts } from "./fleet.ts";
 export { SharedFailures, SharedRateLimits } from "./rate_limits.ts";
+export { ClusterSharedStore } from "./shared_state.ts";
 export { parseClusterUrl } from "./settings.ts";
 export type { ClusterConfig, ClusterServer } from "./settings.ts";
