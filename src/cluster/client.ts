@@ -51,6 +51,8 @@ export class ClusterLink {
   #probing = false;
   #closed = false;
   #onShared: Array<() => void> = [];
+  #everShared = false;
+  #warned = false;
 
   /** Starts connecting in the background; the node counts locally until the server answers. */
   constructor(config: ClusterConfig, logger: Logger, counters: Counters) {
@@ -102,7 +104,19 @@ export class ClusterLink {
   /** Switches to local counts (once; later failures only update the reason). */
   fail(reason: string): void {
     this.#lastError = reason;
-    if (!this.#shared || this.#closed) return;
+    if (this.#closed) return;
+    if (!this.#shared) {
+      // Never reached yet: said once, at the first failure.
+      if (!this.#everShared && !this.#warned) {
+        this.#warned = true;
+        this.#logger.warn("cluster server unavailable; counting locally until it answers", {
+          node: this.config.nodeName,
+          server: this.config.url,
+          error: reason,
+        });
+      }
+      return;
+    }
     this.#shared = false;
     this.#since = new Date();
     this.#counters.inc("cluster_state_changes_total", { state: "local" });
@@ -146,6 +160,7 @@ export class ClusterLink {
       await this.#redis.ping();
       if (this.#closed) return;
       this.#shared = true;
+      this.#everShared = true;
       this.#since = new Date();
       if (this.#probe !== undefined) clearInterval(this.#probe);
       this.#probe = undefined;

@@ -141,18 +141,22 @@ export class SharedRateLimits implements RateLimiter {
     return undefined;
   }
 
+  /** This node's own counts: the server is unreachable (counted as such) or the limit is off. */
   #fallback(
     kind: "connection" | "message" | "user",
     ip: string,
     user: string | undefined,
     limits: RateLimitSettings,
   ): RateRefusal | undefined {
-    if (kind === "connection") {
-      if (limits.connectionsPerIpPerMinute > 0) this.#countLocal();
-      return this.#local.admitConnection(ip, limits);
-    }
-    this.#countLocal();
-    return this.#local.admitMessage(ip, user, limits);
+    const limit = kind === "connection"
+      ? limits.connectionsPerIpPerMinute
+      : kind === "message"
+      ? limits.messagesPerIpPerHour
+      : limits.messagesPerUserPerHour;
+    if (limit > 0) this.#countLocal();
+    return kind === "connection"
+      ? this.#local.admitConnection(ip, limits)
+      : this.#local.admitMessage(ip, user, limits);
   }
 
   #countLocal(): void {

@@ -23,6 +23,10 @@ export interface RedisServer {
   command(line: string): Promise<string>;
   /** SIGKILL, as a crash would; `start()` brings it back (empty) on the same socket. */
   kill(): Promise<void>;
+  /** SIGSTOP: the server holds its connections and answers nothing (a slow server). */
+  pause(): void;
+  /** SIGCONT after `pause()`. */
+  resume(): void;
   /** Starts it again after `kill()`. */
   start(): Promise<void>;
   /** Stops it and removes its directory. */
@@ -90,6 +94,8 @@ export async function startRedis(): Promise<RedisServer> {
     command,
     kill,
     start,
+    pause: () => process.kill(child!.pid!, "SIGSTOP"),
+    resume: () => process.kill(child!.pid!, "SIGCONT"),
     close: async () => {
       await kill();
       await rm(dir, { recursive: true, force: true });
