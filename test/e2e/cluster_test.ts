@@ -15,6 +15,7 @@ import {
   eventually,
   posternCommand,
   rawSession,
+  ROOT,
   run,
   type Server,
   startServer,
@@ -201,5 +202,35 @@ describe("cluster: two nodes and one redis-server", () => {
       "node-b gone from /cluster",
     );
     assert.deepEqual(names, ["node-a"]);
+  });
+});
+
+describe("cluster: the README's example", () => {
+  let redis: RedisServer;
+  let node: Server;
+  after(async () => {
+    await cleanup(node);
+    await redis?.close();
+  });
+
+  it("runs a node against a server with a password, from password_file", async () => {
+    const readme = await readFile(join(ROOT, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("## Running several nodes"));
+    const yaml = /On every node[^]*?```yaml\n([^]*?)```/.exec(section)?.[1];
+    assert.ok(yaml, "the README has the example");
+    assert.match(yaml, /password_file: valkey\.password/);
+    const password = "a long random text 0123456789";
+    redis = await startRedis({ password });
+    node = await startServer({
+      config: {
+        // The example as it is, with this test's server instead of 10.0.0.5.
+        "postern.yaml": yaml.replace(/url: .*/, `url: ${redis.url}`),
+        "valkey.password": `${password}\n`,
+      },
+    });
+    await waitForState(node, "shared");
+    const status = JSON.parse((await get(node, "/status")).text);
+    assert.equal(status.cluster.node, "mx1");
+    assert.equal(status.cluster.last_error, null);
   });
 });

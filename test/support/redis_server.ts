@@ -33,8 +33,11 @@ export interface RedisServer {
   close(): Promise<void>;
 }
 
-/** Starts redis-server in a fresh temporary directory; waits until it answers PING. */
-export async function startRedis(): Promise<RedisServer> {
+/**
+ * Starts redis-server in a fresh temporary directory (with `password`:
+ * `requirepass`); waits until it answers PING.
+ */
+export async function startRedis(options: { password?: string } = {}): Promise<RedisServer> {
   const dir = await mkdtemp(join(tmpdir(), "postern-redis-"));
   const socket = join(dir, "redis.sock");
   let child: ChildProcess | undefined;
@@ -54,6 +57,7 @@ export async function startRedis(): Promise<RedisServer> {
       "no",
       "--dir",
       dir,
+      ...(options.password === undefined ? [] : ["--requirepass", options.password]),
     ], { stdio: ["ignore", "pipe", "pipe"] });
     child.stdout!.on("data", (chunk: Uint8Array) => log += new TextDecoder().decode(chunk));
     child.stderr!.on("data", (chunk: Uint8Array) => log += new TextDecoder().decode(chunk));
@@ -62,7 +66,8 @@ export async function startRedis(): Promise<RedisServer> {
     // Up to 10 s for the socket to answer.
     for (let i = 0; i < 200; i++) {
       if (current.exitCode !== null) throw new Error(`redis-server exited:\n${log}`);
-      if ((await command("PING").catch(() => "")).startsWith("+PONG")) return;
+      // With a password, a PING before AUTH is refused, but answered.
+      if (/^(\+PONG|-NOAUTH)/.test(await command("PING").catch(() => ""))) return;
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`redis-server did not answer on ${socket}:\n${log}`);
