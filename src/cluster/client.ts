@@ -12,6 +12,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { Redis, type RedisOptions } from "ioredis";
 import type { Counters, Logger } from "../log/mod.ts";
 import type { ClusterConfig } from "./settings.ts";
@@ -93,7 +94,7 @@ export class ClusterLink {
   async call<T>(op: (redis: Redis) => Promise<T>): Promise<T> {
     if (!this.#shared) throw new ClusterUnavailable(this.#lastError ?? "not connected");
     try {
-      return await op(this.#redis);
+      return await withDeadline(op(this.#redis), this.config.timeoutMs);
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       this.fail(reason);
@@ -157,7 +158,7 @@ export class ClusterLink {
     if (this.#shared || this.#probing || this.#closed || this.#redis.status !== "ready") return;
     this.#probing = true;
     try {
-      await this.#redis.ping();
+      await withDeadline(this.#redis.ping(), this.config.timeoutMs);
       if (this.#closed) return;
       this.#shared = true;
       this.#everShared = true;
@@ -178,14 +179,46 @@ export class ClusterLink {
   }
 }
 
+/**
+ * `answer`, or a rejection once `ms` have passed without it. A timer that
+ * fires late is most often a busy event loop rather than a slow server,
+ * and the answer may then be read and waiting: the I/O of one more turn is
+ * let in before giving up, so a node under load does not take its own lag
+ * for the server's (seen on a loaded 2-core machine with ioredis's
+ * commandTimeout, which flapped between shared and local counts).
+ */
+function withDeadline<T>(answer: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => {
+      setImmediate(() => {
+        if (settled) return;
+        settled = true;
+        reject(new Error(`no answer within ${ms} ms`));
+      });
+    }, ms);
+    answer.then((value) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(value);
+    }, (err) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
 function redisOptions(config: ClusterConfig): Omit<RedisOptions, "replyMapping"> {
   const { server } = config;
   const common: Omit<RedisOptions, "replyMapping"> = {
     // Mail never waits for a server that is down: no queue while
     // disconnected, no retry of a failed command, a deadline on each.
+    // (The deadline is withDeadline's, not ioredis's commandTimeout.)
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    commandTimeout: config.timeoutMs,
     connectTimeout: Math.max(1_000, config.timeoutMs),
     // Reconnect forever, at most every 2 s.
     retryStrategy: (times: number) => Math.min(times * 100, 2_000),
