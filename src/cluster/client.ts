@@ -41,6 +41,7 @@ const PROBE_INTERVAL_MS = 1_000;
 
 /** A node's connection to the shared server, with its shared/local state. */
 export class ClusterLink {
+  /** The `cluster` settings it was started with. */
   readonly config: ClusterConfig;
   #redis: Redis;
   #logger: Logger;
