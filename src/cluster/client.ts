@@ -38,6 +38,8 @@ export interface ClusterLinkStatus {
 
 /** How long a node waits between probes of a server that stopped answering. */
 const PROBE_INTERVAL_MS = 1_000;
+/** At most one outage a minute is told in the log. */
+const FLAP_LOG_MS = 60_000;
 
 /** A node's connection to the shared server, with its shared/local state. */
 export class ClusterLink {
@@ -55,6 +57,10 @@ export class ClusterLink {
   #onShared: Array<() => void> = [];
   #everShared = false;
   #warned = false;
+  /** When an outage was last told in the log, whether the current one was, and how many were not. */
+  #toldAt = -Infinity;
+  #told = true;
+  #untold = 0;
 
   /** Starts connecting in the background; the node counts locally until the server answers. */
   constructor(config: ClusterConfig, logger: Logger, counters: Counters) {
@@ -111,23 +117,37 @@ export class ClusterLink {
       // Never reached yet: said once, at the first failure.
       if (!this.#everShared && !this.#warned) {
         this.#warned = true;
-        this.#logger.warn("cluster server unavailable; counting locally until it answers", {
-          node: this.config.nodeName,
-          server: this.config.url,
-          error: reason,
-        });
+        this.#say("warn", "cluster server unavailable; counting locally until it answers", reason);
       }
       return;
     }
     this.#shared = false;
     this.#since = new Date();
     this.#counters.inc("cluster_state_changes_total", { state: "local" });
-    this.#logger.warn("cluster server unavailable; counting locally until it answers", {
+    // A server that comes and goes (or a node too loaded to hear it in
+    // time) would flood the log: one outage is told per minute, the
+    // others counted into the next line (and every change in /metrics).
+    const now = Date.now();
+    if (now - this.#toldAt >= FLAP_LOG_MS) {
+      this.#toldAt = now;
+      this.#told = true;
+      this.#say("warn", "cluster server unavailable; counting locally until it answers", reason);
+      this.#untold = 0;
+    } else {
+      this.#told = false;
+      this.#untold++;
+    }
+    this.#startProbe();
+  }
+
+  /** One log line about the link, with the outages not told since the last. */
+  #say(level: "warn" | "info", msg: string, error?: string): void {
+    this.#logger[level](msg, {
       node: this.config.nodeName,
       server: this.config.url,
-      error: reason,
+      ...(error === undefined ? {} : { error }),
+      ...(this.#untold > 0 ? { untold_outages: this.#untold } : {}),
     });
-    this.#startProbe();
   }
 
   /** The link's state for `/status`. */
@@ -167,10 +187,8 @@ export class ClusterLink {
       if (this.#probe !== undefined) clearInterval(this.#probe);
       this.#probe = undefined;
       this.#counters.inc("cluster_state_changes_total", { state: "shared" });
-      this.#logger.info("cluster server answers; counting across the fleet", {
-        node: this.config.nodeName,
-        server: this.config.url,
-      });
+      // Told when its outage was (and the first time).
+      if (this.#told) this.#say("info", "cluster server answers; counting across the fleet");
       for (const handler of this.#onShared) handler();
     } catch (err) {
       this.#lastError = err instanceof Error ? err.message : String(err);

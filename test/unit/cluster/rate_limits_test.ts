@@ -166,6 +166,22 @@ describe("SharedRateLimits and SharedFailures", () => {
     assert.equal(await b!.rates.admitMessage("192.0.2.1", undefined, limits), undefined);
   });
 
+  it("tells one outage a minute in the log, and counts every one", async () => {
+    const [a] = await twoNodes();
+    const told = (text: string) => a!.log.filter((l) => l.includes(text)).length;
+    for (let outage = 1; outage <= 3; outage++) {
+      await redis.kill();
+      await eventually(() => !a!.link.shared, `outage ${outage}`);
+      await redis.start();
+      await eventually(() => a!.link.shared, `return ${outage}`);
+    }
+    assert.equal(a!.counters.get("cluster_state_changes_total", { state: "local" }), 3);
+    assert.equal(a!.counters.get("cluster_state_changes_total", { state: "shared" }), 4);
+    assert.equal(told("cluster server unavailable; counting locally"), 1);
+    // The first connection and the return from the told outage.
+    assert.equal(told("cluster server answers; counting across the fleet"), 2);
+  });
+
   it("falls back when the server is too slow (stopped), within the timeout", async () => {
     const [a] = await twoNodes(300);
     const limits = { ...OFF, messagesPerIpPerHour: 5 };
