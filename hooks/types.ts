@@ -155,8 +155,32 @@ export type PreDeliveryAttemptResult =
   | { action: "new_mtaid"; new_mtaid: string; deliver_as_if_to_domain?: string }
   | { action: "new_config"; new_mtaid?: string; new_sender?: string };
 
+/**
+ * State shared by every node of a fleet (the `cluster` setting), kept in
+ * its Redis or Valkey server and reached through Postern: the hook needs
+ * no network grant. Keys are the hook's own (namespaced by hook point):
+ * 1 to 200 printable ASCII characters without spaces; values of `set` are
+ * text of at most 4096 characters; a `ttl` is whole seconds (0: none, at
+ * most 31 days). A call rejects when Postern has no cluster or its server
+ * does not answer (within `cluster.timeout`); unless the hook catches it,
+ * that is a hook failure like any other.
+ */
+export interface SharedState {
+  /**
+   * Adds `by` (default 1) to the counter `key` and returns the new count.
+   * A `ttl` starts when the key is created and is kept by later calls, so
+   * `increment(k, 1, 3600)` counts within an hour from the first count.
+   */
+  increment(key: string, by?: number, ttl?: number): Promise<number>;
+  /** The value of `key` (a counter's as text), or null when it has none. */
+  get(key: string): Promise<string | null>;
+  /** Sets `key` to `value`, expiring after `ttl` seconds (0: never). */
+  set(key: string, value: string, ttl?: number): Promise<void>;
+}
+
 /** A pre-delivery-attempt hook module's default export. */
 export type PreDeliveryAttemptHook = (
   input: PreDeliveryAttemptInput,
   state: HookState,
+  shared: SharedState,
 ) => PreDeliveryAttemptResult | Promise<PreDeliveryAttemptResult>;

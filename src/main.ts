@@ -69,6 +69,7 @@ Commands:
             Manage submission users (the password is read from a prompt or
             stdin, never from the command line)
   status    Show the running server's status (through its admin API)
+            (--cluster: the live nodes of its fleet)
   reload    Make the running server reload its configuration now
   queue ls | show ID | retry ID | hold ID | release ID | bounce ID | rm ID
             List or act on the running server's queue
@@ -101,6 +102,7 @@ async function main(argv: string[]): Promise<number> {
         message: { type: "string" },
         selector: { type: "string" },
         algorithm: { type: "string" },
+        cluster: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -193,7 +195,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === "check") return await check(config);
   if (command === "dkim") return await dkimStatus(config, positionals[2]);
   if (command === "status" || command === "reload" || command === "queue") {
-    const result = await runAdminCommand(config, positionals);
+    const result = await runAdminCommand(
+      config,
+      values.cluster ? [...positionals, "--cluster"] : positionals,
+    );
     runtime.writeStdout(result.stdout);
     runtime.writeStderr(result.stderr);
     return result.status;

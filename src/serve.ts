@@ -10,6 +10,13 @@ import { join } from "node:path";
 import { RecipientResolver } from "./aliases/mod.ts";
 import { type Config, ConfigError } from "./config/mod.ts";
 import { startAdmin } from "./admin/server.ts";
+import {
+  ClusterLink,
+  ClusterSharedStore,
+  Fleet,
+  SharedFailures,
+  SharedRateLimits,
+} from "./cluster/mod.ts";
 import { DkimKeyring, SpfVerdictCache } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
 import { DispatchCourier, LmtpCourier, LocalCourier } from "./delivery/mod.ts";
@@ -108,8 +115,11 @@ export async function serve(
   // itself is read (extracted or checked) when a TypeScript hook needs it.
   const embedded = await embeddedRuntime();
   const embeddedDeno = embedded && new EmbeddedDeno(embedded, config.dataDir, logger);
+  // A fleet counts in its shared server; a node on its own never needs one.
+  const link = config.cluster && new ClusterLink(config.cluster, logger, counters);
   const hooks = await HookRunner.start({
     embeddedDeno,
+    shared: link && new ClusterSharedStore(link),
     outputFor: (point) => point === "pre-delivery-attempt" ? hookLog : undefined,
     configDir: config.configDir,
     dataDir: config.dataDir,
@@ -251,8 +261,10 @@ export async function serve(
     hostname: config.hostname,
     connections,
     policy: () => live.intake,
-    rates: new RateLimits(),
-    logins: new LoginChecker(),
+    rates: link ? new SharedRateLimits(link, counters) : new RateLimits(),
+    logins: link
+      ? new LoginChecker(Date.now, new SharedFailures(link, counters))
+      : new LoginChecker(),
     spool,
     freeSpace: new FreeSpace(spool.root),
     onQueued: (item) => queue.add(item),
@@ -340,6 +352,15 @@ export async function serve(
   // SIGHUP also opens the hook's log again by name, as the mail log is, so
   // that logrotate's rename-and-HUP works for both.
   const unsubscribeHangup = options.onHangup?.(() => hookLogFile?.reopen());
+  const startedAt = new Date();
+  const fleet = link && new Fleet(link, {
+    version: VERSION,
+    runtime: `${runtime.runtimeName} ${runtime.runtimeVersion}`,
+    startedAt,
+    queueSize: () => queue.list().length,
+    policyEpoch: () => policy.current.epoch,
+  }, logger);
+  fleet?.start();
   const hookRuntime = await hookRuntimeReporter(() => hooks.deno, embeddedDeno);
   const admin = config.admin.listen === undefined ? undefined : await startAdmin({
     listen: config.admin.listen,
@@ -349,7 +370,7 @@ export async function serve(
     deps: {
       version: VERSION,
       runtime: `${runtime.runtimeName} ${runtime.runtimeVersion}`,
-      startedAt: new Date(),
+      startedAt,
       listeners: listeners.addresses,
       policy,
       queue,
@@ -359,6 +380,9 @@ export async function serve(
       hookRuntime,
       connectionsOpen: () => connections.open,
       outboundConnectionsOpen: () => pool.open,
+      ...(link && fleet
+        ? { cluster: { status: () => link.status(), nodes: () => fleet.nodes() } }
+        : {}),
     },
   });
   for (const address of listeners.addresses) mailLog.listening(address);
@@ -378,6 +402,7 @@ export async function serve(
     counters,
     policy,
     async stop() {
+      await fleet?.stop();
       await admin?.close();
       reloader?.close();
       unsubscribeHangup?.();
@@ -392,6 +417,7 @@ export async function serve(
       hooks.close();
       await hookLogFile?.close();
       await spool.close();
+      link?.close();
     },
   };
 }

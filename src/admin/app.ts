@@ -10,6 +10,7 @@
 import { vValidator } from "@hono/valibot-validator";
 import { type Context, Hono } from "hono";
 import * as v from "valibot";
+import type { ClusterLinkStatus, FleetNode } from "../cluster/mod.ts";
 import type { Counters } from "../log/mod.ts";
 import type { PolicyStore } from "../policy/mod.ts";
 import type { AdminOutcome, Queue, QueueEntryView, Spool } from "../queue/mod.ts";
@@ -38,6 +39,8 @@ export interface AdminDeps {
   /** Outbound SMTP connections open now (busy and idle); absent in tests without outbound. */
   outboundConnectionsOpen?: () => number;
   now?: () => number;
+  /** The fleet, when `cluster` is set. */
+  cluster?: { status: () => ClusterLinkStatus; nodes: () => Promise<FleetNode[]> };
 }
 
 /** Most header bytes `GET /queue/:id` shows. */
@@ -112,6 +115,18 @@ export function adminApp(deps: AdminDeps): Hono {
   });
 
   app.get("/status", (c) => c.json(status(deps, now())));
+
+  app.get("/cluster", async (c) => {
+    if (!deps.cluster) {
+      return c.json({ error: "this node is not in a cluster (no cluster setting)" }, 404);
+    }
+    const self = deps.cluster.status();
+    try {
+      return c.json({ self, nodes: await deps.cluster.nodes() });
+    } catch (err) {
+      return c.json({ self, error: (err as Error).message }, 503);
+    }
+  });
 
   app.post("/reload", async (c) => {
     await deps.policy.reload("api");
@@ -275,6 +290,7 @@ function status(deps: AdminDeps, at: number) {
     hooks: deps.hooks(),
     hook_runtime: deps.hookRuntime?.() ?? null,
     queue: queueSummary(deps, at),
+    cluster: deps.cluster?.status() ?? null,
   };
 }
 
@@ -305,6 +321,13 @@ function gauges(deps: AdminDeps, at: number): Gauge[] {
       help: "1 while the last reload failed (the previous policy is in force)",
       value: policy.lastError ? 1 : 0,
     },
+    ...(deps.cluster
+      ? [{
+        name: "cluster_shared",
+        help: "1 while the cluster server answers (fleet-wide counts), 0 while counting locally",
+        value: deps.cluster.status().state === "shared" ? 1 : 0,
+      }]
+      : []),
     {
       name: "uptime_seconds",
       help: "Seconds since start",

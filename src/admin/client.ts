@@ -25,7 +25,7 @@ export async function runAdminCommand(config: Config, words: string[]): Promise<
   let request: { method: string; path: string; body?: unknown };
   switch (command) {
     case "status":
-      request = { method: "GET", path: "/status" };
+      request = { method: "GET", path: sub === "--cluster" ? "/cluster" : "/status" };
       break;
     case "reload":
       request = { method: "POST", path: "/reload" };
@@ -82,7 +82,41 @@ export async function runAdminCommand(config: Config, words: string[]): Promise<
   if (command === "queue" && (sub === "ls" || sub === undefined)) {
     return { status: 0, stdout: queueTable(body.items ?? []), stderr: "" };
   }
+  if (command === "status" && sub === "--cluster") {
+    return { status: 0, stdout: nodeTable(body), stderr: "" };
+  }
   return { status: 0, stdout: JSON.stringify(body, null, 2) + "\n", stderr: "" };
+}
+
+interface ClusterView {
+  self: { node: string; server: string; state: string };
+  nodes: Array<{
+    name: string;
+    state: string;
+    version: string;
+    queue_size: number;
+    policy_epoch: number;
+    heartbeat_at: string;
+  }>;
+}
+
+/** `postern status --cluster`: this node's link, then one line per live node. */
+function nodeTable(body: ClusterView): string {
+  const head = `node ${body.self.node}: ${body.self.state} counts, server ${body.self.server}\n`;
+  const rows = [["NODE", "VERSION", "QUEUE", "EPOCH", "HEARTBEAT"]];
+  for (const node of body.nodes) {
+    rows.push([
+      node.name,
+      node.version,
+      String(node.queue_size),
+      String(node.policy_epoch),
+      node.heartbeat_at,
+    ]);
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return head + rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd())
+    .join("\n") +
+    "\n";
 }
 
 function usage(message: string): CliResult {

@@ -38,6 +38,9 @@ const HELP: Record<string, string> = {
   queue_recovered_total: "Messages found in the spool at start-up",
   queue_quarantined_total: "Spool items moved aside as corrupt",
   policy_reloads_total: "Policy reloads by result",
+  cluster_state_changes_total: "Switches between fleet-wide (shared) and local counts",
+  cluster_local_checks_total:
+    "Rate-limit checks counted locally because the cluster server did not answer",
   dsn_total: "Delivery status notifications queued (bounces and delay warnings), by kind",
   smtp_logins_total: "AUTH attempts on the submission listeners, by result and reason",
   dkim_key_errors_total: "Reloads that failed because a DKIM key folder or key could not be read",

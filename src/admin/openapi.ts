@@ -76,6 +76,17 @@ export const OPENAPI = {
         responses: { "200": { description: "Status" }, "401": error },
       },
     },
+    "/cluster": {
+      get: {
+        summary: "With cluster set: this node's link (shared or local) and the fleet's live nodes",
+        responses: {
+          "200": { description: "The link and the nodes" },
+          "401": error,
+          "404": error,
+          "503": error,
+        },
+      },
+    },
     "/reload": {
       post: {
         summary: "Reload the policy now; the last good one stays if the new one is invalid",

@@ -92,6 +92,10 @@ export const DEFAULTS = {
     // Enough for a user who mistypes a few times; far too few to guess.
     failedLoginsPerIpPerHour: 10,
   },
+  // Off unless configured. Redis on loopback answers in well under a
+  // millisecond; 50 ms without an answer means it is down or overloaded,
+  // and the node counts locally rather than hold up a client.
+  cluster: { timeoutMs: 50, heartbeatMs: 5_000, keyPrefix: "postern:" },
   // Off unless configured: the usual ports are 587 and 465.
   submission: { listen: [] as string[], listenTls: [] as string[] },
   hooks: {

@@ -28,6 +28,7 @@ import { type Endpoint, parseEndpoint } from "../users/endpoint.ts";
 import { isPasswordHash, parseUserLine } from "../users/mod.ts";
 import { loadCertificates } from "./certificates.ts";
 import { loadDkim } from "./dkim.ts";
+import { resolveCluster } from "./cluster.ts";
 import { resolveOutbound } from "./outbound.ts";
 import { CONFIG_FILE_NAME, defaultQueueMinfree, DEFAULTS } from "./defaults.ts";
 import { type ConfigFile, ConfigFileSchema } from "./schema.ts";
@@ -168,6 +169,7 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       failedLoginsPerIpPerHour: file.rate_limits?.failed_logins_per_ip_per_hour ??
         DEFAULTS.rateLimits.failedLoginsPerIpPerHour,
     },
+    cluster: resolveCluster(file.cluster, { hostname, mainFile, relativeToConfig }),
     hooks: resolveHooks(file.hooks, relativeToConfig, join(configDir ?? ".", CONFIG_FILE_NAME)),
     domains,
     admin: {

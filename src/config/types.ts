@@ -12,6 +12,7 @@ import type { LogLevel } from "../log/mod.ts";
 import type { OutboundConfig } from "../outbound/settings.ts";
 import type { RateLimitSettings } from "../smtp/rate_limits.ts";
 import type { Endpoint } from "../users/endpoint.ts";
+import type { ClusterConfig } from "../cluster/settings.ts";
 
 /** One local domain. */
 export interface DomainConfig {
@@ -104,6 +105,8 @@ export interface Config {
   };
   /** Per-client rate limits (trusted networks are exempt); 0 switches one off. */
   rateLimits: RateLimitSettings;
+  /** The fleet's shared Redis or Valkey; undefined: a node on its own. */
+  cluster: ClusterConfig | undefined;
   /** Hook settings (the hooks themselves are in `<configDir>/hooks/`). */
   hooks: HooksConfig;
   /** Local domains by name. */

@@ -21,6 +21,7 @@ import {
 import { Deadlines } from "./deadlines.ts";
 import type { OutputLimits } from "./output_budget.ts";
 import { type CallOutcome, HookWorker, type WorkerEvents } from "./worker.ts";
+import { answerShared, type SharedStore } from "./shared_state.ts";
 
 /** How one module hook runs. */
 export interface ModulePoolOptions {
@@ -51,6 +52,8 @@ export interface ModulePoolOptions {
   counters?: Counters;
   /** Where the hook's output lines go instead of the application log (its own log). */
   output?: ((line: string) => void) | undefined;
+  /** The fleet's shared state, for `shared.*` (keys namespaced by `name`). */
+  shared?: SharedStore | undefined;
 }
 
 /**
@@ -111,6 +114,7 @@ export class ModulePool {
         });
       },
       exited: (worker, detail, expected) => this.#exited(worker, detail, expected),
+      shared: (_worker, request) => answerShared(options.shared, options.name, request),
       idle: () => {},
       outputOver: (worker) => {
         options.logger.warn("hook output is over its budget; it is dropped until it calms down", {

@@ -22,6 +22,7 @@ import { fingerprint, type TreeWatch, watchTree } from "../policy/watcher.ts";
 import { execHookEnv, runExecHook } from "./exec_hook.ts";
 import { findDeno, type FoundDeno } from "./find_deno.ts";
 import type { EmbeddedDeno } from "./hook_runtime.ts";
+import type { SharedStore } from "./shared_state.ts";
 import { ModulePool } from "./module_pool.ts";
 import {
   aliasExistsFromExec,
@@ -76,6 +77,8 @@ export interface HookRunnerOptions {
   outputFor?: (point: HookPoint) => ((line: string) => void) | undefined;
   /** The deno that the binary carries, when it carries one. */
   embeddedDeno?: EmbeddedDeno | undefined;
+  /** The fleet's shared state for module hooks' `shared.*`; absent: those calls fail. */
+  shared?: SharedStore | undefined;
 }
 
 /** A hook set up at start-up cannot run (no deno, executable not allowed). */
@@ -407,6 +410,7 @@ export class HookRunner {
       logger,
       counters: this.#options.counters,
       output: this.#options.outputFor?.(point),
+      shared: this.#options.shared,
     });
     logger.info("hook loaded", {
       hook: point,

@@ -17,6 +17,7 @@ import {
   parseJsonPayload,
 } from "./frames.ts";
 import type { DroppedOutput, OutputLimits } from "./output_budget.ts";
+import { MAX_SHARED_PENDING, type SharedAnswer } from "./shared_state.ts";
 import { WorkerOutput } from "./worker_output.ts";
 
 /** Why a call did not produce a value. */
@@ -50,6 +51,11 @@ export interface WorkerEvents {
    * that no call asked for) and is being ended.
    */
   protocolError(worker: HookWorker, detail: string): void;
+  /**
+   * A call asks for shared state (`shared.increment`, `get`, `set`); the
+   * answer goes back to that call. Absent: every request fails.
+   */
+  shared?(worker: HookWorker, request: Record<string, unknown>): Promise<SharedAnswer | undefined>;
   /** The hook's output went over its budget: what follows is dropped. */
   outputOver(worker: HookWorker): void;
   /**
@@ -68,6 +74,8 @@ interface InFlight {
   chunks?: AsyncIterator<Uint8Array>;
   /** A pull is being answered: the worker may not ask again until it is. */
   pulling?: boolean;
+  /** Shared-state requests waiting for their answer. */
+  shared?: number;
 }
 
 /** A running worker process. */
@@ -268,6 +276,22 @@ export class HookWorker {
         }
         return;
       }
+      case "shared": {
+        const entry = this.#inFlight.get(id);
+        if (entry === undefined) {
+          // Asked during a call given up after its timeout: it gets nothing more.
+          if (!this.#abandoned.has(id)) {
+            this.#protocolError(`a shared-state request for call ${id}, which is not in flight`);
+          }
+        } else if ((entry.shared ?? 0) >= MAX_SHARED_PENDING) {
+          this.#protocolError(
+            `more than ${MAX_SHARED_PENDING} shared-state requests of call ${id}`,
+          );
+        } else {
+          this.#shared(id, entry, m);
+        }
+        return;
+      }
       case "result": {
         const entry = this.#inFlight.get(id);
         if (!entry) {
@@ -293,6 +317,23 @@ export class HookWorker {
       default:
         this.#protocolError(`unknown message ${JSON.stringify(m.t)}`);
     }
+  }
+
+  /** Answers a shared-state request, if its call is still in flight then. */
+  #shared(id: number, entry: InFlight, request: Record<string, unknown>): void {
+    entry.shared = (entry.shared ?? 0) + 1;
+    const asked = this.#events.shared?.(this, request) ?? Promise.resolve({
+      t: "shared_result" as const,
+      rid: typeof request.rid === "number" ? request.rid : 0,
+      ok: false as const,
+      error: "shared state is not available to this hook",
+    });
+    asked.then((answer) => {
+      entry.shared = (entry.shared ?? 1) - 1;
+      if (answer !== undefined && this.#inFlight.get(id) === entry && !this.#dead) {
+        this.#write(encodeJsonFrame(id, answer));
+      }
+    }, (err) => this.terminate(`cannot answer a shared-state request: ${err}`));
   }
 
   /** Sends the next chunk of a call's message, or its end. */

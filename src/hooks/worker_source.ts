@@ -43,6 +43,9 @@
  * - The message of a post-data call is a pull stream: each read asks
  *   Postern for the next chunk, so the message is never held whole and a
  *   hook that does not read it costs nothing.
+ * - Shared state (`shared.increment`, `get`, `set`, the third argument of
+ *   a call) is asked of Postern over the same channel, with the call's ID;
+ *   the hook needs no network grant (see `shared_state.ts`).
  * - An unhandled rejection or uncaught error in a hook's background work is
  *   logged instead of ending the worker.
  *
@@ -179,16 +182,45 @@ function messageStream(id) {
   }, { highWaterMark: 0 });
 }
 
+// Shared state (the third argument): each request goes out with its
+// call's ID and is answered by Postern, which keeps the state in the
+// cluster's server; nothing is asked once the call has ended.
+const sharedWaiting = new Map();
+let sharedNext = 1;
+function sharedState(id) {
+  const ask = (op, fields) => new Promise((resolve, reject) => {
+    if (!streams.has(id)) {
+      reject(new Error("shared." + op + " was called after the hook's call ended"));
+      return;
+    }
+    const rid = sharedNext++;
+    sharedWaiting.set(rid, { resolve, reject, id });
+    sendJson(id, { t: "shared", rid, op, ...fields });
+  });
+  return {
+    increment: (key, by = 1, ttl = 0) => ask("increment", { key, by, ttl }),
+    get: (key) => ask("get", { key }),
+    set: (key, value, ttl = 0) => ask("set", { key, value, ttl }),
+  };
+}
+
 async function call(fn, id, request) {
   const input = { ...request.input };
+  // Marks the call as running (a stream state, whether or not it has a message).
   if (request.message) input.message = messageStream(id);
+  else streams.set(id, { waiting: null, done: true });
   try {
-    const value = await fn(input, hookState);
+    const value = await fn(input, hookState, sharedState(id));
     await sendJson(id, { t: "result", ok: true, value });
   } catch (err) {
     await sendJson(id, { t: "result", ok: false, error: describe(err) });
   } finally {
     streams.delete(id);
+    for (const [rid, waiting] of sharedWaiting) {
+      if (waiting.id !== id) continue;
+      sharedWaiting.delete(rid);
+      waiting.reject(new Error("the hook's call ended before its shared-state answer"));
+    }
   }
 }
 
@@ -238,6 +270,14 @@ requests.on("data", (chunk) => {
       if (kind === JSON_FRAME) {
         const request = JSON.parse(decoder.decode(payload));
         if (request.t === "call") call(fn, id, request);
+        else if (request.t === "shared_result") {
+          const waiting = sharedWaiting.get(request.rid);
+          if (waiting && waiting.id === id) {
+            sharedWaiting.delete(request.rid);
+            if (request.ok) waiting.resolve(request.value);
+            else waiting.reject(new Error(String(request.error)));
+          }
+        }
       } else {
         const state = streams.get(id);
         const waiting = state?.waiting;

@@ -42,6 +42,11 @@ const RESTART_ONLY: ReadonlyArray<{
     keep: (running, next) => ({ ...next, log: { ...next.log, mailFile: running.log.mailFile } }),
   },
   {
+    field: "cluster",
+    same: (a, b) => JSON.stringify(a.cluster) === JSON.stringify(b.cluster),
+    keep: (running, next) => ({ ...next, cluster: running.cluster }),
+  },
+  {
     field: "hostname",
     same: (a, b) => a.hostname === b.hostname,
     keep: (running, next) => ({ ...next, hostname: running.hostname }),

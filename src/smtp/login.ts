@@ -31,13 +31,44 @@ const BAD_CREDENTIALS = reply(535, "5.7.8", "Authentication credentials invalid"
 /** RFC 4954 section 6: 454 4.7.0, a temporary failure. */
 const TOO_MANY = reply(454, "4.7.0", "Too many failed logins from your address, try again later");
 
-/** Checks logins, and counts the failures per client. */
-export class LoginChecker {
+/**
+ * Failed logins per client key within the last hour: counted in this
+ * process, or across a fleet by the cluster's counter.
+ */
+export interface FailureCounter {
+  /** Failures of `key` within the window. */
+  count(key: string): number | Promise<number>;
+  /** Counts one failure of `key`. */
+  add(key: string): void | Promise<void>;
+}
+
+/** Failed logins counted in this process. */
+export class LocalFailures implements FailureCounter {
   #failures: SlidingWindowCounter;
 
-  /** Creates a checker; `clock` gives milliseconds. */
+  /** Counts within the hour; `clock` gives milliseconds. */
   constructor(clock: () => number = Date.now) {
     this.#failures = new SlidingWindowCounter(3_600_000, clock);
+  }
+
+  /** Failures of `key` within the hour. */
+  count(key: string): number {
+    return this.#failures.count(key);
+  }
+
+  /** Counts one failure of `key`. */
+  add(key: string): void {
+    this.#failures.hit(key, Number.MAX_SAFE_INTEGER);
+  }
+}
+
+/** Checks logins, and counts the failures per client. */
+export class LoginChecker {
+  #failures: FailureCounter;
+
+  /** Creates a checker; `clock` gives milliseconds; `failures` counts elsewhere (a fleet). */
+  constructor(clock: () => number = Date.now, failures?: FailureCounter) {
+    this.#failures = failures ?? new LocalFailures(clock);
   }
 
   /**
@@ -52,13 +83,13 @@ export class LoginChecker {
     onDovecotError?: (err: unknown) => void,
   ): Promise<LoginResult> {
     const key = clientKey(attempt.ip);
-    if (maxFailuresPerHour > 0 && this.#failures.count(key) >= maxFailuresPerHour) {
+    if (maxFailuresPerHour > 0 && await this.#failures.count(key) >= maxFailuresPerHour) {
       return { refusal: TOO_MANY, reason: "login_rate" };
     }
     if (dovecot?.checksPasswords) {
       const result = await loginWithDovecot(dovecot, attempt, resolver, onDovecotError);
       if ("refusal" in result && result.reason === "bad_credentials") {
-        this.#failures.hit(key, Number.MAX_SAFE_INTEGER);
+        await this.#failures.add(key);
       }
       return result;
     }
@@ -69,7 +100,7 @@ export class LoginChecker {
     const ok = await verifyPassword(attempt.password, hash ?? await dummyHash) &&
       hash !== undefined;
     if (ok) return { user: resolver.normalize(attempt.username) };
-    this.#failures.hit(key, Number.MAX_SAFE_INTEGER);
+    await this.#failures.add(key);
     return { refusal: BAD_CREDENTIALS, reason: "bad_credentials" };
   }
 }

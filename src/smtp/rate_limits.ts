@@ -115,8 +115,45 @@ export interface RateRefusal {
   reason: string;
 }
 
-/** The per-client rate limits of one server. */
-export class RateLimits {
+/** A refusal's value, or a promise of it (the shared limiter asks a server). */
+export type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * Per-client rate limits: {@linkcode RateLimits} counts in this process,
+ * the cluster's limiter across a fleet of nodes. The local one answers
+ * synchronously, so intake's usual path awaits no round trip.
+ */
+export interface RateLimiter {
+  /** Counts a connection, or returns the refusal. */
+  admitConnection(ip: string, limits: RateLimitSettings): MaybePromise<RateRefusal | undefined>;
+  /** Counts a message from `user` (authenticated) or else `ip`, or returns the refusal. */
+  admitMessage(
+    ip: string,
+    user: string | undefined,
+    limits: RateLimitSettings,
+  ): MaybePromise<RateRefusal | undefined>;
+}
+
+/** The refusals of the rate limits, by what was counted. */
+export const RATE_REFUSALS: Readonly<Record<"connection" | "message" | "user", RateRefusal>> = {
+  // RFC 5321 section 3.8: 421 closes the connection; the client retries later.
+  connection: {
+    reason: "connection_rate",
+    reply: reply(421, "4.7.0", "Too many connections from your address, try again later"),
+  },
+  // RFC 3463: 4.7.1 is "delivery not authorized" for now; the client may retry later.
+  message: {
+    reason: "message_rate",
+    reply: reply(451, "4.7.1", "Too many messages from your address, try again later"),
+  },
+  user: {
+    reason: "user_message_rate",
+    reply: reply(451, "4.7.1", "Too many messages from your account, try again later"),
+  },
+};
+
+/** The per-client rate limits of one server, counted in this process. */
+export class RateLimits implements RateLimiter {
   #connections: SlidingWindowCounter;
   #messagesByIp: SlidingWindowCounter;
   #messagesByUser: SlidingWindowCounter;
@@ -131,11 +168,7 @@ export class RateLimits {
   /** Counts a connection, or returns the 421 that refuses it. */
   admitConnection(ip: string, limits: RateLimitSettings): RateRefusal | undefined {
     if (this.#connections.hit(clientKey(ip), limits.connectionsPerIpPerMinute)) return undefined;
-    // RFC 5321 section 3.8: 421 closes the connection; the client retries later.
-    return {
-      reason: "connection_rate",
-      reply: reply(421, "4.7.0", "Too many connections from your address, try again later"),
-    };
+    return RATE_REFUSALS.connection;
   }
 
   /**
@@ -151,17 +184,10 @@ export class RateLimits {
       if (this.#messagesByUser.hit(user.toLowerCase(), limits.messagesPerUserPerHour)) {
         return undefined;
       }
-      return {
-        reason: "user_message_rate",
-        // RFC 3463: 4.7.1 is "delivery not authorized" for now; the user may retry later.
-        reply: reply(451, "4.7.1", "Too many messages from your account, try again later"),
-      };
+      return RATE_REFUSALS.user;
     }
     if (this.#messagesByIp.hit(clientKey(ip), limits.messagesPerIpPerHour)) return undefined;
-    return {
-      reason: "message_rate",
-      reply: reply(451, "4.7.1", "Too many messages from your address, try again later"),
-    };
+    return RATE_REFUSALS.message;
   }
 }
 

@@ -32,7 +32,7 @@ import {
 } from "./outbound_headers.ts";
 import type { ConnectionLimits } from "./connection_limits.ts";
 import type { LoginChecker } from "./login.ts";
-import type { RateLimits, RateLimitSettings } from "./rate_limits.ts";
+import type { RateLimiter, RateLimitSettings, RateRefusal } from "./rate_limits.ts";
 import { senderRefusal } from "./submission.ts";
 import { receiveMessage } from "./data.ts";
 import { receivedHeader } from "./received.ts";
@@ -78,7 +78,7 @@ export interface IntakeDeps {
   /** The policy in force now. */
   policy: () => IntakePolicy;
   /** Rate-limit counters; undefined: no rate limits. */
-  rates?: RateLimits | undefined;
+  rates?: RateLimiter | undefined;
   /** Checks AUTH on submission listeners. */
   logins?: LoginChecker | undefined;
   spool: Spool;
@@ -104,6 +104,9 @@ export class Intake implements SessionEvents {
     { qid: string; spf: SpfVerdict | null; policy: IntakePolicy }
   >();
 
+  /** Sessions whose connection rate the cluster's server is being asked about. */
+  #asking = new Set<string>();
+
   /** Creates handlers over `deps`. */
   constructor(deps: IntakeDeps) {
     this.#deps = deps;
@@ -115,18 +118,35 @@ export class Intake implements SessionEvents {
     const ip = session.remoteAddress;
     if (this.#deps.rates && !inNetworks(ip, policy.trustedNetworks)) {
       const limited = this.#deps.rates.admitConnection(ip, policy.rateLimits);
-      if (limited) {
-        this.#reject(session, "connect", limited.reason, limited.reply);
-        return Promise.resolve(limited.reply);
+      // The local limiter answers at once; only a fleet's asks its server.
+      if (limited instanceof Promise) {
+        this.#asking.add(session.id);
+        return limited.then((refusal) => {
+          // A client gone while the server was asked is not counted as open.
+          if (!this.#asking.delete(session.id)) return undefined;
+          return refusal ? this.#refuseConnection(session, refusal) : this.#admit(session);
+        });
       }
+      if (limited) return Promise.resolve(this.#refuseConnection(session, limited));
     }
+    return Promise.resolve(this.#admit(session));
+  }
+
+  #refuseConnection(session: SMTPServerSession, limited: RateRefusal): SmtpReply {
+    this.#reject(session, "connect", limited.reason, limited.reply);
+    return limited.reply;
+  }
+
+  /** The connection limits, once the rate limit let the client in. */
+  #admit(session: SMTPServerSession): SmtpReply | undefined {
+    const ip = session.remoteAddress;
     const refusal = this.#deps.connections.admit(session.id, ip);
     if (refusal) {
       this.#reject(session, "connect", "too_many_connections", refusal);
-      return Promise.resolve(refusal);
+      return refusal;
     }
     this.#deps.mailLog.connected(session.id, client(session));
-    return Promise.resolve(undefined);
+    return undefined;
   }
 
   /** MAIL FROM: a new transaction, with its queue ID and SPF verdict. */
@@ -152,11 +172,12 @@ export class Intake implements SessionEvents {
       this.#deps.rates &&
       (authenticatedUser(session) !== undefined || !inNetworks(ip, policy.trustedNetworks))
     ) {
-      const limited = this.#deps.rates.admitMessage(
+      const admitted = this.#deps.rates.admitMessage(
         ip,
         authenticatedUser(session),
         policy.rateLimits,
       );
+      const limited = admitted instanceof Promise ? await admitted : admitted;
       if (limited) {
         this.#reject(session, "mail", limited.reason, limited.reply, undefined, transaction.qid);
         this.#transactions.delete(session.id);
@@ -530,6 +551,7 @@ export class Intake implements SessionEvents {
 
   /** The connection closed: forget its state, and sum up a flood of refusals. */
   close(session: SMTPServerSession): void {
+    this.#asking.delete(session.id);
     this.#transactions.delete(session.id);
     this.#deps.connections.release(session.id);
     const summary = this.#refusals.close(session.id);

@@ -97,6 +97,13 @@ describe("admin API", () => {
     assert.equal(body.queue.size, 0);
   });
 
+  it("has no fleet without the cluster setting: /status says null, /cluster 404", async () => {
+    assert.equal((await json("/status")).body.cluster, null);
+    const { status, body } = await json("/cluster");
+    assert.equal(status, 404);
+    assert.match(body.error, /not in a cluster/);
+  });
+
   it("reloads on POST /reload and reports the new epoch", async () => {
     const { status, body } = await json("/reload", { method: "POST" });
     assert.equal(status, 200);

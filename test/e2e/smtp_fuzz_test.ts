@@ -65,8 +65,6 @@ class Dice {
   }
 }
 
-const enc = new TextEncoder();
-
 const ADDRESSES = [
   "alice@localhost",
   "bob@example.org",

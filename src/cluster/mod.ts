@@ -1,0 +1,15 @@
+/**
+ * A fleet of Postern nodes: the link to the shared Redis or Valkey server,
+ * rate limits counted across the fleet, and the fleet view.
+ *
+ * @module
+ */
+
+export { ClusterLink, ClusterUnavailable } from "./client.ts";
+export type { ClusterLinkStatus } from "./client.ts";
+export { Fleet } from "./fleet.ts";
+export type { FleetNode, NodeFacts } from "./fleet.ts";
+export { SharedFailures, SharedRateLimits } from "./rate_limits.ts";
+export { ClusterSharedStore } from "./shared_state.ts";
+export { parseClusterUrl } from "./settings.ts";
+export type { ClusterConfig, ClusterServer } from "./settings.ts";
