@@ -17,6 +17,7 @@
 
 import { chmod, chown, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { dirname, relative, resolve, sep } from "node:path";
+import { syncDir } from "../sync_dir.ts";
 
 /** Mode of new folders: owner all, group read and enter, others nothing. */
 export const NEW_DIR_MODE = 0o750;
@@ -144,16 +145,4 @@ async function setGroup(path: string, gid: number): Promise<void> {
 function notPermitted(err: unknown): boolean {
   const code = (err as { code?: string }).code;
   return code === "EPERM" || code === "EACCES";
-}
-
-/** Fsyncs a folder, so a rename or a new entry in it survives a crash. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } catch {
-    // Some file systems refuse to fsync a folder; the data itself is synced.
-  } finally {
-    await handle.close();
-  }
 }

@@ -35,6 +35,7 @@ import * as v from "valibot";
 import type { Logger } from "../log/mod.ts";
 import { embeddedFile, spawnProcess } from "../runtime/mod.ts";
 import type { FoundDeno } from "./find_deno.ts";
+import { syncDir } from "../sync_dir.ts";
 
 /** The name of the embedded, gzipped deno in the binary. */
 export const RUNTIME_ASSET = "hook-deno.gz";
@@ -273,18 +274,6 @@ async function identity(path: string): Promise<Identity | undefined> {
   const info = await stat(path).catch(() => undefined);
   if (info === undefined) return undefined;
   return `${info.dev}:${info.ino}:${info.size}:${info.mode}:${info.mtimeMs}:${info.ctimeMs}`;
-}
-
-/** Makes a rename in `dir` durable. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } catch {
-    // Some file systems cannot fsync a folder; the rename stands anyway.
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Removes temporary files that a crashed extraction left behind. */
