@@ -35,6 +35,8 @@ export interface AdminDeps {
   connectionsOpen: () => number;
   /** Outbound SMTP connections open now (busy and idle); absent in tests without outbound. */
   outboundConnectionsOpen?: () => number;
+  /** ACME certificates, when `tls.acme` is set. */
+  acme?: AdminAcme;
   now?: () => number;
 }
 
@@ -88,6 +90,13 @@ function invalid(result: { success: boolean; issues?: unknown }, c: Context) {
   return c.json({ error: "invalid request", issues }, 400);
 }
 
+/** What the API needs of ACME. */
+export interface AdminAcme {
+  /** Shown as /status's `acme`; these two fields also feed /metrics. */
+  status(): { not_after: string | null; consecutive_failures: number };
+  renewNow(): Promise<void>;
+}
+
 /** Builds the API. */
 export function adminApp(deps: AdminDeps): Hono {
   const now = deps.now ?? Date.now;
@@ -115,6 +124,13 @@ export function adminApp(deps: AdminDeps): Hono {
     await deps.policy.reload("api");
     const policy = deps.policy.status();
     return c.json({ ok: policy.lastError === undefined, policy: policyJson(policy) });
+  });
+
+  app.post("/acme/renew", async (c) => {
+    if (!deps.acme) return c.json({ error: "tls.acme is not configured" }, 404);
+    await deps.acme.renewNow();
+    const acme = deps.acme.status();
+    return c.json({ ok: acme.consecutive_failures === 0, acme });
   });
 
   app.get("/metrics", (c) => {
@@ -272,6 +288,7 @@ function status(deps: AdminDeps, at: number) {
     policy: policyJson(deps.policy.status()),
     hooks: deps.hooks(),
     queue: queueSummary(deps, at),
+    ...(deps.acme ? { acme: deps.acme.status() } : {}),
   };
 }
 
@@ -302,10 +319,34 @@ function gauges(deps: AdminDeps, at: number): Gauge[] {
       help: "1 while the last reload failed (the previous policy is in force)",
       value: policy.lastError ? 1 : 0,
     },
+    ...acmeGauges(deps, at),
     {
       name: "uptime_seconds",
       help: "Seconds since start",
       value: Math.floor((at - deps.startedAt.getTime()) / 1000),
+    },
+  ];
+}
+
+function acmeGauges(deps: AdminDeps, at: number): Gauge[] {
+  if (!deps.acme) return [];
+  const acme = deps.acme.status();
+  const notAfter = acme.not_after === null ? 0 : Date.parse(acme.not_after);
+  return [
+    {
+      name: "acme_certificate_expiry_timestamp_seconds",
+      help: "When the ACME certificate expires (Unix time); 0 before the first is issued",
+      value: Math.floor(notAfter / 1000),
+    },
+    {
+      name: "acme_certificate_expires_in_seconds",
+      help: "Seconds until the ACME certificate expires; 0 before the first is issued",
+      value: notAfter === 0 ? 0 : Math.floor((notAfter - at) / 1000),
+    },
+    {
+      name: "acme_renewal_failures",
+      help: "Failed ACME orders since the last success (retried with backoff)",
+      value: acme.consecutive_failures,
     },
   ];
 }

@@ -25,6 +25,7 @@ import { parseNetwork, type SpfAction, spfPolicy, type SpfResult } from "../auth
 import type { HooksConfig } from "../hooks/mod.ts";
 import { hostname as hostHostname } from "../runtime/mod.ts";
 import { isPasswordHash, parseUserLine } from "../users/mod.ts";
+import { resolveAcme } from "./acme.ts";
 import { loadCertificates } from "./certificates.ts";
 import { loadDkim } from "./dkim.ts";
 import { resolveOutbound } from "./outbound.ts";
@@ -103,6 +104,12 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
     if (err instanceof ConfigError) throw err;
     throw new ConfigError(mainFile, err instanceof Error ? err.message : String(err));
   }
+  const acme = resolveAcme(file, domains, {
+    hostname,
+    mainFile,
+    relativeToConfig,
+    readText: readOptional,
+  });
   const dataDir = options.dataDir !== undefined
     ? resolve(options.dataDir)
     : file.data_dir !== undefined
@@ -129,6 +136,7 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
     certificates: configDir === undefined
       ? []
       : await loadCertificates(configDir, file.tls, relativeToConfig),
+    acme,
     aliases: {
       suffixSeparators: file.aliases?.suffix_separators ?? DEFAULTS.aliases.suffixSeparators,
       dropCharacters: file.aliases?.drop_characters ?? DEFAULTS.aliases.dropCharacters,
