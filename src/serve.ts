@@ -227,6 +227,7 @@ export async function serve(
     : await startAcmeService({
       config: config.acme,
       dataDir: config.dataDir,
+      hostname: config.hostname,
       domains: () => policy.current.config.domains,
       logger,
       counters,

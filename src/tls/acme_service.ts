@@ -9,9 +9,11 @@
 import type { AcmeConfig, CertificatePair, DomainConfig } from "../config/mod.ts";
 import { challengeApp, mtaStsApp } from "../http/well_known.ts";
 import type { Counters, Logger } from "../log/mod.ts";
-import { type HttpServer, serveHttp } from "../runtime/mod.ts";
+import { type HttpServer, runtimeName, serveHttp } from "../runtime/mod.ts";
 import { AcmeManager, type AcmeStatus, ChallengeTokens } from "./acme.ts";
 import type { StoredCertificate } from "./acme_store.ts";
+import { type AlpnServer, startAlpnServer } from "./alpn_server.ts";
+import { tlsMaterial } from "./mod.ts";
 
 /** The running ACME parts. */
 export interface AcmeService {
@@ -26,6 +28,8 @@ export interface AcmeService {
 export interface AcmeServiceOptions {
   config: AcmeConfig;
   dataDir: string;
+  /** For the self-signed certificate shown before the first is issued. */
+  hostname: string;
   /** The domains in force (their MTA-STS policies). */
   domains: () => ReadonlyMap<string, DomainConfig>;
   logger: Logger;
@@ -57,7 +61,36 @@ export async function startAcmeService(options: AcmeServiceOptions): Promise<Acm
   const policyApp = mtaStsApp(options.domains);
   let httpsServer: HttpServer | undefined;
   let httpsAddress: string | undefined;
+  // TLS-ALPN-01 needs the HTTPS port from the start, and a certificate
+  // chosen by ALPN: a TLS server of its own, serving MTA-STS too.
+  let alpnServer: AlpnServer | undefined;
+  if (config.renew && config.challenge === "tls-alpn-01") {
+    if (runtimeName === "deno") {
+      // Deno's TLS server stalls the handshake on a certificate with an
+      // unknown critical extension, and RFC 8737 section 3 requires the
+      // acmeIdentifier extension to be critical.
+      throw new Error(
+        "tls.acme.challenge tls-alpn-01 needs the Bun build (the postern binary or bun run): " +
+          "Deno's TLS server cannot present the challenge certificate; use http-01 on Deno",
+      );
+    }
+    const { host, port } = split(config.httpsListen);
+    const selfSigned = await tlsMaterial([], options.dataDir, options.hostname);
+    alpnServer = await startAlpnServer({
+      host,
+      port,
+      tokens,
+      initial: { certPem: selfSigned.cert, keyPem: selfSigned.key },
+      fetch: (request) => policyApp.fetch(request),
+    });
+    httpsAddress = alpnServer.address;
+    logger.info("acme tls-alpn-01 and mta-sts server", { listen: httpsAddress });
+  }
   const serveHttps = async (cert: StoredCertificate) => {
+    if (alpnServer !== undefined) {
+      alpnServer.setCertificate(cert);
+      return;
+    }
     if (!wantsMtaSts) return;
     const { host, port } = split(httpsAddress ?? config.httpsListen);
     await httpsServer?.close();
@@ -96,6 +129,7 @@ export async function startAcmeService(options: AcmeServiceOptions): Promise<Acm
       await manager.close();
       await challengeServer?.close();
       await httpsServer?.close();
+      await alpnServer?.close();
     },
   };
 }
