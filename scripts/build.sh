@@ -2,15 +2,64 @@
 # Builds dist/postern, one self-contained executable, with `bun build
 # --compile` (works offline once the npm packages are installed).
 #
-# Users who are online can build with Deno instead:
+#   bash scripts/build.sh          the release binary: carries the deno that
+#                                  runs TypeScript hooks (gzipped, ~40 MB more)
+#   bash scripts/build.sh --slim   without it, for packagers who provide deno
+#                                  (hooks.deno, DENO_BIN or deno on PATH);
+#                                  POSTERN_SLIM=1 does the same
+#
+# The embedded deno is the npm package @deno/<platform> at the exact version
+# that package.json pins and deno.lock records, taken from node_modules (see
+# scripts/pinned_deno.sh); its version, size and SHA-256 go into a manifest
+# beside it in the binary.
+#
+# Users who are online can build a slim binary with Deno instead:
 #   deno compile --allow-all --output dist/postern src/main.ts
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+slim="${POSTERN_SLIM:-0}"
+for arg in "$@"; do
+  case "$arg" in
+    --slim) slim=1 ;;
+    *) echo "usage: bash scripts/build.sh [--slim]" >&2; exit 2 ;;
+  esac
+done
+
 if command -v bun >/dev/null 2>&1; then BUN=(bun); else BUN=(npx -y bun@1); fi
-if [ ! -d node_modules/smtp-server ]; then
+if [ ! -d node_modules/smtp-server ] || { [ "$slim" != 1 ] && [ ! -d node_modules/@deno ]; }; then
   if command -v deno >/dev/null 2>&1; then deno install; else "${BUN[@]}" install; fi
 fi
 mkdir -p dist
-"${BUN[@]}" build --compile --minify --sourcemap src/main.ts --outfile dist/postern
+
+if [ "$slim" = 1 ]; then
+  "${BUN[@]}" build --compile --minify --sourcemap src/main.ts --outfile dist/postern
+  ls -l dist/postern
+  exit 0
+fi
+
+deno_bin="$(bash scripts/pinned_deno.sh)"
+version="$("$deno_bin" --version | head -1 | cut -d' ' -f2)"
+package="$(basename "$(dirname "$deno_bin")")"
+sha256="$( (sha256sum "$deno_bin" 2>/dev/null || shasum -a 256 "$deno_bin") | cut -d' ' -f1)"
+size="$(wc -c <"$deno_bin" | tr -d ' ')"
+
+# Compressing takes a few seconds: reuse the last one while the hash is the same.
+embed=dist/embed
+manifest="{\"version\":\"$version\",\"sha256\":\"$sha256\",\"size\":$size,\"package\":\"@deno/$package\"}"
+mkdir -p "$embed"
+if [ ! -f "$embed/hook-deno.gz" ] || [ "$(cat "$embed/hook-runtime.manifest" 2>/dev/null)" != "$manifest" ]; then
+  rm -f "$embed/hook-runtime.manifest"
+  gzip -6 -c "$deno_bin" >"$embed/hook-deno.gz.tmp"
+  mv "$embed/hook-deno.gz.tmp" "$embed/hook-deno.gz"
+  printf '%s' "$manifest" >"$embed/hook-runtime.manifest"
+fi
+
+# The two extra entry points are embedded as files (Bun.embeddedFiles),
+# named without a content hash.
+"${BUN[@]}" build --compile --minify --sourcemap --asset-naming='[name].[ext]' \
+  --loader .gz:file --loader .manifest:file \
+  src/main.ts "$embed/hook-deno.gz" "$embed/hook-runtime.manifest" --outfile dist/postern
+echo "embedded hook runtime: deno $version ($size bytes, sha256 $sha256)"
+rm -f dist/hook-deno.js.map dist/hook-runtime.js.map
 ls -l dist/postern

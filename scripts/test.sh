@@ -2,7 +2,9 @@
 # The whole test suite, as `deno task test` runs it:
 #   1. unit and end-to-end tests on Deno (the source);
 #   2. the same tests on Bun (the source);
-#   3. the end-to-end tests against the compiled binary (dist/postern).
+#   3. the end-to-end tests against the compiled binary (dist/postern), and
+#      test/binary/ (the binary alone: its embedded deno, no network; needs
+#      root or user namespaces for unshare).
 # Ends with one line, "N passed, N failed", summed over all three runs.
 #
 # Needs swaks on PATH for the end-to-end tests (Debian: apt-get install swaks).
@@ -24,7 +26,7 @@ echo "== Bun $("${BUN[@]}" --version): unit and end-to-end tests"
 
 echo "== compiled binary: end-to-end tests"
 if bash scripts/build.sh; then
-  POSTERN_TARGET=binary deno test -A --junit-path="$reports/binary.xml" test/e2e/
+  POSTERN_TARGET=binary deno test -A --junit-path="$reports/binary.xml" test/e2e/ test/binary/*.ts
 else
   echo "build failed" >&2
 fi

@@ -17,7 +17,8 @@
  * @module
  */
 
-import { resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { normalizeDomain } from "./aliases/mod.ts";
 import {
@@ -30,7 +31,15 @@ import {
 import { DnsResolver } from "./dns/mod.ts";
 import { runAdminCommand } from "./admin/client.ts";
 import { type Config, ConfigError, loadConfig } from "./config/mod.ts";
-import { findDeno, HookSetupError, typeCheckHooks } from "./hooks/mod.ts";
+import {
+  describeHookRuntime,
+  EmbeddedDeno,
+  embeddedRuntime,
+  findDeno,
+  HookSetupError,
+  typeCheckHooks,
+} from "./hooks/mod.ts";
+import { HOOK_POINTS } from "../hooks/mod.ts";
 import { runHookOnce } from "./hooks/run_once.ts";
 import { Counters, FileSink, Logger } from "./log/mod.ts";
 import { hashPassword, listUsers, removeUser, setUser, splitAddress } from "./users/mod.ts";
@@ -115,7 +124,13 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "version":
       runtime.writeStdout(
-        `postern ${VERSION} (${runtime.runtimeName} ${runtime.runtimeVersion})\n`,
+        `postern ${VERSION} (${runtime.runtimeName} ${runtime.runtimeVersion})\n` +
+          `hook runtime: ${
+            describeHookRuntime({
+              embedded: (await embeddedRuntime())?.manifest.version ?? null,
+              deno: null,
+            })
+          }\n`,
       );
       return 0;
     case "check":
@@ -168,7 +183,9 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   if (command === "hook") {
+    const embedded = await embeddedRuntime();
     const { status, report } = await runHookOnce({
+      embeddedDeno: embedded && new EmbeddedDeno(embedded, config.dataDir),
       configDir: config.configDir,
       hooks: config.hooks,
       event: positionals[2]!,
@@ -243,11 +260,18 @@ async function check(config: Config): Promise<number> {
   if (config.configDir === undefined) return 0;
   let deno;
   try {
+    const embedded = await embeddedRuntime();
+    const embeddedDeno = embedded && new EmbeddedDeno(embedded, config.dataDir);
     deno = findDeno({
       configured: config.hooks.deno,
       env: runtime.env,
       execPath: runtime.execPath(),
+      embedded: embeddedDeno?.path,
     });
+    // The embedded deno is read only when there is a TypeScript hook to check.
+    const hooksDir = resolve(config.configDir, "hooks");
+    const anyModule = HOOK_POINTS.some((point) => existsSync(join(hooksDir, `${point}.ts`)));
+    if (deno?.source === "embedded" && anyModule) await embeddedDeno!.prepare();
   } catch (err) {
     runtime.writeStderr(`postern: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;

@@ -13,7 +13,14 @@ import { startAdmin } from "./admin/server.ts";
 import { DkimKeyring, SpfVerdictCache } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
 import { DispatchCourier, LocalCourier } from "./delivery/mod.ts";
-import { aliasHookTargets, HookRunner } from "./hooks/mod.ts";
+import {
+  aliasHookTargets,
+  describeHookRuntime,
+  EmbeddedDeno,
+  embeddedRuntime,
+  HookRunner,
+  hookRuntimeReporter,
+} from "./hooks/mod.ts";
 import { Counters, FileSink, type Logger, MailLog } from "./log/mod.ts";
 import { Bouncer, ConnectionPool, MtaStsPolicies, RemoteCourier } from "./outbound/mod.ts";
 import {
@@ -96,7 +103,12 @@ export async function serve(
     hookLogFile ??= new FileSink(join(config.dataDir, "log", "pre-delivery-attempt.log"));
     hookLogFile.write(line);
   };
+  // The binary's own deno: only its manifest is read here; the runtime
+  // itself is read (extracted or checked) when a TypeScript hook needs it.
+  const embedded = await embeddedRuntime();
+  const embeddedDeno = embedded && new EmbeddedDeno(embedded, config.dataDir, logger);
   const hooks = await HookRunner.start({
+    embeddedDeno,
     outputFor: (point) => point === "pre-delivery-attempt" ? hookLog : undefined,
     configDir: config.configDir,
     dataDir: config.dataDir,
@@ -352,6 +364,7 @@ export async function serve(
   // SIGHUP also opens the hook's log again by name, as the mail log is, so
   // that logrotate's rename-and-HUP works for both.
   const unsubscribeHangup = options.onHangup?.(() => hookLogFile?.reopen());
+  const hookRuntime = await hookRuntimeReporter(() => hooks.deno, embeddedDeno);
   const admin = config.admin.listen === undefined ? undefined : await startAdmin({
     listen: config.admin.listen,
     tokenFile: config.admin.tokenFile,
@@ -367,6 +380,7 @@ export async function serve(
       spool,
       counters,
       hooks: () => hooks.status(),
+      hookRuntime,
       connectionsOpen: () => connections.open,
       outboundConnectionsOpen: () => pool.open,
       ...(acme ? { acme } : {}),
@@ -380,6 +394,7 @@ export async function serve(
     dns: config.dns.servers.join(",") || "system",
     spf: config.auth.spf ? "on" : "off",
     queued: items.length,
+    hook_runtime: describeHookRuntime(hookRuntime()),
   });
 
   return {
@@ -483,6 +498,8 @@ function listenerSettings(config: Config): LiveListenerSettings {
     maxMessageSize: config.smtp.maxMessageSize,
     idleTimeoutMs: config.smtp.idleTimeoutMs,
     commandTimeoutMs: config.smtp.commandTimeoutMs,
+    minDataRate: config.smtp.minDataRate,
+    hardErrorLimit: config.smtp.hardErrorLimit,
     maxCommandLength: config.smtp.maxCommandLength,
   };
 }

@@ -72,6 +72,7 @@ const pool = new ModulePool({
   bootstrap: join(dir, "worker.js"),
   grants: NO_GRANTS,
   maxMemoryBytes: 256 * 1024 * 1024,
+  outputLimits: { linesPerSecond: 200, bytesPerSecond: 64 * 1024 },
   workers: 1,
   timeoutMs: 10_000,
   cwd: dir,

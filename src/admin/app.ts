@@ -31,6 +31,8 @@ export interface AdminDeps {
   counters: Counters;
   /** Hook points and their workers. */
   hooks: () => unknown;
+  /** The deno that runs TypeScript hooks: the embedded one and the one in use. */
+  hookRuntime?: () => unknown;
   /** SMTP connections open now. */
   connectionsOpen: () => number;
   /** Outbound SMTP connections open now (busy and idle); absent in tests without outbound. */
@@ -287,6 +289,7 @@ function status(deps: AdminDeps, at: number) {
     outbound_connections: deps.outboundConnectionsOpen?.() ?? 0,
     policy: policyJson(deps.policy.status()),
     hooks: deps.hooks(),
+    hook_runtime: deps.hookRuntime?.() ?? null,
     queue: queueSummary(deps, at),
     ...(deps.acme ? { acme: deps.acme.status() } : {}),
   };

@@ -30,6 +30,11 @@ export const DEFAULTS = {
     // to it (RFC 1869 section 4.1.2); leave room for SMTPUTF8 addresses.
     maxCommandLength: 2048,
     // queue_minfree: see defaultQueueMinfree.
+    // Postfix's smtpd_min_data_rate: the DATA deadline is command_timeout
+    // plus one second per 500 bytes received.
+    minDataRate: 500,
+    // Postfix's smtpd_hard_error_limit.
+    hardErrorLimit: 20,
   },
   aliases: { suffixSeparators: "+", dropCharacters: "." },
   delivery: {
@@ -103,6 +108,10 @@ export const DEFAULTS = {
     // One worker, so one module state, as GreenArrow's reference has it.
     workers: 1,
     maxMemoryBytes: 256 * 1024 * 1024,
+    // A hook's output in the log, per worker and second: the first lines of
+    // a flood, then a note (see src/hooks/output_budget.ts).
+    outputLinesPerSecond: 200,
+    outputBytesPerSecond: 64 * 1024,
   },
   acme: {
     // Let's Encrypt; its staging directory, for trials, is

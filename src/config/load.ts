@@ -132,6 +132,8 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       maxCommandLength: smtp.max_command_length ?? DEFAULTS.smtp.maxCommandLength,
       queueMinfree: smtp.queue_minfree ??
         defaultQueueMinfree(smtp.max_message_size ?? DEFAULTS.smtp.maxMessageSize),
+      minDataRate: smtp.min_data_rate ?? DEFAULTS.smtp.minDataRate,
+      hardErrorLimit: smtp.hard_error_limit ?? DEFAULTS.smtp.hardErrorLimit,
     },
     certificates: configDir === undefined
       ? []
@@ -248,6 +250,10 @@ function resolveHooks(
       timeoutMs: settings.timeout ?? DEFAULTS.hooks.timeoutMs[name],
       workers: settings.workers ?? DEFAULTS.hooks.workers,
       maxMemoryBytes: settings.max_memory ?? DEFAULTS.hooks.maxMemoryBytes,
+      outputLimits: {
+        linesPerSecond: settings.output_lines_per_second ?? DEFAULTS.hooks.outputLinesPerSecond,
+        bytesPerSecond: settings.output_bytes_per_second ?? DEFAULTS.hooks.outputBytesPerSecond,
+      },
       allow: {
         net: allow.net ?? [],
         read: (allow.read ?? []).map(relativeToConfig),

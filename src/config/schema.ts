@@ -64,8 +64,15 @@ const HookPointSchema = v.nullish(v.strictObject({
   timeout: v.optional(Duration),
   /** Worker processes of a module hook, each with its own state. Default: 1. */
   workers: v.optional(Count(1)),
-  /** V8 heap limit of each worker. Default: 256MiB. */
+  /**
+   * Memory limit of each worker: its V8 heap, and (Linux) everything it
+   * allocates, within deno's margin (see `withDataLimit`). Default: 256MiB.
+   */
   max_memory: v.optional(Size),
+  /** Lines of a worker's output logged per second; the rest is dropped. Default: 200. */
+  output_lines_per_second: v.optional(Count(1)),
+  /** Bytes of a worker's output logged per second; the rest is dropped. Default: 64KiB. */
+  output_bytes_per_second: v.optional(Size),
   /** What the hook may do beyond reading its own files. Default: nothing. */
   allow: v.optional(v.strictObject({
     /** Hosts (`host` or `host:port`) it may connect to. */
@@ -164,6 +171,10 @@ export const ConfigFileSchema = v.strictObject({
      * at least 100MiB.
      */
     queue_minfree: v.optional(Size),
+    /** Bytes per second a message must arrive at, at least (after 354). Default: 500. */
+    min_data_rate: v.optional(Count(1)),
+    /** Refused or bad commands that end a session with 421 4.7.0; 0: no limit. Default: 20. */
+    hard_error_limit: v.optional(Count(0)),
   })),
   submission: v.optional(v.strictObject({
     /** Submission with STARTTLS (port 587): AUTH after TLS, then relaying. Default: none. */

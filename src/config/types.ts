@@ -94,6 +94,10 @@ export interface Config {
     maxCommandLength: number;
     /** Bytes kept free on the spool's file system at MAIL FROM. */
     queueMinfree: number;
+    /** Bytes per second a message must arrive at, at least. */
+    minDataRate: number;
+    /** Refused or bad commands that end a session; 0: no limit. */
+    hardErrorLimit: number;
   };
   /** Submission listeners: STARTTLS (587-style) and implicit TLS (465-style). */
   submission: { listen: string[]; listenTls: string[] };

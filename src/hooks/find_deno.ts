@@ -1,7 +1,8 @@
 /**
  * Where the deno that runs module hooks is. TypeScript hooks always run
  * under deno, whose permission flags are their sandbox, also when Postern
- * runs on Bun: without deno, a TypeScript hook is never run at all.
+ * runs on Bun: without deno, a TypeScript hook is never run at all. The
+ * release binary carries its own deno (see `hook_runtime.ts`).
  *
  * @module
  */
@@ -17,17 +18,23 @@ export interface DenoSearch {
   env: (name: string) => string | undefined;
   /** The executable of the running process. */
   execPath: string;
+  /**
+   * Where the binary's own deno goes once extracted, when the binary
+   * carries one; the caller prepares it before use.
+   */
+  embedded?: string | undefined;
 }
 
 /** The deno found, and how. */
 export interface FoundDeno {
   path: string;
-  source: "config" | "DENO_BIN" | "PATH" | "running deno";
+  source: "config" | "DENO_BIN" | "embedded" | "PATH" | "running deno";
 }
 
 /**
- * Finds deno: the configured path, then `$DENO_BIN`, then `deno` on
- * `$PATH`, then the running executable when it is deno itself (a `deno
+ * Finds deno: the configured path, then `$DENO_BIN`, then the deno that
+ * the binary carries (pinned at build time, so a deno on `$PATH` does not
+ * replace it), then `deno` on `$PATH`, then the running executable when it is deno itself (a `deno
  * compile` binary or Bun is not). A configured path or `DENO_BIN` that is
  * not executable is an error rather than a reason to look elsewhere.
  *
@@ -43,6 +50,7 @@ export function findDeno(search: DenoSearch): FoundDeno | undefined {
     requireExecutable(fromEnv, "DENO_BIN");
     return { path: fromEnv, source: "DENO_BIN" };
   }
+  if (search.embedded) return { path: search.embedded, source: "embedded" };
   for (const dir of (search.env("PATH") ?? "").split(delimiter)) {
     if (dir === "") continue;
     const candidate = join(dir, "deno");

@@ -36,8 +36,16 @@ export interface Frame {
   payload: Uint8Array;
 }
 
-/** Frames larger than this are a protocol error (a hook result is small). */
-export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/**
+ * The largest frame a worker may send: the announced length (kind, call ID
+ * and payload) in bytes. A worker's frames are its answers, and the largest
+ * legitimate answer is a post-data result (headers to add, a reply text) or
+ * an alias list; 1 MiB holds thousands of headers or addresses. A longer
+ * frame is a protocol error and ends the worker as soon as its 4 length bytes
+ * arrive (the worker source refuses to send a longer result and sends an
+ * error instead, so a legitimate hook gets a clear failure).
+ */
+export const MAX_FRAME_BYTES = 1024 * 1024;
 
 const HEAD = 9;
 
@@ -107,38 +115,64 @@ export class FrameError extends Error {
   }
 }
 
-/** Splits a byte stream into frames, whatever the chunk boundaries. */
+/**
+ * Splits a byte stream into frames, whatever the chunk boundaries, in linear
+ * time: the head of a frame is gathered in a 9-byte buffer, and its payload
+ * is copied once into a buffer of the announced size, so no byte is copied
+ * twice however the stream is cut (the bytes of a worker are hostile input).
+ */
 export class FrameDecoder {
-  #buffer: Uint8Array = new Uint8Array(0);
+  #head = new Uint8Array(HEAD);
+  #headBytes = 0;
+  #kind: FrameKindValue = FrameKind.json;
+  #id = 0;
+  #payload: Uint8Array | undefined;
+  #payloadBytes = 0;
 
   /**
    * Adds bytes and returns the frames completed by them.
    *
-   * @throws {FrameError} when a frame is malformed or too large.
+   * @throws {FrameError} when a frame is malformed or too large; its length
+   * is checked as soon as its first 4 bytes arrive.
    */
   push(bytes: Uint8Array): Frame[] {
-    this.#buffer = this.#buffer.byteLength === 0 ? bytes : concatBytes([this.#buffer, bytes]);
     const frames: Frame[] = [];
-    let offset = 0;
-    while (this.#buffer.byteLength - offset >= 4) {
-      const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset + offset);
-      const length = view.getUint32(0);
-      if (length < 5 || length > MAX_FRAME_BYTES) {
-        throw new FrameError(`Cannot read frame: length ${length} is out of range`);
+    let at = 0;
+    while (at < bytes.byteLength) {
+      if (this.#payload === undefined) {
+        const take = Math.min(HEAD - this.#headBytes, bytes.byteLength - at);
+        this.#head.set(bytes.subarray(at, at + take), this.#headBytes);
+        const before = this.#headBytes;
+        this.#headBytes += take;
+        at += take;
+        const view = new DataView(this.#head.buffer);
+        if (before < 4 && this.#headBytes >= 4) {
+          const length = view.getUint32(0);
+          if (length < 5 || length > MAX_FRAME_BYTES) {
+            throw new FrameError(`Cannot read frame: length ${length} is out of range`);
+          }
+        }
+        if (this.#headBytes < HEAD) break;
+        const kind = view.getUint8(4);
+        if (kind !== FrameKind.json && kind !== FrameKind.chunk && kind !== FrameKind.end) {
+          throw new FrameError(`Cannot read frame: unknown kind ${kind}`);
+        }
+        this.#kind = kind;
+        this.#id = view.getUint32(5);
+        this.#payload = new Uint8Array(view.getUint32(0) - 5);
+        this.#payloadBytes = 0;
+        this.#headBytes = 0;
       }
-      if (this.#buffer.byteLength - offset < 4 + length) break;
-      const kind = view.getUint8(4);
-      if (kind !== FrameKind.json && kind !== FrameKind.chunk && kind !== FrameKind.end) {
-        throw new FrameError(`Cannot read frame: unknown kind ${kind}`);
+      const payload = this.#payload;
+      const take = Math.min(payload.byteLength - this.#payloadBytes, bytes.byteLength - at);
+      payload.set(bytes.subarray(at, at + take), this.#payloadBytes);
+      this.#payloadBytes += take;
+      at += take;
+      if (this.#payloadBytes === payload.byteLength) {
+        frames.push({ kind: this.#kind, id: this.#id, payload });
+        this.#payload = undefined;
       }
-      frames.push({
-        kind,
-        id: view.getUint32(5),
-        payload: this.#buffer.slice(offset + HEAD, offset + 4 + length),
-      });
-      offset += 4 + length;
     }
-    this.#buffer = this.#buffer.subarray(offset);
     return frames;
   }
 }

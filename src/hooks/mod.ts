@@ -23,5 +23,13 @@ export type { CallOutcome } from "./worker.ts";
 export { WORKER_SOURCE } from "./worker_source.ts";
 export { findDeno } from "./find_deno.ts";
 export type { DenoSearch, FoundDeno } from "./find_deno.ts";
+export {
+  denoVersion,
+  describeHookRuntime,
+  EmbeddedDeno,
+  embeddedRuntime,
+  hookRuntimeReporter,
+  type HookRuntimeStatus,
+} from "./hook_runtime.ts";
 export { typeCheckHooks } from "./type_check.ts";
 export type { TypeCheckResult } from "./type_check.ts";

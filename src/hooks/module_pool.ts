@@ -8,10 +8,18 @@
  */
 
 import { readFile } from "node:fs/promises";
+import { cpus, platform } from "node:os";
 import { pathToFileURL } from "node:url";
 import type { Counters, Logger } from "../log/mod.ts";
-import { type HookGrants, sandboxFlags, workerEnv } from "./sandbox.ts";
+import {
+  dataLimitBytes,
+  type HookGrants,
+  sandboxFlags,
+  withDataLimit,
+  workerEnv,
+} from "./sandbox.ts";
 import { Deadlines } from "./deadlines.ts";
+import type { OutputLimits } from "./output_budget.ts";
 import { type CallOutcome, HookWorker, type WorkerEvents } from "./worker.ts";
 
 /** How one module hook runs. */
@@ -28,6 +36,8 @@ export interface ModulePoolOptions {
   bootstrap: string;
   grants: HookGrants;
   maxMemoryBytes: number;
+  /** What each worker's output may put in the log each second. */
+  outputLimits: OutputLimits;
   /** Worker processes, each with its own module state. */
   workers: number;
   /** Time allowed per call, start-up of a worker included. */
@@ -44,10 +54,10 @@ export interface ModulePoolOptions {
 }
 
 /**
- * The V8 heap limit does not cover memory outside the heap (ArrayBuffers,
- * native allocations), so the resident size of each worker is also
- * checked this often, and a worker above its heap limit plus this margin
- * (deno's own runtime) is ended.
+ * The data limit (see `withDataLimit` in `sandbox.ts`) holds every
+ * allocation on Linux; as a second line, and the only one elsewhere, the
+ * resident size of each worker is also checked this often, and a worker
+ * above its memory limit plus this margin (deno's own runtime) is ended.
  */
 const RSS_CHECK_MS = 200;
 const RSS_MARGIN_BYTES = 128 * 1024 * 1024;
@@ -72,12 +82,16 @@ export class ModulePool {
   /** Creates the pool and starts its workers, so load errors show at once. */
   constructor(options: ModulePoolOptions) {
     this.options = options;
-    this.#argv = [
-      options.deno,
-      ...sandboxFlags(options.hooksDir, options.name, options.grants, options.maxMemoryBytes),
-      options.bootstrap,
-      pathToFileURL(options.entry).href,
-    ];
+    this.#argv = withDataLimit(
+      [
+        options.deno,
+        ...sandboxFlags(options.hooksDir, options.name, options.grants, options.maxMemoryBytes),
+        options.bootstrap,
+        pathToFileURL(options.entry).href,
+      ],
+      dataLimitBytes(options.maxMemoryBytes, cpus().length),
+      platform(),
+    );
     this.#env = workerEnv(options.grants, options.env);
     this.#deadlines = new Deadlines(options.timeoutMs);
     this.#events = {
@@ -98,6 +112,36 @@ export class ModulePool {
       },
       exited: (worker, detail, expected) => this.#exited(worker, detail, expected),
       idle: () => {},
+      outputOver: (worker) => {
+        options.logger.warn("hook output is over its budget; it is dropped until it calms down", {
+          hook: options.name,
+          pid: worker.pid,
+          lines_per_second: options.outputLimits.linesPerSecond,
+          bytes_per_second: options.outputLimits.bytesPerSecond,
+        });
+      },
+      outputDropped: (worker, dropped, ended) => {
+        const labels = { hook: options.name };
+        options.counters?.inc("hook_output_dropped_lines_total", labels, dropped.lines);
+        options.counters?.inc("hook_output_dropped_bytes_total", labels, dropped.bytes);
+        if (ended) {
+          options.logger.warn("hook output was dropped", {
+            hook: options.name,
+            pid: worker.pid,
+            lines: ended.lines,
+            bytes: ended.bytes,
+            seconds: ended.seconds,
+          });
+        }
+      },
+      protocolError: (worker, detail) => {
+        options.counters?.inc("hook_protocol_errors_total", { hook: options.name });
+        options.logger.error("hook worker broke the protocol; it is ended", {
+          hook: options.name,
+          pid: worker.pid,
+          cause: detail,
+        });
+      },
     };
     for (let i = 0; i < options.workers; i++) this.#spawn();
     this.#rssTimer = setInterval(() => void this.#checkMemory(), RSS_CHECK_MS);
@@ -214,7 +258,13 @@ export class ModulePool {
   }
 
   #spawn(): HookWorker {
-    const worker = new HookWorker(this.#argv, this.#env, this.options.cwd, this.#events);
+    const worker = new HookWorker(
+      this.#argv,
+      this.#env,
+      this.options.cwd,
+      this.#events,
+      this.options.outputLimits,
+    );
     this.#workers.push(worker);
     this.options.counters?.inc("hook_worker_starts_total", { hook: this.options.name });
     this.options.logger.debug("hook worker started", { hook: this.options.name, pid: worker.pid });

@@ -22,6 +22,7 @@ import {
 import { Counters, type Logger } from "../log/mod.ts";
 import { HOOK_ERROR_TEXT, preDeliveryDecision } from "../outbound/pre_delivery.ts";
 import type { HooksConfig } from "./runner.ts";
+import type { EmbeddedDeno } from "./hook_runtime.ts";
 import { HookRunner } from "./runner.ts";
 import { aliasHookTargets } from "./alias_targets.ts";
 
@@ -37,6 +38,8 @@ export interface RunOnceOptions {
   logger: Logger;
   env: (name: string) => string | undefined;
   execPath: string;
+  /** The binary's own deno, extracted into the server's data folder. */
+  embeddedDeno?: EmbeddedDeno | undefined;
 }
 
 /** The report printed, and the exit status: 0 when the hook answered, 1 when it failed. */
@@ -85,6 +88,7 @@ export async function runHookOnce(options: RunOnceOptions): Promise<RunOnceRepor
       counters: new Counters(),
       env: options.env,
       execPath: options.execPath,
+      embeddedDeno: options.embeddedDeno,
       watch: false,
     });
     if (!runner.has(event)) {

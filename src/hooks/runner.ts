@@ -17,9 +17,11 @@ import {
   type PreDeliveryAttemptInput,
 } from "../../hooks/mod.ts";
 import type { Counters, Logger } from "../log/mod.ts";
+import { sealDescriptors } from "../runtime/mod.ts";
 import { fingerprint, type TreeWatch, watchTree } from "../policy/watcher.ts";
 import { execHookEnv, runExecHook } from "./exec_hook.ts";
-import { findDeno } from "./find_deno.ts";
+import { findDeno, type FoundDeno } from "./find_deno.ts";
+import type { EmbeddedDeno } from "./hook_runtime.ts";
 import { ModulePool } from "./module_pool.ts";
 import {
   aliasExistsFromExec,
@@ -33,6 +35,7 @@ import {
   postDataOutcome,
   type PostDataVerdict,
 } from "./points.ts";
+import type { OutputLimits } from "./output_budget.ts";
 import type { HookGrants } from "./sandbox.ts";
 import type { CallOutcome } from "./worker.ts";
 import { WORKER_SOURCE } from "./worker_source.ts";
@@ -42,6 +45,8 @@ export interface HookSettings {
   timeoutMs: number;
   workers: number;
   maxMemoryBytes: number;
+  /** What each worker's output may put in the log each second. */
+  outputLimits: OutputLimits;
   allow: HookGrants;
 }
 
@@ -69,6 +74,8 @@ export interface HookRunnerOptions {
   watch?: boolean;
   /** A hook point's own log for its output; default: the application log. */
   outputFor?: (point: HookPoint) => ((line: string) => void) | undefined;
+  /** The deno that the binary carries, when it carries one. */
+  embeddedDeno?: EmbeddedDeno | undefined;
 }
 
 /** A hook set up at start-up cannot run (no deno, executable not allowed). */
@@ -99,7 +106,7 @@ export class HookRunner {
   #options: HookRunnerOptions;
   #hooksDir: string;
   #installed = new Map<HookPoint, Installed>();
-  #deno: string | undefined;
+  #deno: FoundDeno | undefined;
   #bootstrap: string;
   #watch: TreeWatch | undefined;
   #refreshing: Promise<void> = Promise.resolve();
@@ -120,6 +127,15 @@ export class HookRunner {
     const hooksDir = join(options.configDir ?? "", "hooks");
     const runner = new HookRunner(options, hooksDir);
     if (options.configDir === undefined) return runner;
+    // Every spawn does this again; here it is said once in the log.
+    const sealed = sealDescriptors();
+    if (sealed.error !== undefined) {
+      options.logger.error("hooks may inherit Postern's descriptors", { error: sealed.error });
+    } else if (sealed.marked.length > 0) {
+      options.logger.info("inherited descriptors kept from hooks (close-on-exec)", {
+        fds: sealed.marked.join(","),
+      });
+    }
     await mkdir(join(options.dataDir, "run"), { recursive: true, mode: 0o700 });
     await writeFile(runner.#bootstrap, WORKER_SOURCE, { mode: 0o600 });
     await runner.#refresh(true);
@@ -341,7 +357,7 @@ export class HookRunner {
       }
       let installed: Installed;
       try {
-        installed = this.#install(point, found);
+        installed = await this.#install(point, found);
       } catch (err) {
         if (atStart) throw err;
         const error = err instanceof Error ? err.message : String(err);
@@ -352,10 +368,10 @@ export class HookRunner {
     }
   }
 
-  #install(
+  async #install(
     point: HookPoint,
     found: { form: "module" | "exec"; path: string; print: string },
-  ): Installed {
+  ): Promise<Installed> {
     const settings = this.#settings(point);
     const logger = this.#options.logger;
     if (found.form === "exec") {
@@ -369,14 +385,21 @@ export class HookRunner {
       return { form: "exec", path: found.path, print: found.print };
     }
     this.#deno ??= this.#findDeno(found.path);
+    const deno = this.#deno;
+    if (deno.source === "embedded") {
+      await this.#prepareEmbedded(found.path);
+      // Closed meanwhile: start no worker that nothing would stop.
+      if (this.#closed) return { form: "broken", error: "hook runner closed", print: found.print };
+    }
     const pool = new ModulePool({
       name: point,
       hooksDir: this.#hooksDir,
       entry: found.path,
-      deno: this.#deno,
+      deno: deno.path,
       bootstrap: this.#bootstrap,
       grants: settings.allow,
       maxMemoryBytes: settings.maxMemoryBytes,
+      outputLimits: settings.outputLimits,
       workers: settings.workers,
       timeoutMs: settings.timeoutMs,
       cwd: this.#cwd(),
@@ -398,13 +421,30 @@ export class HookRunner {
     return { form: "module", pool, print: found.print };
   }
 
-  #findDeno(hookPath: string): string {
+  /** The deno that runs module hooks, once a module hook has needed one. */
+  get deno(): FoundDeno | undefined {
+    return this.#deno;
+  }
+
+  /** Checks (or extracts) the binary's own deno before workers start from it. */
+  async #prepareEmbedded(hookPath: string): Promise<void> {
+    try {
+      await this.#options.embeddedDeno!.prepare();
+    } catch (err) {
+      throw new HookSetupError(
+        `Cannot run TypeScript hook "${hookPath}": ${err instanceof Error ? err.message : err}`,
+      );
+    }
+  }
+
+  #findDeno(hookPath: string): FoundDeno {
     let found;
     try {
       found = findDeno({
         configured: this.#options.config.deno,
         env: this.#options.env,
         execPath: this.#options.execPath,
+        embedded: this.#options.embeddedDeno?.path,
       });
     } catch (err) {
       throw new HookSetupError(err instanceof Error ? err.message : String(err));
@@ -415,8 +455,12 @@ export class HookRunner {
           `DENO_BIN or PATH); TypeScript hooks only run inside deno's sandbox`,
       );
     }
-    this.#options.logger.info("hooks run under deno", { deno: found.path, found: found.source });
-    return found.path;
+    this.#options.logger.info("hooks run under deno", {
+      deno: found.path,
+      found: found.source,
+      ...(found.source === "embedded" ? { version: this.#options.embeddedDeno!.version } : {}),
+    });
+    return found;
   }
 
   async #discover(

@@ -16,6 +16,8 @@ import {
   FrameKind,
   parseJsonPayload,
 } from "./frames.ts";
+import type { DroppedOutput, OutputLimits } from "./output_budget.ts";
+import { WorkerOutput } from "./worker_output.ts";
 
 /** Why a call did not produce a value. */
 export type CallFailure = "timeout" | "crash" | "load_error" | "hook_error" | "protocol";
@@ -43,15 +45,30 @@ export interface WorkerEvents {
   exited(worker: HookWorker, detail: string, expected: boolean): void;
   /** The worker has nothing in flight and may be ended if retiring. */
   idle(worker: HookWorker): void;
+  /**
+   * The worker broke the protocol (a malformed or oversized frame, or one
+   * that no call asked for) and is being ended.
+   */
+  protocolError(worker: HookWorker, detail: string): void;
+  /** The hook's output went over its budget: what follows is dropped. */
+  outputOver(worker: HookWorker): void;
+  /**
+   * Output dropped since the last report (every second while dropping);
+   * `ended` carries the totals of a flood that is over.
+   */
+  outputDropped(
+    worker: HookWorker,
+    dropped: DroppedOutput,
+    ended: (DroppedOutput & { seconds: number }) | undefined,
+  ): void;
 }
 
 interface InFlight {
   call: WorkerCall;
   chunks?: AsyncIterator<Uint8Array>;
+  /** A pull is being answered: the worker may not ask again until it is. */
+  pulling?: boolean;
 }
-
-/** Exit details keep this much of the last standard error output. */
-const STDERR_TAIL = 2000;
 
 /** A running worker process. */
 export class HookWorker {
@@ -61,31 +78,43 @@ export class HookWorker {
   #decoder = new FrameDecoder();
   #out: FrameBatcher;
   #inFlight = new Map<number, InFlight>();
+  /** Calls given up after a timeout: their late answers are expected, and ignored. */
+  #abandoned = new Set<number>();
   #queued: Array<{ id: number; call: WorkerCall }> = [];
   #nextId = 1;
   #ready = false;
   #dead = false;
   #retiring = false;
   #stopping = false;
-  #stderrTail = "";
-  #partial = { stdout: "", stderr: "" };
-  // One decoder per stream, so a character split across reads stays whole.
-  #decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+  /** How calls still in flight fail when the process ends. */
+  #failure: CallFailure = "crash";
+  /** Why Postern ended the worker, for exit details. */
+  #notes = "";
+  #output: WorkerOutput;
 
-  /** Starts `argv` (deno with the sandbox flags, the bootstrap and the hook). */
+  /**
+   * Starts `argv` (deno with the sandbox flags, the bootstrap and the hook);
+   * `outputLimits` is the budget of what it prints.
+   */
   constructor(
     argv: string[],
     env: Record<string, string>,
     cwd: string,
     events: WorkerEvents,
+    outputLimits: OutputLimits,
   ) {
     this.startedAt = Date.now();
     this.#events = events;
+    this.#output = new WorkerOutput(outputLimits, {
+      line: (line) => events.output(this, line),
+      over: () => events.outputOver(this),
+      dropped: (dropped, ended) => events.outputDropped(this, dropped, ended),
+    });
     this.#child = startChild({ argv, env, cwd });
     this.#out = new FrameBatcher((bytes) => this.#child.write(bytes));
     this.#child.onChannel((chunk) => this.#onChannel(chunk));
-    this.#child.onStdout((chunk) => this.#onOutput(chunk, "stdout"));
-    this.#child.onStderr((chunk) => this.#onOutput(chunk, "stderr"));
+    this.#child.onStdout((chunk) => this.#output.push(chunk, "stdout"));
+    this.#child.onStderr((chunk) => this.#output.push(chunk, "stderr"));
     this.#child.onExit((exit) => {
       const detail = exit.error ??
         (exit.signal ? `killed by ${exit.signal}` : `exited with status ${exit.code}`);
@@ -132,6 +161,7 @@ export class HookWorker {
    */
   abandon(id: number): void {
     const entry = this.#inFlight.get(id);
+    if (entry) this.#abandoned.add(id);
     this.#inFlight.delete(id);
     this.#queued = this.#queued.filter((q) => q.id !== id);
     closeChunks(entry?.chunks);
@@ -153,7 +183,7 @@ export class HookWorker {
 
   /** Ends the process now because of `reason`, which calls in flight report. */
   terminate(reason: string): void {
-    this.#stderrTail += `\n${reason}`;
+    this.#notes += `\n${reason}`;
     this.stop();
   }
 
@@ -169,6 +199,8 @@ export class HookWorker {
   }
 
   #onChannel(chunk: Uint8Array): void {
+    // Whatever a worker that is being ended still sends is not read.
+    if (this.#dead || this.#stopping) return;
     let frames: Frame[];
     try {
       frames = this.#decoder.push(chunk);
@@ -189,6 +221,7 @@ export class HookWorker {
         return;
       }
       this.#onMessage(frame.id, message);
+      if (this.#stopping) return;
     }
   }
 
@@ -197,6 +230,14 @@ export class HookWorker {
       string,
       unknown
     >;
+    // Every frame answers something Postern asked: start-up (ready or a
+    // load error, once, as call 0), or a call in flight (a pull, then its
+    // result). Anything else is out of turn and ends the worker: with no
+    // call in flight no timeout would ever stop a worker that keeps talking.
+    if ((m.t === "ready" || m.t === "load_error") && (this.#ready || id !== 0)) {
+      this.#protocolError(`${m.t} out of turn (call ${id})`);
+      return;
+    }
     switch (m.t) {
       case "ready":
         this.#ready = true;
@@ -209,12 +250,33 @@ export class HookWorker {
         }
         this.stop();
         return;
-      case "pull":
-        this.#pull(id).catch((err) => this.#protocolError(String(err)));
+      case "pull": {
+        const entry = this.#inFlight.get(id);
+        if (entry === undefined) {
+          // A call given up after its timeout gets nothing more.
+          if (!this.#abandoned.has(id)) {
+            this.#protocolError(`a pull for call ${id}, which is not in flight`);
+          }
+        } else if (entry.chunks === undefined || entry.pulling) {
+          this.#protocolError(
+            entry.pulling
+              ? `a pull for call ${id} before the last one was answered`
+              : `a pull for call ${id}, which has no message`,
+          );
+        } else {
+          this.#pull(id).catch((err) => this.terminate(`cannot stream the message: ${err}`));
+        }
         return;
+      }
       case "result": {
         const entry = this.#inFlight.get(id);
-        if (!entry) return; // abandoned after a timeout
+        if (!entry) {
+          // A late answer of a call given up after its timeout is expected.
+          if (!this.#abandoned.delete(id)) {
+            this.#protocolError(`a result for call ${id}, which is not in flight`);
+          }
+          return;
+        }
         this.#inFlight.delete(id);
         closeChunks(entry.chunks);
         entry.call.settle(
@@ -235,8 +297,11 @@ export class HookWorker {
 
   /** Sends the next chunk of a call's message, or its end. */
   async #pull(id: number): Promise<void> {
-    const chunks = this.#inFlight.get(id)?.chunks;
+    const entry = this.#inFlight.get(id);
+    const chunks = entry?.chunks;
+    if (entry) entry.pulling = true;
     const next = chunks ? await chunks.next() : { done: true as const, value: undefined };
+    if (entry) entry.pulling = false;
     if (next.done || !this.#inFlight.has(id)) {
       this.#write(encodeFrame(FrameKind.end, id, new Uint8Array(0)));
     } else {
@@ -244,42 +309,28 @@ export class HookWorker {
     }
   }
 
-  /** A hook's own output, on either stream: log lines, never answers. */
-  #onOutput(chunk: Uint8Array, stream: "stdout" | "stderr"): void {
-    const text = this.#decoders[stream].decode(chunk, { stream: true });
-    if (stream === "stderr") this.#stderrTail = (this.#stderrTail + text).slice(-STDERR_TAIL);
-    const lines = (this.#partial[stream] + text).split("\n");
-    let rest = lines.pop() ?? "";
-    if (rest.length > 4096) {
-      lines.push(rest);
-      rest = "";
-    }
-    this.#partial[stream] = rest;
-    for (const line of lines) {
-      if (line.trim() !== "") this.#events.output(this, line);
-    }
-  }
-
+  /** Ends the worker at once, and says why (one log line, one count, in the pool). */
   #protocolError(detail: string): void {
-    this.#stderrTail += `\nprotocol error: ${detail}`;
-    this.#child.kill();
+    if (this.#dead || this.#stopping) return;
+    this.#failure = "protocol";
+    this.#events.protocolError(this, detail);
+    this.terminate(`protocol error: ${detail}`);
   }
 
   #die(detail: string): void {
     if (this.#dead) return;
     this.#dead = true;
-    for (const rest of Object.values(this.#partial)) {
-      if (rest.trim() !== "") this.#events.output(this, rest);
-    }
-    const tail = this.#stderrTail.trim().split("\n").slice(-3).join(" | ");
+    this.#output.close();
+    const tail = (this.#output.stderrTail + this.#notes).trim().split("\n").slice(-3).join(" | ");
     const error = tail ? `${detail}: ${tail}` : detail;
+    const failure = this.#failure;
     for (const { call } of this.#queued.splice(0)) {
-      call.settle({ ok: false, failure: "crash", error });
+      call.settle({ ok: false, failure, error });
     }
     for (const [id, entry] of this.#inFlight) {
       this.#inFlight.delete(id);
       closeChunks(entry.chunks);
-      entry.call.settle({ ok: false, failure: "crash", error });
+      entry.call.settle({ ok: false, failure, error });
     }
     this.#events.exited(this, error, this.#stopping);
   }

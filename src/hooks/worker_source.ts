@@ -12,9 +12,19 @@
  * - Answers go out on descriptor 3, not standard output, so nothing a hook
  *   prints (console, `Deno.stdout`, `node:fs` on fd 1, a Web Worker's
  *   console) can be taken for an answer: both standard streams are the
- *   hook's log. A hook that deliberately opens descriptor 3 can forge or
- *   break its own answers, and nothing else: the worker then ends. Standard input carries the requests, so it
- *   is hidden from the hook (`Deno.stdin`, `process.stdin`).
+ *   hook's log. Standard input carries the requests, so it is hidden from
+ *   the hook (`Deno.stdin`, `process.stdin`). Hiding is not a wall: a hook
+ *   can still reach descriptors 0 and 3 (`new Socket({ fd: 3 })`,
+ *   `process._getActiveHandles()`), and with them read the requests of its
+ *   own calls and forge or break the answers of its own worker. Postern
+ *   therefore reads descriptor 3 as hostile input (see `frames.ts` and
+ *   `worker.ts`): a frame is at most `MAX_FRAME_BYTES`, decoding is linear,
+ *   and a frame that is malformed, too large or that no call asked for ends
+ *   the worker at once. A hook cannot reach another hook's workers, nor any
+ *   other descriptor of Postern (the spawn path leaves the worker only its
+ *   four protocol descriptors; see `runtime/descriptors.ts`).
+ * - A result larger than a frame may carry fails the call with an error
+ *   that says so, instead of ending the worker.
  * - Requests are read through a `node:net` socket on descriptor 0, not
  *   `Deno.stdin`: deno reads standard input on a thread of its blocking
  *   pool, which then wakes the main thread, one more hand-over between
@@ -24,6 +34,12 @@
  *   (see `FrameBatcher` in `frames.ts`).
  * - Web storage (`caches`, `localStorage`, `sessionStorage`) is removed:
  *   deno keeps it on disk without any write permission.
+ * - Web Workers are removed (`Worker` throws a TypeError that says why):
+ *   each starts its own V8, which reserves 512 MiB of code space, more than
+ *   the worker's data limit leaves (see `withDataLimit` in `sandbox.ts`).
+ *   `node:worker_threads` cannot be removed that way (an import binding);
+ *   a thread started there does not fit the limit either and ends the
+ *   worker.
  * - The message of a post-data call is a pull stream: each read asks
  *   Postern for the next chunk, so the message is never held whole and a
  *   hook that does not read it costs nothing.
@@ -32,6 +48,8 @@
  *
  * @module
  */
+
+import { MAX_FRAME_BYTES } from "./frames.ts";
 
 /** Source of the worker bootstrap, an ES module for deno. */
 export const WORKER_SOURCE = `// Postern hook worker (generated; do not edit).
@@ -48,6 +66,12 @@ Object.defineProperty(process, "stdin", { value: Readable.from([]), configurable
 delete globalThis.caches;
 delete globalThis.localStorage;
 delete globalThis.sessionStorage;
+class NoWorker {
+  constructor() {
+    throw new TypeError("Web Workers are not available to hooks: each would need 512 MiB more than the hook's memory limit");
+  }
+}
+Object.defineProperty(globalThis, "Worker", { value: NoWorker, configurable: true, writable: true });
 globalThis.addEventListener("unhandledrejection", (e) => {
   e.preventDefault();
   console.error("unhandled rejection in hook:", e.reason);
@@ -94,6 +118,8 @@ function send(kind, id, payload) {
   }
   return written.promise;
 }
+// Postern ends a worker that sends a longer frame (kind and id take 5 bytes).
+const MAX_PAYLOAD = ${MAX_FRAME_BYTES - 5};
 function sendJson(id, value) {
   let text;
   try {
@@ -101,7 +127,17 @@ function sendJson(id, value) {
   } catch (err) {
     text = JSON.stringify({ t: "result", ok: false, error: "the hook's result cannot be sent as JSON: " + err });
   }
-  return send(JSON_FRAME, id, encoder.encode(text));
+  let payload = encoder.encode(text);
+  if (payload.byteLength > MAX_PAYLOAD) {
+    payload = encoder.encode(JSON.stringify({
+      t: "result",
+      ok: false,
+      error: "the hook's result is " + payload.byteLength + " bytes of JSON; at most ${
+  MAX_FRAME_BYTES - 5
+} can be sent",
+    }));
+  }
+  return send(JSON_FRAME, id, payload);
 }
 function describe(err) {
   const text = err instanceof Error ? (err.stack ?? String(err)) : String(err);

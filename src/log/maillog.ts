@@ -70,7 +70,11 @@ export class MailLog {
     this.#line({ session, event: "connect", client: client.ip });
   }
 
-  /** A command or message was refused; `reply` is the full reply sent. */
+  /**
+   * A command or message was refused; `reply` is the full reply sent. With
+   * `ownLine` false it is counted only, and summed up at the end of the
+   * session ({@linkcode MailLog.sessionRefusals}).
+   */
   rejected(
     ids: { session: string; qid?: string | undefined },
     client: ClientInfo,
@@ -78,8 +82,10 @@ export class MailLog {
     reason: string,
     reply: string,
     envelope: { from?: string | undefined; to?: string | undefined } = {},
+    ownLine = true,
   ): void {
     this.#counters.inc("smtp_rejected_total", { stage, reason });
+    if (!ownLine) return;
     this.#line({
       qid: ids.qid,
       session: ids.session,
@@ -91,6 +97,32 @@ export class MailLog {
       from: envelope.from,
       to: envelope.to,
       reply,
+    });
+  }
+
+  /**
+   * A session ended that had more refusals than got lines of their own, or
+   * that was cut off at the error limit: one line with the counts (and the
+   * 421 it got).
+   */
+  sessionRefusals(
+    session: string,
+    client: ClientInfo,
+    summary: { rejected: number; unlogged: number; cut?: { errors: number; reply: string } },
+  ): void {
+    if (summary.cut) {
+      this.#counters.inc("smtp_rejected_total", { stage: "session", reason: "too_many_errors" });
+    }
+    this.#line({
+      session,
+      event: "session_refusals",
+      client: client.ip,
+      helo: client.helo,
+      rejected: summary.rejected,
+      unlogged: summary.unlogged,
+      reason: summary.cut ? "too_many_errors" : undefined,
+      errors: summary.cut?.errors,
+      reply: summary.cut?.reply,
     });
   }
 

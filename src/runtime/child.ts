@@ -9,6 +9,7 @@
  */
 
 import { spawn } from "node:child_process";
+import { sealDescriptors } from "./descriptors.ts";
 
 /** Options for {@linkcode startChild}. */
 export interface ChildOptions {
@@ -52,6 +53,8 @@ export interface ChildExit {
 /** Starts a child process. Never throws; a failed start is reported through `onExit`. */
 export function startChild(options: ChildOptions): Child {
   const [program, ...programArgs] = options.argv;
+  // The child gets its four pipes and nothing else of Postern's.
+  sealDescriptors();
   const child = spawn(program ?? "", programArgs, {
     env: options.env,
     cwd: options.cwd,

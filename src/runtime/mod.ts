@@ -13,6 +13,10 @@ import { hostname as osHostname } from "node:os";
 export { spawnProcess } from "./spawn.ts";
 export type { SpawnOptions, SpawnResult } from "./spawn.ts";
 export { startChild } from "./child.ts";
+export { embeddedFile } from "./embedded.ts";
+export type { EmbeddedFile } from "./embedded.ts";
+export { sealDescriptors } from "./descriptors.ts";
+export type { SealResult } from "./descriptors.ts";
 export type { Child, ChildExit, ChildOptions } from "./child.ts";
 
 /** The name of the JavaScript runtime Postern is running on. */

@@ -7,6 +7,7 @@
 
 import { spawn } from "node:child_process";
 import process from "node:process";
+import { sealDescriptors } from "./descriptors.ts";
 
 /** Options for {@linkcode spawnProcess}. */
 export interface SpawnOptions {
@@ -56,6 +57,8 @@ export function spawnProcess(options: SpawnOptions): Promise<SpawnResult> {
     // In its own process group, so that a timeout ends the program and
     // everything it started (a shell script's `sleep` would otherwise keep
     // the pipes open, and the caller waiting, long after the kill).
+    // The child gets its three pipes and nothing else of Postern's.
+    sealDescriptors();
     const child = spawn(program, programArgs, {
       env: options.env,
       cwd: options.cwd,

@@ -23,6 +23,10 @@ export interface ListenerOptions {
   maxMessageSize: number;
   idleTimeoutMs: number;
   commandTimeoutMs: number;
+  /** Bytes per second a message must arrive at, at least. */
+  minDataRate: number;
+  /** Refused or bad commands that end a session with 421 4.7.0; 0: no limit. */
+  hardErrorLimit: number;
   maxCommandLength: number;
   tls: TlsMaterial;
   /** Submission listeners, with AUTH: STARTTLS first, or implicit TLS. */
@@ -100,6 +104,9 @@ export async function startListeners(
       banner: "Postern",
       greetingDelayMs: options.greetingDelayMs,
       commandTimeoutMs: options.commandTimeoutMs,
+      minDataRate: options.minDataRate,
+      hardErrorLimit: options.hardErrorLimit,
+      events: intake,
       size: options.maxMessageSize,
       socketTimeout: options.idleTimeoutMs,
       maxCommandLength: options.maxCommandLength,
@@ -144,7 +151,12 @@ export async function startListeners(
         server.options.size = settings.maxMessageSize;
         server.options.socketTimeout = settings.idleTimeoutMs;
         server.options.maxCommandLength = settings.maxCommandLength;
-        server.setTimings(settings.greetingDelayMs, settings.commandTimeoutMs);
+        server.setConnectionSettings({
+          greetingDelayMs: settings.greetingDelayMs,
+          commandTimeoutMs: settings.commandTimeoutMs,
+          minDataRate: settings.minDataRate,
+          hardErrorLimit: settings.hardErrorLimit,
+        });
       }
     },
     updateTls(tls) {

@@ -11,74 +11,177 @@
  *    becomes "500 command not recognized"; Postern answers as Postfix's
  *    disable_vrfy_command does, 502 5.5.1 (RFC 5321 section 3.5.3 allows a
  *    server not to verify; section 7.3 explains why one would not).
- * 3. A command deadline. smtp-server's socketTimeout only measures silence,
- *    so a client that trickles a byte now and then holds a session forever.
- *    Each command (the DATA transfer included) must arrive complete within
- *    `smtp.command_timeout` of the previous one, or the session ends with
- *    421 4.4.2.
+ * 3. Deadlines (deadline.ts). smtp-server's socketTimeout only measures
+ *    silence, so a client that trickles a byte now and then holds a session
+ *    forever. A command must arrive within `smtp.command_timeout`, a message
+ *    at `smtp.min_data_rate` at least, or the session ends with 421 4.4.2;
+ *    while Postern works on what the client sent, no deadline runs.
  * 4. Enhanced status codes. smtp-server derives the enhanced code from the
  *    reply number alone (550 is always 5.1.1). A reply whose text already
  *    starts with an enhanced code is sent as it is, so Postern's reply
  *    values say exactly what they mean (550 5.7.1, 421 4.7.0, 552 5.3.4).
+ * 5. AUTH is listed in the EHLO reply only where it can be used: smtp-server
+ *    lists it before STARTTLS too and refuses it afterwards, by which time a
+ *    client has sent the password in clear text.
+ * 6. Fair service (item 7 of smtp-server's gotchas in STYLE.md): a command
+ *    answered from a promise continuation resumes the parser only on the
+ *    next turn of the event loop, so one client pipelining thousands of
+ *    commands cannot keep every other client waiting.
+ * 7. A hard error limit (`smtp.hard_error_limit`, error_limit.ts), which
+ *    replaces smtp-server's cap of 10 unrecognized commands.
+ * 8. Raw bytes (command_check.ts): invalid UTF-8 and non-ASCII addresses
+ *    without SMTPUTF8 are refused before smtp-server decodes the line.
+ * 9. A message pipelined behind a refused DATA is never run as commands.
  *
  * @module
  */
 
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
-import { SMTPServer, type SMTPServerOptions } from "smtp-server";
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
-import { ENHANCED_CODE_PREFIX } from "./reply.ts";
+import { checkCommand } from "./command_check.ts";
+import { SessionDeadline } from "./deadline.ts";
+import { ErrorCounter, errorLimitReply } from "./error_limit.ts";
+import { InputTracker, type TrackedParser } from "./input_tracker.ts";
+import { ENHANCED_CODE_PREFIX, reply, replyText, type SmtpReply } from "./reply.ts";
 
-/** Options of {@linkcode PosternSmtpServer} beyond smtp-server's. */
-export interface PosternServerOptions extends SMTPServerOptions {
+/** Settings of each connection; a policy reload changes those of the next ones. */
+export interface ConnectionSettings {
   /** Milliseconds to wait before the 220 greeting; 0 sends it at once. */
   greetingDelayMs: number;
-  /** Milliseconds within which each command must arrive complete. */
+  /** Milliseconds within which each command must arrive complete; 0: no limit. */
   commandTimeoutMs: number;
+  /** Bytes per second a message must arrive at, at least. */
+  minDataRate: number;
+  /** Refused or bad commands that end a session; 0: no limit. */
+  hardErrorLimit: number;
 }
 
+/** What a connection reports beyond smtp-server's handlers, for the mail log. */
+export interface SessionEvents {
+  /** A command was refused by the connection itself. */
+  refused(session: SMTPServerSession, stage: string, reason: string, reply: SmtpReply): void;
+  /** The session reached the error limit and ends with `reply`. */
+  errorLimit(session: SMTPServerSession, errors: number, reply: SmtpReply): void;
+}
+
+/** Options of {@linkcode PosternSmtpServer} beyond smtp-server's. */
+export interface PosternServerOptions extends SMTPServerOptions, ConnectionSettings {
+  events?: SessionEvents | undefined;
+}
+
+/**
+ * RFC 5321 section 3.3: after a 5yz reply to DATA the client must not send
+ * the message, and RFC 2920 section 3.1 makes DATA the last command of a
+ * pipelined group. A message sent anyway would run as commands; Postern
+ * answers 554 5.5.0 and disconnects, as Postfix 3.9 does
+ * (smtpd_forbid_unauth_pipelining).
+ */
+const PIPELINED_DATA = reply(554, "5.5.0", "Error: SMTP protocol synchronization");
+
+/** The input tracker of each parser (parsers are created in the base constructor). */
+const trackers = new WeakMap<object, InputTracker>();
+
 class PosternConnection extends SMTPConnection {
-  greetingDelayMs = 0;
-  commandTimeoutMs = 0;
-  #deadline: ReturnType<typeof setTimeout> | undefined;
+  settings: ConnectionSettings = {
+    greetingDelayMs: 0,
+    commandTimeoutMs: 0,
+    minDataRate: 1,
+    hardErrorLimit: 0,
+  };
+  events: SessionEvents | undefined;
+  #deadline: SessionDeadline | undefined;
+  #errors = new ErrorCounter(0);
+  #hideAuth = false;
+  /** The command being dispatched synchronously, if any. */
+  #dispatching: string | undefined;
 
-  #armDeadline(): void {
-    if (this.#deadline !== undefined) clearTimeout(this.#deadline);
-    if (this.commandTimeoutMs <= 0 || this._closed || this._closing) return;
-    this.#deadline = setTimeout(() => {
-      this.#deadline = undefined;
-      this.send(421, `4.4.2 ${this.name} Error: command timeout exceeded, closing connection`);
-    }, this.commandTimeoutMs);
-    (this.#deadline as { unref?: () => void }).unref?.();
-  }
-
-  override connectionReady(next?: () => void): void {
-    this.#armDeadline();
-    super.connectionReady(next);
-  }
-
-  override _onCommand(command: Buffer, callback?: () => void): void {
-    this.#armDeadline();
-    super._onCommand(command, callback);
-  }
-
-  override _onClose(): void {
-    if (this.#deadline !== undefined) clearTimeout(this.#deadline);
-    this.#deadline = undefined;
-    super._onClose();
+  override _createParser(): ReturnType<SMTPConnection["_createParser"]> {
+    const parser = super._createParser();
+    trackers.set(parser, new InputTracker(parser as unknown as TrackedParser));
+    return parser;
   }
 
   override init(): void {
+    this.#errors = new ErrorCounter(this.settings.hardErrorLimit);
+    this.#deadline = new SessionDeadline(this.settings, () => {
+      this.send(421, `4.4.2 ${this.name} Error: command timeout exceeded, closing connection`);
+    });
     this._setListeners(() => {
-      if (this.greetingDelayMs <= 0) {
+      if (this.settings.greetingDelayMs <= 0) {
         this.connectionReady();
         return;
       }
-      const timer = setTimeout(() => this.connectionReady(), this.greetingDelayMs);
+      const timer = setTimeout(() => this.connectionReady(), this.settings.greetingDelayMs);
       // Do not keep the process alive for a pending greeting.
       (timer as { unref?: () => void }).unref?.();
     });
+  }
+
+  override _onCommand(command: Buffer, callback?: () => void): void {
+    // The client waits for our reply now, for minutes if need be (RFC 5321
+    // section 4.5.3.2); no deadline of ours runs until the command is done.
+    this.#deadline?.pause();
+    // The hard error limit counts unrecognized commands with the others.
+    this._unrecognizedCommands = 0;
+    const next = callback ?? (() => {});
+    let sync = true;
+    const resume = () => {
+      this.#owe();
+      // A handler that answered from a promise continuation would resume
+      // the parser inside the microtask queue, which never lets the event
+      // loop serve anyone else; the next command waits for the next turn.
+      if (sync) next();
+      else setImmediate(next);
+    };
+    const refusal = this._ready && !this._upgrading && !this._nextHandler &&
+        !this._server._closeTimeout
+      ? checkCommand(command, {
+        transactionOpen: Boolean(this.session.envelope?.mailFrom),
+        smtputf8: Boolean(this.session.envelope?.smtpUtf8),
+      })
+      : undefined;
+    if (refusal) {
+      const stage = /^\s*(\w{1,8})/.exec(command.toString("latin1"))?.[1]?.toLowerCase();
+      this.events?.refused(
+        this.session,
+        refusal.reason === "bad_utf8" ? "command" : stage ?? "command",
+        refusal.reason,
+        refusal.reply,
+      );
+      if (refusal.enhanced) this.send(refusal.reply.code, replyText(refusal.reply));
+      else this.send(refusal.reply.code, refusal.reply.text, false);
+      this._whenWritable(resume);
+      sync = false;
+      return;
+    }
+    this.#dispatching = command.toString("latin1").trim().split(/\s+/)[0]!.toUpperCase();
+    try {
+      super._onCommand(command, resume);
+    } finally {
+      this.#dispatching = undefined;
+      sync = false;
+    }
+  }
+
+  /** What the client owes now that a command is done: the next one, or the message. */
+  #owe(): void {
+    if (this._closing || this._closed) return;
+    const parser = this._parser;
+    if (parser && parser._dataMode) {
+      this.#deadline?.awaitData(
+        () => parser.dataBytes,
+        () => parser._dataMode && !parser.isClosed,
+      );
+    } else {
+      this.#deadline?.awaitCommand();
+    }
+  }
+
+  override _onClose(): void {
+    this.#deadline?.stop();
+    super._onClose();
   }
 
   /** VRFY is answered, never honoured: it would let anyone harvest addresses. */
@@ -87,32 +190,81 @@ class PosternConnection extends SMTPConnection {
     callback();
   }
 
+  /**
+   * EHLO without AUTH where AUTH would be refused with 538 (before TLS on a
+   * listener that allows no plain-text passwords): RFC 4954 section 4 and
+   * RFC 8314 want passwords only over an encrypted session, and a
+   * client offered AUTH sends its password before it learns of the 538.
+   */
+  override handler_EHLO(command: Buffer, callback: () => void): void {
+    const options = this._server.options;
+    this.#hideAuth = !this.secure && !options.allowInsecureAuth && !options.hideSTARTTLS &&
+      this._isSupported("STARTTLS");
+    let inside = true;
+    let answered = false;
+    try {
+      super.handler_EHLO(command, () => {
+        if (inside) answered = true;
+        else callback();
+      });
+    } finally {
+      inside = false;
+      this.#hideAuth = false;
+    }
+    if (answered) callback();
+  }
+
+  override _isSupported(command: string): boolean {
+    if (this.#hideAuth && command.trim().toUpperCase() === "AUTH") return false;
+    return super._isSupported(command);
+  }
+
   override send(code: number, data?: string | string[] | null, context?: string | false): void {
+    if (
+      this.#dispatching === "DATA" && code >= 400 && code !== 421 &&
+      this._parser && trackers.get(this._parser)?.pending()
+    ) {
+      this.#dispatching = undefined;
+      this.events?.refused(this.session, "data", "pipelined_message", PIPELINED_DATA);
+      super.send(PIPELINED_DATA.code, replyText(PIPELINED_DATA), false);
+      this.close();
+      return;
+    }
+    const text = typeof data === "string" ? data : "";
     if (typeof data === "string" && ENHANCED_CODE_PREFIX.test(data)) {
       super.send(code, data, false);
     } else {
       super.send(code, data, context);
+    }
+    if (code === 421) return;
+    // A reply outside a command handler (the greeting, the reply to a
+    // message) leaves the client owing the next command.
+    if (!this._handlerPending && !this._dataStream) this.#deadline?.awaitCommand();
+    if (this.#errors.count(code, text) && !this._closing && !this._closed) {
+      const r = errorLimitReply(this.name);
+      this.events?.errorLimit(this.session, this.#errors.errors, r);
+      super.send(r.code, replyText(r), false);
     }
   }
 }
 
 /** smtp-server with Postern's connection class. */
 export class PosternSmtpServer extends SMTPServer {
-  #greetingDelayMs: number;
-  #commandTimeoutMs: number;
+  #settings: ConnectionSettings;
+  #events: SessionEvents | undefined;
 
   /** Creates the server; see {@linkcode PosternServerOptions}. */
   constructor(options: PosternServerOptions) {
-    const { greetingDelayMs, commandTimeoutMs, ...rest } = options;
+    const { greetingDelayMs, commandTimeoutMs, minDataRate, hardErrorLimit, events, ...rest } =
+      options;
     super(rest);
-    this.#greetingDelayMs = greetingDelayMs;
-    this.#commandTimeoutMs = commandTimeoutMs;
+    this.#settings = { greetingDelayMs, commandTimeoutMs, minDataRate, hardErrorLimit };
+    this.#events = events;
   }
 
-  /** Changes the greeting pause and command deadline of the next connections. */
-  setTimings(greetingDelayMs: number, commandTimeoutMs: number): void {
-    this.#greetingDelayMs = greetingDelayMs;
-    this.#commandTimeoutMs = commandTimeoutMs;
+  /** Changes the settings of the next connections. */
+  setConnectionSettings(settings: ConnectionSettings): void {
+    this.#settings = { ...settings };
   }
 
   /** Same as smtp-server's connect(), with {@linkcode PosternConnection}. */
@@ -122,8 +274,8 @@ export class PosternSmtpServer extends SMTPServer {
       socket,
       socketOptions as ConstructorParameters<typeof SMTPConnection>[2],
     );
-    connection.greetingDelayMs = this.#greetingDelayMs;
-    connection.commandTimeoutMs = this.#commandTimeoutMs;
+    connection.settings = { ...this.#settings };
+    connection.events = this.#events;
     this.connections.add(connection);
     connection.on("error", (err: Error) => this._onError(err));
     connection.on("connect", (data) => this._onClientConnect(data));

@@ -39,6 +39,8 @@ import { receivedHeader } from "./received.ts";
 import { storageRefusal } from "./storage.ts";
 import { checkRecipient } from "./recipient.ts";
 import { formatReply, Replies, reply, type SmtpReply } from "./reply.ts";
+import { RefusalLog } from "./refusal_log.ts";
+import type { SessionEvents } from "./server_class.ts";
 
 /**
  * The part of the policy in force that intake reads. A transaction keeps
@@ -86,8 +88,10 @@ export interface IntakeDeps {
 }
 
 /** The async handlers of one listener's sessions. */
-export class Intake {
+export class Intake implements SessionEvents {
   #deps: IntakeDeps;
+  /** Which refusals get a mail log line of their own (refusal_log.ts). */
+  #refusals = new RefusalLog();
   /** The open transaction (queue ID, SPF verdict, policy), by session ID. */
   #transactions = new Map<
     string,
@@ -500,10 +504,22 @@ export class Intake {
     return this.#transactions.get(session.id)?.policy ?? this.#deps.policy();
   }
 
-  /** The connection closed: forget its state. */
+  /** The connection closed: forget its state, and sum up a flood of refusals. */
   close(session: SMTPServerSession): void {
     this.#transactions.delete(session.id);
     this.#deps.connections.release(session.id);
+    const summary = this.#refusals.close(session.id);
+    if (summary) this.#deps.mailLog.sessionRefusals(session.id, client(session), summary);
+  }
+
+  /** The connection refused a command itself (bad bytes, a pipelined message). */
+  refused(session: SMTPServerSession, stage: string, reason: string, r: SmtpReply): void {
+    this.#reject(session, stage, reason, r);
+  }
+
+  /** The session reached the error limit; its end-of-session line says so. */
+  errorLimit(session: SMTPServerSession, errors: number, r: SmtpReply): void {
+    this.#refusals.cut(session.id, errors, formatReply(r));
   }
 
   #failed(session: SMTPServerSession, qid: string, err: unknown, envelope: Envelope): SmtpReply {
@@ -525,6 +541,7 @@ export class Intake {
     from?: string,
   ): void {
     const mailFrom = session.envelope?.mailFrom;
+    const ownLine = this.#refusals.note(session.id);
     this.#deps.mailLog.rejected(
       { session: session.id, qid: qid ?? this.#transactions.get(session.id)?.qid },
       client(session),
@@ -532,6 +549,7 @@ export class Intake {
       reason,
       formatReply(r),
       { from: from ?? (mailFrom ? `<${mailFrom.address || ""}>` : undefined), to: to && `<${to}>` },
+      ownLine,
     );
   }
 }

@@ -10,6 +10,7 @@
  */
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -91,6 +92,12 @@ export interface StartOptions {
   adminListen?: string;
   /** Variables added to (or replacing those of) the test's own environment. */
   env?: Record<string, string>;
+  /**
+   * A command that runs Postern's command line (appended to it), such as
+   * `["bash", "-c", 'exec 47<>file; exec "$@"', "bash"]` to start Postern
+   * holding extra descriptors.
+   */
+  wrapper?: string[];
 }
 
 /** Starts Postern with a temporary config and data directory. */
@@ -98,19 +105,22 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
   const configDir = options.configDir ?? await tempDir("postern-config-");
   const dataDir = options.dataDir ?? await tempDir("postern-data-");
   if (options.config) await writeTree(configDir, options.config);
-  const port = options.port ?? await freePort();
+  // Port 0 unless the test names one: the kernel picks a port nothing else
+  // holds, and the listening line says which (no race with another bind).
+  const requestedPort = options.port ?? 0;
   const [cmd, ...args] = posternCommand([
     "serve",
     ...(options.noConfig ? [] : ["--config", configDir]),
     "--data",
     dataDir,
     "--listen",
-    `127.0.0.1:${port}`,
+    `127.0.0.1:${requestedPort}`,
     // Servers run side by side: each admin API on a port of its own.
     "--admin-listen",
     options.adminListen ?? "127.0.0.1:0",
   ]);
-  const child = spawn(cmd!, args, {
+  const [program, ...programArgs] = [...(options.wrapper ?? []), cmd!, ...args];
+  const child = spawn(program!, programArgs, {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
     ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
@@ -158,7 +168,8 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
     });
   };
 
-  await waitForLog(/event=listening/, 30_000);
+  const listening = await waitForLog(/event=listening/, 30_000);
+  const port = Number(/addr=\S*:(\d+)/.exec(listening)?.[1] ?? requestedPort);
   const signal = async (sig: NodeJS.Signals) => {
     const signalTo = (which: NodeJS.Signals) => {
       // process.kill rather than child.kill, which under Deno sends one
@@ -209,16 +220,54 @@ export async function cleanup(server: Server | undefined): Promise<void> {
   await rm(server.dataDir, { recursive: true, force: true });
 }
 
-/** Finds a free loopback TCP port. */
+/**
+ * Finds a free loopback TCP port for a test to name in a configuration.
+ *
+ * A port from `listen(0)` is one of the kernel's ephemeral ports, which it
+ * hands out again to the next outgoing connection or `listen(0)` anywhere on
+ * the machine: on a busy machine such a port was taken between this check and
+ * the server's bind (EADDRINUSE). So the port is drawn at random below the
+ * ephemeral range, where the kernel never assigns one by itself, and checked
+ * free; only another test that draws the same number could clash.
+ */
 export async function freePort(): Promise<number> {
+  const { lowest } = ephemeralRange();
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 10_000 + Math.floor(Math.random() * (lowest - 10_000));
+    if (await isFree(port)) return port;
+  }
+  return await listenOnce(0);
+}
+
+function ephemeralRange(): { lowest: number } {
+  try {
+    const text = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8");
+    const lowest = Number(text.trim().split(/\s+/)[0]);
+    if (Number.isInteger(lowest) && lowest > 12_000) return { lowest };
+  } catch {
+    // Not Linux: the usual lower bound of the ephemeral range.
+  }
+  return { lowest: 32_768 };
+}
+
+async function isFree(port: number): Promise<boolean> {
+  try {
+    await listenOnce(port);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function listenOnce(port: number): Promise<number> {
   const { createServer } = await import("node:net");
   return await new Promise((res, rej) => {
     const s = createServer();
     s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
+    s.listen({ port, host: "127.0.0.1", exclusive: true }, () => {
       const address = s.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      s.close(() => res(port));
+      const bound = typeof address === "object" && address ? address.port : 0;
+      s.close(() => res(bound));
     });
   });
 }

@@ -88,9 +88,19 @@ export const ATTEMPTS: readonly Attempt[] = [
   { name: "import-npm", what: "an npm: import", error: /--no-npm/ },
   { name: "require", what: "node:module createRequire of a file outside", error: READ },
   // Deno ends the process for this unstable option: the call fails (451), nothing runs.
-  { name: "worker-escalate", what: "a Web Worker asking for more permissions", crashes: true },
-  { name: "worker-read", what: "a Web Worker reading a file outside", error: READ },
-  { name: "worker-threads", what: "node:worker_threads reading a file outside", error: READ },
+  // Web Workers are taken away (each needs more memory than a hook's data limit allows).
+  {
+    name: "worker-escalate",
+    what: "a Web Worker asking for more permissions",
+    error: /Web Workers are not available to hooks/,
+  },
+  {
+    name: "worker-read",
+    what: "a Web Worker reading a file outside",
+    error: /Web Workers are not available to hooks/,
+  },
+  // A node:worker_threads isolate does not fit in the worker's data limit: the worker ends.
+  { name: "worker-threads", what: "node:worker_threads reading a file outside", crashes: true },
   { name: "permission-request", what: "Deno.permissions.request, then a read", error: READ },
   // FFI.
   { name: "dlopen-path", what: "Deno.dlopen by absolute path", error: /NotCapable/ },

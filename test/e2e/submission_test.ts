@@ -21,6 +21,7 @@ import {
   tempDir,
   writeTree,
 } from "./harness.ts";
+import { LineClient } from "../support/smtp_lines.ts";
 
 describe("submission", () => {
   let server: Server;
@@ -135,17 +136,34 @@ describe("submission", () => {
     assert.equal(sent.code, 0, sent.stdout);
   });
 
-  it("offers no AUTH before TLS, and needs AUTH before MAIL", async () => {
-    const clear = await submit(
-      {
-        tls: "none",
-        auth: asAlice(),
-      },
-      "alice@example.test",
-      "bob@example.test",
+  it("offers no AUTH before TLS, refuses it with 538 5.7.0, offers it after STARTTLS", async () => {
+    const client = await LineClient.open("127.0.0.1", submission);
+    assert.match((await client.waitFor(/^220 /)) ?? "", /^220 /);
+    /** The keywords of an EHLO reply (the lines after the first). */
+    const keywords = async () => {
+      const from = client.lines.length;
+      assert.match(await client.command("EHLO client.test"), /^250 /);
+      return client.lines.slice(from + 1).map((l) => l.slice(4));
+    };
+    const plain = await keywords();
+    assert.ok(plain.includes("STARTTLS"), plain.join("\n"));
+    assert.ok(!plain.some((k) => /^AUTH\b/i.test(k)), plain.join("\n"));
+    // RFC 4954 section 4: a password is never taken in clear text.
+    const credentials = btoa("\0alice@example.test\0s3cret-pass");
+    assert.equal(
+      await client.command(`AUTH PLAIN ${credentials}`),
+      "538 5.7.0 Error: Must issue a STARTTLS command first",
     );
-    assert.notEqual(clear.code, 0);
-    assert.match(clear.stdout + clear.stderr, /AUTH/);
+    assert.match(await client.command("STARTTLS"), /^220 /);
+    await client.startTls();
+    const secure = await keywords();
+    assert.ok(secure.includes("AUTH PLAIN LOGIN"), secure.join("\n"));
+    assert.ok(!secure.includes("STARTTLS"), secure.join("\n"));
+    assert.match(await client.command("QUIT"), /^221 /);
+    client.close();
+  });
+
+  it("needs AUTH before MAIL", async () => {
     const anonymous = await submit({}, "alice@example.test", "someone@remote.test");
     assert.match(
       replies(anonymous.stdout).find((l) => /^5\d\d /.test(l)) ?? "",

@@ -44,6 +44,8 @@ describe("loadConfig", () => {
     assert.equal(config.smtp.maxRecipients, 100);
     assert.equal(config.smtp.idleTimeoutMs, 5 * 60_000);
     assert.equal(config.smtp.commandTimeoutMs, DEFAULTS.smtp.commandTimeoutMs);
+    assert.equal(config.smtp.minDataRate, 500);
+    assert.equal(config.smtp.hardErrorLimit, 20);
     assert.equal(config.dataDir, resolve("./data"));
     assert.deepEqual([...config.domains.keys()], ["localhost"]);
     const localhost = config.domains.get("localhost")!;
@@ -99,6 +101,8 @@ describe("loadConfig", () => {
         "  command_timeout: 1m30s",
         "  greeting_delay: 2",
         "  max_command_length: 4096",
+        "  min_data_rate: 2000",
+        "  hard_error_limit: 0",
         "aliases:",
         '  suffix_separators: "+-"',
         '  drop_characters: ""',
@@ -124,6 +128,8 @@ describe("loadConfig", () => {
     assert.equal(config.smtp.idleTimeoutMs, 60_000);
     assert.equal(config.smtp.commandTimeoutMs, 90_000);
     assert.equal(config.smtp.maxCommandLength, 4096);
+    assert.equal(config.smtp.minDataRate, 2000);
+    assert.equal(config.smtp.hardErrorLimit, 0);
     assert.deepEqual(config.aliases, { suffixSeparators: "+-", dropCharacters: "" });
     assert.deepEqual(config.delivery, {
       concurrency: 2,
@@ -181,6 +187,10 @@ describe("loadConfig", () => {
     const dir = await configDir({ "postern.yaml": "smtp:\n  max_command_length: 100\n" });
     const err = await configError(dir);
     assert.match(err.message, /:2: smtp\.max_command_length must be at least 512$/);
+    const rate = await configError(
+      await configDir({ "postern.yaml": "smtp:\n  min_data_rate: 0\n" }),
+    );
+    assert.match(rate.message, /:2: smtp\.min_data_rate must be at least 1$/);
   });
 
   it("loadConfig() refuses a malformed listen address", async () => {

@@ -98,6 +98,23 @@ describe("findDeno", () => {
     );
   });
 
+  it("findDeno() uses the binary's own deno after hooks.deno and DENO_BIN, ahead of PATH", () => {
+    const embedded = join(root, "data", "runtime", "deno-2.9.6");
+    const env = envOf({ PATH: execA });
+    assert.deepEqual(findDeno({ embedded, env, execPath: join(execB, "deno") }), {
+      path: embedded,
+      source: "embedded",
+    });
+    assert.deepEqual(
+      findDeno({ embedded, env: envOf({ DENO_BIN: join(execB, "deno") }), execPath: NOT_DENO }),
+      { path: join(execB, "deno"), source: "DENO_BIN" },
+    );
+    assert.deepEqual(
+      findDeno({ configured: join(execA, "deno"), embedded, env, execPath: NOT_DENO }),
+      { path: join(execA, "deno"), source: "config" },
+    );
+  });
+
   it("findDeno() ignores an empty DENO_BIN", () => {
     const found = findDeno({ env: envOf({ DENO_BIN: "", PATH: execA }), execPath: NOT_DENO });
     assert.deepEqual(found, { path: join(execA, "deno"), source: "PATH" });

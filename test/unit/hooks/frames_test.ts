@@ -215,6 +215,65 @@ describe("FrameDecoder", () => {
     assert.throws(() => new FrameDecoder().push(bytes), FrameError);
   });
 
+  it("MAX_FRAME_BYTES is 1 MiB: a worker's 16 MiB frame is refused from its 4 length bytes", () => {
+    assert.equal(MAX_FRAME_BYTES, 1024 * 1024);
+    const head = rawHead(16 * 1024 * 1024, FrameKind.json, 999_999);
+    assert.throws(() => new FrameDecoder().push(head.subarray(0, 4)), FrameError);
+  });
+
+  it("FrameDecoder.push() decodes a MAX_FRAME_BYTES frame fed in 4 KiB chunks", () => {
+    const payload = new Uint8Array(MAX_FRAME_BYTES - 5).map((_, i) => i % 251);
+    const stream = encodeFrame(FrameKind.json, 7, payload);
+    const decoder = new FrameDecoder();
+    const got: Frame[] = [];
+    for (let at = 0; at < stream.byteLength; at += 4096) {
+      got.push(...decoder.push(stream.subarray(at, at + 4096)));
+    }
+    assert.equal(got.length, 1);
+    assert.equal(got[0]!.id, 7);
+    assert.ok(got[0]!.payload.every((b, i) => b === i % 251), "payload bytes differ");
+  });
+
+  it("FrameDecoder.push() copies each byte once, however the stream is cut (linear time)", () => {
+    // Counts the bytes every Uint8Array copy (set, slice) moves while one
+    // large frame and 1,000 small ones arrive in 4 KiB chunks. A decoder
+    // that joins its buffer with each new chunk moves about 130 MiB here.
+    const small = Array.from({ length: 1000 }, (_, i) => encodeJsonFrame(i, { t: "pull" }));
+    const stream = concat(
+      encodeFrame(FrameKind.json, 1, new Uint8Array(MAX_FRAME_BYTES - 5)),
+      ...small,
+    );
+    const chunks: Uint8Array[] = [];
+    for (let at = 0; at < stream.byteLength; at += 4096) {
+      chunks.push(stream.slice(at, at + 4096));
+    }
+    const typed = Object.getPrototypeOf(Uint8Array.prototype) as {
+      set: (this: Uint8Array, source: ArrayLike<number>, offset?: number) => void;
+      slice: (this: Uint8Array, start?: number, end?: number) => Uint8Array;
+    };
+    const { set, slice } = typed;
+    let copied = 0;
+    typed.set = function (source, offset) {
+      copied += source.length;
+      return set.call(this, source, offset);
+    };
+    typed.slice = function (start, end) {
+      const out = slice.call(this, start, end);
+      copied += out.length;
+      return out;
+    };
+    let frames = 0;
+    try {
+      const decoder = new FrameDecoder();
+      for (const chunk of chunks) frames += decoder.push(chunk).length;
+    } finally {
+      typed.set = set;
+      typed.slice = slice;
+    }
+    assert.equal(frames, 1001);
+    assert.ok(copied <= 2 * stream.byteLength, `${copied} bytes copied for ${stream.byteLength}`);
+  });
+
   it("FrameDecoder.push() treats stray text on the channel as a protocol error", () => {
     // "hello world\n" read as a length is far over the limit.
     assert.throws(() => new FrameDecoder().push(encoder.encode("hello world\n")), FrameError);

@@ -116,6 +116,7 @@ describe("ModulePool", () => {
       bootstrap,
       grants: NO_GRANTS,
       maxMemoryBytes: 128 * 1024 * 1024,
+      outputLimits: { linesPerSecond: 200, bytesPerSecond: 64 * 1024 },
       workers: 1,
       timeoutMs: 15_000,
       cwd: root,
@@ -532,11 +533,17 @@ export default function (input) {
   it("console output of a hook keeps multi-byte characters intact across pipe reads", async () => {
     // 5000 lines of 151 bytes in one write: the pipe delivers it in pieces
     // whose boundaries fall inside the 3-byte characters.
-    const pool = await startPool(`
+    const pool = await startPool(
+      `
 export default function () {
   console.log(Array.from({ length: 5000 }, () => "€".repeat(50)).join("\\n"));
   return "printed";
-}`);
+}`,
+      {
+        // 755 KB in 5000 lines: over the default budget of output a second.
+        outputLimits: { linesPerSecond: 10_000, bytesPerSecond: 1024 * 1024 },
+      },
+    );
     assert.deepEqual(await pool.call({}), { ok: true, value: "printed" });
     await eventually(() => logged("hook output").length >= 5000, "5000 output lines");
     const outputs = logged("hook output");

@@ -1,11 +1,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { execFile } from "node:child_process";
 import {
+  DATA_MARGIN_BYTES,
+  dataLimitBytes,
   type HookGrants,
   NO_GRANTS,
   ownFiles,
   sandboxFlags,
+  withDataLimit,
   workerEnv,
 } from "../../../src/hooks/sandbox.ts";
 
@@ -189,5 +193,39 @@ describe("workerEnv", () => {
       return undefined;
     });
     assert.deepEqual(asked.sort(), ["DENO_DIR", "HOME", "PATH", "XDG_CACHE_HOME", "X_GRANTED"]);
+  });
+});
+
+describe("withDataLimit", () => {
+  it("dataLimitBytes() adds the margin and 8 MiB per V8 platform thread beyond the first, up to 16", () => {
+    assert.equal(DATA_MARGIN_BYTES, 608 * MiB);
+    assert.equal(dataLimitBytes(64 * MiB, 1), 672 * MiB);
+    assert.equal(dataLimitBytes(64 * MiB, 2), 672 * MiB);
+    assert.equal(dataLimitBytes(64 * MiB, 4), 672 * MiB + 16 * MiB);
+    assert.equal(dataLimitBytes(64 * MiB, 128), 672 * MiB + 15 * 8 * MiB);
+  });
+
+  it("withDataLimit() leaves the argv alone elsewhere than Linux", () => {
+    assert.deepEqual(withDataLimit(["deno", "run"], 704 * MiB, "darwin"), ["deno", "run"]);
+  });
+
+  it("withDataLimit() runs the program through /bin/sh under RLIMIT_DATA, as the same process", async () => {
+    const argv = withDataLimit(
+      ["/bin/sh", "-c", 'echo $$ $(ulimit -d) "$0"', "a b"],
+      100 * MiB + 1,
+      "linux",
+    );
+    assert.equal(argv[0], "/bin/sh");
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = execFile(argv[0]!, argv.slice(1), (err, stdout) => {
+        if (err) reject(err);
+        else resolve(`${child.pid} ${stdout.trim()}`);
+      });
+    });
+    const [pid, shellPid, limit, arg] = out.split(" ");
+    assert.equal(shellPid, pid, "the program is the process started (exec)");
+    assert.equal(limit, String(100 * 1024 + 1), "RLIMIT_DATA in KiB, rounded up");
+    assert.equal(out.split(" ").slice(3).join(" "), "a b");
+    assert.equal(arg, "a");
   });
 });

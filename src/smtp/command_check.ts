@@ -1,0 +1,87 @@
+/**
+ * Checks of a command line's raw bytes, before smtp-server decodes them.
+ * smtp-server decodes commands with `Buffer.toString()`, which turns
+ * invalid UTF-8 into U+FFFD: distinct invalid addresses would become one
+ * mailbox, and a sender's bytes would be lost. Here nothing is decoded
+ * that is not valid UTF-8, and UTF-8 is taken only where SMTPUTF8 allows it.
+ *
+ * @module
+ */
+
+import { reply, type SmtpReply } from "./reply.ts";
+
+/** What the check needs to know about the session. */
+export interface CommandContext {
+  /** A MAIL FROM was accepted and the transaction is open. */
+  transactionOpen: boolean;
+  /** That MAIL FROM carried the SMTPUTF8 parameter. */
+  smtputf8: boolean;
+}
+
+/** A refusal: the reply and whether it carries an enhanced status code. */
+export interface CommandRefusal {
+  reply: SmtpReply;
+  /** False for replies to EHLO and HELO, which carry none (RFC 2034 section 3). */
+  enhanced: boolean;
+  /** For the log: what was wrong. */
+  reason: "bad_utf8" | "non_ascii_helo" | "non_ascii_address";
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * The refusal of a command line (without its CRLF), or undefined when
+ * smtp-server may handle it.
+ */
+export function checkCommand(
+  line: Uint8Array,
+  context: CommandContext,
+): CommandRefusal | undefined {
+  if (isAscii(line)) return undefined;
+  let text: string;
+  try {
+    text = strictUtf8.decode(line);
+  } catch {
+    // RFC 6531 section 3.3: UTF-8 in SMTP is UTF-8 as RFC 3629 defines
+    // it; anything else is a syntax error (500, as Postfix answers).
+    return {
+      reply: reply(500, "5.5.2", "Error: bad UTF-8 syntax"),
+      enhanced: true,
+      reason: "bad_utf8",
+    };
+  }
+  const verb = /^\s*(\S+)/.exec(text)?.[1]?.toUpperCase() ?? "";
+  if (verb === "EHLO" || verb === "HELO") {
+    // RFC 5321 section 4.1.2: the EHLO Domain is ASCII (Let-dig, Ldh-str),
+    // and it comes before any SMTPUTF8 is negotiated; the name also goes
+    // into our Received header, which must stay ASCII in a message that is
+    // not SMTPUTF8 (RFC 6532). An internationalized name goes as A-labels.
+    return {
+      reply: reply(501, "", "Error: Bad hostname syntax; send an IDN as A-labels (xn--)"),
+      enhanced: false,
+      reason: "non_ascii_helo",
+    };
+  }
+  if (verb !== "MAIL" && verb !== "RCPT") return undefined;
+  const path = /<([^<>]*)>(.*)$/s.exec(text);
+  if (!path || isAscii(new TextEncoder().encode(path[1]!))) return undefined;
+  const declared = verb === "MAIL"
+    ? path[2]!.trim().split(/\s+/).some((p) => p.toUpperCase() === "SMTPUTF8")
+    : context.smtputf8;
+  // RCPT before MAIL gets smtp-server's 503.
+  if (verb === "RCPT" && !context.transactionOpen) return undefined;
+  if (declared) return undefined;
+  // RFC 6531 section 3.4: a non-ASCII address needs the SMTPUTF8
+  // parameter on MAIL FROM; X.6.7 is the code RFC 6531 registers for a
+  // non-ASCII address that is not permitted (553 as Postfix answers).
+  return {
+    reply: reply(553, "5.6.7", "Non-ASCII address without the SMTPUTF8 parameter on MAIL FROM"),
+    enhanced: true,
+    reason: "non_ascii_address",
+  };
+}
+
+function isAscii(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i]! >= 0x80) return false;
+  return true;
+}

@@ -1,0 +1,253 @@
+/**
+ * A hostile hook's worker, against real deno workers. The answer channel as
+ * hostile input: a hook
+ * that opens descriptor 3 itself and writes an oversized frame, or a frame
+ * that no call asked for, has its worker ended at once, logged and counted;
+ * a late answer of a timed-out call is not such a frame; a result too large
+ * for a frame fails its call with a clear error and the worker lives on.
+ * Output floods: the first lines are logged, then one line says the rest is
+ * dropped, drops are counted, and a summary follows when the flood ends.
+ */
+
+import assert from "node:assert/strict";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import process from "node:process";
+import { after, afterEach, before, describe, it } from "node:test";
+import { findDeno } from "../../../src/hooks/find_deno.ts";
+import { MAX_FRAME_BYTES } from "../../../src/hooks/frames.ts";
+import { ModulePool } from "../../../src/hooks/module_pool.ts";
+import { NO_GRANTS } from "../../../src/hooks/sandbox.ts";
+import type { CallOutcome } from "../../../src/hooks/worker.ts";
+import { WORKER_SOURCE } from "../../../src/hooks/worker_source.ts";
+import { Counters, Logger } from "../../../src/log/mod.ts";
+import { makeTempDir, removeDir } from "../helpers.ts";
+
+/**
+ * Hook source: `forge(announced, kind, id, payload)` writes one frame on descriptor 3 as a
+ * hostile hook would, with the length it announces (`head`) independent of
+ * what follows.
+ */
+const FORGE = `
+import process from "node:process";
+// The bootstrap's own socket on descriptor 3 (a second one cannot be opened).
+const channel = process._getActiveHandles().find((h) => h._handle?.fd === 3);
+function forge(announced, kind, id, payload) {
+  const head = new Uint8Array(9);
+  const view = new DataView(head.buffer);
+  view.setUint32(0, announced);
+  view.setUint8(4, kind);
+  view.setUint32(5, id);
+  channel.write(head);
+  channel.write(payload);
+}
+const json = (value) => new TextEncoder().encode(JSON.stringify(value));
+`;
+
+async function eventually(condition: () => boolean, what: string, limitMs = 8000) {
+  for (let waited = 0; waited <= limitMs; waited += 10) {
+    if (condition()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+describe("HookWorker channel", () => {
+  let root: string;
+  let hooksDir: string;
+  let bootstrap: string;
+  let deno: string;
+  let lines: string[];
+  let counters: Counters;
+  let pools: ModulePool[] = [];
+  let counter = 0;
+
+  before(async () => {
+    const found = findDeno({ env: (n) => process.env[n], execPath: process.execPath });
+    assert.ok(found, "these tests need deno");
+    deno = found.path;
+    root = await makeTempDir("postern-proto-");
+    hooksDir = join(root, "hooks");
+    await mkdir(hooksDir);
+    await mkdir(join(root, "run"));
+    bootstrap = join(root, "run", "hook_worker.js");
+    await writeFile(bootstrap, WORKER_SOURCE);
+  });
+  afterEach(() => {
+    for (const pool of pools) pool.kill();
+    pools = [];
+  });
+  after(async () => {
+    await removeDir(root);
+  });
+
+  async function startPool(
+    source: string,
+    timeoutMs = 15_000,
+    outputLimits = { linesPerSecond: 200, bytesPerSecond: 64 * 1024 },
+  ): Promise<ModulePool> {
+    const name = `hook-${++counter}`;
+    const entry = join(hooksDir, `${name}.ts`);
+    await writeFile(entry, source);
+    lines = [];
+    counters = new Counters();
+    const pool = new ModulePool({
+      name,
+      hooksDir,
+      entry,
+      deno,
+      bootstrap,
+      grants: NO_GRANTS,
+      maxMemoryBytes: 128 * 1024 * 1024,
+      outputLimits,
+      workers: 1,
+      timeoutMs,
+      cwd: root,
+      env: (n) => process.env[n],
+      logger: new Logger("debug", (line) => lines.push(line)),
+      counters,
+    });
+    pools.push(pool);
+    return pool;
+  }
+
+  const brokeProtocol = () =>
+    lines.filter((l) => l.includes(`msg="hook worker broke the protocol; it is ended"`));
+
+  /** Resolves once the pool has no worker left (the process ended). */
+  const ended = (pool: ModulePool) => eventually(() => pool.workerCount === 0, "the worker to end");
+
+  it("ends a worker that announces a 16 MiB frame, as soon as its length arrives", async () => {
+    const pool = await startPool(`${FORGE}
+export default function () {
+  // The head only: the worker is ended on the length alone.
+  forge(16 * 1024 * 1024, 1, 999999, new Uint8Array(0));
+  return new Promise(() => {});
+}`);
+    const outcome: CallOutcome = await pool.call({});
+    assert.equal(outcome.ok, false);
+    assert.equal(!outcome.ok && outcome.failure, "protocol");
+    assert.match(!outcome.ok ? outcome.error : "", /length 16777216 is out of range/);
+    await ended(pool);
+    assert.equal(brokeProtocol().length, 1, lines.join("\n"));
+    assert.match(brokeProtocol()[0]!, /cause="length 16777216 is out of range"|out of range/);
+    assert.equal(counters.get("hook_protocol_errors_total", { hook: pool.options.name }), 1);
+  });
+
+  it("ends a worker that sends a result no call asked for, when no call is in flight", async () => {
+    const pool = await startPool(`${FORGE}
+export default function () {
+  const payload = json({ t: "result", ok: true, value: "forged" });
+  setTimeout(() => forge(5 + payload.byteLength, 1, 4242, payload), 100);
+  return "answered";
+}`);
+    const outcome = await pool.call({});
+    assert.deepEqual(outcome, { ok: true, value: "answered" });
+    await eventually(() => brokeProtocol().length === 1, "the protocol error to be logged");
+    assert.match(brokeProtocol()[0]!, /a result for call 4242, which is not in flight/);
+    await ended(pool);
+    assert.equal(counters.get("hook_protocol_errors_total", { hook: pool.options.name }), 1);
+    assert.equal(counters.get("hook_worker_crashes_total", { hook: pool.options.name }), 0);
+  });
+
+  it("ends a worker that asks for a chunk of a call without a message, or repeats ready", async () => {
+    const pull = await startPool(`${FORGE}
+export default function (input) {
+  const payload = json({ t: "pull" });
+  forge(5 + payload.byteLength, 1, input.id, payload);
+  return new Promise(() => {});
+}`);
+    const outcome = await pull.call({ id: 1 });
+    assert.equal(!outcome.ok && outcome.failure, "protocol");
+    assert.match(brokeProtocol().join("\n"), /a pull for call 1, which has no message/);
+
+    const ready = await startPool(`${FORGE}
+export default function () {
+  const payload = json({ t: "ready" });
+  forge(5 + payload.byteLength, 1, 0, payload);
+  return new Promise(() => {});
+}`);
+    const second = await ready.call({});
+    assert.equal(!second.ok && second.failure, "protocol");
+    assert.match(brokeProtocol().join("\n"), /ready out of turn/);
+  });
+
+  it("ignores the late answer of a call that timed out (not a protocol error)", async () => {
+    const pool = await startPool(
+      `export default (input) => new Promise((r) => setTimeout(() => r(input.n), input.wait));`,
+      3000,
+    );
+    // Loads the worker first, so the timed-out call is only the hook's slowness.
+    assert.deepEqual(await pool.call({ n: 0, wait: 0 }), { ok: true, value: 0 });
+    // A answers 600 ms after its timeout; C, started 1.5 s later, keeps the
+    // retired worker alive until after that (it answers in time, at 4.1 s).
+    const a = pool.call({ n: 1, wait: 3600 });
+    await new Promise((r) => setTimeout(r, 1500));
+    const c = pool.call({ n: 2, wait: 2600 });
+    assert.equal((await a).ok, false);
+    assert.deepEqual(await c, { ok: true, value: 2 });
+    assert.deepEqual(brokeProtocol(), []);
+    assert.equal(counters.get("hook_protocol_errors_total", { hook: pool.options.name }), 0);
+  });
+
+  it("fails a call whose result is larger than a frame with a clear error; the worker lives on", async () => {
+    const pool = await startPool(`
+let calls = 0;
+export default (input) => ({ calls: ++calls, big: "x".repeat(input.size) });`);
+    const big = await pool.call({ size: MAX_FRAME_BYTES });
+    assert.equal(big.ok, false);
+    assert.equal(!big.ok && big.failure, "hook_error");
+    assert.match(
+      !big.ok ? big.error : "",
+      /result is \d+ bytes of JSON; at most 1048571 can be sent/,
+    );
+    const small = await pool.call({ size: 10 });
+    assert.deepEqual(small, { ok: true, value: { calls: 2, big: "x".repeat(10) } });
+    assert.deepEqual(brokeProtocol(), []);
+  });
+
+  it("logs the first lines of an output flood, says once that the rest is dropped, counts it, and sums it up when it ends", async () => {
+    // 20,000 lines on stdout and stderr in 2 s, then quiet; the calls keep answering.
+    const pool = await startPool(
+      `
+let calls = 0;
+async function flood() {
+  for (let burst = 0; burst < 40; burst++) {
+    for (let i = 0; i < 250; i++) console.log("flood line " + (burst * 250 + i));
+    for (let i = 0; i < 250; i++) console.error("flood err " + (burst * 250 + i));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  console.log("flood over");
+}
+export default (input) => {
+  if (input.start) flood();
+  return ++calls;
+};`,
+      15_000,
+      { linesPerSecond: 50, bytesPerSecond: 64 * 1024 },
+    );
+    assert.deepEqual(await pool.call({ start: true }), { ok: true, value: 1 });
+    const over = () =>
+      lines.filter((l) => l.includes(`msg="hook output is over its budget; it is dropped`));
+    const summary = () => lines.filter((l) => l.includes(`msg="hook output was dropped"`));
+    await eventually(() => over().length === 1, "the over-budget line");
+    assert.deepEqual(await pool.call({}), { ok: true, value: 2 });
+    await eventually(() => summary().length === 1, "the summary line", 15_000);
+    const output = lines.filter((l) => l.includes(`msg="hook output"`));
+    // The first 50 lines of the first second, nothing more from it.
+    assert.ok(output.some((l) => l.includes(`line="flood line 0"`)), "the first line is logged");
+    assert.ok(output.length >= 50 && output.length <= 50 * 4, `${output.length} lines logged`);
+    assert.equal(over().length, 1, "one line says the output is dropped");
+    assert.match(over()[0]!, /lines_per_second=50 bytes_per_second=65536/);
+    const summed = /lines=(\d+) bytes=(\d+) seconds=(\d+)/.exec(summary()[0]!);
+    assert.ok(summed, summary()[0]);
+    const dropped = counters.get("hook_output_dropped_lines_total", { hook: pool.options.name });
+    assert.ok(dropped >= 19_000, `dropped ${dropped} lines`);
+    assert.equal(Number(summed[1]), dropped);
+    assert.equal(
+      counters.get("hook_output_dropped_bytes_total", { hook: pool.options.name }),
+      Number(summed[2]),
+    );
+    assert.equal(pool.restarts, 0, "the worker was not ended");
+  });
+});

@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { checkCommand } from "../../../src/smtp/command_check.ts";
+
+const bytes = (...parts: Array<string | number[]>) => {
+  const out: number[] = [];
+  for (const part of parts) {
+    out.push(...(typeof part === "string" ? new TextEncoder().encode(part) : part));
+  }
+  return new Uint8Array(out);
+};
+const open = { transactionOpen: true, smtputf8: false };
+const idle = { transactionOpen: false, smtputf8: false };
+
+describe("checkCommand", () => {
+  it("checkCommand() passes ASCII commands through", () => {
+    assert.equal(checkCommand(bytes("MAIL FROM:<a@b.example>"), idle), undefined);
+    assert.equal(checkCommand(bytes("RCPT TO:<a@b.example>"), open), undefined);
+  });
+
+  it("checkCommand() refuses invalid UTF-8 anywhere with 500 5.5.2", () => {
+    for (
+      const line of [
+        bytes("EHLO ", [0xff, 0xfe], ".example"),
+        bytes("MAIL FROM:<", [0xff, 0xfe], "@x.example> SMTPUTF8"),
+        bytes("RCPT TO:<", [0xc3, 0x28], "@localhost>"),
+        bytes("NOOP ", [0xe2, 0x82]),
+        bytes("RCPT TO:<", [0xed, 0xa0, 0x80], "@localhost>"), // a UTF-16 surrogate
+        bytes("RCPT TO:<", [0xc0, 0xaf], "@localhost>"), // an overlong "/"
+      ]
+    ) {
+      const refusal = checkCommand(line, { transactionOpen: true, smtputf8: true });
+      assert.equal(refusal?.reason, "bad_utf8");
+      assert.deepEqual(refusal?.reply, {
+        code: 500,
+        enhanced: "5.5.2",
+        text: "Error: bad UTF-8 syntax",
+      });
+    }
+  });
+
+  it("checkCommand() refuses a non-ASCII EHLO or HELO name with 501, without an enhanced code", () => {
+    for (const verb of ["EHLO", "helo"]) {
+      const refusal = checkCommand(bytes(`${verb} bücher.example`), idle);
+      assert.equal(refusal?.reason, "non_ascii_helo");
+      assert.equal(refusal?.reply.code, 501);
+      assert.equal(refusal?.enhanced, false);
+    }
+  });
+
+  it("checkCommand() refuses a non-ASCII MAIL FROM address without SMTPUTF8 with 553 5.6.7", () => {
+    const refusal = checkCommand(bytes("MAIL FROM:<jörg@x.example>"), idle);
+    assert.equal(refusal?.reply.code, 553);
+    assert.equal(refusal?.reply.enhanced, "5.6.7");
+    assert.equal(checkCommand(bytes("MAIL FROM:<jörg@x.example> SMTPUTF8"), idle), undefined);
+    assert.equal(
+      checkCommand(bytes("mail from:<jörg@x.example> BODY=8BITMIME smtputf8"), idle),
+      undefined,
+    );
+  });
+
+  it("checkCommand() judges a non-ASCII RCPT TO by the transaction's SMTPUTF8", () => {
+    assert.equal(checkCommand(bytes("RCPT TO:<jörg@x.example>"), open)?.reply.code, 553);
+    assert.equal(
+      checkCommand(bytes("RCPT TO:<jörg@x.example>"), { transactionOpen: true, smtputf8: true }),
+      undefined,
+    );
+    // Before MAIL, smtp-server answers 503.
+    assert.equal(checkCommand(bytes("RCPT TO:<jörg@x.example>"), idle), undefined);
+  });
+
+  it("checkCommand() leaves valid UTF-8 outside addresses and EHLO to smtp-server", () => {
+    assert.equal(checkCommand(bytes("NOOP grüße"), idle), undefined);
+    assert.equal(checkCommand(bytes("MAIL FROM:<a@x.example> ENVID=grüße"), idle), undefined);
+  });
+});
