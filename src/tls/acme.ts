@@ -65,6 +65,8 @@ export class AcmeManager {
   #nextAttempt: number | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<void> | undefined;
+  /** Orders run one after another (a timer's and the admin API's). */
+  #orders: Promise<void> = Promise.resolve();
   #closed = false;
 
   /** Creates the manager; nothing happens before {@linkcode start}. */
@@ -136,6 +138,7 @@ export class AcmeManager {
     this.#closed = true;
     clearTimeout(this.#timer);
     await this.#running?.catch(() => {});
+    await this.#orders;
   }
 
   /** A certificate covers every configured name and has not expired. */
@@ -220,7 +223,13 @@ export class AcmeManager {
   }
 
   /** One order, one at a time; a failure counts and plans a retry. */
-  async #attempt(): Promise<void> {
+  #attempt(): Promise<void> {
+    const run = this.#orders.then(() => this.#attemptNow());
+    this.#orders = run.catch(() => {});
+    return run;
+  }
+
+  async #attemptNow(): Promise<void> {
     if (this.#closed) return;
     try {
       const cert = await this.#order();

@@ -280,6 +280,19 @@ describe("ACME certificates from pebble", () => {
     assert.notEqual(afterSerial, before);
   });
 
+  it("runs renewals asked for at once one after another, each completing", async () => {
+    const answers = await Promise.all(
+      [1, 2, 3].map(async () => await (await admin(server, "POST", "/acme/renew")).json()),
+    );
+    assert.deepEqual(answers.map((a) => [a.ok, a.acme.last_error]), [
+      [true, null],
+      [true, null],
+      [true, null],
+    ]);
+    const metrics = await (await admin(server, "GET", "/metrics")).text();
+    assert.match(metrics, /^postern_acme_orders_total\{result="issued"\} 5$/m);
+  });
+
   it("counts a failed renewal in /metrics and /status", async () => {
     await pebble!.stop();
     const renewed = await admin(server, "POST", "/acme/renew");
@@ -287,7 +300,7 @@ describe("ACME certificates from pebble", () => {
     const metrics = await (await admin(server, "GET", "/metrics")).text();
     assert.match(metrics, /^postern_acme_renewal_failures 1$/m);
     assert.match(metrics, /^postern_acme_orders_total\{result="failed"\} [1-9]/m);
-    assert.match(metrics, /^postern_acme_orders_total\{result="issued"\} 2$/m);
+    assert.match(metrics, /^postern_acme_orders_total\{result="issued"\} 5$/m);
     const expiry = /^postern_acme_certificate_expires_in_seconds (\d+)$/m.exec(metrics);
     assert.ok(expiry && Number(expiry[1]) > 86_400, metrics);
     const status = await (await admin(server, "GET", "/status")).json();
