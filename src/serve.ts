@@ -12,7 +12,9 @@ import { type CertificatePair, type Config, ConfigError } from "./config/mod.ts"
 import { startAdmin } from "./admin/server.ts";
 import { DkimKeyring, SpfVerdictCache } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
-import { DispatchCourier, LocalCourier } from "./delivery/mod.ts";
+import { DispatchCourier, LmtpCourier, LocalCourier } from "./delivery/mod.ts";
+import { dovecotMailboxes } from "./smtp/mailboxes.ts";
+import { DovecotAuth } from "./users/dovecot_auth.ts";
 import {
   aliasHookTargets,
   describeHookRuntime,
@@ -186,6 +188,12 @@ export async function serve(
     logger,
     counters,
   });
+  const lmtp = new LmtpCourier({
+    hostname: config.hostname,
+    connectTimeoutMs: config.outbound.connectTimeoutMs,
+    commandTimeoutMs: config.outbound.commandTimeoutMs,
+    idleMs: config.outbound.connectionIdleMs,
+  });
   const courier = new LocalCourier(() => live.intake.resolver, {
     mailRoot: join(config.dataDir, "mail"),
     hostname: config.hostname,
@@ -204,6 +212,11 @@ export async function serve(
       counters,
     }),
     forward: async (item, recipient, open) => (await remote.deliver(item, [recipient], open))[0]!,
+    // The domain's LMTP server in the policy in force (delivery.lmtp).
+    lmtp: {
+      courier: lmtp,
+      endpointOf: (domain) => policy.current.config.domains.get(domain)?.lmtp,
+    },
   });
   const dispatch = new DispatchCourier(
     courier,
@@ -414,6 +427,7 @@ export async function serve(
       await listeners.close();
       await queue.stop();
       pool.close();
+      lmtp.close();
       hooks.close();
       await hookLogFile?.close();
       await spool.close();
@@ -451,8 +465,13 @@ function livePolicy(
 ): LivePolicy {
   const config = snapshot.config;
   const resolver = new RecipientResolver(config.domains, config.aliases);
+  const dovecot = config.auth.dovecot || config.auth.dovecotUserdb
+    ? new DovecotAuth({ client: config.auth.dovecot, userdb: config.auth.dovecotUserdb })
+    : undefined;
   return {
     intake: {
+      dovecot,
+      mailboxes: dovecot?.looksUpUsers ? dovecotMailboxes(dovecot, config.domains) : undefined,
       epoch: snapshot.epoch,
       maxMessageSize: config.smtp.maxMessageSize,
       maxRecipients: config.smtp.maxRecipients,

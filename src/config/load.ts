@@ -24,6 +24,7 @@ import { AliasSyntaxError, normalizeDomain, parseAliases } from "../aliases/mod.
 import { parseNetwork, type SpfAction, spfPolicy, type SpfResult } from "../auth/mod.ts";
 import type { HooksConfig } from "../hooks/mod.ts";
 import { hostname as hostHostname } from "../runtime/mod.ts";
+import { type Endpoint, parseEndpoint } from "../users/endpoint.ts";
 import { isPasswordHash, parseUserLine } from "../users/mod.ts";
 import { resolveAcme } from "./acme.ts";
 import { loadCertificates } from "./certificates.ts";
@@ -86,6 +87,7 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
         passwords: new Map(),
         dkimKeys: [],
         dkimSelector: undefined,
+        lmtp: lmtpOf(undefined, file, relativeToConfig),
       });
     }
   }
@@ -155,7 +157,11 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       timeoutMs: file.dns?.timeout ?? DEFAULTS.dns.timeoutMs,
     },
     outbound,
-    auth: resolveAuth(file.auth, join(configDir ?? ".", CONFIG_FILE_NAME)),
+    auth: {
+      ...resolveAuth(file.auth, join(configDir ?? ".", CONFIG_FILE_NAME)),
+      dovecot: endpointOf(file.auth?.dovecot, relativeToConfig),
+      dovecotUserdb: endpointOf(file.auth?.dovecot_userdb, relativeToConfig),
+    },
     submission: {
       listen: file.submission?.listen ?? [...DEFAULTS.submission.listen],
       listenTls: file.submission?.listen_tls ?? [...DEFAULTS.submission.listenTls],
@@ -375,6 +381,11 @@ function loadDomains(
     domains.set(name, {
       name,
       anyUser: settingsByName.get(name)?.any_user ?? false,
+      lmtp: lmtpOf(
+        settingsByName.get(name)?.delivery?.lmtp,
+        file,
+        (p) => resolve(configDir, p),
+      ),
       ...loadUsers(join(dir, "users")),
       aliases: loadAliases(join(dir, "aliases"), name),
       ...loadDkim(
@@ -432,6 +443,26 @@ function loadAliases(path: string, domain: string) {
     }
     throw err;
   }
+}
+
+/** A parsed endpoint (schema-checked), a relative socket path taken from the config directory. */
+function endpointOf(
+  text: string | undefined,
+  relativeToConfig: (p: string) => string,
+): Endpoint | undefined {
+  const endpoint = text === undefined ? undefined : parseEndpoint(text);
+  if (endpoint?.kind !== "unix") return endpoint;
+  return { kind: "unix", path: relativeToConfig(endpoint.path) };
+}
+
+/** A domain's LMTP server: its own setting ("off": none), else delivery.lmtp. */
+function lmtpOf(
+  own: string | undefined,
+  file: ConfigFile,
+  relativeToConfig: (p: string) => string,
+): Endpoint | undefined {
+  if (own === "off") return undefined;
+  return endpointOf(own ?? file.delivery?.lmtp, relativeToConfig);
 }
 
 /** The `code` of a Node-style error, if any. */

@@ -8,6 +8,7 @@
 
 import * as v from "valibot";
 import { LOG_LEVELS } from "../log/mod.ts";
+import { parseEndpoint } from "../users/endpoint.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
 /** A size in bytes: a number, or text such as `50MiB`. */
@@ -49,6 +50,15 @@ const ListenAddress = v.pipe(
   v.regex(
     /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}$/,
     'must be an address such as "127.0.0.1:2525" or "[::1]:25"',
+  ),
+);
+
+/** A local service: `unix:/run/dovecot/lmtp` or `127.0.0.1:24`. */
+const Endpoint = v.pipe(
+  v.string('must be "unix:/path/to/socket" or an address such as "127.0.0.1:24"'),
+  v.check(
+    (text) => parseEndpoint(text) !== undefined,
+    'must be "unix:/path/to/socket" or an address such as "127.0.0.1:24"',
   ),
 );
 
@@ -207,6 +217,8 @@ export const ConfigFileSchema = v.strictObject({
     max_queue_lifetime: v.optional(Duration),
     /** Time a pipe alias command may run. Default: 5m. */
     pipe_timeout: v.optional(Duration),
+    /** Deliver local mailboxes over LMTP (RFC 2033) to this server instead of Maildirs. Default: none. */
+    lmtp: v.optional(Endpoint),
   })),
   /** Delivery to other domains' MX hosts (or a smarthost), for authenticated submissions and remote aliases. */
   outbound: v.optional(v.strictObject({
@@ -280,6 +292,14 @@ export const ConfigFileSchema = v.strictObject({
     v.nullish(v.strictObject({
       /** Accept every local part, each into its own mailbox. Default: false. */
       any_user: v.optional(v.boolean("must be true or false")),
+      /** How the domain's mailboxes are delivered. */
+      delivery: v.optional(v.strictObject({
+        /** LMTP server for this domain, or "off" for Maildirs. Default: delivery.lmtp. */
+        lmtp: v.optional(v.union(
+          [v.literal("off"), Endpoint],
+          'must be "unix:/path/to/socket", an address such as "127.0.0.1:24", or "off"',
+        )),
+      })),
       /** Publish an MTA-STS policy for the domain (needs tls.acme). Default: none. */
       mta_sts: v.optional(MtaStsSchema),
       /** DKIM signing of the domain's mail. */
@@ -337,6 +357,10 @@ export const ConfigFileSchema = v.strictObject({
     verify: v.optional(v.boolean("must be true or false")),
     /** Refuse (550 5.7.1) mail that fails DMARC for a domain with p=reject. Default: true. */
     dmarc_reject: v.optional(v.boolean("must be true or false")),
+    /** Dovecot's auth-client socket: submission logins are checked there, not in users files. */
+    dovecot: v.optional(Endpoint),
+    /** Dovecot's auth-userdb socket: RCPT checks for LMTP domains ask its userdb. */
+    dovecot_userdb: v.optional(Endpoint),
   })),
   rate_limits: v.optional(v.strictObject({
     /** New connections from one client address (IPv6: its /64) per minute; 0: no limit. Default: 60. */

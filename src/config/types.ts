@@ -11,6 +11,7 @@ import type { HooksConfig } from "../hooks/mod.ts";
 import type { LogLevel } from "../log/mod.ts";
 import type { OutboundConfig } from "../outbound/settings.ts";
 import type { RateLimitSettings } from "../smtp/rate_limits.ts";
+import type { Endpoint } from "../users/endpoint.ts";
 
 /** One local domain. */
 export interface DomainConfig {
@@ -31,6 +32,8 @@ export interface DomainConfig {
   dkimKeys: DkimKey[];
   /** `domains.<name>.dkim.selector`: this key signs, whatever DNS says. */
   dkimSelector: string | undefined;
+  /** The LMTP server its mailboxes go to; undefined: Maildirs. */
+  lmtp?: Endpoint | undefined;
   /** The MTA-STS policy Postern publishes for the domain, if any. */
   mtaSts?: MtaStsConfig | undefined;
 }
@@ -125,6 +128,10 @@ export interface Config {
     verify: boolean;
     /** Refuse DMARC failures of p=reject domains. */
     dmarcReject: boolean;
+    /** Dovecot's auth-client socket, which checks submission logins. */
+    dovecot?: Endpoint | undefined;
+    /** Dovecot's auth-userdb socket, which knows the mailboxes of LMTP domains. */
+    dovecotUserdb?: Endpoint | undefined;
   };
   /** Per-client rate limits (trusted networks are exempt); 0 switches one off. */
   rateLimits: RateLimitSettings;

@@ -90,13 +90,12 @@ export class DispatchCourier implements Courier {
       );
     // Local recipients one after the other, as before outbound existed
     // (pipes of one message do not race); remote ones meanwhile.
-    for (const { position, recipient } of local) {
-      try {
-        results[position] = await this.#local.deliver(item, recipient, open);
-      } catch (err) {
-        const error = `local delivery failed: ${err instanceof Error ? err.message : err}`;
-        results[position] = { status: "deferred", error };
-      }
+    try {
+      const rs = await this.#local.deliverAll(item, local.map((l) => l.recipient), open);
+      for (const [i, { position }] of local.entries()) results[position] = rs[i]!;
+    } catch (err) {
+      const error = `local delivery failed: ${err instanceof Error ? err.message : err}`;
+      for (const { position } of local) results[position] ??= { status: "deferred", error };
     }
     await remoteDone;
     return results;

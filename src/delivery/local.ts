@@ -14,6 +14,8 @@ import {
   type RecipientResolver,
 } from "../aliases/mod.ts";
 import type { DeliveryResult, RecipientRef, SpoolItem } from "../queue/mod.ts";
+import type { Endpoint } from "../users/endpoint.ts";
+import type { LmtpCourier, LmtpResults } from "./lmtp.ts";
 import { crlfToLf, prepend } from "./line_endings.ts";
 import { mailboxDirName, Maildir } from "./maildir.ts";
 import { deliverToPipe } from "./pipe.ts";
@@ -38,6 +40,21 @@ export interface LocalCourierOptions {
       open: () => AsyncIterable<Uint8Array>,
     ) => Promise<DeliveryResult>)
     | undefined;
+  /**
+   * LMTP delivery (RFC 2033) for the mailboxes of the domains that have an
+   * LMTP server (`endpointOf`, asked at each delivery); without it, or for
+   * other domains, mailboxes are Maildirs under `mailRoot`.
+   */
+  lmtp?: {
+    courier: LmtpCourier;
+    endpointOf: (domain: string) => Endpoint | undefined;
+  } | undefined;
+}
+
+/** Destinations resolved ahead, with the LMTP results of the whole message. */
+interface Prepared {
+  destinations: Destination[] | DeliveryResult;
+  lmtp: Map<string, LmtpResults>;
 }
 
 /** Delivers to local destinations. */
@@ -64,6 +81,69 @@ export class LocalCourier {
   }
 
   /**
+   * Delivers to every local recipient of a message, one after the other,
+   * as {@linkcode deliver} does; the mailboxes that go over LMTP get one
+   * transaction per LMTP server for the whole message first (RFC 2033).
+   */
+  async deliverAll(
+    item: SpoolItem,
+    recipients: RecipientRef[],
+    open: () => AsyncIterable<Uint8Array>,
+  ): Promise<DeliveryResult[]> {
+    const lmtp = this.#options.lmtp;
+    if (!lmtp) return await this.#eachOf(item, recipients, open);
+    const resolved: Array<Destination[] | DeliveryResult> = [];
+    const byServer = new Map<string, { endpoint: Endpoint; to: Set<string> }>();
+    for (const recipient of recipients) {
+      const destinations = await this.#resolve(recipient.address);
+      resolved.push(destinations);
+      if (!Array.isArray(destinations)) continue;
+      const doneBefore = new Set(recipient.done ?? []);
+      for (const d of destinations) {
+        if (d.kind !== "mailbox" || doneBefore.has(destinationKey(d))) continue;
+        const endpoint = lmtp.endpointOf(d.domain);
+        if (!endpoint) continue;
+        const key = JSON.stringify(endpoint);
+        const server = byServer.get(key) ?? { endpoint, to: new Set<string>() };
+        server.to.add(`${d.user}@${d.domain}`);
+        byServer.set(key, server);
+      }
+    }
+    const transactions = new Map<string, LmtpResults>();
+    for (const [key, { endpoint, to }] of byServer) {
+      transactions.set(
+        key,
+        await lmtp.courier.deliver(endpoint, { from: item.envelope.from, to: [...to] }, open),
+      );
+    }
+    return await this.#eachOf(
+      item,
+      recipients,
+      open,
+      (i) => ({ destinations: resolved[i]!, lmtp: transactions }),
+    );
+  }
+
+  /** {@linkcode deliver} for each recipient in turn; a throw defers only its own. */
+  async #eachOf(
+    item: SpoolItem,
+    recipients: RecipientRef[],
+    open: () => AsyncIterable<Uint8Array>,
+    prepared?: (i: number) => Prepared,
+  ): Promise<DeliveryResult[]> {
+    const results: DeliveryResult[] = [];
+    for (const [i, recipient] of recipients.entries()) {
+      try {
+        results.push(await this.deliver(item, recipient, open, prepared?.(i)));
+      } catch (err) {
+        const error = `local delivery failed: ${err instanceof Error ? err.message : err}`;
+        results.push({ status: "deferred", error });
+      }
+    }
+    return results;
+  }
+
+  /**
    * Delivers to every destination of one envelope recipient but those
    * `recipient.done` names (delivered by an earlier attempt).
    */
@@ -76,17 +156,10 @@ export class LocalCourier {
       done?: readonly string[] | undefined;
     },
     open: () => AsyncIterable<Uint8Array>,
+    prepared?: Prepared,
   ): Promise<DeliveryResult> {
-    let destinations: Destination[];
-    try {
-      destinations = await this.#resolver().resolve(
-        recipient.address,
-        this.#options.extraTargets,
-      );
-    } catch (err) {
-      if (err instanceof AliasDepthError) return { status: "failed", error: err.message };
-      return { status: "deferred", error: `alias expansion failed: ${String(err)}` };
-    }
+    const destinations = prepared?.destinations ?? await this.#resolve(recipient.address);
+    if (!Array.isArray(destinations)) return destinations;
     const sent: string[] = [];
     const deferred: string[] = [];
     const failed: string[] = [];
@@ -98,7 +171,7 @@ export class LocalCourier {
         sent.push(`${key}(earlier)`);
         continue;
       }
-      const result = await this.#deliverOne(item, recipient, destination, open);
+      const result = await this.#deliverOne(item, recipient, destination, open, prepared?.lmtp);
       if (result.status === "sent") {
         sent.push(result.detail);
         done.push(key);
@@ -120,16 +193,37 @@ export class LocalCourier {
     return { status: "sent", detail: sent.join(",") };
   }
 
+  /** The destinations of an address, or the result that ends its delivery. */
+  async #resolve(address: string): Promise<Destination[] | DeliveryResult> {
+    try {
+      return await this.#resolver().resolve(address, this.#options.extraTargets);
+    } catch (err) {
+      if (err instanceof AliasDepthError) return { status: "failed", error: err.message };
+      return { status: "deferred", error: `alias expansion failed: ${String(err)}` };
+    }
+  }
+
   async #deliverOne(
     item: SpoolItem,
     recipient: { address: string; index: number; attempts?: number },
     destination: Destination,
     open: () => AsyncIterable<Uint8Array>,
+    transactions?: Map<string, LmtpResults>,
   ): Promise<DeliveryResult> {
     const { envelope } = item;
     switch (destination.kind) {
       case "mailbox": {
         const address = `${destination.user}@${destination.domain}`;
+        const endpoint = this.#options.lmtp?.endpointOf(destination.domain);
+        if (endpoint && this.#options.lmtp) {
+          // Delivered in the message's transaction, or on its own when
+          // called without one.
+          return transactions?.get(JSON.stringify(endpoint))?.get(address) ??
+            (await this.#options.lmtp.courier.deliver(endpoint, {
+              from: envelope.from,
+              to: [address],
+            }, open)).get(address)!;
+        }
         const maildir = this.#maildir(destination.domain, destination.user);
         const seconds = Math.floor(Date.parse(envelope.received_at) / 1000);
         const name = `${seconds}.Q${envelope.id}R${recipient.index}.${this.#uniqueHost}`;

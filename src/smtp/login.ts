@@ -10,6 +10,8 @@
 
 import type { RecipientResolver } from "../aliases/mod.ts";
 import { hashPassword, verifyPassword } from "../users/mod.ts";
+import type { DovecotAuth } from "../users/dovecot_auth.ts";
+import { loginWithDovecot } from "./dovecot_login.ts";
 import { clientKey, SlidingWindowCounter } from "./rate_limits.ts";
 import { reply, type SmtpReply } from "./reply.ts";
 
@@ -46,10 +48,19 @@ export class LoginChecker {
     attempt: LoginAttempt,
     resolver: RecipientResolver,
     maxFailuresPerHour: number,
+    dovecot?: DovecotAuth,
+    onDovecotError?: (err: unknown) => void,
   ): Promise<LoginResult> {
     const key = clientKey(attempt.ip);
     if (maxFailuresPerHour > 0 && this.#failures.count(key) >= maxFailuresPerHour) {
       return { refusal: TOO_MANY, reason: "login_rate" };
+    }
+    if (dovecot?.checksPasswords) {
+      const result = await loginWithDovecot(dovecot, attempt, resolver, onDovecotError);
+      if ("refusal" in result && result.reason === "bad_credentials") {
+        this.#failures.hit(key, Number.MAX_SAFE_INTEGER);
+      }
+      return result;
     }
     const hash = resolver.passwordOf(attempt.username);
     // A missing user costs the same time as a wrong password, so that the

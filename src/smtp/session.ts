@@ -38,6 +38,8 @@ import { receiveMessage } from "./data.ts";
 import { receivedHeader } from "./received.ts";
 import { storageRefusal } from "./storage.ts";
 import { checkRecipient } from "./recipient.ts";
+import { mailboxExists, type MailboxLookup } from "./mailboxes.ts";
+import type { DovecotAuth } from "../users/dovecot_auth.ts";
 import { formatReply, Replies, reply, type SmtpReply } from "./reply.ts";
 import { RefusalLog } from "./refusal_log.ts";
 import type { SessionEvents } from "./server_class.ts";
@@ -63,6 +65,10 @@ export interface IntakePolicy {
   rateLimits: RateLimitSettings;
   /** SendID/ListID headers and DKIM signing for mail that may leave. */
   outbound?: OutboundIntake | undefined;
+  /** Dovecot's auth service (auth.dovecot), which checks logins instead of the users files. */
+  dovecot?: DovecotAuth | undefined;
+  /** The mail store's userdb, for recipients of LMTP domains (auth.dovecot_userdb). */
+  mailboxes?: MailboxLookup | undefined;
 }
 
 /** What the session handlers need. */
@@ -220,11 +226,27 @@ export class Intake implements SessionEvents {
     const refusal = checked?.reason === "relay_denied" && authenticatedUser(session) !== undefined
       ? undefined
       : checked;
+    // Mailboxes delivered over LMTP are the store's to know (Dovecot's
+    // userdb); a store that cannot answer makes the refusal temporary.
+    let storeDown: { reason: string; reply: SmtpReply } | undefined;
+    if (refusal?.reason === "no_such_user" && policy.mailboxes) {
+      const exists = await mailboxExists(
+        policy.mailboxes,
+        resolver.normalize(address.address),
+        (err) => this.#deps.logger.warn("mailbox lookup failed", { error: String(err) }),
+      );
+      if (exists === true) return undefined;
+      if (exists !== false) storeDown = exists;
+    }
     if (refusal?.reason === "no_such_user" && this.#deps.hooks?.has("alias-exists")) {
       // chasquid asks the alias-exists hook about addresses that are
       // neither users nor aliases in the files.
       const verdict = await this.#deps.hooks.aliasExists(resolver.normalize(address.address));
       if (verdict?.exists) return undefined;
+    }
+    if (storeDown) {
+      this.#reject(session, "rcpt", storeDown.reason, storeDown.reply, address.address);
+      return storeDown.reply;
     }
     if (refusal) {
       this.#reject(session, "rcpt", refusal.reason, refusal.reply, address.address);
@@ -488,6 +510,8 @@ export class Intake implements SessionEvents {
       { method: auth.method, username, password: auth.password ?? "", ip: session.remoteAddress },
       policy.resolver,
       policy.rateLimits.failedLoginsPerIpPerHour,
+      policy.dovecot,
+      (err) => this.#deps.logger.warn("Dovecot login check failed", { error: String(err) }),
     );
     this.#deps.mailLog.login(
       session.id,

@@ -51,8 +51,18 @@ class FakeLocal {
   }
 }
 
-function asLocal(fake: FakeLocal): LocalCourier {
-  return fake as unknown as LocalCourier;
+/** A fake with `deliver()` as a LocalCourier: `deliverAll()` calls it per recipient, in turn. */
+function asLocal(fake: Pick<FakeLocal, "deliver">): LocalCourier {
+  const deliverAll = async (
+    item: SpoolItem,
+    recipients: RecipientRef[],
+    open: () => AsyncIterable<Uint8Array>,
+  ): Promise<DeliveryResult[]> => {
+    const results: DeliveryResult[] = [];
+    for (const recipient of recipients) results.push(await fake.deliver(item, recipient, open));
+    return results;
+  };
+  return { deliver: fake.deliver.bind(fake), deliverAll } as unknown as LocalCourier;
 }
 
 /** Remote delivery that records each call and answers "sent" per recipient. */
@@ -199,7 +209,7 @@ describe("DispatchCourier", () => {
       gate.resolve();
       return Promise.resolve(recipients.map(() => ({ status: "sent", detail: "remote" })));
     };
-    const courier = new DispatchCourier(local as unknown as LocalCourier, remote, isOurs);
+    const courier = new DispatchCourier(asLocal(local), remote, isOurs);
     const results = await courier.deliver(ITEM, refs("a@ours.test", "b@far.test"), open);
     assert.equal(remoteStarted, true);
     assert.deepEqual(results.map((r) => r.status), ["sent", "sent"]);
@@ -223,7 +233,7 @@ describe("DispatchCourier", () => {
             : { status: "sent", detail: "250 ok" }
         ),
       );
-    const courier = new DispatchCourier(local as unknown as LocalCourier, remote, isOurs);
+    const courier = new DispatchCourier(asLocal(local), remote, isOurs);
     const results = await courier.deliver(
       ITEM,
       refs("slow@far.test", "gone@ours.test", "fast@far.test", "here@ours.test"),

@@ -1,0 +1,255 @@
+/**
+ * Delivery over LMTP (RFC 2033) to a mail store such as Dovecot, through
+ * nodemailer's SMTP client in its LMTP mode. One transaction per message
+ * and LMTP server: every mailbox recipient in it, and one reply per
+ * recipient after the data (RFC 2033 section 4.2), which becomes that
+ * recipient's result. Connections are kept for the next message.
+ *
+ * @module
+ */
+
+import { Readable } from "node:stream";
+import SMTPConnection from "nodemailer/lib/smtp-connection";
+import type { DeliveryResult } from "../queue/mod.ts";
+import { connectEndpoint, type Endpoint, endpointText } from "../users/endpoint.ts";
+
+/** Settings of the LMTP courier. */
+export interface LmtpOptions {
+  /** Name sent with LHLO. */
+  hostname: string;
+  /** Time allowed to connect and get the greeting. Default: 30 s. */
+  connectTimeoutMs?: number;
+  /** Inactivity allowed during a transaction. Default: 5 min. */
+  commandTimeoutMs?: number;
+  /** How long an idle connection is kept for the next message. Default: 5 s. */
+  idleMs?: number;
+  /** Idle connections kept per server. Default: 4. */
+  maxIdle?: number;
+}
+
+/** One open LMTP connection. */
+interface Session {
+  connection: SMTPConnection;
+  closed: boolean;
+  idleTimer?: ReturnType<typeof setTimeout>;
+}
+
+/** What one message's transaction gave each recipient. */
+export type LmtpResults = Map<string, DeliveryResult>;
+
+/** Delivers messages over LMTP, reusing connections. */
+export class LmtpCourier {
+  #options: Required<LmtpOptions>;
+  #idle = new Map<string, Session[]>();
+  /** Connections opened so far (reuse shows as fewer of these than messages). */
+  connectionsOpened = 0;
+
+  /** Creates the courier; nothing connects until the first message. */
+  constructor(options: LmtpOptions) {
+    this.#options = {
+      connectTimeoutMs: 30_000,
+      // RFC 5321 section 4.5.3.2: minutes for each command and the data.
+      commandTimeoutMs: 5 * 60_000,
+      idleMs: 5_000,
+      maxIdle: 4,
+      ...options,
+    };
+  }
+
+  /**
+   * Delivers one message to `recipients` (distinct addresses) through the
+   * server at `endpoint`. Never rejects: a failure of the connection or
+   * the transaction is every recipient's temporary (or, for a 5xx to MAIL
+   * FROM, permanent) result.
+   */
+  async deliver(
+    endpoint: Endpoint,
+    envelope: { from: string; to: readonly string[] },
+    open: () => AsyncIterable<Uint8Array>,
+  ): Promise<LmtpResults> {
+    const where = endpointText(endpoint);
+    let reused = this.#checkout(where);
+    for (;;) {
+      let session: Session;
+      try {
+        session = reused ?? await this.#open(endpoint);
+      } catch (err) {
+        return allOf(envelope.to, {
+          status: "deferred",
+          error: `lmtp ${where}: ${describe(err)}`,
+        });
+      }
+      try {
+        const results = await this.#send(session, where, envelope, open);
+        this.#checkin(where, session);
+        return results;
+      } catch (err) {
+        this.#discard(session);
+        const stage = (err as { command?: string }).command;
+        // A kept connection the server has closed meanwhile fails before
+        // the data; the message has gone nowhere, so a fresh connection
+        // may take it at once.
+        if (reused && stage !== "DATA") {
+          reused = undefined;
+          continue;
+        }
+        const code = (err as { responseCode?: number }).responseCode;
+        const text = `lmtp ${where}: ${(err as { response?: string }).response ?? describe(err)}`;
+        // RFC 5321 section 4.2.1: 5xx is permanent, anything else may pass later.
+        if (code !== undefined && code >= 500) {
+          return allOf(envelope.to, { status: "failed", error: text, ...dsnOf(text) });
+        }
+        return allOf(envelope.to, { status: "deferred", error: text });
+      }
+    }
+  }
+
+  /** Closes every idle connection. */
+  close(): void {
+    for (const sessions of this.#idle.values()) {
+      for (const session of sessions) this.#discard(session);
+    }
+    this.#idle.clear();
+  }
+
+  #checkout(where: string): Session | undefined {
+    const sessions = this.#idle.get(where) ?? [];
+    for (let session = sessions.pop(); session; session = sessions.pop()) {
+      clearTimeout(session.idleTimer);
+      if (!session.closed) return session;
+    }
+    return undefined;
+  }
+
+  #checkin(where: string, session: Session): void {
+    if (session.closed) return;
+    const sessions = this.#idle.get(where) ?? [];
+    if (sessions.length >= this.#options.maxIdle) {
+      this.#discard(session);
+      return;
+    }
+    sessions.push(session);
+    this.#idle.set(where, sessions);
+    session.idleTimer = setTimeout(() => {
+      const list = this.#idle.get(where);
+      if (list) list.splice(list.indexOf(session) >>> 0, 1);
+      this.#discard(session);
+    }, this.#options.idleMs);
+  }
+
+  #discard(session: Session): void {
+    clearTimeout(session.idleTimer);
+    if (session.closed) return;
+    session.closed = true;
+    try {
+      session.connection.quit();
+    } catch {
+      session.connection.close();
+    }
+  }
+
+  async #open(endpoint: Endpoint): Promise<Session> {
+    const socket = await connectEndpoint(endpoint, this.#options.connectTimeoutMs);
+    this.connectionsOpened++;
+    const connection = new SMTPConnection({
+      // nodemailer takes a connected socket as it is (a Unix socket too).
+      connection: socket,
+      lmtp: true,
+      name: this.#options.hostname,
+      ignoreTLS: true,
+      greetingTimeout: this.#options.connectTimeoutMs,
+      socketTimeout: this.#options.commandTimeoutMs,
+    });
+    const session: Session = { connection, closed: false };
+    const closed = () => {
+      session.closed = true;
+    };
+    return await new Promise((resolve, reject) => {
+      connection.once("error", (err: unknown) => {
+        closed();
+        connection.close();
+        reject(err);
+      });
+      connection.connect(() => {
+        connection.removeAllListeners("error");
+        connection.on("error", closed);
+        connection.on("end", closed);
+        resolve(session);
+      });
+    });
+  }
+
+  #send(
+    session: Session,
+    where: string,
+    envelope: { from: string; to: readonly string[] },
+    open: () => AsyncIterable<Uint8Array>,
+  ): Promise<LmtpResults> {
+    const stream = Readable.from(open(), { objectMode: false });
+    return new Promise((resolve, reject) => {
+      session.connection.send(
+        { from: envelope.from, to: [...envelope.to] },
+        stream,
+        (err, info) => {
+          const refused = new Map<string, { code: number | undefined; response: string }>();
+          const source = (err ?? info) as {
+            rejectedErrors?: Array<
+              { recipient?: string; responseCode?: number; response?: string }
+            >;
+          };
+          for (const e of source?.rejectedErrors ?? []) {
+            if (e.recipient !== undefined) {
+              refused.set(e.recipient, { code: e.responseCode, response: e.response ?? "" });
+            }
+          }
+          // Every recipient refused at RCPT: an outcome for each, not a failure.
+          if (err && !(refused.size > 0 && (err as { command?: string }).command === "RCPT TO")) {
+            stream.destroy();
+            reject(err);
+            return;
+          }
+          const results: LmtpResults = new Map();
+          for (const address of envelope.to) {
+            const refusal = refused.get(address);
+            if (!refusal) {
+              results.set(address, { status: "sent", detail: `lmtp:${address}` });
+              continue;
+            }
+            const error = `lmtp ${where}: ${refusal.response}`;
+            // RFC 2033 section 4.2: each recipient's own reply; 5xx is
+            // permanent (a bounce), 4xx temporary (a retry).
+            results.set(
+              address,
+              refusal.code !== undefined && refusal.code >= 500
+                ? { status: "failed", error, ...dsnOf(refusal.response) }
+                : { status: "deferred", error },
+            );
+          }
+          if (err) {
+            // Nothing was sent: end the transaction so the connection serves the next.
+            session.connection.reset((resetErr) => {
+              if (resetErr) session.closed = true;
+              resolve(results);
+            });
+            return;
+          }
+          resolve(results);
+        },
+      );
+    });
+  }
+}
+
+function allOf(addresses: readonly string[], result: DeliveryResult): LmtpResults {
+  return new Map(addresses.map((address) => [address, result]));
+}
+
+/** The enhanced status code (RFC 3463) a reply carries, for the bounce. */
+function dsnOf(response: string): { dsnStatus?: string } {
+  const match = /(?:^|\s)([245]\.\d{1,3}\.\d{1,3})(?:\s|$)/.exec(response);
+  return match ? { dsnStatus: match[1]! } : {};
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
