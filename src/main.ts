@@ -8,6 +8,7 @@
  * postern hook run EVENT --input FILE [--message FILE] [--config DIR]
  * postern dkim keygen DOMAIN --config DIR [--selector S] [--algorithm rsa|ed25519]
  * postern dkim status [DOMAIN] --config DIR
+ * postern dns [DOMAIN] --config DIR
  * postern status|reload [--config DIR] [--data DIR]
  * postern queue ls|show|retry|hold|release|bounce|rm [ID] [--config DIR] [--data DIR]
  * postern version
@@ -44,6 +45,7 @@ import { Counters, FileSink, Logger } from "./log/mod.ts";
 import { hashPassword, listUsers, removeUser, setUser, splitAddress } from "./users/mod.ts";
 import * as runtime from "./runtime/mod.ts";
 import { serve } from "./serve.ts";
+import { checkRecords, formatChecks, wantedRecords } from "./publish/records.ts";
 
 export { VERSION } from "./version.ts";
 import { VERSION } from "./version.ts";
@@ -65,6 +67,11 @@ Commands:
   dkim status [DOMAIN]
             List the DKIM keys: selector, algorithm, creation date, whether
             the record is published, missing or mismatched, which one signs
+  dns [DOMAIN]
+            Print the DNS records each local domain needs (MX, SPF, DKIM,
+            DMARC, and with mta_sts the mta-sts host, _mta-sts with the
+            policy's id, _smtp._tls) and check each against DNS (exit 1
+            when one is missing or differs)
   user add|remove USER@DOMAIN, user list DOMAIN
             Manage submission users (the password is read from a prompt or
             stdin, never from the command line)
@@ -133,6 +140,7 @@ async function main(argv: string[]): Promise<number> {
     case "status":
     case "reload":
     case "queue":
+    case "dns":
       break;
     case "user":
       return await userCommand(positionals.slice(1), values.config);
@@ -194,6 +202,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === "check") return await check(config);
   if (command === "dkim") return await dkimStatus(config, positionals[2]);
+  if (command === "dns") return await dnsRecords(config, positionals[1]);
   if (command === "status" || command === "reload" || command === "queue") {
     const result = await runAdminCommand(
       config,
@@ -407,6 +416,29 @@ async function dkimStatus(config: Config, domain: string | undefined): Promise<n
   }
   runtime.writeStdout(formatKeyStatus(rows));
   return 0;
+}
+
+/** `postern dns [DOMAIN]`: the records to publish, each looked up now. */
+async function dnsRecords(config: Config, domain: string | undefined): Promise<number> {
+  const resolver = new DnsResolver({
+    servers: config.dns.servers,
+    timeoutMs: config.dns.timeoutMs,
+  });
+  const wanted = domain === undefined ? undefined : normalizeDomain(domain);
+  const domains = [...config.domains.values()].filter((d) =>
+    wanted === undefined || d.name === wanted
+  );
+  if (domains.length === 0) {
+    runtime.writeStderr(`postern: ${wanted} is not a local domain\n`);
+    return 1;
+  }
+  let bad = 0;
+  for (const d of domains) {
+    const checks = await checkRecords(resolver.resolve, wantedRecords(config, d));
+    bad += checks.filter((c) => c.state !== "ok").length;
+    runtime.writeStdout(`; ${d.name}\n${formatChecks(checks)}\n`);
+  }
+  return bad === 0 ? 0 : 1;
 }
 
 if (import.meta.main) {

@@ -8,7 +8,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { RecipientResolver } from "./aliases/mod.ts";
-import { type Config, ConfigError } from "./config/mod.ts";
+import { type CertificatePair, type Config, ConfigError } from "./config/mod.ts";
 import { startAdmin } from "./admin/server.ts";
 import {
   ClusterLink,
@@ -52,6 +52,7 @@ import {
   startListeners,
 } from "./smtp/mod.ts";
 import { tlsMaterial } from "./tls/mod.ts";
+import { type AcmeService, startAcmeService } from "./tls/acme_service.ts";
 import { VERSION } from "./version.ts";
 
 /** A running server. */
@@ -251,7 +252,29 @@ export async function serve(
     queue.add(item);
   }
 
-  const tls = await tlsMaterial(config.certificates, config.dataDir, config.hostname);
+  // The ACME certificate, once there is one, comes first (the default);
+  // configured ones stay for SNI. Renewals are applied like reloads.
+  let acmePair: CertificatePair | undefined;
+  const withAcme = (pairs: CertificatePair[]) => acmePair ? [acmePair, ...pairs] : pairs;
+  let listenersStarted = false;
+  const acme: AcmeService | undefined = config.acme === undefined
+    ? undefined
+    : await startAcmeService({
+      config: config.acme,
+      dataDir: config.dataDir,
+      hostname: config.hostname,
+      domains: () => policy.current.config.domains,
+      logger,
+      counters,
+      onCertificate: (pair) => {
+        acmePair = pair;
+        // Before the listeners start, they start with it.
+        if (!listenersStarted) return;
+        applying = applying.then(() => applyTls(true));
+        return applying;
+      },
+    });
+  const tls = await tlsMaterial(withAcme(config.certificates), config.dataDir, config.hostname);
   logger.info("tls certificate", { source: tls.source });
   const connections = new ConnectionLimits(
     config.smtp.maxConnections,
@@ -283,6 +306,7 @@ export async function serve(
     intake,
     logger,
   );
+  listenersStarted = true;
 
   // A new policy: derive what depends on it, then hand each part its
   // settings. Sessions keep the snapshot of their transaction.
@@ -316,28 +340,41 @@ export async function serve(
     const certificates = JSON.stringify(nextConfig.certificates);
     try {
       listeners.update(listenerSettings(nextConfig));
-      if (certificates !== appliedCertificates) {
-        // Key parsing costs: only for new certificate material.
-        const material = await tlsMaterial(
-          nextConfig.certificates,
-          nextConfig.dataDir,
-          nextConfig.hostname,
-        );
-        listeners.updateTls(material);
-        appliedCertificates = certificates;
-        logger.info("tls certificate", { source: material.source, epoch: current.epoch });
-      }
     } catch (err) {
-      logger.error("applying the TLS settings failed; the previous ones stay", {
+      logger.error("applying the listener settings failed; the previous ones stay", {
         epoch: current.epoch,
         error: err instanceof Error ? err.message : String(err),
       });
     }
+    await applyTls(certificates !== appliedCertificates);
     if (stopping) return;
     try {
       await hooks.reconfigure(nextConfig.hooks);
     } catch (err) {
       logger.error("applying the hook settings failed", {
+        epoch: current.epoch,
+        error: err instanceof Error ? err.message : String(err),
+      });
+    }
+  };
+  // New TLS material for STARTTLS (a reload, or an ACME certificate);
+  // sessions in progress keep theirs.
+  const applyTls = async (changed: boolean) => {
+    if (stopping || !changed) return;
+    const current = policy.current;
+    const certificates = JSON.stringify(current.config.certificates);
+    try {
+      // Key parsing costs: only for new certificate material.
+      const material = await tlsMaterial(
+        withAcme(current.config.certificates),
+        current.config.dataDir,
+        current.config.hostname,
+      );
+      listeners.updateTls(material);
+      appliedCertificates = certificates;
+      logger.info("tls certificate", { source: material.source, epoch: current.epoch });
+    } catch (err) {
+      logger.error("applying the TLS settings failed; the previous ones stay", {
         epoch: current.epoch,
         error: err instanceof Error ? err.message : String(err),
       });
@@ -383,6 +420,7 @@ export async function serve(
       ...(link && fleet
         ? { cluster: { status: () => link.status(), nodes: () => fleet.nodes() } }
         : {}),
+      ...(acme ? { acme } : {}),
     },
   });
   for (const address of listeners.addresses) mailLog.listening(address);
@@ -409,6 +447,7 @@ export async function serve(
       policy.close();
       keyring.close();
       stopping = true;
+      await acme?.close();
       await applying;
       await listeners.close();
       await queue.stop();

@@ -38,6 +38,8 @@ export interface AdminDeps {
   connectionsOpen: () => number;
   /** Outbound SMTP connections open now (busy and idle); absent in tests without outbound. */
   outboundConnectionsOpen?: () => number;
+  /** ACME certificates, when `tls.acme` is set. */
+  acme?: AdminAcme;
   now?: () => number;
   /** The fleet, when `cluster` is set. */
   cluster?: { status: () => ClusterLinkStatus; nodes: () => Promise<FleetNode[]> };
@@ -93,6 +95,13 @@ function invalid(result: { success: boolean; issues?: unknown }, c: Context) {
   return c.json({ error: "invalid request", issues }, 400);
 }
 
+/** What the API needs of ACME. */
+export interface AdminAcme {
+  /** Shown as /status's `acme`; these two fields also feed /metrics. */
+  status(): { not_after: string | null; consecutive_failures: number };
+  renewNow(): Promise<void>;
+}
+
 /** Builds the API. */
 export function adminApp(deps: AdminDeps): Hono {
   const now = deps.now ?? Date.now;
@@ -132,6 +141,13 @@ export function adminApp(deps: AdminDeps): Hono {
     await deps.policy.reload("api");
     const policy = deps.policy.status();
     return c.json({ ok: policy.lastError === undefined, policy: policyJson(policy) });
+  });
+
+  app.post("/acme/renew", async (c) => {
+    if (!deps.acme) return c.json({ error: "tls.acme is not configured" }, 404);
+    await deps.acme.renewNow();
+    const acme = deps.acme.status();
+    return c.json({ ok: acme.consecutive_failures === 0, acme });
   });
 
   app.get("/metrics", (c) => {
@@ -291,6 +307,7 @@ function status(deps: AdminDeps, at: number) {
     hook_runtime: deps.hookRuntime?.() ?? null,
     queue: queueSummary(deps, at),
     cluster: deps.cluster?.status() ?? null,
+    ...(deps.acme ? { acme: deps.acme.status() } : {}),
   };
 }
 
@@ -328,10 +345,34 @@ function gauges(deps: AdminDeps, at: number): Gauge[] {
         value: deps.cluster.status().state === "shared" ? 1 : 0,
       }]
       : []),
+    ...acmeGauges(deps, at),
     {
       name: "uptime_seconds",
       help: "Seconds since start",
       value: Math.floor((at - deps.startedAt.getTime()) / 1000),
+    },
+  ];
+}
+
+function acmeGauges(deps: AdminDeps, at: number): Gauge[] {
+  if (!deps.acme) return [];
+  const acme = deps.acme.status();
+  const notAfter = acme.not_after === null ? 0 : Date.parse(acme.not_after);
+  return [
+    {
+      name: "acme_certificate_expiry_timestamp_seconds",
+      help: "When the ACME certificate expires (Unix time); 0 before the first is issued",
+      value: Math.floor(notAfter / 1000),
+    },
+    {
+      name: "acme_certificate_expires_in_seconds",
+      help: "Seconds until the ACME certificate expires; 0 before the first is issued",
+      value: notAfter === 0 ? 0 : Math.floor((notAfter - at) / 1000),
+    },
+    {
+      name: "acme_renewal_failures",
+      help: "Failed ACME orders since the last success (retried with backoff)",
+      value: acme.consecutive_failures,
     },
   ];
 }

@@ -43,6 +43,7 @@ const HELP: Record<string, string> = {
     "Rate-limit checks counted locally because the cluster server did not answer",
   dsn_total: "Delivery status notifications queued (bounces and delay warnings), by kind",
   smtp_logins_total: "AUTH attempts on the submission listeners, by result and reason",
+  acme_orders_total: "ACME certificate orders, by result (issued or failed)",
   dkim_key_errors_total: "Reloads that failed because a DKIM key folder or key could not be read",
   dkim_record_problems_total:
     "Times the DNS record of a domain's signing DKIM key was found gone or changed, by domain",

@@ -93,6 +93,16 @@ export const OPENAPI = {
         responses: { "200": { description: "The policy status after the reload" }, "401": error },
       },
     },
+    "/acme/renew": {
+      post: {
+        summary: "Order a new ACME certificate now (tls.acme); applied live when issued",
+        responses: {
+          "200": { description: "ok, and the ACME status after the order" },
+          "401": error,
+          "404": error,
+        },
+      },
+    },
     "/metrics": {
       get: {
         summary: "Prometheus text format",

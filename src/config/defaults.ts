@@ -117,6 +117,20 @@ export const DEFAULTS = {
     outputLinesPerSecond: 200,
     outputBytesPerSecond: 64 * 1024,
   },
+  acme: {
+    // Let's Encrypt; its staging directory, for trials, is
+    // https://acme-staging-v02.api.letsencrypt.org/directory
+    directoryUrl: "https://acme-v02.api.letsencrypt.org/directory",
+    challenge: "http-01" as const,
+    // RFC 8555 section 8.3: HTTP-01 is validated on port 80; RFC 8737
+    // section 3: TLS-ALPN-01 on 443, where MTA-STS policies are served too.
+    httpListen: "0.0.0.0:80",
+    httpsListen: "0.0.0.0:443",
+    retryInitialMs: 60_000,
+  },
+  // RFC 8461 section 3.2: max_age up to 31557600; a week lets a change of
+  // MX hosts reach senders' caches in reasonable time.
+  mtaStsMaxAgeSeconds: 7 * 86_400,
   // Loopback only: the API can steer the queue. Next to the SMTP default.
   admin: { listen: "127.0.0.1:2526", tokenFileName: "admin.token" },
   /** Used only when no domain is configured anywhere. */

@@ -26,6 +26,7 @@ import type { HooksConfig } from "../hooks/mod.ts";
 import { hostname as hostHostname } from "../runtime/mod.ts";
 import { type Endpoint, parseEndpoint } from "../users/endpoint.ts";
 import { isPasswordHash, parseUserLine } from "../users/mod.ts";
+import { resolveAcme } from "./acme.ts";
 import { loadCertificates } from "./certificates.ts";
 import { loadDkim } from "./dkim.ts";
 import { resolveCluster } from "./cluster.ts";
@@ -106,6 +107,12 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
     if (err instanceof ConfigError) throw err;
     throw new ConfigError(mainFile, err instanceof Error ? err.message : String(err));
   }
+  const acme = resolveAcme(file, domains, {
+    hostname,
+    mainFile,
+    relativeToConfig,
+    readText: readOptional,
+  });
   const dataDir = options.dataDir !== undefined
     ? resolve(options.dataDir)
     : file.data_dir !== undefined
@@ -134,6 +141,7 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
     certificates: configDir === undefined
       ? []
       : await loadCertificates(configDir, file.tls, relativeToConfig),
+    acme,
     aliases: {
       suffixSeparators: file.aliases?.suffix_separators ?? DEFAULTS.aliases.suffixSeparators,
       dropCharacters: file.aliases?.drop_characters ?? DEFAULTS.aliases.dropCharacters,

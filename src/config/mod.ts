@@ -10,5 +10,5 @@ export { ConfigError, describe, errorCode, loadConfig } from "./load.ts";
 export type { LoadOptions } from "./load.ts";
 export { ConfigFileSchema } from "./schema.ts";
 export type { ConfigFile } from "./schema.ts";
-export type { CertificatePair, Config, DomainConfig } from "./types.ts";
+export type { AcmeConfig, CertificatePair, Config, DomainConfig, MtaStsConfig } from "./types.ts";
 export { parseDuration, parseSize } from "./units.ts";

@@ -113,6 +113,42 @@ const SPF_RESULTS = [
   "permerror",
 ] as const;
 
+/** `tls.acme`: certificates obtained and renewed from an ACME CA. */
+const AcmeSchema = v.strictObject({
+  /** Contact address of the ACME account (expiry notices). Required. */
+  email: v.pipe(Text("an email address"), v.email("must be an email address")),
+  /** Names of the certificate. Default: hostname, plus mta-sts.<domain> per MTA-STS domain. */
+  names: v.optional(v.pipe(Names("a host name"), v.minLength(1, "must list a name"))),
+  /** The CA's directory URL. Default: Let's Encrypt production. */
+  directory: v.optional(v.pipe(Text("a URL"), v.url("must be a URL"))),
+  /** Extra PEM CA certificates to trust for the directory's HTTPS. Default: none. */
+  ca_file: v.optional(Text("a file path")),
+  /** Challenge type: http-01 (port 80) or tls-alpn-01 (port 443, RFC 8737). Default: http-01. */
+  challenge: v.optional(
+    v.picklist(["http-01", "tls-alpn-01"], "must be http-01 or tls-alpn-01"),
+  ),
+  /** Where the HTTP-01 challenge server listens. Default: "0.0.0.0:80". */
+  http_listen: v.optional(ListenAddress),
+  /** Where HTTPS (MTA-STS policies, TLS-ALPN-01) listens. Default: "0.0.0.0:443". */
+  https_listen: v.optional(ListenAddress),
+  /** First retry after a failed order; doubles up to 6h. Default: 1m. */
+  retry_initial: v.optional(Duration),
+  /** This node obtains and renews; false: it only reads <data>/acme/ (shared). Default: true. */
+  renew: v.optional(v.boolean("must be true or false")),
+});
+
+/** `domains.<d>.mta_sts`: the MTA-STS policy (RFC 8461) Postern publishes for the domain. */
+const MtaStsSchema = v.strictObject({
+  /** testing, enforce or none (RFC 8461 section 5). Required. */
+  mode: v.picklist(["testing", "enforce", "none"], "must be testing, enforce or none"),
+  /** How long senders cache the policy. Default: 1w. */
+  max_age: v.optional(Duration),
+  /** The domain's MX host names (`*.example.com` allowed). Default: [hostname]. */
+  mx: v.optional(v.pipe(Names("a host name"), v.minLength(1, "must list a host"))),
+  /** Where TLS reports go (RFC 8460), for the printed _smtp._tls record. Default: mailto:tlsrpt@<domain>. */
+  tlsrpt_rua: v.optional(Text("a mailto: or https: URI")),
+});
+
 /** Schema of `postern.yaml`. */
 export const ConfigFileSchema = v.strictObject({
   /** Name announced in the greeting and in Received headers. Default: the host name. */
@@ -162,6 +198,8 @@ export const ConfigFileSchema = v.strictObject({
     cert: v.optional(Text("a file path")),
     /** PEM private key, relative to the config directory. */
     key: v.optional(Text("a file path")),
+    /** Certificates from an ACME CA (RFC 8555), such as Let's Encrypt. Default: off. */
+    acme: v.optional(AcmeSchema),
   })),
   aliases: v.optional(v.strictObject({
     /** Characters that start an ignored address suffix (`user+tag`). Default: "+". */
@@ -263,6 +301,8 @@ export const ConfigFileSchema = v.strictObject({
           'must be "unix:/path/to/socket", an address such as "127.0.0.1:24", or "off"',
         )),
       })),
+      /** Publish an MTA-STS policy for the domain (needs tls.acme). Default: none. */
+      mta_sts: v.optional(MtaStsSchema),
       /** DKIM signing of the domain's mail. */
       dkim: v.optional(v.strictObject({
         /**

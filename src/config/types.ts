@@ -35,6 +35,35 @@ export interface DomainConfig {
   dkimSelector: string | undefined;
   /** The LMTP server its mailboxes go to; undefined: Maildirs. */
   lmtp?: Endpoint | undefined;
+  /** The MTA-STS policy Postern publishes for the domain, if any. */
+  mtaSts?: MtaStsConfig | undefined;
+}
+
+/** `domains.<name>.mta_sts`: the policy served at mta-sts.<name> (RFC 8461). */
+export interface MtaStsConfig {
+  mode: "testing" | "enforce" | "none";
+  maxAgeSeconds: number;
+  /** MX host patterns, lower case. */
+  mx: string[];
+  /** The rua= of the `_smtp._tls` record (RFC 8460 section 3). */
+  tlsRptRua: string;
+}
+
+/** `tls.acme`: certificates from an ACME CA (RFC 8555). */
+export interface AcmeConfig {
+  email: string;
+  /** Names of the certificate, lower case; the first is its subject. */
+  names: string[];
+  directoryUrl: string;
+  /** Extra CA certificates (PEM) trusted for the directory's HTTPS. */
+  caPem: string | undefined;
+  challenge: "http-01" | "tls-alpn-01";
+  httpListen: string;
+  httpsListen: string;
+  /** This node obtains and renews; otherwise it only reads the files. */
+  renew: boolean;
+  /** First wait after a failed order (it doubles up to 6 hours). */
+  retryInitialMs: number;
 }
 
 /** A certificate with its key, both PEM. */
@@ -78,6 +107,8 @@ export interface Config {
   submission: { listen: string[]; listenTls: string[] };
   /** Certificates configured explicitly; empty means generate one. */
   certificates: CertificatePair[];
+  /** ACME, when `tls.acme` is set. */
+  acme: AcmeConfig | undefined;
   aliases: { suffixSeparators: string; dropCharacters: string };
   delivery: {
     concurrency: number;

@@ -47,6 +47,13 @@ const RESTART_ONLY: ReadonlyArray<{
     keep: (running, next) => ({ ...next, cluster: running.cluster }),
   },
   {
+    // The ACME manager, its challenge and HTTPS servers start once; the
+    // certificate's names follow hostname and the domains with mta_sts.
+    field: "tls.acme",
+    same: (a, b) => JSON.stringify(a.acme) === JSON.stringify(b.acme),
+    keep: (running, next) => ({ ...next, acme: running.acme }),
+  },
+  {
     field: "hostname",
     same: (a, b) => a.hostname === b.hostname,
     keep: (running, next) => ({ ...next, hostname: running.hostname }),

@@ -22,6 +22,8 @@ interface DenoLike {
     options: {
       hostname: string;
       port: number;
+      cert?: string;
+      key?: string;
       onListen?: (addr: { hostname: string; port: number }) => void;
       onError?: (error: unknown) => Response;
     },
@@ -39,6 +41,7 @@ interface BunLike {
     port: number;
     fetch: FetchHandler;
     error?: (error: unknown) => Response;
+    tls?: { cert: string; key: string };
   }): { port: number; hostname: string; stop(closeActive?: boolean): Promise<void> | void };
 }
 
@@ -49,7 +52,7 @@ const internalError = () =>
   });
 
 /**
- * Serves `fetch` on `hostname:port`.
+ * Serves `fetch` on `hostname:port`; over TLS (HTTPS) with `tls`.
  *
  * @throws {Error} when the address cannot be bound, or on a runtime
  * without a fetch server (Node).
@@ -58,6 +61,7 @@ export function serveHttp(
   hostname: string,
   port: number,
   fetch: FetchHandler,
+  tls?: { cert: string; key: string },
 ): HttpServer {
   const globals = globalThis as { Deno?: DenoLike; Bun?: BunLike };
   const format = (host: string, bound: number) =>
@@ -66,7 +70,7 @@ export function serveHttp(
     // Binds at once (and throws if it cannot); the no-op onListen keeps
     // Deno from printing "Listening on" to stdout, which is the mail log.
     const server = globals.Deno.serve(
-      { hostname, port, onListen: () => {}, onError: internalError },
+      { hostname, port, onListen: () => {}, onError: internalError, ...(tls ?? {}) },
       fetch,
     );
     return {
@@ -75,7 +79,13 @@ export function serveHttp(
     };
   }
   if (globals.Bun) {
-    const server = globals.Bun.serve({ hostname, port, fetch, error: internalError });
+    const server = globals.Bun.serve({
+      hostname,
+      port,
+      fetch,
+      error: internalError,
+      ...(tls ? { tls } : {}),
+    });
     return {
       address: format(hostname, server.port),
       close: async () => {
@@ -83,5 +93,5 @@ export function serveHttp(
       },
     };
   }
-  throw new Error("the admin API needs Deno or Bun (no fetch server on this runtime)");
+  throw new Error("an HTTP server needs Deno or Bun (no fetch server on this runtime)");
 }

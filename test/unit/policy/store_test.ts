@@ -394,6 +394,29 @@ describe("restartOnlyChanges", () => {
     assert.deepEqual(next.smtp.listen.length, base.smtp.listen.length + 1, "next is not mutated");
   });
 
+  it("restartOnlyChanges() keeps the running tls.acme", () => {
+    const acme = {
+      email: "a@ours.test",
+      names: ["mx.ours.test"],
+      directoryUrl: "https://ca.test/dir",
+      caPem: undefined,
+      challenge: "http-01" as const,
+      httpListen: "0.0.0.0:80",
+      httpsListen: "0.0.0.0:443",
+      renew: true,
+      retryInitialMs: 60_000,
+    };
+    const running: Config = { ...base, acme };
+    const next: Config = {
+      ...base,
+      acme: { ...acme, names: ["mx.ours.test", "mta-sts.ours.test"] },
+    };
+    const { changed, config } = restartOnlyChanges(running, next);
+    assert.deepEqual(changed, ["tls.acme"]);
+    assert.equal(config.acme, acme);
+    assert.deepEqual(restartOnlyChanges(running, { ...base, acme: { ...acme } }).changed, []);
+  });
+
   it("restartOnlyChanges() treats the same listen addresses in a new array as unchanged", () => {
     const next: Config = { ...base, smtp: { ...base.smtp, listen: [...base.smtp.listen] } };
     assert.deepEqual(restartOnlyChanges(base, next).changed, []);
