@@ -68,6 +68,8 @@ interface InFlight {
   chunks?: AsyncIterator<Uint8Array>;
   /** A pull is being answered: the worker may not ask again until it is. */
   pulling?: boolean;
+  /** The end of the message was sent: the worker has nothing more to ask for. */
+  ended?: boolean;
 }
 
 /** A running worker process. */
@@ -257,10 +259,14 @@ export class HookWorker {
           if (!this.#abandoned.has(id)) {
             this.#protocolError(`a pull for call ${id}, which is not in flight`);
           }
-        } else if (entry.chunks === undefined || entry.pulling) {
+        } else if (entry.chunks === undefined || entry.pulling || entry.ended) {
+          // A pull after the end would be answered with the end again, a
+          // round trip as fast as the hook asks, until the call's timeout.
           this.#protocolError(
             entry.pulling
               ? `a pull for call ${id} before the last one was answered`
+              : entry.ended
+              ? `a pull for call ${id} after its message ended`
               : `a pull for call ${id}, which has no message`,
           );
         } else {
@@ -303,6 +309,7 @@ export class HookWorker {
     const next = chunks ? await chunks.next() : { done: true as const, value: undefined };
     if (entry) entry.pulling = false;
     if (next.done || !this.#inFlight.has(id)) {
+      if (entry) entry.ended = true;
       this.#write(encodeFrame(FrameKind.end, id, new Uint8Array(0)));
     } else {
       this.#write(encodeFrame(FrameKind.chunk, id, next.value));

@@ -172,6 +172,40 @@ export default function () {
     assert.match(brokeProtocol().join("\n"), /ready out of turn/);
   });
 
+  it("ends a worker that keeps asking for its message after the end (no ping-pong for the whole timeout)", async () => {
+    // The hook reads its message to the end, then forges pulls for its own
+    // call: each answered pull is a round trip of Postern's, as fast as the
+    // hook can ask, until the call's timeout (a minute for post-data).
+    const pool = await startPool(`${FORGE}
+const requests = process._getActiveHandles().find((h) => h._handle?.fd === 0);
+export default async function (input) {
+  await new Response(input.message).arrayBuffer();
+  const pull = json({ t: "pull" });
+  let answered = 0;
+  for (; answered < 1000; answered++) {
+    const got = new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), 2000);
+      requests.once("data", () => resolve(true));
+    });
+    forge(5 + pull.byteLength, 1, 1, pull);
+    if (!(await got)) break;
+  }
+  return "answered " + answered + " pulls after the end";
+}`);
+    const outcome = await pool.call(
+      {},
+      (async function* () {
+        yield new TextEncoder().encode("Subject: hi\r\n\r\nbody\r\n");
+      })(),
+    );
+    assert.equal(outcome.ok, false, JSON.stringify(outcome));
+    assert.equal(!outcome.ok && outcome.failure, "protocol");
+    assert.match(brokeProtocol().join("\n"), /a pull for call 1 after its message ended/);
+    assert.equal(brokeProtocol().length, 1, lines.join("\n"));
+    await ended(pool);
+    assert.equal(counters.get("hook_protocol_errors_total", { hook: pool.options.name }), 1);
+  });
+
   it("ignores the late answer of a call that timed out (not a protocol error)", async () => {
     const pool = await startPool(
       `export default (input) => new Promise((r) => setTimeout(() => r(input.n), input.wait));`,
