@@ -136,8 +136,20 @@ function writeOpened() {
   for (const [fd, socket] of opened) socket.write("PROBE socket " + fd + "\n");
 }
 
+/**
+ * Answers call number id (its own) with an error nested 500,000 arrays deep:
+ * JSON.parse takes it, String() of it overflows the stack.
+ */
+function forgeDeep(id) {
+  const depth = 500000;
+  const json = encoder.encode('{"t":"result","ok":false,"error":' + "[".repeat(depth) + "]".repeat(depth) + "}");
+  channel().write(frame(5 + json.byteLength, id, json));
+  return new Promise(() => {});
+}
+
 const cases = {
   none: () => "nothing",
+  "frames-deep": (id) => forgeDeep(id),
   exit: () => Deno.exit(0),
   "frames-big": () => {
     setTimeout(() => floodChannel(16 * MiB - 64).catch(() => {}), 20);
@@ -206,14 +218,18 @@ const cases = {
   },
 };
 
+// Call IDs count from 1 in each worker, one per call: the hook knows its own.
+let calls = 0;
+
 export default async function (input) {
+  const id = ++calls;
   const text = await new Response(input.message).text();
   const body = text.slice(text.indexOf("\r\n\r\n") + 4);
   const name = param(body, "case");
   if (!Object.hasOwn(cases, name)) return { action: "defer", message: "unknown case " + name };
   const headers = ["X-Case: " + name, "X-Pid: " + Deno.pid];
   try {
-    headers.push("X-Result: " + clean(await cases[name]()));
+    headers.push("X-Result: " + clean(await cases[name](id)));
   } catch (err) {
     headers.push("X-Error: " + clean((err?.name ?? "") + ": " + (err?.message ?? err)));
   }
@@ -368,6 +384,35 @@ describe("hostile hook: the answer channel", () => {
       assert.notEqual(Number(header(next, "X-Pid")), pid);
     });
   }
+});
+
+describe("hostile hook: a forged answer too deep to turn into text", () => {
+  let server: Server;
+  before(async () => {
+    server = await startServer({
+      config: {
+        ...USERS,
+        "postern.yaml": "hooks:\n  post_data:\n    timeout: 20s\n",
+        "hooks/post-data.ts": PROBE_HOOK,
+      },
+    });
+  });
+  after(() => cleanup(server));
+
+  it("ends the worker and answers 451; Postern lives on (under Deno it died of a RangeError)", async () => {
+    const first = await accepted(server, "none");
+    const pid = Number(header(first, "X-Pid"));
+    const sent = await send(server, "frames-deep");
+    assert.equal(sent.reply, "451 4.3.0 Message could not be checked, try again later");
+    const ended = new RegExp(
+      `level=error msg="hook worker broke the protocol; it is ended" hook=post-data pid=${pid} ` +
+        `cause="a result whose error is not text \\(call 2\\)"`,
+    );
+    await eventually(async () => logLines(server, ended)[0], 10_000, "the protocol error line");
+    assert.equal(server.child.exitCode, null, `Postern exited:\n${server.stderr().slice(-1500)}`);
+    const next = await accepted(server, "none");
+    assert.notEqual(Number(header(next, "X-Pid")), pid);
+  });
 });
 
 describe("hostile hook: output floods", () => {

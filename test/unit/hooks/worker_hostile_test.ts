@@ -206,6 +206,31 @@ export default async function (input) {
     assert.equal(counters.get("hook_protocol_errors_total", { hook: pool.options.name }), 1);
   });
 
+  it("ends a worker whose forged answer nests too deep to be turned into text, and Postern lives on", async () => {
+    // JSON.parse takes any depth, but String() of a nested array recurses:
+    // 500,000 levels (1 MB) overflow the stack of whoever turns it into text.
+    for (const [error, at] of [["result", 1], ["load_error", 0]] as const) {
+      const pool = await startPool(`${FORGE}
+const depth = 500000;
+const deep = (t) => new TextEncoder().encode('{"t":"' + t + '","ok":false,"error":' + "[".repeat(depth) + "]".repeat(depth) + "}");
+${
+        at === 0
+          ? `const payload = deep("load_error");\nforge(5 + payload.byteLength, 1, 0, payload);`
+          : ""
+      }
+export default function () {
+  const payload = deep("result");
+  forge(5 + payload.byteLength, 1, 1, payload);
+  return new Promise(() => {});
+}`);
+      const outcome = await pool.call({});
+      assert.equal(outcome.ok, false, JSON.stringify(outcome).slice(0, 300));
+      assert.equal(!outcome.ok && outcome.failure, "protocol", error);
+      assert.match(brokeProtocol().join("\n"), new RegExp(`a ${error} whose error is not text`));
+      await ended(pool);
+    }
+  });
+
   it("ignores the late answer of a call that timed out (not a protocol error)", async () => {
     const pool = await startPool(
       `export default (input) => new Promise((r) => setTimeout(() => r(input.n), input.wait));`,
