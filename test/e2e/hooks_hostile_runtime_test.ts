@@ -208,6 +208,22 @@ const cases = {
     })));
     return "4 threads held 640 MiB each";
   },
+  "mem-sab": () => {
+    const keep = [];
+    for (let i = 0; i < 64; i++) keep.push(new Uint8Array(new SharedArrayBuffer(16 * MiB)).fill(1));
+    return "held " + keep.length * 16 + " MiB shared";
+  },
+  "mem-small-buffers": () => {
+    const keep = [];
+    for (let i = 0; i < 1024 * 1024; i++) keep.push(new Uint8Array(1024).fill(1));
+    return "held " + keep.length + " buffers of 1 KiB";
+  },
+  "mem-strings": () => {
+    // Flat strings of 1 KiB each (a concatenation would share one string).
+    const keep = [];
+    for (let i = 0; i < 1024 * 1024; i++) keep.push(String(i).padStart(1024, "x"));
+    return "held " + keep.length + " strings";
+  },
   "mem-legit": () => {
     // Well under max_memory 64MiB: 24 MiB of buffers and a 10 MiB heap.
     const buffers = [];
@@ -488,18 +504,27 @@ describe("hostile hook: descriptors Postern inherited", () => {
       `exec "$@"`,
     ].join("\n");
     const configDir = await tempDir("postern-config-");
+    // A pipe alias that lists its own descriptors ($$: the shell).
+    const pipeScript = join(out, "pipe-fds.sh");
+    await writeFile(
+      pipeScript,
+      `#!/bin/sh\nls -l /proc/$$/fd > "${out}/pipe-fds.tmp"\nmv "${out}/pipe-fds.tmp" "${out}/pipe-fds"\ncat > /dev/null\n`,
+    );
+    const { chmod } = await import("node:fs/promises");
+    await chmod(pipeScript, 0o755);
     server = await startServer({
       configDir,
       wrapper: ["bash", "-c", script, "bash"],
       config: {
         ...USERS,
+        "domains/example.test/aliases": `fds: | ${pipeScript}\n`,
         "postern.yaml": "hooks:\n  allow_unsandboxed_exec: true\n  post_data:\n    timeout: 50s\n",
         "hooks/post-data.ts": PROBE_HOOK,
         // Lists its own descriptors ($$: the shell) for the test.
-        "hooks/alias-exists": `#!/bin/sh\nls -l /proc/$$/fd > "${out}/exec-fds"\nexit 1\n`,
+        "hooks/alias-exists":
+          `#!/bin/sh\nls -l /proc/$$/fd > "${out}/exec-fds.tmp"\nmv "${out}/exec-fds.tmp" "${out}/exec-fds"\nexit 1\n`,
       },
     });
-    const { chmod } = await import("node:fs/promises");
     await chmod(join(configDir, "hooks", "alias-exists"), 0o755);
     for (const fd of [5, 6, 9, 47, 48, 200]) {
       inherited.set(fd, await readlink(`/proc/${server.child.pid}/fd/${fd}`).catch(() => ""));
@@ -569,6 +594,29 @@ describe("hostile hook: descriptors Postern inherited", () => {
     const held = targets.filter((t) => [...inherited.values()].includes(t));
     assert.deepEqual(held, [], listing);
   });
+  it("a pipe alias holds only its three pipes", async () => {
+    const result = await swaks(server, [
+      "--from",
+      "carol@client.test",
+      "--to",
+      "fds@example.test",
+      "--body",
+      "case=none",
+    ]);
+    assert.ok(
+      replies(result.stdout).some((l) => l.startsWith("250 2.0.0 Ok: queued")),
+      result.stdout,
+    );
+    const listing = await eventually(
+      () => readFile(join(out, "pipe-fds"), "utf8").catch(() => undefined),
+      15_000,
+      "the pipe alias's listing",
+    );
+    const targets = [...listing.matchAll(/ \d+ -> (.*)$/gm)].map((m) => m[1]!);
+    assert.ok(targets.length >= 3, listing);
+    const held = targets.filter((t) => [...inherited.values()].includes(t));
+    assert.deepEqual(held, [], listing);
+  });
 });
 
 describe("hostile hook: memory", () => {
@@ -606,7 +654,15 @@ describe("hostile hook: memory", () => {
   }
 
   for (
-    const name of ["mem-arraybuffers", "mem-wasm", "mem-web-workers", "mem-threads"] as const
+    const name of [
+      "mem-arraybuffers",
+      "mem-wasm",
+      "mem-web-workers",
+      "mem-threads",
+      "mem-sab",
+      "mem-small-buffers",
+      "mem-strings",
+    ] as const
   ) {
     it(`holds a hook's memory within max_memory + 128 MiB: ${name}`, async () => {
       // A fresh worker for each case, so its peak is this case's own.
