@@ -390,10 +390,18 @@ describe("hostile hook: the answer channel", () => {
       const ended = new RegExp(
         `level=error msg="hook worker broke the protocol; it is ended" hook=post-data pid=${pid} `,
       );
-      await eventually(async () => logLines(server, ended)[0], 10_000, "the protocol error line");
+      await eventually(
+        () => Promise.resolve(logLines(server, ended)[0]),
+        10_000,
+        "the protocol error line",
+      );
       assert.match(logLines(server, ended)[0]!, cause);
       assert.equal(logLines(server, ended).length, 1, "one line for the event");
-      await eventually(async () => alive(pid) ? undefined : true, 10_000, "the worker to end");
+      await eventually(
+        () => Promise.resolve(alive(pid) ? undefined : true),
+        10_000,
+        "the worker to end",
+      );
       assert.ok(p99(times) < 50, `RCPT p99 ${p99(times).toFixed(1)} ms while the hook flooded`);
       // Nothing lost: the next message gets a fresh worker.
       const next = await accepted(server, "none");
@@ -424,7 +432,11 @@ describe("hostile hook: a forged answer too deep to turn into text", () => {
       `level=error msg="hook worker broke the protocol; it is ended" hook=post-data pid=${pid} ` +
         `cause="a result whose error is not text \\(call 2\\)"`,
     );
-    await eventually(async () => logLines(server, ended)[0], 10_000, "the protocol error line");
+    await eventually(
+      () => Promise.resolve(logLines(server, ended)[0]),
+      10_000,
+      "the protocol error line",
+    );
     assert.equal(server.child.exitCode, null, `Postern exited:\n${server.stderr().slice(-1500)}`);
     const next = await accepted(server, "none");
     assert.notEqual(Number(header(next, "X-Pid")), pid);
@@ -455,7 +467,11 @@ describe("hostile hook: output floods", () => {
         `hook=post-data pid=${pid} lines_per_second=200 bytes_per_second=65536`,
     );
     const flooding = new RegExp(`msg="hook output" hook=post-data pid=${pid} line="FLOOD`);
-    await eventually(async () => logLines(server, flooding)[0], 10_000, "the flood to start");
+    await eventually(
+      () => Promise.resolve(logLines(server, flooding)[0]),
+      10_000,
+      "the flood to start",
+    );
     const times = await rcptRoundTrips(server, 200);
     assert.ok(alive(pid), "the hook was still flooding at the end of the measurement");
     const logged = server.stderr().length - logBefore;
@@ -464,7 +480,11 @@ describe("hostile hook: output floods", () => {
         `${logged} bytes of application log`,
     );
     assert.ok(p99(times) < 50, `RCPT p99 ${p99(times).toFixed(1)} ms while the hook flooded`);
-    await eventually(async () => logLines(server, over)[0], 10_000, "the over-budget line");
+    await eventually(
+      () => Promise.resolve(logLines(server, over)[0]),
+      10_000,
+      "the over-budget line",
+    );
     const flood = logLines(server, new RegExp(`msg="hook output" hook=post-data pid=${pid} `));
     assert.match(flood[0] ?? "", /line="FLOOD (line|err) 0\.0[ "]/, "the first line is logged");
     assert.ok(flood.length <= 400, `${flood.length} flood lines logged`);
