@@ -249,6 +249,7 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
     await writeFile(granted, `#!/bin/sh\ncat > "${scratch}/granted-ran"\n`);
     await chmod(granted, 0o755);
     await mkdir(join(scratch, "bin"));
+    await symlink(granted, join(scratch, "link-to-granted.sh"));
     const hook = `export default function ({ address }) {
   const local = address.split("@")[0];
   const answers = {
@@ -258,6 +259,11 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
     dotdot: "| ${scratch}/../${scratch.split("/").pop()}/granted.sh",
     mixed: ["alice", "| /bin/sh -c id>${scratch}/pwned-mixed"],
     granted: "| ${granted} arg",
+    nospace: "|/bin/sh -c id>${scratch}/pwned-nospace",
+    tabs: "\t|\t/bin/sh\t-c id>${scratch}/pwned-tabs",
+    envprefix: "| PATH=${scratch}/bin /bin/sh -c id>${scratch}/pwned-envprefix",
+    quoted: '| "/bin/sh" -c id>${scratch}/pwned-quoted',
+    symlink: "| ${scratch}/link-to-granted.sh",
     climb: "../../../../../..${scratch}/climbed@example.test",
     remote: "someone@remote.test",
   };
@@ -276,7 +282,9 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
           "  retry_max: 2s",
           "",
         ].join("\n"),
-        "domains/example.test/users": "alice\npwn\nbare\nrelative\ndotdot\nmixed\ngranted\nclimb\n",
+        "domains/example.test/users":
+          "alice\npwn\nbare\nrelative\ndotdot\nmixed\ngranted\nclimb\n" +
+          "nospace\ntabs\nenvprefix\nquoted\nsymlink\n",
         "hooks/alias-resolve.ts": hook,
       },
     });
@@ -326,6 +334,26 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
         "the rest of a refused answer was delivered",
       );
       assert.equal(existsSync(join(scratch, marker)), false, `${program} ran`);
+    });
+  }
+
+  for (
+    const [user, marker] of [
+      ["nospace", "pwned-nospace"],
+      ["tabs", "pwned-tabs"],
+      ["envprefix", "pwned-envprefix"],
+      ["quoted", "pwned-quoted"],
+      ["symlink", "granted-ran"],
+    ] as const
+  ) {
+    it(`refuses the pipe of ${user}@ (no space, tabs, an environment prefix, quotes, a symlink to a granted program)`, async () => {
+      const qid = await queue(`${user}@example.test`);
+      const line = await server.waitForLog(
+        new RegExp(`qid=${qid} event=delivery to=<${user}@example\\.test> result=deferred `),
+      );
+      assert.match(line, /alias-resolve hook may not run /);
+      assert.ok(existsSync(join(server.dataDir, "spool", "queue", `${qid}.msg`)), "not kept");
+      assert.equal(existsSync(join(scratch, marker)), false, `${user}: the pipe ran`);
     });
   }
 
