@@ -252,6 +252,11 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
     await symlink(granted, join(scratch, "link-to-granted.sh"));
     const hook = `export default function ({ address }) {
   const local = address.split("@")[0];
+  // fanout@ and its descendants: 20 new local names a level down, 9 levels deep.
+  const level = local === "fanout" ? 0 : Number(/^l(\\d+)n\\d+$/.exec(local)?.[1] ?? -1);
+  if (level >= 0) {
+    return level >= 9 ? [] : Array.from({ length: 20 }, (_, i) => "l" + (level + 1) + "n" + i + "@example.test");
+  }
   const answers = {
     pwn: "| /bin/sh -c id>${scratch}/pwned",
     bare: "| sh -c id>${scratch}/pwned-bare",
@@ -284,7 +289,7 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
         ].join("\n"),
         "domains/example.test/users":
           "alice\npwn\nbare\nrelative\ndotdot\nmixed\ngranted\nclimb\n" +
-          "nospace\ntabs\nenvprefix\nquoted\nsymlink\n",
+          "nospace\ntabs\nenvprefix\nquoted\nsymlink\nfanout\n",
         "hooks/alias-resolve.ts": hook,
       },
     });
@@ -356,6 +361,15 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
       assert.equal(existsSync(join(scratch, marker)), false, `${user}: the pipe ran`);
     });
   }
+
+  it("asks the hook at most 1,000 times for one expansion: answers that fan out are deferred, not followed 20^9 times", async () => {
+    const qid = await queue("fanout@example.test");
+    const line = await server.waitForLog(
+      new RegExp(`qid=${qid} event=delivery to=<fanout@example\\.test> result=deferred `),
+    );
+    assert.match(line, /the alias-resolve hook was asked more than 1000 times/);
+    assert.ok(existsSync(join(server.dataDir, "spool", "queue", `${qid}.msg`)), "not kept");
+  });
 
   it("refuses a granted program named by another path (/x/../x)", async () => {
     const qid = await queue("dotdot@example.test");
