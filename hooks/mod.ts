@@ -87,6 +87,17 @@ const SenderText = v.pipe(
 );
 
 /**
+ * The name of a virtual MTA, as the configuration's `virtual_mtas` names
+ * them: letters, digits, `_`, `.` and `-`. No other name can be configured,
+ * and one with a line break would write a line of its own into the hook's
+ * log ("the hook chose virtual MTA …").
+ */
+const MtaName = v.pipe(
+  v.string("new_mtaid must be text"),
+  v.regex(/^[A-Za-z0-9_.\-]+$/, "new_mtaid must be a name of letters, digits, _ . -"),
+);
+
+/**
  * A domain name routes and connection limits are counted by: dot-separated
  * labels (RFC 1035 section 2.3.1 letters, digits and hyphens; U-labels may
  * be non-ASCII), or "" for none.
@@ -123,12 +134,12 @@ export const PreDeliveryAttemptResultSchema = v.variant("action", [
   v.strictObject({ action: v.literal("dump"), message: v.optional(ReplyText) }),
   v.strictObject({
     action: v.literal("new_mtaid"),
-    new_mtaid: v.pipe(v.string("new_mtaid must be text"), v.minLength(1)),
+    new_mtaid: MtaName,
     deliver_as_if_to_domain: v.optional(DomainText),
   }),
   v.strictObject({
     action: v.literal("new_config"),
-    new_mtaid: v.optional(v.pipe(v.string("new_mtaid must be text"), v.minLength(1))),
+    new_mtaid: v.optional(MtaName),
     new_sender: v.optional(SenderText),
   }),
 ], 'must be { action: "normal" | "pause" | "dump" | "new_mtaid" | "new_config", … }');

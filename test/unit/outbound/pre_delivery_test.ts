@@ -152,6 +152,23 @@ describe("preDeliveryDecision", () => {
     }
   });
 
+  it("preDeliveryDecision() refuses a new_mtaid that no virtual MTA can be named (a line break would forge a log line)", () => {
+    for (const action of ["new_mtaid", "new_config"]) {
+      for (const name of ["bulk\n2026-01-01T00:00:00Z error in forged", "a b", "x\r", "ü"]) {
+        const error = errorOf({ ok: true, value: { action, new_mtaid: name } });
+        assert.match(
+          error,
+          /invalid return value: new_mtaid /,
+          `${action} ${JSON.stringify(name)}`,
+        );
+      }
+    }
+    assert.deepEqual(decide({ action: "new_mtaid", new_mtaid: "smtp1-3.bulk_A" }), {
+      kind: "deliver",
+      mtaid: "smtp1-3.bulk_A",
+    });
+  });
+
   it("preDeliveryDecision() refuses a deliver_as_if_to_domain that is not a domain name", () => {
     for (const domain of ["x.test\r\nX: y", "x test", "a..b", "-a.test", "../etc", "a@b.test"]) {
       const error = errorOf({
