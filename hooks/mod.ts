@@ -70,7 +70,46 @@ export const AliasResolveResultSchema = v.union([
 /** Schema the runner checks alias-exists results with. */
 export const AliasExistsResultSchema = v.boolean("must be true or false");
 
-const AddressText = v.pipe(v.string("must be text"), v.maxLength(998));
+/**
+ * An envelope sender a hook may choose: "" (the null sender) or
+ * `local@domain`, one word that fits in `MAIL FROM:<…>` (RFC 5321 section
+ * 4.1.2): no white space, control characters or angle brackets, which
+ * would end the path or the command line and start another.
+ */
+const SenderText = v.pipe(
+  v.string("must be text"),
+  v.maxLength(998),
+  v.regex(
+    // deno-lint-ignore no-control-regex -- control characters are what is refused
+    /^(?:[^\s\x00-\x1f\x7f-\x9f<>]+@[^\s\x00-\x1f\x7f-\x9f<>@]+)?$/,
+    'must be "" or an address local@domain without spaces, control characters or "<>"',
+  ),
+);
+
+/**
+ * The name of a virtual MTA, as the configuration's `virtual_mtas` names
+ * them: letters, digits, `_`, `.` and `-`. No other name can be configured,
+ * and one with a line break would write a line of its own into the hook's
+ * log ("the hook chose virtual MTA …").
+ */
+const MtaName = v.pipe(
+  v.string("new_mtaid must be text"),
+  v.regex(/^[A-Za-z0-9_.\-]+$/, "new_mtaid must be a name of letters, digits, _ . -"),
+);
+
+/**
+ * A domain name routes and connection limits are counted by: dot-separated
+ * labels (RFC 1035 section 2.3.1 letters, digits and hyphens; U-labels may
+ * be non-ASCII), or "" for none.
+ */
+const DomainText = v.pipe(
+  v.string("must be text"),
+  v.maxLength(253),
+  v.regex(
+    /^(?:[\p{L}\p{N}_](?:[\p{L}\p{N}_-]*[\p{L}\p{N}_])?(?:\.(?!$)|$))*$/u,
+    "must be a domain name: labels of letters, digits and hyphens, separated by dots",
+  ),
+);
 
 /** Schema of {@linkcode PreDeliveryAttemptInput} (for `postern hook run --input`). */
 export const PreDeliveryAttemptInputSchema = v.strictObject({
@@ -89,18 +128,18 @@ export const PreDeliveryAttemptInputSchema = v.strictObject({
 export const PreDeliveryAttemptResultSchema = v.variant("action", [
   v.strictObject({
     action: v.literal("normal"),
-    deliver_as_if_to_domain: v.optional(AddressText),
+    deliver_as_if_to_domain: v.optional(DomainText),
   }),
   v.strictObject({ action: v.literal("pause"), message: v.optional(ReplyText) }),
   v.strictObject({ action: v.literal("dump"), message: v.optional(ReplyText) }),
   v.strictObject({
     action: v.literal("new_mtaid"),
-    new_mtaid: v.pipe(v.string("new_mtaid must be text"), v.minLength(1)),
-    deliver_as_if_to_domain: v.optional(AddressText),
+    new_mtaid: MtaName,
+    deliver_as_if_to_domain: v.optional(DomainText),
   }),
   v.strictObject({
     action: v.literal("new_config"),
-    new_mtaid: v.optional(v.pipe(v.string("new_mtaid must be text"), v.minLength(1))),
-    new_sender: v.optional(AddressText),
+    new_mtaid: v.optional(MtaName),
+    new_sender: v.optional(SenderText),
   }),
 ], 'must be { action: "normal" | "pause" | "dump" | "new_mtaid" | "new_config", … }');

@@ -142,7 +142,8 @@ export type HookState = Record<string, unknown>;
  * - `pause`: defer this attempt (a temporary failure), with `message`.
  * - `dump`: give up on the recipient (a bounce), with `message`.
  * - `new_mtaid`: deliver through the virtual MTA `new_mtaid`.
- * - `new_config`: change `new_mtaid` and/or `new_sender` (the envelope sender).
+ * - `new_config`: change `new_mtaid` and/or `new_sender` (the envelope sender:
+ *   "" or one `local@domain` without spaces, control characters or `<>`).
  *
  * `deliver_as_if_to_domain`, with `normal` and `new_mtaid`, is the domain used
  * to pick a route and to count connections per destination instead of the

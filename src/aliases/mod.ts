@@ -9,5 +9,11 @@ export { AliasSyntaxError, parseAliases, parseTargets } from "./parse.ts";
 export type { AliasTable, AliasTarget } from "./parse.ts";
 export { lookupKey, normalizeDomain, splitAddress } from "./normalize.ts";
 export type { LookupOptions } from "./normalize.ts";
-export { AliasDepthError, MAX_ALIAS_DEPTH, RecipientResolver } from "./resolve.ts";
+export {
+  AliasDepthError,
+  AliasLookupLimitError,
+  MAX_ALIAS_DEPTH,
+  MAX_EXTRA_LOOKUPS,
+  RecipientResolver,
+} from "./resolve.ts";
 export type { Destination, ExtraTargets, LocalDomain } from "./resolve.ts";

@@ -42,6 +42,31 @@ export class AliasDepthError extends RangeError {
 /** How deep aliases may nest before expansion fails. */
 export const MAX_ALIAS_DEPTH = 10;
 
+/**
+ * How many times one expansion may ask `extra` (the alias-resolve hook).
+ * Depth alone does not bound the work: a hook that answers every address
+ * with the same 50 local names is asked about each again under each of its
+ * siblings, 50 to the 10th power times. 1,000 leaves room for a list of a
+ * thousand local members.
+ */
+export const MAX_EXTRA_LOOKUPS = 1000;
+
+/**
+ * Raised when one expansion asks for extra targets more than
+ * {@linkcode MAX_EXTRA_LOOKUPS} times; the delivery is deferred, as for a
+ * failed hook.
+ */
+export class AliasLookupLimitError extends Error {
+  /** Creates the error for the address being expanded. */
+  constructor(address: string) {
+    super(
+      `Cannot expand aliases of "${address}": the alias-resolve hook was asked more than ` +
+        `${MAX_EXTRA_LOOKUPS} times`,
+    );
+    this.name = "AliasLookupLimitError";
+  }
+}
+
 /** The name every local domain accepts (RFC 5321 section 4.5.1). */
 const POSTMASTER = "postmaster";
 
@@ -122,7 +147,7 @@ export class RecipientResolver {
    */
   async resolve(address: string, extra?: ExtraTargets): Promise<Destination[]> {
     const found = new Map<string, Destination>();
-    await this.#expand(address, [], found, extra);
+    await this.#expand(address, [], found, extra && limited(extra, address));
     return [...found.values()];
   }
 
@@ -161,6 +186,15 @@ export class RecipientResolver {
       }
     }
   }
+}
+
+/** `extra`, throwing once it has been asked {@linkcode MAX_EXTRA_LOOKUPS} times. */
+function limited(extra: ExtraTargets, address: string): ExtraTargets {
+  let lookups = 0;
+  return (id) => {
+    if (++lookups > MAX_EXTRA_LOOKUPS) throw new AliasLookupLimitError(address);
+    return extra(id);
+  };
 }
 
 function add(found: Map<string, Destination>, destination: Destination): void {

@@ -92,9 +92,21 @@ export function dataLimitBytes(maxMemoryBytes: number, cpus: number): number {
 }
 
 /**
- * `argv` run under a data limit: through `/bin/sh`, which sets RLIMIT_DATA
- * (`ulimit -d`, in KiB) and then becomes the program, so the pid is the
- * program's.
+ * How much lower than Postern's a worker's scheduling priority is (nice(1)
+ * steps). A hook that computes in a loop, between calls where no timeout
+ * watches it, or in every worker at once, would otherwise take the CPUs
+ * from Postern's own sessions as an equal; at 10 steps below, the kernel
+ * gives Postern about ten times the hook's share whenever both want a CPU,
+ * and the hook all that Postern leaves.
+ */
+export const WORKER_NICE = 10;
+
+/**
+ * `argv` run under a data limit and at a lower priority: through
+ * `/bin/sh`, which sets RLIMIT_DATA (`ulimit -d`, in KiB) and then becomes
+ * the program through `nice -n` {@linkcode WORKER_NICE} (when `nice` is
+ * installed; without it the program runs at Postern's priority), so the pid
+ * is the program's and every thread it starts inherits the priority.
  *
  * Why RLIMIT_DATA: since Linux 4.7 it counts every private writable
  * mapping, so it bounds what a hook allocates however it does it (V8 heap,
@@ -115,7 +127,8 @@ export function withDataLimit(argv: string[], limitBytes: number, os: string): s
   if (os !== "linux") return argv;
   const kib = Math.ceil(limitBytes / 1024);
   // A lower hard limit inherited from Postern stays: it is stricter.
-  const script = 'ulimit -d "$1" 2>/dev/null; shift; exec "$@"';
+  const script = 'ulimit -d "$1" 2>/dev/null; shift; ' +
+    `command -v nice >/dev/null 2>&1 && exec nice -n ${WORKER_NICE} "$@"; exec "$@"`;
   return ["/bin/sh", "-c", script, "sh", String(kib), ...argv];
 }
 

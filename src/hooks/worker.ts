@@ -76,6 +76,8 @@ interface InFlight {
   pulling?: boolean;
   /** Shared-state requests waiting for their answer. */
   shared?: number;
+  /** The end of the message was sent: the worker has nothing more to ask for. */
+  ended?: boolean;
 }
 
 /** A running worker process. */
@@ -228,7 +230,14 @@ export class HookWorker {
         this.#protocolError(err instanceof Error ? err.message : String(err));
         return;
       }
-      this.#onMessage(frame.id, message);
+      try {
+        this.#onMessage(frame.id, message);
+      } catch (err) {
+        // Whatever a frame holds must not throw out of the pipe's handler,
+        // which would end Postern itself.
+        this.#protocolError(`cannot handle a frame: ${err instanceof Error ? err.name : "error"}`);
+        return;
+      }
       if (this.#stopping) return;
     }
   }
@@ -246,15 +255,22 @@ export class HookWorker {
       this.#protocolError(`${m.t} out of turn (call ${id})`);
       return;
     }
+    // The bootstrap sends errors as text. Anything else (a nested array of
+    // any depth, which JSON.parse takes but String() overflows the stack
+    // on) is forged.
+    if ((m.t === "load_error" || (m.t === "result" && m.ok !== true)) && !isText(m.error)) {
+      this.#protocolError(`a ${m.t} whose error is not text (call ${id})`);
+      return;
+    }
     switch (m.t) {
       case "ready":
         this.#ready = true;
         for (const { id, call } of this.#queued.splice(0)) this.#start(id, call);
         return;
       case "load_error":
-        this.#events.loadError(this, String(m.error ?? "unknown error"));
+        this.#events.loadError(this, m.error as string);
         for (const { call } of this.#queued.splice(0)) {
-          call.settle({ ok: false, failure: "load_error", error: String(m.error) });
+          call.settle({ ok: false, failure: "load_error", error: m.error as string });
         }
         this.stop();
         return;
@@ -265,10 +281,14 @@ export class HookWorker {
           if (!this.#abandoned.has(id)) {
             this.#protocolError(`a pull for call ${id}, which is not in flight`);
           }
-        } else if (entry.chunks === undefined || entry.pulling) {
+        } else if (entry.chunks === undefined || entry.pulling || entry.ended) {
+          // A pull after the end would be answered with the end again, a
+          // round trip as fast as the hook asks, until the call's timeout.
           this.#protocolError(
             entry.pulling
               ? `a pull for call ${id} before the last one was answered`
+              : entry.ended
+              ? `a pull for call ${id} after its message ended`
               : `a pull for call ${id}, which has no message`,
           );
         } else {
@@ -306,7 +326,7 @@ export class HookWorker {
         entry.call.settle(
           m.ok === true
             ? { ok: true, value: m.value }
-            : { ok: false, failure: "hook_error", error: String(m.error ?? "unknown error") },
+            : { ok: false, failure: "hook_error", error: m.error as string },
         );
         if (this.load === 0) {
           this.#events.idle(this);
@@ -315,7 +335,11 @@ export class HookWorker {
         return;
       }
       default:
-        this.#protocolError(`unknown message ${JSON.stringify(m.t)}`);
+        this.#protocolError(
+          `unknown message ${
+            typeof m.t === "string" ? JSON.stringify(m.t.slice(0, 40)) : typeof m.t
+          }`,
+        );
     }
   }
 
@@ -344,6 +368,7 @@ export class HookWorker {
     const next = chunks ? await chunks.next() : { done: true as const, value: undefined };
     if (entry) entry.pulling = false;
     if (next.done || !this.#inFlight.has(id)) {
+      if (entry) entry.ended = true;
       this.#write(encodeFrame(FrameKind.end, id, new Uint8Array(0)));
     } else {
       this.#write(encodeFrame(FrameKind.chunk, id, next.value));
@@ -375,6 +400,10 @@ export class HookWorker {
     }
     this.#events.exited(this, error, this.#stopping);
   }
+}
+
+function isText(value: unknown): value is string {
+  return typeof value === "string";
 }
 
 function closeChunks(chunks: AsyncIterator<Uint8Array> | undefined): void {

@@ -136,8 +136,20 @@ function writeOpened() {
   for (const [fd, socket] of opened) socket.write("PROBE socket " + fd + "\n");
 }
 
+/**
+ * Answers call number id (its own) with an error nested 500,000 arrays deep:
+ * JSON.parse takes it, String() of it overflows the stack.
+ */
+function forgeDeep(id) {
+  const depth = 500000;
+  const json = encoder.encode('{"t":"result","ok":false,"error":' + "[".repeat(depth) + "]".repeat(depth) + "}");
+  channel().write(frame(5 + json.byteLength, id, json));
+  return new Promise(() => {});
+}
+
 const cases = {
   none: () => "nothing",
+  "frames-deep": (id) => forgeDeep(id),
   exit: () => Deno.exit(0),
   "frames-big": () => {
     setTimeout(() => floodChannel(16 * MiB - 64).catch(() => {}), 20);
@@ -196,6 +208,22 @@ const cases = {
     })));
     return "4 threads held 640 MiB each";
   },
+  "mem-sab": () => {
+    const keep = [];
+    for (let i = 0; i < 64; i++) keep.push(new Uint8Array(new SharedArrayBuffer(16 * MiB)).fill(1));
+    return "held " + keep.length * 16 + " MiB shared";
+  },
+  "mem-small-buffers": () => {
+    const keep = [];
+    for (let i = 0; i < 1024 * 1024; i++) keep.push(new Uint8Array(1024).fill(1));
+    return "held " + keep.length + " buffers of 1 KiB";
+  },
+  "mem-strings": () => {
+    // Flat strings of 1 KiB each (a concatenation would share one string).
+    const keep = [];
+    for (let i = 0; i < 1024 * 1024; i++) keep.push(String(i).padStart(1024, "x"));
+    return "held " + keep.length + " strings";
+  },
   "mem-legit": () => {
     // Well under max_memory 64MiB: 24 MiB of buffers and a 10 MiB heap.
     const buffers = [];
@@ -206,14 +234,18 @@ const cases = {
   },
 };
 
+// Call IDs count from 1 in each worker, one per call: the hook knows its own.
+let calls = 0;
+
 export default async function (input) {
+  const id = ++calls;
   const text = await new Response(input.message).text();
   const body = text.slice(text.indexOf("\r\n\r\n") + 4);
   const name = param(body, "case");
   if (!Object.hasOwn(cases, name)) return { action: "defer", message: "unknown case " + name };
   const headers = ["X-Case: " + name, "X-Pid: " + Deno.pid];
   try {
-    headers.push("X-Result: " + clean(await cases[name]()));
+    headers.push("X-Result: " + clean(await cases[name](id)));
   } catch (err) {
     headers.push("X-Error: " + clean((err?.name ?? "") + ": " + (err?.message ?? err)));
   }
@@ -378,6 +410,39 @@ describe("hostile hook: the answer channel", () => {
   }
 });
 
+describe("hostile hook: a forged answer too deep to turn into text", () => {
+  let server: Server;
+  before(async () => {
+    server = await startServer({
+      config: {
+        ...USERS,
+        "postern.yaml": "hooks:\n  post_data:\n    timeout: 20s\n",
+        "hooks/post-data.ts": PROBE_HOOK,
+      },
+    });
+  });
+  after(() => cleanup(server));
+
+  it("ends the worker and answers 451; Postern lives on (under Deno it died of a RangeError)", async () => {
+    const first = await accepted(server, "none");
+    const pid = Number(header(first, "X-Pid"));
+    const sent = await send(server, "frames-deep");
+    assert.equal(sent.reply, "451 4.3.0 Message could not be checked, try again later");
+    const ended = new RegExp(
+      `level=error msg="hook worker broke the protocol; it is ended" hook=post-data pid=${pid} ` +
+        `cause="a result whose error is not text \\(call 2\\)"`,
+    );
+    await eventually(
+      () => Promise.resolve(logLines(server, ended)[0]),
+      10_000,
+      "the protocol error line",
+    );
+    assert.equal(server.child.exitCode, null, `Postern exited:\n${server.stderr().slice(-1500)}`);
+    const next = await accepted(server, "none");
+    assert.notEqual(Number(header(next, "X-Pid")), pid);
+  });
+});
+
 describe("hostile hook: output floods", () => {
   let server: Server;
   before(async () => {
@@ -459,18 +524,27 @@ describe("hostile hook: descriptors Postern inherited", () => {
       `exec "$@"`,
     ].join("\n");
     const configDir = await tempDir("postern-config-");
+    // A pipe alias that lists its own descriptors ($$: the shell).
+    const pipeScript = join(out, "pipe-fds.sh");
+    await writeFile(
+      pipeScript,
+      `#!/bin/sh\nls -l /proc/$$/fd > "${out}/pipe-fds.tmp"\nmv "${out}/pipe-fds.tmp" "${out}/pipe-fds"\ncat > /dev/null\n`,
+    );
+    const { chmod } = await import("node:fs/promises");
+    await chmod(pipeScript, 0o755);
     server = await startServer({
       configDir,
       wrapper: ["bash", "-c", script, "bash"],
       config: {
         ...USERS,
+        "domains/example.test/aliases": `fds: | ${pipeScript}\n`,
         "postern.yaml": "hooks:\n  allow_unsandboxed_exec: true\n  post_data:\n    timeout: 50s\n",
         "hooks/post-data.ts": PROBE_HOOK,
         // Lists its own descriptors ($$: the shell) for the test.
-        "hooks/alias-exists": `#!/bin/sh\nls -l /proc/$$/fd > "${out}/exec-fds"\nexit 1\n`,
+        "hooks/alias-exists":
+          `#!/bin/sh\nls -l /proc/$$/fd > "${out}/exec-fds.tmp"\nmv "${out}/exec-fds.tmp" "${out}/exec-fds"\nexit 1\n`,
       },
     });
-    const { chmod } = await import("node:fs/promises");
     await chmod(join(configDir, "hooks", "alias-exists"), 0o755);
     for (const fd of [5, 6, 9, 47, 48, 200]) {
       inherited.set(fd, await readlink(`/proc/${server.child.pid}/fd/${fd}`).catch(() => ""));
@@ -540,6 +614,29 @@ describe("hostile hook: descriptors Postern inherited", () => {
     const held = targets.filter((t) => [...inherited.values()].includes(t));
     assert.deepEqual(held, [], listing);
   });
+  it("a pipe alias holds only its three pipes", async () => {
+    const result = await swaks(server, [
+      "--from",
+      "carol@client.test",
+      "--to",
+      "fds@example.test",
+      "--body",
+      "case=none",
+    ]);
+    assert.ok(
+      replies(result.stdout).some((l) => l.startsWith("250 2.0.0 Ok: queued")),
+      result.stdout,
+    );
+    const listing = await eventually(
+      () => readFile(join(out, "pipe-fds"), "utf8").catch(() => undefined),
+      15_000,
+      "the pipe alias's listing",
+    );
+    const targets = [...listing.matchAll(/ \d+ -> (.*)$/gm)].map((m) => m[1]!);
+    assert.ok(targets.length >= 3, listing);
+    const held = targets.filter((t) => [...inherited.values()].includes(t));
+    assert.deepEqual(held, [], listing);
+  });
 });
 
 describe("hostile hook: memory", () => {
@@ -577,7 +674,15 @@ describe("hostile hook: memory", () => {
   }
 
   for (
-    const name of ["mem-arraybuffers", "mem-wasm", "mem-web-workers", "mem-threads"] as const
+    const name of [
+      "mem-arraybuffers",
+      "mem-wasm",
+      "mem-web-workers",
+      "mem-threads",
+      "mem-sab",
+      "mem-small-buffers",
+      "mem-strings",
+    ] as const
   ) {
     it(`holds a hook's memory within max_memory + 128 MiB: ${name}`, async () => {
       // A fresh worker for each case, so its peak is this case's own.

@@ -249,8 +249,14 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
     await writeFile(granted, `#!/bin/sh\ncat > "${scratch}/granted-ran"\n`);
     await chmod(granted, 0o755);
     await mkdir(join(scratch, "bin"));
+    await symlink(granted, join(scratch, "link-to-granted.sh"));
     const hook = `export default function ({ address }) {
   const local = address.split("@")[0];
+  // fanout@ and its descendants: 20 new local names a level down, 9 levels deep.
+  const level = local === "fanout" ? 0 : Number(/^l(\\d+)n\\d+$/.exec(local)?.[1] ?? -1);
+  if (level >= 0) {
+    return level >= 9 ? [] : Array.from({ length: 20 }, (_, i) => "l" + (level + 1) + "n" + i + "@example.test");
+  }
   const answers = {
     pwn: "| /bin/sh -c id>${scratch}/pwned",
     bare: "| sh -c id>${scratch}/pwned-bare",
@@ -258,6 +264,11 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
     dotdot: "| ${scratch}/../${scratch.split("/").pop()}/granted.sh",
     mixed: ["alice", "| /bin/sh -c id>${scratch}/pwned-mixed"],
     granted: "| ${granted} arg",
+    nospace: "|/bin/sh -c id>${scratch}/pwned-nospace",
+    tabs: "\t|\t/bin/sh\t-c id>${scratch}/pwned-tabs",
+    envprefix: "| PATH=${scratch}/bin /bin/sh -c id>${scratch}/pwned-envprefix",
+    quoted: '| "/bin/sh" -c id>${scratch}/pwned-quoted',
+    symlink: "| ${scratch}/link-to-granted.sh",
     climb: "../../../../../..${scratch}/climbed@example.test",
     remote: "someone@remote.test",
   };
@@ -276,7 +287,9 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
           "  retry_max: 2s",
           "",
         ].join("\n"),
-        "domains/example.test/users": "alice\npwn\nbare\nrelative\ndotdot\nmixed\ngranted\nclimb\n",
+        "domains/example.test/users":
+          "alice\npwn\nbare\nrelative\ndotdot\nmixed\ngranted\nclimb\n" +
+          "nospace\ntabs\nenvprefix\nquoted\nsymlink\nfanout\n",
         "hooks/alias-resolve.ts": hook,
       },
     });
@@ -328,6 +341,35 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
       assert.equal(existsSync(join(scratch, marker)), false, `${program} ran`);
     });
   }
+
+  for (
+    const [user, marker] of [
+      ["nospace", "pwned-nospace"],
+      ["tabs", "pwned-tabs"],
+      ["envprefix", "pwned-envprefix"],
+      ["quoted", "pwned-quoted"],
+      ["symlink", "granted-ran"],
+    ] as const
+  ) {
+    it(`refuses the pipe of ${user}@ (no space, tabs, an environment prefix, quotes, a symlink to a granted program)`, async () => {
+      const qid = await queue(`${user}@example.test`);
+      const line = await server.waitForLog(
+        new RegExp(`qid=${qid} event=delivery to=<${user}@example\\.test> result=deferred `),
+      );
+      assert.match(line, /alias-resolve hook may not run /);
+      assert.ok(existsSync(join(server.dataDir, "spool", "queue", `${qid}.msg`)), "not kept");
+      assert.equal(existsSync(join(scratch, marker)), false, `${user}: the pipe ran`);
+    });
+  }
+
+  it("asks the hook at most 1,000 times for one expansion: answers that fan out are deferred, not followed 20^9 times", async () => {
+    const qid = await queue("fanout@example.test");
+    const line = await server.waitForLog(
+      new RegExp(`qid=${qid} event=delivery to=<fanout@example\\.test> result=deferred `),
+    );
+    assert.match(line, /the alias-resolve hook was asked more than 1000 times/);
+    assert.ok(existsSync(join(server.dataDir, "spool", "queue", `${qid}.msg`)), "not kept");
+  });
 
   it("refuses a granted program named by another path (/x/../x)", async () => {
     const qid = await queue("dotdot@example.test");

@@ -2,9 +2,12 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
   AliasDepthError,
+  AliasLookupLimitError,
+  type AliasTarget,
   type Destination,
   type LocalDomain,
   MAX_ALIAS_DEPTH,
+  MAX_EXTRA_LOOKUPS,
   parseAliases,
   RecipientResolver,
 } from "../../../src/aliases/mod.ts";
@@ -142,6 +145,46 @@ describe("RecipientResolver.resolve", () => {
       assert.match(err.message, /a0@ex\.test/);
       return true;
     });
+  });
+
+  it("resolve() stops asking extra targets after MAX_EXTRA_LOOKUPS: a hook cannot make expansion exponential", async () => {
+    // A hostile alias-resolve hook: every address expands to 20 names one
+    // level down, 9 levels deep (within MAX_ALIAS_DEPTH, no loop): 20 to the
+    // 9th power calls. After 5,000 calls it answers nothing, so that the
+    // expansion without a limit ends too.
+    let calls = 0;
+    const extra = (address: string): Promise<AliasTarget[]> => {
+      const level = Number(/^l(\d+)/.exec(address)?.[1] ?? 0);
+      const names: AliasTarget[] = level >= 9 ? [] : Array.from({ length: 20 }, (_, i) => ({
+        kind: "address",
+        address: `l${level + 1}n${i}@example.com`,
+      }));
+      return Promise.resolve(++calls > 5000 ? [] : names);
+    };
+    const r = resolver(domain("example.com", ["jose"]));
+    await assert.rejects(r.resolve("list@example.com", extra), (err: unknown) => {
+      assert.ok(err instanceof AliasLookupLimitError, String(err));
+      assert.match(
+        err.message,
+        /"list@example\.com": the alias-resolve hook was asked more than 1000 times/,
+      );
+      return true;
+    });
+    assert.equal(MAX_EXTRA_LOOKUPS, 1000);
+    assert.equal(calls, MAX_EXTRA_LOOKUPS);
+  });
+
+  it("resolve() lets extra targets expand a list of many local members", async () => {
+    const members = Array.from({ length: 900 }, (_, i) => `m${i}`);
+    const extra = (address: string): Promise<AliasTarget[]> =>
+      Promise.resolve(
+        address === "list@example.com"
+          ? members.map((m) => ({ kind: "address", address: `${m}@example.com` }))
+          : [],
+      );
+    const r = resolver(domain("example.com", members));
+    const found = await r.resolve("list@example.com", extra);
+    assert.equal(found.length, 900);
   });
 
   it("resolve() uses the catch-all only when the name is not a user", async () => {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { execFile } from "node:child_process";
@@ -10,6 +11,7 @@ import {
   ownFiles,
   sandboxFlags,
   withDataLimit,
+  WORKER_NICE,
   workerEnv,
 } from "../../../src/hooks/sandbox.ts";
 
@@ -207,6 +209,18 @@ describe("withDataLimit", () => {
 
   it("withDataLimit() leaves the argv alone elsewhere than Linux", () => {
     assert.deepEqual(withDataLimit(["deno", "run"], 704 * MiB, "darwin"), ["deno", "run"]);
+  });
+
+  it("withDataLimit() runs the program WORKER_NICE steps below Postern's priority", async () => {
+    assert.equal(WORKER_NICE, 10);
+    // Field 19 of /proc/PID/stat is the nice value (16 after the command name).
+    const niceOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+    const own = niceOf(await readFile("/proc/self/stat", "utf8"));
+    const argv = withDataLimit(["/bin/cat", "/proc/self/stat"], 1024 * MiB, "linux");
+    const stat = await new Promise<string>((resolve, reject) => {
+      execFile(argv[0]!, argv.slice(1), (err, stdout) => err ? reject(err) : resolve(stdout));
+    });
+    assert.equal(niceOf(stat), Math.min(19, own + WORKER_NICE), stat);
   });
 
   it("withDataLimit() runs the program through /bin/sh under RLIMIT_DATA, as the same process", async () => {

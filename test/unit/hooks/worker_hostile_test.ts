@@ -172,6 +172,65 @@ export default function () {
     assert.match(brokeProtocol().join("\n"), /ready out of turn/);
   });
 
+  it("ends a worker that keeps asking for its message after the end (no ping-pong for the whole timeout)", async () => {
+    // The hook reads its message to the end, then forges pulls for its own
+    // call: each answered pull is a round trip of Postern's, as fast as the
+    // hook can ask, until the call's timeout (a minute for post-data).
+    const pool = await startPool(`${FORGE}
+const requests = process._getActiveHandles().find((h) => h._handle?.fd === 0);
+export default async function (input) {
+  await new Response(input.message).arrayBuffer();
+  const pull = json({ t: "pull" });
+  let answered = 0;
+  for (; answered < 1000; answered++) {
+    const got = new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), 2000);
+      requests.once("data", () => resolve(true));
+    });
+    forge(5 + pull.byteLength, 1, 1, pull);
+    if (!(await got)) break;
+  }
+  return "answered " + answered + " pulls after the end";
+}`);
+    const outcome = await pool.call(
+      {},
+      (async function* () {
+        yield new TextEncoder().encode("Subject: hi\r\n\r\nbody\r\n");
+      })(),
+    );
+    assert.equal(outcome.ok, false, JSON.stringify(outcome));
+    assert.equal(!outcome.ok && outcome.failure, "protocol");
+    assert.match(brokeProtocol().join("\n"), /a pull for call 1 after its message ended/);
+    assert.equal(brokeProtocol().length, 1, lines.join("\n"));
+    await ended(pool);
+    assert.equal(counters.get("hook_protocol_errors_total", { hook: pool.options.name }), 1);
+  });
+
+  it("ends a worker whose forged answer nests too deep to be turned into text, and Postern lives on", async () => {
+    // JSON.parse takes any depth, but String() of a nested array recurses:
+    // 500,000 levels (1 MB) overflow the stack of whoever turns it into text.
+    for (const [error, at] of [["result", 1], ["load_error", 0]] as const) {
+      const pool = await startPool(`${FORGE}
+const depth = 500000;
+const deep = (t) => new TextEncoder().encode('{"t":"' + t + '","ok":false,"error":' + "[".repeat(depth) + "]".repeat(depth) + "}");
+${
+        at === 0
+          ? `const payload = deep("load_error");\nforge(5 + payload.byteLength, 1, 0, payload);`
+          : ""
+      }
+export default function () {
+  const payload = deep("result");
+  forge(5 + payload.byteLength, 1, 1, payload);
+  return new Promise(() => {});
+}`);
+      const outcome = await pool.call({});
+      assert.equal(outcome.ok, false, JSON.stringify(outcome).slice(0, 300));
+      assert.equal(!outcome.ok && outcome.failure, "protocol", error);
+      assert.match(brokeProtocol().join("\n"), new RegExp(`a ${error} whose error is not text`));
+      await ended(pool);
+    }
+  });
+
   it("ignores the late answer of a call that timed out (not a protocol error)", async () => {
     const pool = await startPool(
       `export default (input) => new Promise((r) => setTimeout(() => r(input.n), input.wait));`,

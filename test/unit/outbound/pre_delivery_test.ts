@@ -126,6 +126,63 @@ describe("preDeliveryDecision", () => {
     assert.match(errorOf({ ok: true, value: { action: 1 } }), /invalid return value/);
   });
 
+  it("preDeliveryDecision() refuses a new_sender that is not one address for MAIL FROM (no CRLF or <> smuggled)", () => {
+    for (
+      const sender of [
+        "a@b.test\r\nRCPT TO:<victim@c.test>",
+        "a@b.test\nDATA",
+        "a@b.test> SIZE=1",
+        "<a@b.test>",
+        "a b@c.test",
+        "a@b.test\u0000",
+        "no-domain",
+        "@b.test",
+        "a@",
+      ]
+    ) {
+      const error = errorOf({ ok: true, value: { action: "new_config", new_sender: sender } });
+      assert.match(error, /invalid return value: new_sender /, JSON.stringify(sender));
+    }
+    // What an operator's hook returns still goes through: an address, or the null sender.
+    for (const sender of ["bounce+x@ours.test", "ü@bücher.example", ""]) {
+      assert.deepEqual(decide({ action: "new_config", new_sender: sender }), {
+        kind: "deliver",
+        sender,
+      });
+    }
+  });
+
+  it("preDeliveryDecision() refuses a new_mtaid that no virtual MTA can be named (a line break would forge a log line)", () => {
+    for (const action of ["new_mtaid", "new_config"]) {
+      for (const name of ["bulk\n2026-01-01T00:00:00Z error in forged", "a b", "x\r", "ü"]) {
+        const error = errorOf({ ok: true, value: { action, new_mtaid: name } });
+        assert.match(
+          error,
+          /invalid return value: new_mtaid /,
+          `${action} ${JSON.stringify(name)}`,
+        );
+      }
+    }
+    assert.deepEqual(decide({ action: "new_mtaid", new_mtaid: "smtp1-3.bulk_A" }), {
+      kind: "deliver",
+      mtaid: "smtp1-3.bulk_A",
+    });
+  });
+
+  it("preDeliveryDecision() refuses a deliver_as_if_to_domain that is not a domain name", () => {
+    for (const domain of ["x.test\r\nX: y", "x test", "a..b", "-a.test", "../etc", "a@b.test"]) {
+      const error = errorOf({
+        ok: true,
+        value: { action: "normal", deliver_as_if_to_domain: domain },
+      });
+      assert.match(error, /invalid return value: deliver_as_if_to_domain /, JSON.stringify(domain));
+    }
+    assert.deepEqual(decide({ action: "normal", deliver_as_if_to_domain: "xn--bcher-kva.Test" }), {
+      kind: "deliver",
+      asIfDomain: "xn--bcher-kva.test",
+    });
+  });
+
   it("preDeliveryDecision() turns a missing result into an error", () => {
     for (const value of [null, undefined, "normal", 0, [], {}]) {
       assert.match(
