@@ -12,7 +12,14 @@ import { Agent } from "node:https";
 import acme from "acme-client";
 import type { AcmeConfig } from "../config/mod.ts";
 import type { Counters, Logger } from "../log/mod.ts";
-import { fetchRenewalWindow, type JsonGet, type RenewalWindow } from "./ari.ts";
+import {
+  ariCertId,
+  fetchRenewalWindow,
+  type JsonGet,
+  offersRenewalInfo,
+  type RenewalWindow,
+} from "./ari.ts";
+import { placeOrder } from "./acme_order.ts";
 import { AcmeStore, type StoredCertificate } from "./acme_store.ts";
 import { backoffMs, MAX_TIMER_MS, renewalTime } from "./renewal.ts";
 
@@ -272,15 +279,14 @@ export class AcmeManager {
       { commonName: config.names[0]!, altNames: config.names },
       await acme.crypto.createPrivateRsaKey(2048),
     );
-    const chain = await client.auto({
+    const chain = await placeOrder(client, {
+      names: config.names,
       csr,
       email: config.email,
-      termsOfServiceAgreed: true,
-      challengePriority: [config.challenge],
-      // The CA validates; acme-client's own pre-check would dial port 80
-      // or 443 of the name, which need not be where this node listens.
-      skipChallengeVerification: true,
-      challengeCreateFn: async (authz, challenge, keyAuthorization) => {
+      challenge: config.challenge,
+      replaces: await this.#replaces(),
+      logger: this.#o.logger,
+      publish: async (authz, challenge, keyAuthorization) => {
         if (challenge.type === "http-01") {
           challenges.http.set(challenge.token, keyAuthorization);
         } else if ((challenge.type as string) === "tls-alpn-01") {
@@ -294,13 +300,28 @@ export class AcmeManager {
           });
         }
       },
-      challengeRemoveFn: (authz, challenge) => {
+      withdraw: (authz, challenge) => {
         challenges.http.delete(challenge.token);
         challenges.alpn.delete(authz.identifier.value.toLowerCase());
         return Promise.resolve();
       },
     });
     return await this.#store.saveCertificate(key.toString(), chain);
+  }
+
+  /**
+   * The ARI id of the certificate a renewal replaces (RFC 9773 section 5),
+   * when there is one and the CA's directory offers renewalInfo.
+   */
+  async #replaces(): Promise<string | undefined> {
+    if (this.#current === undefined) return undefined;
+    try {
+      const directory = await jsonGet(this.#o.config.directoryUrl);
+      return offersRenewalInfo(directory.data) ? ariCertId(this.#current.certPem) : undefined;
+    } catch (err) {
+      this.#o.logger.debug("acme order without replaces", { error: message(err) });
+      return undefined;
+    }
   }
 }
 

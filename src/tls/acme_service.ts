@@ -66,9 +66,12 @@ export async function startAcmeService(options: AcmeServiceOptions): Promise<Acm
   let alpnServer: AlpnServer | undefined;
   if (config.renew && config.challenge === "tls-alpn-01") {
     if (runtimeName === "deno") {
-      // Deno's TLS server stalls the handshake on a certificate with an
-      // unknown critical extension, and RFC 8737 section 3 requires the
-      // acmeIdentifier extension to be critical.
+      // RFC 8737 section 3 requires the acmeIdentifier extension to be
+      // critical, and Deno's TLS (rustls with webpki) refuses a server
+      // certificate with a critical extension it does not know:
+      // Deno.listenTls throws UnsupportedCriticalExtension, and the node:tls
+      // server ends the handshake ("unsupported protocol") or, with an
+      // SNICallback, stalls it. No Deno API takes the certificate unchecked.
       throw new Error(
         "tls.acme.challenge tls-alpn-01 needs the Bun build (the postern binary or bun run): " +
           "Deno's TLS server cannot present the challenge certificate; use http-01 on Deno",

@@ -82,6 +82,12 @@ function skipHeader(der: Uint8Array, at: number): number {
   return first & 0x80 ? at + 2 + (first & 0x7f) : at + 2;
 }
 
+/** The ACME directory (RFC 8555 section 7.1.1) names a renewalInfo resource (RFC 9773 section 3). */
+export function offersRenewalInfo(directory: unknown): boolean {
+  return typeof directory === "object" && directory !== null &&
+    typeof (directory as { renewalInfo?: unknown }).renewalInfo === "string";
+}
+
 /** A minimal HTTP GET: status, parsed JSON body, and the Retry-After header. */
 export type JsonGet = (url: string) => Promise<{
   status: number;
