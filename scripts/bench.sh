@@ -8,6 +8,17 @@
 # tree, run + queue drain) and peak RSS/PSS, then prints a table with the
 # Postern/peer ratios. Raw rows go to $BENCH_OUT/intake.csv.
 #
+# Two rates per cell: intake (first connection until smtp-source has its last
+# 250) and end to end (first connection until every message is stored and the
+# queue is empty). The fair peer for the end-to-end rate is postfix-maildir:
+# a second private Postfix whose virtual(8) delivers into a Maildir as Postern
+# does (fsync before the rename into new/). Postfix with the discard transport
+# and chasquid (MDA /bin/true) stay as references; for them "end to end" is
+# until their queue is empty. Postern runs on Deno, on Bun and as the compiled
+# binary (dist/postern; built with scripts/build.sh when missing). Before the
+# load, every Postern and chasquid is started 3 times to measure launch to
+# first 220 and idle memory (startup.csv).
+#
 # Needs root (the private Postfix instance, the network namespace, apt-get).
 # Missing postfix/chasquid/openssl are installed with apt-get ("Local only",
 # services not started). The system's Postfix and chasquid are never started:
@@ -18,9 +29,15 @@
 # machine. Everything started is stopped by PID at the end, also on error.
 #
 # Environment (all optional):
+#   QUICK=1                             quick mode (a few minutes): N_SMALL=500 N_LARGE=100, only
+#                                       the peer table and the start-up row (the variant rows
+#                                       below default to 0; set them to 1 to add them)
 #   N_SMALL=5000 N_LARGE=1000 REPS=1    load size and repeats (medians if REPS>1)
 #   BUN=auto|1|0                        also measure Postern on Bun (auto: if installed)
-#   BENCH_PORT_BASE=2625                first of 6 loopback ports
+#   BIN=auto|1|0                        also measure the compiled binary dist/postern (auto: if it
+#                                       is there or scripts/build.sh can build it)
+#   STARTUP=1                           launch -> first 220 and idle RSS/PSS, 3 starts per server
+#   BENCH_PORT_BASE=2625                first of 24 loopback ports
 #   BENCH_OUT=DIR                       results dir (default /tmp/postern-bench-results/<UTC stamp>)
 #   BENCH_NETNS=auto|0                  0: stay in the host network namespace (loopback still)
 #   POSTERN_MAX_PER_IP=100              smtp.max_connections_per_ip for Postern ("default": leave unset)
@@ -51,16 +68,20 @@ set -u -o pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 B=$REPO/scripts/bench
-N_SMALL=${N_SMALL:-5000}
-N_LARGE=${N_LARGE:-1000}
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then DEF_SMALL=500 DEF_LARGE=100 DEF_ROWS=0; else DEF_SMALL=5000 DEF_LARGE=1000 DEF_ROWS=1; fi
+N_SMALL=${N_SMALL:-$DEF_SMALL}
+N_LARGE=${N_LARGE:-$DEF_LARGE}
 REPS=${REPS:-1}
 LARGE_BYTES=102400
 BUN=${BUN:-auto}
-HOOKS=${HOOKS:-1}
-SPF=${SPF:-1}
-RELOAD=${RELOAD:-1}
-ADMIN=${ADMIN:-1}
-RELAY=${RELAY:-1}
+BIN=${BIN:-auto}
+STARTUP=${STARTUP:-1}
+HOOKS=${HOOKS:-$DEF_ROWS}
+SPF=${SPF:-$DEF_ROWS}
+RELOAD=${RELOAD:-$DEF_ROWS}
+ADMIN=${ADMIN:-$DEF_ROWS}
+RELAY=${RELAY:-$DEF_ROWS}
 PORT_BASE=${BENCH_PORT_BASE:-2625}
 BENCH_NETNS=${BENCH_NETNS:-auto}
 POSTERN_MAX_PER_IP=${POSTERN_MAX_PER_IP:-100}
@@ -114,6 +135,17 @@ if [ -z "${BENCH_IN_NS:-}" ]; then
   STAMP=$(date -u +%Y%m%dT%H%M%SZ)
   BENCH_OUT=${BENCH_OUT:-/tmp/postern-bench-results/$STAMP}
   mkdir -p "$BENCH_OUT" || die "cannot create $BENCH_OUT"
+  # The compiled binary: whatever dist/postern is; built (offline) when missing.
+  if [ "$BIN" != 0 ] && [ ! -x "$REPO/dist/postern" ]; then
+    echo "bench: dist/postern missing; building it with scripts/build.sh" >&2
+    if ! bash "$REPO/scripts/build.sh" > "$BENCH_OUT/build.log" 2>&1; then
+      [ "$BIN" = 1 ] && die "BIN=1 but scripts/build.sh failed (see $BENCH_OUT/build.log)"
+      echo "bench: WARNING: scripts/build.sh failed; no binary column (see $BENCH_OUT/build.log)" >&2
+      BIN=0
+    fi
+  fi
+  [ "$BIN" = auto ] && BIN=1
+  export BIN
   RT=$(mktemp -d /tmp/postern-bench.XXXXXX) || die "mktemp failed"
   chmod 755 "$RT"   # Postfix daemons (user postfix) must reach their queue dir
   export BENCH_IN_NS=1 BENCH_OUT RT STAMP
@@ -137,8 +169,9 @@ now() { date +%s.%N; }
 probe() { python3 "$B/probe.py" "$@"; }
 
 PIDS=()          # every process we started (stopped in reverse order)
-PFC=$RT/postfix/etc
-pf_master_pid() { awk '{print $1; exit}' "$RT/postfix/spool/pid/master.pid" 2>/dev/null; }
+PFC=$RT/postfix/etc   # the discard instance (the relay row adds to it)
+# Postfix instances: postfix (discard) and postfix-maildir (virtual(8) into a Maildir).
+pf_master_pid() { awk '{print $1; exit}' "$RT/${1:-postfix}/spool/pid/master.pid" 2>/dev/null; }
 stop_pid() {     # TERM, wait up to 15 s, then KILL
   local p=$1 i
   kill -0 "$p" 2>/dev/null || return 0
@@ -147,10 +180,10 @@ stop_pid() {     # TERM, wait up to 15 s, then KILL
   log "pid $p ignored TERM for 15 s; KILL"
   kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null
 }
-stop_postfix() {
-  local m; m=$(pf_master_pid)
+stop_postfix() {  # [instance]
+  local inst=${1:-postfix} m; m=$(pf_master_pid "$inst")
   [ -n "$m" ] && kill -0 "$m" 2>/dev/null || return 0
-  postfix -c "$PFC" stop >/dev/null 2>&1
+  postfix -c "$RT/$inst/etc" stop >/dev/null 2>&1
   local i; for i in $(seq 150); do kill -0 "$m" 2>/dev/null || return 0; sleep 0.1; done
   stop_pid "$m"
 }
@@ -159,7 +192,8 @@ cleanup() {
   [ -n "$CLEANED" ] && return; CLEANED=1
   [ -n "${LOADPID:-}" ] && stop_pid "$LOADPID"
   [ -n "${SAMPLER:-}" ] && stop_pid "$SAMPLER"
-  [ -d "$PFC" ] && stop_postfix
+  [ -d "$PFC" ] && stop_postfix postfix
+  [ -d "$RT/postfix-maildir/etc" ] && stop_postfix postfix-maildir
   local i
   for (( i=${#PIDS[@]}-1; i>=0; i-- )); do stop_pid "${PIDS[$i]}"; done
   if [ -n "${KEEP_TMP:-}" ]; then log "temp dir kept: $RT"; else rm -rf "$RT"; fi
@@ -178,8 +212,10 @@ if [ "${BENCH_NS:-0}" = 1 ]; then
 fi
 
 P_DENO=$PORT_BASE; P_BUN=$((PORT_BASE+1)); P_PF=$((PORT_BASE+2)); P_CQ=$((PORT_BASE+3))
+P_PFMD=$((PORT_BASE+22)); P_BIN=$((PORT_BASE+23))
+POSTERN_BIN=$REPO/dist/postern
 if [ "${BENCH_NS:-0}" != 1 ]; then
-  for p in $(seq "$PORT_BASE" $((PORT_BASE+21))); do
+  for p in $(seq "$PORT_BASE" $((PORT_BASE+23))); do
     python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$p))" 2>/dev/null ||
       fail "port 127.0.0.1:$p is in use (set BENCH_PORT_BASE)"
   done
@@ -189,9 +225,13 @@ case $BUN in
   auto) command -v bun >/dev/null && BUN=1 || BUN=0 ;;
   1) command -v bun >/dev/null || fail "BUN=1 but bun is not on PATH" ;;
 esac
-SERVERS=(postern-deno postfix chasquid)
-[ "$BUN" = 1 ] && SERVERS=(postern-deno postern-bun postfix chasquid)
-declare -A PORT=([postern-deno]=$P_DENO [postern-bun]=$P_BUN [postfix]=$P_PF [chasquid]=$P_CQ
+[ "$BIN" = 1 ] && { [ -x "$POSTERN_BIN" ] || fail "BIN=1 but $POSTERN_BIN is not there"; }
+SERVERS=(postern-deno)
+[ "$BUN" = 1 ] && SERVERS+=(postern-bun)
+[ "$BIN" = 1 ] && SERVERS+=(postern-bin)
+SERVERS+=(postfix-maildir postfix chasquid)
+declare -A PORT=([postern-deno]=$P_DENO [postern-bun]=$P_BUN [postern-bin]=$P_BIN
+  [postfix]=$P_PF [postfix-maildir]=$P_PFMD [chasquid]=$P_CQ
   [chasquid+hook]=$((PORT_BASE+6)) [postern-deno+hook]=$((PORT_BASE+9)) [postern-bun+hook]=$((PORT_BASE+10))
   [postern-deno+spf]=$((PORT_BASE+11)) [postern-bun+spf]=$((PORT_BASE+12))
   [postern-deno+reload]=$((PORT_BASE+13)) [postern-bun+reload]=$((PORT_BASE+14))
@@ -284,7 +324,7 @@ setup_postern_spf() {
   } > "$RT/postern/config-spf/postern.yaml"
   log "SPF DNS server at $(cat "$f")"
 }
-start_postern() {  # deno|bun [hook|spf]
+start_postern() {  # deno|bun|bin [hook|spf|...]
   local rt=$1 name=postern-$1${2:++$2} d=$RT/postern-$1${2:++$2}
   local config=$RT/postern/config${2:+-$2}
   local port=${PORT[$name]}
@@ -292,6 +332,9 @@ start_postern() {  # deno|bun [hook|spf]
   local seen; seen=$(grep -c 'event=listening' "$d/stdout.log" 2>/dev/null)
   if [ "$rt" = deno ]; then
     (cd "$REPO" && exec deno run -A src/main.ts serve --config "$config" --data "$d/data" \
+      --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0) >> "$d/stdout.log" 2>> "$d/stderr.log" < /dev/null &
+  elif [ "$rt" = bin ]; then
+    (cd "$REPO" && exec "$POSTERN_BIN" serve --config "$config" --data "$d/data" \
       --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0) >> "$d/stdout.log" 2>> "$d/stderr.log" < /dev/null &
   else
     (cd "$REPO" && exec bun run src/main.ts serve --config "$config" --data "$d/data" \
@@ -310,22 +353,31 @@ start_postern() {  # deno|bun [hook|spf]
 }
 
 # ---------------------------------------------------------------- Postfix
-setup_postfix() {
-  mkdir -p "$PFC" "$RT/postfix/spool" "$RT/postfix/data"
-  chown postfix: "$RT/postfix/data"
-  sed "s#@RT@#$RT#g" "$B/postfix-main.cf.in" > "$PFC/main.cf"
-  sed "s#@LISTEN@#127.0.0.1:$P_PF#" "$B/postfix-master.cf" > "$PFC/master.cf"
-  : > "$RT/postfix/maillog"
-  postfix -c "$PFC" check >> "$LOG" 2>&1 || fail "postfix check failed (see $LOG)"
+setup_postfix() {  # [instance]: postfix (discard) or postfix-maildir (virtual(8) into a Maildir)
+  local inst=${1:-postfix} d=$RT/${1:-postfix} tmpl=postfix-main.cf.in
+  [ "$inst" = postfix-maildir ] && tmpl=postfix-maildir-main.cf.in
+  mkdir -p "$d/etc" "$d/spool" "$d/data"
+  chown postfix: "$d/data"
+  sed -e "s#@RT@#$RT#g" -e "s#@DIR@#$d#g" "$B/$tmpl" > "$d/etc/main.cf"
+  sed "s#@LISTEN@#127.0.0.1:${PORT[$inst]}#" "$B/postfix-master.cf" > "$d/etc/master.cf"
+  if [ "$inst" = postfix-maildir ]; then
+    # virtual(8) delivers as nobody into $d/mail/example.test/user/ (a Maildir:
+    # the map's value ends in "/"), like Postern's data/mail/example.test/user/.
+    mkdir -p "$d/mail/example.test/user"
+    chown -R nobody:nogroup "$d/mail"
+  fi
+  : > "$d/maillog"
+  postfix -c "$d/etc" check >> "$LOG" 2>&1 || fail "postfix check ($inst) failed (see $LOG)"
 }
-start_postfix() {
-  postfix -c "$PFC" start >> "$LOG" 2>&1 || fail "postfix -c $PFC start failed (see $LOG)"
+start_postfix() {  # [instance]
+  local inst=${1:-postfix}
+  postfix -c "$RT/$inst/etc" start >> "$LOG" 2>&1 || fail "postfix -c $RT/$inst/etc start failed (see $LOG)"
   local i m=
-  for i in $(seq 100); do m=$(pf_master_pid); [ -n "$m" ] && break; sleep 0.1; done
-  [ -n "$m" ] || fail "postfix master.pid did not appear"
-  ROOTPID[postfix]=$m
-  probe banner "$P_PF" 60 > /dev/null || fail "postfix: no 220 on 127.0.0.1:$P_PF"
-  log "postfix master pid=$m port=$P_PF"
+  for i in $(seq 100); do m=$(pf_master_pid "$inst"); [ -n "$m" ] && break; sleep 0.1; done
+  [ -n "$m" ] || fail "postfix ($inst) master.pid did not appear"
+  ROOTPID[$inst]=$m
+  probe banner "${PORT[$inst]}" 60 > /dev/null || fail "$inst: no 220 on 127.0.0.1:${PORT[$inst]}"
+  log "$inst master pid=$m port=${PORT[$inst]}"
 }
 
 # ---------------------------------------------------------------- chasquid
@@ -362,8 +414,15 @@ start_chasquid() {  # [hook]
 queue_specs() {
   case $1 in
     postern-*) echo "tree:$RT/$1/data/spool/queue tree:$RT/$1/data/spool/incoming" ;;
-    postfix) local q; for q in maildrop incoming active deferred hold; do echo -n "tree:$RT/postfix/spool/$q "; done ;;
+    postfix|postfix-maildir) local q; for q in maildrop incoming active deferred hold; do echo -n "tree:$RT/$1/spool/$q "; done ;;
     chasquid*) echo "prefix:$RT/$1/data/queue:m:" ;;
+  esac
+}
+# the Maildir new/ folder a server stores the bench's mail in (none: it does not store)
+maildir_of() {
+  case $1 in
+    postern-*) echo "$RT/$1/data/mail/example.test/user/new" ;;
+    postfix-maildir) echo "$RT/postfix-maildir/mail/example.test/user/new" ;;
   esac
 }
 all_queue_specs() { local s; for s in "${SERVERS[@]}" "${HOOK_SERVERS[@]}"; do queue_specs "$s"; echo -n " "; done; }
@@ -374,6 +433,8 @@ evidence() {
                  ' event=completed sent=1 failed=0' ' event=rejected ' ;;
     postfix)   printf '%s\n' "$RT/postfix/maillog" 'postfix/cleanup\[[0-9]+\]: [0-9A-Z]+: message-id=' \
                  'postfix/discard\[[0-9]+\]: .* status=sent' 'postfix/smtpd\[[0-9]+\]: .*(reject|warning)' ;;
+    postfix-maildir) printf '%s\n' "$RT/postfix-maildir/maillog" 'postfix/cleanup\[[0-9]+\]: [0-9A-Z]+: message-id=' \
+                 'postfix/virtual\[[0-9]+\]: .* status=sent' 'postfix/(smtpd|virtual)\[[0-9]+\]: .*(reject|warning|status=(deferred|bounced))' ;;
     chasquid*) printf '%s\n' "$RT/$1/mail.log" ' queued ip=' \
                  ' from=.* to=.* sent' ' (rejected|failed)' ;;
   esac
@@ -391,7 +452,7 @@ ensure_running() {
     echo "=== $(date -u +%T) $s (pid $pid) is not running or not answering; restart $((n+1))"
     case $s in
       postern-*) echo "--- $s stderr (last 10)"; tail -10 "$RT/$s/stderr.log" ;;
-      postfix) echo "--- maillog (last 10)"; tail -10 "$RT/postfix/maillog" ;;
+      postfix*) echo "--- maillog (last 10)"; tail -10 "$RT/$s/maillog" ;;
       chasquid*) echo "--- chasquid.log (last 10)"; tail -10 "$RT/$s/chasquid.log" ;;
     esac
   } >> "$BENCH_OUT/restarts.txt"
@@ -401,7 +462,7 @@ ensure_running() {
   case $s in
     postern-*+*) stop_pid "$pid"; s=${s#postern-}; start_postern "${s%+*}" "${s#*+}" ;;
     postern-*) stop_pid "$pid"; start_postern "${s#postern-}" ;;
-    postfix) stop_postfix; start_postfix ;;
+    postfix*) stop_postfix "$s"; start_postfix "$s" ;;
     chasquid+hook) stop_pid "$pid"; start_chasquid hook ;;
     chasquid) stop_pid "$pid"; start_chasquid ;;
   esac
@@ -413,7 +474,7 @@ quiesce() {
   sleep 1
 }
 
-echo "rep,server,size,conc,n,wall_s,msgs_per_s,cpu_s,cpu_ms_per_msg,peak_rss_tree_mb,peak_rss_main_mb,peak_pss_tree_mb,max_procs,drain_s,rc,src_err_lines,accepted,delivered,rejected,loadavg1,status" > "$CSV"
+echo "rep,server,size,conc,n,wall_s,msgs_per_s,cpu_s,cpu_ms_per_msg,peak_rss_tree_mb,peak_rss_main_mb,peak_pss_tree_mb,max_procs,drain_s,e2e_s,e2e_msgs_per_s,rc,src_err_lines,accepted,delivered,rejected,loadavg1,status" > "$CSV"
 : > "$BENCH_OUT/commands.txt"
 
 run_cell() {  # rep server size conc
@@ -423,6 +484,13 @@ run_cell() {  # rep server size conc
   local file=${ev[0]}
   ensure_running "$s"
   quiesce
+  # The Maildir starts empty, so that the end of the cell is "n files in new/".
+  local md; md=$(maildir_of "$s")
+  local done_specs; done_specs=$(queue_specs "$s")
+  if [ -n "$md" ]; then
+    [ -d "$md" ] && find "$md" -mindepth 1 -maxdepth 1 -type f -delete
+    done_specs="$done_specs count:$md:$n"
+  fi
   local a0 d0 r0; read -r a0 d0 r0 < <(probe count "$file" "${ev[1]}" "${ev[2]}" "${ev[3]}")
   local la; la=$(cut -d' ' -f1 /proc/loadavg)
   local cell=$RT/cell; mkdir -p "$cell"
@@ -451,9 +519,9 @@ run_cell() {  # rep server size conc
     kill "$poller" 2>/dev/null; wait "$poller" 2>/dev/null
     log "$s: admin API answers during the run (status count): $(tr '\n' ' ' < "$cell/polls")"
   fi
-  # shellcheck disable=SC2046
-  probe drain "$DRAIN_TIMEOUT" $(queue_specs "$s") || drained=0
-  t2=$(now)
+  # End to end: every message stored (in the Maildir) and the queue empty.
+  # shellcheck disable=SC2086
+  t2=$(probe drainat "$DRAIN_TIMEOUT" $done_specs) || { drained=0; t2=$(now); }
   kill -TERM "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null; SAMPLER=
   # logs may trail the queue (postlogd, buffered writers): wait for the counts
   probe waitcount 15 "$file" "${ev[2]}" $((d0 + n)) > /dev/null
@@ -467,13 +535,14 @@ run_cell() {  # rep server size conc
   [ "$errl" = 0 ] || st="$st;src_errors"
   [ "$acc" = "$n" ] || st="$st;accepted=$acc"
   [ "$del" = "$n" ] || st="$st;delivered=$del"
-  [ "$drained" = 1 ] || st="$st;queue_not_drained"
+  [ "$drained" = 1 ] || st="$st;not_stored_or_queue_not_drained"
   st=${st#OK;}
   local row
   row=$(python3 -c "
 n, t0, t1, t2, cpu = $n, $t0, $t1, $t2, $cpu
-print('%s,%s,%s,%s,%d,%.3f,%.1f,%.3f,%.3f,%.1f,%.1f,%.1f,%s,%.3f' % ('$rep', '$s', '$size', '$c', n,
-      t1 - t0, n / (t1 - t0), cpu, cpu * 1000 / n, $pk / 1024, $pkm / 1024, $pss / 1024, '$procs', t2 - t1))")
+print('%s,%s,%s,%s,%d,%.3f,%.1f,%.3f,%.3f,%.1f,%.1f,%.1f,%s,%.3f,%.3f,%.1f' % ('$rep', '$s', '$size', '$c',
+      n, t1 - t0, n / (t1 - t0), cpu, cpu * 1000 / n, $pk / 1024, $pkm / 1024, $pss / 1024, '$procs',
+      t2 - t1, max(t2, t1) - t0, n / (max(t2, t1) - t0)))")
   echo "$row,$rc,$errl,$acc,$del,$rej,$la,$st" >> "$CSV"
   log "rep$rep $s $size c=$c n=$n: $(echo "$row" | cut -d, -f6-) rc=$rc err=$errl accepted=$acc delivered=$del rejected=$rej -> $st"
   if [ "$st" != OK ]; then
@@ -487,14 +556,57 @@ print('%s,%s,%s,%s,%d,%.3f,%.1f,%.3f,%.3f,%.1f,%.1f,%.1f,%s,%.3f' % ('$rep', '$s
   fi
 }
 
+# ============================================ start-up time and idle memory
+# Launch -> first 220 and the idle RSS/PSS 3 s later, 3 starts per server in
+# interleaved rounds. Each Postern is started once before (not recorded): the
+# first start generates the self-signed certificate into its data dir.
+startup_cmd() {  # server
+  case $1 in
+    postern-deno) echo deno run -A src/main.ts serve ;;
+    postern-bun) echo bun run src/main.ts serve ;;
+    postern-bin) echo "$POSTERN_BIN" serve ;;
+  esac
+}
+startup_row() {
+  local order=(postern-deno) s r
+  [ "$BUN" = 1 ] && order+=(postern-bun)
+  [ "$BIN" = 1 ] && order+=(postern-bin)
+  order+=(chasquid)
+  log "start-up row: ${order[*]} (3 starts each)"
+  : > "$BENCH_OUT/startup.csv"
+  for r in 0 1 2 3; do
+    for s in "${order[@]}"; do
+      local out=$RT/startup-$s
+      [ "$r" = 0 ] && [ "$s" = chasquid ] && continue
+      if [ "$s" = chasquid ]; then
+        probe startup "$out" "$P_CQ" 3 chasquid -config_dir="$RT/chasquid/etc" \
+          -logfile="$RT/chasquid/startup.log" || log "WARN: $s did not greet within 60 s"
+      else
+        # shellcheck disable=SC2046
+        (cd "$REPO" && exec python3 "$B/probe.py" startup "$out" "${PORT[$s]}" 3 $(startup_cmd "$s") \
+          --config "$RT/postern/config" --data "$RT/$s/data" --listen "127.0.0.1:${PORT[$s]}" \
+          --admin-listen 127.0.0.1:0) || log "WARN: $s did not greet within 60 s"
+      fi
+      [ "$r" = 0 ] && : > "$out"   # the warm-up start
+    done
+  done
+  for s in "${order[@]}"; do
+    sed "s/^/$s /" "$RT/startup-$s" | tr ' ' , >> "$BENCH_OUT/startup.csv"
+  done
+}
+
 # ================================================================== run
 log "results: $BENCH_OUT   temp: $RT"
 setup_postern
-setup_postfix
+setup_postfix postfix
+setup_postfix postfix-maildir
 setup_chasquid
+[ "$STARTUP" = 1 ] && startup_row
 start_postern deno
 [ "$BUN" = 1 ] && start_postern bun
-start_postfix
+[ "$BIN" = 1 ] && start_postern bin
+start_postfix postfix
+start_postfix postfix-maildir
 start_chasquid
 if [ "$HOOKS" = 1 ]; then
   setup_chasquid hook
@@ -530,7 +642,7 @@ for rep in $(seq "$REPS"); do
     IFS=: read -r size c s <<< "$job"
     if [ $(( $(date +%s) - T0 )) -ge "$BENCH_MAX_S" ]; then
       log "BENCH_MAX_S=$BENCH_MAX_S reached: skipping rep$rep $s $size c=$c"
-      echo "$rep,$s,$size,$c,0,,,,,,,,,,,,,,,,SKIPPED" >> "$CSV"
+      echo "$rep,$s,$size,$c,0,,,,,,,,,,,,,,,,,,SKIPPED" >> "$CSV"
       continue
     fi
     run_cell "$rep" "$s" "$size" "$c"
@@ -588,8 +700,11 @@ fi
   durability before "250":
     postern   spool file fdatasync + queue dir fsync (group commit) before 250, then a real Maildir
               delivery (another fdatasync + dir fsync) -- durable, and does more work than the peers
+    postfix-maildir  cleanup fsyncs the queue file before 250, then virtual(8) writes the message into
+              a Maildir (tmp/, fsync, rename into new/) -- the peer that stores like Postern
     postfix   cleanup fsyncs the queue file before 250, then the discard transport drops it -- durable
     chasquid  1.11 writes the queue file with rename but NO fsync, then forks /bin/true as MDA -- not durable
+  postern-bin: the compiled binary $(ls -l --time-style=+%FT%T "$POSTERN_BIN" 2>/dev/null | awk '{print $6", "$5" bytes"}')
   Postern config: hostname bench.test, user@example.test; smtp.max_connections_per_ip=$POSTERN_MAX_PER_IP
   CPU ms/msg: utime+stime of the server's process tree incl. reaped children, smtp-source start to queue
               drained; peak RSS: sum of VmRSS over the tree every 100 ms; PSS: proportional set size of the

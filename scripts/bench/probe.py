@@ -19,9 +19,21 @@ Subcommands (every one is bounded in time):
 
   drain TIMEOUT_S SPEC [SPEC...]
       Wait until every SPEC is empty. SPEC is "tree:DIR" (no regular file
-      anywhere under DIR) or "prefix:DIR:PFX" (no entry of DIR whose name
-      starts with PFX). Polls every 20 ms without spawning anything. Exit 1 on
-      timeout.
+      anywhere under DIR), "prefix:DIR:PFX" (no entry of DIR whose name
+      starts with PFX) or "count:DIR:N" (at least N entries in DIR: a Maildir
+      folder that must hold every message). Polls every 20 ms without
+      spawning anything. Exit 1 on timeout.
+
+  drainat TIMEOUT_S SPEC [SPEC...]
+      The same, and print the wall-clock time (Unix seconds) at which every
+      SPEC was first seen satisfied: the end of an end-to-end measurement.
+
+  startup OUTFILE PORT SETTLE_S CMD [ARG...]
+      Launch CMD, connect to 127.0.0.1:PORT every 5 ms until a "220" greeting
+      arrives, wait SETTLE_S, sample the idle memory of its process tree, then
+      stop it (TERM, after 15 s KILL). Append one line to OUTFILE:
+          ms_to_220 idle_rss_tree_kb idle_pss_tree_kb
+      ("fail" instead of the figures when no greeting came within 60 s).
 
   count FILE REGEX [REGEX...]
       Print, space separated, how many lines of FILE match each REGEX.
@@ -203,6 +215,13 @@ def spec_pending(spec: str) -> int:
         for _, _, files in os.walk(rest):
             n += len(files)
         return n
+    if kind == "count":
+        path, _, want = rest.rpartition(":")
+        try:
+            have = len(os.listdir(path))
+        except OSError:
+            have = 0
+        return max(0, int(want) - have)
     if kind == "prefix":
         path, _, prefix = rest.rpartition(":")
         try:
@@ -213,17 +232,69 @@ def spec_pending(spec: str) -> int:
     return 0
 
 
-def cmd_drain(args: list[str]) -> int:
+def cmd_drain(args: list[str], print_time: bool = False) -> int:
     deadline = time.monotonic() + float(args[0])
     specs = args[1:]
     while True:
         left = sum(spec_pending(s) for s in specs)
         if left == 0:
+            if print_time:
+                print("%.6f" % time.time())
             return 0
         if time.monotonic() >= deadline:
             sys.stderr.write(f"probe.py drain: {left} item(s) still queued in {specs}\n")
             return 1
         time.sleep(0.02)
+
+
+def cmd_drainat(args: list[str]) -> int:
+    return cmd_drain(args, True)
+
+
+# ----------------------------------------------------------------- startup
+def greeting(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.settimeout(5)
+            data = s.recv(512)
+            try:
+                s.sendall(b"QUIT\r\n")
+            except OSError:
+                pass
+            return data.startswith(b"220")
+    except OSError:
+        return False
+
+
+def cmd_startup(args: list[str]) -> int:
+    import subprocess
+
+    out, port, settle, cmd = args[0], int(args[1]), float(args[2]), args[3:]
+    with open(out + ".log", "ab") as log:
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        ms = None
+        while time.monotonic() - start < 60 and proc.poll() is None:
+            if greeting(port):
+                ms = (time.monotonic() - start) * 1000
+                break
+            time.sleep(0.005)
+        rss = pss = 0
+        if ms is not None:
+            time.sleep(settle)
+            pids = tree_of([proc.pid])
+            rss = sum(status_kb(f"/proc/{p}/status", "VmRSS:") for p in pids)
+            pss = sum(status_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    with open(out, "a") as f:
+        f.write("fail\n" if ms is None else f"{ms:.1f} {rss} {pss}\n")
+    return 0 if ms is not None else 1
 
 
 # ----------------------------------------------------------------- count
@@ -349,6 +420,8 @@ COMMANDS = {
     "banner": (cmd_banner, 2),
     "sample": (cmd_sample, 2),
     "drain": (cmd_drain, 2),
+    "drainat": (cmd_drainat, 2),
+    "startup": (cmd_startup, 4),
     "count": (cmd_count, 2),
     "waitcount": (cmd_waitcount, 4),
     "sinkcount": (cmd_sinkcount, 1),

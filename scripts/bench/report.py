@@ -4,18 +4,26 @@
 Rows of the CSV are single runs (one per rep, cell and server). With more
 than one rep, every figure is the median over reps and msgs/s also shows
 [min-max]. Rows whose status is not OK are left out of medians and flagged.
+Two rates per cell: intake (until the last 250) and end to end (until every
+message is stored and the queue is empty). startup.csv beside RESULTS.csv,
+when there, adds the start-up table; then the goals of issue 17 are checked
+against the figures of this same run.
 """
 
 import csv
+import os
 import statistics
 import sys
 
 CELLS = [("small", "1"), ("small", "20"), ("large", "20")]
-SERVER_ORDER = ["postern-deno", "postern-bun", "postfix", "chasquid",
+SERVER_ORDER = ["postern-deno", "postern-bun", "postern-bin", "postfix-maildir", "postfix",
+                "chasquid",
                 "postern-deno+hook", "postern-bun+hook", "chasquid+hook",
                 "postern-deno+spf", "postern-bun+spf", "postern-deno+reload",
                 "postern-bun+reload", "postern-deno+admin", "postern-bun+admin"]
-PEERS = ["postfix", "chasquid"]
+PEERS = ["postfix-maildir", "postfix", "chasquid"]
+# The peer that stores like Postern (virtual(8) into a Maildir, fsync before rename).
+FAIR = "postfix-maildir"
 
 
 def cell_name(size: str, conc: str) -> str:
@@ -41,11 +49,13 @@ def main() -> int:
     servers += sorted({r["server"] for r in rows} - set(servers))
     reps = len({r["rep"] for r in rows})
 
-    head = ["cell", "server", "n", "msgs/s", "CPU ms/msg", "peak RSS MB", "peak PSS MB",
-            "procs", "status"]
+    head = ["cell", "server", "n", "intake msgs/s", "e2e msgs/s", "CPU ms/msg", "peak RSS MB",
+            "peak PSS MB", "procs", "status"]
     table = [head]
     rate: dict[tuple[str, str], float | None] = {}
+    e2e: dict[tuple[str, str], float | None] = {}
     cpu: dict[tuple[str, str], float | None] = {}
+    pss: dict[tuple[str, str], float | None] = {}
     for size, conc in CELLS:
         for s in servers:
             runs = [r for r in rows if r["server"] == s and r["size"] == size and r["conc"] == conc]
@@ -55,21 +65,22 @@ def main() -> int:
             bad = len(runs) - len(good)
             m = med(good, "msgs_per_s")
             rate[(cell_name(size, conc), s)] = m
+            e2e[(cell_name(size, conc), s)] = med(good, "e2e_msgs_per_s")
             cpu[(cell_name(size, conc), s)] = med(good, "cpu_ms_per_msg")
-            mps = fmt(m, 0)
-            if reps > 1 and good:
-                lo = min(float(r["msgs_per_s"]) for r in good)
-                hi = max(float(r["msgs_per_s"]) for r in good)
-                mps += f" [{lo:.0f}-{hi:.0f}]"
+            pss[(cell_name(size, conc), s)] = med(good, "peak_pss_tree_mb")
+            mps = with_range(m, good, "msgs_per_s", reps)
+            e2e_mps = with_range(e2e[(cell_name(size, conc), s)], good, "e2e_msgs_per_s", reps)
             status = "OK" if bad == 0 else f"FAIL x{bad}: " + ",".join(
                 sorted({r["status"] for r in runs if r["status"] != "OK"}))
             table.append([
-                cell_name(size, conc), s, runs[0]["n"], mps,
+                cell_name(size, conc), s, runs[0]["n"], mps, e2e_mps,
                 fmt(med(good, "cpu_ms_per_msg"), 2),
                 fmt(med(good, "peak_rss_tree_mb")), fmt(med(good, "peak_pss_tree_mb")),
                 fmt(med(good, "max_procs"), 0), status,
             ])
     print_table(table)
+    print("  (e2e: until every message is in the Maildir and the queue is empty; for postfix "
+          "(discard) and chasquid (MDA /bin/true), until their queue is empty)")
 
     hooked = [s for s in servers if s.endswith("+hook")]
     if hooked:
@@ -132,19 +143,94 @@ def main() -> int:
         print("Ratios Postern/peer (msgs/s: >1 means Postern is faster; "
               "CPU ms/msg: <1 means Postern uses less CPU per message)")
         head = ["cell", "postern"]
+        if FAIR in peers:
+            head += [f"e2e vs {FAIR}", f"CPU/msg vs {FAIR}"]
         for q in peers:
-            head += [f"msgs/s vs {q}", f"CPU/msg vs {q}"]
+            head.append(f"intake vs {q}")
         table = [head]
         for size, conc in CELLS:
             c = cell_name(size, conc)
             for p in posterns:
                 line = [c, p]
+                if FAIR in peers:
+                    line.append(ratio(e2e.get((c, p)), e2e.get((c, FAIR))))
+                    line.append(ratio(cpu.get((c, p)), cpu.get((c, FAIR))))
                 for q in peers:
                     line.append(ratio(rate.get((c, p)), rate.get((c, q))))
-                    line.append(ratio(cpu.get((c, p)), cpu.get((c, q))))
                 table.append(line)
         print_table(table)
+
+    startup = read_startup(os.path.join(os.path.dirname(sys.argv[1]) or ".", "startup.csv"))
+    if startup:
+        print()
+        print("Start-up: launch until the first 220 greeting; idle memory 3 s later (median of the "
+              "starts after a first, unrecorded one)")
+        table = [["server", "starts", "ms to 220", "idle RSS MB", "idle PSS MB"]]
+        for s, (n, ms, rss, pss_kb) in startup.items():
+            table.append([s, str(n), fmt(ms, 0), fmt(rss / 1024), fmt(pss_kb / 1024)])
+        print_table(table)
+
+    print()
+    print("Goals of issue 17 (figures of this run; e2e ratios against postfix-maildir)")
+    table = [["goal", "figure", "met"]]
+    for name, got, want, higher in goals(rate, e2e, cpu, pss, startup):
+        ok = "-" if got is None else ("yes" if (got >= want if higher else got <= want) else "NO")
+        table.append([name, "-" if got is None else f"{got:.2f}", ok])
+    print_table(table)
     return 0 if all(r["status"] == "OK" for r in rows) else 1
+
+
+def with_range(m: float | None, good: list[dict], key: str, reps: int) -> str:
+    text = fmt(m, 0)
+    vals = [float(r[key]) for r in good if r.get(key) not in (None, "", "NA")]
+    if reps > 1 and vals:
+        text += f" [{min(vals):.0f}-{max(vals):.0f}]"
+    return text
+
+
+def read_startup(path: str) -> dict[str, tuple[int, float, float, float]]:
+    """server -> (starts, median ms, median idle RSS kB, median idle PSS kB)."""
+    per: dict[str, list[list[float]]] = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(",")
+                if len(parts) == 4:
+                    per.setdefault(parts[0], []).append([float(x) for x in parts[1:]])
+    except OSError:
+        return {}
+    return {s: (len(v), statistics.median(x[0] for x in v), statistics.median(x[1] for x in v),
+                statistics.median(x[2] for x in v)) for s, v in per.items()}
+
+
+def goals(rate: dict, e2e: dict, cpu: dict, pss: dict, startup: dict) -> list[tuple]:
+    def r(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None or b == 0 else a / b
+
+    s1, s20, l20 = "small c=1", "small c=20", "large c=20"
+    out = [
+        ("binary e2e small c=20 >= x1.5", r(e2e.get((s20, "postern-bin")), e2e.get((s20, FAIR))),
+         1.5, True),
+        ("binary e2e small c=1 >= x1.2", r(e2e.get((s1, "postern-bin")), e2e.get((s1, FAIR))),
+         1.2, True),
+        ("binary e2e 100 KB c=20 >= x1.2", r(e2e.get((l20, "postern-bin")), e2e.get((l20, FAIR))),
+         1.2, True),
+        ("deno e2e small c=20 >= x1.0", r(e2e.get((s20, "postern-deno")), e2e.get((s20, FAIR))),
+         1.0, True),
+        ("deno e2e small c=1 >= x0.8", r(e2e.get((s1, "postern-deno")), e2e.get((s1, FAIR))),
+         0.8, True),
+    ]
+    for p in ("postern-deno", "postern-bun", "postern-bin"):
+        for c in (s1, s20):
+            out.append((f"{p} CPU ms/msg {c} <= postfix-maildir (ratio)",
+                        r(cpu.get((c, p)), cpu.get((c, FAIR))), 1.0, False))
+    out.append(("binary peak PSS small c=20 <= postfix-maildir (ratio)",
+                r(pss.get((s20, "postern-bin")), pss.get((s20, FAIR))), 1.0, False))
+    if "postern-bin" in startup:
+        _, ms, rss, _ = startup["postern-bin"]
+        out.append(("binary launch -> 220, ms <= 150", ms, 150, False))
+        out.append(("binary idle RSS, MB <= 50", rss / 1024, 50, False))
+    return out
 
 
 def ratio(a: float | None, b: float | None) -> str:
