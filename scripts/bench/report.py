@@ -81,6 +81,10 @@ def main() -> int:
     print_table(table)
     print("  (e2e: until every message is in the Maildir and the queue is empty; for postfix "
           "(discard) and chasquid (MDA /bin/true), until their queue is empty)")
+    loads = [float(r["loadavg1"]) for r in rows if r.get("loadavg1") not in (None, "")]
+    if loads:
+        print(f"  load average (1 min) at the start of the cells: {min(loads):.2f}-{max(loads):.2f} "
+              f"on {os.cpu_count()} CPUs (above the CPU count, other work competed for them)")
 
     hooked = [s for s in servers if s.endswith("+hook")]
     if hooked:
