@@ -23,10 +23,10 @@
  * 5. AUTH is listed in the EHLO reply only where it can be used: smtp-server
  *    lists it before STARTTLS too and refuses it afterwards, by which time a
  *    client has sent the password in clear text.
- * 6. Fair service (item 7 of smtp-server's gotchas in STYLE.md): a command
- *    answered from a promise continuation resumes the parser only on the
- *    next turn of the event loop, so one client pipelining thousands of
- *    commands cannot keep every other client waiting.
+ * 6. Fair service (item 7 of smtp-server's gotchas in STYLE.md): every
+ *    command, answered at once or from a promise continuation, resumes the
+ *    parser only on the next turn of the event loop, so one client
+ *    pipelining thousands of commands cannot keep every other client waiting.
  * 7. A hard error limit (`smtp.hard_error_limit`, error_limit.ts), which
  *    replaces smtp-server's cap of 10 unrecognized commands.
  * 8. Raw bytes (command_check.ts): invalid UTF-8 and non-ASCII addresses
@@ -126,14 +126,16 @@ class PosternConnection extends SMTPConnection {
     // The hard error limit counts unrecognized commands with the others.
     this._unrecognizedCommands = 0;
     const next = callback ?? (() => {});
-    let sync = true;
     const resume = () => {
       this.#owe();
-      // A handler that answered from a promise continuation would resume
-      // the parser inside the microtask queue, which never lets the event
-      // loop serve anyone else; the next command waits for the next turn.
-      if (sync) next();
-      else setImmediate(next);
+      // The next command waits for the next turn of the event loop, so
+      // that other clients are served between any two commands of one. A
+      // handler that answered from a promise continuation would resume the
+      // parser inside the microtask queue, which never lets the event loop
+      // serve anyone else; one that answered at once (NOOP, RSET, EHLO)
+      // would let smtp-server run 100 commands before it yields, and on
+      // Deno that kept a bystander waiting for a whole flood.
+      setImmediate(next);
     };
     const refusal = this._ready && !this._upgrading && !this._nextHandler &&
         !this._server._closeTimeout
@@ -153,7 +155,6 @@ class PosternConnection extends SMTPConnection {
       if (refusal.enhanced) this.send(refusal.reply.code, replyText(refusal.reply));
       else this.send(refusal.reply.code, refusal.reply.text, false);
       this._whenWritable(resume);
-      sync = false;
       return;
     }
     this.#dispatching = command.toString("latin1").trim().split(/\s+/)[0]!.toUpperCase();
@@ -161,7 +162,6 @@ class PosternConnection extends SMTPConnection {
       super._onCommand(command, resume);
     } finally {
       this.#dispatching = undefined;
-      sync = false;
     }
   }
 
