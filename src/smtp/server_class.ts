@@ -31,7 +31,8 @@
  *    replaces smtp-server's cap of 10 unrecognized commands.
  * 8. Raw bytes (command_check.ts): invalid UTF-8 and non-ASCII addresses
  *    without SMTPUTF8 are refused before smtp-server decodes the line.
- * 9. A message pipelined behind a refused DATA is never run as commands.
+ * 9. A message pipelined behind a refused DATA (or BDAT) is never run as
+ *    commands.
  *
  * @module
  */
@@ -76,7 +77,9 @@ export interface PosternServerOptions extends SMTPServerOptions, ConnectionSetti
  * the message, and RFC 2920 section 3.1 makes DATA the last command of a
  * pipelined group. A message sent anyway would run as commands; Postern
  * answers 554 5.5.0 and disconnects, as Postfix 3.9 does
- * (smtpd_forbid_unauth_pipelining).
+ * (smtpd_forbid_unauth_pipelining). The same holds for BDAT, which Postern
+ * does not offer (no CHUNKING): RFC 3030 section 2 sends its chunk right
+ * behind the command line, so what follows a refused BDAT is message data.
  */
 const PIPELINED_DATA = reply(554, "5.5.0", "Error: SMTP protocol synchronization");
 
@@ -221,7 +224,8 @@ class PosternConnection extends SMTPConnection {
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {
     if (
-      this.#dispatching === "DATA" && code >= 400 && code !== 421 &&
+      (this.#dispatching === "DATA" || this.#dispatching === "BDAT") && code >= 400 &&
+      code !== 421 &&
       this._parser && trackers.get(this._parser)?.pending()
     ) {
       this.#dispatching = undefined;

@@ -196,6 +196,42 @@ describe("pipelining", () => {
     const queued = await readdir(join(server.dataDir, "spool", "queue")).catch(() => []);
     assert.deepEqual(queued, []);
   });
+
+  it("never runs the chunk of a refused BDAT as commands (CHUNKING is not offered)", async () => {
+    const client = await greeted();
+    assert.match(await client.command("MAIL FROM:<chunker@flood.test>"), /^250 /);
+    assert.match(await client.command("RCPT TO:<alice@example.test>"), /^250 /);
+    const start = client.lines.length;
+    // RFC 3030 section 2: the bytes after a BDAT line are its chunk, not
+    // commands. Before, the BDAT got 500, the chunk's lines ran as commands
+    // and the smuggled DATA got 354.
+    const smuggled = [
+      "RSET",
+      "MAIL FROM:<smuggled@flood.test>",
+      "RCPT TO:<alice@example.test>",
+      "DATA",
+      "Subject: smuggled",
+      "",
+      "This must never be queued.",
+      ".",
+      "",
+    ].join("\r\n");
+    client.write(`BDAT ${smuggled.length} LAST\r\n${smuggled}`);
+    // Bounded: before the fix the session stayed open in the smuggled DATA.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ended = await Promise.race([
+      client.closed.then(() => "closed"),
+      new Promise((res) => timer = setTimeout(() => res("open"), 15_000)),
+    ]);
+    clearTimeout(timer);
+    client.close();
+    const replies = client.lines.slice(start);
+    assert.equal(ended, "closed", replies.join("\n"));
+    assert.deepEqual(replies, ["554 5.5.0 Error: SMTP protocol synchronization"]);
+    assert.ok(!server.mailLog.some((l) => l.includes("smuggled@flood.test")));
+    const queued = await readdir(join(server.dataDir, "spool", "queue")).catch(() => []);
+    assert.deepEqual(queued, []);
+  });
 });
 
 /**
