@@ -29,8 +29,9 @@
  *    pipelining thousands of commands cannot keep every other client waiting.
  * 7. A hard error limit (`smtp.hard_error_limit`, error_limit.ts), which
  *    replaces smtp-server's cap of 10 unrecognized commands.
- * 8. Raw bytes (command_check.ts): invalid UTF-8 and non-ASCII addresses
- *    without SMTPUTF8 are refused before smtp-server decodes the line.
+ * 8. Raw bytes (command_check.ts): invalid UTF-8 (in AUTH credentials too)
+ *    and non-ASCII addresses without SMTPUTF8 are refused before
+ *    smtp-server decodes the line.
  * 9. A message pipelined behind a refused DATA (or BDAT) is never run as
  *    commands.
  *
@@ -41,7 +42,7 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
-import { checkCommand } from "./command_check.ts";
+import { checkCommand, checkCredentials } from "./command_check.ts";
 import { SessionDeadline } from "./deadline.ts";
 import { ErrorCounter, errorLimitReply } from "./error_limit.ts";
 import { InputTracker, type TrackedParser } from "./input_tracker.ts";
@@ -140,18 +141,26 @@ class PosternConnection extends SMTPConnection {
       // Deno that kept a bystander waiting for a whole flood.
       setImmediate(next);
     };
-    const refusal = this._ready && !this._upgrading && !this._nextHandler &&
-        !this._server._closeTimeout
-      ? checkCommand(command, {
+    const open = this._ready && !this._upgrading && !this._server._closeTimeout;
+    // A pending handler is smtp-server's SASL exchange: the line answers a
+    // 334 challenge and holds credentials.
+    const answering = Boolean(this._nextHandler);
+    const refusal = !open
+      ? undefined
+      : answering
+      ? checkCredentials(command, true)
+      : checkCommand(command, {
         transactionOpen: Boolean(this.session.envelope?.mailFrom),
         smtputf8: Boolean(this.session.envelope?.smtpUtf8),
-      })
-      : undefined;
+      }) ?? checkCredentials(command, false);
     if (refusal) {
-      const stage = /^\s*(\w{1,8})/.exec(command.toString("latin1"))?.[1]?.toLowerCase();
+      const verb = /^\s*(\w{1,8})/.exec(command.toString("latin1"))?.[1]?.toLowerCase();
+      const auth = answering || verb === "auth";
+      // The exchange ends with the refusal (RFC 4954 section 4).
+      if (answering) this._nextHandler = false;
       this.events?.refused(
         this.session,
-        refusal.reason === "bad_utf8" ? "command" : stage ?? "command",
+        auth ? "auth" : refusal.reason === "bad_utf8" ? "command" : verb ?? "command",
         refusal.reason,
         refusal.reply,
       );
