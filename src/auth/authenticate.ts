@@ -17,6 +17,7 @@ import { createReadStream } from "node:fs";
 import { Readable } from "node:stream";
 import { domainToASCII } from "node:url";
 import type { ResolveFunction } from "../dns/mod.ts";
+import { authorAddresses } from "./author_addresses.ts";
 import { authservId, foldHeader } from "./header_text.ts";
 import { type DmarcVerdict, evaluateAuthors } from "./dmarc.ts";
 import {
@@ -137,9 +138,13 @@ export async function authenticateMessage(options: AuthenticateOptions): Promise
       ip: options.ip,
     });
   }
-  const authors = dkim.headerFrom
+  // The authors as author_addresses.ts reads them (comments in an address
+  // cannot hide its domain), from the From fields mailauth collected.
+  const fromFields = fromFieldsOf(dkim);
+  const headerFrom = fromFields ? authorAddresses(fromFields) : dkim.headerFrom;
+  const authors = headerFrom
     ? await evaluateAuthors({
-      headerFrom: dkim.headerFrom,
+      headerFrom,
       fromFields: dkim.fromFields ?? 0,
       // RFC 7489 section 4.2: SPF counts for DMARC only when it passed.
       spfDomains: spf?.result === "pass" ? [spf.domain] : [],
@@ -220,4 +225,18 @@ function signatureVerdict(row: DKIMVerifyResult["results"][number]): DkimSignatu
 function domainKey(domain: string): string {
   const trimmed = domain.trim().toLowerCase();
   return (domainToASCII(trimmed) || trimmed).replace(/\.+$/, "");
+}
+
+/**
+ * The From header fields of the message, whole, as mailauth's DKIM verifier
+ * parsed them (its result's `headers`, a property it does not enumerate);
+ * undefined when it has none.
+ */
+function fromFieldsOf(result: DKIMVerifyResult): string[] | undefined {
+  const parsed = (result as { headers?: { parsed?: unknown } }).headers?.parsed;
+  if (!Array.isArray(parsed)) return undefined;
+  const decoder = new TextDecoder();
+  return parsed
+    .filter((h): h is { key: string; line: Uint8Array | string } => h?.key === "from")
+    .map((h) => typeof h.line === "string" ? h.line : decoder.decode(h.line));
 }

@@ -114,7 +114,7 @@ export function loadDkimKeys(dir: string, domain: string): DkimKey[] {
 export async function lookUpRecord(
   resolve: ResolveFunction,
   domain: string,
-  key: Pick<DkimKey, "selector" | "publicKey">,
+  key: Pick<DkimKey, "selector" | "publicKey" | "algorithm">,
 ): Promise<RecordState> {
   let answer;
   try {
@@ -132,7 +132,11 @@ export async function lookUpRecord(
     const p = tags.get("p");
     if (p === undefined) continue;
     dkimRecords++;
-    if (p.replace(/\s+/g, "") === key.publicKey) return "published";
+    // RFC 6376 section 3.6.1: k= is the key type, rsa when absent; a
+    // verifier reads p= as that type, so a record that names another type
+    // cannot verify our signatures, whatever its p= holds.
+    const type = tags.get("k") ?? "rsa";
+    if (p.replace(/\s+/g, "") === key.publicKey && type === key.algorithm) return "published";
   }
   return dkimRecords > 0 ? "mismatched" : "missing";
 }

@@ -85,3 +85,41 @@ function isAscii(bytes: Uint8Array): boolean {
   for (let i = 0; i < bytes.length; i++) if (bytes[i]! >= 0x80) return false;
   return true;
 }
+
+/** The base64 alphabet with padding (RFC 4648 section 4). */
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * The refusal of AUTH credentials that are not UTF-8: the initial response
+ * of `AUTH PLAIN|LOGIN <token>`, or, with `continuation`, a line answering
+ * a 334 challenge. smtp-server decodes credentials with U+FFFD in place of
+ * each bad byte, so a password holding U+FFFD would let in any invalid
+ * bytes; RFC 4616 section 2 makes the PLAIN credentials UTF-8, and so are
+ * LOGIN's here. Lines that are no base64 are left to smtp-server.
+ */
+export function checkCredentials(
+  line: Uint8Array,
+  continuation: boolean,
+): CommandRefusal | undefined {
+  if (!isAscii(line)) return undefined;
+  const text = new TextDecoder().decode(line).trim();
+  const token = continuation ? text : /^AUTH\s+(?:PLAIN|LOGIN)\s+(\S+)$/i.exec(text)?.[1];
+  if (token === undefined || token === "*" || !BASE64.test(token)) return undefined;
+  let bytes: Uint8Array;
+  try {
+    bytes = Uint8Array.from(atob(token), (c) => c.charCodeAt(0));
+  } catch {
+    return undefined;
+  }
+  try {
+    strictUtf8.decode(bytes);
+    return undefined;
+  } catch {
+    // RFC 4954 section 4: a client response that cannot be read gets 501.
+    return {
+      reply: reply(501, "5.5.2", "Error: bad UTF-8 syntax"),
+      enhanced: true,
+      reason: "bad_utf8",
+    };
+  }
+}

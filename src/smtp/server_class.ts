@@ -23,15 +23,17 @@
  * 5. AUTH is listed in the EHLO reply only where it can be used: smtp-server
  *    lists it before STARTTLS too and refuses it afterwards, by which time a
  *    client has sent the password in clear text.
- * 6. Fair service (item 7 of smtp-server's gotchas in STYLE.md): a command
- *    answered from a promise continuation resumes the parser only on the
- *    next turn of the event loop, so one client pipelining thousands of
- *    commands cannot keep every other client waiting.
+ * 6. Fair service (item 7 of smtp-server's gotchas in STYLE.md): every
+ *    command, answered at once or from a promise continuation, resumes the
+ *    parser only on the next turn of the event loop, so one client
+ *    pipelining thousands of commands cannot keep every other client waiting.
  * 7. A hard error limit (`smtp.hard_error_limit`, error_limit.ts), which
  *    replaces smtp-server's cap of 10 unrecognized commands.
- * 8. Raw bytes (command_check.ts): invalid UTF-8 and non-ASCII addresses
- *    without SMTPUTF8 are refused before smtp-server decodes the line.
- * 9. A message pipelined behind a refused DATA is never run as commands.
+ * 8. Raw bytes (command_check.ts): invalid UTF-8 (in AUTH credentials too)
+ *    and non-ASCII addresses without SMTPUTF8 are refused before
+ *    smtp-server decodes the line.
+ * 9. A message pipelined behind a refused DATA (or BDAT) is never run as
+ *    commands.
  *
  * @module
  */
@@ -40,7 +42,7 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
-import { checkCommand } from "./command_check.ts";
+import { checkCommand, checkCredentials } from "./command_check.ts";
 import { SessionDeadline } from "./deadline.ts";
 import { ErrorCounter, errorLimitReply } from "./error_limit.ts";
 import { InputTracker, type TrackedParser } from "./input_tracker.ts";
@@ -76,7 +78,9 @@ export interface PosternServerOptions extends SMTPServerOptions, ConnectionSetti
  * the message, and RFC 2920 section 3.1 makes DATA the last command of a
  * pipelined group. A message sent anyway would run as commands; Postern
  * answers 554 5.5.0 and disconnects, as Postfix 3.9 does
- * (smtpd_forbid_unauth_pipelining).
+ * (smtpd_forbid_unauth_pipelining). The same holds for BDAT, which Postern
+ * does not offer (no CHUNKING): RFC 3030 section 2 sends its chunk right
+ * behind the command line, so what follows a refused BDAT is message data.
  */
 const PIPELINED_DATA = reply(554, "5.5.0", "Error: SMTP protocol synchronization");
 
@@ -126,34 +130,43 @@ class PosternConnection extends SMTPConnection {
     // The hard error limit counts unrecognized commands with the others.
     this._unrecognizedCommands = 0;
     const next = callback ?? (() => {});
-    let sync = true;
     const resume = () => {
       this.#owe();
-      // A handler that answered from a promise continuation would resume
-      // the parser inside the microtask queue, which never lets the event
-      // loop serve anyone else; the next command waits for the next turn.
-      if (sync) next();
-      else setImmediate(next);
+      // The next command waits for the next turn of the event loop, so
+      // that other clients are served between any two commands of one. A
+      // handler that answered from a promise continuation would resume the
+      // parser inside the microtask queue, which never lets the event loop
+      // serve anyone else; one that answered at once (NOOP, RSET, EHLO)
+      // would let smtp-server run 100 commands before it yields, and on
+      // Deno that kept a bystander waiting for a whole flood.
+      setImmediate(next);
     };
-    const refusal = this._ready && !this._upgrading && !this._nextHandler &&
-        !this._server._closeTimeout
-      ? checkCommand(command, {
+    const open = this._ready && !this._upgrading && !this._server._closeTimeout;
+    // A pending handler is smtp-server's SASL exchange: the line answers a
+    // 334 challenge and holds credentials.
+    const answering = Boolean(this._nextHandler);
+    const refusal = !open
+      ? undefined
+      : answering
+      ? checkCredentials(command, true)
+      : checkCommand(command, {
         transactionOpen: Boolean(this.session.envelope?.mailFrom),
         smtputf8: Boolean(this.session.envelope?.smtpUtf8),
-      })
-      : undefined;
+      }) ?? checkCredentials(command, false);
     if (refusal) {
-      const stage = /^\s*(\w{1,8})/.exec(command.toString("latin1"))?.[1]?.toLowerCase();
+      const verb = /^\s*(\w{1,8})/.exec(command.toString("latin1"))?.[1]?.toLowerCase();
+      const auth = answering || verb === "auth";
+      // The exchange ends with the refusal (RFC 4954 section 4).
+      if (answering) this._nextHandler = false;
       this.events?.refused(
         this.session,
-        refusal.reason === "bad_utf8" ? "command" : stage ?? "command",
+        auth ? "auth" : refusal.reason === "bad_utf8" ? "command" : verb ?? "command",
         refusal.reason,
         refusal.reply,
       );
       if (refusal.enhanced) this.send(refusal.reply.code, replyText(refusal.reply));
       else this.send(refusal.reply.code, refusal.reply.text, false);
       this._whenWritable(resume);
-      sync = false;
       return;
     }
     this.#dispatching = command.toString("latin1").trim().split(/\s+/)[0]!.toUpperCase();
@@ -161,7 +174,6 @@ class PosternConnection extends SMTPConnection {
       super._onCommand(command, resume);
     } finally {
       this.#dispatching = undefined;
-      sync = false;
     }
   }
 
@@ -221,7 +233,8 @@ class PosternConnection extends SMTPConnection {
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {
     if (
-      this.#dispatching === "DATA" && code >= 400 && code !== 421 &&
+      (this.#dispatching === "DATA" || this.#dispatching === "BDAT") && code >= 400 &&
+      code !== 421 &&
       this._parser && trackers.get(this._parser)?.pending()
     ) {
       this.#dispatching = undefined;

@@ -140,6 +140,34 @@ describe("DKIM key lifecycle", () => {
     assert.match(after.stdout, /^example\.test +zz-new .* published +yes$/m);
   });
 
+  it("a record whose k= names another key type is mismatched (RFC 6376 section 3.6.1)", async () => {
+    // A configuration of its own, so the keys of the server above stay as they are.
+    const configDir = await tempDir("postern-config-");
+    try {
+      const dir = dkimKeyDir(configDir, "ktype.test");
+      const rsa = await generateDkimKey({ dir, domain: "ktype.test", selector: "rsa1" });
+      await writeTree(configDir, {
+        "postern.yaml": `dns:\n  servers: ["${dns.address}"]\n  timeout: 2s\n`,
+      });
+      const status = async () => {
+        const [cmd, ...args] = posternCommand(["dkim", "status", "--config", configDir]);
+        return (await run(cmd!, args)).stdout;
+      };
+      // Before, p= alone was compared: this record counted as published,
+      // and the key signed mail that no verifier could check.
+      dns.zone[rsa.record.name] = {
+        TXT: [rsa.record.strings.join("").replace("k=rsa", "k=ed25519")],
+        ttl: 0,
+      };
+      assert.match(await status(), /^ktype\.test +rsa1 +rsa .* mismatched +no\b/m);
+      dns.zone[rsa.record.name] = { TXT: [rsa.record.strings], ttl: 0 };
+      assert.match(await status(), /^ktype\.test +rsa1 +rsa .* published +yes$/m);
+    } finally {
+      delete dns.zone["rsa1._domainkey.ktype.test"];
+      await rm(configDir, { recursive: true, force: true });
+    }
+  });
+
   it("warns and counts when the signing key's record disappears", async () => {
     delete dns.zone["zz-new._domainkey.example.test"];
     await eventually(

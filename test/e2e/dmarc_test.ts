@@ -132,6 +132,29 @@ describe("DMARC: several authors and temporary failures", () => {
     });
   }
 
+  // RFC 5322 section 3.4.1: CFWS may stand around every part of an
+  // addr-spec; mailauth's parser kept it inside angle brackets, found the
+  // domain "(x)rej.test" or "rej", and the message was accepted (250).
+  for (
+    const [n, from] of [
+      "<ceo@(x)rej.test>",
+      "<ceo@rej (x).test>",
+      "<ceo@rej.(a (nested\\) one))test>",
+      "<ceo@\r\n rej.test>",
+      "Board: <ceo (chief) @ rej.test>;",
+    ].entries()
+  ) {
+    it(`refuses a From whose domain has comments or white space (${JSON.stringify(from)})`, async () => {
+      const out = await send(message([`From: ${from}`], `Comments ${n}`));
+      assert.match(
+        out,
+        /<\*\* 550 5\.7\.1 Message rejected: DMARC policy of rej\.test says reject/,
+        out,
+      );
+      assert.doesNotMatch(out, /queued as/);
+    });
+  }
+
   it("defers (451 4.7.5) a correctly signed message whose DKIM key lookup fails", async () => {
     const text = message(["From: <ceo@flaky.test>"], "Signed, key lookup fails");
     const plain = join(dir, `m${files++}.eml`);

@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { cleanup, type Server, startServer } from "./harness.ts";
@@ -86,6 +87,44 @@ describe("pipelining", () => {
     bystander.close();
   });
 
+  it("serves a bystander while six clients pipeline 50,000 NOOP each", async () => {
+    // smtp-server answers NOOP (and RSET, EHLO, VRFY) within the call, and
+    // then yields to the event loop only every 100 commands; on Deno that
+    // kept a bystander waiting for most of the floods (1 s from connect to
+    // its EHLO reply with four flooders, 1.8 s with three on a busier
+    // machine), while the RCPT flood above, answered from a promise,
+    // was served fairly.
+    const flooders = await Promise.all(
+      [0, 1, 2, 3, 4, 5].map(() => rawFlooder(server.port, "NOOP\r\n")),
+    );
+    // The floods are under way once each has a thousand replies back.
+    await Promise.all(flooders.map((f) => f.untilLines(1000)));
+    const started = performance.now();
+    const bystander = await LineClient.open(server.host, server.port);
+    const greeting = await bystander.waitFor(/^220 /);
+    const greetedAt = performance.now();
+    const ehlo = await bystander.command("EHLO bystander.test");
+    const ehloAt = performance.now();
+    const progress = flooders.map((f) => f.lines());
+    const greetingMs = Math.round(greetedAt - started);
+    const ehloMs = Math.round(ehloAt - greetedAt);
+    console.log(
+      `bystander: 220 after ${greetingMs} ms, EHLO reply after ${ehloMs} ms, ` +
+        `while the floods had ${progress.join(", ")} replies`,
+    );
+    assert.match(greeting ?? "", /^220 /);
+    assert.match(ehlo, /^250 /);
+    // From connect to the EHLO reply, both within the bound together.
+    assert.ok(greetingMs + ehloMs < BYSTANDER_BOUND_MS, `${greetingMs} + ${ehloMs} ms`);
+    // Every flood is answered in full, and each session is still good.
+    for (const f of flooders) {
+      assert.equal(await f.untilLines(FLOOD), FLOOD);
+      f.socket.end("QUIT\r\n");
+    }
+    assert.match(await bystander.command("QUIT"), /^221 /);
+    bystander.close();
+  });
+
   it("ends a flood of refused RCPTs at 20 errors with 421 4.7.0, logged once with a count", async () => {
     const flooder = await greeted();
     assert.match(await flooder.command("MAIL FROM:<refused@flood.test>"), /^250 /);
@@ -157,4 +196,78 @@ describe("pipelining", () => {
     const queued = await readdir(join(server.dataDir, "spool", "queue")).catch(() => []);
     assert.deepEqual(queued, []);
   });
+
+  it("never runs the chunk of a refused BDAT as commands (CHUNKING is not offered)", async () => {
+    const client = await greeted();
+    assert.match(await client.command("MAIL FROM:<chunker@flood.test>"), /^250 /);
+    assert.match(await client.command("RCPT TO:<alice@example.test>"), /^250 /);
+    const start = client.lines.length;
+    // RFC 3030 section 2: the bytes after a BDAT line are its chunk, not
+    // commands. Before, the BDAT got 500, the chunk's lines ran as commands
+    // and the smuggled DATA got 354.
+    const smuggled = [
+      "RSET",
+      "MAIL FROM:<smuggled@flood.test>",
+      "RCPT TO:<alice@example.test>",
+      "DATA",
+      "Subject: smuggled",
+      "",
+      "This must never be queued.",
+      ".",
+      "",
+    ].join("\r\n");
+    client.write(`BDAT ${smuggled.length} LAST\r\n${smuggled}`);
+    // Bounded: before the fix the session stayed open in the smuggled DATA.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ended = await Promise.race([
+      client.closed.then(() => "closed"),
+      new Promise((res) => timer = setTimeout(() => res("open"), 15_000)),
+    ]);
+    clearTimeout(timer);
+    client.close();
+    const replies = client.lines.slice(start);
+    assert.equal(ended, "closed", replies.join("\n"));
+    assert.deepEqual(replies, ["554 5.5.0 Error: SMTP protocol synchronization"]);
+    assert.ok(!server.mailLog.some((l) => l.includes("smuggled@flood.test")));
+    const queued = await readdir(join(server.dataDir, "spool", "queue")).catch(() => []);
+    assert.deepEqual(queued, []);
+  });
 });
+
+/**
+ * A client that sends `line` FLOOD times in one write after its greeting
+ * and only counts the reply lines (a LineClient would keep 50,000 lines
+ * and slow the test process, not the server).
+ */
+async function rawFlooder(port: number, line: string): Promise<{
+  socket: Socket;
+  lines: () => number;
+  untilLines: (count: number, timeoutMs?: number) => Promise<number>;
+}> {
+  const socket = connect(port, "127.0.0.1");
+  let count = 0;
+  let greeted = false;
+  let closed = false;
+  socket.on("error", () => {});
+  socket.on("close", () => closed = true);
+  await new Promise<void>((res, rej) => {
+    socket.once("error", rej);
+    socket.on("data", (chunk: Uint8Array) => {
+      for (const b of chunk) if (b === 0x0a) count++;
+      if (!greeted && count > 0) {
+        greeted = true;
+        count = 0;
+        socket.write(line.repeat(FLOOD));
+        res();
+      }
+    });
+  });
+  const untilLines = async (want: number, timeoutMs = 120_000) => {
+    const deadline = performance.now() + timeoutMs;
+    while (count < want && !closed && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return count;
+  };
+  return { socket, lines: () => count, untilLines };
+}

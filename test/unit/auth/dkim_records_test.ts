@@ -80,6 +80,29 @@ describe("DKIM keys and their records", () => {
     delete dns.zone["ed1._domainkey.ours.test"];
   });
 
+  it("lookUpRecord(): a record whose k= names another key type is mismatched", async () => {
+    // RFC 6376 section 3.6.1: k= is the key type (rsa when absent); a
+    // verifier reads p= as that type, so our signatures cannot verify.
+    // Tag names are case-sensitive (section 3.2): K= is no k=.
+    try {
+      const rsa = byName("20261203");
+      const ed = byName("ed1");
+      publish(rsa, rsa.record.replace("k=rsa", "k=ed25519"));
+      assert.equal(await lookUpRecord(resolver.resolve, "ours.test", rsa), "mismatched");
+      publish(rsa, rsa.record.replace("k=rsa; ", ""));
+      assert.equal(await lookUpRecord(resolver.resolve, "ours.test", rsa), "published");
+      publish(ed, ed.record.replace("k=ed25519; ", ""));
+      assert.equal(await lookUpRecord(resolver.resolve, "ours.test", ed), "mismatched");
+      publish(ed, ed.record.replace("k=ed25519", "K=ed25519"));
+      assert.equal(await lookUpRecord(resolver.resolve, "ours.test", ed), "mismatched");
+      publish(ed, ed.record.replace("v=DKIM1; ", "v=DKIM1; t=y; n=note; "));
+      assert.equal(await lookUpRecord(resolver.resolve, "ours.test", ed), "published");
+    } finally {
+      delete dns.zone["20261203._domainkey.ours.test"];
+      delete dns.zone["ed1._domainkey.ours.test"];
+    }
+  });
+
   it("chooseSigningKey(): the newest published key by file date, or the pinned one", () => {
     const all = () => "published" as const;
     assert.equal(chooseSigningKey(keys, all, undefined)?.selector, "20261203");

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { checkCommand } from "../../../src/smtp/command_check.ts";
+import { checkCommand, checkCredentials } from "../../../src/smtp/command_check.ts";
 
 const bytes = (...parts: Array<string | number[]>) => {
   const out: number[] = [];
@@ -72,5 +72,21 @@ describe("checkCommand", () => {
   it("checkCommand() leaves valid UTF-8 outside addresses and EHLO to smtp-server", () => {
     assert.equal(checkCommand(bytes("NOOP grüße"), idle), undefined);
     assert.equal(checkCommand(bytes("MAIL FROM:<a@x.example> ENVID=grüße"), idle), undefined);
+  });
+
+  it("checkCredentials() refuses base64 of invalid UTF-8, initial or answering a 334", () => {
+    const b64 = (...b: number[]) => btoa(String.fromCharCode(...b));
+    const invalid = b64(0, 0x61, 0, 0xff, 0xfe);
+    assert.equal(checkCredentials(bytes(`AUTH PLAIN ${invalid}`), false)?.reply.code, 501);
+    assert.equal(
+      checkCredentials(bytes(`auth login ${b64(0xc0, 0x80)}`), false)?.reason,
+      "bad_utf8",
+    );
+    assert.equal(checkCredentials(bytes(b64(0xed, 0xa0, 0x80)), true)?.reply.enhanced, "5.5.2");
+    // Valid UTF-8 (U+FFFD itself included), "*", no base64, other commands: left alone.
+    assert.equal(checkCredentials(bytes(b64(0xef, 0xbf, 0xbd)), true), undefined);
+    assert.equal(checkCredentials(bytes("*"), true), undefined);
+    assert.equal(checkCredentials(bytes("not base64!"), true), undefined);
+    assert.equal(checkCredentials(bytes(`MAIL FROM:<${invalid}@x.example>`), false), undefined);
   });
 });
