@@ -93,6 +93,8 @@ export interface AuthSummary {
   dmarcSkipReason?: string;
   /** Number of From header fields (RFC 5322 section 3.6 allows one). */
   fromFields: number;
+  /** True when a From field has a value, white space and line breaks aside. */
+  fromHasText: boolean;
   /** Author Domains left unevaluated because there were too many. */
   authorDomainsUnchecked: number;
   /** The ARC chain's result (pass, fail, none); undefined when disabled. */
@@ -181,6 +183,7 @@ export async function authenticateMessage(options: AuthenticateOptions): Promise
     dkim: dkim.results.map(signatureVerdict),
     dmarcVerdicts: verdicts,
     fromFields: dkim.fromFields ?? 0,
+    fromHasText: (fromFields ?? []).some((field) => field.replace(/^[^:]*:/, "").trim() !== ""),
     authorDomainsUnchecked: authors?.unchecked ?? 0,
     dmarcReject: verdicts.some((v) => v.result === "fail" && v.policy === "reject"),
     authenticationResults: [

@@ -33,6 +33,26 @@ export function decideDmarc(summary: AuthSummary, enforce: boolean): DmarcDecisi
       reply: reply(550, "5.7.1", "Message rejected: several From fields (RFC 5322 section 3.6)"),
     };
   }
+  if (
+    summary.dmarcVerdicts.length === 0 && summary.authorDomainsUnchecked === 0 &&
+    summary.fromHasText
+  ) {
+    // A From field with text but no author domain to evaluate, such as an
+    // encoded word that a mail reader shows decoded as "ceo@bank.example":
+    // DMARC cannot protect a reader from an author it cannot find, so the
+    // message is refused (RFC 5322 section 3.6 requires a mailbox there;
+    // RFC 7489 section 6.6.1). An empty or missing From shows the reader no
+    // author to be deceived by and is left to other checks.
+    return {
+      action: "reject",
+      reason: "dmarc_no_author",
+      reply: reply(
+        550,
+        "5.7.1",
+        "Message rejected: no valid author address in From (RFC 5322 section 3.6)",
+      ),
+    };
+  }
   if (summary.authorDomainsUnchecked > 0) {
     return {
       action: "reject",

@@ -155,6 +155,28 @@ describe("DMARC: several authors and temporary failures", () => {
     });
   }
 
+  // A From whose only "address" is an encoded word: a mail reader shows
+  // ceo@rej.test, but there is no Author Domain for DMARC to evaluate; it
+  // was accepted (250) with no DMARC verdict at all.
+  for (
+    const [n, from] of [
+      "=?utf-8?b?Y2VvQHJlai50ZXN0?=",
+      "=?utf-8?q?ceo=40rej=2Etest?=",
+      "ceo at rej.test",
+    ].entries()
+  ) {
+    it(`refuses a From with text but no author address (${JSON.stringify(from)})`, async () => {
+      const out = await send(message([`From: ${from}`], `No author ${n}`));
+      assert.match(
+        out,
+        /<\*\* 550 5\.7\.1 Message rejected: no valid author address in From/,
+        out,
+      );
+      assert.doesNotMatch(out, /queued as/);
+      await server.waitForLog(/event=rejected stage=data reason=dmarc_no_author /);
+    });
+  }
+
   it("defers (451 4.7.5) a correctly signed message whose DKIM key lookup fails", async () => {
     const text = message(["From: <ceo@flaky.test>"], "Signed, key lookup fails");
     const plain = join(dir, `m${files++}.eml`);

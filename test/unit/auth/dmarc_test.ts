@@ -136,6 +136,20 @@ describe("DMARC with several authors, and temporary failures", () => {
     }
   });
 
+  it("refuses a From with text but no author domain; accepts an empty or missing From", async () => {
+    const encoded = await check(text(["From: =?utf-8?b?Y2VvQHJlai50ZXN0?="]));
+    assert.equal(encoded.fromHasText, true);
+    const decision = decideDmarc(encoded, true);
+    assert.ok(decision.action === "reject" && decision.reason === "dmarc_no_author");
+    assert.equal(decideDmarc(encoded, false).action, "accept");
+    const empty = await check(text(["From: "]));
+    assert.equal(empty.fromHasText, false);
+    assert.equal(decideDmarc(empty, true).action, "accept");
+    const missing = await check(text([]));
+    assert.equal(missing.fromFields, 0);
+    assert.equal(decideDmarc(missing, true).action, "accept");
+  });
+
   it("accepts several authors when every failing policy is weaker than reject", async () => {
     const summary = await check(text(["From: <y@quar.test>, <x@relay.test>"]));
     assert.equal(summary.dmarc?.headerFrom, "quar.test");
