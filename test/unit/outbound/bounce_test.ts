@@ -1,0 +1,126 @@
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import { Counters, Logger, MailLog } from "../../../src/log/mod.ts";
+import { Bouncer } from "../../../src/outbound/bounce.ts";
+import { type NotifiedRecipient, Spool, type SpoolItem } from "../../../src/queue/mod.ts";
+import { collectText, makeTempDir, removeDir } from "../helpers.ts";
+import { makeEnvelope, spoolMessage } from "../queue/fixtures.ts";
+
+const NOW = Date.parse("2026-11-22T05:33:00.000Z");
+const RECEIVED_AT = "2026-11-20T08:00:00.000Z";
+const BODY = "From: alice@ex.test\r\nTo: bob@remote.test\r\nSubject: Hello\r\n\r\nbody\r\n";
+
+const REFUSED: NotifiedRecipient = {
+  address: "bob@remote.test",
+  error: "mx.remote.test said: 550 5.1.1 No such user",
+  status: "5.1.1",
+  remoteMta: "mx.remote.test",
+};
+
+describe("Bouncer.notify", () => {
+  let root: string;
+  let spool: Spool;
+  let mailLines: string[];
+  let counters: Counters;
+  let queued: SpoolItem[];
+  let bouncer: Bouncer;
+
+  beforeEach(async () => {
+    root = await makeTempDir("postern-bounce-");
+    spool = new Spool(root);
+    await spool.init();
+    mailLines = [];
+    counters = new Counters();
+    queued = [];
+    bouncer = new Bouncer({
+      spool,
+      hostname: () => "mx.ex.test",
+      onQueued: (item) => queued.push(item),
+      mailLog: new MailLog((line) => mailLines.push(line), counters),
+      logger: new Logger("error", () => {}),
+      maxQueueLifetimeMs: () => 5 * 86_400_000,
+      now: () => NOW,
+    });
+  });
+  afterEach(async () => {
+    await spool.close();
+    await removeDir(root);
+  });
+
+  async function original(from: string, dsn = false): Promise<SpoolItem> {
+    const envelope = makeEnvelope({
+      from,
+      to: ["bob@remote.test"],
+      received_at: RECEIVED_AT,
+      ...(dsn ? { dsn: true } : {}),
+    });
+    return await spoolMessage(spool, envelope, BODY);
+  }
+
+  /** The spool's items other than `item`: what notify() queued. */
+  async function others(item: SpoolItem): Promise<SpoolItem[]> {
+    const { items } = await spool.load();
+    return items.filter((i) => i.envelope.id !== item.envelope.id);
+  }
+
+  it("queues a failure report from the null sender to the sender, logged and counted once", async () => {
+    const item = await original("alice@ex.test");
+    await bouncer.notify(item, "failed", [REFUSED]);
+    assert.equal(queued.length, 1);
+    const dsn = queued[0]!;
+    assert.equal(dsn.envelope.from, "");
+    assert.deepEqual(dsn.envelope.to, ["alice@ex.test"]);
+    assert.equal(dsn.envelope.dsn, true);
+    assert.notEqual(dsn.envelope.id, item.envelope.id);
+    assert.deepEqual((await others(item)).map((i) => i.envelope.id), [dsn.envelope.id]);
+    const text = await collectText(spool.openMessage(dsn));
+    assert.match(text, /multipart\/report; report-type=delivery-status/);
+    assert.match(text, /Final-Recipient: rfc822; ?bob@remote\.test/);
+    assert.match(text, /Status: 5\.1\.1/);
+    assert.match(text, /Diagnostic-Code: smtp; ?550 5\.1\.1 No such user/);
+    assert.equal(mailLines.length, 1);
+    assert.equal(counters.get("dsn_total", { kind: "failed" }), 1);
+    assert.match(
+      mailLines[0]!,
+      new RegExp(
+        `qid=${item.envelope.id} event=dsn kind=failed dsn_qid=${dsn.envelope.id} to=<alice@ex\\.test>`,
+      ),
+    );
+  });
+
+  it("queues a delay warning that says until when it will retry", async () => {
+    const item = await original("alice@ex.test");
+    await bouncer.notify(item, "delayed", [{ ...REFUSED, status: "4.2.2" }]);
+    assert.equal(queued.length, 1);
+    const text = await collectText(spool.openMessage(queued[0]!));
+    assert.match(text, /Action: delayed/);
+    assert.match(text, /Will-Retry-Until: /);
+    assert.match(mailLines[0]!, / event=dsn kind=delayed /);
+  });
+
+  for (
+    const [what, from, dsn] of [
+      ["mail from the null sender (RFC 5321 section 4.5.5)", "", false],
+      ["a notification itself (RFC 3464 section 2)", "", true],
+      ["a notification with a sender, should one exist", "alice@ex.test", true],
+    ] as const
+  ) {
+    it(`sends nothing about ${what}, and resolves without an error`, async () => {
+      const item = await original(from, dsn);
+      await bouncer.notify(item, "failed", [REFUSED]);
+      await bouncer.notify(item, "delayed", [REFUSED]);
+      assert.deepEqual(queued, []);
+      assert.deepEqual(await others(item), []);
+      assert.deepEqual(mailLines, []);
+      assert.equal(counters.get("dsn_total", { kind: "failed" }), 0);
+    });
+  }
+
+  it("sends nothing when no recipient is named", async () => {
+    const item = await original("alice@ex.test");
+    await bouncer.notify(item, "failed", []);
+    assert.deepEqual(queued, []);
+    assert.deepEqual(await others(item), []);
+    assert.deepEqual(mailLines, []);
+  });
+});
