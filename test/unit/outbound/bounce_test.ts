@@ -3,6 +3,9 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import { Counters, Logger, MailLog } from "../../../src/log/mod.ts";
 import { Bouncer } from "../../../src/outbound/bounce.ts";
 import { type NotifiedRecipient, Spool, type SpoolItem } from "../../../src/queue/mod.ts";
+import { rfc5322Date } from "../../../src/smtp/mod.ts";
+import { readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { collectText, makeTempDir, removeDir } from "../helpers.ts";
 import { makeEnvelope, spoolMessage } from "../queue/fixtures.ts";
 
@@ -94,8 +97,54 @@ describe("Bouncer.notify", () => {
     assert.equal(queued.length, 1);
     const text = await collectText(spool.openMessage(queued[0]!));
     assert.match(text, /Action: delayed/);
-    assert.match(text, /Will-Retry-Until: /);
+    // Arrival plus the queue lifetime (5 days).
+    const until = rfc5322Date(new Date(Date.parse(RECEIVED_AT) + 5 * 86_400_000));
+    assert.ok(text.includes(`Will-Retry-Until: ${until}`), text);
     assert.match(mailLines[0]!, / event=dsn kind=delayed /);
+  });
+
+  it("gives the notification an envelope of its own: now, from us, no TLS, no retry date when failed", async () => {
+    const item = await original("alice@ex.test");
+    await bouncer.notify(item, "failed", [REFUSED]);
+    const { envelope } = queued[0]!;
+    assert.equal(envelope.received_at, new Date(NOW).toISOString());
+    assert.deepEqual(envelope.client, { ip: "127.0.0.1", helo: "mx.ex.test", tls: false });
+    const text = await collectText(spool.openMessage(queued[0]!));
+    assert.ok(text.includes(`Arrival-Date: ${rfc5322Date(new Date(RECEIVED_AT))}`), text);
+    assert.ok(text.includes(`Last-Attempt-Date: ${rfc5322Date(new Date(NOW))}`), text);
+    assert.doesNotMatch(text, /Will-Retry-Until/);
+    assert.match(text, /Remote-MTA: dns; mx\.remote\.test/);
+  });
+
+  for (const kind of ["failed", "delayed"] as const) {
+    it(`takes a ${kind} recipient's status from its error when it has none`, async () => {
+      const item = await original("alice@ex.test");
+      const error = "connection refused by mx.remote.test";
+      await bouncer.notify(item, kind, [
+        { address: "bob@remote.test", error, status: undefined, remoteMta: undefined },
+      ]);
+      const text = await collectText(spool.openMessage(queued[0]!));
+      assert.match(text, new RegExp(`Status: ${kind === "failed" ? "5" : "4"}\\.0\\.0`));
+      // Our own words when no remote server said anything; no Remote-MTA.
+      assert.match(text, /Diagnostic-Code: X-Postern; connection refused by mx\.remote\.test/);
+      assert.doesNotMatch(text, /Remote-MTA/);
+    });
+  }
+
+  it("leaves Diagnostic-Code out when there is no error text", async () => {
+    const item = await original("alice@ex.test");
+    await bouncer.notify(item, "failed", [{ ...REFUSED, error: "" }]);
+    const text = await collectText(spool.openMessage(queued[0]!));
+    assert.doesNotMatch(text, /Diagnostic-Code/);
+  });
+
+  it("rejects and leaves nothing half-written when the notification cannot be queued", async () => {
+    const item = await original("alice@ex.test");
+    await rm(join(spool.root, "queue"), { recursive: true });
+    await assert.rejects(bouncer.notify(item, "failed", [REFUSED]), { code: "ENOENT" });
+    assert.deepEqual(queued, []);
+    assert.deepEqual(mailLines, []);
+    assert.deepEqual(await readdir(join(spool.root, "incoming")), []);
   });
 
   for (
