@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing (StrykerJS, command test runner on Deno) of the code
 # behind Postern's promises, one area after the other, or the areas named:
-#   deno task mutants [queue|recipient|sandbox|auth|admin|bounce]…
+#   deno task mutants [spool|queue|recipient|sandbox|auth|admin|bounce]…
 # Each area's report goes to .test-tmp/mutants/<area>.json; the last lines
 # are the score per area. Not part of CI (tens of minutes).
 # Stryker 10 wants Node 22; it runs on Deno as well, which the tests need anyway.
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 deno install >/dev/null
 areas=("$@")
-[ ${#areas[@]} -gt 0 ] || areas=(queue recipient sandbox auth admin bounce)
+[ ${#areas[@]} -gt 0 ] || areas=(spool queue recipient sandbox auth admin bounce)
 mkdir -p .test-tmp/mutants
 status=0
 for area in "${areas[@]}"; do

@@ -6,14 +6,14 @@ import process from "node:process";
 
 /** What each area mutates and which tests must notice. */
 export const AREAS = {
-  // Durability and the queue: spool, group commit, atomic files, retries.
+  // Durability: atomic, synced spool files and the group-committed directory fsync.
+  spool: {
+    mutate: ["src/queue/durable_file.ts", "src/queue/dir_sync.ts", "src/queue/spool.ts"],
+    tests: ["test/unit/queue/"],
+  },
+  // The queue: per-recipient state, retries, expiry, removal.
   queue: {
-    mutate: [
-      "src/queue/durable_file.ts",
-      "src/queue/dir_sync.ts",
-      "src/queue/spool.ts",
-      "src/queue/queue.ts",
-    ],
+    mutate: ["src/queue/queue.ts"],
     tests: ["test/unit/queue/"],
   },
   // Which recipients are accepted; relaying denied.
