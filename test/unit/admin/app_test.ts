@@ -80,6 +80,8 @@ describe("adminApp token check", () => {
         `Bearer ${TOKEN}x`,
         `Bearer ${TOKEN} extra`,
         `Basic ${TOKEN}`,
+        `xBearer ${TOKEN}`,
+        `Token Bearer ${TOKEN}`,
         TOKEN,
       ];
       for (const authorization of wrong) {
@@ -88,10 +90,11 @@ describe("adminApp token check", () => {
         assert.equal(response.headers.get("www-authenticate"), 'Bearer realm="postern"');
         assert.deepEqual(await response.json(), { error: "a valid bearer token is required" });
       }
-      // The right one, in either case of the scheme, gets past the check.
-      for (const scheme of ["Bearer", "bearer"]) {
-        const response = await request(method, path, `${scheme} ${TOKEN}`);
-        assert.notEqual(response.status, 401, scheme);
+      // The right one, in either case of the scheme and with any spacing,
+      // gets past the check.
+      for (const header of [`Bearer ${TOKEN}`, `bearer ${TOKEN}`, `Bearer \t ${TOKEN} `]) {
+        const response = await request(method, path, header);
+        assert.notEqual(response.status, 401, header);
       }
     });
   }
