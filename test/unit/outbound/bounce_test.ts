@@ -3,8 +3,9 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import { Counters, Logger, MailLog } from "../../../src/log/mod.ts";
 import { Bouncer } from "../../../src/outbound/bounce.ts";
 import { type NotifiedRecipient, Spool, type SpoolItem } from "../../../src/queue/mod.ts";
+import { durabilityFs } from "../../../src/queue/fs_calls.ts";
 import { rfc5322Date } from "../../../src/smtp/mod.ts";
-import { readdir, rm } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { collectText, makeTempDir, removeDir } from "../helpers.ts";
 import { makeEnvelope, spoolMessage } from "../queue/fixtures.ts";
@@ -116,6 +117,30 @@ describe("Bouncer.notify", () => {
     assert.match(text, /Remote-MTA: dns; mx\.remote\.test/);
   });
 
+  it("keeps a recipient's own status over one in its error text", async () => {
+    const item = await original("alice@ex.test");
+    await bouncer.notify(item, "failed", [{ ...REFUSED, status: "5.2.2" }]);
+    const text = await collectText(spool.openMessage(queued[0]!));
+    assert.match(text, /Status: 5\.2\.2/);
+    assert.doesNotMatch(text, /Status: 5\.1\.1/);
+  });
+
+  it("uses the clock when no now() is given", async () => {
+    const clocked = new Bouncer({
+      spool,
+      hostname: () => "mx.ex.test",
+      onQueued: (i) => queued.push(i),
+      mailLog: new MailLog(() => {}, new Counters()),
+      logger: new Logger("error", () => {}),
+      maxQueueLifetimeMs: () => 86_400_000,
+    });
+    const item = await original("alice@ex.test");
+    const before = Date.now();
+    await clocked.notify(item, "failed", [REFUSED]);
+    const at = Date.parse(queued[0]!.envelope.received_at);
+    assert.ok(at >= before - 1000 && at <= Date.now() + 1000, queued[0]!.envelope.received_at);
+  });
+
   for (const kind of ["failed", "delayed"] as const) {
     it(`takes a ${kind} recipient's status from its error when it has none`, async () => {
       const item = await original("alice@ex.test");
@@ -140,11 +165,19 @@ describe("Bouncer.notify", () => {
 
   it("rejects and leaves nothing half-written when the notification cannot be queued", async () => {
     const item = await original("alice@ex.test");
-    await rm(join(spool.root, "queue"), { recursive: true });
-    await assert.rejects(bouncer.notify(item, "failed", [REFUSED]), { code: "ENOENT" });
+    // The rename into queue/ fails (a full or failing disk).
+    const rename = durabilityFs.rename;
+    durabilityFs.rename = () =>
+      Promise.reject(Object.assign(new Error("I/O error"), { code: "EIO" }));
+    try {
+      await assert.rejects(bouncer.notify(item, "failed", [REFUSED]), { code: "EIO" });
+    } finally {
+      durabilityFs.rename = rename;
+    }
     assert.deepEqual(queued, []);
     assert.deepEqual(mailLines, []);
     assert.deepEqual(await readdir(join(spool.root, "incoming")), []);
+    assert.deepEqual(await others(item), []);
   });
 
   for (
