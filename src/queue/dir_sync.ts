@@ -6,7 +6,7 @@
  * @module
  */
 
-import { open } from "node:fs/promises";
+import { durabilityFs } from "./fs_calls.ts";
 
 interface Batch {
   promise: Promise<void>;
@@ -62,7 +62,7 @@ export class DirSyncer {
       try {
         // Opened per sync, not held: a Maildir per recipient must not pin a
         // descriptor each for the life of the process.
-        const handle = await open(this.#path, "r");
+        const handle = await durabilityFs.open(this.#path, "r");
         try {
           await handle.sync();
         } finally {

@@ -7,8 +7,9 @@
  */
 
 import { Buffer } from "node:buffer";
-import { type FileHandle, open, rename, unlink } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import type { DirSyncer } from "./dir_sync.ts";
+import { durabilityFs } from "./fs_calls.ts";
 import { concatBytes } from "../bytes.ts";
 
 /** Writes are gathered into chunks of about this size before a syscall. */
@@ -39,7 +40,10 @@ export class DurableFile {
   static async create(tmpPath: string, replace = false): Promise<DurableFile> {
     // Opened for reading too: checks after DATA read the message back
     // through this handle, without opening the file again.
-    return new DurableFile(await open(tmpPath, replace ? "w+" : "wx+", 0o600), tmpPath);
+    return new DurableFile(
+      await durabilityFs.open(tmpPath, replace ? "w+" : "wx+", 0o600),
+      tmpPath,
+    );
   }
 
   /** The temporary path, readable once {@linkcode flush} has returned. */
@@ -143,14 +147,14 @@ export class DurableFile {
     await this.#flush();
     await this.#handle.datasync();
     await this.#close();
-    await rename(this.#tmpPath, finalPath);
+    await durabilityFs.rename(this.#tmpPath, finalPath);
     await syncer.sync();
   }
 
   /** Closes and removes the temporary file. */
   async abort(): Promise<void> {
     await this.#close().catch(() => {});
-    await unlink(this.#tmpPath).catch(() => {});
+    await durabilityFs.unlink(this.#tmpPath).catch(() => {});
   }
 
   async #flush(): Promise<void> {

@@ -22,6 +22,7 @@ import { join } from "node:path";
 import * as v from "valibot";
 import { DirSyncer } from "./dir_sync.ts";
 import { DurableFile, writeFileDurably } from "./durable_file.ts";
+import { durabilityFs } from "./fs_calls.ts";
 import { isQueueId } from "./id.ts";
 import {
   type DeliveryState,
@@ -309,8 +310,8 @@ export class Spool {
    * leaves only a state file, which {@linkcode load} cleans up.
    */
   async remove(id: string): Promise<void> {
-    await unlink(this.#messagePath(id)).catch(ignoreMissing);
-    await unlink(join(this.#queue, `${id}.state`)).catch(ignoreMissing);
+    await durabilityFs.unlink(this.#messagePath(id)).catch(ignoreMissing);
+    await durabilityFs.unlink(join(this.#queue, `${id}.state`)).catch(ignoreMissing);
   }
 
   /** Closes held directory handles. */

@@ -345,4 +345,66 @@ describe("admin API", () => {
       assert.ok(body.paths[path], path);
     }
   });
+
+  it("refuses every route of /openapi.json but the public ones without a token or with a wrong one", async () => {
+    assert.equal((await send("slow@example.test", "guarded")).code, 0);
+    const queued = await eventually(
+      async () => {
+        const { body } = await json("/queue?state=pending");
+        const item = body.items?.find((i: { recipients: unknown[] }) =>
+          (i.recipients as Array<{ attempts: number }>)[0]!.attempts >= 1
+        );
+        return item as { id: string; recipients: Array<{ attempts: number }> } | undefined;
+      },
+      10_000,
+      "a message tried once and queued",
+    );
+    const spec = (await json("/openapi.json", { auth: false })).body as {
+      security: unknown[];
+      paths: Record<string, Record<string, { security?: unknown[]; parameters?: unknown[] }>>;
+    };
+    const methods = ["get", "post", "put", "patch", "delete"];
+    // A token of the right length with its last character changed, one too
+    // long, and another scheme: each must be refused like none at all.
+    const wrong = [
+      `${token.slice(0, -1)}${token.endsWith("A") ? "B" : "A"}`,
+      `${token}x`,
+    ];
+    let guarded = 0;
+    for (const [template, operations] of Object.entries(spec.paths)) {
+      const path = template.replace("{id}", queued.id);
+      assert.ok(!/[{}]/.test(path), `an unfilled path parameter in ${template}`);
+      for (const method of Object.keys(operations).filter((m) => methods.includes(m))) {
+        const security = operations[method]!.security ?? spec.security;
+        const init = { method: method.toUpperCase() };
+        if (security.length === 0) {
+          assert.equal((await call(path, { ...init, auth: false })).status, 200, template);
+          continue;
+        }
+        guarded++;
+        const answers = [
+          await call(path, { ...init, auth: false }),
+          ...await Promise.all(wrong.map((auth) => call(path, { ...init, auth }))),
+          await call(path, { ...init, auth: false, headers: { authorization: `Basic ${token}` } }),
+        ];
+        for (const answer of answers) {
+          assert.equal(answer.status, 401, `${method.toUpperCase()} ${template}`);
+          assert.match(answer.headers.get("www-authenticate") ?? "", /^Bearer/);
+          assert.match((await answer.json()).error, /bearer token/);
+        }
+        // The right token gets past the check (a missing message is a 404).
+        const right = await call(template.replace("{id}", "01aaaaaaaaaaaaaa"), init);
+        assert.notEqual(right.status, 401, `${method.toUpperCase()} ${template} with the token`);
+        await right.body?.cancel();
+      }
+    }
+    // status, reload, metrics, queue, queue/{id} (get, delete) and four actions.
+    assert.ok(guarded >= 10, `only ${guarded} guarded operations in /openapi.json`);
+    // None of the refused requests acted on the message.
+    const after = await json(`/queue/${queued.id}`);
+    assert.equal(after.status, 200);
+    assert.equal(after.body.state, "pending");
+    assert.equal(after.body.recipients[0].status, "pending");
+    assert.equal((await json(`/queue/${queued.id}`, { method: "DELETE" })).status, 200);
+  });
 });

@@ -10,12 +10,13 @@
  */
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
+import { after } from "node:test";
 import { fileURLToPath } from "node:url";
 
 /** The repository root. */
@@ -45,9 +46,41 @@ function runtimeBinary(name: "deno" | "bun"): string {
   return running === name ? process.execPath : name;
 }
 
-/** Creates a fresh temporary directory for one test. */
+/** Temporary directories made by {@linkcode tempDir}, removed when the test file ends. */
+const made = new Set<string>();
+/** Servers started and not yet stopped, stopped when the test file ends. */
+const running = new Set<Server>();
+
+// Registered once per test file (Bun: once per run): stop what a test left
+// running and remove every temporary directory, passed or failed. A
+// directory made in a `before` hook serves the tests after it, so it goes
+// when the file ends rather than after each test.
+after(async () => {
+  for (const server of [...running]) await server.kill();
+  for (const dir of [...made]) {
+    await rm(dir, { recursive: true, force: true });
+    made.delete(dir);
+  }
+});
+
+// Bun runs that hook at the end of the first file only: what later files
+// left goes when the process exits (an event Deno's test runner never sends).
+process.on("exit", () => {
+  for (const server of running) {
+    try {
+      process.kill(server.child.pid!, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Creates a fresh temporary directory for one test; removed when the test file ends. */
 export async function tempDir(prefix = "postern-"): Promise<string> {
-  return await mkdtemp(join(tmpdir(), prefix));
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  made.add(dir);
+  return dir;
 }
 
 /** Writes `files` (relative path → content) under `dir`. */
@@ -168,7 +201,11 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
     });
   };
 
-  const listening = await waitForLog(/event=listening/, 30_000);
+  const listening = await waitForLog(/event=listening/, 30_000).catch((err) => {
+    // Not left running behind a start-up that timed out.
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    throw err;
+  });
   const port = Number(/addr=\S*:(\d+)/.exec(listening)?.[1] ?? requestedPort);
   const signal = async (sig: NodeJS.Signals) => {
     const signalTo = (which: NodeJS.Signals) => {
@@ -194,7 +231,7 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
       throw new Error(`the server did not exit within 30 s of ${sig}; stderr:\n${stderr}`);
     }
   };
-  return {
+  const server: Server = {
     host: "127.0.0.1",
     port,
     configDir,
@@ -206,6 +243,9 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
     kill: () => signal("SIGKILL"),
     child,
   };
+  running.add(server);
+  exited.then(() => running.delete(server));
+  return server;
 }
 
 /**

@@ -301,4 +301,45 @@ describe("connection limits", () => {
     });
     assert.match(again, /^220 /);
   });
+
+  it("enforces a new max_connections_per_ip from a live reload, raised and lowered", async () => {
+    const yaml = join(server.configDir, "postern.yaml");
+    const reloadTo = async (perIp: number) => {
+      const from = server.stderr().split("\n").length - 1;
+      await writeFile(yaml, `smtp:\n  max_connections_per_ip: ${perIp}\n  max_connections: 10\n`);
+      await eventually(
+        () =>
+          Promise.resolve(
+            server.stderr().split("\n").slice(from).find((l) => /policy reloaded/.test(l)),
+          ),
+        10_000,
+        `the reload to max_connections_per_ip ${perIp}`,
+      );
+    };
+    // Opens `count` sessions one after the other; their greetings, once the
+    // first `count - 1` are welcome (sessions of the test before may take a
+    // moment to be released).
+    const greetings = (count: number) =>
+      eventually(
+        async () => {
+          const sessions = [];
+          const lines: string[] = [];
+          for (let i = 0; i < count; i++) {
+            const session = await rawSession(server);
+            sessions.push(session);
+            lines.push(await session.read());
+          }
+          for (const session of sessions) session.close();
+          return lines.slice(0, -1).every((l) => l.startsWith("220 ")) ? lines : undefined;
+        },
+        10_000,
+        `${count - 1} welcome sessions`,
+      );
+    const refused = "421 4.7.0 Too many connections from your address, try again later";
+
+    await reloadTo(3);
+    assert.equal((await greetings(4))[3], refused);
+    await reloadTo(1);
+    assert.equal((await greetings(2))[1], refused);
+  });
 });

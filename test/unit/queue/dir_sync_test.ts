@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { DirSyncer } from "../../../src/queue/mod.ts";
 import { makeTempDir, removeDir } from "../helpers.ts";
+import { FsRecorder } from "./fs_recorder.ts";
 
 describe("DirSyncer", () => {
   let root: string;
@@ -12,6 +13,49 @@ describe("DirSyncer", () => {
   });
   after(async () => {
     await removeDir(root);
+  });
+
+  it("sync() opens the directory itself and resolves only after its fsync has ended", async () => {
+    const recorder = new FsRecorder();
+    recorder.install();
+    const syncer = new DirSyncer(root);
+    try {
+      await syncer.sync();
+      recorder.mark("resolved");
+    } finally {
+      recorder.restore();
+      await syncer.close();
+    }
+    const opened = recorder.find("open", "end", root);
+    const begin = recorder.find("sync", "begin", root, opened);
+    const end = recorder.find("sync", "end", root, begin);
+    assert.ok(end < recorder.find("mark", "end", "resolved"), recorder.describe());
+    // Closed after the fsync, not leaked.
+    recorder.find("close", "end", root, end);
+  });
+
+  it("sync() covers each call with an fsync that began after it; concurrent calls share one", async () => {
+    const recorder = new FsRecorder();
+    recorder.install();
+    const syncer = new DirSyncer(root);
+    try {
+      const first = syncer.sync().then(() => recorder.mark("first"));
+      recorder.mark("asked second");
+      const rest = Array.from({ length: 20 }, () => syncer.sync());
+      await Promise.all([first, Promise.all(rest).then(() => recorder.mark("rest"))]);
+    } finally {
+      recorder.restore();
+      await syncer.close();
+    }
+    const ends = recorder.events.flatMap((e, i) =>
+      e.call === "sync" && e.phase === "end" ? [i] : []
+    );
+    // One for the first call, one for the 20 that came while it ran.
+    assert.equal(ends.length, 2, recorder.describe());
+    assert.ok(ends[0]! < recorder.find("mark", "end", "first"), recorder.describe());
+    const secondBegin = recorder.find("sync", "begin", root, ends[0]!);
+    assert.ok(secondBegin > recorder.find("mark", "end", "asked second"), recorder.describe());
+    assert.ok(ends[1]! < recorder.find("mark", "end", "rest"), recorder.describe());
   });
 
   it("sync() resolves every one of many concurrent calls", async () => {

@@ -104,4 +104,12 @@ describe("checkRecipient", () => {
     assert.equal(checkRecipient("postmaster", resolver), undefined);
     assert.equal(checkRecipient("Postmaster", resolver), undefined);
   });
+
+  it("checkRecipient() refuses the domainless postmaster with 550 5.1.1 when no domain is ours", () => {
+    const none = new RecipientResolver(new Map(), { suffixSeparators: "+", dropCharacters: "." });
+    assert.deepEqual(checkRecipient("postmaster", none), {
+      reason: "no_such_user",
+      reply: { code: 550, enhanced: "5.1.1", text: "No such user here" },
+    });
+  });
 });

@@ -1,0 +1,140 @@
+/**
+ * Durability as the kernel sees it: strace follows every thread of the
+ * running server while one message is sent with swaks, and the order of the
+ * real system calls is checked. The spool file is fdatasynced, renamed
+ * into queue/ and queue/ fsynced before the 250 is written to the socket;
+ * the Maildir file is synced, renamed into new/ and new/ fsynced before the
+ * spool copy is unlinked. (A killed process keeps its page cache, so the
+ * crash tests cannot see a missing sync; this test can.)
+ */
+
+import assert from "node:assert/strict";
+import { realpath, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { cleanup, queuedId, type Server, startServer, swaks, tempDir } from "./harness.ts";
+import { attachStrace, type Syscall, type Tracer } from "../support/strace.ts";
+
+const SYNCS = new Set(["fsync", "fdatasync"]);
+const RENAMES = new Set(["rename", "renameat", "renameat2"]);
+const UNLINKS = new Set(["unlink", "unlinkat"]);
+const WRITES = new Set(["write", "writev", "sendto", "sendmsg"]);
+
+/** The first call that matches, succeeded and began after `after`; fails the test otherwise. */
+function first(
+  calls: Syscall[],
+  what: string,
+  test: (call: Syscall) => boolean,
+  after = -1,
+): Syscall {
+  const call = calls.find((c) => c.begin > after && test(c));
+  assert.ok(call, `no ${what} after trace line ${after}:\n${summary(calls)}`);
+  assert.ok(call.end >= 0, `${what} never returned`);
+  assert.match(call.result, /^\d+/, `${what} failed: ${call.result}`);
+  return call;
+}
+
+function summary(calls: Syscall[]): string {
+  return calls.filter((c) => !WRITES.has(c.name) || c.args.includes("250 ")).map((c) =>
+    `${c.begin}-${c.end} [${c.thread}] ${c.name}(${c.args.slice(0, 200)}) = ${c.result}`
+  ).join("\n");
+}
+
+/** Asserts that `a` has returned before `b` began. */
+function before(a: Syscall, b: Syscall, what: string): void {
+  assert.ok(
+    a.end < b.begin,
+    `${what}: ${a.name} ended at line ${a.end}, ${b.name} began at ${b.begin}`,
+  );
+}
+
+describe("durability under strace", () => {
+  let server: Server | undefined;
+  let tracer: Tracer | undefined;
+  let scratch: string | undefined;
+  after(async () => {
+    await cleanup(server);
+    tracer?.stop();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  });
+
+  it("syncs the spool file and queue/ before the 250, and the Maildir before unlinking the spool copy", async () => {
+    server = await startServer({ config: { "domains/example.test/users": "alice\n" } });
+    scratch = await tempDir("postern-strace-");
+    const traceFile = join(scratch, "trace.txt");
+    tracer = await attachStrace(server.child.pid!, traceFile);
+    const result = await swaks(server, [
+      "--from",
+      "sender@client.test",
+      "--to",
+      "alice@example.test",
+      "--body",
+      "durable",
+    ]);
+    const id = queuedId(result);
+    await server.waitForLog(new RegExp(`qid=${id} event=completed sent=1`), 30_000);
+    await server.stop();
+    await tracer.exited;
+    const calls = await tracer.calls();
+
+    const spool = join(await realpath(server.dataDir), "spool");
+    const incoming = `${spool}/incoming/${id}`;
+    const queued = `${spool}/queue/${id}.msg`;
+    // The message file: fdatasync (or fsync) of its descriptor.
+    const fileSync = first(
+      calls,
+      "sync of the spool file",
+      (c) => SYNCS.has(c.name) && c.args.includes(`<${incoming}>`),
+    );
+    const rename = first(
+      calls,
+      "rename into queue/",
+      (c) =>
+        RENAMES.has(c.name) && c.args.includes(`"${incoming}"`) && c.args.includes(`"${queued}"`),
+    );
+    const dirSync = first(
+      calls,
+      "fsync of queue/ after the rename",
+      (c) => SYNCS.has(c.name) && c.args.includes(`<${spool}/queue>`),
+      rename.end,
+    );
+    const reply = first(
+      calls,
+      "the 250 reply",
+      (c) => WRITES.has(c.name) && c.args.includes(`250 2.0.0 Ok: queued as ${id}`),
+    );
+    before(fileSync, rename, "the spool file is synced before its rename");
+    before(rename, dirSync, "the rename is done before queue/ is fsynced");
+    before(dirSync, reply, "queue/ is fsynced before the 250 is written");
+
+    const maildir = `${await realpath(server.dataDir)}/mail/example.test/alice`;
+    const name = new RegExp(`/[0-9]+\\.Q${id}R0\\.`);
+    const mailSync = first(
+      calls,
+      "sync of the Maildir file",
+      (c) => SYNCS.has(c.name) && c.args.includes(`<${maildir}/tmp/`) && name.test(c.args),
+    );
+    const mailRename = first(
+      calls,
+      "rename into new/",
+      (c) =>
+        RENAMES.has(c.name) && c.args.includes(`"${maildir}/tmp/`) &&
+        c.args.includes(`"${maildir}/new/`) && name.test(c.args),
+    );
+    const newSync = first(
+      calls,
+      "fsync of new/ after the rename",
+      (c) => SYNCS.has(c.name) && c.args.includes(`<${maildir}/new>`),
+      mailRename.end,
+    );
+    const unlink = first(
+      calls,
+      "unlink of the spool copy",
+      (c) => UNLINKS.has(c.name) && c.args.includes(`"${queued}"`),
+    );
+    before(reply, mailSync, "delivery starts after the 250");
+    before(mailSync, mailRename, "the Maildir file is synced before its rename");
+    before(mailRename, newSync, "the rename is done before new/ is fsynced");
+    before(newSync, unlink, "new/ is fsynced before the spool copy is removed");
+  });
+});
