@@ -33,7 +33,7 @@ fi
 mkdir -p dist
 
 if [ "$slim" = 1 ]; then
-  "${BUN[@]}" build --compile --minify --sourcemap src/main.ts --outfile dist/postern
+  "${BUN[@]}" build --compile --minify --bytecode --sourcemap src/main.ts --outfile dist/postern
   ls -l dist/postern
   exit 0
 fi
@@ -57,7 +57,7 @@ fi
 
 # The two extra entry points are embedded as files (Bun.embeddedFiles),
 # named without a content hash.
-"${BUN[@]}" build --compile --minify --sourcemap --asset-naming='[name].[ext]' \
+"${BUN[@]}" build --compile --minify --bytecode --sourcemap --asset-naming='[name].[ext]' \
   --loader .gz:file --loader .manifest:file \
   src/main.ts "$embed/hook-deno.gz" "$embed/hook-runtime.manifest" --outfile dist/postern
 echo "embedded hook runtime: deno $version ($size bytes, sha256 $sha256)"

@@ -11,13 +11,13 @@ import { RecipientResolver } from "./aliases/mod.ts";
 import { type CertificatePair, type Config, ConfigError } from "./config/mod.ts";
 import { startAdmin } from "./admin/server.ts";
 import {
-  ClusterLink,
   ClusterSharedStore,
   Fleet,
+  openClusterLink,
   SharedFailures,
   SharedRateLimits,
 } from "./cluster/mod.ts";
-import { DkimKeyring, SpfVerdictCache } from "./auth/mod.ts";
+import { DkimKeyring, preloadMailauth, SpfVerdictCache } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
 import { DispatchCourier, LmtpCourier, LocalCourier } from "./delivery/mod.ts";
 import { dovecotMailboxes } from "./smtp/mailboxes.ts";
@@ -52,7 +52,7 @@ import {
   startListeners,
 } from "./smtp/mod.ts";
 import { tlsMaterial } from "./tls/mod.ts";
-import { type AcmeService, startAcmeService } from "./tls/acme_service.ts";
+import type { AcmeService } from "./tls/acme_service.ts";
 import { VERSION } from "./version.ts";
 
 /** A running server. */
@@ -117,7 +117,7 @@ export async function serve(
   const embedded = await embeddedRuntime();
   const embeddedDeno = embedded && new EmbeddedDeno(embedded, config.dataDir, logger);
   // A fleet counts in its shared server; a node on its own never needs one.
-  const link = config.cluster && new ClusterLink(config.cluster, logger, counters);
+  const link = config.cluster && await openClusterLink(config.cluster, logger, counters);
   const hooks = await HookRunner.start({
     embeddedDeno,
     shared: link && new ClusterSharedStore(link),
@@ -262,7 +262,8 @@ export async function serve(
   let listenersStarted = false;
   const acme: AcmeService | undefined = config.acme === undefined
     ? undefined
-    : await startAcmeService({
+    // acme-client is loaded only with tls.acme set, not at every start (issue 17).
+    : await (await import("./tls/acme_service.ts")).startAcmeService({
       config: config.acme,
       dataDir: config.dataDir,
       hostname: config.hostname,
@@ -427,6 +428,9 @@ export async function serve(
     },
   });
   for (const address of listeners.addresses) mailLog.listening(address);
+  // mailauth is loaded after listening, in the background: start-up does
+  // not wait for it, and the first message seldom does (issue 17).
+  preloadMailauth((err) => logger.warn("cannot load mailauth", { error: String(err) }));
   logger.info("postern started", {
     data: config.dataDir,
     config: config.configDir ?? "(embedded defaults)",

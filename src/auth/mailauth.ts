@@ -1,9 +1,15 @@
 /**
- * The one place that imports mailauth. It is CommonJS; the deep paths with
+ * The one place that loads mailauth. It is CommonJS; the deep paths with
  * an explicit `index.js` are the ones that resolve on both runtimes (Deno
  * refuses the directory import `mailauth/lib/spf`), and they leave out the
  * BIMI code and its HTTP client, which the main entry loads at start-up
  * (about 100 ms more on either runtime).
+ *
+ * The modules are loaded on first use (issue 17): they cost about 30 MB and
+ * tens of milliseconds, which start-up does not need. The server starts the
+ * load right after it listens ({@linkcode preloadMailauth}), so the first
+ * message does not wait for it either. The specifiers stay static strings,
+ * so that `bun build --compile` still bundles them.
  *
  * @module
  */
@@ -11,14 +17,100 @@
 import type { DNSResolver } from "mailauth";
 import type { ResolveFunction } from "../dns/mod.ts";
 
-export { spf } from "mailauth/lib/spf/index.js";
-export { dkimVerify } from "mailauth/lib/dkim/verify.js";
-export { dkimSign } from "mailauth/lib/dkim/sign.js";
-export { arc } from "mailauth/lib/arc/index.js";
-export { evaluateDmarc } from "mailauth/lib/dmarc/index.js";
-// MTA-STS (RFC 8461) for outbound delivery.
-export { getPolicy as getMtaStsPolicy, validateMx } from "mailauth/lib/mta-sts.js";
 export type { ARCResult, DKIMResult, DKIMVerifyResult, DMARCResult, SPFResult } from "mailauth";
+
+type SpfModule = typeof import("mailauth/lib/spf/index.js");
+type VerifyModule = typeof import("mailauth/lib/dkim/verify.js");
+type SignModule = typeof import("mailauth/lib/dkim/sign.js");
+type ArcModule = typeof import("mailauth/lib/arc/index.js");
+type DmarcModule = typeof import("mailauth/lib/dmarc/index.js");
+type MtaStsModule = typeof import("mailauth/lib/mta-sts.js");
+
+/** The mailauth functions Postern uses, once loaded. */
+export interface Mailauth {
+  spf: SpfModule["spf"];
+  dkimVerify: VerifyModule["dkimVerify"];
+  dkimSign: SignModule["dkimSign"];
+  arc: ArcModule["arc"];
+  evaluateDmarc: DmarcModule["evaluateDmarc"];
+  getMtaStsPolicy: MtaStsModule["getPolicy"];
+  validateMx: MtaStsModule["validateMx"];
+}
+
+let loading: Promise<Mailauth> | undefined;
+
+/** Loads mailauth once; later calls share the first load. */
+export function loadMailauth(): Promise<Mailauth> {
+  loading ??= (async () => {
+    const [spfModule, verify, sign, arcModule, dmarc, mtaSts] = await Promise.all([
+      import("mailauth/lib/spf/index.js"),
+      import("mailauth/lib/dkim/verify.js"),
+      import("mailauth/lib/dkim/sign.js"),
+      import("mailauth/lib/arc/index.js"),
+      import("mailauth/lib/dmarc/index.js"),
+      // MTA-STS (RFC 8461) for outbound delivery.
+      import("mailauth/lib/mta-sts.js"),
+    ]);
+    return {
+      spf: spfModule.spf,
+      dkimVerify: verify.dkimVerify,
+      dkimSign: sign.dkimSign,
+      arc: arcModule.arc,
+      evaluateDmarc: dmarc.evaluateDmarc,
+      getMtaStsPolicy: mtaSts.getPolicy,
+      validateMx: mtaSts.validateMx,
+    };
+  })();
+  // A failed load is tried again on the next use.
+  loading.catch(() => loading = undefined);
+  return loading;
+}
+
+/**
+ * Starts loading mailauth in the background (after the server listens);
+ * a failure is reported to `onError` and the load is tried again on first use.
+ */
+export function preloadMailauth(onError: (err: unknown) => void): void {
+  loadMailauth().catch(onError);
+}
+
+/** mailauth's `spf()`, loaded on first use. */
+export async function spf(...args: Parameters<Mailauth["spf"]>): ReturnType<Mailauth["spf"]> {
+  return await (await loadMailauth()).spf(...args);
+}
+
+/** mailauth's `dkimVerify()`, loaded on first use. */
+export async function dkimVerify(
+  ...args: Parameters<Mailauth["dkimVerify"]>
+): ReturnType<Mailauth["dkimVerify"]> {
+  return await (await loadMailauth()).dkimVerify(...args);
+}
+
+/** mailauth's `dkimSign()`, loaded on first use. */
+export async function dkimSign(
+  ...args: Parameters<Mailauth["dkimSign"]>
+): ReturnType<Mailauth["dkimSign"]> {
+  return await (await loadMailauth()).dkimSign(...args);
+}
+
+/** mailauth's `arc()`, loaded on first use. */
+export async function arc(...args: Parameters<Mailauth["arc"]>): ReturnType<Mailauth["arc"]> {
+  return await (await loadMailauth()).arc(...args);
+}
+
+/** mailauth's `evaluateDmarc()`, loaded on first use. */
+export async function evaluateDmarc(
+  ...args: Parameters<Mailauth["evaluateDmarc"]>
+): ReturnType<Mailauth["evaluateDmarc"]> {
+  return await (await loadMailauth()).evaluateDmarc(...args);
+}
+
+/** mailauth's MTA-STS `getPolicy()`, loaded on first use. */
+export async function getMtaStsPolicy(
+  ...args: Parameters<Mailauth["getMtaStsPolicy"]>
+): ReturnType<Mailauth["getMtaStsPolicy"]> {
+  return await (await loadMailauth()).getMtaStsPolicy(...args);
+}
 
 /**
  * Our resolver as mailauth's `resolver` option. mailauth's type says

@@ -16,15 +16,9 @@ import { setImmediate } from "node:timers";
 import { Redis, type RedisOptions } from "ioredis";
 import type { Counters, Logger } from "../log/mod.ts";
 import type { ClusterConfig } from "./settings.ts";
+import { ClusterUnavailable } from "./unavailable.ts";
 
-/** Thrown by {@linkcode ClusterLink.call} while the node counts locally. */
-export class ClusterUnavailable extends Error {
-  /** Creates the error with the reason the server cannot be used. */
-  constructor(reason: string) {
-    super(`Cannot reach the cluster server: ${reason}`);
-    this.name = "ClusterUnavailable";
-  }
-}
+export { ClusterUnavailable };
 
 /** What `/status` and `/cluster` show of the link. */
 export interface ClusterLinkStatus {

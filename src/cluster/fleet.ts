@@ -9,7 +9,8 @@
 
 import * as v from "valibot";
 import type { Logger } from "../log/mod.ts";
-import { type ClusterLink, ClusterUnavailable } from "./client.ts";
+import type { ClusterLink } from "./client.ts";
+import { ClusterUnavailable } from "./unavailable.ts";
 
 /** What a node announces; read back from the server, so validated. */
 const NodeSchema = v.object({

@@ -5,8 +5,9 @@
  * @module
  */
 
-export { ClusterLink, ClusterUnavailable } from "./client.ts";
-export type { ClusterLinkStatus } from "./client.ts";
+export type { ClusterLink, ClusterLinkStatus } from "./client.ts";
+export { openClusterLink } from "./open.ts";
+export { ClusterUnavailable } from "./unavailable.ts";
 export { Fleet } from "./fleet.ts";
 export type { FleetNode, NodeFacts } from "./fleet.ts";
 export { SharedFailures, SharedRateLimits } from "./rate_limits.ts";

@@ -29,7 +29,8 @@ import {
   type RateLimitSettings,
   type RateRefusal,
 } from "../smtp/rate_limits.ts";
-import { type ClusterLink, ClusterUnavailable } from "./client.ts";
+import type { ClusterLink } from "./client.ts";
+import { ClusterUnavailable } from "./unavailable.ts";
 
 /**
  * KEYS[1]: the counter's hash. ARGV[1]: the window in ms; ARGV[2]: the

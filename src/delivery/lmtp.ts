@@ -9,7 +9,7 @@
  */
 
 import { Readable } from "node:stream";
-import SMTPConnection from "nodemailer/lib/smtp-connection";
+import type SMTPConnection from "nodemailer/lib/smtp-connection";
 import type { DeliveryResult } from "../queue/mod.ts";
 import { connectEndpoint, type Endpoint, endpointText } from "../users/endpoint.ts";
 
@@ -149,9 +149,11 @@ export class LmtpCourier {
   }
 
   async #open(endpoint: Endpoint): Promise<Session> {
+    // nodemailer is loaded on the first delivery, not at start-up (issue 17).
+    const { default: Connection } = await import("nodemailer/lib/smtp-connection");
     const socket = await connectEndpoint(endpoint, this.#options.connectTimeoutMs);
     this.connectionsOpened++;
-    const connection = new SMTPConnection({
+    const connection = new Connection({
       // nodemailer takes a connected socket as it is (a Unix socket too).
       connection: socket,
       lmtp: true,

@@ -10,7 +10,7 @@
 
 import { isIP } from "node:net";
 import { Readable } from "node:stream";
-import SMTPConnection from "nodemailer/lib/smtp-connection";
+import type SMTPConnection from "nodemailer/lib/smtp-connection";
 
 /** How the connection uses TLS. */
 export type TlsMode =
@@ -105,12 +105,15 @@ export class SmtpSession {
    *
    * @throws {SmtpError} naming the stage that failed.
    */
-  static open(options: SessionOptions): Promise<SmtpSession> {
+  static async open(options: SessionOptions): Promise<SmtpSession> {
+    // nodemailer costs about 10 MB once loaded: loaded on the first
+    // delivery, not at start-up (issue 17).
+    const { default: Connection } = await import("nodemailer/lib/smtp-connection");
     const verified = options.tls === "required" || options.tls === "implicit";
     // RFC 6066 section 3: an IP address is never sent as the TLS server
     // name; the certificate is then checked against the address.
     const servername = isIP(options.serverName) ? undefined : options.serverName;
-    const connection = new SMTPConnection({
+    const connection = new Connection({
       host: options.address,
       port: options.port,
       ...(servername ? { servername } : {}),

@@ -19,7 +19,7 @@
 
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { getMtaStsPolicy, mailauthResolver, validateMx } from "../auth/mod.ts";
+import { getMtaStsPolicy, loadMailauth, type Mailauth, mailauthResolver } from "../auth/mod.ts";
 import * as v from "valibot";
 import type { ResolveFunction } from "../dns/mod.ts";
 
@@ -177,11 +177,21 @@ export class MtaStsPolicies {
       return `Ignoring MTA-STS cache file "${this.#file}": ${path}: ${issue.message}`;
     }
     const now = this.#now();
-    for (const [domain, p] of Object.entries(parsed.output.policies)) {
-      if (this.#entries.has(domain) || !isLive(p, now)) continue;
+    const live = Object.entries(parsed.output.policies).filter(([domain, p]) =>
+      !this.#entries.has(domain) && isLive(p, now)
+    );
+    // mailauth is loaded on first use (issue 17): only when there is a policy to apply.
+    if (live.length === 0) return undefined;
+    const { validateMx } = await loadMailauth();
+    for (const [domain, p] of live) {
+      if (this.#entries.has(domain)) continue;
       // Applied at once, but the TXT id is checked on first use: it may
       // have changed while we were down.
-      this.#entries.set(domain, { known: p, requirement: requirementOf(p), checkAfter: 0 });
+      this.#entries.set(domain, {
+        known: p,
+        requirement: requirementOf(p, validateMx),
+        checkAfter: 0,
+      });
     }
     return undefined;
   }
@@ -203,7 +213,7 @@ export class MtaStsPolicies {
     const live = isLive(known, now);
     const entry: Entry = {
       known,
-      requirement: live ? requirementOf(known) : NONE,
+      requirement: live ? requirementOf(known, (await loadMailauth()).validateMx) : NONE,
       checkAfter: Math.min(now + RECHECK_MS, live ? Date.parse(known.expires) : Infinity),
     };
     this.#entries.set(domain, entry);
@@ -247,7 +257,7 @@ function isLive(policy: KnownPolicy | undefined, now: number): policy is LivePol
     policy.expires !== undefined && Date.parse(policy.expires) > now;
 }
 
-function requirementOf(policy: KnownPolicy): TlsRequirement {
+function requirementOf(policy: KnownPolicy, validateMx: Mailauth["validateMx"]): TlsRequirement {
   const checked = { mode: policy.mode, mx: [...(policy.mx ?? [])] };
   return {
     mode: policy.mode,

@@ -11,7 +11,6 @@ import { X509Certificate } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createSecureContext, type SecureContext } from "node:tls";
-import { generate } from "selfsigned";
 import type { CertificatePair } from "../config/mod.ts";
 import { DirSyncer, writeFileDurably } from "../queue/mod.ts";
 
@@ -86,6 +85,8 @@ async function selfSigned(dataDir: string, hostname: string): Promise<Certificat
     // Missing or unreadable: make a new one below.
   }
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  // selfsigned costs about 20 MB once loaded: only load it to make a certificate (issue 17).
+  const { generate } = await import("selfsigned");
   const pems = await generate([{ name: "commonName", value: hostname }], {
     keySize: 2048,
     notAfterDate: new Date(Date.now() + 825 * 86_400_000),
