@@ -42,6 +42,7 @@ interface BunLike {
     fetch: FetchHandler;
     error?: (error: unknown) => Response;
     tls?: { cert: string; key: string };
+    idleTimeout?: number;
   }): { port: number; hostname: string; stop(closeActive?: boolean): Promise<void> | void };
 }
 
@@ -84,6 +85,12 @@ export function serveHttp(
       port,
       fetch,
       error: internalError,
+      // Bun closes a connection after 10 s without traffic, even while its
+      // request is still being answered; a renewal asked for through
+      // POST /acme/renew can take longer when the CA is slow or down (it
+      // got ECONNRESET). Deno has no such limit; 60 s, as common HTTP
+      // servers keep idle connections.
+      idleTimeout: 60,
       ...(tls ? { tls } : {}),
     });
     return {
