@@ -12,7 +12,6 @@
  * @module
  */
 
-import { setImmediate } from "node:timers";
 import { Redis, type RedisOptions } from "ioredis";
 import type { Counters, Logger } from "../log/mod.ts";
 import type { ClusterConfig } from "./settings.ts";
@@ -204,17 +203,21 @@ export class ClusterLink {
  * and the answer may then be read and waiting: the I/O of one more turn is
  * let in before giving up, so a node under load does not take its own lag
  * for the server's (seen on a loaded 2-core machine with ioredis's
- * commandTimeout, which flapped between shared and local counts).
+ * commandTimeout, which flapped between shared and local counts). That
+ * turn is a 0 ms timer: on Deno and on Bun, an immediate queued by the
+ * late timer runs before the socket's pending reply is read (the
+ * benchmark's cluster row fell back to local counts under load), while
+ * the next timer runs after it.
  */
 function withDeadline<T>(answer: Promise<T>, ms: number): Promise<T> {
   return new Promise((resolve, reject) => {
     let settled = false;
     const timer = setTimeout(() => {
-      setImmediate(() => {
+      setTimeout(() => {
         if (settled) return;
         settled = true;
         reject(new Error(`no answer within ${ms} ms`));
-      });
+      }, 0);
     }, ms);
     answer.then((value) => {
       if (settled) return;
