@@ -37,7 +37,7 @@
 #   BIN=auto|1|0                        also measure the compiled binary dist/postern (auto: if it
 #                                       is there or scripts/build.sh can build it)
 #   STARTUP=1                           launch -> first 220 and idle RSS/PSS, 3 starts per server
-#   BENCH_PORT_BASE=2625                first of 24 loopback ports
+#   BENCH_PORT_BASE=2625                first of 31 loopback ports
 #   BENCH_OUT=DIR                       results dir (default /tmp/postern-bench-results/<UTC stamp>)
 #   BENCH_NETNS=auto|0                  0: stay in the host network namespace (loopback still)
 #   POSTERN_MAX_PER_IP=100              smtp.max_connections_per_ip for Postern ("default": leave unset)
@@ -62,6 +62,14 @@
 #                                       empty, beside Postfix relaying the same; with and without a trivial
 #                                       pre-delivery-attempt hook; and that hook's calls/s (hook_latency.ts)
 #   N_RELAY=5000                        messages of the relay row
+#   CLUSTER=1                           also measure intake (small c=20) with `cluster` set (issue 20): a
+#                                       redis-server started by the bench on 127.0.0.1 (no persistence;
+#                                       installed from Debian when missing), loopback not trusted so that
+#                                       every connection and message is one rate-limit script call, as a
+#                                       ratio to the same node and limits without `cluster` (goal: >= 0.90);
+#                                       on in QUICK=1 mode too (CLUSTER=0 leaves it out)
+#   CLUSTER_TIMEOUT=1s                  cluster.timeout of that row (the default 50ms is sometimes missed on
+#                                       a saturated machine, and the node then counts locally)
 #   BENCH_CELLS="small:1 small:20 large:20"  the cells of the peer table (variants use small:20)
 #   KEEP_TMP=1                          keep the temp dir (server logs, spools)
 set -u -o pipefail
@@ -82,6 +90,7 @@ SPF=${SPF:-$DEF_ROWS}
 RELOAD=${RELOAD:-$DEF_ROWS}
 ADMIN=${ADMIN:-$DEF_ROWS}
 RELAY=${RELAY:-$DEF_ROWS}
+CLUSTER=${CLUSTER:-1}
 PORT_BASE=${BENCH_PORT_BASE:-2625}
 BENCH_NETNS=${BENCH_NETNS:-auto}
 POSTERN_MAX_PER_IP=${POSTERN_MAX_PER_IP:-100}
@@ -116,6 +125,9 @@ if [ -z "${BENCH_IN_NS:-}" ]; then
   command -v openssl >/dev/null || pkgs+=(openssl)
   command -v unshare >/dev/null || pkgs+=(util-linux)
   command -v ip >/dev/null || pkgs+=(iproute2)
+  if [ "${CLUSTER:-1}" = 1 ]; then
+    command -v redis-server >/dev/null && command -v redis-cli >/dev/null || pkgs+=(redis-server)
+  fi
   if [ ${#pkgs[@]} -gt 0 ]; then
     echo "bench: installing ${pkgs[*]} (apt-get, non-interactive, services not started)" >&2
     echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
@@ -212,10 +224,10 @@ if [ "${BENCH_NS:-0}" = 1 ]; then
 fi
 
 P_DENO=$PORT_BASE; P_BUN=$((PORT_BASE+1)); P_PF=$((PORT_BASE+2)); P_CQ=$((PORT_BASE+3))
-P_PFMD=$((PORT_BASE+22)); P_BIN=$((PORT_BASE+23))
+P_PFMD=$((PORT_BASE+22)); P_BIN=$((PORT_BASE+23)); P_REDIS=$((PORT_BASE+30))
 POSTERN_BIN=$REPO/dist/postern
 if [ "${BENCH_NS:-0}" != 1 ]; then
-  for p in $(seq "$PORT_BASE" $((PORT_BASE+23))); do
+  for p in $(seq "$PORT_BASE" $((PORT_BASE+30))); do
     python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$p))" 2>/dev/null ||
       fail "port 127.0.0.1:$p is in use (set BENCH_PORT_BASE)"
   done
@@ -235,7 +247,10 @@ declare -A PORT=([postern-deno]=$P_DENO [postern-bun]=$P_BUN [postern-bin]=$P_BI
   [chasquid+hook]=$((PORT_BASE+6)) [postern-deno+hook]=$((PORT_BASE+9)) [postern-bun+hook]=$((PORT_BASE+10))
   [postern-deno+spf]=$((PORT_BASE+11)) [postern-bun+spf]=$((PORT_BASE+12))
   [postern-deno+reload]=$((PORT_BASE+13)) [postern-bun+reload]=$((PORT_BASE+14))
-  [postern-deno+admin]=$((PORT_BASE+15)) [postern-bun+admin]=$((PORT_BASE+16)))
+  [postern-deno+admin]=$((PORT_BASE+15)) [postern-bun+admin]=$((PORT_BASE+16))
+  [postern-deno+limits]=$((PORT_BASE+24)) [postern-bun+limits]=$((PORT_BASE+25))
+  [postern-bin+limits]=$((PORT_BASE+26)) [postern-deno+cluster]=$((PORT_BASE+27))
+  [postern-bun+cluster]=$((PORT_BASE+28)) [postern-bin+cluster]=$((PORT_BASE+29)))
 # Servers with a trivial post-data hook, measured on small c=20 only.
 HOOK_SERVERS=()
 if [ "$HOOKS" = 1 ]; then
@@ -253,6 +268,15 @@ fi
 if [ "$ADMIN" = 1 ]; then
   HOOK_SERVERS+=(postern-deno+admin)
   [ "$BUN" = 1 ] && HOOK_SERVERS+=(postern-bun+admin)
+fi
+# The cost of `cluster`: each runtime with the shared rate limits (+cluster)
+# and the same configuration counting locally (+limits), interleaved.
+CLUSTER_RTS=()
+if [ "$CLUSTER" = 1 ]; then
+  CLUSTER_RTS=(deno)
+  [ "$BUN" = 1 ] && CLUSTER_RTS+=(bun)
+  [ "$BIN" = 1 ] && CLUSTER_RTS+=(bin)
+  for r in "${CLUSTER_RTS[@]}"; do HOOK_SERVERS+=("postern-$r+limits" "postern-$r+cluster"); done
 fi
 declare -A ROOTPID
 
@@ -323,6 +347,55 @@ setup_postern_spf() {
     echo "  messages_per_ip_per_hour: 0"
   } > "$RT/postern/config-spf/postern.yaml"
   log "SPF DNS server at $(cat "$f")"
+}
+# Two configurations for the cost of `cluster`: loopback is not trusted, so
+# that the rate limits apply to the load generator (trusted networks are
+# exempt), with limits far above the load so that nothing is refused; SPF
+# and DKIM/DMARC are off, as they are for the trusted load of the peer
+# table. config-limits counts in the node; config-cluster counts in a
+# redis-server on loopback, started here (no persistence: it holds counters).
+setup_postern_cluster() {
+  local c=$RT/postern/config d=$RT/redis
+  mkdir -p "$d"
+  redis-server --bind 127.0.0.1 --port "$P_REDIS" --save '' --appendonly no --dir "$d" \
+    --daemonize no --protected-mode yes > "$d/redis.log" 2>&1 < /dev/null &
+  PIDS+=($!); REDIS_PID=$!
+  local i; for i in $(seq 100); do [ "$(redis_cli ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
+  [ "$(redis_cli ping 2>/dev/null)" = PONG ] || fail "redis-server did not start: $(tail -3 "$d/redis.log")"
+  log "redis-server pid=$REDIS_PID 127.0.0.1:$P_REDIS ($(redis-server --version | cut -d' ' -f3))"
+  local v
+  for v in limits cluster; do
+    cp -r "$c" "$RT/postern/config-$v"
+    {
+      cat "$c/postern.yaml"
+      echo "auth:"
+      echo "  trusted_networks: []"
+      echo "  spf:"
+      echo "    enabled: false"
+      echo "  verify: false"
+      echo "rate_limits:"
+      echo "  connections_per_ip_per_minute: 100000000"
+      echo "  messages_per_ip_per_hour: 100000000"
+      if [ "$v" = cluster ]; then
+        echo "cluster:"
+        echo "  url: redis://127.0.0.1:$P_REDIS"
+        echo "  node_name: bench"
+        # The default 50 ms: a node on a saturated 2-core machine (or the
+        # server, starved of CPU) sometimes misses it, and then counts
+        # locally, which is cheaper and would flatter the row; measured
+        # here is the shared path, every check to the server.
+        echo "  timeout: ${CLUSTER_TIMEOUT:-1s}"
+      fi
+    } > "$RT/postern/config-$v/postern.yaml"
+    (cd "$REPO" && deno run -A src/main.ts check --config "$RT/postern/config-$v") >> "$LOG" 2>&1 ||
+      fail "postern check rejected the bench config-$v (see $LOG)"
+  done
+}
+redis_cli() { redis-cli -h 127.0.0.1 -p "$P_REDIS" "$@"; }
+# Calls of the rate-limit script so far (EVALSHA, and EVAL when it was not loaded yet).
+redis_script_calls() {
+  redis_cli info commandstats | tr -d '\r' |
+    sed -n 's/^cmdstat_eval\(sha\)\{0,1\}:calls=\([0-9]*\),.*/\2/p' | awk '{n += $1} END {print n + 0}'
 }
 start_postern() {  # deno|bun|bin [hook|spf|...]
   local rt=$1 name=postern-$1${2:++$2} d=$RT/postern-$1${2:++$2}
@@ -506,6 +579,8 @@ run_cell() {  # rep server size conc
   if [[ $s == *+admin ]]; then
     admin_poller "$s" "$cell/polls" & poller=$!
   fi
+  local calls0=
+  [[ $s == *+cluster ]] && calls0=$(redis_script_calls)
   t0=$(now)
   # in the background so that a TERM to the bench is handled at once (wait is interruptible)
   timeout "$SRC_TIMEOUT" "${cmd[@]}" > "$cell/src.out" 2> "$cell/src.err" & LOADPID=$!
@@ -518,6 +593,11 @@ run_cell() {  # rep server size conc
   if [ -n "$poller" ]; then
     kill "$poller" 2>/dev/null; wait "$poller" 2>/dev/null
     log "$s: admin API answers during the run (status count): $(tr '\n' ' ' < "$cell/polls")"
+  fi
+  if [ -n "$calls0" ]; then   # one script call per connection and one per message
+    local calls=$(( $(redis_script_calls) - calls0 ))
+    echo "$rep,$s,$n,$calls" >> "$BENCH_OUT/cluster_calls.csv"
+    log "$s: $calls rate-limit script calls in redis-server for $n messages"
   fi
   # End to end: every message stored (in the Maildir) and the queue empty.
   # shellcheck disable=SC2086
@@ -626,6 +706,10 @@ fi
 if [ "$ADMIN" = 1 ]; then
   start_postern deno admin
   [ "$BUN" = 1 ] && start_postern bun admin
+fi
+if [ "$CLUSTER" = 1 ]; then
+  setup_postern_cluster
+  for r in "${CLUSTER_RTS[@]}"; do start_postern "$r" limits; start_postern "$r" cluster; done
 fi
 sleep 2
 

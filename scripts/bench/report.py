@@ -20,7 +20,9 @@ SERVER_ORDER = ["postern-deno", "postern-bun", "postern-bin", "postfix-maildir",
                 "chasquid",
                 "postern-deno+hook", "postern-bun+hook", "chasquid+hook",
                 "postern-deno+spf", "postern-bun+spf", "postern-deno+reload",
-                "postern-bun+reload", "postern-deno+admin", "postern-bun+admin"]
+                "postern-bun+reload", "postern-deno+admin", "postern-bun+admin",
+                "postern-deno+limits", "postern-deno+cluster", "postern-bun+limits",
+                "postern-bun+cluster", "postern-bin+limits", "postern-bin+cluster"]
 PEERS = ["postfix-maildir", "postfix", "chasquid"]
 # The peer that stores like Postern (virtual(8) into a Maildir, fsync before rename).
 FAIR = "postfix-maildir"
@@ -140,6 +142,12 @@ def main() -> int:
                           ratio(rate.get((c, h)), rate.get((c, base)))])
         print_table(table)
 
+    clustered = [s for s in servers if s.endswith("+cluster")]
+    if clustered:
+        print()
+        print_cluster(rows, clustered, os.path.join(os.path.dirname(sys.argv[1]),
+                                                    "cluster_calls.csv"))
+
     posterns = [s for s in servers if s.startswith("postern") and "+" not in s]
     peers = [p for p in PEERS if p in servers]
     if posterns and peers:
@@ -241,6 +249,43 @@ def goals(rate: dict, e2e: dict, cpu: dict, pss: dict, startup: dict) -> list[tu
         out.append(("binary launch -> 220, ms <= 150", ms, 150, False))
         out.append(("binary idle RSS, MB <= 50", rss / 1024, 50, False))
     return out
+
+
+def print_cluster(rows: list[dict], clustered: list[str], calls_csv: str) -> None:
+    """The cost of `cluster` (issue 20): each +cluster server against the same
+    runtime and limits counting locally (+limits), pair by pair within a rep."""
+    print("Cluster (issue 20), small c=20: msgs/s with `cluster` set (rate limits counted in a "
+          "redis-server on 127.0.0.1) as a ratio to the same node and limits counted in the node "
+          "(goal: >= 0.90); per rep, then the median of the per-rep ratios")
+    calls: dict[str, list[tuple[int, int]]] = {}
+    if os.path.exists(calls_csv):
+        with open(calls_csv, newline="") as f:
+            for rep, server, n, k in csv.reader(f):
+                calls.setdefault(server, []).append((int(n), int(k)))
+    table = [["server", "msgs/s local (median)", "msgs/s cluster (median)", "ratio per rep",
+              "median ratio", "script calls/msg"]]
+    for h in clustered:
+        base = h[: -len("+cluster")] + "+limits"
+
+        def by_rep(server: str) -> dict[str, float]:
+            return {r["rep"]: float(r["msgs_per_s"]) for r in rows
+                    if r["server"] == server and r["size"] == "small" and r["conc"] == "20"
+                    and r["status"] == "OK"}
+        with_c, without = by_rep(h), by_rep(base)
+        reps = sorted(set(with_c) & set(without), key=int)
+        ratios = [with_c[r] / without[r] for r in reps if without[r] > 0]
+        per_msg = "-"
+        if calls.get(h):
+            per_msg = "/".join(f"{k / n:.2f}" for n, k in calls[h])
+        table.append([
+            h, fmt(statistics.median(without.values()) if without else None, 0),
+            fmt(statistics.median(with_c.values()) if with_c else None, 0),
+            " ".join(f"x{x:.2f}" for x in ratios) or "-",
+            f"x{statistics.median(ratios):.2f}" if ratios else "-", per_msg,
+        ])
+    print_table(table)
+    print("  (script calls/msg: EVALSHA calls in redis-server per message of each +cluster cell; "
+          "2.00 is one check per connection and one per message, all shared)")
 
 
 def ratio(a: float | None, b: float | None) -> str:

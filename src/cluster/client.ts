@@ -12,7 +12,6 @@
  * @module
  */
 
-import { setImmediate } from "node:timers";
 import { Redis, type RedisOptions } from "ioredis";
 import type { Counters, Logger } from "../log/mod.ts";
 import type { ClusterConfig } from "./settings.ts";
@@ -192,24 +191,46 @@ export class ClusterLink {
   }
 }
 
+/** Times a deadline is moved on because its timer fired late (a busy loop), at most. */
+const MAX_LATE_EXTENSIONS = 3;
+
 /**
  * `answer`, or a rejection once `ms` have passed without it. A timer that
- * fires late is most often a busy event loop rather than a slow server,
- * and the answer may then be read and waiting: the I/O of one more turn is
- * let in before giving up, so a node under load does not take its own lag
- * for the server's (seen on a loaded 2-core machine with ioredis's
- * commandTimeout, which flapped between shared and local counts).
+ * fires late is most often a busy event loop rather than a slow server
+ * (seen on a loaded 2-core machine with ioredis's commandTimeout, which
+ * flapped between shared and local counts, and in the bench's cluster
+ * row, where a node under load fell back to local counts):
+ * - when it fires more than `ms / 2` late, the node itself was not
+ *   listening, so the server gets another `ms` (at most
+ *   {@linkcode MAX_LATE_EXTENSIONS} times: a server that is down is still
+ *   told within a few timeouts, and a closed connection at once);
+ * - before giving up, the I/O of one more turn is let in, as the answer
+ *   may be read and waiting. That turn is a 0 ms timer: on Deno and on
+ *   Bun an immediate queued by the timer runs before the socket's pending
+ *   reply is read, while the next timer runs after it.
  */
 function withDeadline<T>(answer: Promise<T>, ms: number): Promise<T> {
   return new Promise((resolve, reject) => {
     let settled = false;
-    const timer = setTimeout(() => {
-      setImmediate(() => {
-        if (settled) return;
-        settled = true;
-        reject(new Error(`no answer within ${ms} ms`));
-      });
-    }, ms);
+    let extensions = 0;
+    let timer: ReturnType<typeof setTimeout>;
+    const giveUp = () => {
+      if (settled) return;
+      settled = true;
+      reject(new Error(`no answer within ${ms} ms`));
+    };
+    const arm = () => {
+      const due = performance.now() + ms;
+      timer = setTimeout(() => {
+        if (performance.now() - due > ms / 2 && extensions < MAX_LATE_EXTENSIONS) {
+          extensions++;
+          arm();
+        } else {
+          timer = setTimeout(giveUp, 0);
+        }
+      }, ms);
+    };
+    arm();
     answer.then((value) => {
       if (settled) return;
       settled = true;
