@@ -4,12 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { parseClusterUrl } from "../../../src/cluster/settings.ts";
-import { ConfigError, loadConfig } from "../../../src/config/mod.ts";
-import { makeTempDir, removeDir, writeTree } from "../helpers.ts";
+import { loadConfig } from "../../../src/config/mod.ts";
+import { configDirs, configError } from "./config_dirs.ts";
 
 describe("parseClusterUrl", () => {
   it("reads redis://, rediss:// and unix: URLs", () => {
@@ -57,31 +55,7 @@ describe("parseClusterUrl", () => {
 });
 
 describe("loadConfig: cluster", () => {
-  let root: string;
-  let n = 0;
-  before(async () => {
-    root = await makeTempDir("postern-cluster-config-");
-  });
-  after(async () => {
-    await removeDir(root);
-  });
-
-  async function configDir(files: Record<string, string>): Promise<string> {
-    const dir = join(root, `c${n++}`);
-    await mkdir(dir);
-    await writeTree(dir, files);
-    return dir;
-  }
-
-  async function configError(dir: string): Promise<ConfigError> {
-    try {
-      await loadConfig({ configDir: dir });
-    } catch (err) {
-      assert.ok(err instanceof ConfigError, String(err));
-      return err;
-    }
-    assert.fail("expected a ConfigError");
-  }
+  const configDir = configDirs("postern-cluster-config-");
 
   it("is off without the section", async () => {
     const config = await loadConfig({ configDir: await configDir({ "postern.yaml": "" }) });

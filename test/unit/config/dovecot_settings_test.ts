@@ -4,28 +4,13 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { ConfigError, loadConfig } from "../../../src/config/mod.ts";
-import { makeTempDir, removeDir, writeTree } from "../helpers.ts";
+import { configDirs } from "./config_dirs.ts";
 
 describe("loadConfig() with Dovecot settings", () => {
-  let root: string;
-  let n = 0;
-  before(async () => {
-    root = await makeTempDir("postern-config-");
-  });
-  after(async () => {
-    await removeDir(root);
-  });
-
-  async function configDir(files: Record<string, string>): Promise<string> {
-    const dir = join(root, `c${n++}`);
-    await mkdir(dir);
-    await writeTree(dir, files);
-    return dir;
-  }
+  const configDir = configDirs("postern-config-");
 
   it("gives every domain delivery.lmtp unless the domain says otherwise", async () => {
     const dir = await configDir({

@@ -9,13 +9,12 @@
 
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { ConfigError, DEFAULTS, loadConfig } from "../../../src/config/mod.ts";
 import { resolveOutbound } from "../../../src/config/outbound.ts";
 import type { ConfigFile } from "../../../src/config/mod.ts";
-import { makeTempDir, removeDir, writeTree } from "../helpers.ts";
+import { configDirs, configError } from "./config_dirs.ts";
 
 /** A context for `resolveOutbound()` whose files are the entries of `files`. */
 function context(files: Record<string, string> = {}) {
@@ -213,31 +212,7 @@ describe("resolveOutbound", () => {
 });
 
 describe("loadConfig outbound", () => {
-  let root: string;
-  let n = 0;
-  before(async () => {
-    root = await makeTempDir("postern-outbound-config-");
-  });
-  after(async () => {
-    await removeDir(root);
-  });
-
-  async function configDir(files: Record<string, string>): Promise<string> {
-    const dir = join(root, `c${n++}`);
-    await mkdir(dir);
-    await writeTree(dir, files);
-    return dir;
-  }
-
-  async function configError(dir: string): Promise<ConfigError> {
-    try {
-      await loadConfig({ configDir: dir });
-    } catch (err) {
-      assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-      return err;
-    }
-    assert.fail("expected loadConfig() to throw a ConfigError");
-  }
+  const configDir = configDirs("postern-outbound-config-");
 
   it("loadConfig() fills outbound with the defaults when postern.yaml has no outbound section", async () => {
     const dir = await configDir({ "postern.yaml": "hostname: mail.ours.test\n" });
