@@ -22,6 +22,13 @@ const LAZY: Record<string, string> = {
   mailauth: "loaded in the background after listening",
 };
 
+/**
+ * Single files of a lazy package that start-up may load: each is one small
+ * module that requires nothing else (nodemailer's address parser reads the
+ * authors of a From field for DMARC, src/auth/author_addresses.ts).
+ */
+const SMALL_PARTS = new Set(["nodemailer/lib/addressparser"]);
+
 /** Packages start-up does load, to show that the walk finds static imports. */
 const EAGER = ["smtp-server", "yaml", "valibot"];
 
@@ -94,7 +101,7 @@ describe("start-up imports", () => {
   for (const [name, why] of Object.entries(LAZY)) {
     it(`${name} is loaded on first use (${why}), not at start-up`, async () => {
       const statics = [...await reachable(MAIN, false)];
-      assert.deepEqual(statics.filter(inPackage(name)), []);
+      assert.deepEqual(statics.filter((s) => inPackage(name)(s) && !SMALL_PARTS.has(s)), []);
       // Still reachable through import("…") with a string, which the
       // compiled binary bundles.
       const all = [...await reachable(MAIN, true)];
