@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { FileHandle } from "node:fs/promises";
 import { durabilityFs } from "./fs_calls.ts";
 
 interface Batch {
@@ -14,16 +15,29 @@ interface Batch {
   reject: (err: unknown) => void;
 }
 
+/** Options of {@linkcode DirSyncer}. */
+export interface DirSyncerOptions {
+  /**
+   * Keep the directory open between syncs (one descriptor for the life of
+   * the syncer, two system calls fewer per sync). For the spool's queue
+   * directory, synced for every message; not for a Maildir per recipient.
+   */
+  hold?: boolean;
+}
+
 /** Coalesces fsync requests for one directory. */
 export class DirSyncer {
   #path: string;
+  #hold: boolean;
+  #held: FileHandle | undefined;
   #next: Batch | undefined;
   #running = false;
   #drained: Promise<void> = Promise.resolve();
 
   /** Creates a syncer for the directory at `path`. */
-  constructor(path: string) {
+  constructor(path: string, options: DirSyncerOptions = {}) {
     this.#path = path;
+    this.#hold = options.hold ?? false;
   }
 
   /**
@@ -48,10 +62,14 @@ export class DirSyncer {
   /**
    * Resolves once the syncs asked for so far have finished, so that a
    * shutdown does not end the process in the middle of one. Nothing is
-   * held open between syncs, so there is nothing else to release.
+   * held open between syncs unless `hold` was set; a held directory is
+   * closed (the next sync opens it again).
    */
-  close(): Promise<void> {
-    return this.#drained;
+  async close(): Promise<void> {
+    await this.#drained;
+    const held = this.#held;
+    this.#held = undefined;
+    await held?.close();
   }
 
   async #drain(): Promise<void> {
@@ -60,16 +78,25 @@ export class DirSyncer {
       const batch = this.#next;
       this.#next = undefined;
       try {
-        // Opened per sync, not held: a Maildir per recipient must not pin a
-        // descriptor each for the life of the process.
-        const handle = await durabilityFs.open(this.#path, "r");
-        try {
-          await handle.sync();
-        } finally {
-          await handle.close();
+        if (this.#hold) {
+          this.#held ??= await durabilityFs.open(this.#path, "r");
+          await this.#held.sync();
+        } else {
+          // Opened per sync, not held: a Maildir per recipient must not pin
+          // a descriptor each for the life of the process.
+          const handle = await durabilityFs.open(this.#path, "r");
+          try {
+            await handle.sync();
+          } finally {
+            await handle.close();
+          }
         }
         batch.resolve();
       } catch (err) {
+        // A held directory that failed is opened afresh for the next sync.
+        const held = this.#held;
+        this.#held = undefined;
+        await held?.close().catch(() => {});
         batch.reject(err);
       }
     }

@@ -46,6 +46,14 @@ export class DurableFile {
     );
   }
 
+  /**
+   * Wraps a file already opened empty at `tmpPath` for reading and writing
+   * (a spare taken from `SpareFiles`).
+   */
+  static fromHandle(handle: FileHandle, tmpPath: string): DurableFile {
+    return new DurableFile(handle, tmpPath);
+  }
+
   /** The temporary path, readable once {@linkcode flush} has returned. */
   get path(): string {
     return this.#tmpPath;
@@ -146,9 +154,12 @@ export class DurableFile {
   async commit(finalPath: string, syncer: DirSyncer): Promise<void> {
     await this.#flush();
     await this.#handle.datasync();
-    await this.#close();
+    // A rename needs no closed file: the close runs beside the rename and
+    // the directory sync instead of before them (one wait fewer per message).
+    const closed = this.#close();
+    closed.catch(() => {});
     await durabilityFs.rename(this.#tmpPath, finalPath);
-    await syncer.sync();
+    await Promise.all([closed, syncer.sync()]);
   }
 
   /** Closes and removes the temporary file. */

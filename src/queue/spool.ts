@@ -8,6 +8,8 @@
  *                      delivered (CRLF lines)
  * queue/<id>.state     per-recipient delivery state, once it has changed
  * corrupt/             files that failed validation, moved aside
+ * spare/               empty files made ahead of need (see spare_files.ts);
+ *                      a message's file is one of them moved into incoming/
  * ```
  *
  * A message exists in the queue from the instant its rename into `queue/`
@@ -24,6 +26,7 @@ import { DirSyncer } from "./dir_sync.ts";
 import { DurableFile, writeFileDurably } from "./durable_file.ts";
 import { durabilityFs } from "./fs_calls.ts";
 import { isQueueId } from "./id.ts";
+import { SpareFiles } from "./spare_files.ts";
 import {
   type DeliveryState,
   DeliveryStateSchema,
@@ -210,7 +213,9 @@ export class Spool {
   #incoming: string;
   #queue: string;
   #corrupt: string;
+  #spare: string;
   #queueSync: DirSyncer;
+  #spares: SpareFiles;
 
   /** Creates the spool under `<dataDir>/spool`. Call {@linkcode init}. */
   constructor(dataDir: string) {
@@ -218,7 +223,10 @@ export class Spool {
     this.#incoming = join(this.root, "incoming");
     this.#queue = join(this.root, "queue");
     this.#corrupt = join(this.root, "corrupt");
-    this.#queueSync = new DirSyncer(this.#queue);
+    this.#spare = join(this.root, "spare");
+    // The queue directory is fsynced for every message: its handle is held.
+    this.#queueSync = new DirSyncer(this.#queue, { hold: true });
+    this.#spares = new SpareFiles(this.#spare);
   }
 
   /**
@@ -226,17 +234,22 @@ export class Spool {
    * those messages were never acknowledged, so the client still has them.
    */
   async init(): Promise<void> {
-    for (const dir of [this.#incoming, this.#queue, this.#corrupt]) {
+    for (const dir of [this.#incoming, this.#queue, this.#corrupt, this.#spare]) {
       await mkdir(dir, { recursive: true, mode: 0o700 });
     }
     for (const name of await readdir(this.#incoming)) {
       await unlink(join(this.#incoming, name)).catch(() => {});
     }
+    await this.#spares.clean();
   }
 
-  /** Starts receiving a message with the given envelope. */
+  /**
+   * Starts receiving a message with the given envelope, in a spare file
+   * moved to `incoming/<id>` (created there when none is ready).
+   */
   async receive(envelope: Envelope): Promise<SpoolWriter> {
-    const file = await DurableFile.create(join(this.#incoming, envelope.id));
+    const path = join(this.#incoming, envelope.id);
+    const file = DurableFile.fromHandle(await this.#spares.take(path), path);
     try {
       const line = new TextEncoder().encode(JSON.stringify(envelope));
       await file.write(headRegion(line, line.byteLength + 1 + HEAD_RESERVE, new Uint8Array(0)));
@@ -314,9 +327,10 @@ export class Spool {
     await durabilityFs.unlink(join(this.#queue, `${id}.state`)).catch(ignoreMissing);
   }
 
-  /** Closes held directory handles. */
-  close(): Promise<void> {
-    return this.#queueSync.close();
+  /** Closes held directory handles and removes the spare files. */
+  async close(): Promise<void> {
+    await this.#spares.close();
+    await this.#queueSync.close();
   }
 
   #messagePath(id: string): string {

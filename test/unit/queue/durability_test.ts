@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { type LocalDomain, parseAliases, RecipientResolver } from "../../../src/aliases/mod.ts";
@@ -61,12 +62,10 @@ describe("durability: the order of writes, syncs and renames", () => {
     await removeDir(root);
   });
 
-  it("SpoolWriter.commit() resolves after write, fdatasync, rename into queue/ and fsync of queue/", async () => {
-    const envelope = makeEnvelope({ received_at: RECEIVED_AT });
-    await spoolMessage(spool, envelope, BODY);
-    recorder.mark("committed");
-    const incoming = join(spool.root, "incoming", envelope.id);
-    const queued = join(spool.root, "queue", `${envelope.id}.msg`);
+  /** Asserts the order of one message's commit, recorded up to the mark "committed". */
+  function assertCommitOrder(id: string): void {
+    const incoming = join(spool.root, "incoming", id);
+    const queued = join(spool.root, "queue", `${id}.msg`);
     const queueDir = join(spool.root, "queue");
     const synced = fileSyncEnd(recorder, incoming);
     const renameBegin = recorder.findRename("begin", incoming, queued);
@@ -82,6 +81,32 @@ describe("durability: the order of writes, syncs and renames", () => {
       ["fsync of queue/ ends", dirSyncEnd],
       ["commit() resolves (the 250 may go out)", recorder.find("mark", "end", "committed")],
     ]);
+  }
+
+  it("SpoolWriter.commit() resolves after write, fdatasync, rename into queue/ and fsync of queue/", async () => {
+    const envelope = makeEnvelope({ received_at: RECEIVED_AT });
+    await spoolMessage(spool, envelope, BODY);
+    recorder.mark("committed");
+    assertCommitOrder(envelope.id);
+  });
+
+  it("a message received into a spare file is committed in the same order", async () => {
+    // The first message makes the spool fill its pool of spare files.
+    await spoolMessage(spool, makeEnvelope({ received_at: RECEIVED_AT }), BODY);
+    const spareDir = join(spool.root, "spare");
+    for (let i = 0; i < 400 && (await readdir(spareDir)).length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    recorder.events.length = 0;
+    const envelope = makeEnvelope({ received_at: RECEIVED_AT });
+    await spoolMessage(spool, envelope, BODY);
+    recorder.mark("committed");
+    const incoming = join(spool.root, "incoming", envelope.id);
+    const linked = recorder.events.find((e) =>
+      e.call === "link" && e.to === incoming && e.path.startsWith(`${spareDir}/`)
+    );
+    assert.ok(linked, `the message did not take a spare:\n${recorder.describe()}`);
+    assertCommitOrder(envelope.id);
   });
 
   it("Spool.saveState() resolves after the state file and queue/ are synced, in order", async () => {

@@ -12,11 +12,11 @@ import { type DurabilityFs, durabilityFs } from "../../../src/queue/fs_calls.ts"
 
 /** A recorded call: its beginning or its end, or a mark the test set. */
 export interface FsEvent {
-  call: "open" | "write" | "datasync" | "sync" | "close" | "rename" | "unlink" | "mark";
+  call: "open" | "write" | "datasync" | "sync" | "close" | "rename" | "link" | "unlink" | "mark";
   phase: "begin" | "end";
   /** The file or directory (for a rename, its source). */
   path: string;
-  /** The target of a rename. */
+  /** The target of a rename or link. */
   to?: string;
 }
 
@@ -27,6 +27,12 @@ const RECORDED = new Set(["write", "datasync", "sync", "close"]);
 export class FsRecorder {
   readonly events: FsEvent[] = [];
   #saved: DurabilityFs | undefined;
+  /**
+   * The current path of each recorded handle, by the path it has now: a
+   * file opened under one name (a spare) and renamed is recorded under its
+   * new name from the rename on, as `strace -y` shows it.
+   */
+  #handlesAt = new Map<string, Array<{ path: string }>>();
 
   /** Replaces the seam's calls with recording ones. */
   install(): void {
@@ -47,11 +53,28 @@ export class FsRecorder {
       );
       return this.#wrap(handle, String(path), record);
     }) as DurabilityFs["open"];
-    durabilityFs.rename = ((from: string, to: string) =>
-      record(
+    const move = (from: string, to: string) => {
+      const moved = this.#handlesAt.get(from) ?? [];
+      this.#handlesAt.delete(from);
+      for (const at of moved) at.path = to;
+      this.#handlesAt.set(to, [...(this.#handlesAt.get(to) ?? []), ...moved]);
+    };
+    durabilityFs.rename = (async (from: string, to: string) => {
+      await record(
         { call: "rename", path: String(from), to: String(to) },
         () => real.rename(from, to),
-      )) as DurabilityFs["rename"];
+      );
+      move(String(from), String(to));
+    }) as DurabilityFs["rename"];
+    // A spare file is taken by a link to its new name (then its old name is
+    // removed): its handle is recorded under the new name from then on.
+    durabilityFs.link = (async (from: string, to: string) => {
+      await record(
+        { call: "link", path: String(from), to: String(to) },
+        () => real.link(from, to),
+      );
+      move(String(from), String(to));
+    }) as DurabilityFs["link"];
     durabilityFs.unlink =
       ((path: string) =>
         record({ call: "unlink", path: String(path) }, () => real.unlink(path))) as DurabilityFs[
@@ -100,9 +123,11 @@ export class FsRecorder {
 
   #wrap(
     handle: FileHandle,
-    path: string,
+    openedAt: string,
     record: <T>(event: Omit<FsEvent, "phase">, run: () => Promise<T>) => Promise<T>,
   ): FileHandle {
+    const at = { path: openedAt };
+    this.#handlesAt.set(openedAt, [...(this.#handlesAt.get(openedAt) ?? []), at]);
     return new Proxy(handle, {
       get(target, prop) {
         const value = Reflect.get(target, prop, target);
@@ -110,7 +135,7 @@ export class FsRecorder {
         if (typeof prop === "string" && RECORDED.has(prop)) {
           return (...args: unknown[]) =>
             record(
-              { call: prop as FsEvent["call"], path },
+              { call: prop as FsEvent["call"], path: at.path },
               () => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args),
             );
         }

@@ -27,9 +27,18 @@ describe("Spool", () => {
     await removeDir(dataDir);
   });
 
-  it("init() creates incoming/, queue/ and corrupt/ under <data>/spool", async () => {
+  it("init() creates incoming/, queue/, corrupt/ and spare/ under <data>/spool", async () => {
     assert.equal(spool.root, join(dataDir, "spool"));
-    assert.deepEqual(await listDir(spool.root), ["corrupt", "incoming", "queue"]);
+    assert.deepEqual(await listDir(spool.root), ["corrupt", "incoming", "queue", "spare"]);
+  });
+
+  it("init() removes what an earlier run left in spare/", async () => {
+    await writeFile(join(spool.root, "spare", "spare-1"), "");
+    await writeFile(join(spool.root, "spare", "spare-2"), "not ours either");
+    const again = new Spool(dataDir);
+    await again.init();
+    await again.close();
+    assert.deepEqual(await listDir(join(spool.root, "spare")), []);
   });
 
   it("init() removes leftovers in incoming/ when called again", async () => {
