@@ -8,7 +8,7 @@
  * @module
  */
 
-import { link, open, rename, unlink } from "node:fs/promises";
+import { open, rename, unlink } from "node:fs/promises";
 
 /** The calls {@linkcode durabilityFs} provides. */
 export interface DurabilityFs {
@@ -16,8 +16,6 @@ export interface DurabilityFs {
   open: typeof open;
   /** Renames a file into place. */
   rename: typeof rename;
-  /** Gives a file a second name; fails if that name exists (a rename that never replaces). */
-  link: typeof link;
   /** Removes a file. */
   unlink: typeof unlink;
 }
@@ -27,4 +25,4 @@ export interface DurabilityFs {
  * code never changes it; tests replace its members to record calls and put
  * them back afterwards.
  */
-export const durabilityFs: DurabilityFs = { open, rename, link, unlink };
+export const durabilityFs: DurabilityFs = { open, rename, unlink };

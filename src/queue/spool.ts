@@ -73,14 +73,23 @@ export class SpoolWriter {
   #head: Uint8Array = new Uint8Array(0);
   /** The envelope changed since its line was written. */
   #envelopeChanged = false;
+  /** Tells the spool the file has left incoming/ (committed or aborted). */
+  #done: () => void;
 
   /** @internal Use {@linkcode Spool.receive}. */
-  constructor(envelope: Envelope, file: DurableFile, finalPath: string, syncer: DirSyncer) {
+  constructor(
+    envelope: Envelope,
+    file: DurableFile,
+    finalPath: string,
+    syncer: DirSyncer,
+    done: () => void = () => {},
+  ) {
     this.envelope = envelope;
     this.#file = file;
     this.#finalPath = finalPath;
     this.#syncer = syncer;
     this.#dataStart = file.bytes;
+    this.#done = done;
   }
 
   /** Bytes of message data written (not counting the envelope line or added headers). */
@@ -165,6 +174,7 @@ export class SpoolWriter {
   async commit(head?: Uint8Array): Promise<SpoolItem> {
     if (head || this.#envelopeChanged) await this.prepend(head ?? new Uint8Array(0));
     await this.#file.commit(this.#finalPath, this.#syncer);
+    this.#done();
     return {
       envelope: this.envelope,
       state: initialState(this.envelope),
@@ -174,8 +184,9 @@ export class SpoolWriter {
   }
 
   /** Discards the partial message. */
-  abort(): Promise<void> {
-    return this.#file.abort();
+  async abort(): Promise<void> {
+    await this.#file.abort();
+    this.#done();
   }
 
   /** The rare case of more head than reserved room: a new file with a copy. */
@@ -216,6 +227,14 @@ export class Spool {
   #spare: string;
   #queueSync: DirSyncer;
   #spares: SpareFiles;
+  /** IDs of the messages being received (their files are in incoming/). */
+  #receiving = new Set<string>();
+  /**
+   * IDs that may have a state file: saved by this process, or found at
+   * start-up. Most messages are delivered at the first attempt and never
+   * get one, and their removal skips the unlink that would fail.
+   */
+  #mayHaveState = new Set<string>();
 
   /** Creates the spool under `<dataDir>/spool`. Call {@linkcode init}. */
   constructor(dataDir: string) {
@@ -245,19 +264,37 @@ export class Spool {
 
   /**
    * Starts receiving a message with the given envelope, in a spare file
-   * moved to `incoming/<id>` (created there when none is ready).
+   * renamed to `incoming/<id>` (created there when none is ready). An ID
+   * already being received is refused with EEXIST: a rename would replace
+   * its file (`incoming/` holds only this process's files; it is emptied at
+   * start-up).
    */
   async receive(envelope: Envelope): Promise<SpoolWriter> {
-    const path = join(this.#incoming, envelope.id);
-    const file = DurableFile.fromHandle(await this.#spares.take(path), path);
+    const id = envelope.id;
+    if (this.#receiving.has(id)) {
+      throw Object.assign(new Error(`queue ID ${id} is already being received`), {
+        code: "EEXIST",
+      });
+    }
+    this.#receiving.add(id);
+    const done = () => this.#receiving.delete(id);
+    const path = join(this.#incoming, id);
+    let file: DurableFile;
+    try {
+      file = DurableFile.fromHandle(await this.#spares.take(path), path);
+    } catch (err) {
+      done();
+      throw err;
+    }
     try {
       const line = new TextEncoder().encode(JSON.stringify(envelope));
       await file.write(headRegion(line, line.byteLength + 1 + HEAD_RESERVE, new Uint8Array(0)));
     } catch (err) {
       await file.abort();
+      done();
       throw err;
     }
-    return new SpoolWriter(envelope, file, this.#messagePath(envelope.id), this.#queueSync);
+    return new SpoolWriter(envelope, file, this.#messagePath(id), this.#queueSync, done);
   }
 
   /**
@@ -279,6 +316,7 @@ export class Spool {
     }
     for (const id of [...messages].sort()) {
       try {
+        this.#mayHaveState.add(id);
         items.push(await this.#readItem(id));
       } catch (err) {
         const reason = err instanceof Error ? err.message : String(err);
@@ -309,6 +347,7 @@ export class Spool {
 
   /** Durably records the delivery state of an item. */
   async saveState(id: string, state: DeliveryState): Promise<void> {
+    this.#mayHaveState.add(id);
     const data = new TextEncoder().encode(JSON.stringify(state));
     await writeFileDurably(
       join(this.#incoming, `${id}.state`),
@@ -324,6 +363,7 @@ export class Spool {
    */
   async remove(id: string): Promise<void> {
     await durabilityFs.unlink(this.#messagePath(id)).catch(ignoreMissing);
+    if (!this.#mayHaveState.delete(id)) return;
     await durabilityFs.unlink(join(this.#queue, `${id}.state`)).catch(ignoreMissing);
   }
 

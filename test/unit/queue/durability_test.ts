@@ -102,10 +102,10 @@ describe("durability: the order of writes, syncs and renames", () => {
     await spoolMessage(spool, envelope, BODY);
     recorder.mark("committed");
     const incoming = join(spool.root, "incoming", envelope.id);
-    const linked = recorder.events.find((e) =>
-      e.call === "link" && e.to === incoming && e.path.startsWith(`${spareDir}/`)
+    const taken = recorder.events.find((e) =>
+      e.call === "rename" && e.to === incoming && e.path.startsWith(`${spareDir}/`)
     );
-    assert.ok(linked, `the message did not take a spare:\n${recorder.describe()}`);
+    assert.ok(taken, `the message did not take a spare:\n${recorder.describe()}`);
     assertCommitOrder(envelope.id);
   });
 

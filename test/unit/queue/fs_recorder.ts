@@ -12,11 +12,11 @@ import { type DurabilityFs, durabilityFs } from "../../../src/queue/fs_calls.ts"
 
 /** A recorded call: its beginning or its end, or a mark the test set. */
 export interface FsEvent {
-  call: "open" | "write" | "datasync" | "sync" | "close" | "rename" | "link" | "unlink" | "mark";
+  call: "open" | "write" | "datasync" | "sync" | "close" | "rename" | "unlink" | "mark";
   phase: "begin" | "end";
   /** The file or directory (for a rename, its source). */
   path: string;
-  /** The target of a rename or link. */
+  /** The target of a rename. */
   to?: string;
 }
 
@@ -28,9 +28,9 @@ export class FsRecorder {
   readonly events: FsEvent[] = [];
   #saved: DurabilityFs | undefined;
   /**
-   * The current path of each recorded handle, by the path it has now: a
-   * file opened under one name (a spare) and renamed is recorded under its
-   * new name from the rename on, as `strace -y` shows it.
+   * The recorded handles by the path they have now: a file opened under
+   * one name (a spare) and renamed is recorded under its new name from the
+   * rename on, as `strace -y` shows it.
    */
   #handlesAt = new Map<string, Array<{ path: string }>>();
 
@@ -66,15 +66,6 @@ export class FsRecorder {
       );
       move(String(from), String(to));
     }) as DurabilityFs["rename"];
-    // A spare file is taken by a link to its new name (then its old name is
-    // removed): its handle is recorded under the new name from then on.
-    durabilityFs.link = (async (from: string, to: string) => {
-      await record(
-        { call: "link", path: String(from), to: String(to) },
-        () => real.link(from, to),
-      );
-      move(String(from), String(to));
-    }) as DurabilityFs["link"];
     durabilityFs.unlink =
       ((path: string) =>
         record({ call: "unlink", path: String(path) }, () => real.unlink(path))) as DurabilityFs[

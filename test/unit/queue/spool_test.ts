@@ -4,6 +4,7 @@ import { readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { type DeliveryState, newQueueId, Spool } from "../../../src/queue/mod.ts";
+import { durabilityFs } from "../../../src/queue/fs_calls.ts";
 import { collectBytes, collectText, listDir, makeTempDir, removeDir } from "../helpers.ts";
 import { makeEnvelope, spoolMessage } from "./fixtures.ts";
 
@@ -115,6 +116,27 @@ describe("Spool", () => {
       return true;
     });
     await writer.abort();
+  });
+
+  it("receive() refuses the same ID when a spare file is ready, and the first message is kept", async () => {
+    await spoolMessage(spool, makeEnvelope(), "fills the pool\r\n");
+    const spareDir = join(spool.root, "spare");
+    for (let i = 0; i < 400 && (await listDir(spareDir)).length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.notDeepEqual(await listDir(spareDir), [], "no spare file was made");
+    const envelope = makeEnvelope();
+    const writer = await spool.receive(envelope);
+    await writer.write(new TextEncoder().encode("the first\r\n"));
+    await assert.rejects(spool.receive(envelope), (err: unknown) => {
+      assert.equal((err as { code?: string }).code, "EEXIST");
+      return true;
+    });
+    const item = await writer.commit();
+    assert.equal(await collectText(spool.openMessage(item)), "the first\r\n");
+    // Once committed, the ID can be received again (the queue refuses it elsewhere).
+    const again = await spool.receive(envelope);
+    await again.abort();
   });
 
   it("load() reads committed items back in ID order with their envelopes", async () => {
@@ -298,6 +320,40 @@ describe("Spool", () => {
     await spool.remove(envelope.id);
     assert.deepEqual(await listDir(queueDir), []);
     assert.deepEqual((await spool.load()).items, []);
+  });
+
+  it("remove() after a restart deletes the state file the earlier run saved", async () => {
+    const envelope = makeEnvelope();
+    await spoolMessage(spool, envelope, "m\r\n");
+    await spool.saveState(envelope.id, {
+      v: 1,
+      recipients: [{ address: "alice@ex.test", status: "pending", attempts: 1 }],
+    });
+    const restarted = new Spool(dataDir);
+    await restarted.init();
+    const { items } = await restarted.load();
+    assert.equal(items.length, 1);
+    await restarted.remove(envelope.id);
+    await restarted.close();
+    assert.deepEqual(await listDir(queueDir), []);
+  });
+
+  it("remove() of a message that never had a state file removes just the message", async () => {
+    const envelope = makeEnvelope();
+    await spoolMessage(spool, envelope, "m\r\n");
+    const unlinked: string[] = [];
+    const unlink = durabilityFs.unlink;
+    durabilityFs.unlink = (path) => {
+      unlinked.push(String(path));
+      return unlink(path);
+    };
+    try {
+      await spool.remove(envelope.id);
+    } finally {
+      durabilityFs.unlink = unlink;
+    }
+    assert.deepEqual(unlinked, [join(queueDir, `${envelope.id}.msg`)]);
+    assert.deepEqual(await listDir(queueDir), []);
   });
 
   it("remove() succeeds when there is no state file or nothing at all", async () => {
