@@ -11,7 +11,7 @@ import { join } from "node:path";
 import type { Logger } from "../log/mod.ts";
 import { type HttpServer, serveHttp } from "../runtime/mod.ts";
 import { splitHostPort } from "../smtp/mod.ts";
-import { adminApp, type AdminDeps } from "./app.ts";
+import type { AdminDeps } from "./app.ts";
 import { loadOrCreateToken } from "./token.ts";
 
 /** Options of {@linkcode startAdmin}. */
@@ -40,11 +40,21 @@ export async function startAdmin(options: AdminOptions): Promise<HttpServer> {
     options.logger.info("admin token generated", { file: options.tokenFile });
   }
   if (token.warning) options.logger.warn(token.warning);
-  const app = adminApp({ ...options.deps, token: token.token });
+  // The app (hono and its validator) is loaded by the first request, not
+  // at start-up: most of the time nobody asks (issue 17, idle memory).
+  let app: Promise<{ fetch(request: Request): Response | Promise<Response> }> | undefined;
+  const loadApp = () =>
+    import("./app.ts").then(({ adminApp }) => adminApp({ ...options.deps, token: token.token }));
   let server: HttpServer;
   try {
     const { host, port } = splitHostPort(options.listen);
-    server = serveHttp(host, port, (request) => app.fetch(request));
+    // A failed load is tried again by the next request.
+    const appNow = () =>
+      app ??= loadApp().catch((err) => {
+        app = undefined;
+        throw err;
+      });
+    server = serveHttp(host, port, async (request) => (await appNow()).fetch(request));
   } catch (err) {
     throw new Error(
       `admin API: cannot listen on ${options.listen}: ${err instanceof Error ? err.message : err}`,

@@ -20,6 +20,8 @@ const LAZY: Record<string, string> = {
   ioredis: "only with cluster",
   nodemailer: "first outbound or LMTP delivery",
   mailauth: "loaded in the background after listening",
+  hono: "the admin API's first request",
+  "@hono/valibot-validator": "the admin API's first request",
 };
 
 /**
