@@ -13,6 +13,13 @@ import { mkdir, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DirSyncer, DurableFile } from "../queue/mod.ts";
 
+/**
+ * How long the fsync of a busy Maildir's new/ waits for more deliveries to
+ * share it. Delivered messages are visible in new/ at once; this only
+ * delays the removal of the spool copy (and the delivery's log line).
+ */
+export const NEW_SYNC_LINGER_MS = 5;
+
 /** A Maildir folder and its syncer. */
 export class Maildir {
   readonly path: string;
@@ -22,7 +29,9 @@ export class Maildir {
   /** Creates a handle for the Maildir at `path` (created on first use). */
   constructor(path: string) {
     this.path = path;
-    this.#newSync = new DirSyncer(join(path, "new"));
+    // The sync of new/ lets the spool copy go; no client waits for it, so
+    // in a busy Maildir it gathers a few milliseconds of deliveries.
+    this.#newSync = new DirSyncer(join(path, "new"), { lingerMs: NEW_SYNC_LINGER_MS });
   }
 
   /**

@@ -23,12 +23,25 @@ export interface DirSyncerOptions {
    * directory, synced for every message; not for a Maildir per recipient.
    */
   hold?: boolean;
+  /**
+   * When the directory is busy (its last fsync ended less than ten times
+   * this ago), wait this long before the next fsync, gathering the calls
+   * that come meanwhile into it (default 0: never wait). For syncs that no
+   * client waits for, such as a Maildir's `new/`, whose sync only lets the
+   * spool copy go: fewer fsyncs, each a flush of the device's write cache,
+   * leave more of them to the syncs that do stand before a 250. A quiet
+   * directory (the mailboxes of a message to many users) is synced at once.
+   */
+  lingerMs?: number;
 }
 
 /** Coalesces fsync requests for one directory. */
 export class DirSyncer {
   #path: string;
   #hold: boolean;
+  #lingerMs: number;
+  /** When the last fsync ended (performance.now()), for `lingerMs`. */
+  #lastEnd = -Infinity;
   #held: FileHandle | undefined;
   #next: Batch | undefined;
   #running = false;
@@ -38,6 +51,7 @@ export class DirSyncer {
   constructor(path: string, options: DirSyncerOptions = {}) {
     this.#path = path;
     this.#hold = options.hold ?? false;
+    this.#lingerMs = Math.max(0, options.lingerMs ?? 0);
   }
 
   /**
@@ -75,7 +89,10 @@ export class DirSyncer {
   async #drain(): Promise<void> {
     this.#running = true;
     while (this.#next) {
-      const batch = this.#next;
+      if (this.#lingerMs > 0 && performance.now() - this.#lastEnd < 10 * this.#lingerMs) {
+        await new Promise((resolve) => setTimeout(resolve, this.#lingerMs));
+      }
+      const batch = this.#next!;
       this.#next = undefined;
       try {
         if (this.#hold) {
@@ -91,6 +108,7 @@ export class DirSyncer {
             await handle.close();
           }
         }
+        this.#lastEnd = performance.now();
         batch.resolve();
       } catch (err) {
         // A held directory that failed is opened afresh for the next sync.

@@ -117,6 +117,47 @@ describe("DirSyncer", () => {
     }
   });
 
+  /** The number of fsyncs of `dir` that ended while `run` ran. */
+  async function fsyncsDuring(dir: string, run: () => Promise<void>): Promise<number> {
+    const recorder = new FsRecorder();
+    recorder.install();
+    try {
+      await run();
+    } finally {
+      recorder.restore();
+    }
+    return recorder.events.filter((e) => e.call === "sync" && e.phase === "end" && e.path === dir)
+      .length;
+  }
+
+  it("with lingerMs, a busy directory gathers the calls of the linger into one fsync", async () => {
+    const syncer = new DirSyncer(root, { lingerMs: 200 });
+    try {
+      const count = await fsyncsDuring(root, async () => {
+        await syncer.sync(); // quiet: at once
+        // Busy now: the next fsync waits 200 ms, and a call 20 ms later joins it.
+        const first = syncer.sync();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const second = syncer.sync();
+        assert.equal(first, second);
+        await Promise.all([first, second]);
+      });
+      assert.equal(count, 2);
+    } finally {
+      await syncer.close();
+    }
+  });
+
+  it("with lingerMs, a quiet directory is synced at once", async () => {
+    // A linger of 10 minutes: the test would time out if the first sync waited.
+    const syncer = new DirSyncer(root, { lingerMs: 600_000 });
+    try {
+      assert.equal(await fsyncsDuring(root, () => syncer.sync()), 1);
+    } finally {
+      await syncer.close();
+    }
+  });
+
   it("close() can be called before any sync and more than once", async () => {
     const syncer = new DirSyncer(root);
     await syncer.close();
