@@ -7,28 +7,11 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import process from "node:process";
 import { after, afterEach, before, describe, it } from "node:test";
-import { findDeno } from "../../../src/hooks/find_deno.ts";
 import { ModulePool, type ModulePoolOptions } from "../../../src/hooks/module_pool.ts";
-import { NO_GRANTS } from "../../../src/hooks/sandbox.ts";
 import type { CallOutcome } from "../../../src/hooks/worker.ts";
-import { WORKER_SOURCE } from "../../../src/hooks/worker_source.ts";
 import { Logger } from "../../../src/log/mod.ts";
-import { makeTempDir, removeDir } from "../helpers.ts";
-
-/** Polls `condition` every 10 ms; fails after `limitMs`. */
-async function eventually(
-  condition: () => boolean,
-  what: string,
-  limitMs = 8000,
-): Promise<void> {
-  for (let waited = 0; waited <= limitMs; waited += 10) {
-    if (condition()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
+import { eventually, PoolFixture } from "./pool_fixture.ts";
 
 /** The value of a successful outcome; fails the test otherwise. */
 function valueOf(outcome: CallOutcome): unknown {
@@ -72,60 +55,25 @@ function timeOf(line: string): number {
 }
 
 describe("ModulePool", () => {
-  let root: string;
-  let hooksDir: string;
-  let bootstrap: string;
-  let deno: string;
+  let fixture: PoolFixture;
   let lines: string[];
-  let pools: ModulePool[] = [];
-  let counter = 0;
 
   before(async () => {
-    const found = findDeno({ env: (n) => process.env[n], execPath: process.execPath });
-    assert.ok(found, "these tests need deno on PATH, in DENO_BIN, or as the running runtime");
-    deno = found.path;
-    root = await makeTempDir("postern-pool-");
-    hooksDir = join(root, "hooks");
-    await mkdir(hooksDir);
-    await mkdir(join(root, "run"));
-    bootstrap = join(root, "run", "hook_worker.js");
-    await writeFile(bootstrap, WORKER_SOURCE);
+    fixture = await PoolFixture.create("postern-pool-");
   });
-  afterEach(() => {
-    for (const pool of pools) pool.kill();
-    pools = [];
-  });
-  after(async () => {
-    await removeDir(root);
-  });
+  afterEach(() => fixture.killAll());
+  after(() => fixture.remove());
 
-  /** Writes `source` as a fresh hook module and starts a pool for it. */
-  async function startPool(
+  /** Writes `source` as a fresh hook module and starts a pool for it, logging into `lines`. */
+  function startPool(
     source: string,
     overrides: Partial<ModulePoolOptions> = {},
   ): Promise<ModulePool> {
-    const name = `hook-${++counter}`;
-    const entry = join(hooksDir, `${name}.ts`);
-    await writeFile(entry, source);
     lines = [];
-    const pool = new ModulePool({
-      name,
-      hooksDir,
-      entry,
-      deno,
-      bootstrap,
-      grants: NO_GRANTS,
-      maxMemoryBytes: 128 * 1024 * 1024,
-      outputLimits: { linesPerSecond: 200, bytesPerSecond: 64 * 1024 },
-      workers: 1,
-      timeoutMs: 15_000,
-      cwd: root,
-      env: (n) => process.env[n],
+    return fixture.start(source, {
       logger: new Logger("debug", (line) => lines.push(line)),
       ...overrides,
     });
-    pools.push(pool);
-    return pool;
   }
 
   const logged = (msg: string) => lines.filter((l) => l.includes(` msg=${JSON.stringify(msg)}`));
@@ -358,7 +306,7 @@ export default function (input) {
   });
 
   it("call() runs the hook with reads limited to its own files and no env, write or net", async () => {
-    const secret = join(root, "secret.txt");
+    const secret = join(fixture.root, "secret.txt");
     await writeFile(secret, "top secret");
     const pool = await startPool(`
 export default async function (input) {
@@ -379,7 +327,7 @@ export default async function (input) {
   }
   return results;
 }`);
-    const ownDir = join(hooksDir, pool.options.name);
+    const ownDir = join(fixture.hooksDir, pool.options.name);
     await mkdir(ownDir);
     await writeFile(join(ownDir, "list.txt"), "own data");
     const value = valueOf(

@@ -6,22 +6,14 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import process from "node:process";
 import { after, afterEach, before, describe, it } from "node:test";
-import { findDeno } from "../../../src/hooks/find_deno.ts";
-import { ModulePool } from "../../../src/hooks/module_pool.ts";
-import { NO_GRANTS } from "../../../src/hooks/sandbox.ts";
 import {
   answerShared,
   MAX_SHARED_VALUE,
   type SharedRequest,
   type SharedStore,
 } from "../../../src/hooks/shared_state.ts";
-import { WORKER_SOURCE } from "../../../src/hooks/worker_source.ts";
-import { Logger } from "../../../src/log/mod.ts";
-import { makeTempDir, removeDir } from "../helpers.ts";
+import { PoolFixture } from "./pool_fixture.ts";
 
 /** An in-memory store that records what it was asked, by hook. */
 class MemoryStore implements SharedStore {
@@ -99,53 +91,17 @@ describe("answerShared", () => {
 });
 
 describe("shared state over the hook channel", () => {
-  let root: string;
-  let hooksDir: string;
-  let bootstrap: string;
-  let deno: string;
-  let pools: ModulePool[] = [];
-  let counter = 0;
+  let fixture: PoolFixture;
 
   before(async () => {
-    const found = findDeno({ env: (n) => process.env[n], execPath: process.execPath });
-    assert.ok(found, "these tests need deno on PATH, in DENO_BIN, or as the running runtime");
-    deno = found.path;
-    root = await makeTempDir("postern-shared-");
-    hooksDir = join(root, "hooks");
-    await mkdir(hooksDir);
-    bootstrap = join(root, "hook_worker.js");
-    await writeFile(bootstrap, WORKER_SOURCE);
+    fixture = await PoolFixture.create("postern-shared-");
   });
-  afterEach(() => {
-    for (const pool of pools) pool.kill();
-    pools = [];
-  });
-  after(async () => {
-    await removeDir(root);
-  });
+  afterEach(() => fixture.killAll());
+  after(() => fixture.remove());
 
   async function startPool(source: string, shared: SharedStore | undefined) {
-    const name = `hook-${++counter}`;
-    const entry = join(hooksDir, `${name}.ts`);
-    await writeFile(entry, source);
-    const pool = new ModulePool({
-      name,
-      hooksDir,
-      entry,
-      deno,
-      bootstrap,
-      grants: NO_GRANTS,
-      maxMemoryBytes: 128 * 1024 * 1024,
-      outputLimits: { linesPerSecond: 200, bytesPerSecond: 64 * 1024 },
-      workers: 1,
-      timeoutMs: 15_000,
-      cwd: root,
-      env: (n) => process.env[n],
-      logger: new Logger("error", () => {}),
-      shared,
-    });
-    pools.push(pool);
-    return { pool, name };
+    const pool = await fixture.start(source, { shared });
+    return { pool, name: pool.options.name };
   }
 
   it("a hook counts, sets and gets through Postern, with no network grant", async () => {

@@ -10,18 +10,12 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import process from "node:process";
 import { after, afterEach, before, describe, it } from "node:test";
-import { findDeno } from "../../../src/hooks/find_deno.ts";
 import { MAX_FRAME_BYTES } from "../../../src/hooks/frames.ts";
-import { ModulePool } from "../../../src/hooks/module_pool.ts";
-import { NO_GRANTS } from "../../../src/hooks/sandbox.ts";
+import type { ModulePool } from "../../../src/hooks/module_pool.ts";
 import type { CallOutcome } from "../../../src/hooks/worker.ts";
-import { WORKER_SOURCE } from "../../../src/hooks/worker_source.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
-import { makeTempDir, removeDir } from "../helpers.ts";
+import { eventually, PoolFixture } from "./pool_fixture.ts";
 
 /**
  * Hook source: `forge(announced, kind, id, payload)` writes one frame on descriptor 3 as a
@@ -44,71 +38,31 @@ function forge(announced, kind, id, payload) {
 const json = (value) => new TextEncoder().encode(JSON.stringify(value));
 `;
 
-async function eventually(condition: () => boolean, what: string, limitMs = 8000) {
-  for (let waited = 0; waited <= limitMs; waited += 10) {
-    if (condition()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
 describe("HookWorker channel", () => {
-  let root: string;
-  let hooksDir: string;
-  let bootstrap: string;
-  let deno: string;
+  let fixture: PoolFixture;
   let lines: string[];
   let counters: Counters;
-  let pools: ModulePool[] = [];
-  let counter = 0;
 
   before(async () => {
-    const found = findDeno({ env: (n) => process.env[n], execPath: process.execPath });
-    assert.ok(found, "these tests need deno");
-    deno = found.path;
-    root = await makeTempDir("postern-proto-");
-    hooksDir = join(root, "hooks");
-    await mkdir(hooksDir);
-    await mkdir(join(root, "run"));
-    bootstrap = join(root, "run", "hook_worker.js");
-    await writeFile(bootstrap, WORKER_SOURCE);
+    fixture = await PoolFixture.create("postern-proto-");
   });
-  afterEach(() => {
-    for (const pool of pools) pool.kill();
-    pools = [];
-  });
-  after(async () => {
-    await removeDir(root);
-  });
+  afterEach(() => fixture.killAll());
+  after(() => fixture.remove());
 
-  async function startPool(
+  /** Starts a pool for `source` that logs into `lines` and counts into `counters`. */
+  function startPool(
     source: string,
     timeoutMs = 15_000,
     outputLimits = { linesPerSecond: 200, bytesPerSecond: 64 * 1024 },
   ): Promise<ModulePool> {
-    const name = `hook-${++counter}`;
-    const entry = join(hooksDir, `${name}.ts`);
-    await writeFile(entry, source);
     lines = [];
     counters = new Counters();
-    const pool = new ModulePool({
-      name,
-      hooksDir,
-      entry,
-      deno,
-      bootstrap,
-      grants: NO_GRANTS,
-      maxMemoryBytes: 128 * 1024 * 1024,
-      outputLimits,
-      workers: 1,
+    return fixture.start(source, {
       timeoutMs,
-      cwd: root,
-      env: (n) => process.env[n],
+      outputLimits,
       logger: new Logger("debug", (line) => lines.push(line)),
       counters,
     });
-    pools.push(pool);
-    return pool;
   }
 
   const brokeProtocol = () =>
