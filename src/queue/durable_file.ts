@@ -156,8 +156,10 @@ export class DurableFile {
     await this.#handle.datasync();
     // A rename needs no closed file: the close runs beside the rename and
     // the directory sync instead of before them (one wait fewer per message).
-    const closed = this.#close();
-    closed.catch(() => {});
+    // Its error is ignored: the data is durable already, Linux releases the
+    // descriptor whatever close(2) returns, and failing a commit whose
+    // rename is done would refuse a message that is queued.
+    const closed = this.#close().catch(() => {});
     await durabilityFs.rename(this.#tmpPath, finalPath);
     await Promise.all([closed, syncer.sync()]);
   }

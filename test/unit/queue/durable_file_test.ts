@@ -3,6 +3,7 @@ import { Buffer } from "node:buffer";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
+import { durabilityFs } from "../../../src/queue/fs_calls.ts";
 import { DirSyncer, DurableFile, writeFileDurably } from "../../../src/queue/mod.ts";
 import { listDir, makeTempDir, removeDir } from "../helpers.ts";
 
@@ -34,6 +35,34 @@ describe("DurableFile", () => {
     assert.equal(await readFile(final(), "utf8"), "hello world");
     await assert.rejects(stat(tmp()), { code: "ENOENT" });
     assert.equal((await stat(final())).mode & 0o777, 0o600);
+  });
+
+  it("commit() succeeds when close(2) reports an error after the fdatasync (the message is in place)", async () => {
+    const open = durabilityFs.open;
+    durabilityFs.open = (async (...args: Parameters<typeof open>) => {
+      const handle = await open(...args);
+      return new Proxy(handle, {
+        get(target, prop) {
+          if (prop === "close") {
+            return async () => {
+              await target.close();
+              throw Object.assign(new Error("I/O error"), { code: "EIO" });
+            };
+          }
+          const value = Reflect.get(target, prop, target);
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+    }) as typeof open;
+    let file: DurableFile;
+    try {
+      file = await DurableFile.create(tmp());
+    } finally {
+      durabilityFs.open = open;
+    }
+    await file.write(new TextEncoder().encode("kept"));
+    await file.commit(final(), syncer);
+    assert.equal(await readFile(final(), "utf8"), "kept");
   });
 
   it("truncate() cuts back buffered and flushed bytes; later writes continue at the new end", async () => {
