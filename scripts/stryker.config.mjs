@@ -8,7 +8,12 @@ import process from "node:process";
 export const AREAS = {
   // Durability: atomic, synced spool files and the group-committed directory fsync.
   spool: {
-    mutate: ["src/queue/durable_file.ts", "src/queue/dir_sync.ts", "src/queue/spool.ts"],
+    mutate: [
+      "src/queue/durable_file.ts",
+      "src/queue/dir_sync.ts",
+      "src/queue/spool.ts",
+      "src/queue/spare_files.ts",
+    ],
     tests: ["test/unit/queue/"],
   },
   // The queue: per-recipient state, retries, expiry, removal.

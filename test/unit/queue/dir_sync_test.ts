@@ -3,7 +3,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { DirSyncer } from "../../../src/queue/mod.ts";
-import { makeTempDir, removeDir } from "../helpers.ts";
+import { makeTempDir, openFileDescriptors, removeDir } from "../helpers.ts";
 import { FsRecorder } from "./fs_recorder.ts";
 
 describe("DirSyncer", () => {
@@ -156,6 +156,33 @@ describe("DirSyncer", () => {
     } finally {
       await syncer.close();
     }
+  });
+
+  it("without hold, keeps no descriptor between syncs (a Maildir per recipient pins none)", async () => {
+    const syncer = new DirSyncer(root);
+    try {
+      const before = await openFileDescriptors();
+      await syncer.sync();
+      await syncer.sync();
+      assert.equal(await openFileDescriptors(), before);
+    } finally {
+      await syncer.close();
+    }
+  });
+
+  it("with hold, keeps one descriptor for every sync and closes it on close()", async () => {
+    const syncer = new DirSyncer(root, { hold: true });
+    const before = await openFileDescriptors();
+    try {
+      await syncer.sync();
+      assert.equal(await openFileDescriptors(), before + 1);
+      await syncer.sync();
+      await syncer.sync();
+      assert.equal(await openFileDescriptors(), before + 1);
+    } finally {
+      await syncer.close();
+    }
+    assert.equal(await openFileDescriptors(), before);
   });
 
   it("close() can be called before any sync and more than once", async () => {
