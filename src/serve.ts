@@ -101,8 +101,9 @@ export async function serve(
 
   const spool = new Spool(config.dataDir);
   await spool.init();
-  const { items, corrupt } = await spool.load();
+  const { items, corrupt, unfinished } = await spool.load();
   for (const bad of corrupt) mailLog.quarantined(bad.file, bad.reason);
+  for (const qid of unfinished) mailLog.unfinished(qid);
 
   // The pre-delivery-attempt hook has its own log, as GreenArrow's has. It
   // is created on its first line, so a server without that hook has none.

@@ -37,6 +37,8 @@ const HELP: Record<string, string> = {
   queue_completed_total: "Messages done with (every recipient sent or failed)",
   queue_recovered_total: "Messages found in the spool at start-up",
   queue_quarantined_total: "Spool items moved aside as corrupt",
+  queue_unfinished_removed_total:
+    "Unsealed spool files (messages never acknowledged) removed at start-up",
   policy_reloads_total: "Policy reloads by result",
   cluster_state_changes_total: "Switches between fleet-wide (shared) and local counts",
   cluster_local_checks_total:

@@ -167,6 +167,15 @@ export class MailLog {
     this.#line({ event: "quarantined", file, reason });
   }
 
+  /**
+   * A message still arriving when the server stopped (its spool file never
+   * sealed, so never acknowledged) was removed at start-up.
+   */
+  unfinished(qid: string): void {
+    this.#counters.inc("queue_unfinished_removed_total");
+    this.#line({ qid, event: "unfinished", action: "removed", reason: "never acknowledged" });
+  }
+
   /** One delivery attempt to one recipient finished. */
   delivery(
     qid: string,

@@ -164,6 +164,19 @@ export class DurableFile {
     await Promise.all([closed, syncer.sync()]);
   }
 
+  /**
+   * Makes the file durable where it is, under the name it was made with:
+   * flush, fdatasync, close, and wait for `entryDurable`, the fsync of its
+   * directory started when the file was put there (see seal.ts for why a
+   * crash before this returns loses nothing that was acknowledged).
+   */
+  async commitInPlace(entryDurable: Promise<void>): Promise<void> {
+    await this.#flush();
+    await this.#handle.datasync();
+    // As in commit(): the data is durable, a close error changes nothing.
+    await Promise.all([this.#close().catch(() => {}), entryDurable]);
+  }
+
   /** Closes and removes the temporary file. */
   async abort(): Promise<void> {
     await this.#close().catch(() => {});

@@ -2,18 +2,23 @@
  * The durable spool. Layout under `<data>/spool/`:
  *
  * ```text
- * incoming/<id>        being received; removed at start-up (never acknowledged)
- * queue/<id>.msg       one accepted message: a JSON envelope line (padded
- *                      with spaces), then the message exactly as it will be
- *                      delivered (CRLF lines)
+ * queue/<id>.msg       one message: a seal line (see seal.ts), a JSON
+ *                      envelope line (padded with spaces), then the message
+ *                      exactly as it will be delivered (CRLF lines)
  * queue/<id>.state     per-recipient delivery state, once it has changed
+ * incoming/            state files before their rename, and the rare copy
+ *                      of a message whose added headers outgrew their room;
+ *                      emptied at start-up
  * corrupt/             files that failed validation, moved aside
  * spare/               empty files made ahead of need (see spare_files.ts);
- *                      a message's file is one of them moved into incoming/
+ *                      a message's file is one of them moved into queue/
  * ```
  *
- * A message exists in the queue from the instant its rename into `queue/`
- * is durable, and the 250 reply is sent only after that.
+ * A message's file is in `queue/` from its first byte, with an open seal.
+ * It is in the queue from the instant its sealed content is durable (one
+ * fdatasync, after the fsync of `queue/` that made its name durable); the
+ * 250 reply is sent only after that. Unsealed files are removed at
+ * start-up: those messages were never acknowledged.
  *
  * @module
  */
@@ -26,6 +31,7 @@ import { DirSyncer } from "./dir_sync.ts";
 import { DurableFile, writeFileDurably } from "./durable_file.ts";
 import { durabilityFs } from "./fs_calls.ts";
 import { isQueueId } from "./id.ts";
+import { digestOf, OPEN_SEAL, readSeal, SEAL_BYTES, sealLine } from "./seal.ts";
 import { SpareFiles } from "./spare_files.ts";
 import {
   type DeliveryState,
@@ -61,12 +67,23 @@ export interface CorruptFile {
  */
 export const HEAD_RESERVE = 4096;
 
+/** Where a {@linkcode SpoolWriter} keeps its message. */
+interface WriterPlace {
+  /** `queue/<id>.msg`, where the file was made. */
+  finalPath: string;
+  /** Resolves once the file's name in `queue/` is durable. */
+  entryDurable: Promise<void>;
+  /** Syncs `queue/` after a rename into it (the copy, see #copyWithHead). */
+  syncer: DirSyncer;
+  /** Where a copy is written before its rename into `queue/`. */
+  copyPath: string;
+}
+
 /** A message being received into the spool. */
 export class SpoolWriter {
   readonly envelope: Envelope;
   #file: DurableFile;
-  #finalPath: string;
-  #syncer: DirSyncer;
+  #place: WriterPlace;
   /** Where the received message (our Received header first) starts in the file. */
   #dataStart: number;
   /** Header lines added after DATA, kept right before `#dataStart`. */
@@ -80,14 +97,12 @@ export class SpoolWriter {
   constructor(
     envelope: Envelope,
     file: DurableFile,
-    finalPath: string,
-    syncer: DirSyncer,
+    place: WriterPlace,
     done: () => void = () => {},
   ) {
     this.envelope = envelope;
     this.#file = file;
-    this.#finalPath = finalPath;
-    this.#syncer = syncer;
+    this.#place = place;
     this.#dataStart = file.bytes;
     this.#done = done;
   }
@@ -145,11 +160,11 @@ export class SpoolWriter {
     combined.set(this.#head, head.byteLength);
     await this.#file.flush();
     const line = new TextEncoder().encode(JSON.stringify(this.envelope));
-    const lineBytes = this.#dataStart - combined.byteLength;
+    const lineBytes = this.#dataStart - SEAL_BYTES - combined.byteLength;
     if (line.byteLength + 1 <= lineBytes) {
       // The envelope line shrinks by padding less; JSON allows the
       // trailing spaces, and the message now starts with the new head.
-      await this.#file.writeAt(headRegion(line, lineBytes, combined), 0);
+      await this.#file.writeAt(headRegion(line, lineBytes, combined), SEAL_BYTES);
     } else {
       await this.#copyWithHead(line, combined);
     }
@@ -173,7 +188,13 @@ export class SpoolWriter {
    */
   async commit(head?: Uint8Array): Promise<SpoolItem> {
     if (head || this.#envelopeChanged) await this.prepend(head ?? new Uint8Array(0));
-    await this.#file.commit(this.#finalPath, this.#syncer);
+    // The seal covers what the file holds, read back from the page cache:
+    // the message, the added headers and the envelope as they now stand.
+    const { length, digest } = await digestOf(this.#file.read(SEAL_BYTES));
+    await this.#file.writeAt(sealLine(length, digest), 0);
+    const { finalPath, entryDurable, syncer } = this.#place;
+    if (this.#file.path === finalPath) await this.#file.commitInPlace(entryDurable);
+    else await this.#file.commit(finalPath, syncer);
     this.#done();
     return {
       envelope: this.envelope,
@@ -192,9 +213,12 @@ export class SpoolWriter {
   /** The rare case of more head than reserved room: a new file with a copy. */
   async #copyWithHead(line: Uint8Array, head: Uint8Array): Promise<void> {
     const path = this.#file.path;
-    const copy = await DurableFile.create(`${path}.copy`, true);
+    // Beside the queue, not in it: an unsealed file in queue/ is removed at
+    // start-up, but a copy's rename replaces the original only at commit.
+    const copy = await DurableFile.create(this.#place.copyPath, true);
     const lineBytes = line.byteLength + 1;
     try {
+      await copy.write(OPEN_SEAL);
       await copy.write(headRegion(line, lineBytes, head));
       for await (const chunk of createReadStream(path, { start: this.#dataStart })) {
         await copy.write(chunk as Uint8Array);
@@ -205,7 +229,7 @@ export class SpoolWriter {
     }
     await this.#file.abort();
     this.#file = copy;
-    this.#dataStart = lineBytes + head.byteLength;
+    this.#dataStart = SEAL_BYTES + lineBytes + head.byteLength;
   }
 }
 
@@ -264,10 +288,10 @@ export class Spool {
 
   /**
    * Starts receiving a message with the given envelope, in a spare file
-   * renamed to `incoming/<id>` (created there when none is ready). An ID
-   * already being received is refused with EEXIST: a rename would replace
-   * its file (`incoming/` holds only this process's files; it is emptied at
-   * start-up).
+   * renamed to `queue/<id>.msg` (created there when none is ready), with an
+   * open seal. The fsync of `queue/` that makes its name durable starts at
+   * once and runs while the message arrives. An ID already being received
+   * is refused with EEXIST: a rename would replace its file.
    */
   async receive(envelope: Envelope): Promise<SpoolWriter> {
     const id = envelope.id;
@@ -278,7 +302,7 @@ export class Spool {
     }
     this.#receiving.add(id);
     const done = () => this.#receiving.delete(id);
-    const path = join(this.#incoming, id);
+    const path = this.#messagePath(id);
     let file: DurableFile;
     try {
       file = DurableFile.fromHandle(await this.#spares.take(path), path);
@@ -286,26 +310,39 @@ export class Spool {
       done();
       throw err;
     }
+    const entryDurable = this.#queueSync.sync();
+    // Awaited at commit; a failure before then is not unhandled meanwhile.
+    entryDurable.catch(() => {});
     try {
       const line = new TextEncoder().encode(JSON.stringify(envelope));
+      await file.write(OPEN_SEAL);
       await file.write(headRegion(line, line.byteLength + 1 + HEAD_RESERVE, new Uint8Array(0)));
     } catch (err) {
       await file.abort();
       done();
       throw err;
     }
-    return new SpoolWriter(envelope, file, this.#messagePath(id), this.#queueSync, done);
+    const copyPath = join(this.#incoming, `${id}.copy`);
+    return new SpoolWriter(
+      envelope,
+      file,
+      { finalPath: path, entryDurable, syncer: this.#queueSync, copyPath },
+      done,
+    );
   }
 
   /**
-   * Reads every queued item back, validating envelopes and states. Invalid
-   * files are moved to `corrupt/` and reported, never fatal.
+   * Reads every queued item back, validating seals, envelopes and states.
+   * Invalid files are moved to `corrupt/` and reported, never fatal. The
+   * unsealed files of messages that were still arriving when the server
+   * stopped are removed, and their IDs returned as `unfinished`.
    */
-  async load(): Promise<{ items: SpoolItem[]; corrupt: CorruptFile[] }> {
+  async load(): Promise<{ items: SpoolItem[]; corrupt: CorruptFile[]; unfinished: string[] }> {
     const names = await readdir(this.#queue);
     const messages = new Set(names.filter((n) => n.endsWith(".msg")).map((n) => n.slice(0, -4)));
     const items: SpoolItem[] = [];
     const corrupt: CorruptFile[] = [];
+    const unfinished: string[] = [];
     for (const name of names) {
       if (name.endsWith(".state") && !messages.has(name.slice(0, -6))) {
         // The message was delivered and removed before its state file.
@@ -317,14 +354,24 @@ export class Spool {
     for (const id of [...messages].sort()) {
       try {
         this.#mayHaveState.add(id);
-        items.push(await this.#readItem(id));
+        const item = await this.#readItem(id);
+        if (item) {
+          items.push(item);
+          continue;
+        }
+        // Never acknowledged (a state file is only written after a commit,
+        // so one here is as stale as the message).
+        unfinished.push(id);
+        this.#mayHaveState.delete(id);
+        await unlink(this.#messagePath(id));
+        await unlink(join(this.#queue, `${id}.state`)).catch(ignoreMissing);
       } catch (err) {
         const reason = err instanceof Error ? err.message : String(err);
         corrupt.push(await this.#quarantine(`${id}.msg`, reason));
         await this.#quarantine(`${id}.state`, reason).catch(() => {});
       }
     }
-    return { items, corrupt };
+    return { items, corrupt, unfinished };
   }
 
   /**
@@ -377,9 +424,13 @@ export class Spool {
     return join(this.#queue, `${id}.msg`);
   }
 
-  async #readItem(id: string): Promise<SpoolItem> {
+  /** The item, or undefined when its file was never sealed. */
+  async #readItem(id: string): Promise<SpoolItem | undefined> {
     if (!isQueueId(id)) throw new Error(`"${id}" is not a queue ID`);
-    const { line, offset } = await readFirstLine(this.#messagePath(id));
+    const path = this.#messagePath(id);
+    const start = await checkSeal(path);
+    if (start === undefined) return undefined;
+    const { line, offset } = await readFirstLine(path, start);
     const envelope = parseRecord(EnvelopeSchema, line, "envelope");
     if (envelope.id !== id) {
       throw new Error(`envelope ID "${envelope.id}" differs from the file name`);
@@ -422,19 +473,64 @@ function parseRecord<T extends v.GenericSchema>(
   return result.output;
 }
 
-async function readFirstLine(path: string): Promise<{ line: string; offset: number }> {
+/**
+ * Checks the seal of a message file: returns where its envelope line
+ * starts, undefined for a file never sealed, and throws for one whose
+ * seal does not match its content.
+ */
+async function checkSeal(path: string): Promise<number | undefined> {
+  const handle = await open(path, "r");
+  let size: number;
+  const head = new Uint8Array(SEAL_BYTES);
+  try {
+    size = (await handle.stat()).size;
+    await handle.read(head, 0, SEAL_BYTES, 0);
+  } finally {
+    await handle.close();
+  }
+  const seal = readSeal(head.subarray(0, Math.min(size, SEAL_BYTES)));
+  switch (seal.kind) {
+    case "legacy":
+      return 0;
+    case "open":
+      return undefined;
+    case "invalid":
+      throw new Error("no seal or envelope line at the head of the file");
+  }
+  if (size !== SEAL_BYTES + seal.length) {
+    throw new Error(`sealed for ${seal.length} bytes, holds ${size - SEAL_BYTES}`);
+  }
+  const { digest } = await digestOf(
+    createReadStream(path, { start: SEAL_BYTES, highWaterMark: 256 * 1024 }),
+  );
+  if (digest !== seal.digest) throw new Error("content does not match its seal");
+  return SEAL_BYTES;
+}
+
+async function readFirstLine(
+  path: string,
+  start: number,
+): Promise<{ line: string; offset: number }> {
   const handle = await open(path, "r");
   try {
     const buffer = new Uint8Array(MAX_ENVELOPE_BYTES);
     let filled = 0;
     while (filled < buffer.byteLength) {
-      const { bytesRead } = await handle.read(buffer, filled, buffer.byteLength - filled, filled);
+      const { bytesRead } = await handle.read(
+        buffer,
+        filled,
+        buffer.byteLength - filled,
+        start + filled,
+      );
       if (bytesRead === 0) break;
       const newline = buffer.subarray(filled, filled + bytesRead).indexOf(10);
       filled += bytesRead;
       if (newline >= 0) {
         const end = filled - bytesRead + newline;
-        return { line: new TextDecoder().decode(buffer.subarray(0, end)), offset: end + 1 };
+        return {
+          line: new TextDecoder().decode(buffer.subarray(0, end)),
+          offset: start + end + 1,
+        };
       }
     }
     throw new Error("no envelope line at the head of the file");

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import nodemailer from "nodemailer";
 import { cleanup, eventually, maildirMessages, type Server, startServer } from "./harness.ts";
+import { partialSpoolFiles } from "../support/spool_files.ts";
 
 const SENDERS = 12;
 const MESSAGES_PER_SENDER = 15;
@@ -120,8 +121,15 @@ describe("crash safety", () => {
       }
       for (const token of acked) assert.equal(counts.get(token), 1, `${token} was acknowledged`);
 
-      // Nothing half-received is left behind, and the queue drains.
-      assert.deepEqual(await readdir(join(current.dataDir, "spool", "incoming")), []);
+      // Nothing half-received is left behind or delivered: the restart
+      // removed the unsealed files (never acknowledged) and moved nothing
+      // aside (a killed process keeps its page cache: no file is torn).
+      assert.deepEqual(await readdir(join(current.dataDir, "spool", "corrupt")), []);
+      assert.deepEqual(current.mailLog.filter((l) => l.includes("event=quarantined")), []);
+      for (const line of current.mailLog.filter((l) => l.includes("event=unfinished"))) {
+        assert.match(line, /qid=\w+ event=unfinished action=removed reason="never acknowledged"/);
+      }
+      assert.deepEqual(await partialSpoolFiles(current.dataDir), []);
       await eventually(async () =>
         (await readdir(join(current.dataDir, "spool", "queue"))).length === 0 ? true : undefined
       );

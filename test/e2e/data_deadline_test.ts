@@ -6,10 +6,11 @@
  */
 
 import assert from "node:assert/strict";
-import { chmod, readdir } from "node:fs/promises";
+import { chmod } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { cleanup, eventually, type Server, startServer, tempDir, writeTree } from "./harness.ts";
+import { partialSpoolFiles } from "../support/spool_files.ts";
 import { LineClient } from "../support/smtp_lines.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -122,12 +123,9 @@ describe("DATA deadlines", () => {
     await client.closed;
     // The aborted message leaves nothing in the spool and no queued line.
     await eventually(
-      async () => {
-        const incoming = await readdir(join(server.dataDir, "spool", "incoming")).catch(() => []);
-        return incoming.length === 0 ? true : undefined;
-      },
+      async () => (await partialSpoolFiles(server.dataDir)).length === 0 ? true : undefined,
       10_000,
-      "the incoming spool to be empty",
+      "no partial message in the spool",
     );
     assert.deepEqual(queuedFrom("trickle@client.test"), []);
   });

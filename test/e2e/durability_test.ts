@@ -1,8 +1,9 @@
 /**
  * Durability as the kernel sees it: strace follows every thread of the
  * running server while one message is sent with swaks, and the order of the
- * real system calls is checked. The spool file is fdatasynced, renamed
- * into queue/ and queue/ fsynced before the 250 is written to the socket;
+ * real system calls is checked. The spool file is made in queue/ and
+ * queue/ fsynced, and the file's seal written and the file fdatasynced,
+ * before the 250 is written to the socket (see src/queue/seal.ts);
  * the Maildir file is synced, renamed into new/ and new/ fsynced before the
  * spool copy is unlinked. (A killed process keeps its page cache, so the
  * crash tests cannot see a missing sync; this test can.)
@@ -19,6 +20,7 @@ const SYNCS = new Set(["fsync", "fdatasync"]);
 const RENAMES = new Set(["rename", "renameat", "renameat2"]);
 const UNLINKS = new Set(["unlink", "unlinkat"]);
 const WRITES = new Set(["write", "writev", "sendto", "sendmsg"]);
+const FILE_WRITES = new Set(["write", "writev", "pwrite64"]);
 
 /** The first call that matches, succeeded and began after `after`; fails the test otherwise. */
 function first(
@@ -58,7 +60,7 @@ describe("durability under strace", () => {
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
-  it("syncs the spool file and queue/ before the 250, and the Maildir before unlinking the spool copy", async () => {
+  it("syncs queue/ and the sealed spool file before the 250, and the Maildir before unlinking the spool copy", async () => {
     server = await startServer({ config: { "domains/example.test/users": "alice\n" } });
     scratch = await tempDir("postern-strace-");
     const traceFile = join(scratch, "trace.txt");
@@ -78,34 +80,49 @@ describe("durability under strace", () => {
     const calls = await tracer.calls();
 
     const spool = join(await realpath(server.dataDir), "spool");
-    const incoming = `${spool}/incoming/${id}`;
     const queued = `${spool}/queue/${id}.msg`;
-    // The message file: fdatasync (or fsync) of its descriptor.
-    const fileSync = first(
+    // The file appears in queue/ under its final name: a spare renamed
+    // there, or a file created there.
+    const made = first(
       calls,
-      "sync of the spool file",
-      (c) => SYNCS.has(c.name) && c.args.includes(`<${incoming}>`),
-    );
-    const rename = first(
-      calls,
-      "rename into queue/",
+      "the spool file made in queue/",
       (c) =>
-        RENAMES.has(c.name) && c.args.includes(`"${incoming}"`) && c.args.includes(`"${queued}"`),
+        (RENAMES.has(c.name) && c.args.includes(`"${queued}"`)) ||
+        (c.name === "openat" && c.args.includes(`"${queued}"`) && c.args.includes("O_CREAT")),
     );
     const dirSync = first(
       calls,
-      "fsync of queue/ after the rename",
+      "fsync of queue/ after the file was made",
       (c) => SYNCS.has(c.name) && c.args.includes(`<${spool}/queue>`),
-      rename.end,
+      made.end,
+    );
+    const seal = first(
+      calls,
+      "the seal written",
+      (c) => FILE_WRITES.has(c.name) && c.args.includes(`<${queued}>, "SEALED `),
+      made.end,
+    );
+    const fileSync = first(
+      calls,
+      "sync of the spool file after its seal",
+      (c) => SYNCS.has(c.name) && c.args.includes(`<${queued}>`),
+      seal.end,
     );
     const reply = first(
       calls,
       "the 250 reply",
       (c) => WRITES.has(c.name) && c.args.includes(`250 2.0.0 Ok: queued as ${id}`),
     );
-    before(fileSync, rename, "the spool file is synced before its rename");
-    before(rename, dirSync, "the rename is done before queue/ is fsynced");
+    before(made, dirSync, "the file is in queue/ before queue/ is fsynced");
     before(dirSync, reply, "queue/ is fsynced before the 250 is written");
+    before(seal, fileSync, "the seal is written before the file is synced");
+    before(fileSync, reply, "the sealed file is synced before the 250 is written");
+    assert.ok(
+      !calls.some((c) =>
+        c.begin > made.end && RENAMES.has(c.name) && c.args.includes(`"${queued}"`)
+      ),
+      "nothing is renamed onto the message once it is in queue/",
+    );
 
     const maildir = `${await realpath(server.dataDir)}/mail/example.test/alice`;
     const name = new RegExp(`/[0-9]+\\.Q${id}R0\\.`);

@@ -241,7 +241,8 @@ describe("executable hooks (chasquid's protocol)", () => {
 
       // fwd@ forwards to a remote address, so the message stays queued.
       const queued = await readFile(join(server.dataDir, "spool", "queue", `${qid}.msg`));
-      const afterEnvelope = queued.subarray(queued.indexOf(0x0a) + 1);
+      // The seal line, then the envelope line, then the message.
+      const afterEnvelope = queued.subarray(queued.indexOf(0x0a, queued.indexOf(0x0a) + 1) + 1);
       assert.equal(stdin.length, afterEnvelope.length);
       assert.ok(stdin.equals(afterEnvelope), "the hook's stdin differs from the queued message");
 

@@ -97,7 +97,7 @@ const cases = {
     for await (const entry of Deno.readDir(arg)) names.push(entry.name);
     return names.join(",") || "(empty)";
   },
-  "spool-own": (arg, input) => Deno.readTextFile(arg + "/spool/incoming/" + input.queueId),
+  "spool-own": (arg, input) => Deno.readTextFile(arg + "/spool/queue/" + input.queueId + ".msg"),
   write: async (arg) => {
     await Deno.writeTextFile(arg, "written by a hook\n");
     return "written";
@@ -497,7 +497,7 @@ describe("module hook sandbox (post-data, default grants)", () => {
     await assertDenied(
       server,
       { case: "spool-own", arg: server.dataDir },
-      new RegExp(`^Requires read access to "${join(spool, "incoming")}/\\w+"`),
+      new RegExp(`^Requires read access to "${join(spool, "queue")}/\\w+\\.msg"`),
     );
     await assertDenied(
       server,

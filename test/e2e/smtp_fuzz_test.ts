@@ -9,7 +9,7 @@
  *   or the end; CRLF; continuation lines keep the code);
  * - the server stays up, logs no unexpected or unhandled error, and serves
  *   a fresh client afterwards;
- * - nothing partial in the spool: `incoming/` empties once the sessions
+ * - nothing partial in the spool: no unsealed file once the sessions
  *   are closed, and every queued or delivered message is whole.
  *
  * The seed is printed; FUZZ_SEED=<seed> replays a run, and FUZZ_SESSION=<n>
@@ -18,6 +18,7 @@
 
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
@@ -27,6 +28,7 @@ import { after, before, describe, it } from "node:test";
 import * as v from "valibot";
 import { EnvelopeSchema } from "../../src/queue/mod.ts";
 import { cleanup, eventually, type Server, startServer, swaks } from "./harness.ts";
+import { partialSpoolFiles } from "../support/spool_files.ts";
 
 const SEED = Number(process.env["FUZZ_SEED"] ?? Math.floor(Math.random() * 2 ** 31));
 const ONLY = process.env["FUZZ_SESSION"] === undefined
@@ -323,10 +325,21 @@ async function checkSpool(server: Server): Promise<number> {
   for (const name of await readdir(queue)) {
     assert.match(name, /^\w+\.(msg|state)$/, `seed=${SEED}: unexpected spool file ${name}`);
     if (!name.endsWith(".msg")) continue;
-    const raw = await readFile(join(queue, name), "latin1").catch(() => undefined);
-    if (raw === undefined) continue; // delivered and removed meanwhile
-    const nl = raw.indexOf("\n");
-    const envelope = v.safeParse(EnvelopeSchema, JSON.parse(raw.slice(0, nl)));
+    const bytes = await readFile(join(queue, name)).catch(() => undefined);
+    if (bytes === undefined) continue; // delivered and removed meanwhile
+    // The seal line, then the envelope line: the seal matches what follows.
+    const raw = bytes.toString("latin1");
+    const seal = /^SEALED (\d{16}) ([0-9a-f]{64})\n/.exec(raw);
+    assert.ok(seal, `seed=${SEED}: ${name} is not sealed`);
+    const sealed = bytes.subarray(seal[0].length);
+    assert.equal(Number(seal[1]), sealed.byteLength, `seed=${SEED}: ${name} length`);
+    assert.equal(
+      createHash("sha256").update(sealed).digest("hex"),
+      seal[2],
+      `seed=${SEED}: ${name}`,
+    );
+    const nl = raw.indexOf("\n", seal[0].length);
+    const envelope = v.safeParse(EnvelopeSchema, JSON.parse(raw.slice(seal[0].length, nl)));
     assert.ok(envelope.success, `seed=${SEED}: invalid envelope in ${name}`);
     const body = raw.slice(nl + 1).trimStart();
     assert.match(body, /^(?:[^\r\n]+\r\n)*?Received: /, `seed=${SEED}: ${name} has no Received`);
@@ -394,10 +407,9 @@ describe("SMTP fuzz", () => {
       server.mailLog.splice(server.mailLog.indexOf(line), 1);
     }
     await eventually(
-      async () =>
-        (await readdir(join(server.dataDir, "spool", "incoming"))).length === 0 ? true : undefined,
+      async () => (await partialSpoolFiles(server.dataDir)).length === 0 ? true : undefined,
       10_000,
-      "an empty incoming/",
+      "no partial message in the spool",
     );
     assert.doesNotMatch(server.stderr(), /unexpected error/);
   });
@@ -442,10 +454,9 @@ describe("SMTP fuzz", () => {
     );
     assert.deepEqual(bad, [], `seed=${SEED}: errors in the application log`);
     await eventually(
-      async () =>
-        (await readdir(join(server.dataDir, "spool", "incoming"))).length === 0 ? true : undefined,
+      async () => (await partialSpoolFiles(server.dataDir)).length === 0 ? true : undefined,
       10_000,
-      `seed=${SEED}: an empty incoming/ once the sessions closed`,
+      `seed=${SEED}: no partial message in the spool once the sessions closed`,
     );
     assert.ok(await checkSpool(server) > 0, `seed=${SEED}: nothing was queued at all`);
   });

@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import {
@@ -19,6 +20,7 @@ import {
   tempDir,
   writeTree,
 } from "./harness.ts";
+import { OPEN_SEAL } from "../../src/queue/seal.ts";
 
 async function postern(args: string[]) {
   const [cmd, ...rest] = posternCommand(args);
@@ -149,7 +151,7 @@ describe("start-up", () => {
     await rm(dir, { recursive: true });
   });
 
-  it("resumes the spool at start-up and moves corrupt items aside", async () => {
+  it("resumes the spool at start-up, moves corrupt items aside and removes unfinished ones", async () => {
     const dataDir = await tempDir("postern-data-");
     const queue = join(dataDir, "spool", "queue");
     await mkdir(queue, { recursive: true });
@@ -170,6 +172,20 @@ describe("start-up", () => {
     );
     await writeFile(join(queue, "01m80000000000bb.msg"), "{not json\nSubject: broken\r\n\r\n");
     await writeFile(join(dataDir, "spool", "incoming", "01m80000000000cc"), "half a mess");
+    // A message still arriving when the server stopped: its seal is open.
+    const half = { ...envelope, id: "01m80000000000dd" };
+    await writeFile(
+      join(queue, `${half.id}.msg`),
+      new TextDecoder().decode(OPEN_SEAL) + JSON.stringify(half) + "\nSubject: half\r\n",
+    );
+    // A sealed message whose content changed after its seal (torn, or damaged).
+    const torn = { ...envelope, id: "01m80000000000ee" };
+    const tornBody = JSON.stringify(torn) + "\nSubject: torn\r\n\r\nbody\r\n";
+    const wrongDigest = createHash("sha256").update(tornBody + "x").digest("hex");
+    await writeFile(
+      join(queue, `${torn.id}.msg`),
+      `SEALED ${String(tornBody.length).padStart(16, "0")} ${wrongDigest}\n${tornBody}`,
+    );
 
     const server = await startServer({
       dataDir,
@@ -188,7 +204,18 @@ describe("start-up", () => {
       await server.waitForLog(
         /event=quarantined .*01m80000000000bb\.msg reason="envelope is not valid JSON"/,
       );
-      assert.deepEqual(await readdir(join(dataDir, "spool", "corrupt")), ["01m80000000000bb.msg"]);
+      await server.waitForLog(
+        /event=quarantined .*01m80000000000ee\.msg reason="content does not match its seal"/,
+      );
+      await server.waitForLog(
+        /qid=01m80000000000dd event=unfinished action=removed reason="never acknowledged"/,
+      );
+      assert.deepEqual(await readdir(join(dataDir, "spool", "corrupt")), [
+        "01m80000000000bb.msg",
+        "01m80000000000ee.msg",
+      ]);
+      await eventually(async () => (await readdir(queue)).length === 0 ? true : undefined);
+      assert.equal((await maildirMessages(dataDir, "example.test", "alice")).length, 1);
       assert.equal(
         await readFile(join(dataDir, "spool", "corrupt", "01m80000000000bb.msg"), "utf8"),
         "{not json\nSubject: broken\r\n\r\n",

@@ -165,14 +165,16 @@ describe("Bouncer.notify", () => {
 
   it("rejects and leaves nothing half-written when the notification cannot be queued", async () => {
     const item = await original("alice@ex.test");
-    // The rename into queue/ fails (a full or failing disk).
-    const rename = durabilityFs.rename;
-    durabilityFs.rename = () =>
-      Promise.reject(Object.assign(new Error("I/O error"), { code: "EIO" }));
+    // The notification's file cannot be made in queue/, neither by taking
+    // a spare nor by creating it (a full or failing disk).
+    const { rename, open } = durabilityFs;
+    const failing = () => Promise.reject(Object.assign(new Error("I/O error"), { code: "EIO" }));
+    durabilityFs.rename = failing;
+    durabilityFs.open = failing;
     try {
       await assert.rejects(bouncer.notify(item, "failed", [REFUSED]), { code: "EIO" });
     } finally {
-      durabilityFs.rename = rename;
+      Object.assign(durabilityFs, { rename, open });
     }
     assert.deepEqual(queued, []);
     assert.deepEqual(mailLines, []);

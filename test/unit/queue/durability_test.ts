@@ -62,31 +62,75 @@ describe("durability: the order of writes, syncs and renames", () => {
     await removeDir(root);
   });
 
-  /** Asserts the order of one message's commit, recorded up to the mark "committed". */
+  /**
+   * Asserts the order of one message's commit, recorded up to the mark
+   * "committed": its file appears in queue/ under its final name, an fsync
+   * of queue/ begins after that, the last write (the seal) ends before the
+   * fdatasync, and commit() resolves only after both syncs have ended.
+   */
   function assertCommitOrder(id: string): void {
-    const incoming = join(spool.root, "incoming", id);
     const queued = join(spool.root, "queue", `${id}.msg`);
     const queueDir = join(spool.root, "queue");
-    const synced = fileSyncEnd(recorder, incoming);
-    const renameBegin = recorder.findRename("begin", incoming, queued);
-    const renameEnd = recorder.findRename("end", incoming, queued);
-    const dirSyncBegin = recorder.find("sync", "begin", queueDir, renameEnd);
+    const made = recorder.events.findIndex((e) =>
+      e.phase === "end" &&
+      ((e.call === "open" && e.path === queued) || (e.call === "rename" && e.to === queued))
+    );
+    assert.ok(made >= 0, `${queued} was never made:\n${recorder.describe()}`);
+    const synced = fileSyncEnd(recorder, queued);
+    const dirSyncBegin = recorder.find("sync", "begin", queueDir, made);
     const dirSyncEnd = recorder.find("sync", "end", queueDir, dirSyncBegin);
+    const committed = recorder.find("mark", "end", "committed");
     assertOrder(recorder, [
-      ["last write of the message", lastWriteEnd(recorder, incoming, synced)],
-      ["fdatasync of the message", synced],
-      ["rename into queue/", renameBegin],
-      ["rename done", renameEnd],
+      ["the file made in queue/", made],
       ["fsync of queue/ begins", dirSyncBegin],
       ["fsync of queue/ ends", dirSyncEnd],
-      ["commit() resolves (the 250 may go out)", recorder.find("mark", "end", "committed")],
+      ["commit() resolves (the 250 may go out)", committed],
     ]);
+    assertOrder(recorder, [
+      ["the file made in queue/", made],
+      ["last write of the message (its seal)", lastWriteEnd(recorder, queued, synced)],
+      ["fdatasync of the message", synced],
+      ["commit() resolves (the 250 may go out)", committed],
+    ]);
+    // No rename stands between the write and the 250 any more.
+    assert.ok(
+      !recorder.events.some((e, i) => i > made && e.call === "rename" && e.to === queued),
+      `a rename into queue/ after the file was made:\n${recorder.describe()}`,
+    );
   }
 
-  it("SpoolWriter.commit() resolves after write, fdatasync, rename into queue/ and fsync of queue/", async () => {
+  it("SpoolWriter.commit() resolves after the fsync of queue/ and the fdatasync of the sealed file", async () => {
     const envelope = makeEnvelope({ received_at: RECEIVED_AT });
     await spoolMessage(spool, envelope, BODY);
     recorder.mark("committed");
+    assertCommitOrder(envelope.id);
+  });
+
+  it("commit() waits for the fsync of queue/ when it ends after the fdatasync of the file", async () => {
+    const queueDir = join(spool.root, "queue");
+    const release = recorder.hold("sync", queueDir);
+    const envelope = makeEnvelope({ received_at: RECEIVED_AT });
+    const queued = join(spool.root, "queue", `${envelope.id}.msg`);
+    let committed = false;
+    const spooled = spoolMessage(spool, envelope, BODY).then(() => {
+      committed = true;
+      recorder.mark("committed");
+    });
+    try {
+      await until(
+        () =>
+          recorder.events.some((e) =>
+            e.call === "datasync" && e.phase === "end" && e.path === queued
+          ),
+        10_000,
+      );
+      // Time for a commit that does not wait to resolve; one that waits never does.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(committed, false, `committed before queue/ was synced:\n${recorder.describe()}`);
+    } finally {
+      release();
+    }
+    await spooled;
     assertCommitOrder(envelope.id);
   });
 
@@ -101,9 +145,9 @@ describe("durability: the order of writes, syncs and renames", () => {
     const envelope = makeEnvelope({ received_at: RECEIVED_AT });
     await spoolMessage(spool, envelope, BODY);
     recorder.mark("committed");
-    const incoming = join(spool.root, "incoming", envelope.id);
+    const queued = join(spool.root, "queue", `${envelope.id}.msg`);
     const taken = recorder.events.find((e) =>
-      e.call === "rename" && e.to === incoming && e.path.startsWith(`${spareDir}/`)
+      e.call === "rename" && e.to === queued && e.path.startsWith(`${spareDir}/`)
     );
     assert.ok(taken, `the message did not take a spare:\n${recorder.describe()}`);
     assertCommitOrder(envelope.id);

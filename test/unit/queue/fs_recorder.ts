@@ -33,12 +33,16 @@ export class FsRecorder {
    * rename on, as `strace -y` shows it.
    */
   #handlesAt = new Map<string, Array<{ path: string }>>();
+  /** Calls held back until the test lets them go (see {@linkcode hold}). */
+  #gates: Array<{ call: FsEvent["call"]; path: string; open: Promise<void> }> = [];
 
   /** Replaces the seam's calls with recording ones. */
   install(): void {
     const real = { ...durabilityFs };
     this.#saved = real;
     const record = async <T>(event: Omit<FsEvent, "phase">, run: () => Promise<T>) => {
+      const gate = this.#gates.find((g) => g.call === event.call && g.path === event.path);
+      if (gate) await gate.open;
       this.events.push({ ...event, phase: "begin" });
       try {
         return await run();
@@ -77,6 +81,22 @@ export class FsRecorder {
   restore(): void {
     if (this.#saved) Object.assign(durabilityFs, this.#saved);
     this.#saved = undefined;
+  }
+
+  /**
+   * Holds back the calls of `call` on `path` made from now on, until the
+   * returned function is called: a slow disk on demand, so a test can see
+   * whether anything waits for them.
+   */
+  hold(call: FsEvent["call"], path: string): () => void {
+    let release = () => {};
+    const open = new Promise<void>((resolve) => release = resolve);
+    const gate = { call, path, open };
+    this.#gates.push(gate);
+    return () => {
+      this.#gates = this.#gates.filter((g) => g !== gate);
+      release();
+    };
   }
 
   /** Records a point in the test, such as "commit resolved". */

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { HEAD_RESERVE, Spool, type SpoolWriter } from "../../../src/queue/spool.ts";
+import { SEAL_BYTES } from "../../../src/queue/seal.ts";
 import type { Envelope } from "../../../src/queue/mod.ts";
 import { collectBytes, listDir, makeTempDir, removeDir } from "../helpers.ts";
 import { makeEnvelope } from "./fixtures.ts";
@@ -41,12 +43,18 @@ function messageOf(bytes: number): Uint8Array {
   return out;
 }
 
-/** Splits the raw spool file at its first LF: the envelope line and what follows. */
-function splitFile(raw: Uint8Array): { line: string; rest: Uint8Array } {
-  const newline = raw.indexOf(10);
-  assert.ok(newline > 0, "the file has an envelope line");
+/**
+ * Splits the raw spool file: its seal line, the envelope line after it
+ * (up to its LF), and what follows.
+ */
+function splitFile(raw: Uint8Array): { seal: string; line: string; rest: Uint8Array } {
+  const seal = new TextDecoder().decode(raw.subarray(0, SEAL_BYTES));
+  assert.match(seal, /^(SEALED \d{16} [0-9a-f]{64}|OPEN {3}-{16} -{64})\n$/);
+  const newline = raw.indexOf(10, SEAL_BYTES);
+  assert.ok(newline > SEAL_BYTES, "the file has an envelope line");
   return {
-    line: new TextDecoder().decode(raw.subarray(0, newline)),
+    seal,
+    line: new TextDecoder().decode(raw.subarray(SEAL_BYTES, newline)),
     rest: raw.subarray(newline + 1),
   };
 }
@@ -93,13 +101,14 @@ describe("SpoolWriter head", () => {
     const message = encoder.encode("Subject: hi\r\n\r\nbody\r\n");
     const writer = await receive(envelope, message.subarray(0, 5), message.subarray(5));
     const { path, offset } = await writer.readable();
-    assert.equal(path, join(incomingDir, envelope.id));
+    assert.equal(path, join(queueDir, `${envelope.id}.msg`));
     const line = JSON.stringify(envelope);
-    assert.equal(offset, encoder.encode(line).byteLength + 1 + HEAD_RESERVE);
+    assert.equal(offset, SEAL_BYTES + encoder.encode(line).byteLength + 1 + HEAD_RESERVE);
     const raw = new Uint8Array(await readFile(path));
     assert.deepEqual(raw.subarray(offset), message);
-    const { line: first } = splitFile(raw);
-    assert.equal(first.length + 1, offset);
+    const { seal, line: first } = splitFile(raw);
+    assert.match(seal, /^OPEN /, "not sealed before commit");
+    assert.equal(SEAL_BYTES + first.length + 1, offset);
     assert.equal(first.trimEnd(), line);
     assert.match(first.slice(line.length), /^ +$/);
     await writer.abort();
@@ -129,12 +138,15 @@ describe("SpoolWriter head", () => {
     const raw = new Uint8Array(await readFile(final));
     const lineBytes = encoder.encode(JSON.stringify(envelope)).byteLength;
     // The file keeps its size: the head took some of the reserved room.
-    assert.equal(raw.byteLength, lineBytes + 1 + HEAD_RESERVE + message.byteLength);
-    const { line, rest } = splitFile(raw);
+    assert.equal(raw.byteLength, SEAL_BYTES + lineBytes + 1 + HEAD_RESERVE + message.byteLength);
+    const { seal, line, rest } = splitFile(raw);
     assert.deepEqual(JSON.parse(line), envelope);
     assert.equal(line.trimEnd(), JSON.stringify(envelope));
     assert.deepEqual(rest, concat(head, message));
-    assert.equal(item.dataOffset, line.length + 1);
+    assert.equal(item.dataOffset, SEAL_BYTES + line.length + 1);
+    const sealed = raw.subarray(SEAL_BYTES);
+    const digest = createHash("sha256").update(sealed).digest("hex");
+    assert.equal(seal, `SEALED ${String(sealed.byteLength).padStart(16, "0")} ${digest}\n`);
     assert.deepEqual(item.envelope, envelope);
     assert.deepEqual(item.state.recipients.map((r) => r.address), envelope.to);
     assert.deepEqual(await collectBytes(spool.openMessage(item)), concat(head, message));
@@ -204,7 +216,7 @@ describe("SpoolWriter head", () => {
     const { line, rest } = splitFile(new Uint8Array(await readFile(final)));
     assert.deepEqual(JSON.parse(line), envelope);
     assert.deepEqual(rest, concat(head, message));
-    assert.equal(item.dataOffset, line.length + 1);
+    assert.equal(item.dataOffset, SEAL_BYTES + line.length + 1);
     assert.deepEqual(await collectBytes(spool.openMessage(item)), concat(head, message));
     assert.deepEqual(await listDir(incomingDir), []);
     assert.deepEqual(await listDir(queueDir), [`${envelope.id}.msg`]);
@@ -241,7 +253,9 @@ describe("SpoolWriter head", () => {
       const before = new Uint8Array(await readFile(path));
       const item = await writer.commit(head);
       const raw = new Uint8Array(await readFile(join(queueDir, `${envelope.id}.msg`)));
-      assert.deepEqual(raw, before, String(head));
+      // Only the seal changed.
+      assert.deepEqual(raw.subarray(SEAL_BYTES), before.subarray(SEAL_BYTES), String(head));
+      assert.match(splitFile(raw).seal, /^SEALED /);
       assert.equal(item.dataOffset, offset);
       assert.deepEqual(await collectBytes(spool.openMessage(item)), message);
     }
@@ -251,11 +265,11 @@ describe("SpoolWriter head", () => {
     assert.deepEqual(await listDir(incomingDir), []);
   });
 
-  it("abort() removes the partial message from incoming/ and puts nothing in the queue", async () => {
+  it("abort() removes the partial message from queue/, and nothing is left", async () => {
     const envelope = makeEnvelope();
     const writer = await receive(envelope, encoder.encode("Subject: x\r\n\r\n"));
     await writer.readable();
-    assert.deepEqual(await listDir(incomingDir), [envelope.id]);
+    assert.deepEqual(await listDir(queueDir), [`${envelope.id}.msg`]);
     await writer.abort();
     assert.deepEqual(await listDir(incomingDir), []);
     assert.deepEqual(await listDir(queueDir), []);

@@ -61,8 +61,12 @@ describe("Spool", () => {
     for (const part of parts) await writer.write(new TextEncoder().encode(part));
     const expected = new TextEncoder().encode(parts.join(""));
     assert.equal(writer.messageBytes, expected.byteLength);
-    // Nothing is in the queue before the commit.
-    assert.deepEqual(await listDir(queueDir), []);
+    // Before the commit the file is in queue/ with an open seal: a restart
+    // would remove it, never deliver it.
+    assert.deepEqual(await listDir(queueDir), [`${envelope.id}.msg`]);
+    await writer.readable();
+    const open = await readFile(join(queueDir, `${envelope.id}.msg`), "utf8");
+    assert.match(open, /^OPEN {3}-{16} -{64}\n\{/);
     const item = await writer.commit();
     assert.deepEqual(item.envelope, envelope);
     assert.equal(item.recovered, false);
@@ -78,13 +82,14 @@ describe("Spool", () => {
     assert.deepEqual(await collectBytes(spool.openMessage(item)), expected);
   });
 
-  it("commit() stores the envelope as a JSON line ahead of the message", async () => {
+  it("commit() stores the seal, then the envelope as a JSON line, then the message", async () => {
     const envelope = makeEnvelope();
     await spoolMessage(spool, envelope, "X: y\r\n\r\nbody\r\n");
     const raw = await readFile(join(queueDir, `${envelope.id}.msg`), "utf8");
-    const newline = raw.indexOf("\n");
-    assert.deepEqual(JSON.parse(raw.slice(0, newline)), envelope);
-    assert.equal(raw.slice(newline + 1), "X: y\r\n\r\nbody\r\n");
+    const [seal, line, ...rest] = raw.split("\n");
+    assert.match(seal!, /^SEALED \d{16} [0-9a-f]{64}$/);
+    assert.deepEqual(JSON.parse(line!), envelope);
+    assert.equal(rest.join("\n"), "X: y\r\n\r\nbody\r\n");
   });
 
   it("openMessage() streams a large message exactly when it spans many chunks", async () => {
@@ -207,9 +212,17 @@ describe("Spool", () => {
     assert.deepEqual(await listDir(queueDir), []);
   });
 
-  it("load() moves a .msg without an envelope line to corrupt/", async () => {
+  it("load() moves a .msg without a seal or an envelope line to corrupt/", async () => {
     const id = newQueueId();
     await writeFile(join(queueDir, `${id}.msg`), "no newline at all");
+    const { corrupt } = await spool.load();
+    assert.equal(corrupt.length, 1);
+    assert.match(corrupt[0]!.reason, /no seal or envelope line/);
+  });
+
+  it("load() moves a .msg of the format before seals without its newline to corrupt/", async () => {
+    const id = newQueueId();
+    await writeFile(join(queueDir, `${id}.msg`), JSON.stringify(makeEnvelope({ id })));
     const { corrupt } = await spool.load();
     assert.equal(corrupt.length, 1);
     assert.match(corrupt[0]!.reason, /no envelope line/);

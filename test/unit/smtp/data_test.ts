@@ -75,7 +75,10 @@ describe("receiveMessage", () => {
     const outcome = await receiveMessage(stream, writer, HEADER, 1000);
     assert.deepEqual(outcome, { kind: "received", bytes: "Subject: a\r\n\r\nbody\r\n".length });
     assert.equal(state.finished, true);
-    assert.deepEqual(await listDir(queueDir()), []);
+    // Not sealed until the commit: a restart now would remove the file.
+    await writer.readable();
+    const open = await readFile(join(queueDir(), `${envelope.id}.msg`), "utf8");
+    assert.match(open, /^OPEN /);
     const item = await writer.commit();
     assert.deepEqual(item.envelope, envelope);
     assert.deepEqual(await listDir(queueDir()), [`${envelope.id}.msg`]);
@@ -185,6 +188,11 @@ describe("receiveMessage", () => {
     assert.equal(outcome.kind, "received");
     const item = await writer.commit();
     const raw = await readFile(join(queueDir(), `${item.envelope.id}.msg`), "utf8");
-    assert.equal(raw.slice(raw.indexOf("\n") + 1), "Received: from test\r\n" + line.repeat(20_000));
+    const [seal, envelope] = raw.split("\n", 2);
+    assert.match(seal!, /^SEALED /);
+    assert.equal(
+      raw.slice(seal!.length + envelope!.length + 2),
+      "Received: from test\r\n" + line.repeat(20_000),
+    );
   });
 });

@@ -1,0 +1,158 @@
+/**
+ * What a restart finds in queue/ after a crash, file by file: a message
+ * still arriving (never acknowledged) is removed, one whose seal does not
+ * match its content is moved aside, a sealed one and one of the format
+ * before seals are delivered.
+ */
+
+import assert from "node:assert/strict";
+import { open, readFile, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import { Spool } from "../../../src/queue/mod.ts";
+import { OPEN_SEAL, SEAL_BYTES } from "../../../src/queue/seal.ts";
+import { collectText, listDir, makeTempDir, removeDir } from "../helpers.ts";
+import { makeEnvelope, spoolMessage } from "./fixtures.ts";
+
+describe("Spool seals at start-up", () => {
+  let dataDir: string;
+  let spool: Spool;
+  let queueDir: string;
+  let corruptDir: string;
+
+  beforeEach(async () => {
+    dataDir = await makeTempDir("postern-spool-seal-");
+    spool = new Spool(dataDir);
+    await spool.init();
+    queueDir = join(dataDir, "spool", "queue");
+    corruptDir = join(dataDir, "spool", "corrupt");
+  });
+  afterEach(async () => {
+    await spool.close();
+    await removeDir(dataDir);
+  });
+
+  /** A restart: a fresh Spool over the same directory. */
+  async function restart() {
+    await spool.close();
+    spool = new Spool(dataDir);
+    await spool.init();
+    return await spool.load();
+  }
+
+  /** Overwrites `bytes` at `position` of a file, as a torn write leaves it. */
+  async function overwrite(path: string, position: number, bytes: Uint8Array): Promise<void> {
+    const handle = await open(path, "r+");
+    try {
+      await handle.write(bytes, 0, bytes.byteLength, position);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  it("a message still arriving when the server stopped is removed and reported, not delivered", async () => {
+    const envelope = makeEnvelope();
+    const writer = await spool.receive(envelope);
+    await writer.write(new TextEncoder().encode("Subject: half\r\n\r\nhalf a mess"));
+    await writer.readable();
+    // The server stops here: the writer is never committed nor aborted.
+    const { items, corrupt, unfinished } = await restart();
+    assert.deepEqual(items, []);
+    assert.deepEqual(corrupt, []);
+    assert.deepEqual(unfinished, [envelope.id]);
+    assert.deepEqual(await listDir(queueDir), []);
+  });
+
+  it("an empty file, and one whose seal was never written (zeros), count as unfinished", async () => {
+    const empty = makeEnvelope();
+    const zeros = makeEnvelope({ received_at: "2026-01-02T03:04:06.000Z" });
+    await writeFile(join(queueDir, `${empty.id}.msg`), "");
+    // A crash can leave the file's size on disk without its first block.
+    await writeFile(join(queueDir, `${zeros.id}.msg`), new Uint8Array(SEAL_BYTES + 300));
+    const { items, corrupt, unfinished } = await restart();
+    assert.deepEqual(items, []);
+    assert.deepEqual(corrupt, []);
+    assert.deepEqual(unfinished.sort(), [empty.id, zeros.id].sort());
+    assert.deepEqual(await listDir(queueDir), []);
+  });
+
+  it("a sealed message survives a restart with its bytes", async () => {
+    const envelope = makeEnvelope();
+    await spoolMessage(spool, envelope, "Subject: kept\r\n\r\nbody\r\n");
+    const { items, corrupt, unfinished } = await restart();
+    assert.deepEqual(corrupt, []);
+    assert.deepEqual(unfinished, []);
+    assert.deepEqual(items.map((i) => i.envelope), [envelope]);
+    assert.equal(await collectText(spool.openMessage(items[0]!)), "Subject: kept\r\n\r\nbody\r\n");
+  });
+
+  it("a sealed message with a byte changed after its envelope is moved to corrupt/", async () => {
+    const envelope = makeEnvelope();
+    await spoolMessage(spool, envelope, "Subject: torn\r\n\r\nbody\r\n");
+    const path = join(queueDir, `${envelope.id}.msg`);
+    const raw = await readFile(path);
+    await overwrite(path, raw.byteLength - 3, new TextEncoder().encode("X"));
+    const { items, corrupt, unfinished } = await restart();
+    assert.deepEqual(items, []);
+    assert.deepEqual(unfinished, []);
+    assert.deepEqual(corrupt.map((c) => c.reason), ["content does not match its seal"]);
+    assert.deepEqual(await listDir(corruptDir), [`${envelope.id}.msg`]);
+  });
+
+  it("a sealed message whose envelope line was torn is moved to corrupt/, not read as valid", async () => {
+    const envelope = makeEnvelope();
+    await spoolMessage(spool, envelope, "Subject: torn\r\n\r\nbody\r\n");
+    const path = join(queueDir, `${envelope.id}.msg`);
+    // The sector after the seal holds an older envelope line that still parses.
+    const older = JSON.stringify({ ...envelope, to: ["mallory@ex.test"] });
+    await overwrite(path, SEAL_BYTES, new TextEncoder().encode(older));
+    const { items, corrupt } = await restart();
+    assert.deepEqual(items, []);
+    assert.deepEqual(corrupt.map((c) => c.reason), ["content does not match its seal"]);
+  });
+
+  it("a sealed message cut short is moved to corrupt/ with the lengths in the reason", async () => {
+    const envelope = makeEnvelope();
+    await spoolMessage(spool, envelope, "Subject: short\r\n\r\nbody\r\n");
+    const path = join(queueDir, `${envelope.id}.msg`);
+    const size = (await readFile(path)).byteLength;
+    await truncate(path, size - 4);
+    const { items, corrupt } = await restart();
+    assert.deepEqual(items, []);
+    const held = size - SEAL_BYTES;
+    assert.deepEqual(corrupt.map((c) => c.reason), [
+      `sealed for ${held} bytes, holds ${held - 4}`,
+    ]);
+  });
+
+  it("a file with an open seal and a complete-looking message is still unfinished", async () => {
+    const envelope = makeEnvelope();
+    await spoolMessage(spool, envelope, "Subject: whole\r\n\r\nbody\r\n");
+    // As if the crash came after the message was written but before its seal.
+    await overwrite(join(queueDir, `${envelope.id}.msg`), 0, OPEN_SEAL);
+    const { items, corrupt, unfinished } = await restart();
+    assert.deepEqual(items, []);
+    assert.deepEqual(corrupt, []);
+    assert.deepEqual(unfinished, [envelope.id]);
+  });
+
+  it("a message in the format before seals (envelope line first) is delivered as before", async () => {
+    const envelope = makeEnvelope();
+    const path = join(queueDir, `${envelope.id}.msg`);
+    await writeFile(path, `${JSON.stringify(envelope)}    \nSubject: old\r\n\r\nbody\r\n`);
+    const { items, corrupt, unfinished } = await restart();
+    assert.deepEqual(corrupt, []);
+    assert.deepEqual(unfinished, []);
+    assert.deepEqual(items.map((i) => i.envelope), [envelope]);
+    assert.equal(await collectText(spool.openMessage(items[0]!)), "Subject: old\r\n\r\nbody\r\n");
+  });
+
+  it("a state file beside an unfinished message is removed with it", async () => {
+    const envelope = makeEnvelope();
+    await writeFile(join(queueDir, `${envelope.id}.msg`), OPEN_SEAL);
+    await writeFile(join(queueDir, `${envelope.id}.state`), "{}");
+    const { unfinished } = await restart();
+    assert.deepEqual(unfinished, [envelope.id]);
+    assert.deepEqual(await listDir(queueDir), []);
+  });
+});
