@@ -61,6 +61,8 @@ describe("Spool seals at start-up", () => {
     assert.deepEqual(corrupt, []);
     assert.deepEqual(unfinished, [envelope.id]);
     assert.deepEqual(await listDir(queueDir), []);
+    // The stopped server's descriptor: closed here (its file is gone already).
+    await writer.abort();
   });
 
   it("an empty file, and one whose seal was never written (zeros), count as unfinished", async () => {
