@@ -72,6 +72,20 @@ export class DurableFile {
     if (this.#pendingBytes >= FLUSH_BYTES) await this.#flush();
   }
 
+  /**
+   * The whole file as one new array, when none of it has reached the file
+   * yet (a small message, read by nothing before its commit); it replaces
+   * the buffered chunks, so changes made to it are what gets written.
+   * Undefined once anything was written. One write then carries it all.
+   */
+  unwritten(): Uint8Array | undefined {
+    if (this.#bytes !== this.#pendingBytes) return undefined;
+    // Always a copy: a buffered chunk may be the caller's, even a constant.
+    const whole = concatBytes(this.#pending, this.#pendingBytes);
+    this.#pending = [whole];
+    return whole;
+  }
+
   /** Writes buffered data to the file (without syncing), so readers see it. */
   flush(): Promise<void> {
     return this.#flush();

@@ -80,6 +80,11 @@ export function readSeal(head: Uint8Array): SealReading {
   return { kind: "sealed", length: Number(match[1]), digest: match[2]! };
 }
 
+/** The SHA-256 digest (hex) of bytes in memory. */
+export function digestOfBytes(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
 /** The length and SHA-256 digest (hex) of a stream of bytes. */
 export async function digestOf(
   chunks: AsyncIterable<Uint8Array>,

@@ -31,7 +31,7 @@ import { DirSyncer } from "./dir_sync.ts";
 import { DurableFile, writeFileDurably } from "./durable_file.ts";
 import { durabilityFs } from "./fs_calls.ts";
 import { isQueueId } from "./id.ts";
-import { digestOf, OPEN_SEAL, readSeal, SEAL_BYTES, sealLine } from "./seal.ts";
+import { digestOf, digestOfBytes, OPEN_SEAL, readSeal, SEAL_BYTES, sealLine } from "./seal.ts";
 import { SpareFiles } from "./spare_files.ts";
 import {
   type DeliveryState,
@@ -50,6 +50,8 @@ export interface SpoolItem {
   state: DeliveryState;
   /** Byte offset of the message after the envelope line. */
   dataOffset: number;
+  /** Size of the file: where the message ends. */
+  size: number;
   /** True when the item was found on disk at start-up, not just received. */
   recovered: boolean;
 }
@@ -188,10 +190,18 @@ export class SpoolWriter {
    */
   async commit(head?: Uint8Array): Promise<SpoolItem> {
     if (head || this.#envelopeChanged) await this.prepend(head ?? new Uint8Array(0));
-    // The seal covers what the file holds, read back from the page cache:
-    // the message, the added headers and the envelope as they now stand.
-    const { length, digest } = await digestOf(this.#file.read(SEAL_BYTES));
-    await this.#file.writeAt(sealLine(length, digest), 0);
+    // The seal covers the envelope, the added headers and the message as
+    // they now stand: still in memory for a small message nobody read
+    // (sealed there, then written in one call), else read back from the
+    // page cache.
+    const whole = this.#file.unwritten();
+    if (whole) {
+      const content = whole.subarray(SEAL_BYTES);
+      whole.set(sealLine(content.byteLength, digestOfBytes(content)), 0);
+    } else {
+      const { length, digest } = await digestOf(this.#file.read(SEAL_BYTES));
+      await this.#file.writeAt(sealLine(length, digest), 0);
+    }
     const { finalPath, entryDurable, syncer } = this.#place;
     if (this.#file.path === finalPath) await this.#file.commitInPlace(entryDurable);
     else await this.#file.commit(finalPath, syncer);
@@ -200,6 +210,7 @@ export class SpoolWriter {
       envelope: this.envelope,
       state: initialState(this.envelope),
       dataOffset: this.#dataStart - this.#head.byteLength,
+      size: this.#file.bytes,
       recovered: false,
     };
   }
@@ -381,8 +392,11 @@ export class Spool {
    * could be unlinked under the pending open, whose error nobody would hear.
    */
   async *openMessage(item: SpoolItem): AsyncGenerator<Uint8Array> {
+    if (item.dataOffset >= item.size) return;
+    // Bounded by the size: no read past the end to learn where it is.
     const stream = createReadStream(this.#messagePath(item.envelope.id), {
       start: item.dataOffset,
+      end: item.size - 1,
       highWaterMark: 256 * 1024,
     });
     try {
@@ -428,9 +442,9 @@ export class Spool {
   async #readItem(id: string): Promise<SpoolItem | undefined> {
     if (!isQueueId(id)) throw new Error(`"${id}" is not a queue ID`);
     const path = this.#messagePath(id);
-    const start = await checkSeal(path);
-    if (start === undefined) return undefined;
-    const { line, offset } = await readFirstLine(path, start);
+    const sealed = await checkSeal(path);
+    if (sealed === undefined) return undefined;
+    const { line, offset } = await readFirstLine(path, sealed.start);
     const envelope = parseRecord(EnvelopeSchema, line, "envelope");
     if (envelope.id !== id) {
       throw new Error(`envelope ID "${envelope.id}" differs from the file name`);
@@ -444,7 +458,7 @@ export class Spool {
         throw new Error("delivery state recipients differ from the envelope");
       }
     }
-    return { envelope, state, dataOffset: offset, recovered: true };
+    return { envelope, state, dataOffset: offset, size: sealed.size, recovered: true };
   }
 
   async #quarantine(name: string, reason: string): Promise<CorruptFile> {
@@ -475,10 +489,10 @@ function parseRecord<T extends v.GenericSchema>(
 
 /**
  * Checks the seal of a message file: returns where its envelope line
- * starts, undefined for a file never sealed, and throws for one whose
- * seal does not match its content.
+ * starts and the file's size, undefined for a file never sealed, and
+ * throws for one whose seal does not match its content.
  */
-async function checkSeal(path: string): Promise<number | undefined> {
+async function checkSeal(path: string): Promise<{ start: number; size: number } | undefined> {
   const handle = await open(path, "r");
   let size: number;
   const head = new Uint8Array(SEAL_BYTES);
@@ -491,7 +505,7 @@ async function checkSeal(path: string): Promise<number | undefined> {
   const seal = readSeal(head.subarray(0, Math.min(size, SEAL_BYTES)));
   switch (seal.kind) {
     case "legacy":
-      return 0;
+      return { start: 0, size };
     case "open":
       return undefined;
     case "invalid":
@@ -504,7 +518,7 @@ async function checkSeal(path: string): Promise<number | undefined> {
     createReadStream(path, { start: SEAL_BYTES, highWaterMark: 256 * 1024 }),
   );
   if (digest !== seal.digest) throw new Error("content does not match its seal");
-  return SEAL_BYTES;
+  return { start: SEAL_BYTES, size };
 }
 
 async function readFirstLine(

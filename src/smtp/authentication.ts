@@ -103,7 +103,11 @@ export interface DataAuthentication {
  */
 export async function authenticateAfterData(
   deps: AuthDeps,
-  message: { path: string; offset: number; read?: () => AsyncIterable<Uint8Array> },
+  /**
+   * Where the message is, asked only when it is read: a message from a
+   * client that is not checked stays unwritten until its commit.
+   */
+  message: () => Promise<{ path: string; offset: number; read?: () => AsyncIterable<Uint8Array> }>,
   client: {
     sender: string;
     ip: string;
@@ -118,12 +122,15 @@ export async function authenticateAfterData(
   // RFC 7208 section 9.1: Received-SPF goes above the trace headers.
   const receivedSpf = client.spf ? `${client.spf.receivedSpf}\r\n` : "";
   if (!deps.settings.verify) return { head: receivedSpf, results };
+  // Outside the try: a spool that cannot be flushed fails the message,
+  // it is no failed check.
+  const { path, offset, read } = await message();
   let summary: AuthSummary;
   try {
     summary = await authenticateMessage({
-      path: message.path,
-      offset: message.offset,
-      ...(message.read ? { read: message.read } : {}),
+      path,
+      offset,
+      ...(read ? { read } : {}),
       sender: client.sender,
       ip: client.ip,
       helo: client.helo,

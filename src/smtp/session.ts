@@ -420,10 +420,10 @@ export class Intake implements SessionEvents {
   ): Promise<{ results: Record<string, string> } | SmtpReply> {
     const auth = policy.auth;
     if (!auth) return { results: {} };
-    const checked = await authenticateAfterData(auth, {
+    const checked = await authenticateAfterData(auth, async () => ({
       ...await writer.readable(),
       read: () => writer.message(),
-    }, {
+    }), {
       sender: envelope.from,
       ip: envelope.client.ip,
       helo: envelope.client.helo,

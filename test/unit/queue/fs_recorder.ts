@@ -12,7 +12,7 @@ import { type DurabilityFs, durabilityFs } from "../../../src/queue/fs_calls.ts"
 
 /** A recorded call: its beginning or its end, or a mark the test set. */
 export interface FsEvent {
-  call: "open" | "write" | "datasync" | "sync" | "close" | "rename" | "unlink" | "mark";
+  call: "open" | "write" | "read" | "datasync" | "sync" | "close" | "rename" | "unlink" | "mark";
   phase: "begin" | "end";
   /** The file or directory (for a rename, its source). */
   path: string;
@@ -21,7 +21,7 @@ export interface FsEvent {
 }
 
 /** Handle methods whose beginning and end are recorded. */
-const RECORDED = new Set(["write", "datasync", "sync", "close"]);
+const RECORDED = new Set(["write", "read", "datasync", "sync", "close"]);
 
 /** Records durability calls between {@linkcode install} and {@linkcode restore}. */
 export class FsRecorder {

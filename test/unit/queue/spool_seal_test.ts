@@ -6,13 +6,15 @@
  */
 
 import assert from "node:assert/strict";
-import { open, readFile, truncate, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { appendFile, open, readFile, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { Spool } from "../../../src/queue/mod.ts";
 import { OPEN_SEAL, SEAL_BYTES } from "../../../src/queue/seal.ts";
 import { collectText, listDir, makeTempDir, removeDir } from "../helpers.ts";
 import { makeEnvelope, spoolMessage } from "./fixtures.ts";
+import { FsRecorder } from "./fs_recorder.ts";
 
 describe("Spool seals at start-up", () => {
   let dataDir: string;
@@ -156,5 +158,72 @@ describe("Spool seals at start-up", () => {
     const { unfinished } = await restart();
     assert.deepEqual(unfinished, [envelope.id]);
     assert.deepEqual(await listDir(queueDir), []);
+  });
+});
+
+describe("Spool seals in memory", () => {
+  let dataDir: string;
+  let spool: Spool;
+  let recorder: FsRecorder;
+
+  beforeEach(async () => {
+    dataDir = await makeTempDir("postern-spool-seal-");
+    spool = new Spool(dataDir);
+    await spool.init();
+    recorder = new FsRecorder();
+    recorder.install();
+  });
+  afterEach(async () => {
+    recorder.restore();
+    await spool.close();
+    await removeDir(dataDir);
+  });
+
+  it("a small message read by nothing is sealed in memory: one write, no read back", async () => {
+    const envelope = makeEnvelope();
+    await spoolMessage(spool, envelope, "Subject: small\r\n\r\nbody\r\n");
+    const path = join(dataDir, "spool", "queue", `${envelope.id}.msg`);
+    const calls = recorder.events.filter((e) => e.phase === "end" && e.path === path);
+    assert.deepEqual(
+      calls.map((e) => e.call).filter((c) => c === "write" || c === "read"),
+      ["write"],
+      recorder.describe(),
+    );
+    // The shared open seal was copied, not sealed in place.
+    assert.match(new TextDecoder().decode(OPEN_SEAL), /^OPEN {3}-{16} -{64}\n$/);
+    const raw = await readFile(path);
+    const digest = createHash("sha256").update(raw.subarray(SEAL_BYTES)).digest("hex");
+    assert.equal(
+      raw.subarray(0, SEAL_BYTES).toString(),
+      `SEALED ${String(raw.byteLength - SEAL_BYTES).padStart(16, "0")} ${digest}\n`,
+    );
+  });
+
+  it("a message read before its commit is sealed from the file, with the same result", async () => {
+    const body = "Subject: read\r\n\r\nbody\r\n";
+    const inMemory = makeEnvelope();
+    await spoolMessage(spool, inMemory, body);
+    const readFirst = makeEnvelope();
+    assert.notEqual(readFirst.id, inMemory.id);
+    const writer = await spool.receive(readFirst);
+    await writer.write(new TextEncoder().encode(body));
+    await writer.readable();
+    await writer.commit();
+    const queue = join(dataDir, "spool", "queue");
+    const a = await readFile(join(queue, `${inMemory.id}.msg`), "latin1");
+    const b = await readFile(join(queue, `${readFirst.id}.msg`), "latin1");
+    // Same layout and same seal but for the envelope's ID.
+    assert.equal(a.length, b.length);
+    assert.equal(a.slice(SEAL_BYTES).replaceAll(inMemory.id, readFirst.id), b.slice(SEAL_BYTES));
+    const loaded = await new Spool(dataDir).load();
+    assert.deepEqual(loaded.corrupt, []);
+    assert.equal(loaded.items.length, 2);
+  });
+
+  it("openMessage() ends where the message ended at its commit", async () => {
+    const envelope = makeEnvelope();
+    const item = await spoolMessage(spool, envelope, "Subject: end\r\n\r\nbody\r\n");
+    await appendFile(join(dataDir, "spool", "queue", `${envelope.id}.msg`), "trailing junk");
+    assert.equal(await collectText(spool.openMessage(item)), "Subject: end\r\n\r\nbody\r\n");
   });
 });
