@@ -1,7 +1,9 @@
 /**
  * Files that appear complete or not at all: written under a temporary name,
  * fsynced, renamed into place, and made durable by a (group-committed)
- * fsync of the target directory. Used for spool items and Maildir messages.
+ * fsync of the target directory (Maildir messages, state files); or made
+ * in place, sealed and fsynced (spool messages, see seal.ts: the seal is
+ * what tells a complete file from an incomplete one there).
  *
  * @module
  */
@@ -73,17 +75,17 @@ export class DurableFile {
   }
 
   /**
-   * The whole file as one new array, when none of it has reached the file
-   * yet (a small message, read by nothing before its commit); it replaces
-   * the buffered chunks, so changes made to it are what gets written.
-   * Undefined once anything was written. One write then carries it all.
+   * The whole file as one array, when none of it has reached the file yet
+   * (a small message, read by nothing before its commit): what the next
+   * flush writes, in one call. Undefined once anything was written. Not to
+   * be changed: a buffered chunk may be the caller's, even a constant.
    */
   unwritten(): Uint8Array | undefined {
     if (this.#bytes !== this.#pendingBytes) return undefined;
-    // Always a copy: a buffered chunk may be the caller's, even a constant.
-    const whole = concatBytes(this.#pending, this.#pendingBytes);
-    this.#pending = [whole];
-    return whole;
+    if (this.#pending.length !== 1) {
+      this.#pending = [concatBytes(this.#pending, this.#pendingBytes)];
+    }
+    return this.#pending[0];
   }
 
   /** Writes buffered data to the file (without syncing), so readers see it. */

@@ -77,7 +77,10 @@ interface WriterPlace {
   entryDurable: Promise<void>;
   /** Syncs `queue/` after a rename into it (the copy, see #copyWithHead). */
   syncer: DirSyncer;
-  /** Where a copy is written before its rename into `queue/`. */
+  /**
+   * Where a copy is written before its rename into `queue/`, with a number
+   * appended: a second copy reads the first, so it needs a name of its own.
+   */
   copyPath: string;
 }
 
@@ -92,8 +95,10 @@ export class SpoolWriter {
   #head: Uint8Array = new Uint8Array(0);
   /** The envelope changed since its line was written. */
   #envelopeChanged = false;
-  /** Tells the spool the file has left incoming/ (committed or aborted). */
+  /** Tells the spool the message is no longer being received (committed or aborted). */
   #done: () => void;
+  /** Copies made so far (see #copyWithHead). */
+  #copies = 0;
 
   /** @internal Use {@linkcode Spool.receive}. */
   constructor(
@@ -191,17 +196,21 @@ export class SpoolWriter {
   async commit(head?: Uint8Array): Promise<SpoolItem> {
     if (head || this.#envelopeChanged) await this.prepend(head ?? new Uint8Array(0));
     // The seal covers the envelope, the added headers and the message as
-    // they now stand: still in memory for a small message nobody read
-    // (sealed there, then written in one call), else read back from the
-    // page cache.
+    // they now stand: still in memory for a small message nobody read, else
+    // read back from the page cache.
     const whole = this.#file.unwritten();
+    let seal: Uint8Array;
     if (whole) {
       const content = whole.subarray(SEAL_BYTES);
-      whole.set(sealLine(content.byteLength, digestOfBytes(content)), 0);
+      seal = sealLine(content.byteLength, digestOfBytes(content));
     } else {
       const { length, digest } = await digestOf(this.#file.read(SEAL_BYTES));
-      await this.#file.writeAt(sealLine(length, digest), 0);
+      seal = sealLine(length, digest);
     }
+    // Written last and on its own (writeAt flushes the content first): a
+    // write can stop between pages when the process is killed, and a cut
+    // content must stay behind an open seal, not a sealed one.
+    await this.#file.writeAt(seal, 0);
     const { finalPath, entryDurable, syncer } = this.#place;
     if (this.#file.path === finalPath) await this.#file.commitInPlace(entryDurable);
     else await this.#file.commit(finalPath, syncer);
@@ -226,7 +235,7 @@ export class SpoolWriter {
     const path = this.#file.path;
     // Beside the queue, not in it: an unsealed file in queue/ is removed at
     // start-up, but a copy's rename replaces the original only at commit.
-    const copy = await DurableFile.create(this.#place.copyPath, true);
+    const copy = await DurableFile.create(`${this.#place.copyPath}${++this.#copies}`, true);
     const lineBytes = line.byteLength + 1;
     try {
       await copy.write(OPEN_SEAL);
@@ -262,7 +271,7 @@ export class Spool {
   #spare: string;
   #queueSync: DirSyncer;
   #spares: SpareFiles;
-  /** IDs of the messages being received (their files are in incoming/). */
+  /** IDs of the messages being received (their files are not sealed yet). */
   #receiving = new Set<string>();
   /**
    * IDs that may have a state file: saved by this process, or found at

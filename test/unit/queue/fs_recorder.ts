@@ -35,6 +35,8 @@ export class FsRecorder {
   #handlesAt = new Map<string, Array<{ path: string }>>();
   /** Calls held back until the test lets them go (see {@linkcode hold}). */
   #gates: Array<{ call: FsEvent["call"]; path: string; open: Promise<void> }> = [];
+  /** Calls made to fail (see {@linkcode fail}). */
+  #failures: Array<{ call: FsEvent["call"]; path: string; skip: number; error: Error }> = [];
 
   /** Replaces the seam's calls with recording ones. */
   install(): void {
@@ -43,6 +45,11 @@ export class FsRecorder {
     const record = async <T>(event: Omit<FsEvent, "phase">, run: () => Promise<T>) => {
       const gate = this.#gates.find((g) => g.call === event.call && g.path === event.path);
       if (gate) await gate.open;
+      const failure = this.#failures.find((f) => f.call === event.call && f.path === event.path);
+      if (failure && failure.skip-- <= 0) {
+        this.#failures = this.#failures.filter((f) => f !== failure);
+        throw failure.error;
+      }
       this.events.push({ ...event, phase: "begin" });
       try {
         return await run();
@@ -97,6 +104,14 @@ export class FsRecorder {
       this.#gates = this.#gates.filter((g) => g !== gate);
       release();
     };
+  }
+
+  /**
+   * Makes the next call of `call` on `path`, after `skip` that succeed,
+   * fail with `error` (a disk that fails at one precise step).
+   */
+  fail(call: FsEvent["call"], path: string, error: Error, skip = 0): void {
+    this.#failures.push({ call, path, skip, error });
   }
 
   /** Records a point in the test, such as "commit resolved". */

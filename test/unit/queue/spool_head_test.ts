@@ -226,6 +226,24 @@ describe("SpoolWriter head", () => {
     assert.deepEqual(loaded.messages, [concat(head, message)]);
   });
 
+  it("a second head after a copy makes a second copy, and the message keeps every byte", async () => {
+    // Submitted mail: a post-data hook's large head, then the DKIM signature at commit.
+    const envelope = makeEnvelope();
+    const message = encoder.encode("Subject: twice\r\n\r\nbody\r\n");
+    const first = headOf(HEAD_RESERVE + 10);
+    const second = encoder.encode("DKIM-Signature: v=1; a=rsa-sha256\r\n");
+    const writer = await receive(envelope, message);
+    await writer.prepend(first);
+    const item = await writer.commit(second);
+    const expected = concat(second, first, message);
+    assert.deepEqual(await collectBytes(spool.openMessage(item)), expected);
+    assert.deepEqual(await listDir(incomingDir), []);
+    assert.deepEqual(await listDir(queueDir), [`${envelope.id}.msg`]);
+    const loaded = await reload();
+    assert.deepEqual(loaded.corrupt, []);
+    assert.deepEqual(loaded.messages, [expected]);
+  });
+
   it("commit(head) copies a large message completely behind a large head", async () => {
     const envelope = makeEnvelope();
     const message = messageOf(1_300_000); // several flushes of buffered data

@@ -55,16 +55,19 @@ describe("Spool seals at start-up", () => {
   it("a message still arriving when the server stopped is removed and reported, not delivered", async () => {
     const envelope = makeEnvelope();
     const writer = await spool.receive(envelope);
-    await writer.write(new TextEncoder().encode("Subject: half\r\n\r\nhalf a mess"));
-    await writer.readable();
-    // The server stops here: the writer is never committed nor aborted.
-    const { items, corrupt, unfinished } = await restart();
-    assert.deepEqual(items, []);
-    assert.deepEqual(corrupt, []);
-    assert.deepEqual(unfinished, [envelope.id]);
-    assert.deepEqual(await listDir(queueDir), []);
-    // The stopped server's descriptor: closed here (its file is gone already).
-    await writer.abort();
+    try {
+      await writer.write(new TextEncoder().encode("Subject: half\r\n\r\nhalf a mess"));
+      await writer.readable();
+      // The server stops here: the writer is never committed nor aborted.
+      const { items, corrupt, unfinished } = await restart();
+      assert.deepEqual(items, []);
+      assert.deepEqual(corrupt, []);
+      assert.deepEqual(unfinished, [envelope.id]);
+      assert.deepEqual(await listDir(queueDir), []);
+    } finally {
+      // The stopped server's descriptor: closed here (its file is gone already).
+      await writer.abort();
+    }
   });
 
   it("an empty file, and one whose seal was never written (zeros), count as unfinished", async () => {
@@ -179,17 +182,16 @@ describe("Spool seals in memory", () => {
     await removeDir(dataDir);
   });
 
-  it("a small message read by nothing is sealed in memory: one write, no read back", async () => {
+  it("a small message read by nothing is sealed in memory: the content, then the seal, no read back", async () => {
     const envelope = makeEnvelope();
     await spoolMessage(spool, envelope, "Subject: small\r\n\r\nbody\r\n");
     const path = join(dataDir, "spool", "queue", `${envelope.id}.msg`);
     const calls = recorder.events.filter((e) => e.phase === "end" && e.path === path);
     assert.deepEqual(
       calls.map((e) => e.call).filter((c) => c === "write" || c === "read"),
-      ["write"],
+      ["write", "write"],
       recorder.describe(),
     );
-    // The shared open seal was copied, not sealed in place.
     assert.match(new TextDecoder().decode(OPEN_SEAL), /^OPEN {3}-{16} -{64}\n$/);
     const raw = await readFile(path);
     const digest = createHash("sha256").update(raw.subarray(SEAL_BYTES)).digest("hex");
@@ -197,6 +199,24 @@ describe("Spool seals in memory", () => {
       raw.subarray(0, SEAL_BYTES).toString(),
       `SEALED ${String(raw.byteLength - SEAL_BYTES).padStart(16, "0")} ${digest}\n`,
     );
+  });
+
+  it("a write that stops after the content leaves an open seal: unfinished, not damaged", async () => {
+    const envelope = makeEnvelope();
+    const path = join(dataDir, "spool", "queue", `${envelope.id}.msg`);
+    // The content's write goes through; the seal's (the second write) fails,
+    // as when the process is killed between the two.
+    recorder.fail("write", path, Object.assign(new Error("I/O error"), { code: "EIO" }), 1);
+    const writer = await spool.receive(envelope);
+    try {
+      await writer.write(new TextEncoder().encode("Subject: cut\r\n\r\nbody\r\n"));
+      await assert.rejects(writer.commit(), { code: "EIO" });
+      assert.match(await readFile(path, "latin1"), /^OPEN {3}/);
+      const { items, corrupt, unfinished } = await new Spool(dataDir).load();
+      assert.deepEqual([items, corrupt, unfinished], [[], [], [envelope.id]]);
+    } finally {
+      await writer.abort();
+    }
   });
 
   it("a message read before its commit is sealed from the file, with the same result", async () => {
@@ -208,7 +228,13 @@ describe("Spool seals in memory", () => {
     const writer = await spool.receive(readFirst);
     await writer.write(new TextEncoder().encode(body));
     await writer.readable();
+    recorder.events.length = 0;
     await writer.commit();
+    const readFirstPath = join(dataDir, "spool", "queue", `${readFirst.id}.msg`);
+    assert.ok(
+      recorder.events.some((e) => e.call === "read" && e.path === readFirstPath),
+      `the seal was not computed from the file:\n${recorder.describe()}`,
+    );
     const queue = join(dataDir, "spool", "queue");
     const a = await readFile(join(queue, `${inMemory.id}.msg`), "latin1");
     const b = await readFile(join(queue, `${readFirst.id}.msg`), "latin1");
