@@ -15,6 +15,7 @@ import { after, before, describe, it } from "node:test";
 import {
   cleanup,
   eventually,
+  freePort,
   maildirMessages,
   posternCommand,
   replies,
@@ -163,6 +164,11 @@ describe("executable hooks (chasquid's protocol)", () => {
         "delivery:",
         "  retry_initial: 1s",
         "  retry_max: 2s",
+        // Nothing listens there: fwd@'s remote copy is deferred, never
+        // sent nor bounced, so its spool file stays for the tests to read.
+        "outbound:",
+        "  smarthost:",
+        `    address: 127.0.0.1:${await freePort()}`,
         "",
       ].join("\n"),
       "domains/example.test/users":
