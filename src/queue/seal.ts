@@ -69,9 +69,10 @@ export type SealReading =
 export function readSeal(head: Uint8Array): SealReading {
   if (head[0] === 0x7b) return { kind: "legacy" };
   const seal = head.subarray(0, SEAL_BYTES);
-  // The seal is the first thing written: if its bytes never reached the
-  // disk (an empty file, or zeros where a crash left the block unwritten),
-  // the fdatasync that would have acknowledged the message never returned.
+  // The open seal goes out in the file's first write: if its bytes never
+  // reached the disk (an empty file, or zeros where a crash left the block
+  // unwritten), the fdatasync that would have acknowledged the message
+  // never returned.
   if (seal.every((byte) => byte === 0)) return { kind: "open" };
   // A file cut inside its open seal was still arriving too.
   if (sameBytes(seal, OPEN_SEAL.subarray(0, seal.byteLength))) return { kind: "open" };

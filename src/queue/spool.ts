@@ -233,8 +233,8 @@ export class SpoolWriter {
   /** The rare case of more head than reserved room: a new file with a copy. */
   async #copyWithHead(line: Uint8Array, head: Uint8Array): Promise<void> {
     const path = this.#file.path;
-    // Beside the queue, not in it: an unsealed file in queue/ is removed at
-    // start-up, but a copy's rename replaces the original only at commit.
+    // Made in incoming/ (emptied at start-up) and renamed into queue/ at
+    // commit, after its seal and fdatasync; the original goes now.
     const copy = await DurableFile.create(`${this.#place.copyPath}${++this.#copies}`, true);
     const lineBytes = line.byteLength + 1;
     try {
