@@ -6,12 +6,13 @@ import process from "node:process";
 
 /** What each area mutates and which tests must notice. */
 export const AREAS = {
-  // Durability: atomic, synced spool files and the group-committed directory fsync.
+  // Durability: atomic or sealed, synced spool files and the group-committed directory fsync.
   spool: {
     mutate: [
       "src/queue/durable_file.ts",
       "src/queue/dir_sync.ts",
       "src/queue/spool.ts",
+      "src/queue/seal.ts",
       "src/queue/spare_files.ts",
     ],
     tests: ["test/unit/queue/"],
