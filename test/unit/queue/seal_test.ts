@@ -27,13 +27,22 @@ describe("spool seal", () => {
   });
 
   it("sealLine() refuses a length or digest that would not read back", () => {
-    for (
-      const [length, digest] of [[-1, DIGEST], [1.5, DIGEST], [1, "abc"], [
-        1,
-        DIGEST.toUpperCase(),
-      ]] as const
-    ) {
-      assert.throws(() => sealLine(length, digest), RangeError, `${length} ${digest}`);
+    const refused: Array<[number, string]> = [
+      [-1, DIGEST],
+      [1.5, DIGEST],
+      [2 ** 53, DIGEST],
+      [1, "abc"],
+      [1, DIGEST.toUpperCase()],
+      // One character too many, before or after: the line would not be SEAL_BYTES long.
+      [1, `0${DIGEST}`],
+      [1, `${DIGEST}0`],
+    ];
+    for (const [length, digest] of refused) {
+      assert.throws(
+        () => sealLine(length, digest),
+        { name: "RangeError", message: /length and a SHA-256 digest/ },
+        `${length} ${digest}`,
+      );
     }
   });
 
