@@ -39,10 +39,10 @@ const SEALED = "SEALED ";
 const OPEN = "OPEN   ";
 const SEALED_PATTERN = /^SEALED (\d{16}) ([0-9a-f]{64})\n$/;
 
+const OPEN_TEXT = `${OPEN}${"-".repeat(LENGTH_DIGITS)} ${"-".repeat(DIGEST_CHARS)}\n`;
+
 /** The seal of a file still being written. */
-export const OPEN_SEAL: Uint8Array = new TextEncoder().encode(
-  `${OPEN}${"-".repeat(LENGTH_DIGITS)} ${"-".repeat(DIGEST_CHARS)}\n`,
-);
+export const OPEN_SEAL: Uint8Array = new TextEncoder().encode(OPEN_TEXT);
 
 /** The seal line for content of `length` bytes with SHA-256 `digest` (hex). */
 export function sealLine(length: number, digest: string): Uint8Array {
@@ -74,21 +74,17 @@ export function readSeal(head: Uint8Array): SealReading {
   // unwritten), the fdatasync that would have acknowledged the message
   // never returned.
   if (seal.every((byte) => byte === 0)) return { kind: "open" };
+  const text = new TextDecoder().decode(seal);
   // A file cut inside its open seal was still arriving too.
-  if (sameBytes(seal, OPEN_SEAL.subarray(0, seal.byteLength))) return { kind: "open" };
-  const match = SEALED_PATTERN.exec(new TextDecoder().decode(seal));
+  if (OPEN_TEXT.startsWith(text)) return { kind: "open" };
+  const match = SEALED_PATTERN.exec(text);
   if (!match) return { kind: "invalid" };
   return { kind: "sealed", length: Number(match[1]), digest: match[2]! };
 }
 
-/** The SHA-256 digest (hex) of bytes in memory. */
-export function digestOfBytes(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
-/** The length and SHA-256 digest (hex) of a stream of bytes. */
+/** The length and SHA-256 digest (hex) of bytes in chunks, in memory or streamed. */
 export async function digestOf(
-  chunks: AsyncIterable<Uint8Array>,
+  chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
 ): Promise<{ length: number; digest: string }> {
   const hash = createHash("sha256");
   let length = 0;
@@ -97,10 +93,4 @@ export async function digestOf(
     length += chunk.byteLength;
   }
   return { length, digest: hash.digest("hex") };
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

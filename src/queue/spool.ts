@@ -31,7 +31,7 @@ import { DirSyncer } from "./dir_sync.ts";
 import { DurableFile, writeFileDurably } from "./durable_file.ts";
 import { durabilityFs } from "./fs_calls.ts";
 import { isQueueId } from "./id.ts";
-import { digestOf, digestOfBytes, OPEN_SEAL, readSeal, SEAL_BYTES, sealLine } from "./seal.ts";
+import { digestOf, OPEN_SEAL, readSeal, SEAL_BYTES, sealLine } from "./seal.ts";
 import { SpareFiles } from "./spare_files.ts";
 import {
   type DeliveryState,
@@ -197,14 +197,10 @@ export class SpoolWriter {
     // they now stand: still in memory for a small message nobody read, else
     // read back from the page cache.
     const whole = this.#file.unwritten();
-    let seal: Uint8Array;
-    if (whole) {
-      const content = whole.subarray(SEAL_BYTES);
-      seal = sealLine(content.byteLength, digestOfBytes(content));
-    } else {
-      const { length, digest } = await digestOf(this.#file.read(SEAL_BYTES));
-      seal = sealLine(length, digest);
-    }
+    const { length, digest } = await digestOf(
+      whole ? [whole.subarray(SEAL_BYTES)] : this.#file.read(SEAL_BYTES),
+    );
+    const seal = sealLine(length, digest);
     // Written last and on its own (writeAt flushes the content first): a
     // write can stop between pages when the process is killed, and a cut
     // content must stay behind an open seal, not a sealed one.
