@@ -99,8 +99,8 @@ export class SpoolWriter {
   #head: Uint8Array = new Uint8Array(0);
   /** The envelope changed since its line was written. */
   #envelopeChanged = false;
-  /** Tells the spool the message is no longer being received (committed or aborted). */
-  #done: () => void;
+  /** Tells the spool the message is no longer being received: committed (true) or aborted. */
+  #done: (committed: boolean) => void;
   /** Copies made so far (see #copyWithHead). */
   #copies = 0;
 
@@ -109,7 +109,7 @@ export class SpoolWriter {
     envelope: Envelope,
     file: DurableFile,
     place: WriterPlace,
-    done: () => void = () => {},
+    done: (committed: boolean) => void = () => {},
   ) {
     this.envelope = envelope;
     this.#file = file;
@@ -214,7 +214,7 @@ export class SpoolWriter {
     const { finalPath, entryDurable, syncer } = this.#place;
     if (this.#file.path === finalPath) await this.#file.commitInPlace(entryDurable);
     else await this.#file.commit(finalPath, syncer);
-    this.#done();
+    this.#done(true);
     return {
       envelope: this.envelope,
       state: initialState(this.envelope),
@@ -227,7 +227,7 @@ export class SpoolWriter {
   /** Discards the partial message. */
   async abort(): Promise<void> {
     await this.#file.abort();
-    this.#done();
+    this.#done(false);
   }
 
   /** The rare case of more head than reserved room: a new file with a copy. */
@@ -273,6 +273,8 @@ export class Spool {
   #spares: SpareFiles;
   /** IDs of the messages being received (their files are not sealed yet). */
   #receiving = new Set<string>();
+  /** IDs of the messages in the queue: committed or loaded, not yet removed. */
+  #queued = new Set<string>();
   /**
    * IDs that may have a state file: saved by this process, or found at
    * start-up. Most messages are delivered at the first attempt and never
@@ -311,17 +313,22 @@ export class Spool {
    * renamed to `queue/<id>.msg` (created there when none is ready), with an
    * open seal. The fsync of `queue/` that makes its name durable starts at
    * once and runs while the message arrives. An ID already being received
-   * is refused with EEXIST: a rename would replace its file.
+   * or queued is refused with EEXIST: renaming a spare onto its file would
+   * replace that message (IDs are random, but nothing else rules a repeat
+   * out, and the caller can pick another).
    */
   async receive(envelope: Envelope): Promise<SpoolWriter> {
     const id = envelope.id;
-    if (this.#receiving.has(id)) {
-      throw Object.assign(new Error(`queue ID ${id} is already being received`), {
+    if (this.#receiving.has(id) || this.#queued.has(id)) {
+      throw Object.assign(new Error(`queue ID ${id} is already in use`), {
         code: "EEXIST",
       });
     }
     this.#receiving.add(id);
-    const done = () => this.#receiving.delete(id);
+    const done = (committed = false) => {
+      this.#receiving.delete(id);
+      if (committed) this.#queued.add(id);
+    };
     const path = this.#messagePath(id);
     let file: DurableFile;
     try {
@@ -377,6 +384,7 @@ export class Spool {
         const item = await this.#readItem(id);
         if (item) {
           items.push(item);
+          this.#queued.add(id);
           continue;
         }
         // Never acknowledged (a state file is only written after a commit,
@@ -401,7 +409,11 @@ export class Spool {
    * could be unlinked under the pending open, whose error nobody would hear.
    */
   openMessage(item: SpoolItem): AsyncGenerator<Uint8Array> {
-    return readSpoolFile(this.#messagePath(item.envelope.id), item.dataOffset, item.fileBytes);
+    return readSpoolFile(
+      this.#messagePath(item.envelope.id),
+      item.dataOffset,
+      item.fileBytes,
+    );
   }
 
   /** Durably records the delivery state of an item. */
@@ -422,6 +434,7 @@ export class Spool {
    */
   async remove(id: string): Promise<void> {
     await durabilityFs.unlink(this.#messagePath(id)).catch(ignoreMissing);
+    this.#queued.delete(id);
     if (!this.#mayHaveState.delete(id)) return;
     await durabilityFs.unlink(join(this.#queue, `${id}.state`)).catch(ignoreMissing);
   }

@@ -139,9 +139,42 @@ describe("Spool", () => {
     });
     const item = await writer.commit();
     assert.equal(await collectText(spool.openMessage(item)), "the first\r\n");
-    // Once committed, the ID can be received again (the queue refuses it elsewhere).
+  });
+
+  it("receive() refuses the ID of a queued message, which a spare renamed onto it would replace", async () => {
+    const spareDir = join(spool.root, "spare");
+    const envelope = makeEnvelope();
+    const item = await spoolMessage(spool, envelope, "acknowledged\r\n");
+    for (let i = 0; i < 400 && (await listDir(spareDir)).length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.notDeepEqual(await listDir(spareDir), [], "no spare file was made");
+    await assert.rejects(spool.receive(envelope), { code: "EEXIST" });
+    assert.equal(await collectText(spool.openMessage(item)), "acknowledged\r\n");
+
+    // Queued after a restart too.
+    await spool.close();
+    spool = new Spool(dataDir);
+    await spool.init();
+    const { items } = await spool.load();
+    assert.equal(items.length, 1);
+    await assert.rejects(spool.receive(envelope), { code: "EEXIST" });
+    assert.equal(await collectText(spool.openMessage(items[0]!)), "acknowledged\r\n");
+
+    // Free again once the message has left the queue.
+    await spool.remove(envelope.id);
     const again = await spool.receive(envelope);
     await again.abort();
+  });
+
+  it("receive() takes the ID of a message that was aborted", async () => {
+    const envelope = makeEnvelope();
+    const first = await spool.receive(envelope);
+    await first.abort();
+    const second = await spool.receive(envelope);
+    await second.write(new TextEncoder().encode("second try\r\n"));
+    const item = await second.commit();
+    assert.equal(await collectText(spool.openMessage(item)), "second try\r\n");
   });
 
   it("load() reads committed items back in ID order with their envelopes", async () => {
