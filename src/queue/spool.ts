@@ -31,7 +31,6 @@ import { DirSyncer } from "./dir_sync.ts";
 import { DurableFile, writeFileDurably } from "./durable_file.ts";
 import { durabilityFs } from "./fs_calls.ts";
 import { isQueueId } from "./id.ts";
-import { readSpoolFile } from "./message_reader.ts";
 import { digestOf, OPEN_SEAL, readSeal, SEAL_BYTES, sealLine } from "./seal.ts";
 import { SpareFiles } from "./spare_files.ts";
 import {
@@ -53,11 +52,6 @@ export interface SpoolItem {
   dataOffset: number;
   /** True when the item was found on disk at start-up, not just received. */
   recovered: boolean;
-  /**
-   * Size of the spool file when it was sealed or loaded; it only picks how
-   * the message is read back (see message_reader.ts).
-   */
-  fileBytes?: number;
 }
 
 /** A spool file that failed validation. */
@@ -220,7 +214,6 @@ export class SpoolWriter {
       state: initialState(this.envelope),
       dataOffset: this.#dataStart - this.#head.byteLength,
       recovered: false,
-      fileBytes: SEAL_BYTES + length,
     };
   }
 
@@ -408,12 +401,19 @@ export class Spool {
    * stored (after a crash) never reads it, and a file opened for nothing
    * could be unlinked under the pending open, whose error nobody would hear.
    */
-  openMessage(item: SpoolItem): AsyncGenerator<Uint8Array> {
-    return readSpoolFile(
-      this.#messagePath(item.envelope.id),
-      item.dataOffset,
-      item.fileBytes,
-    );
+  async *openMessage(item: SpoolItem): AsyncGenerator<Uint8Array> {
+    // Read to the end of the file, not bounded by its size: Bun's bounded
+    // streams (the `end` option) and reads through a FileHandle each took
+    // 50-90 MB more peak memory at c=20 than this, for one read fewer.
+    const stream = createReadStream(this.#messagePath(item.envelope.id), {
+      start: item.dataOffset,
+      highWaterMark: 256 * 1024,
+    });
+    try {
+      for await (const chunk of stream) yield chunk as Uint8Array;
+    } finally {
+      stream.destroy();
+    }
   }
 
   /** Durably records the delivery state of an item. */
@@ -453,9 +453,9 @@ export class Spool {
   async #readItem(id: string): Promise<SpoolItem | undefined> {
     if (!isQueueId(id)) throw new Error(`"${id}" is not a queue ID`);
     const path = this.#messagePath(id);
-    const sealed = await checkSeal(path);
-    if (sealed === undefined) return undefined;
-    const { line, offset } = await readFirstLine(path, sealed.start);
+    const start = await checkSeal(path);
+    if (start === undefined) return undefined;
+    const { line, offset } = await readFirstLine(path, start);
     const envelope = parseRecord(EnvelopeSchema, line, "envelope");
     if (envelope.id !== id) {
       throw new Error(`envelope ID "${envelope.id}" differs from the file name`);
@@ -469,7 +469,7 @@ export class Spool {
         throw new Error("delivery state recipients differ from the envelope");
       }
     }
-    return { envelope, state, dataOffset: offset, recovered: true, fileBytes: sealed.size };
+    return { envelope, state, dataOffset: offset, recovered: true };
   }
 
   async #quarantine(name: string, reason: string): Promise<CorruptFile> {
@@ -500,10 +500,10 @@ function parseRecord<T extends v.GenericSchema>(
 
 /**
  * Checks the seal of a message file: returns where its envelope line
- * starts and the file's size, undefined for a file never sealed, and
- * throws for one whose seal does not match its content.
+ * starts, undefined for a file never sealed, and throws for one whose
+ * seal does not match its content.
  */
-async function checkSeal(path: string): Promise<{ start: number; size: number } | undefined> {
+async function checkSeal(path: string): Promise<number | undefined> {
   const handle = await open(path, "r");
   let size: number;
   const head = new Uint8Array(SEAL_BYTES);
@@ -516,7 +516,7 @@ async function checkSeal(path: string): Promise<{ start: number; size: number } 
   const seal = readSeal(head.subarray(0, Math.min(size, SEAL_BYTES)));
   switch (seal.kind) {
     case "legacy":
-      return { start: 0, size };
+      return 0;
     case "open":
       return undefined;
     case "invalid":
@@ -529,7 +529,7 @@ async function checkSeal(path: string): Promise<{ start: number; size: number } 
     createReadStream(path, { start: SEAL_BYTES, highWaterMark: 256 * 1024 }),
   );
   if (digest !== seal.digest) throw new Error("content does not match its seal");
-  return { start: SEAL_BYTES, size };
+  return SEAL_BYTES;
 }
 
 async function readFirstLine(
