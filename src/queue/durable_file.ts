@@ -163,6 +163,27 @@ export class DurableFile {
   }
 
   /**
+   * Overwrites bytes already written at `position`, like
+   * {@linkcode writeAt}, but in the buffer when none of the file has been
+   * written yet: the change then goes out with the rest, in the one write
+   * of a small message (headers added after DATA, by the checks or a hook
+   * that did not read the message). Not for a seal, which must be written
+   * after the content, on its own.
+   */
+  async overwrite(data: Uint8Array, position: number): Promise<void> {
+    if (this.#bytes !== this.#pendingBytes) return await this.writeAt(data, position);
+    if (position + data.byteLength > this.#bytes) {
+      throw new RangeError(`Cannot overwrite past the end of "${this.#tmpPath}"`);
+    }
+    // A copy of our own: a buffered chunk may be the caller's, even a constant.
+    const whole = this.#pending.length === 1
+      ? this.#pending[0]!.slice()
+      : concatBytes(this.#pending, this.#pendingBytes);
+    whole.set(data, position);
+    this.#pending = [whole];
+  }
+
+  /**
    * Makes the file durable under `finalPath`: flush, fdatasync, close,
    * rename, then fsync of the directory through `syncer` (RFC 5321 section
    * 4.5.4.1 and 6.1: a 250 means the server has taken responsibility).

@@ -163,13 +163,13 @@ export class SpoolWriter {
     const combined = new Uint8Array(head.byteLength + this.#head.byteLength);
     combined.set(head);
     combined.set(this.#head, head.byteLength);
-    await this.#file.flush();
     const line = new TextEncoder().encode(JSON.stringify(this.envelope));
     const lineBytes = this.#dataStart - SEAL_BYTES - combined.byteLength;
     if (line.byteLength + 1 <= lineBytes) {
       // The envelope line shrinks by padding less; JSON allows the
       // trailing spaces, and the message now starts with the new head.
-      await this.#file.writeAt(headRegion(line, lineBytes, combined), SEAL_BYTES);
+      // Still in memory when nothing has been written or read yet.
+      await this.#file.overwrite(headRegion(line, lineBytes, combined), SEAL_BYTES);
     } else {
       await this.#copyWithHead(line, combined);
     }
@@ -226,6 +226,7 @@ export class SpoolWriter {
   /** The rare case of more head than reserved room: a new file with a copy. */
   async #copyWithHead(line: Uint8Array, head: Uint8Array): Promise<void> {
     const path = this.#file.path;
+    await this.#file.flush();
     // Made in incoming/ (emptied at start-up) and renamed into queue/ at
     // commit, after its seal and fdatasync; the original goes now.
     const copy = await DurableFile.create(`${this.#place.copyPath}${++this.#copies}`, true);

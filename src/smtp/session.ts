@@ -460,7 +460,6 @@ export class Intake implements SessionEvents {
   ): Promise<{ head: Uint8Array | undefined } | SmtpReply> {
     const hooks = this.#deps.hooks;
     if (!hooks?.has("post-data")) return { head: undefined };
-    const { path, offset } = await writer.readable();
     const at = envelope.from.lastIndexOf("@");
     const verdict = await hooks.postData({
       queueId: envelope.id,
@@ -473,7 +472,7 @@ export class Intake implements SessionEvents {
       onTls: envelope.client.tls,
       fromLocalDomain: at > 0 && policy.resolver.isLocalDomain(envelope.from.slice(at + 1)),
       spfPass: spf?.result === "pass",
-    }, () => createReadStream(path, { start: offset, highWaterMark: 64 * 1024 }));
+    }, () => hookMessage(writer));
     if (!verdict) return { head: undefined };
     this.#deps.mailLog.hook(envelope.id, "post-data", postDataOutcome(verdict));
     if (verdict.kind === "refuse") {
@@ -617,4 +616,19 @@ export function authenticatedUser(session: SMTPServerSession): string | undefine
 
 function client(session: SMTPServerSession): ClientInfo {
   return { ip: session.remoteAddress, helo: session.hostNameAppearsAs || undefined };
+}
+
+/**
+ * The spooled message as the post-data hook reads it. The file is flushed
+ * and opened only when the hook starts reading: a small message that no
+ * hook reads stays in memory until its commit writes it once.
+ */
+async function* hookMessage(writer: SpoolWriter): AsyncGenerator<Uint8Array> {
+  const { path, offset } = await writer.readable();
+  const stream = createReadStream(path, { start: offset, highWaterMark: 64 * 1024 });
+  try {
+    for await (const chunk of stream) yield chunk as Uint8Array;
+  } finally {
+    stream.destroy();
+  }
 }

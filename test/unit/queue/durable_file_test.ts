@@ -102,6 +102,22 @@ describe("DurableFile", () => {
     await file.abort();
   });
 
+  it("overwrite() changes the buffer while nothing is written, never the caller's chunk, and the file after", async () => {
+    const caller = new TextEncoder().encode("0123456789");
+    const file = await DurableFile.create(tmp());
+    await file.write(caller);
+    await file.overwrite(new TextEncoder().encode("ab"), 3);
+    assert.equal(new TextDecoder().decode(caller), "0123456789", "the caller's bytes changed");
+    assert.equal(new TextDecoder().decode(file.unwritten()), "012ab56789");
+    assert.equal((await stat(tmp())).size, 0, "nothing reaches the file before the flush");
+    await file.flush();
+    await file.overwrite(new TextEncoder().encode("Z"), 0);
+    assert.equal(await readFile(tmp(), "utf8"), "Z12ab56789");
+    await assert.rejects(file.overwrite(new TextEncoder().encode("xy"), 9), RangeError);
+    await file.commit(final(), syncer);
+    assert.equal(await readFile(final(), "utf8"), "Z12ab56789");
+  });
+
   it("write() keeps every byte when writes cross the flush size", async () => {
     const file = await DurableFile.create(tmp());
     const data = new Uint8Array(1024 * 1024 + 17);

@@ -201,6 +201,59 @@ describe("Spool seals in memory", () => {
     );
   });
 
+  it("headers added after DATA by what did not read the message (a hook, the checks) stay in memory: one content write, no read", async () => {
+    const envelope = makeEnvelope();
+    const path = join(dataDir, "spool", "queue", `${envelope.id}.msg`);
+    const writer = await spool.receive(envelope);
+    const body = "Subject: hooked\r\n\r\nbody\r\n";
+    await writer.write(new TextEncoder().encode(body));
+    await writer.prepend(new TextEncoder().encode("Authentication-Results: x; none\r\n"));
+    await writer.prepend(new TextEncoder().encode("X-Hook: ok\r\n"));
+    const item = await writer.commit();
+    const calls = recorder.events.filter((e) => e.phase === "end" && e.path === path);
+    assert.deepEqual(
+      calls.map((e) => e.call).filter((c) => c === "write" || c === "read"),
+      ["write", "write"],
+      recorder.describe(),
+    );
+    assert.equal(
+      await collectText(spool.openMessage(item)),
+      `X-Hook: ok\r\nAuthentication-Results: x; none\r\n${body}`,
+    );
+    const loaded = await new Spool(dataDir).load();
+    assert.deepEqual(loaded.corrupt, []);
+    assert.equal(
+      await collectText(spool.openMessage(loaded.items[0]!)),
+      await collectText(spool.openMessage(item)),
+    );
+  });
+
+  it("headers added after the message was read go to the file, with the same result as in memory", async () => {
+    const body = new TextEncoder().encode("Subject: same\r\n\r\nbody\r\n");
+    const head = new TextEncoder().encode("X-Hook: ok\r\n");
+    const queue = join(dataDir, "spool", "queue");
+    const inMemory = makeEnvelope();
+    const a = await spool.receive(inMemory);
+    await a.write(body);
+    await a.prepend(head);
+    await a.commit();
+    const readFirst = makeEnvelope();
+    const b = await spool.receive(readFirst);
+    await b.write(body);
+    await b.readable();
+    await b.prepend(head);
+    await b.commit();
+    const readFirstPath = join(queue, `${readFirst.id}.msg`);
+    assert.ok(
+      recorder.events.some((e) => e.call === "read" && e.path === readFirstPath),
+      `the seal was not computed from the file:\n${recorder.describe()}`,
+    );
+    const x = await readFile(join(queue, `${inMemory.id}.msg`), "latin1");
+    const y = await readFile(readFirstPath, "latin1");
+    assert.equal(x.slice(SEAL_BYTES).replaceAll(inMemory.id, readFirst.id), y.slice(SEAL_BYTES));
+    assert.deepEqual((await new Spool(dataDir).load()).corrupt, []);
+  });
+
   it("a write that stops after the content leaves an open seal: unfinished, not damaged", async () => {
     const envelope = makeEnvelope();
     const path = join(dataDir, "spool", "queue", `${envelope.id}.msg`);
