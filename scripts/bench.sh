@@ -717,12 +717,24 @@ sleep 2
 # BENCH_CELLS=none skips the peer table (to run only the rows switched on).
 read -r -a CELLS <<< "${BENCH_CELLS:-small:1 small:20 large:20}"
 [ "${CELLS[*]}" = none ] && CELLS=()
+# Every (cell, server) once, in a fresh random order. A variant row (+hook,
+# +spf, +reload, +admin, +limits, +cluster) runs back to back with the small
+# c=20 cell of the server it is compared with (the order within that group
+# random too): the rate of one server moves by tens of percent between
+# minutes on a shared VM, and a pair measured seconds apart shares that.
+rep_jobs() {
+  local -A group=()
+  local cell s key
+  for cell in "${CELLS[@]}"; do for s in "${SERVERS[@]}"; do group["$cell:$s"]="$cell:$s"; done; done
+  for s in "${HOOK_SERVERS[@]}"; do
+    key=small:20:${s%%+*}
+    group[$key]="${group[$key]:-} small:20:$s"
+  done
+  for key in "${!group[@]}"; do echo "${group[$key]}"; done | shuf |
+    while read -r -a jobs; do printf '%s\n' "${jobs[@]}" | shuf; done
+}
 for rep in $(seq "$REPS"); do
-  # interleave: every (cell, server) once per rep, in a fresh random order
-  for job in $({
-      for cell in "${CELLS[@]}"; do for s in "${SERVERS[@]}"; do echo "$cell:$s"; done; done
-      for s in "${HOOK_SERVERS[@]}"; do echo "small:20:$s"; done
-    } | shuf); do
+  for job in $(rep_jobs); do
     IFS=: read -r size c s <<< "$job"
     if [ $(( $(date +%s) - T0 )) -ge "$BENCH_MAX_S" ]; then
       log "BENCH_MAX_S=$BENCH_MAX_S reached: skipping rep$rep $s $size c=$c"
