@@ -27,13 +27,20 @@ for arg in "$@"; do
 done
 
 if command -v bun >/dev/null 2>&1; then BUN=(bun); else BUN=(npx -y bun@1); fi
+# A compiled Bun program reads .env files and bunfig.toml from the folder it
+# is started in, unless built not to: a .env there would set its variables
+# (DENO_BIN, NODE_TLS_REJECT_UNAUTHORIZED, ...) and a bunfig.toml's preload
+# would run code inside the server. Postern takes its settings from
+# --config and its own environment only.
+NO_AUTOLOAD=(--no-compile-autoload-dotenv --no-compile-autoload-bunfig
+  --no-compile-autoload-tsconfig --no-compile-autoload-package-json)
 if [ ! -d node_modules/smtp-server ] || { [ "$slim" != 1 ] && [ ! -d node_modules/@deno ]; }; then
   if command -v deno >/dev/null 2>&1; then deno install; else "${BUN[@]}" install; fi
 fi
 mkdir -p dist
 
 if [ "$slim" = 1 ]; then
-  "${BUN[@]}" build --compile --minify --bytecode --sourcemap src/main.ts --outfile dist/postern
+  "${BUN[@]}" build --compile "${NO_AUTOLOAD[@]}" --minify --bytecode --sourcemap src/main.ts --outfile dist/postern
   ls -l dist/postern
   exit 0
 fi
@@ -57,7 +64,7 @@ fi
 
 # The two extra entry points are embedded as files (Bun.embeddedFiles),
 # named without a content hash.
-"${BUN[@]}" build --compile --minify --bytecode --sourcemap --asset-naming='[name].[ext]' \
+"${BUN[@]}" build --compile "${NO_AUTOLOAD[@]}" --minify --bytecode --sourcemap --asset-naming='[name].[ext]' \
   --loader .gz:file --loader .manifest:file \
   src/main.ts "$embed/hook-deno.gz" "$embed/hook-runtime.manifest" --outfile dist/postern
 echo "embedded hook runtime: deno $version ($size bytes, sha256 $sha256)"

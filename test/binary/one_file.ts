@@ -254,6 +254,40 @@ describe("the release binary alone", () => {
     });
   });
 
+  describe("started in a folder holding a .env and a bunfig.toml", () => {
+    let server: Server | undefined;
+    after(async () => {
+      await cleanup(server);
+    });
+
+    // A compiled Bun program reads both from its working directory unless
+    // it is built not to: a .env would set DENO_BIN (which program runs the
+    // hooks) or NODE_TLS_REJECT_UNAUTHORIZED, and a bunfig.toml's preload
+    // would run its code inside the server.
+    it("reads neither: no variable comes from .env, no preload runs", async () => {
+      const { stdout } = await run("bash", [join(ROOT, "scripts", "pinned_deno.sh")]);
+      const deno = stdout.trim();
+      const cwd = await tempDir("postern-cwd-");
+      const marker = join(cwd, "preloaded");
+      await writeTree(cwd, {
+        ".env": `DENO_BIN=${deno}\n`,
+        ".env.local": `DENO_BIN=${deno}\n`,
+        "bunfig.toml": 'preload = ["./preload.js"]\n',
+        "preload.js": `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "ran");\n`,
+      });
+      server = await startServer({ config: CONFIG, cwd });
+      const result = await swaks(server, ["--from", "c@client.test", "--to", "alice@example.test"]);
+      assert.equal(result.code, 0, result.stdout);
+      assert.match(server.stderr(), /msg="hooks run under deno" .*found=embedded /);
+      assert.match(
+        server.stderr(),
+        /msg="postern started" .*hook_runtime="deno \d+\.\d+\.\d+ \(embedded\)"/,
+      );
+      assert.doesNotMatch(server.stderr(), /DENO_BIN/);
+      await assert.rejects(readFile(marker), { code: "ENOENT" });
+    });
+  });
+
   describe("with DENO_BIN", () => {
     let server: Server | undefined;
     after(async () => {

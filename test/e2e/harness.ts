@@ -131,6 +131,8 @@ export interface StartOptions {
    * holding extra descriptors.
    */
   wrapper?: string[];
+  /** Working directory of the server; default the repository's root. */
+  cwd?: string;
 }
 
 /** Starts Postern with a temporary config and data directory. */
@@ -154,7 +156,7 @@ export async function startServer(options: StartOptions = {}): Promise<Server> {
   ]);
   const [program, ...programArgs] = [...(options.wrapper ?? []), cmd!, ...args];
   const child = spawn(program!, programArgs, {
-    cwd: ROOT,
+    cwd: options.cwd ?? ROOT,
     stdio: ["ignore", "pipe", "pipe"],
     ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
   });
