@@ -17,7 +17,7 @@ import {
   SharedFailures,
   SharedRateLimits,
 } from "./cluster/mod.ts";
-import { DkimKeyring, preloadMailauth, SpfVerdictCache } from "./auth/mod.ts";
+import { DkimKeyring, SpfVerdictCache } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
 import { DispatchCourier, LmtpCourier, LocalCourier } from "./delivery/mod.ts";
 import { dovecotMailboxes } from "./smtp/mailboxes.ts";
@@ -429,9 +429,6 @@ export async function serve(
     },
   });
   for (const address of listeners.addresses) mailLog.listening(address);
-  // mailauth is loaded after listening, in the background: start-up does
-  // not wait for it, and the first message seldom does (issue 17).
-  preloadMailauth((err) => logger.warn("cannot load mailauth", { error: String(err) }));
   logger.info("postern started", {
     data: config.dataDir,
     config: config.configDir ?? "(embedded defaults)",

@@ -53,13 +53,7 @@ export {
   type RecordState,
 } from "./dkim_records.ts";
 export { DkimKeyring, type DomainKeys, formatKeyStatus, type KeyStatus } from "./dkim_keyring.ts";
-export {
-  getMtaStsPolicy,
-  loadMailauth,
-  type Mailauth,
-  mailauthResolver,
-  preloadMailauth,
-} from "./mailauth.ts";
+export { getMtaStsPolicy, loadMailauth, type Mailauth, mailauthResolver } from "./mailauth.ts";
 export { inNetworks, type Network, parseNetwork } from "./networks.ts";
 export { checkSpf, type SpfCheckOptions, type SpfResult, type SpfVerdict } from "./spf.ts";
 export { SpfVerdictCache, type SpfVerdictCacheOptions } from "./spf_cache.ts";

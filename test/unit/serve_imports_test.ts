@@ -19,7 +19,7 @@ const LAZY: Record<string, string> = {
   "acme-client": "only with tls.acme",
   ioredis: "only with cluster",
   nodemailer: "first outbound or LMTP delivery",
-  mailauth: "loaded in the background after listening",
+  mailauth: "the first message from an untrusted client, DKIM signing or MTA-STS",
   hono: "the admin API's first request",
   "@hono/valibot-validator": "the admin API's first request",
 };
