@@ -27,6 +27,7 @@ import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import * as v from "valibot";
+import { messageReadBytes } from "../runtime/mod.ts";
 import { DirSyncer } from "./dir_sync.ts";
 import { DurableFile, writeFileDurably } from "./durable_file.ts";
 import { durabilityFs } from "./fs_calls.ts";
@@ -405,10 +406,11 @@ export class Spool {
   async *openMessage(item: SpoolItem): AsyncGenerator<Uint8Array> {
     // Read to the end of the file, not bounded by its size: Bun's bounded
     // streams (the `end` option) and reads through a FileHandle each took
-    // 50-90 MB more peak memory at c=20 than this, for one read fewer.
+    // 50-90 MB more peak memory at c=20 than this, for one read fewer. The
+    // buffer size is the runtime's (see messageReadBytes).
     const stream = createReadStream(this.#messagePath(item.envelope.id), {
       start: item.dataOffset,
-      highWaterMark: 256 * 1024,
+      highWaterMark: messageReadBytes,
     });
     try {
       for await (const chunk of stream) yield chunk as Uint8Array;
