@@ -39,8 +39,36 @@ if [ ! -d node_modules/smtp-server ] || { [ "$slim" != 1 ] && [ ! -d node_module
 fi
 mkdir -p dist
 
+# compile OUT [ENTRY...]: one bun build --compile of src/main.ts (plus
+# extra entry points, embedded as files named without a content hash), with
+# the bytecode laid out by $ORDER when it is set.
+compile() {
+  local out=$1; shift
+  "${BUN[@]}" build --compile "${NO_AUTOLOAD[@]}" --minify --bytecode --sourcemap \
+    ${ORDER:+--bytecode-order="$ORDER"} --asset-naming='[name].[ext]' \
+    --loader .gz:file --loader .manifest:file src/main.ts "$@" --outfile "$out"
+}
+
+# Profile-guided layout: a first build runs start-up and two messages
+# (scripts/bytecode_order.ts) and records the order in which its functions
+# first ran; the release build lays its bytecode out in that order, so what
+# an idle server has touched sits together (resident when idle: 58.6 MB ->
+# 54.7 MB). Without a training run (no loopback, say) the build goes on
+# unordered, and says so.
+ordered() {  # ordered [ENTRY...]
+  local order=dist/.bytecode-order
+  ORDER='' compile dist/.postern-training "$@"
+  if "${BUN[@]}" scripts/bytecode_order.ts dist/.postern-training "$order"; then
+    ORDER=$order compile dist/postern "$@"
+  else
+    echo "build: WARNING: no training run; the bytecode is laid out unordered" >&2
+    ORDER='' compile dist/postern "$@"
+  fi
+  rm -f dist/.postern-training dist/.postern-training.map "$order"
+}
+
 if [ "$slim" = 1 ]; then
-  "${BUN[@]}" build --compile "${NO_AUTOLOAD[@]}" --minify --bytecode --sourcemap src/main.ts --outfile dist/postern
+  ordered
   ls -l dist/postern
   exit 0
 fi
@@ -62,11 +90,8 @@ if [ ! -f "$embed/hook-deno.gz" ] || [ "$(cat "$embed/hook-runtime.manifest" 2>/
   printf '%s' "$manifest" >"$embed/hook-runtime.manifest"
 fi
 
-# The two extra entry points are embedded as files (Bun.embeddedFiles),
-# named without a content hash.
-"${BUN[@]}" build --compile "${NO_AUTOLOAD[@]}" --minify --bytecode --sourcemap --asset-naming='[name].[ext]' \
-  --loader .gz:file --loader .manifest:file \
-  src/main.ts "$embed/hook-deno.gz" "$embed/hook-runtime.manifest" --outfile dist/postern
+# The two extra entry points are embedded as files (Bun.embeddedFiles).
+ordered "$embed/hook-deno.gz" "$embed/hook-runtime.manifest"
 echo "embedded hook runtime: deno $version ($size bytes, sha256 $sha256)"
 rm -f dist/hook-deno.js.map dist/hook-runtime.js.map
 ls -l dist/postern
