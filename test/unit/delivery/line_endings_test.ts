@@ -64,6 +64,28 @@ describe("crlfToLf", () => {
       }
     }
   });
+
+  it("crlfToLf() matches a whole-text conversion on random CR/LF-heavy text in random chunks", async () => {
+    // A fixed seed (xorshift) keeps a failure reproducible.
+    let seed = 0x9e3779b9;
+    const random = (n: number) => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    for (let round = 0; round < 500; round++) {
+      const text = Array.from({ length: random(200) }, () => "\r\na."[random(4)]).join("");
+      const pieces: string[] = [];
+      for (let at = 0; at < text.length;) {
+        const size = random(8); // empty chunks too
+        pieces.push(text.slice(at, at + size));
+        at += size;
+      }
+      const got = await collectText(crlfToLf(chunksOf(...pieces)));
+      assert.equal(got, text.replace(/\r\n/g, "\n"), JSON.stringify(pieces));
+    }
+  });
 });
 
 describe("prepend", () => {
