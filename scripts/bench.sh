@@ -717,11 +717,13 @@ sleep 2
 # BENCH_CELLS=none skips the peer table (to run only the rows switched on).
 read -r -a CELLS <<< "${BENCH_CELLS:-small:1 small:20 large:20}"
 [ "${CELLS[*]}" = none ] && CELLS=()
-# Every (cell, server) once, in a fresh random order. A variant row (+hook,
-# +spf, +reload, +admin, +limits, +cluster) runs back to back with the small
-# c=20 cell of the server it is compared with (the order within that group
-# random too): the rate of one server moves by tens of percent between
-# minutes on a shared VM, and a pair measured seconds apart shares that.
+# Every (cell, server) once per rep. The servers of one cell run back to
+# back (the cells in a random order, the servers within a cell too), and a
+# variant row (+hook, +spf, +reload, +admin, +limits, +cluster) right
+# beside the small c=20 cell of the server it is compared with (the order of
+# the two random too): the rate of one server moves by tens of percent
+# between minutes on a shared VM, and cells measured seconds apart share
+# that, so the report compares them rep by rep (paired ratios).
 rep_jobs() {
   local -A group=()
   local cell s key
@@ -730,8 +732,11 @@ rep_jobs() {
     key=small:20:${s%%+*}
     group[$key]="${group[$key]:-} small:20:$s"
   done
-  for key in "${!group[@]}"; do echo "${group[$key]}"; done | shuf |
-    while read -r -a jobs; do printf '%s\n' "${jobs[@]}" | shuf; done
+  for cell in $(printf '%s\n' "${CELLS[@]}" small:20 | sort -u | shuf); do
+    for key in "${!group[@]}"; do
+      if [[ $key == "$cell":* ]]; then echo "${group[$key]}"; fi
+    done | shuf | while read -r -a jobs; do printf '%s\n' "${jobs[@]}" | shuf; done
+  done
 }
 for rep in $(seq "$REPS"); do
   for job in $(rep_jobs); do

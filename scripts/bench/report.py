@@ -105,10 +105,12 @@ def main() -> int:
     if posterns and peers:
         print()
         print("Ratios Postern/peer (msgs/s: >1 means Postern is faster; "
-              "CPU ms/msg: <1 means Postern uses less CPU per message)")
+              "CPU ms/msg: <1 means Postern uses less CPU per message); the servers of a cell run "
+              "back to back in each rep, and 'per rep' is the median of those reps' ratios")
         head = ["cell", "postern"]
         if FAIR in peers:
-            head += [f"e2e vs {FAIR}", f"CPU/msg vs {FAIR}"]
+            head += [f"e2e vs {FAIR}", "e2e per rep (median)", f"CPU/msg vs {FAIR}",
+                     "CPU per rep (median)"]
         for q in peers:
             head.append(f"intake vs {q}")
         table = [head]
@@ -118,7 +120,9 @@ def main() -> int:
                 line = [c, p]
                 if FAIR in peers:
                     line.append(ratio(e2e.get((c, p)), e2e.get((c, FAIR))))
+                    line.append(per_rep(peer_ratios(rows, size, conc, p, FAIR, "e2e_msgs_per_s")))
                     line.append(ratio(cpu.get((c, p)), cpu.get((c, FAIR))))
+                    line.append(per_rep(peer_ratios(rows, size, conc, p, FAIR, "cpu_ms_per_msg")))
                 for q in peers:
                     line.append(ratio(rate.get((c, p)), rate.get((c, q))))
                 table.append(line)
@@ -178,23 +182,27 @@ def goals(rows: list[dict], servers: list[str], rate: dict, e2e: dict, cpu: dict
     def r(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None or b == 0 else a / b
 
-    s1, s20, l20 = "small c=1", "small c=20", "large c=20"
+    def paired(size: str, conc: str, p: str, key: str) -> float | None:
+        ratios = peer_ratios(rows, size, conc, p, FAIR, key)
+        return statistics.median(ratios) if ratios else None
+
+    s20 = "small c=20"
     out = [
-        ("binary e2e small c=20 >= x1.5", r(e2e.get((s20, "postern-bin")), e2e.get((s20, FAIR))),
-         1.5, True),
-        ("binary e2e small c=1 >= x1.2", r(e2e.get((s1, "postern-bin")), e2e.get((s1, FAIR))),
-         1.2, True),
-        ("binary e2e 100 KB c=20 >= x1.2", r(e2e.get((l20, "postern-bin")), e2e.get((l20, FAIR))),
-         1.2, True),
-        ("deno e2e small c=20 >= x1.0", r(e2e.get((s20, "postern-deno")), e2e.get((s20, FAIR))),
-         1.0, True),
-        ("deno e2e small c=1 >= x0.8", r(e2e.get((s1, "postern-deno")), e2e.get((s1, FAIR))),
-         0.8, True),
+        ("binary e2e small c=20 >= x1.5 (median per rep)",
+         paired("small", "20", "postern-bin", "e2e_msgs_per_s"), 1.5, True),
+        ("binary e2e small c=1 >= x1.2 (median per rep)",
+         paired("small", "1", "postern-bin", "e2e_msgs_per_s"), 1.2, True),
+        ("binary e2e 100 KB c=20 >= x1.2 (median per rep)",
+         paired("large", "20", "postern-bin", "e2e_msgs_per_s"), 1.2, True),
+        ("deno e2e small c=20 >= x1.0 (median per rep)",
+         paired("small", "20", "postern-deno", "e2e_msgs_per_s"), 1.0, True),
+        ("deno e2e small c=1 >= x0.8 (median per rep)",
+         paired("small", "1", "postern-deno", "e2e_msgs_per_s"), 0.8, True),
     ]
     for p in ("postern-deno", "postern-bun", "postern-bin"):
-        for c in (s1, s20):
-            out.append((f"{p} CPU ms/msg {c} <= postfix-maildir (ratio)",
-                        r(cpu.get((c, p)), cpu.get((c, FAIR))), 1.0, False))
+        for conc in ("1", "20"):
+            out.append((f"{p} CPU ms/msg small c={conc} <= postfix-maildir (median per rep)",
+                        paired("small", conc, p, "cpu_ms_per_msg"), 1.0, False))
     for h in (s for s in servers if s.startswith("postern") and s.endswith("+hook")):
         ratios = paired_ratios(rows, h, h[: -len("+hook")])
         out.append((f"{h[:-len('+hook')]} with a post-data hook >= x0.9 (median per rep)",
@@ -252,6 +260,28 @@ VARIANTS = [
     ("+admin", "Admin API polled, small c=20: msgs/s while /metrics and /status are each fetched 10 "
      "times a second, as a ratio to the same server without (goal: >= 0.97)", "polled"),
 ]
+
+
+def by_rep(rows: list[dict], server: str, size: str, conc: str, key: str) -> dict[str, float]:
+    """rep -> the figure `key` of the server's cell (OK runs only)."""
+    return {r["rep"]: float(r[key]) for r in rows
+            if r["server"] == server and r["size"] == size and r["conc"] == conc
+            and r["status"] == "OK" and r.get(key) not in (None, "", "NA")}
+
+
+def peer_ratios(rows: list[dict], size: str, conc: str, server: str, peer: str,
+                key: str) -> list[float]:
+    """The server's figure over the peer's in the same cell, rep by rep (bench.sh
+    runs the servers of a cell back to back in each rep)."""
+    mine, theirs = by_rep(rows, server, size, conc, key), by_rep(rows, peer, size, conc, key)
+    reps = sorted(set(mine) & set(theirs), key=int)
+    return [mine[r] / theirs[r] for r in reps if theirs[r] > 0]
+
+
+def per_rep(ratios: list[float]) -> str:
+    if not ratios:
+        return "-"
+    return " ".join(f"x{x:.2f}" for x in ratios) + f" (x{statistics.median(ratios):.2f})"
 
 
 def small20_by_rep(rows: list[dict], server: str) -> dict[str, float]:
