@@ -49,8 +49,8 @@ export const runtimeVersion: string = runtimeName === "deno"
  * - V8 (Deno) starts a full mark-compact once enough of it is allocated:
  *   with 256 KiB per read, 19-29 of them per 3000 small messages at
  *   c=20, and 0.19-0.24 ms of CPU per message on its GC threads; with 64
- *   KiB, 1-6 and 0.05-0.08 ms, and the server's CPU per message fell by
- *   15-25 % (16 KiB saved nothing more).
+ *   KiB, 1-6 and 0.05-0.08 ms; the server's CPU per message fell by 9 %
+ *   (median of 6 alternated rounds). 16 KiB saved nothing more.
  * - JavaScriptCore (Bun) collects sooner the more of it there is: with 64
  *   KiB, or a buffer the size of the file, the binary stayed at 200-230
  *   MB resident after 3 x 3000 messages at c=20, against 105-121 MB with
