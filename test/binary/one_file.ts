@@ -48,11 +48,18 @@ const CONFIG = {
   "hooks/post-data.ts": HOOK,
 };
 
-/** The version of the pinned @deno/<platform> package in node_modules. */
-async function pinnedVersion(): Promise<string> {
+/** Path of the deno of the pinned @deno/<platform> package in node_modules. */
+async function pinnedDeno(): Promise<string> {
   const { stdout, code, stderr } = await run("bash", [join(ROOT, "scripts", "pinned_deno.sh")]);
   assert.equal(code, 0, stderr);
-  const version = /^deno (\d+\.\d+\.\d+)/.exec((await run(stdout.trim(), ["--version"])).stdout);
+  return stdout.trim();
+}
+
+/** The version of the pinned @deno/<platform> package in node_modules. */
+async function pinnedVersion(): Promise<string> {
+  const version = /^deno (\d+\.\d+\.\d+)/.exec(
+    (await run(await pinnedDeno(), ["--version"])).stdout,
+  );
   assert.ok(version, "the pinned deno reports its version");
   return version[1]!;
 }
@@ -265,8 +272,7 @@ describe("the release binary alone", () => {
     // hooks) or NODE_TLS_REJECT_UNAUTHORIZED, and a bunfig.toml's preload
     // would run its code inside the server.
     it("reads neither: no variable comes from .env, no preload runs", async () => {
-      const { stdout } = await run("bash", [join(ROOT, "scripts", "pinned_deno.sh")]);
-      const deno = stdout.trim();
+      const deno = await pinnedDeno();
       const cwd = await tempDir("postern-cwd-");
       const marker = join(cwd, "preloaded");
       await writeTree(cwd, {
@@ -295,8 +301,7 @@ describe("the release binary alone", () => {
     });
 
     it("DENO_BIN overrides the embedded deno, which is then not extracted", async () => {
-      const { stdout } = await run("bash", [join(ROOT, "scripts", "pinned_deno.sh")]);
-      const deno = stdout.trim();
+      const deno = await pinnedDeno();
       server = await startServer({ config: CONFIG, env: { DENO_BIN: deno } });
       const result = await swaks(server, [
         "--from",
