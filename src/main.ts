@@ -41,7 +41,7 @@ import {
 } from "./hooks/mod.ts";
 import { HOOK_POINTS } from "../hooks/mod.ts";
 import { runHookOnce } from "./hooks/run_once.ts";
-import { Counters, FileSink, Logger } from "./log/mod.ts";
+import { BatchedSink, Counters, FileSink, Logger } from "./log/mod.ts";
 import { hashPassword, listUsers, removeUser, setUser, splitAddress } from "./users/mod.ts";
 import * as runtime from "./runtime/mod.ts";
 import { serve } from "./serve.ts";
@@ -222,13 +222,18 @@ async function main(argv: string[]): Promise<number> {
   const mailFile = config.log.mailFile === undefined
     ? undefined
     : new FileSink(config.log.mailFile);
+  // Mail log lines are written once per turn of the event loop (see
+  // BatchedSink); what is pending when the process ends is written then.
+  const mailSink = new BatchedSink(mailFile?.write ?? runtime.writeStdout);
+  runtime.onExit(() => mailSink.flush());
   runtime.onSignal("SIGHUP", () => {
+    mailSink.flush();
     mailFile?.reopen();
     for (const handler of hangups) handler();
   });
   let server;
   try {
-    server = await serve(config, logger, mailFile?.write ?? runtime.writeStdout, {
+    server = await serve(config, logger, mailSink.write, {
       reload: config.configDir === undefined ? undefined : load,
       onHangup: (handler) => {
         hangups.add(handler);
@@ -252,6 +257,7 @@ async function main(argv: string[]): Promise<number> {
   });
   logger.info("shutting down");
   await server.stop();
+  mailSink.flush();
   await mailFile?.close();
   return 0;
 }

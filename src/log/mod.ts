@@ -5,6 +5,7 @@
  * @module
  */
 
+export { BatchedSink } from "./batched_sink.ts";
 export { Counters, HISTOGRAM_BUCKETS } from "./counters.ts";
 export { FileSink } from "./file_sink.ts";
 export type { Histogram } from "./counters.ts";

@@ -77,6 +77,22 @@ export function exit(code: number): never {
   process.exit(code);
 }
 
+/**
+ * Calls `handler` when the process is about to exit, however it exits
+ * (`exit`, the end of the event loop, an uncaught error); it must finish
+ * synchronously.
+ */
+export function onExit(handler: () => void): void {
+  process.on("exit", handler);
+  // Deno ends on an uncaught error or rejection without the "exit" event;
+  // its error events come first. Listened to, not prevented: the process
+  // still ends as it would have.
+  if ("Deno" in globalThis) {
+    globalThis.addEventListener("error", handler);
+    globalThis.addEventListener("unhandledrejection", handler);
+  }
+}
+
 /** Path of the running runtime's executable (or of the compiled binary). */
 export function execPath(): string {
   return process.execPath;
