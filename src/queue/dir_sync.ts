@@ -6,8 +6,7 @@
  * @module
  */
 
-import type { FileHandle } from "node:fs/promises";
-import { durabilityFs } from "./fs_calls.ts";
+import { durabilityFs, type DurableHandle } from "./fs_calls.ts";
 
 interface Batch {
   promise: Promise<void>;
@@ -42,7 +41,7 @@ export class DirSyncer {
   #lingerMs: number;
   /** When the last fsync ended (performance.now()), for `lingerMs`. */
   #lastEnd = -Infinity;
-  #held: FileHandle | undefined;
+  #held: DurableHandle | undefined;
   #next: Batch | undefined;
   #running = false;
   #drained: Promise<void> = Promise.resolve();

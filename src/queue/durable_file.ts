@@ -9,9 +9,8 @@
  */
 
 import { Buffer } from "node:buffer";
-import type { FileHandle } from "node:fs/promises";
 import type { DirSyncer } from "./dir_sync.ts";
-import { durabilityFs } from "./fs_calls.ts";
+import { durabilityFs, type DurableHandle } from "./fs_calls.ts";
 import { concatBytes } from "../bytes.ts";
 
 /** Writes are gathered into chunks of about this size before a syscall. */
@@ -22,14 +21,14 @@ const READ_BYTES = 64 * 1024;
 
 /** A file being written under its temporary name. */
 export class DurableFile {
-  #handle: FileHandle;
+  #handle: DurableHandle;
   #tmpPath: string;
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
   #closed = false;
   #bytes = 0;
 
-  private constructor(handle: FileHandle, tmpPath: string) {
+  private constructor(handle: DurableHandle, tmpPath: string) {
     this.#handle = handle;
     this.#tmpPath = tmpPath;
   }
@@ -52,7 +51,7 @@ export class DurableFile {
    * Wraps a file already opened empty at `tmpPath` for reading and writing
    * (a spare taken from `SpareFiles`).
    */
-  static fromHandle(handle: FileHandle, tmpPath: string): DurableFile {
+  static fromHandle(handle: DurableHandle, tmpPath: string): DurableFile {
     return new DurableFile(handle, tmpPath);
   }
 

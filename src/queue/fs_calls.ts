@@ -8,21 +8,30 @@
  * @module
  */
 
-import { open, rename, unlink } from "node:fs/promises";
+import { type DurableHandle, quickOpen, quickRename, quickUnlink } from "./quick_fs.ts";
+
+export type { DurableHandle } from "./quick_fs.ts";
 
 /** The calls {@linkcode durabilityFs} provides. */
 export interface DurabilityFs {
-  /** Opens a file or directory; its handle's `datasync()`/`sync()` make data durable. */
-  open: typeof open;
+  /**
+   * Opens a file or directory (`flags` as `fs.open`'s, `mode` for a new
+   * file); its handle's `datasync()`/`sync()` make data durable.
+   */
+  open: (path: string, flags: string, mode?: number) => Promise<DurableHandle>;
   /** Renames a file into place. */
-  rename: typeof rename;
+  rename: (from: string, to: string) => Promise<void>;
   /** Removes a file. */
-  unlink: typeof unlink;
+  unlink: (path: string) => Promise<void>;
 }
 
 /**
  * The calls used by `DurableFile`, `DirSyncer` and `Spool.remove`. Production
  * code never changes it; tests replace its members to record calls and put
- * them back afterwards.
+ * them back afterwards. The page-cache calls run at once (see quick_fs.ts).
  */
-export const durabilityFs: DurabilityFs = { open, rename, unlink };
+export const durabilityFs: DurabilityFs = {
+  open: quickOpen,
+  rename: quickRename,
+  unlink: quickUnlink,
+};

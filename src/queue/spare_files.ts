@@ -13,15 +13,14 @@
  * @module
  */
 
-import type { FileHandle } from "node:fs/promises";
 import { readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { durabilityFs } from "./fs_calls.ts";
+import { durabilityFs, type DurableHandle } from "./fs_calls.ts";
 
 /** A spare file: its path in the spare directory and its open handle. */
 interface Spare {
   path: string;
-  handle: FileHandle;
+  handle: DurableHandle;
 }
 
 /** Options of {@linkcode SpareFiles}. */
@@ -70,7 +69,7 @@ export class SpareFiles {
    * nothing is at `path`: a rename would replace it (a created file is
    * opened exclusively and fails with EEXIST instead).
    */
-  async take(path: string): Promise<FileHandle> {
+  async take(path: string): Promise<DurableHandle> {
     const spare = this.#ready.shift();
     this.#refill();
     if (spare) {
@@ -118,7 +117,7 @@ export class SpareFiles {
   /** Makes one spare; false when that failed. */
   async #create(): Promise<boolean> {
     const path = join(this.#dir, `spare-${++this.#serial}`);
-    let handle: FileHandle;
+    let handle: DurableHandle;
     try {
       handle = await durabilityFs.open(path, "wx+", 0o600);
     } catch {

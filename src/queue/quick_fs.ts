@@ -1,0 +1,132 @@
+/**
+ * File calls for the spool and Maildir paths: those that only touch the
+ * page cache through an open descriptor (read, write, truncate, close) run
+ * at once on the calling thread; those that may wait (fdatasync and fsync
+ * for the disk; open, rename and unlink for the file system's journal)
+ * run on the runtime's I/O threads.
+ *
+ * Why: each asynchronous call of `node:fs` is a trip to an I/O thread and
+ * back, and that trip costs the main thread more than the call itself:
+ * measured here, a 4 KiB read from the page cache took 20-35 µs of the main
+ * thread's CPU and 50-75 µs of wall time asynchronously (Bun, Deno), and
+ * 0.5-1 µs synchronously. A message made about twenty such trips between
+ * intake and its Maildir.
+ *
+ * Not the name calls: while other messages' fsyncs commit the ext4
+ * journal, an open that creates a file, a rename or an unlink waits for
+ * it. Made synchronous they blocked the event loop (under load, openat
+ * took 330 µs on average and unlink 220 µs) and the server got slower.
+ *
+ * The calls keep the promise-based shape of `node:fs/promises`, so their
+ * callers (and the tests that record their order) are unchanged; an error
+ * is a rejected promise, never a throw.
+ *
+ * @module
+ */
+
+import { closeSync, fdatasync, fsync, ftruncateSync, open, readSync, writeSync } from "node:fs";
+import { rename, unlink } from "node:fs/promises";
+
+/** The calls on an open file that the durable paths use. */
+export interface DurableHandle {
+  /** Writes `length` bytes of `buffer` from `offset` at file `position`. */
+  write(
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ): Promise<{ bytesWritten: number }>;
+  /** Reads up to `length` bytes at file `position` into `buffer` from `offset`. */
+  read(
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ): Promise<{ bytesRead: number }>;
+  /** fdatasync(2): the data and the metadata needed to read it are on disk. */
+  datasync(): Promise<void>;
+  /** fsync(2) (of a directory: its entries are on disk). */
+  sync(): Promise<void>;
+  /** Cuts the file to `length` bytes. */
+  truncate(length: number): Promise<void>;
+  /** Closes the descriptor. */
+  close(): Promise<void>;
+}
+
+/** Runs `call` now; its result or error as a promise. */
+function now<T>(call: () => T): Promise<T> {
+  try {
+    return Promise.resolve(call());
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** An open file whose page-cache calls run at once (see the module's notes). */
+class QuickHandle implements DurableHandle {
+  #fd: number;
+
+  constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  write(
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ): Promise<{ bytesWritten: number }> {
+    return now(() => ({ bytesWritten: writeSync(this.#fd, buffer, offset, length, position) }));
+  }
+
+  read(
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ): Promise<{ bytesRead: number }> {
+    return now(() => ({ bytesRead: readSync(this.#fd, buffer, offset, length, position) }));
+  }
+
+  datasync(): Promise<void> {
+    return new Promise((resolve, reject) =>
+      fdatasync(this.#fd, (err) => err ? reject(err) : resolve())
+    );
+  }
+
+  sync(): Promise<void> {
+    return new Promise((resolve, reject) =>
+      fsync(this.#fd, (err) => err ? reject(err) : resolve())
+    );
+  }
+
+  truncate(length: number): Promise<void> {
+    return now(() => ftruncateSync(this.#fd, length));
+  }
+
+  close(): Promise<void> {
+    return now(() => closeSync(this.#fd));
+  }
+}
+
+/**
+ * Opens `path` with `flags` (as `fs.open`: "r", "w+", "wx+"…) and `mode`
+ * for a new file, on an I/O thread.
+ */
+export function quickOpen(path: string, flags: string, mode?: number): Promise<DurableHandle> {
+  // The callback form, which gives the bare descriptor: a FileHandle would
+  // close it when garbage-collected.
+  return new Promise((resolve, reject) =>
+    open(path, flags, mode, (err, fd) => err ? reject(err) : resolve(new QuickHandle(fd)))
+  );
+}
+
+/** rename(2), on an I/O thread. */
+export function quickRename(from: string, to: string): Promise<void> {
+  return rename(from, to);
+}
+
+/** unlink(2), on an I/O thread. */
+export function quickUnlink(path: string): Promise<void> {
+  return unlink(path);
+}
