@@ -1,9 +1,10 @@
 /**
  * File calls for the spool and Maildir paths: those that only touch the
  * page cache through an open descriptor (read, write, truncate, close) run
- * at once on the calling thread; those that may wait (fdatasync and fsync
- * for the disk; open, rename and unlink for the file system's journal)
- * run on the runtime's I/O threads.
+ * at once on the calling thread, and so does opening a file or directory
+ * to read it; those that may wait (fdatasync and fsync for the disk;
+ * creating a file, rename and unlink for the file system) run on the
+ * runtime's I/O threads.
  *
  * Why: each asynchronous call of `node:fs` is a trip to an I/O thread and
  * back, and that trip costs the main thread more than the call itself:
@@ -12,10 +13,11 @@
  * 0.5-1 µs synchronously. A message made about twenty such trips between
  * intake and its Maildir.
  *
- * Not the name calls: while other messages' fsyncs commit the ext4
- * journal, an open that creates a file, a rename or an unlink waits for
- * it. Made synchronous they blocked the event loop (under load, openat
- * took 330 µs on average and unlink 220 µs) and the server got slower.
+ * Not the calls that change names: an open that creates a file, a rename
+ * and an unlink update directories and allocate or free inodes, and under
+ * load they wait for the file system. Made synchronous they blocked the
+ * event loop (under load, openat took 330 µs on average and unlink 220 µs)
+ * and the server got slower.
  *
  * The calls keep the promise-based shape of `node:fs/promises`, so their
  * callers (and the tests that record their order) are unchanged; an error
@@ -24,7 +26,16 @@
  * @module
  */
 
-import { closeSync, fdatasync, fsync, ftruncateSync, open, readSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fdatasync,
+  fsync,
+  ftruncateSync,
+  open,
+  openSync,
+  readSync,
+  writeSync,
+} from "node:fs";
 import { rename, unlink } from "node:fs/promises";
 
 /** The calls on an open file that the durable paths use. */
@@ -111,9 +122,13 @@ class QuickHandle implements DurableHandle {
 
 /**
  * Opens `path` with `flags` (as `fs.open`: "r", "w+", "wx+"…) and `mode`
- * for a new file, on an I/O thread.
+ * for a new file: at once to read an existing file or directory, on an I/O
+ * thread to create one.
  */
 export function quickOpen(path: string, flags: string, mode?: number): Promise<DurableHandle> {
+  // Creating a file allocates an inode, which may wait for the file
+  // system (see the module's notes); opening one to read does not.
+  if (flags === "r") return now(() => new QuickHandle(openSync(path, flags)));
   // The callback form, which gives the bare descriptor: a FileHandle would
   // close it when garbage-collected.
   return new Promise((resolve, reject) =>
