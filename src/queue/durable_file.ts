@@ -190,14 +190,12 @@ export class DurableFile {
   async commit(finalPath: string, syncer: DirSyncer): Promise<void> {
     await this.#flush();
     await this.#handle.datasync();
-    // A rename needs no closed file: the close runs beside the rename and
-    // the directory sync instead of before them (one wait fewer per message).
-    // Its error is ignored: the data is durable already, Linux releases the
-    // descriptor whatever close(2) returns, and failing a commit whose
-    // rename is done would refuse a message that is queued.
-    const closed = this.#close().catch(() => {});
+    // A close error is ignored: the data is durable already, Linux
+    // releases the descriptor whatever close(2) returns, and failing a
+    // commit whose data is on disk would refuse a message that is queued.
+    await this.#close().catch(() => {});
     await durabilityFs.rename(this.#tmpPath, finalPath);
-    await Promise.all([closed, syncer.sync()]);
+    await syncer.sync();
   }
 
   /**

@@ -8,7 +8,8 @@
  * @module
  */
 
-import { type DurableHandle, quickOpen, quickRename, quickUnlink } from "./quick_fs.ts";
+import { rename, unlink } from "node:fs/promises";
+import { type DurableHandle, quickOpen } from "./quick_fs.ts";
 
 export type { DurableHandle } from "./quick_fs.ts";
 
@@ -28,10 +29,7 @@ export interface DurabilityFs {
 /**
  * The calls used by `DurableFile`, `DirSyncer` and `Spool.remove`. Production
  * code never changes it; tests replace its members to record calls and put
- * them back afterwards. The page-cache calls run at once (see quick_fs.ts).
+ * them back afterwards. The calls on an open file run at once, rename and
+ * unlink on the I/O threads (see quick_fs.ts).
  */
-export const durabilityFs: DurabilityFs = {
-  open: quickOpen,
-  rename: quickRename,
-  unlink: quickUnlink,
-};
+export const durabilityFs: DurabilityFs = { open: quickOpen, rename, unlink };

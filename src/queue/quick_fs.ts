@@ -36,7 +36,6 @@ import {
   readSync,
   writeSync,
 } from "node:fs";
-import { rename, unlink } from "node:fs/promises";
 
 /** The calls on an open file that the durable paths use. */
 export interface DurableHandle {
@@ -75,6 +74,7 @@ function now<T>(call: () => T): Promise<T> {
 
 /** An open file whose page-cache calls run at once (see the module's notes). */
 class QuickHandle implements DurableHandle {
+  /** The descriptor; -1 once closed. */
   #fd: number;
 
   constructor(fd: number) {
@@ -87,7 +87,7 @@ class QuickHandle implements DurableHandle {
     length: number,
     position: number,
   ): Promise<{ bytesWritten: number }> {
-    return now(() => ({ bytesWritten: writeSync(this.#fd, buffer, offset, length, position) }));
+    return now(() => ({ bytesWritten: writeSync(this.#open(), buffer, offset, length, position) }));
   }
 
   read(
@@ -96,27 +96,43 @@ class QuickHandle implements DurableHandle {
     length: number,
     position: number,
   ): Promise<{ bytesRead: number }> {
-    return now(() => ({ bytesRead: readSync(this.#fd, buffer, offset, length, position) }));
+    return now(() => ({ bytesRead: readSync(this.#open(), buffer, offset, length, position) }));
   }
 
   datasync(): Promise<void> {
-    return new Promise((resolve, reject) =>
-      fdatasync(this.#fd, (err) => err ? reject(err) : resolve())
+    return now(() => this.#open()).then((fd) =>
+      new Promise((resolve, reject) => fdatasync(fd, (err) => err ? reject(err) : resolve()))
     );
   }
 
   sync(): Promise<void> {
-    return new Promise((resolve, reject) =>
-      fsync(this.#fd, (err) => err ? reject(err) : resolve())
+    return now(() => this.#open()).then((fd) =>
+      new Promise((resolve, reject) => fsync(fd, (err) => err ? reject(err) : resolve()))
     );
   }
 
   truncate(length: number): Promise<void> {
-    return now(() => ftruncateSync(this.#fd, length));
+    return now(() => ftruncateSync(this.#open(), length));
   }
 
   close(): Promise<void> {
-    return now(() => closeSync(this.#fd));
+    return now(() => {
+      const fd = this.#open();
+      this.#fd = -1;
+      closeSync(fd);
+    });
+  }
+
+  /**
+   * The descriptor, or EBADF once closed: the number may already belong to
+   * a file opened since, which a late call must not touch (FileHandle
+   * guards the same way).
+   */
+  #open(): number {
+    if (this.#fd < 0) {
+      throw Object.assign(new Error("EBADF: file already closed"), { code: "EBADF" });
+    }
+    return this.#fd;
   }
 }
 
@@ -134,14 +150,4 @@ export function quickOpen(path: string, flags: string, mode?: number): Promise<D
   return new Promise((resolve, reject) =>
     open(path, flags, mode, (err, fd) => err ? reject(err) : resolve(new QuickHandle(fd)))
   );
-}
-
-/** rename(2), on an I/O thread. */
-export function quickRename(from: string, to: string): Promise<void> {
-  return rename(from, to);
-}
-
-/** unlink(2), on an I/O thread. */
-export function quickUnlink(path: string): Promise<void> {
-  return unlink(path);
 }

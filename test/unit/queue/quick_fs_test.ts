@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { quickOpen, quickRename, quickUnlink } from "../../../src/queue/quick_fs.ts";
+import { quickOpen } from "../../../src/queue/quick_fs.ts";
 import { makeTempDir, removeDir } from "../helpers.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -36,12 +36,13 @@ describe("quick_fs", () => {
   });
 
   it("reports errors as rejected promises, never as throws", async () => {
-    const handle = await quickOpen(join(dir, "m"), "wx+", 0o600);
-    await handle.close();
+    const reader = await (await quickOpen(join(dir, "m"), "wx+", 0o600)).close().then(() =>
+      quickOpen(join(dir, "m"), "r")
+    );
     let failed: Promise<unknown> | undefined;
-    assert.doesNotThrow(() => failed = handle.write(bytes("x"), 0, 1, 0));
+    assert.doesNotThrow(() => failed = reader.write(bytes("x"), 0, 1, 0));
     await assert.rejects(failed!, (err: NodeJS.ErrnoException) => err.code === "EBADF");
-    await assert.rejects(handle.close(), (err: NodeJS.ErrnoException) => err.code === "EBADF");
+    await reader.close();
     await assert.rejects(
       quickOpen(join(dir, "m"), "wx+", 0o600),
       (err: NodeJS.ErrnoException) => err.code === "EEXIST",
@@ -50,21 +51,45 @@ describe("quick_fs", () => {
       quickOpen(join(dir, "absent"), "r"),
       (err: NodeJS.ErrnoException) => err.code === "ENOENT",
     );
-    await assert.rejects(
-      quickUnlink(join(dir, "absent")),
-      (err: NodeJS.ErrnoException) => err.code === "ENOENT",
-    );
   });
 
-  it("creates files with the mode asked for, and renames and unlinks them", async () => {
+  it("touches no descriptor once closed: the number may be another file's by then", async () => {
+    const closed = await quickOpen(join(dir, "first"), "wx+", 0o600);
+    await closed.close();
+    // Likely given the same descriptor number by the kernel.
+    const other = await quickOpen(join(dir, "second"), "wx+", 0o600);
+    for (
+      const call of [
+        () => closed.write(bytes("x"), 0, 1, 0),
+        () => closed.read(new Uint8Array(1), 0, 1, 0),
+        () => closed.truncate(0),
+        () => closed.datasync(),
+        () => closed.sync(),
+        () => closed.close(),
+      ]
+    ) {
+      await assert.rejects(call(), (err: NodeJS.ErrnoException) => err.code === "EBADF");
+    }
+    // The other file is untouched and still open.
+    assert.deepEqual(await other.write(bytes("ok"), 0, 2, 0), { bytesWritten: 2 });
+    await other.close();
+    assert.equal(readFileSync(join(dir, "second"), "utf8"), "ok");
+  });
+
+  it("creates files with the mode asked for, and opens them again to read at once", async () => {
     const handle = await quickOpen(join(dir, "a"), "wx+", 0o600);
     await handle.write(bytes("data"), 0, 4, 0);
     await handle.close();
-    await quickRename(join(dir, "a"), join(dir, "b"));
-    assert.equal(readFileSync(join(dir, "b"), "utf8"), "data");
-    assert.equal(statSync(join(dir, "b")).mode & 0o777, 0o600);
-    await quickUnlink(join(dir, "b"));
-    assert.throws(() => statSync(join(dir, "b")), { code: "ENOENT" });
+    assert.equal(statSync(join(dir, "a")).mode & 0o777, 0o600);
+    const reader = await quickOpen(join(dir, "a"), "r");
+    const buffer = new Uint8Array(4);
+    assert.deepEqual(await reader.read(buffer, 0, 4, 0), { bytesRead: 4 });
+    assert.equal(new TextDecoder().decode(buffer), "data");
+    await assert.rejects(
+      reader.write(bytes("x"), 0, 1, 0),
+      (err: NodeJS.ErrnoException) => err.code === "EBADF",
+    );
+    await reader.close();
   });
 
   it("syncs a directory opened read-only", async () => {
