@@ -19,6 +19,12 @@
  * event loop (under load, openat took 330 µs on average and unlink 220 µs)
  * and the server got slower.
  *
+ * The trade: a write into the page cache can itself wait when the kernel
+ * holds back writers because too much is waiting to go to disk (dirty page
+ * throttling). Then the event loop waits with it, where a call on an I/O
+ * thread would have let other sessions be served meanwhile; at that point
+ * the disk is the bound either way.
+ *
  * The calls keep the promise-based shape of `node:fs/promises`, so their
  * callers (and the tests that record their order) are unchanged; an error
  * is a rejected promise, never a throw.
