@@ -34,6 +34,10 @@
  *    smtp-server decodes the line.
  * 9. A message pipelined behind a refused DATA (or BDAT) is never run as
  *    commands.
+ * 10. QUIT closes the connection. smtp-server half-closes after its 221
+ *    and reads on for up to 5 s, until the client closes its side; Postern
+ *    closes the socket once the 221 and its FIN are out, as Postfix and
+ *    chasquid do (RFC 5321 section 4.1.1.10).
  *
  * @module
  */
@@ -194,6 +198,26 @@ class PosternConnection extends SMTPConnection {
   override _onClose(): void {
     this.#deadline?.stop();
     super._onClose();
+  }
+
+  /**
+   * RFC 5321 section 4.1.1.10: the server sends 221, then closes the
+   * transmission channel. smtp-server only half-closes it and keeps the
+   * socket (its descriptor and the client's connection slot) reading and
+   * discarding until the client closes or 5 s pass; a client that resets
+   * the connection, as many do after QUIT, costs an error object besides.
+   * Nothing a client sends after QUIT can be answered (RFC 2920 section
+   * 3.1 makes QUIT the last command of a group), so the socket is closed
+   * once the 221 and the FIN have gone to the kernel. Only here: a 421
+   * may reach a client that is still sending, and a close with its input
+   * unread would reset the connection before the 421 got there.
+   */
+  override handler_QUIT(command: Buffer, callback: () => void): void {
+    super.handler_QUIT(command, callback);
+    const socket = this._socket;
+    if (socket.destroyed || this._upgrading) return;
+    if (socket.writableFinished) socket.destroy();
+    else socket.once("finish", () => socket.destroy());
   }
 
   /** VRFY is answered, never honoured: it would let anyone harvest addresses. */

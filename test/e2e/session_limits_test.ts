@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { cleanup, rawSession, type Server, startServer } from "./harness.ts";
 
@@ -107,5 +108,41 @@ describe("greeting delay", () => {
     assert.match(await s.send("EHLO patient.test"), /^250 /);
     assert.match(await s.send("QUIT"), /^221 /);
     s.close();
+  });
+});
+
+describe("QUIT", () => {
+  let server: Server;
+  before(async () => {
+    server = await startServer({ config: { "domains/example.test/users": "alice\n" } });
+  });
+  after(async () => {
+    await cleanup(server);
+  });
+
+  it("closes the connection after QUIT, not waiting for the client to close its side", async () => {
+    // Half-open allowed: the client keeps its side open after the server's FIN.
+    const socket = connect({ port: server.port, host: server.host, allowHalfOpen: true });
+    let text = "";
+    socket.on("data", (chunk) => text += chunk.toString("latin1"));
+    let outcome: string | undefined;
+    socket.on("error", (err: NodeJS.ErrnoException) => outcome ??= err.code ?? err.message);
+    socket.on("close", () => outcome ??= "closed without an error");
+    const ended = new Promise((resolve) => socket.once("end", resolve));
+    await new Promise((resolve) => socket.once("connect", resolve));
+    socket.write("QUIT\r\n");
+    await ended;
+    assert.match(text, /^220 [^]*\r\n221 /);
+    // A socket the server has closed answers any byte with a reset. One it
+    // only half-closed (smtp-server's way) reads and discards them for 5 s (the
+    // idle timeout is the default here, 5 min, so the 5 s cap applies): 20
+    // tries 100 ms apart end well before that, and the first try after
+    // the close (a few ms after the FIN) is reset.
+    for (let i = 0; i < 20 && outcome === undefined; i++) {
+      socket.write("NOOP\r\n");
+      await sleep(100);
+    }
+    socket.destroy();
+    assert.match(String(outcome), /^(ECONNRESET|EPIPE)$/);
   });
 });
