@@ -38,7 +38,7 @@ export function parseNetwork(text: string): Network {
 
 /** True when `ip` (IPv4, IPv6 or IPv4-mapped IPv6) is inside one of `networks`. */
 export function inNetworks(ip: string, networks: readonly Network[]): boolean {
-  const bytes = addressBytes(unmapped(ip));
+  const bytes = clientBytes(ip);
   if (!bytes) return false;
   return networks.some((n) => n.bytes.length === bytes.length && samePrefix(n, bytes));
 }
@@ -50,6 +50,24 @@ function samePrefix(network: Network, bytes: Uint8Array): boolean {
     if ((network.bytes[i]! & mask) !== (bytes[i]! & mask)) return false;
   }
   return true;
+}
+
+/** The address last parsed by {@linkcode clientBytes}, and its bytes. */
+let lastAddress: string | undefined;
+let lastBytes: Uint8Array | undefined;
+
+/**
+ * The bytes of a client's address. A session asks about the same client
+ * at connect, MAIL, DATA and in the checks after it, and parsing is the
+ * costly part (node:net's isIPv4 and isIPv6 are regular expressions), so
+ * the last answer is kept. Its bytes are only ever read.
+ */
+function clientBytes(ip: string): Uint8Array | undefined {
+  if (ip !== lastAddress) {
+    lastBytes = addressBytes(unmapped(ip));
+    lastAddress = ip;
+  }
+  return lastBytes;
 }
 
 /** `::ffff:192.0.2.1` is the IPv4 client 192.0.2.1 on a dual-stack socket. */

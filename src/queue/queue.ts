@@ -9,7 +9,7 @@
 import type { Logger, MailLog } from "../log/mod.ts";
 import { DestinationLimits, type Verdict } from "./destination_limits.ts";
 import { DueHeap } from "./due_heap.ts";
-import type { DeliveryState } from "./records.ts";
+import { copyState, type DeliveryState } from "./records.ts";
 import type { Spool, SpoolItem } from "./spool.ts";
 
 /** The outcome of delivering one message to one envelope recipient. */
@@ -233,7 +233,7 @@ export class Queue {
     const entry = this.#entries.get(id);
     if (!entry) return "missing";
     if (entry.running) return "busy";
-    const state: DeliveryState = { ...structuredClone(entry.item.state) };
+    const state: DeliveryState = copyState(entry.item.state);
     if (held) state.held = true;
     else delete state.held;
     await this.#spool.saveState(id, state);
@@ -402,7 +402,7 @@ export class Queue {
   /** Runs one attempt; resolves to the next due time, or undefined when done. */
   async #attempt(item: SpoolItem): Promise<number | undefined> {
     const { envelope } = item;
-    const state: DeliveryState = structuredClone(item.state);
+    const state: DeliveryState = copyState(item.state);
     const due = [...state.recipients.entries()].filter(([, r]) => r.status === "pending");
     const results = due.length === 0 ? [] : await this.#courier.deliver(
       item,

@@ -54,6 +54,19 @@ describe("inNetworks", () => {
     assert.equal(inNetworks("2001:db8::1", [parseNetwork("::/0")]), true);
   });
 
+  it("inNetworks() answers for the address asked, whatever was asked before", () => {
+    // The last address parsed is kept; each question must still be about its own.
+    const v4 = [parseNetwork("192.0.2.0/24")];
+    for (let round = 0; round < 3; round++) {
+      assert.equal(inNetworks("192.0.2.7", v4), true);
+      assert.equal(inNetworks("198.51.100.7", v4), false);
+      assert.equal(inNetworks("::ffff:192.0.2.7", v4), true);
+      assert.equal(inNetworks("2001:db8:1::1", nets), true);
+      assert.equal(inNetworks("2001:db8:2::1", nets), false);
+      assert.equal(inNetworks("192.0.2.7", nets), false);
+    }
+  });
+
   it("inNetworks() reads embedded IPv4 in IPv6 notation", () => {
     assert.equal(inNetworks("64:ff9b::192.0.2.1", [parseNetwork("64:ff9b::/96")]), true);
   });
