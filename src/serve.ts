@@ -295,7 +295,10 @@ export async function serve(
       : new LoginChecker(),
     spool,
     freeSpace: new FreeSpace(spool.root),
-    onQueued: (item) => queue.add(item),
+    onQueued: (item) => {
+      runtime.noteMessageWork();
+      queue.add(item);
+    },
     mailLog,
     logger,
     hooks,
