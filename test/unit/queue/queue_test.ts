@@ -308,6 +308,28 @@ describe("Queue", () => {
     assert.match(failedLine, /error="expired after 45m in the queue: still down"/);
   });
 
+  it("Queue expires an item at the attempt where its age reaches maxQueueLifetimeMs exactly", async () => {
+    const courier = new FakeCourier(() => ({ status: "deferred", error: "still down" }));
+    const q = makeQueue(courier, { maxQueueLifetimeMs: 60 * 60_000 });
+    q.add(await spoolItem(["alice@ex.test"], T0 - 60 * 60_000));
+    await until(() => completedLines().length === 1);
+    assert.equal(courier.calls.length, 1, "no attempt after the lifetime");
+    const failedLine = mailLines.find((l) => l.includes("result=failed"));
+    assert.ok(failedLine, mailLines.join(""));
+    // An hour exactly is said in hours.
+    assert.match(failedLine, /error="expired after 1h in the queue: still down"/);
+  });
+
+  it("Queue says a queued time of a minute exactly in minutes", async () => {
+    const courier = new FakeCourier(() => ({ status: "deferred", error: "still down" }));
+    const q = makeQueue(courier, { maxQueueLifetimeMs: 60_000 });
+    q.add(await spoolItem(["alice@ex.test"], T0 - 60_000));
+    await until(() => completedLines().length === 1);
+    const failedLine = mailLines.find((l) => l.includes("result=failed"));
+    assert.ok(failedLine, mailLines.join(""));
+    assert.match(failedLine, /error="expired after 1m in the queue: still down"/);
+  });
+
   it("Queue keeps retrying when the item is younger than maxQueueLifetimeMs", async () => {
     const courier = new FakeCourier(() => ({ status: "deferred", error: "down" }));
     const q = makeQueue(courier);
@@ -699,6 +721,19 @@ describe("Queue", () => {
       remoteMta: undefined,
     }]);
     assert.equal(spool.saved[0]!.state.warned, true, "the warning is recorded in the spool");
+  });
+
+  it("Queue warns at the attempt where the age reaches delayWarningMs exactly", async () => {
+    const courier = new FakeCourier((_call, attempt) =>
+      attempt < 2 ? { status: "deferred", error: "452 full" } : { status: "sent", detail: "ok" }
+    );
+    const q = makeQueue(courier, { delayWarningMs: 3_600_000 });
+    const { notifier, notices } = recordingNotifier();
+    q.setNotifier(notifier);
+    q.add(await spoolItem(["slow@ex.test"], T0 - 3_600_000));
+    await until(() => completedLines().length === 1);
+    assert.equal(notices.length, 1);
+    assert.equal(spool.saved[0]!.state.warned, true, "warned at the first attempt, not the next");
   });
 
   it("Queue keeps the warned flag on disk so that a restart does not warn again", async () => {
