@@ -1,11 +1,11 @@
 /**
  * A nudge to the garbage collector while mail flows. JavaScriptCore (Bun)
  * lets its heap grow with a steady rate of allocation and collects late:
- * the binary reached 135-139 MB resident at 20 concurrent senders. Asked
+ * the binary reached 135-136 MB resident at 20 concurrent senders. Asked
  * to collect (without waiting for it) at most every 50 ms while messages
- * arrive, it peaked at 106-117 MB, with no change in throughput that
- * alternated rounds could show. `Bun.gc()` also has mimalloc give back the
- * pages it no longer uses, which is where most of the difference is.
+ * arrive, it peaked at 116-120 MB, with no change in throughput that
+ * alternated rounds could show. `Bun.gc()` also has mimalloc give back
+ * the pages it no longer uses.
  *
  * V8 (Deno) collects on its own budget and needs no nudge. A quiet server
  * is never woken: the collection is asked for only after work.

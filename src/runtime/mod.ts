@@ -14,7 +14,6 @@ import { GcHint } from "./gc_hint.ts";
 export { spawnProcess } from "./spawn.ts";
 export type { SpawnOptions, SpawnResult } from "./spawn.ts";
 export { startChild } from "./child.ts";
-export { GcHint } from "./gc_hint.ts";
 export { embeddedFile } from "./embedded.ts";
 export type { EmbeddedFile } from "./embedded.ts";
 export { sealDescriptors } from "./descriptors.ts";
