@@ -42,7 +42,10 @@
 #   BENCH_NETNS=auto|0                  0: stay in the host network namespace (loopback still)
 #   POSTERN_MAX_PER_IP=100              smtp.max_connections_per_ip for Postern ("default": leave unset)
 #   SRC_TIMEOUT=300 DRAIN_TIMEOUT=120   per smtp-source run / per queue drain, seconds
-#   BENCH_MAX_S=900                     cells not started by then are skipped
+#   WARMUP=2*N_SMALL                    small messages at c=20 each server takes first, not recorded
+#                                       (0: none); see warm_up below
+#   BENCH_MAX_S=900                     cells not started by then (counted from the end of the
+#                                       warm-up) are skipped
 #   HOOKS=1                             also measure intake with a trivial post-data hook (small c=20):
 #                                       Postern with a TypeScript module hook, chasquid with a shell
 #                                       hook, as ratios to the same server without; plus the module
@@ -97,6 +100,7 @@ POSTERN_MAX_PER_IP=${POSTERN_MAX_PER_IP:-100}
 SRC_TIMEOUT=${SRC_TIMEOUT:-300}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-120}
 BENCH_MAX_S=${BENCH_MAX_S:-900}
+WARMUP=${WARMUP:-$((2 * N_SMALL))}
 FROM=sender@client.test
 RCPT=user@example.test
 
@@ -104,6 +108,7 @@ die() { echo "bench: $*" >&2; exit 1; }
 for v in N_SMALL N_LARGE REPS PORT_BASE SRC_TIMEOUT DRAIN_TIMEOUT BENCH_MAX_S; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
+[[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be a number of messages (got '$WARMUP')"
 [ "$PORT_BASE" -le 65000 ] || die "BENCH_PORT_BASE too high"
 
 # deno/bun may live outside PATH (repo-local installs).
@@ -724,6 +729,34 @@ read -r -a CELLS <<< "${BENCH_CELLS:-small:1 small:20 large:20}"
 # the two random too): the rate of one server moves by tens of percent
 # between minutes on a shared VM, and cells measured seconds apart share
 # that, so the report compares them rep by rep (paired ratios).
+# Warm-up. Deno (V8) and Bun (JavaScriptCore) compile their hot code while
+# the first thousands of messages arrive: Bun's compiler thread took 0.16 ms
+# of CPU per message over the binary's messages 1000-4000 at c=20, and 0.03
+# ms after the 12,000th (perf stat per thread), while its main thread's share
+# fell from 0.51 to 0.34-0.37 ms. Without a warm-up the first reps measure
+# servers half cold, and unevenly: a variant server (+hook, +spf, ...) takes
+# only the small c=20 cell, so in each rep it has seen fewer messages than
+# the server it is compared with. So every server, the peers too, first
+# takes WARMUP small messages at c=20, not recorded; launch time and idle
+# memory are the start-up row's, measured on fresh starts.
+warm_up() {
+  [ "$WARMUP" -gt 0 ] || return 0
+  local s md rc
+  log "warm-up: $WARMUP small messages at c=20 to each server, not recorded"
+  for s in "${SERVERS[@]}" "${HOOK_SERVERS[@]}"; do
+    ensure_running "$s"
+    timeout "$SRC_TIMEOUT" smtp-source -s 20 -m "$WARMUP" -f "$FROM" -t "$RCPT" \
+      "127.0.0.1:${PORT[$s]}" > /dev/null 2>&1
+    rc=$?
+    [ "$rc" = 0 ] || log "WARN: $s: the warm-up load ended with status $rc"
+  done
+  quiesce
+  for s in "${SERVERS[@]}" "${HOOK_SERVERS[@]}"; do
+    md=$(maildir_of "$s")
+    if [ -n "$md" ] && [ -d "$md" ]; then find "$md" -mindepth 1 -maxdepth 1 -type f -delete; fi
+  done
+}
+
 rep_jobs() {
   local -A group=()
   local cell s key
@@ -738,10 +771,12 @@ rep_jobs() {
     done | shuf | while read -r -a jobs; do printf '%s\n' "${jobs[@]}" | shuf; done
   done
 }
+warm_up
+T_CELLS=$(date +%s)
 for rep in $(seq "$REPS"); do
   for job in $(rep_jobs); do
     IFS=: read -r size c s <<< "$job"
-    if [ $(( $(date +%s) - T0 )) -ge "$BENCH_MAX_S" ]; then
+    if [ $(( $(date +%s) - T_CELLS )) -ge "$BENCH_MAX_S" ]; then
       log "BENCH_MAX_S=$BENCH_MAX_S reached: skipping rep$rep $s $size c=$c"
       echo "$rep,$s,$size,$c,0,,,,,,,,,,,,,,,,,,SKIPPED" >> "$CSV"
       continue
@@ -798,6 +833,8 @@ fi
   cat <<EOF
   load: smtp-source -s {1|20} -m N [-l $LARGE_BYTES] -f $FROM -t $RCPT 127.0.0.1:PORT
         (new connection per message, no pipelining; the load generator shares the CPUs)
+  warm-up: every server first took $WARMUP small messages at c=20, not recorded (JIT runtimes are
+        measured warm, as a server runs after its first minutes; the start-up row is cold)
   durability before "250":
     postern   spool file fdatasync + queue dir fsync (group commit) before 250, then a real Maildir
               delivery (another fdatasync + dir fsync) -- durable, and does more work than the peers
