@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { connect } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { after, before, describe, it } from "node:test";
 import { cleanup, rawSession, type Server, startServer } from "./harness.ts";
 
@@ -144,5 +145,42 @@ describe("QUIT", () => {
     }
     socket.destroy();
     assert.match(String(outcome), /^(ECONNRESET|EPIPE)$/);
+  });
+
+  it("answers every command of a group that ends in QUIT before it closes", async () => {
+    const socket = connect({ port: server.port, host: server.host });
+    let text = "";
+    socket.on("data", (chunk) => text += chunk.toString("latin1"));
+    const closed = new Promise((resolve) => socket.once("close", resolve));
+    socket.on("error", () => {});
+    const replied = async (pattern: RegExp) => {
+      for (let i = 0; i < 500 && !pattern.test(text); i++) await sleep(10);
+    };
+    await replied(/^220 /);
+    socket.write("EHLO client.test\r\n");
+    await replied(/\r\n250 /);
+    // RFC 2920 section 3.1: MAIL and RSET may be sent without waiting, and
+    // QUIT ends the group; the replies come in order, the 221 last.
+    socket.write("MAIL FROM:<a@client.test>\r\nRSET\r\nQUIT\r\n");
+    await closed;
+    const codes = text.split("\r\n").filter((l) => l !== "").map((l) => l.slice(0, 4))
+      .filter((code) => code !== "250-");
+    assert.deepEqual(codes, ["220 ", "250 ", "250 ", "250 ", "221 "], text);
+  });
+
+  it("answers QUIT inside STARTTLS with a 221 before it closes", async () => {
+    const plain = await rawSession(server);
+    assert.match(await plain.read(), /^220 /);
+    assert.match(await plain.send("EHLO client.test"), /^250 /);
+    assert.match(await plain.send("STARTTLS"), /^220 /);
+    const secure = tlsConnect({ socket: plain.socket, rejectUnauthorized: false });
+    let text = "";
+    secure.on("data", (chunk) => text += chunk.toString("latin1"));
+    secure.on("error", () => {});
+    const closed = new Promise((resolve) => secure.once("close", resolve));
+    await new Promise((resolve) => secure.once("secureConnect", resolve));
+    secure.write("EHLO client.test\r\nQUIT\r\n");
+    await closed;
+    assert.match(text, /^250-[^]*\r\n221 [^\r\n]*\r\n$/);
   });
 });
