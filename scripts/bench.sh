@@ -718,6 +718,30 @@ if [ "$CLUSTER" = 1 ]; then
 fi
 sleep 2
 
+# Warm-up. Deno (V8) and Bun (JavaScriptCore) compile their hot code while
+# the first thousands of messages arrive: Bun's compiler thread took 0.16 ms
+# of CPU per message over the binary's messages 1000-4000 at c=20, and 0.03
+# ms after the 12,000th (perf stat per thread), while its main thread's share
+# fell from 0.50-0.54 to 0.34-0.37 ms. Without a warm-up the first reps measure
+# servers half cold, and unevenly: a variant server (+hook, +spf, ...) takes
+# only the small c=20 cell, so in each rep it has seen fewer messages than
+# the server it is compared with. So every server, the peers too, first
+# takes WARMUP small messages at c=20, not recorded; launch time and idle
+# memory are the start-up row's, measured on fresh starts.
+warm_up() {
+  [ "$WARMUP" -gt 0 ] || return 0
+  local s rc
+  log "warm-up: $WARMUP small messages at c=20 to each server, not recorded"
+  for s in "${SERVERS[@]}" "${HOOK_SERVERS[@]}"; do
+    ensure_running "$s"
+    timeout "$SRC_TIMEOUT" smtp-source -s 20 -m "$WARMUP" -f "$FROM" -t "$RCPT" \
+      "127.0.0.1:${PORT[$s]}" > /dev/null 2>&1
+    rc=$?
+    [ "$rc" = 0 ] || log "WARN: $s: the warm-up load ended with status $rc"
+  done
+  # Every cell waits for the queues to drain and empties its Maildir first.
+}
+
 # BENCH_CELLS="small:20" measures one cell (the one every variant row uses).
 # BENCH_CELLS=none skips the peer table (to run only the rows switched on).
 read -r -a CELLS <<< "${BENCH_CELLS:-small:1 small:20 large:20}"
@@ -729,34 +753,6 @@ read -r -a CELLS <<< "${BENCH_CELLS:-small:1 small:20 large:20}"
 # the two random too): the rate of one server moves by tens of percent
 # between minutes on a shared VM, and cells measured seconds apart share
 # that, so the report compares them rep by rep (paired ratios).
-# Warm-up. Deno (V8) and Bun (JavaScriptCore) compile their hot code while
-# the first thousands of messages arrive: Bun's compiler thread took 0.16 ms
-# of CPU per message over the binary's messages 1000-4000 at c=20, and 0.03
-# ms after the 12,000th (perf stat per thread), while its main thread's share
-# fell from 0.51 to 0.34-0.37 ms. Without a warm-up the first reps measure
-# servers half cold, and unevenly: a variant server (+hook, +spf, ...) takes
-# only the small c=20 cell, so in each rep it has seen fewer messages than
-# the server it is compared with. So every server, the peers too, first
-# takes WARMUP small messages at c=20, not recorded; launch time and idle
-# memory are the start-up row's, measured on fresh starts.
-warm_up() {
-  [ "$WARMUP" -gt 0 ] || return 0
-  local s md rc
-  log "warm-up: $WARMUP small messages at c=20 to each server, not recorded"
-  for s in "${SERVERS[@]}" "${HOOK_SERVERS[@]}"; do
-    ensure_running "$s"
-    timeout "$SRC_TIMEOUT" smtp-source -s 20 -m "$WARMUP" -f "$FROM" -t "$RCPT" \
-      "127.0.0.1:${PORT[$s]}" > /dev/null 2>&1
-    rc=$?
-    [ "$rc" = 0 ] || log "WARN: $s: the warm-up load ended with status $rc"
-  done
-  quiesce
-  for s in "${SERVERS[@]}" "${HOOK_SERVERS[@]}"; do
-    md=$(maildir_of "$s")
-    if [ -n "$md" ] && [ -d "$md" ]; then find "$md" -mindepth 1 -maxdepth 1 -type f -delete; fi
-  done
-}
-
 rep_jobs() {
   local -A group=()
   local cell s key
