@@ -51,11 +51,15 @@ const DEFAULT_PORT = 6379;
  * @throws {SyntaxError} naming what is wrong with the text.
  */
 export function parseClusterUrl(text: string): ClusterServer {
+  // Messages quote the text with its userinfo masked: a password must not
+  // reach the log, `postern check` or /status, least of all in the message
+  // that refuses it.
+  const shown = maskUserinfo(text);
   if (text.startsWith("unix:")) {
     const path = text.slice("unix:".length).replace(/^\/\/(?=\/)/, "");
     if (!path.startsWith("/")) {
       throw new SyntaxError(
-        `"${text}" must name an absolute socket path, as unix:/run/valkey.sock`,
+        `"${shown}" must name an absolute socket path, as unix:/run/valkey.sock`,
       );
     }
     return { kind: "unix", path };
@@ -64,21 +68,21 @@ export function parseClusterUrl(text: string): ClusterServer {
   try {
     url = new URL(text);
   } catch {
-    throw new SyntaxError(`"${text}" is not a URL such as redis://127.0.0.1:6379`);
+    throw new SyntaxError(`"${shown}" is not a URL such as redis://127.0.0.1:6379`);
   }
   if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    throw new SyntaxError(`"${text}" must start with redis://, rediss:// or unix:`);
+    throw new SyntaxError(`"${shown}" must start with redis://, rediss:// or unix:`);
   }
   if (url.password !== "") {
-    throw new SyntaxError(`"${text}" holds a password: put it in cluster.password_file instead`);
+    throw new SyntaxError(`"${shown}" holds a password: put it in cluster.password_file instead`);
   }
-  if (url.hostname === "") throw new SyntaxError(`"${text}" names no host`);
+  if (url.hostname === "") throw new SyntaxError(`"${shown}" names no host`);
   const dbText = url.pathname.replace(/^\//, "");
   if (!/^\d{0,2}$/.test(dbText)) {
-    throw new SyntaxError(`"${text}": the path must be a database number such as /0`);
+    throw new SyntaxError(`"${shown}": the path must be a database number such as /0`);
   }
   if (url.search !== "" || url.hash !== "") {
-    throw new SyntaxError(`"${text}" must have no query or fragment`);
+    throw new SyntaxError(`"${shown}" must have no query or fragment`);
   }
   return {
     kind: "tcp",
@@ -88,4 +92,14 @@ export function parseClusterUrl(text: string): ClusterServer {
     username: url.username === "" ? undefined : decodeURIComponent(url.username),
     db: dbText === "" ? 0 : Number(dbText),
   };
+}
+
+/**
+ * `text` with everything between `://` and its last "@" replaced by `***`.
+ * RFC 3986 section 3.2.1 ends the userinfo at the first "/", but a text that
+ * failed to parse may hold a password with a "/" in it; no host or database
+ * number holds an "@", so masking up to the last one hides nothing else.
+ */
+export function maskUserinfo(text: string): string {
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/).*@/is, "$1***@");
 }

@@ -52,6 +52,28 @@ describe("parseClusterUrl", () => {
     assert.throws(() => parseClusterUrl("redis://127.0.0.1/?a=1"), /no query/);
     assert.throws(() => parseClusterUrl("not a url"), /not a URL/);
   });
+
+  it("never quotes a password in what it refuses", () => {
+    // The forms a password reaches the URL in, valid or not: with a user,
+    // without one, with an "@" or a "/" in it, and in a URL that does not
+    // parse at all (a port out of range).
+    const urls = [
+      "redis://:Pw-1a2b3c@127.0.0.1:6379",
+      "redis://admin:Pw-1a2b3c@127.0.0.1",
+      "rediss://:Pw-1a@2b3c@valkey.example.net",
+      "redis://:Pw-1a/2b3c@127.0.0.1",
+      "redis://:Pw-1a2b3c@127.0.0.1:99999",
+      "http://:Pw-1a2b3c@127.0.0.1",
+    ];
+    for (const url of urls) {
+      assert.throws(() => parseClusterUrl(url), (err: unknown) => {
+        assert.ok(err instanceof SyntaxError, url);
+        assert.doesNotMatch(err.message, /Pw-1a|2b3c/, url);
+        assert.match(err.message, /\*\*\*@/, url);
+        return true;
+      });
+    }
+  });
 });
 
 describe("loadConfig: cluster", () => {
@@ -140,5 +162,13 @@ describe("loadConfig: cluster", () => {
       const err = await configError(await configDir({ "postern.yaml": yaml, ...files }));
       assert.match(err.message, message, yaml);
     }
+  });
+
+  it("keeps the password out of the configuration error", async () => {
+    const err = await configError(
+      await configDir({ "postern.yaml": "cluster:\n  url: redis://:S3cretValkey@127.0.0.1\n" }),
+    );
+    assert.match(err.message, /cluster\.url.*password_file/s);
+    assert.doesNotMatch(err.message, /S3cretValkey/);
   });
 });
