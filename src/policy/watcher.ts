@@ -144,7 +144,10 @@ export function watchTree(
 /**
  * A string that changes whenever a file under `root` is added, removed,
  * replaced, written or has its mode changed: path, size, modification
- * time, inode and mode of every entry, symlinks followed.
+ * time, change time, inode and mode of every entry, symlinks followed. The
+ * change time catches a rewrite in place that keeps the size and puts the
+ * modification time back (`cp --preserve`, `rsync -t`, a restore), which no
+ * other field shows; no one can set it.
  *
  * The calls are synchronous: a reload takes several fingerprints, and an
  * asynchronous stat costs a hand-off to a thread pool and back, which on
@@ -186,7 +189,9 @@ export async function fingerprint(
           if (depth < maxDepth) await walk(path, depth + 1);
         } else {
           // The mode too: `chmod +x` changes nothing else.
-          parts.push(`${path}:${info.size}:${info.mtimeMs}:${info.ino}:${info.mode}`);
+          parts.push(
+            `${path}:${info.size}:${info.mtimeMs}:${info.ctimeMs}:${info.ino}:${info.mode}`,
+          );
         }
       } catch {
         parts.push(`${path}:dangling`);

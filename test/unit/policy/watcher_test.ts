@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { statSync, writeFileSync } from "node:fs";
 import {
   chmod,
   mkdir,
@@ -264,6 +264,26 @@ describe("fingerprint", () => {
     await writeFile(join(dir, "tmp"), "export default () => 2;\n");
     await utimes(join(dir, "tmp"), when, when);
     await rename(join(dir, "tmp"), path);
+    assert.notEqual(await fingerprint(dir), a);
+  });
+
+  it("fingerprint() changes when a file is rewritten in place at the same size and its time put back", async () => {
+    // An editor or `cp --preserve`, `rsync -t`, a restore from a backup: size,
+    // inode, mode and modification time as before. Only the change time
+    // (which no one can set) moves.
+    const path = join(dir, "post-data.ts");
+    const when = new Date("2020-01-01T00:00:00Z");
+    await utimes(path, when, when);
+    const before = statSync(path).ctimeMs;
+    const a = await fingerprint(dir);
+    // The kernel stamps ctime from a coarse clock: rewrite until a tick has
+    // passed (bounded), as any edit a person makes is.
+    for (let i = 0; i < 200 && statSync(path).ctimeMs === before; i++) {
+      await sleep(5);
+      await writeFile(path, "export default () => 2;\n");
+      await utimes(path, when, when);
+    }
+    assert.notEqual(statSync(path).ctimeMs, before, "the change time never moved");
     assert.notEqual(await fingerprint(dir), a);
   });
 
