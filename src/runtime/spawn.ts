@@ -7,6 +7,7 @@
 
 import { spawn } from "node:child_process";
 import process from "node:process";
+import { concatBytes } from "../bytes.ts";
 import { sealDescriptors } from "./descriptors.ts";
 
 /** Options for {@linkcode spawnProcess}. */
@@ -65,24 +66,12 @@ export function spawnProcess(options: SpawnOptions): Promise<SpawnResult> {
       stdio: ["pipe", "pipe", "pipe"],
       detached: true,
     });
-    let stdout = "";
-    let stderr = "";
+    const stdout = new Collected(limit);
+    const stderr = new Collected(limit);
     let timedOut = false;
     let settled = false;
-    const decoder = (append: (s: string) => void) => (chunk: Uint8Array) =>
-      append(new TextDecoder().decode(chunk));
-    child.stdout.on(
-      "data",
-      decoder((s) => {
-        if (stdout.length < limit) stdout += s.slice(0, limit - stdout.length);
-      }),
-    );
-    child.stderr.on(
-      "data",
-      decoder((s) => {
-        if (stderr.length < limit) stderr += s.slice(0, limit - stderr.length);
-      }),
-    );
+    child.stdout.on("data", (chunk: Uint8Array) => stdout.add(chunk));
+    child.stderr.on("data", (chunk: Uint8Array) => stderr.add(chunk));
     const timer = setTimeout(() => {
       timedOut = true;
       try {
@@ -95,7 +84,7 @@ export function spawnProcess(options: SpawnOptions): Promise<SpawnResult> {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve({ exitCode, timedOut, stdout, stderr: stderr + extraError });
+      resolve({ exitCode, timedOut, stdout: stdout.text(), stderr: stderr.text() + extraError });
     };
     child.on("error", (err) => finish(127, String(err.message)));
     child.on("close", (code) => finish(code));
@@ -134,4 +123,37 @@ export function spawnProcess(options: SpawnOptions): Promise<SpawnResult> {
       }
     })();
   });
+}
+
+/**
+ * The first `limit` bytes of an output stream. They are decoded once, at
+ * the end: a UTF-8 character that the pipe delivers in two chunks would
+ * become two U+FFFD if each chunk were decoded on its own.
+ */
+class Collected {
+  #chunks: Uint8Array[] = [];
+  #kept = 0;
+  #cut = false;
+  #limit: number;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  /** Keeps what fits of `chunk`. */
+  add(chunk: Uint8Array): void {
+    const room = this.#limit - this.#kept;
+    if (chunk.byteLength > room) this.#cut = true;
+    if (room <= 0) return;
+    const part = chunk.byteLength <= room ? chunk : chunk.subarray(0, room);
+    this.#chunks.push(part);
+    this.#kept += part.byteLength;
+  }
+
+  /** The kept bytes as text; a character cut by the limit is left out. */
+  text(): string {
+    // `stream: true` holds back an incomplete character at the end instead
+    // of turning it into U+FFFD: after a cut, that is the cut's doing.
+    return new TextDecoder().decode(concatBytes(this.#chunks, this.#kept), { stream: this.#cut });
+  }
 }

@@ -55,6 +55,33 @@ describe("spawnProcess", () => {
     assert.equal(result.stderr, "abcd");
   });
 
+  it("spawnProcess() decodes a UTF-8 character split across two reads as one character", async () => {
+    // 300,000 bytes of a 3-byte character, written 8 KiB at a time: reads
+    // (at most 64 KiB, a pipe's capacity) cannot all end on a character
+    // boundary, so some character arrives in two chunks.
+    const result = await spawnProcess({
+      argv: ["/bin/sh", "-c", "yes € | tr -d '\\n' | head -c 300000"],
+      env: ENV,
+      stdin: chunksOf(),
+      timeoutMs: 30_000,
+      maxOutputBytes: 1024 * 1024,
+    });
+    assert.equal(result.exitCode, 0);
+    assert.equal(result.stdout.length, 100_000);
+    assert.equal(result.stdout, "€".repeat(100_000));
+  });
+
+  it("spawnProcess() leaves out a character that maxOutputBytes cuts in two", async () => {
+    const result = await spawnProcess({
+      argv: ["/bin/sh", "-c", "printf 'caf\\303\\251'"],
+      env: ENV,
+      stdin: chunksOf(),
+      timeoutMs: 10_000,
+      maxOutputBytes: 4,
+    });
+    assert.equal(result.stdout, "caf");
+  });
+
   it("spawnProcess() kills the command and sets timedOut when it runs too long", async () => {
     const result = await spawnProcess({
       argv: ["/bin/sleep", "30"],
