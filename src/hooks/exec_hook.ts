@@ -11,11 +11,17 @@
 import { spawnProcess, type SpawnResult } from "../runtime/mod.ts";
 import type { PostDataInput } from "../../hooks/mod.ts";
 
-/** Standard output kept from an executable hook. */
-const MAX_OUTPUT_BYTES = 64 * 1024;
+/** The most an executable hook may write to standard output (and the stderr kept). */
+export const MAX_OUTPUT_BYTES = 64 * 1024;
 
-/** Runs an executable hook once. */
-export function runExecHook(options: {
+/**
+ * Runs an executable hook once. A hook that writes more than
+ * {@linkcode MAX_OUTPUT_BYTES} to standard output is killed at once and
+ * comes back as killed (exit status null, no output), with the reason as
+ * its standard error and the bytes read in `stdoutOverflow`: its answer is
+ * not used, so each hook point treats the call as a failed one.
+ */
+export async function runExecHook(options: {
   path: string;
   args: string[];
   env: Record<string, string>;
@@ -23,14 +29,29 @@ export function runExecHook(options: {
   stdin?: AsyncIterable<Uint8Array>;
   timeoutMs: number;
 }): Promise<SpawnResult> {
-  return spawnProcess({
+  const result = await spawnProcess({
     argv: [options.path, ...options.args],
     env: options.env,
     cwd: options.cwd,
     stdin: options.stdin ?? empty(),
     timeoutMs: options.timeoutMs,
     maxOutputBytes: MAX_OUTPUT_BYTES,
+    onStdoutExcess: "kill",
   });
+  if (result.stdoutOverflow === undefined) return result;
+  // The whole of stdout is the answer: chasquid's reference reads post-data's
+  // headers from it, "the last line of stdout" as the reply text, and
+  // alias-resolve's output "as if it was the right-hand side" of an alias.
+  // A beginning is a different answer (the last line from the middle, an
+  // address cut to a local one), so none of it is acted on.
+  return {
+    exitCode: null,
+    timedOut: result.timedOut,
+    stdout: "",
+    stderr: `${options.path} wrote more than ${MAX_OUTPUT_BYTES} bytes to standard output ` +
+      `(${result.stdoutOverflow} read); it was killed and its answer not used`,
+    stdoutOverflow: result.stdoutOverflow,
+  };
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * Child processes with the message streamed to standard input, used by pipe
- * aliases (and later by executable hooks).
+ * aliases, executable hooks and `postern check`.
  *
  * @module
  */
@@ -22,8 +22,15 @@ export interface SpawnOptions {
   stdin: AsyncIterable<Uint8Array>;
   /** Kills the child (SIGKILL) after this many milliseconds. */
   timeoutMs: number;
-  /** At most this many bytes of stdout and of stderr are kept. */
+  /** At most this many bytes of stdout and of stderr are kept; default 64 KiB. */
   maxOutputBytes?: number;
+  /**
+   * What happens when stdout passes `maxOutputBytes`: `"cut"` (the default)
+   * keeps its beginning and reads on to the end, unkept; `"kill"` kills the
+   * child and its process group at once, for a caller that must not act on
+   * part of an answer and need not wait for the rest.
+   */
+  onStdoutExcess?: "cut" | "kill";
 }
 
 /** What a finished child process left behind. */
@@ -36,6 +43,13 @@ export interface SpawnResult {
   stdout: string;
   /** Standard error, cut at `maxOutputBytes`. */
   stderr: string;
+  /**
+   * Set when stdout passed `maxOutputBytes`, so that `stdout` is only its
+   * beginning: the bytes read of it (with `"kill"`, up to the kill).
+   */
+  stdoutOverflow?: number;
+  /** Set when stderr passed `maxOutputBytes`: the bytes read of it. */
+  stderrOverflow?: number;
 }
 
 /**
@@ -70,21 +84,38 @@ export function spawnProcess(options: SpawnOptions): Promise<SpawnResult> {
     const stderr = new Collected(limit);
     let timedOut = false;
     let settled = false;
-    child.stdout.on("data", (chunk: Uint8Array) => stdout.add(chunk));
-    child.stderr.on("data", (chunk: Uint8Array) => stderr.add(chunk));
-    const timer = setTimeout(() => {
-      timedOut = true;
+    let killed = false;
+    const killGroup = () => {
+      if (killed) return;
+      killed = true;
       try {
         if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
       } catch {
         child.kill("SIGKILL");
       }
+    };
+    child.stdout.on("data", (chunk: Uint8Array) => {
+      stdout.add(chunk);
+      if (stdout.overflowed && options.onStdoutExcess === "kill") killGroup();
+    });
+    child.stderr.on("data", (chunk: Uint8Array) => stderr.add(chunk));
+    const timer = setTimeout(() => {
+      if (killed) return;
+      timedOut = true;
+      killGroup();
     }, options.timeoutMs);
     const finish = (exitCode: number | null, extraError = "") => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve({ exitCode, timedOut, stdout: stdout.text(), stderr: stderr.text() + extraError });
+      resolve({
+        exitCode,
+        timedOut,
+        stdout: stdout.text(),
+        stderr: stderr.text() + extraError,
+        ...(stdout.overflowed ? { stdoutOverflow: stdout.read } : {}),
+        ...(stderr.overflowed ? { stderrOverflow: stderr.read } : {}),
+      });
     };
     child.on("error", (err) => finish(127, String(err.message)));
     child.on("close", (code) => finish(code));
@@ -126,24 +157,31 @@ export function spawnProcess(options: SpawnOptions): Promise<SpawnResult> {
 }
 
 /**
- * The first `limit` bytes of an output stream. They are decoded once, at
- * the end: a UTF-8 character that the pipe delivers in two chunks would
- * become two U+FFFD if each chunk were decoded on its own.
+ * The first `limit` bytes of an output stream, and a count of all of it:
+ * memory stays bounded however much a child writes. The bytes are decoded
+ * once, at the end: a UTF-8 character that the pipe delivers in two chunks
+ * would become two U+FFFD if each chunk were decoded on its own.
  */
 class Collected {
+  /** Bytes read, kept or not. */
+  read = 0;
   #chunks: Uint8Array[] = [];
   #kept = 0;
-  #cut = false;
   #limit: number;
 
   constructor(limit: number) {
     this.#limit = limit;
   }
 
-  /** Keeps what fits of `chunk`. */
+  /** True once more than the limit was read. */
+  get overflowed(): boolean {
+    return this.read > this.#limit;
+  }
+
+  /** Counts `chunk` and keeps what fits of it. */
   add(chunk: Uint8Array): void {
+    this.read += chunk.byteLength;
     const room = this.#limit - this.#kept;
-    if (chunk.byteLength > room) this.#cut = true;
     if (room <= 0) return;
     const part = chunk.byteLength <= room ? chunk : chunk.subarray(0, room);
     this.#chunks.push(part);
@@ -154,6 +192,8 @@ class Collected {
   text(): string {
     // `stream: true` holds back an incomplete character at the end instead
     // of turning it into U+FFFD: after a cut, that is the cut's doing.
-    return new TextDecoder().decode(concatBytes(this.#chunks, this.#kept), { stream: this.#cut });
+    return new TextDecoder().decode(concatBytes(this.#chunks, this.#kept), {
+      stream: this.overflowed,
+    });
   }
 }

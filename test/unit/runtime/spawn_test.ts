@@ -82,6 +82,52 @@ describe("spawnProcess", () => {
     assert.equal(result.stdout, "caf");
   });
 
+  it("spawnProcess() reads on past maxOutputBytes by default and says how much there was", async () => {
+    const result = await spawnProcess({
+      argv: ["/bin/sh", "-c", "head -c 100000 /dev/zero; head -c 70000 /dev/zero >&2"],
+      env: ENV,
+      stdin: chunksOf(),
+      timeoutMs: 10_000,
+      maxOutputBytes: 65_536,
+    });
+    assert.equal(result.exitCode, 0);
+    assert.equal(result.stdout.length, 65_536);
+    assert.equal(result.stdoutOverflow, 100_000);
+    assert.equal(result.stderr.length, 65_536);
+    assert.equal(result.stderrOverflow, 70_000);
+  });
+
+  it("spawnProcess() sets no overflow for output of exactly maxOutputBytes", async () => {
+    const result = await spawnProcess({
+      argv: ["/bin/sh", "-c", "head -c 1000 /dev/zero; head -c 1000 /dev/zero >&2"],
+      env: ENV,
+      stdin: chunksOf(),
+      timeoutMs: 10_000,
+      maxOutputBytes: 1000,
+    });
+    assert.equal(result.stdout.length, 1000);
+    assert.equal(result.stderr.length, 1000);
+    assert.equal("stdoutOverflow" in result, false);
+    assert.equal("stderrOverflow" in result, false);
+  });
+
+  it("spawnProcess() with onStdoutExcess kill ends the child and its group as stdout passes the limit", async () => {
+    // Without the kill this would run until the timeout (timedOut: true);
+    // the background sleep shows the whole process group goes.
+    const result = await spawnProcess({
+      argv: ["/bin/sh", "-c", "sleep 60 & head -c 100000 /dev/zero; exec sleep 60"],
+      env: ENV,
+      stdin: chunksOf(),
+      timeoutMs: 20_000,
+      maxOutputBytes: 65_536,
+      onStdoutExcess: "kill",
+    });
+    assert.equal(result.timedOut, false);
+    assert.equal(result.exitCode, null);
+    assert.equal(result.stdout.length, 65_536);
+    assert.ok((result.stdoutOverflow ?? 0) > 65_536, String(result.stdoutOverflow));
+  });
+
   it("spawnProcess() kills the command and sets timedOut when it runs too long", async () => {
     const result = await spawnProcess({
       argv: ["/bin/sleep", "30"],
