@@ -19,12 +19,16 @@ const MAX_LINE = 998;
 /**
  * RFC 5322 section 2.2: a field name is printable US-ASCII except ":",
  * followed by ":". The body may be UTF-8 (RFC 6532) but no control
- * characters other than tab.
+ * characters other than tab, C1 included: RFC 5198 section 2 (Unicode
+ * text on the wire) says U+0080-U+009F MUST NOT be used. U+2028 and U+2029
+ * go too: the Unicode standard (section 5.8, newline guidelines) makes
+ * them line breaks, as it does NEL (U+0085), so to some readers they start
+ * a second field; replyText() below treats them as line breaks already.
  */
 // deno-lint-ignore no-control-regex -- control characters are what is refused
-const FIELD = /^[\x21-\x39\x3b-\x7e]+:[^\x00-\x08\x0a-\x1f\x7f]*$/;
+const FIELD = /^[\x21-\x39\x3b-\x7e]+:[^\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]*$/;
 // deno-lint-ignore no-control-regex -- as above
-const CONTINUATION = /^[ \t][^\x00-\x08\x0a-\x1f\x7f]*$/;
+const CONTINUATION = /^[ \t][^\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]*$/;
 
 /**
  * Keeps the lines that form valid header fields. A continuation line (one
@@ -59,9 +63,10 @@ export function checkHeaderLines(lines: readonly string[]): CheckedHeaders {
  * another. An entry that starts with white space continues the field of
  * the entry before it, and is kept only when that one was. Anything else
  * (a line break before a new field, a bare CR, a NUL or other control
- * character, an invalid name, an empty line that would end the header) and
- * the whole entry is dropped, so a hook that copies untrusted text into a
- * header cannot let a sender add fields.
+ * character, C1 controls and U+2028/U+2029 included, an invalid name, an
+ * empty line that would end the header) and the whole entry is dropped,
+ * so a hook that copies untrusted text into a header cannot let a sender
+ * add fields.
  */
 export function checkHeaderEntries(entries: readonly string[]): CheckedHeaders {
   const kept: string[] = [];

@@ -34,6 +34,10 @@ export default async function (input) {
   if (text.includes("PLEASE-THROW")) throw new Error("boom");
   if (text.includes("PLEASE-BADSHAPE")) return { action: "maybe" };
   if (text.includes("PLEASE-RECORD")) return { action: "accept", headers: { "X-One": "1", "X-Two": "2" } };
+  if (text.includes("PLEASE-C1-RECORD")) return { action: "accept", headers: { "X-C3": "a\u009bInjected", "X-Ok": "3" } };
+  if (text.includes("PLEASE-C1")) {
+    return { action: "accept", headers: ["X-C1: a\u0085Injected: b", "X-C2: a\u2028Injected: b", "X-Ok: 1"] };
+  }
   return {
     action: "accept",
     headers: [
@@ -143,6 +147,36 @@ describe("post-data module hook", () => {
     const { final } = await send("PLEASE-RECORD");
     const message = await delivered(final.match(/queued as (\w+)/)![1]!);
     assert.match(message, /\nX-One: 1\nX-Two: 2\nReceived: /);
+  });
+
+  it("drops whole a header entry holding a C1 control, U+2028 or U+2029, logs it, keeps the rest", async () => {
+    for (const [body, kept] of [["PLEASE-C1", "X-Ok: 1"], ["PLEASE-C1-RECORD", "X-Ok: 3"]]) {
+      const { final } = await send(body!);
+      const qid = final.match(/queued as (\w+)/)?.[1];
+      assert.ok(qid, final);
+      const message = await delivered(qid);
+      assert.match(
+        message,
+        new RegExp(`\nDelivered-To: alice@example\\.test\n${kept}\nReceived: `),
+      );
+      assert.doesNotMatch(message, /Injected|X-C\d/);
+      const logged = await eventually(
+        () =>
+          Promise.resolve(
+            server.stderr().split("\n").find((l) =>
+              l.includes(`qid=${qid}`) && l.includes("invalid header lines")
+            ),
+          ),
+        5_000,
+        "the dropped entries in the log",
+      );
+      assert.match(
+        logged,
+        body === "PLEASE-C1"
+          ? /dropped="X-C1: a\u0085Injected: b \| X-C2: a\u2028Injected: b"/
+          : /dropped="X-C3: a\u009bInjected"/,
+      );
+    }
   });
 
   it("rejects permanently with 554 5.7.1 and the hook's text on one line", async () => {

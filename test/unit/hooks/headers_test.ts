@@ -88,6 +88,19 @@ describe("checkHeaderLines", () => {
     assert.equal(checkHeaderLines(["X-A: a\tb"]).kept, 1);
   });
 
+  it("checkHeaderLines() drops a field or continuation holding a C1 control, U+2028 or U+2029", () => {
+    // NEL (U+0085) and U+2028/U+2029 are line breaks to some readers, CSI
+    // (U+009B) starts a terminal escape: none is text in a header.
+    for (const c of ["\u0080", "\u0085", "\u009b", "\u009f", "\u2028", "\u2029"]) {
+      const field = `X-C1: a${c}Injected: b`;
+      assert.deepEqual(checkHeaderLines([field]), { text: "", kept: 0, dropped: [field] }, field);
+      const continued = checkHeaderLines(["X-A: 1", ` more${c}Injected: b`]);
+      assert.deepEqual(continued.dropped, [` more${c}Injected: b`], JSON.stringify(c));
+    }
+    // The characters next to them are text.
+    assert.equal(checkHeaderLines(["X-A: \u00a0\u00e9\u2027\u202a"]).kept, 1);
+  });
+
   it("checkHeaderLines() drops a continuation line holding a control character", () => {
     assert.deepEqual(checkHeaderLines(["X-A: 1", " bad\x00"]), {
       text: "X-A: 1\r\n",
@@ -178,6 +191,18 @@ describe("checkHeaderEntries", () => {
     }
   });
 
+  it("checkHeaderEntries() drops an entry with a C1 control, U+2028 or U+2029, on any of its lines", () => {
+    for (const c of ["\u0085", "\u009b", "\u2028", "\u2029"]) {
+      for (const entry of [`X-C1: a${c}Injected: b`, `X-A: one\r\n two${c}`]) {
+        assert.deepEqual(
+          checkHeaderEntries([entry, "X-Ok: 1"]),
+          { text: "X-Ok: 1\r\n", kept: 1, dropped: [entry] },
+          JSON.stringify(entry),
+        );
+      }
+    }
+  });
+
   it("checkHeaderEntries() drops an entry whose name is invalid", () => {
     for (const entry of ["X Bad: v", "X-Bad : v", ": v", "no colon", "Ünï: v", "\x00X: v"]) {
       assert.deepEqual(checkHeaderEntries([entry]), { text: "", kept: 0, dropped: [entry] });
@@ -249,6 +274,9 @@ describe("checkHeaderEntries", () => {
       assert.equal(result.text, "X-Ok: 1\r\n", JSON.stringify(value));
       assert.equal(result.dropped.length, 1, JSON.stringify(value));
     }
+    // The audit's record: a CSI (U+009B) in a value.
+    const c1 = checkHeaderEntries(recordToLines({ "X-C3": "a\u009bInjected", "X-Ok": "1" }));
+    assert.deepEqual(c1, { text: "X-Ok: 1\r\n", kept: 1, dropped: ["X-C3: a\u009bInjected"] });
     const named = checkHeaderEntries(recordToLines({ "X-Bad\r\nX-Injected": "yes" }));
     assert.equal(named.text, "");
   });
