@@ -527,7 +527,10 @@ export default async function (input) {
   });
 
   it("a hook that does not load temp-fails every attempt until it is fixed; the next retry delivers", async () => {
-    await replaceHook("export default function (input, state) {{{ syntax error\n");
+    // deno's report of the syntax error quotes line 2, secret and all.
+    await replaceHook(
+      "const TOKEN = 'tok_LIVE_canary';\nexport default function (input, state) {{{ syntax error\n",
+    );
     const id = queued(await submit(["broken@remote.test"]));
     const deferrals = () =>
       server.mailLog.filter((l) => delivery(id, "broken@remote.test", "deferred").test(l));
@@ -542,6 +545,9 @@ export default async function (input) {
     // second), not per attempt.
     const line = await hookLogLine(server, /error loading pre_delivery_attempt_hook: /);
     assert.doesNotMatch(line, /msguid=/);
+    // Where, as the reference's example says it, and nothing of the source.
+    assert.match(line, / at file:\/\/\/\S+\/hooks\/pre-delivery-attempt\.ts:2:\d+$/);
+    assert.doesNotMatch(await readHookLog(server), /tok_LIVE_canary/);
     assert.equal(mx.messages.filter((m) => m.to.includes("broken@remote.test")).length, 0);
     const fixed = Date.now();
     await replaceHook(counter("v3"));

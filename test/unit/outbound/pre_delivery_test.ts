@@ -224,6 +224,59 @@ describe("preDeliveryDecision", () => {
     assert.equal((preDeliveryDecision(outcome) as { loadError?: boolean }).loadError, true);
   });
 
+  it("preDeliveryDecision() keeps where a hook that does not load failed, on one line, without its source", () => {
+    // What the worker reports for a syntax error: deno's code frame quotes
+    // the hook's source (which may hold a secret) between the message and
+    // the location.
+    const error = errorOf({
+      ok: false,
+      failure: "load_error",
+      error: [
+        "TypeError: SyntaxError: Expected ',', got ';'",
+        "  |",
+        "2 | const TOKEN = 'tok_LIVE_5f2c'; export default function () { return { action: 'normal' ;",
+        "  |                                                                                      ~",
+        "    at file:///etc/postern/hooks/pre-delivery-attempt.ts:2:87",
+        "    at async file:///var/lib/postern/run/hook_worker.js:233:18",
+      ].join("\n"),
+    });
+    assert.equal(
+      error,
+      "error loading pre_delivery_attempt_hook: TypeError: SyntaxError: Expected ',', got ';' " +
+        "at file:///etc/postern/hooks/pre-delivery-attempt.ts:2:87",
+    );
+  });
+
+  it("preDeliveryDecision() names the hook's own frame of a load error, not the worker's, even coloured", () => {
+    const denied = errorOf({
+      ok: false,
+      failure: "load_error",
+      error: 'TypeError: Requires read access to "/etc/shadow"\n' +
+        "    at \x1b[0m\x1b[36mfile:///etc/postern/hooks/pre-delivery-attempt/lib.ts\x1b[0m:" +
+        "\x1b[0m\x1b[33m1\x1b[0m:\x1b[0m\x1b[33m8\x1b[0m\n" +
+        "    at async file:///var/lib/postern/run/hook_worker.js:233:18",
+    });
+    assert.match(denied, / at file:\/\/\/etc\/postern\/hooks\/pre-delivery-attempt\/lib\.ts:1:8$/);
+    // Thrown by the bootstrap itself: no frame of the hook, so no location.
+    const noExport = errorOf({
+      ok: false,
+      failure: "load_error",
+      error: "TypeError: the hook module has no default export function\n" +
+        "    at file:///var/lib/postern/run/hook_worker.js:236:11",
+    });
+    assert.equal(
+      noExport,
+      "error loading pre_delivery_attempt_hook: TypeError: the hook module has no default export function",
+    );
+    // A frame inside a function call: the location in its parentheses.
+    const inCall = errorOf({
+      ok: false,
+      failure: "load_error",
+      error: "Error: top-level await failed\n    at setup (file:///h/pre-delivery-attempt.ts:9:3)",
+    });
+    assert.match(inCall, / at file:\/\/\/h\/pre-delivery-attempt\.ts:9:3$/);
+  });
+
   it("preDeliveryDecision() names a crashed worker", () => {
     const error = errorOf({ ok: false, failure: "crash", error: "the worker exited" });
     assert.match(error, /crash/);
