@@ -101,6 +101,7 @@ export function postDataFromModule(outcome: CallOutcome): PostDataVerdict {
 /** Interprets an executable post-data hook's exit. */
 export function postDataFromExec(result: SpawnResult, timeoutMs: number): PostDataVerdict {
   if (result.timedOut) return failure("timeout", `no exit within ${timeoutMs} ms`);
+  if (result.stdoutOverflow !== undefined) return failure("output", lastLine(result.stderr));
   if (result.exitCode === 0) {
     const checked = checkHeaderLines(result.stdout.split("\n"));
     return { kind: "accept", headers: checked.text, kept: checked.kept, dropped: checked.dropped };
@@ -188,6 +189,9 @@ export function aliasExistsFromModule(outcome: CallOutcome): AliasExistsVerdict 
 /** Interprets an executable alias-exists hook's exit. */
 export function aliasExistsFromExec(result: SpawnResult, timeoutMs: number): AliasExistsVerdict {
   if (result.timedOut) return { exists: false, cause: `timeout: no exit within ${timeoutMs} ms` };
+  if (result.stdoutOverflow !== undefined) {
+    return { exists: false, cause: `output: ${lastLine(result.stderr)}` };
+  }
   return { exists: result.exitCode === 0 };
 }
 

@@ -189,6 +189,21 @@ describe("postDataFromModule", () => {
 });
 
 describe("postDataFromExec", () => {
+  it("postDataFromExec() defers, naming the output and its size, when the hook wrote past the limit", () => {
+    const verdict = postDataFromExec(
+      exited({
+        exitCode: null,
+        stderr: "/h/post-data wrote more than 65536 bytes to standard output (90000 read); " +
+          "it was killed and its answer not used",
+        stdoutOverflow: 90_000,
+      }),
+      5000,
+    );
+    assert.equal(verdict.kind, "refuse");
+    assert.ok(verdict.kind === "refuse" && !verdict.permanent);
+    assert.match(verdict.cause, /^output: .*post-data wrote more than 65536 bytes .*90000 read/);
+  });
+
   it("postDataFromExec() accepts with the header lines printed when the hook exits 0", () => {
     const verdict = postDataFromExec(
       exited({ exitCode: 0, stdout: "X-Spam: no\r\nX-Score: 1\n\tfolded\nnot a header\n" }),
@@ -393,6 +408,20 @@ describe("aliasExistsFromModule", () => {
 });
 
 describe("aliasExistsFromExec", () => {
+  it("aliasExistsFromExec() says no, naming the output, when the hook wrote past the limit", () => {
+    const overflowed = exited({
+      exitCode: null,
+      stderr: "/h/alias-exists wrote more than 65536 bytes to standard output (70000 read); " +
+        "it was killed and its answer not used",
+      stdoutOverflow: 70_000,
+    });
+    assert.deepEqual(aliasExistsFromExec(overflowed, 1000), {
+      exists: false,
+      cause: "output: /h/alias-exists wrote more than 65536 bytes to standard output " +
+        "(70000 read); it was killed and its answer not used",
+    });
+  });
+
   it("aliasExistsFromExec() says yes only when the hook exits 0", () => {
     assert.deepEqual(aliasExistsFromExec(exited({ exitCode: 0 }), 1000), { exists: true });
     for (const exitCode of [1, 20, 127, null]) {
