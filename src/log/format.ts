@@ -14,6 +14,13 @@ export type LogFields = Record<string, LogValue>;
 const BARE_VALUE = /^[A-Za-z0-9_.:@<>\/+\-\[\]]+$/;
 
 /**
+ * Characters JSON leaves as they are that a reader can still take for a line
+ * break or a terminal control: DEL, the C1 controls (U+0085 is NEL, U+009B
+ * starts a terminal escape) and the Unicode line and paragraph separators.
+ */
+const UNESCAPED_BY_JSON = /[\u007f-\u009f\u2028\u2029]/g;
+
+/**
  * Formats one value: bare when it is a safe token, otherwise JSON-quoted so
  * that spaces, quotes and control characters from clients can never split or
  * forge a log line.
@@ -21,7 +28,11 @@ const BARE_VALUE = /^[A-Za-z0-9_.:@<>\/+\-\[\]]+$/;
 export function formatValue(value: LogValue): string {
   if (value === null || value === undefined) return "-";
   const text = String(value);
-  return text !== "" && BARE_VALUE.test(text) ? text : JSON.stringify(text);
+  if (text !== "" && BARE_VALUE.test(text)) return text;
+  return JSON.stringify(text).replace(
+    UNESCAPED_BY_JSON,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 /** Formats fields as `key=value` pairs, skipping undefined values. */

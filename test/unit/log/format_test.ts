@@ -39,6 +39,16 @@ describe("formatValue", () => {
     assert.equal(formatValue("a\r\nb").includes("\r"), false);
   });
 
+  it("formatValue() escapes DEL, C1 controls and the Unicode line separators, which JSON leaves raw", () => {
+    for (const c of ["\u007f", "\u0085", "\u009b", "\u2028", "\u2029"]) {
+      const written = formatValue(`a${c}Injected: b`);
+      assert.ok(!written.includes(c), JSON.stringify(written));
+      assert.equal(JSON.parse(written), `a${c}Injected: b`);
+    }
+    // Characters beside them are still written as they are.
+    assert.equal(formatValue("café\u00a0x"), '"café\u00a0x"');
+  });
+
   it("formatValue() quotes = so that a value cannot forge a field", () => {
     assert.equal(formatValue("a=b"), '"a=b"');
   });
