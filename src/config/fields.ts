@@ -7,7 +7,7 @@
 
 import * as v from "valibot";
 import { parseEndpoint } from "../users/endpoint.ts";
-import { parseDuration, parseSize } from "./units.ts";
+import { checkDuration, formatDuration, parseSize, TIMER_MAX_MS } from "./units.ts";
 
 /** A size in bytes: a number, or text such as `50MiB`. */
 export const Size = v.pipe(
@@ -22,25 +22,73 @@ export const Size = v.pipe(
   }),
 );
 
-/** A duration in milliseconds: seconds as a number, or text such as `5m`. */
-export const Duration = v.pipe(
-  v.union([v.number(), v.string()], 'must be a duration such as "30s" or "5m"'),
-  v.rawTransform(({ dataset, addIssue, NEVER }) => {
-    const ms = parseDuration(dataset.value);
-    if (ms === undefined) {
-      addIssue({ message: `"${dataset.value}" is not a duration such as "30s" or "5m"` });
-      return NEVER;
-    }
-    return ms;
-  }),
-);
+/** The longest a duration may be, and why, for the error message. */
+export interface DurationLimit {
+  maxMs: number;
+  why: string;
+}
 
-/** A whole number, at least `min`. */
-export const Count = (min: number) =>
+/**
+ * Durations that arm a timer (a socket timeout, `setTimeout`,
+ * `setInterval`), which waits at most 2^31-1 ms: a longer one fires at
+ * once, or crashes the first SMTP connection (its socket timeout throws).
+ */
+export const TIMER: DurationLimit = {
+  maxMs: TIMER_MAX_MS,
+  why: `${TIMER_MAX_MS} ms, the longest a timer can wait`,
+};
+
+/**
+ * Durations the queue compares with a message's age or adds to the clock
+ * (its own timer is capped): a year is past any use, and keeps every date
+ * computed from them valid.
+ */
+export const QUEUE_SPAN: DurationLimit = { maxMs: 365 * 86_400_000, why: "a year" };
+
+/** RFC 8461 section 3.2: an MTA-STS policy's max_age is at most 31557600 seconds. */
+export const MTA_STS_MAX_AGE: DurationLimit = {
+  maxMs: 31_557_600_000,
+  why: "31557600 s, the limit of RFC 8461 section 3.2",
+};
+
+/** A value as an error message shows it: a long text is cut. */
+function shown(value: unknown): string {
+  if (typeof value !== "string") return String(value);
+  return value.length > 40 ? `"${value.slice(0, 20)}…" (${value.length} characters)` : `"${value}"`;
+}
+
+/**
+ * A duration in milliseconds, at most `limit.maxMs`: seconds as a number,
+ * or text such as `5m`.
+ */
+export const Duration = (limit: DurationLimit) =>
+  v.pipe(
+    v.union([v.number(), v.string()], 'must be a duration such as "30s" or "5m"'),
+    v.rawTransform(({ dataset, addIssue, NEVER }) => {
+      const checked = checkDuration(dataset.value, limit.maxMs);
+      if (checked.ok) return checked.ms;
+      addIssue({
+        message: checked.problem === "malformed"
+          ? `${shown(dataset.value)} is not a duration such as "30s" or "5m"`
+          : `must be at most ${formatDuration(limit.maxMs)} (${limit.why}), not ${
+            shown(dataset.value)
+          }`,
+      });
+      return NEVER;
+    }),
+  );
+
+/**
+ * A whole number from `min` to `max`; by default at most the largest whole
+ * number a double holds exactly (YAML's `1e300` is whole too, and a loop
+ * that counts to it never ends).
+ */
+export const Count = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   v.pipe(
     v.number("must be a whole number"),
     v.integer("must be a whole number"),
     v.minValue(min, `must be at least ${min}`),
+    v.maxValue(max, `must be at most ${max}`),
   );
 
 /** `host:port`, with IPv6 hosts in brackets (`[::1]:25`). */

@@ -9,14 +9,31 @@
 import * as v from "valibot";
 import { parseClusterUrl } from "../cluster/settings.ts";
 import { LOG_LEVELS } from "../log/mod.ts";
-import { Count, Duration, Endpoint, ListenAddress, Names, Size, Text } from "./fields.ts";
+import {
+  Count,
+  Duration,
+  Endpoint,
+  ListenAddress,
+  MTA_STS_MAX_AGE,
+  Names,
+  QUEUE_SPAN,
+  Size,
+  Text,
+  TIMER,
+} from "./fields.ts";
+
+/**
+ * Worker processes of one hook at most: each is a deno process with a heap
+ * of its own, and the pool starts them all at once.
+ */
+const MAX_HOOK_WORKERS = 64;
 
 /** Settings of one hook point. */
 const HookPointSchema = v.nullish(v.strictObject({
   /** Time allowed per call. Default: 1m for post_data, 5s for the alias hooks. */
-  timeout: v.optional(Duration),
+  timeout: v.optional(Duration(TIMER)),
   /** Worker processes of a module hook, each with its own state. Default: 1. */
-  workers: v.optional(Count(1)),
+  workers: v.optional(Count(1, MAX_HOOK_WORKERS)),
   /**
    * Memory limit of each worker: its V8 heap, and (Linux) everything it
    * allocates, within deno's margin (see `withDataLimit`). Default: 256MiB.
@@ -74,7 +91,7 @@ const AcmeSchema = v.strictObject({
   /** Where HTTPS (MTA-STS policies, TLS-ALPN-01) listens. Default: "0.0.0.0:443". */
   https_listen: v.optional(ListenAddress),
   /** First retry after a failed order; doubles up to 6h. Default: 1m. */
-  retry_initial: v.optional(Duration),
+  retry_initial: v.optional(Duration(TIMER)),
   /** This node obtains and renews; false: it only reads <data>/acme/ (shared). Default: true. */
   renew: v.optional(v.boolean("must be true or false")),
 });
@@ -84,7 +101,7 @@ const MtaStsSchema = v.strictObject({
   /** testing, enforce or none (RFC 8461 section 5). Required. */
   mode: v.picklist(["testing", "enforce", "none"], "must be testing, enforce or none"),
   /** How long senders cache the policy. Default: 1w. */
-  max_age: v.optional(Duration),
+  max_age: v.optional(Duration(MTA_STS_MAX_AGE)),
   /** The domain's MX host names (`*.example.com` allowed). Default: [hostname]. */
   mx: v.optional(v.pipe(Names("a host name"), v.minLength(1, "must list a host"))),
   /** Where TLS reports go (RFC 8460), for the printed _smtp._tls record. Default: mailto:tlsrpt@<domain>. */
@@ -103,7 +120,7 @@ export const ConfigFileSchema = v.strictObject({
       v.pipe(v.array(ListenAddress), v.minLength(1, "must list at least one address")),
     ),
     /** Pause before the 220 greeting; 0 sends it at once. Default: 0s. */
-    greeting_delay: v.optional(Duration),
+    greeting_delay: v.optional(Duration(TIMER)),
     /** Largest message accepted, advertised with SIZE. Default: 50MiB. */
     max_message_size: v.optional(Size),
     /** Recipients per message. Default: 100 (RFC 5321 section 4.5.3.1.8). */
@@ -113,9 +130,9 @@ export const ConfigFileSchema = v.strictObject({
     /** Connections at once from one client IP address. Default: 50. */
     max_connections_per_ip: v.optional(Count(1)),
     /** Idle time allowed between commands. Default: 5m (RFC 5321 section 4.5.3.2.7). */
-    idle_timeout: v.optional(Duration),
+    idle_timeout: v.optional(Duration(TIMER)),
     /** Time within which each command, the DATA transfer included, must arrive. Default: 10m. */
-    command_timeout: v.optional(Duration),
+    command_timeout: v.optional(Duration(TIMER)),
     /** Longest command line in bytes. Default: 2048. */
     max_command_length: v.optional(Count(512)),
     /**
@@ -153,13 +170,13 @@ export const ConfigFileSchema = v.strictObject({
     /** Deliveries in progress at once. Default: 32. */
     concurrency: v.optional(Count(1)),
     /** First retry delay after a temporary failure. Default: 1m. */
-    retry_initial: v.optional(Duration),
+    retry_initial: v.optional(Duration(QUEUE_SPAN)),
     /** Longest retry delay; delays double up to this. Default: 1h. */
-    retry_max: v.optional(Duration),
+    retry_max: v.optional(Duration(QUEUE_SPAN)),
     /** A message still undelivered after this long fails. Default: 5d. */
-    max_queue_lifetime: v.optional(Duration),
+    max_queue_lifetime: v.optional(Duration(QUEUE_SPAN)),
     /** Time a pipe alias command may run. Default: 5m. */
-    pipe_timeout: v.optional(Duration),
+    pipe_timeout: v.optional(Duration(TIMER)),
     /** Deliver local mailboxes over LMTP (RFC 2033) to this server instead of Maildirs. Default: none. */
     lmtp: v.optional(Endpoint),
   })),
@@ -174,19 +191,19 @@ export const ConfigFileSchema = v.strictObject({
     /** Messages sent over one connection before it is closed. Default: 100. */
     messages_per_connection: v.optional(Count(1)),
     /** How long an idle connection is kept for the next message to the same destination. Default: 5s. */
-    connection_idle: v.optional(Duration),
+    connection_idle: v.optional(Duration(TIMER)),
     /** Time allowed to connect and receive the greeting. Default: 30s. */
-    connect_timeout: v.optional(Duration),
+    connect_timeout: v.optional(Duration(TIMER)),
     /** Inactivity allowed while a command or the message is sent. Default: 5m. */
-    command_timeout: v.optional(Duration),
+    command_timeout: v.optional(Duration(TIMER)),
     /** Apply MTA-STS policies (RFC 8461) of destination domains. Default: true. */
     mta_sts: v.optional(v.boolean("must be true or false")),
     /** Sign mail of our domains with their DKIM keys (domains/<d>/dkim/). Default: true. */
     dkim_sign: v.optional(v.boolean("must be true or false")),
     /** How often DKIM records are looked up again (also on every reload); 0: only then. Default: 1h. */
-    dkim_check_interval: v.optional(Duration),
+    dkim_check_interval: v.optional(Duration(TIMER)),
     /** Send the sender a warning when a message is still queued after this long; 0 never. Default: 0. */
-    delay_warning: v.optional(Duration),
+    delay_warning: v.optional(Duration(QUEUE_SPAN)),
     /** Header whose value is the message's SendID; removed before the message leaves. Default: X-SendID. */
     sendid_header: v.optional(Text("a header name")),
     /** Header whose value is the message's ListID; removed before the message leaves. Default: X-ListID. */
@@ -268,7 +285,7 @@ export const ConfigFileSchema = v.strictObject({
       ),
     ))),
     /** Time allowed for one lookup. Default: 5s. */
-    timeout: v.optional(Duration),
+    timeout: v.optional(Duration(TIMER)),
   })),
   auth: v.optional(v.strictObject({
     /** Clients whose mail is not SPF-checked. Default: ["127.0.0.0/8", "::1/128"]. */
@@ -358,9 +375,9 @@ export const ConfigFileSchema = v.strictObject({
       ),
     ),
     /** Longest wait for one call before falling back to local counts. Default: 50ms. */
-    timeout: v.optional(Duration),
+    timeout: v.optional(Duration(TIMER)),
     /** How often the node announces itself; it is gone after 3 missed. Default: 5s. */
-    heartbeat: v.optional(Duration),
+    heartbeat: v.optional(Duration(TIMER)),
     /** Prefix of every key Postern uses (several fleets can share a server). Default: "postern:". */
     key_prefix: v.optional(
       v.pipe(

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseDuration, parseSize } from "../../../src/config/mod.ts";
+import { checkDuration, formatDuration, TIMER_MAX_MS } from "../../../src/config/units.ts";
 
 describe("parseSize", () => {
   it("parseSize() returns whole byte counts as they are", () => {
@@ -80,5 +81,41 @@ describe("parseDuration", () => {
     assert.equal(parseDuration("-5s"), undefined);
     assert.equal(parseDuration(-1), undefined);
     assert.equal(parseDuration(Number.POSITIVE_INFINITY), undefined);
+  });
+});
+
+describe("durations that overflow", () => {
+  const huge = "1" + "0".repeat(400);
+
+  it("parseDuration() never returns a duration that is not a finite whole number of ms", () => {
+    // 1e308 seconds is Infinity in milliseconds; so is a 400-digit text.
+    assert.equal(parseDuration(1e308), undefined);
+    assert.equal(parseDuration(huge), undefined);
+    assert.equal(parseDuration(`${huge}d`), undefined);
+    assert.equal(parseDuration(Number.MAX_SAFE_INTEGER), undefined);
+  });
+
+  it("checkDuration() tells a value longer than the maximum from one that is no duration", () => {
+    assert.deepEqual(checkDuration("5m", TIMER_MAX_MS), { ok: true, ms: 300_000 });
+    assert.deepEqual(checkDuration(TIMER_MAX_MS / 1000, TIMER_MAX_MS), {
+      ok: true,
+      ms: TIMER_MAX_MS,
+    });
+    assert.deepEqual(checkDuration("30d", TIMER_MAX_MS), { ok: false, problem: "too long" });
+    assert.deepEqual(checkDuration(1e308, TIMER_MAX_MS), { ok: false, problem: "too long" });
+    assert.deepEqual(checkDuration(huge, Number.MAX_SAFE_INTEGER), {
+      ok: false,
+      problem: "too long",
+    });
+    assert.deepEqual(checkDuration("soon", TIMER_MAX_MS), { ok: false, problem: "malformed" });
+    assert.deepEqual(checkDuration(-1, TIMER_MAX_MS), { ok: false, problem: "malformed" });
+  });
+
+  it("formatDuration() writes a maximum as a duration that reads back the same", () => {
+    assert.equal(formatDuration(TIMER_MAX_MS), "24d20h31m23.647s");
+    assert.equal(parseDuration(formatDuration(TIMER_MAX_MS)), TIMER_MAX_MS);
+    assert.equal(formatDuration(31_557_600_000), "365d6h");
+    assert.equal(formatDuration(90_000), "1m30s");
+    assert.equal(formatDuration(0), "0s");
   });
 });
