@@ -18,6 +18,9 @@
  * @module
  */
 
+/** The longest delay a timer can wait: `setTimeout` holds a signed 32-bit count of ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** What the client owes. */
 type Owed =
   | { kind: "nothing" }
@@ -101,7 +104,11 @@ export class SessionDeadline {
     if (this.#timer !== undefined && this.#timerAt <= due) return;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timerAt = due;
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, due - this.#now()));
+    // A big message at a low rate can be owed for longer than a timer can
+    // wait (2^31-1 ms; more fires at once, with a warning, over and over):
+    // such a timer fires early and is set again for the rest.
+    const delay = Math.min(Math.max(0, due - this.#now()), MAX_TIMER_MS);
+    this.#timer = setTimeout(() => this.#fire(), delay);
     // A deadline never keeps the process alive.
     (this.#timer as { unref?: () => void }).unref?.();
   }

@@ -72,4 +72,25 @@ describe("SessionDeadline", () => {
     await sleep(50);
     assert.equal(expired, 0);
   });
+
+  it("SessionDeadline never asks a timer for more than 2^31-1 ms, whatever the message's size", () => {
+    // 3 MB at 1 byte/s is owed for 35 days: past what setTimeout can wait,
+    // which then fires after 1 ms, finds the deadline ahead, and again.
+    const delays: number[] = [];
+    const original = globalThis.setTimeout;
+    globalThis.setTimeout = ((handler: () => void, ms: number) => {
+      delays.push(ms);
+      return original(handler, 0);
+    }) as typeof setTimeout;
+    let deadline: SessionDeadline;
+    try {
+      deadline = new SessionDeadline({ commandTimeoutMs: 600_000, minDataRate: 1 }, () => {});
+      deadline.awaitData(() => 3_000_000, () => true);
+    } finally {
+      globalThis.setTimeout = original;
+    }
+    deadline.stop();
+    assert.equal(delays.length, 1);
+    assert.equal(delays[0], 2 ** 31 - 1);
+  });
 });
