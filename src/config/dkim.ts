@@ -5,7 +5,6 @@
  * @module
  */
 
-import { existsSync } from "node:fs";
 import { type DkimKey, DkimKeyError, loadDkimKeys } from "../auth/mod.ts";
 import { ConfigError } from "./load.ts";
 
@@ -22,7 +21,9 @@ export function loadDkim(
 ): { dkimKeys: DkimKey[]; dkimSelector: string | undefined } {
   let dkimKeys: DkimKey[];
   try {
-    dkimKeys = existsSync(dir) ? loadDkimKeys(dir, domain) : [];
+    // No folder: no keys. loadDkimKeys tells a missing folder from one the
+    // server may not read (existsSync says false for both).
+    dkimKeys = loadDkimKeys(dir, domain);
   } catch (err) {
     if (err instanceof DkimKeyError) throw new ConfigError(err.path, err.message, "dkim_key");
     throw err;

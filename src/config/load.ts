@@ -15,7 +15,7 @@
  * @module
  */
 
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import * as v from "valibot";
 import { LineCounter, parseDocument } from "yaml";
@@ -299,12 +299,19 @@ function requireDirectory(dir: string): void {
  * file of the configuration, and on Deno an asynchronous read costs several
  * times the CPU of the same read done in line (a hand-off to a thread pool
  * and back); configuration files are small and local.
+ *
+ * @throws {ConfigError} naming the file when it exists but cannot be read
+ * (a folder on its path the server may not enter, a symlink loop): only a
+ * missing file is absent, never one the server cannot see.
  */
 export function readOptional(path: string): string | undefined {
-  // Missing files are the usual case (every file is optional): checked
-  // first, since a failed read builds an error object, which costs more.
-  if (!existsSync(path)) return undefined;
   try {
+    // Missing files are the usual case (every file is optional): a stat
+    // that returns undefined for them builds no error object, which a
+    // failed read would. Not existsSync: it says false as well for a file
+    // the server may not see (a folder it may not enter, a symlink loop),
+    // whose users or aliases would then be silently gone.
+    if (statSync(path, { throwIfNoEntry: false }) === undefined) return undefined;
     return readFileSync(path, "utf8");
   } catch (err) {
     if (errorCode(err) === "ENOENT") return undefined;
