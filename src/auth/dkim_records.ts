@@ -8,10 +8,11 @@
  */
 
 import { createPrivateKey, createPublicKey } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { ResolveFunction } from "../dns/mod.ts";
 import { isVoidLookup } from "../dns/mod.ts";
+import { readRegularFile } from "../regular_file.ts";
 import { type DkimAlgorithm, dkimDnsRecord } from "./dkim_keys.ts";
 
 /** One private key of a domain. */
@@ -79,14 +80,17 @@ export function loadDkimKeys(dir: string, domain: string): DkimKey[] {
     const selector = name.slice(0, -4);
     if (!SELECTOR.test(selector)) continue;
     const path = join(dir, name);
-    let pem: string;
-    let created: Date;
+    let pem: string | undefined;
+    let created: Date | undefined;
     try {
-      pem = readFileSync(path, "utf8");
-      created = statSync(path).mtime;
+      // Never a FIFO waited on: a read that blocks stops the whole server.
+      pem = readRegularFile(path);
+      created = statSync(path, { throwIfNoEntry: false })?.mtime;
     } catch (err) {
       throw new DkimKeyError(path, `${path}: cannot read the DKIM key: ${message(err)}`);
     }
+    // Removed since the folder was listed: not a key any more.
+    if (pem === undefined || created === undefined) continue;
     let record;
     try {
       record = dkimDnsRecord(domain, selector, createPublicKey(createPrivateKey(pem)));

@@ -5,11 +5,11 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
 import { type ClusterConfig, parseClusterUrl } from "../cluster/settings.ts";
 import { DEFAULTS } from "./defaults.ts";
 import type { ConfigFile } from "./schema.ts";
 import { ConfigError } from "./load.ts";
+import { readRegularFile } from "../regular_file.ts";
 
 /** What resolving needs besides the section. */
 export interface ClusterContext {
@@ -31,7 +31,10 @@ export function resolveCluster(
   const read = (field: string, path: string) => {
     const file = context.relativeToConfig(path);
     try {
-      return readFileSync(file, "utf8");
+      // A regular file only: a FIFO here would block the server's start.
+      const text = readRegularFile(file);
+      if (text === undefined) throw new Error("no such file");
+      return text;
     } catch (err) {
       throw new ConfigError(
         mainFile,

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import * as v from "valibot";
 import { LineCounter, parseDocument } from "yaml";
@@ -23,6 +23,7 @@ import type { HookPoint } from "../../hooks/mod.ts";
 import { AliasSyntaxError, normalizeDomain, parseAliases } from "../aliases/mod.ts";
 import { parseNetwork, type SpfAction, spfPolicy, type SpfResult } from "../auth/mod.ts";
 import type { HooksConfig } from "../hooks/mod.ts";
+import { readRegularFile } from "../regular_file.ts";
 import { hostname as hostHostname } from "../runtime/mod.ts";
 import { type Endpoint, parseEndpoint } from "../users/endpoint.ts";
 import { isPasswordHash, parseUserLine } from "../users/mod.ts";
@@ -301,20 +302,14 @@ function requireDirectory(dir: string): void {
  * and back); configuration files are small and local.
  *
  * @throws {ConfigError} naming the file when it exists but cannot be read
- * (a folder on its path the server may not enter, a symlink loop): only a
- * missing file is absent, never one the server cannot see.
+ * (a folder on its path the server may not enter, a symlink loop) or is
+ * not a regular file (a FIFO, a device, a socket): only a missing file is
+ * absent, never one the server cannot see.
  */
 export function readOptional(path: string): string | undefined {
   try {
-    // Missing files are the usual case (every file is optional): a stat
-    // that returns undefined for them builds no error object, which a
-    // failed read would. Not existsSync: it says false as well for a file
-    // the server may not see (a folder it may not enter, a symlink loop),
-    // whose users or aliases would then be silently gone.
-    if (statSync(path, { throwIfNoEntry: false }) === undefined) return undefined;
-    return readFileSync(path, "utf8");
+    return readRegularFile(path);
   } catch (err) {
-    if (errorCode(err) === "ENOENT") return undefined;
     throw new ConfigError(path, `${path}: cannot read the file: ${describe(err)}`);
   }
 }
