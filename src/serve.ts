@@ -38,6 +38,7 @@ import {
   isWithin,
   type PolicySnapshot,
   PolicyStore,
+  refuseUnfinishedSaves,
   startReloader,
 } from "./policy/mod.ts";
 import { FreeSpace, Queue, type QueueOptions, Spool } from "./queue/mod.ts";
@@ -133,13 +134,18 @@ export async function serve(
   });
 
   // Only what was read from an unchanged directory counts (a file written
-  // in place is empty for a moment).
+  // in place is empty for a moment). A main file gone or emptied where the
+  // policy in force had one with settings is a save in progress (or a
+  // mistake), not a wish to run on the defaults: the last good stays.
   // Additions apply at once; removals after a second look (a write in
   // progress looks like one).
   const reload: (() => Promise<Config>) | undefined = options.reload &&
       config.configDir !== undefined
     ? confirmRemovals(
-      consistentLoad(options.reload, config.configDir, (path) => isWithin(path, config.dataDir)),
+      refuseUnfinishedSaves(
+        consistentLoad(options.reload, config.configDir, (path) => isWithin(path, config.dataDir)),
+        (): Config => policy.current.config,
+      ),
       {
         current: (): Config => policy.current.config,
         reloadLater: () => void policy.reload("confirm"),
@@ -150,18 +156,7 @@ export async function serve(
     )
     : options.reload;
   const policy = new PolicyStore(config, {
-    load: reload === undefined ? () => Promise.resolve(config) : async () => {
-      const next = await reload();
-      // A main file that vanished is far more often a save in progress (or
-      // a mistake) than a wish to run on the defaults: keep the last good.
-      if (policy.current.config.mainFile !== undefined && next.mainFile === undefined) {
-        throw new Error(
-          `${policy.current.config.mainFile}: the file is gone; the last good policy stays in ` +
-            `force (restart to run without it)`,
-        );
-      }
-      return next;
-    },
+    load: reload ?? (() => Promise.resolve(config)),
     logger,
     counters,
   });

@@ -72,7 +72,7 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
 
   const mainPath = configDir === undefined ? undefined : join(configDir, CONFIG_FILE_NAME);
   const read = mainPath === undefined ? undefined : readMainFile(mainPath);
-  const file = read ?? {};
+  const file = read?.settings ?? {};
   const smtp = file.smtp ?? {};
   const delivery = file.delivery ?? {};
   const relativeToConfig = (p: string) =>
@@ -122,6 +122,7 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
   return {
     configDir,
     mainFile: read === undefined ? undefined : mainPath,
+    mainFileEmpty: read?.empty ?? false,
     dataDir,
     hostname,
     smtp: {
@@ -314,10 +315,14 @@ export function readOptional(path: string): string | undefined {
   }
 }
 
-/** The parsed main file, or undefined when there is none. */
-function readMainFile(path: string): ConfigFile | undefined {
+/**
+ * The parsed main file, and whether it held nothing but white space (as a
+ * file truncated by a save in progress does); undefined when there is none.
+ */
+function readMainFile(path: string): { settings: ConfigFile; empty: boolean } | undefined {
   const text = readOptional(path);
   if (text === undefined) return undefined;
+  const empty = text.trim() === "";
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   const yamlError = doc.errors[0];
@@ -330,7 +335,7 @@ function readMainFile(path: string): ConfigFile | undefined {
   }
   const data = doc.toJS() ?? {};
   const result = v.safeParse(ConfigFileSchema, data);
-  if (result.success) return result.output;
+  if (result.success) return { settings: result.output, empty };
   const messages = result.issues.map((issue) => {
     const keys = (issue.path ?? []).map((item) => item.key as string | number);
     const field = keys.join(".") || "(top level)";

@@ -82,6 +82,11 @@ export interface Config {
   configDir: string | undefined;
   /** The main file (`postern.yaml`), when one was read. */
   mainFile: string | undefined;
+  /**
+   * The main file was read and held nothing but white space: on a reload,
+   * most likely a save in progress (truncated, not yet written again).
+   */
+  mainFileEmpty: boolean;
   /** Absolute path of the data directory. */
   dataDir: string;
   /** Name used in the greeting and in Received headers. */

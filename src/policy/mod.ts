@@ -15,7 +15,9 @@ export {
   type ConfirmRemovalsOptions,
   keepRecipients,
   lostRecipients,
+  refuseUnfinishedSaves,
   REMOVAL_GRACE_MS,
+  unfinishedSave,
 } from "./removals.ts";
 export { restartOnlyChanges } from "./restart.ts";
 export { PolicyStore } from "./store.ts";

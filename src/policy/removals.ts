@@ -9,6 +9,13 @@
  * a grace period, still finds them gone. Removals still land well within a
  * second, and no transient state can cost a real user a bounce.
  *
+ * The main file is another matter: empty, it would put every setting back
+ * to its default (the message size limit, the timeouts, the domains it
+ * lists), not only recipients. A reload that finds it empty or gone where
+ * the policy in force was read from one with settings keeps that policy
+ * (see {@linkcode refuseUnfinishedSaves}); the next save with content
+ * applies as usual.
+ *
  * @module
  */
 
@@ -111,5 +118,44 @@ export function confirmRemovals(
     if (pending?.lost !== lost) pending = { lost, since: now() };
     arm();
     return keepRecipients(options.current(), next);
+  };
+}
+
+/**
+ * Why `next` must not replace `current`, although it validates, or
+ * undefined when it may: the main file that `current` was read from has
+ * gone, or is empty, where it had settings. Either is far more often a save
+ * in progress (an editor truncates the file and writes it a moment later)
+ * or a mistake than a wish to run on the defaults; a restart does that.
+ */
+export function unfinishedSave(current: Config, next: Config): string | undefined {
+  const main = current.mainFile;
+  if (main === undefined || current.mainFileEmpty) return undefined;
+  if (next.mainFile === undefined) {
+    return `${main}: the file is gone; the last good policy stays in force (restart to run ` +
+      `without it)`;
+  }
+  if (next.mainFileEmpty) {
+    return `${main}: the file is empty, most likely a save in progress; the last good policy ` +
+      `stays in force until it has settings again (restart to run on the defaults)`;
+  }
+  return undefined;
+}
+
+/**
+ * Wraps `load` (a reload; start-up takes the file as it is): a result read
+ * from an unfinished save of the main file (see {@linkcode unfinishedSave})
+ * is refused with the reason, so that the policy store keeps the last good
+ * policy and logs why.
+ */
+export function refuseUnfinishedSaves(
+  load: () => Promise<Config>,
+  current: () => Config,
+): () => Promise<Config> {
+  return async () => {
+    const next = await load();
+    const unfinished = unfinishedSave(current(), next);
+    if (unfinished !== undefined) throw new Error(unfinished);
+    return next;
   };
 }

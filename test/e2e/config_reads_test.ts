@@ -2,7 +2,8 @@
  * What the server reads when the configuration changes under it, end to
  * end: a domain folder it may not enter is an error (start-up refused, the
  * last good policy kept on a reload), never a domain without users or DKIM
- * keys.
+ * keys; and postern.yaml caught empty by a truncate-then-write save keeps
+ * the policy in force, not the defaults.
  *
  * Run as root, the server runs without the power to read past
  * permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), as a service user
@@ -11,11 +12,11 @@
 
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
-import { chmod } from "node:fs/promises";
+import { chmod, open } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { describe, it } from "node:test";
-import { logMark, nextReload, serveUntilExit, untilLog } from "./config_helpers.ts";
+import { ehloSize, logMark, nextReload, serveUntilExit, untilLog } from "./config_helpers.ts";
 import {
   cleanup,
   posternCommand,
@@ -119,6 +120,40 @@ describe("a domain folder the server may not enter", () => {
       );
     } finally {
       await chmod(folder, 0o755);
+    }
+  });
+});
+
+describe("a save that truncates postern.yaml, then writes it", () => {
+  it("keeps the settings in force while the file is empty, and applies the next save", async () => {
+    const server = await startServer({
+      config: {
+        "postern.yaml": "smtp:\n  max_message_size: 1MiB\n",
+        "domains/example.test/users": "alice\n",
+      },
+    });
+    try {
+      assert.equal(await ehloSize(server), 1024 * 1024);
+      const main = await open(join(server.configDir, "postern.yaml"), "r+");
+      try {
+        // The editor's first step: the file is empty until its second.
+        const mark = logMark(server);
+        await main.truncate(0);
+        const line = await nextReload(server, mark);
+        // The old code applied the defaults here: SIZE 52428800.
+        assert.equal(await ehloSize(server), 1024 * 1024);
+        assert.match(line, /policy reload failed; the last good policy stays in force/);
+        assert.match(line, /postern\.yaml: the file is empty, most likely a save in progress/);
+        assert.match(await rcptReply(server, "alice@example.test"), /^250 /);
+        const again = logMark(server);
+        await main.write("smtp:\n  max_message_size: 2MiB\n", 0);
+        await untilLog(server, /policy reloaded" .*recovered=true/, again);
+      } finally {
+        await main.close();
+      }
+      assert.equal(await ehloSize(server), 2 * 1024 * 1024);
+    } finally {
+      await cleanup(server);
     }
   });
 });

@@ -7,7 +7,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Config, DomainConfig } from "../../../src/config/mod.ts";
-import { confirmRemovals, keepRecipients, lostRecipients } from "../../../src/policy/mod.ts";
+import {
+  confirmRemovals,
+  keepRecipients,
+  lostRecipients,
+  refuseUnfinishedSaves,
+  unfinishedSave,
+} from "../../../src/policy/mod.ts";
 
 function config(domains: Record<string, { users?: string[]; aliases?: string[]; any?: boolean }>) {
   const map = new Map<string, DomainConfig>();
@@ -124,5 +130,39 @@ describe("confirmRemovals", () => {
     h.advance(30);
     await new Promise((r) => setTimeout(r, 80));
     assert.equal(h.asked(), 1);
+  });
+});
+
+describe("unfinishedSave", () => {
+  const MAIN = "/etc/postern/postern.yaml";
+  /** A policy read from `postern.yaml` with settings, from an empty one, or without one. */
+  const read = (main: "settings" | "empty" | "none") =>
+    ({
+      mainFile: main === "none" ? undefined : MAIN,
+      mainFileEmpty: main === "empty",
+    }) as unknown as Config;
+
+  it("refuses a main file emptied or gone where the policy in force had settings", () => {
+    assert.match(
+      unfinishedSave(read("settings"), read("empty"))!,
+      /the file is empty, most likely a save in progress/,
+    );
+    assert.match(unfinishedSave(read("settings"), read("none"))!, /the file is gone/);
+  });
+
+  it("lets the next save with settings through, and an empty file where it was empty already", () => {
+    assert.equal(unfinishedSave(read("settings"), read("settings")), undefined);
+    assert.equal(unfinishedSave(read("empty"), read("empty")), undefined);
+    assert.equal(unfinishedSave(read("empty"), read("none")), undefined);
+    assert.equal(unfinishedSave(read("none"), read("empty")), undefined);
+    assert.equal(unfinishedSave(read("none"), read("settings")), undefined);
+  });
+
+  it("refuseUnfinishedSaves() throws the reason, so that the store keeps the last good policy", async () => {
+    const current = read("settings");
+    const reads = [read("empty"), read("settings")];
+    const load = refuseUnfinishedSaves(() => Promise.resolve(reads.shift()!), () => current);
+    await assert.rejects(load(), new RegExp(`^Error: ${MAIN}: the file is empty`));
+    assert.equal((await load()).mainFileEmpty, false);
   });
 });
