@@ -30,7 +30,7 @@ import {
 } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
 import { runAdminCommand } from "./admin/client.ts";
-import { type Config, ConfigError, loadConfig } from "./config/mod.ts";
+import { type Config, ConfigError, listenAddressProblem, loadConfig } from "./config/mod.ts";
 import {
   describeHookRuntime,
   EmbeddedDeno,
@@ -166,6 +166,19 @@ async function main(argv: string[]): Promise<number> {
 
   // The same command-line overrides apply to every reload.
   const load = async () => {
+    // Checked as postern.yaml's are: a bad port is named here, not by the
+    // runtime once the server is half started.
+    for (
+      const [option, address] of [
+        ...(values.listen ?? []).map((a) => ["--listen", a] as const),
+        ...(values["admin-listen"] !== undefined && values["admin-listen"] !== "off"
+          ? [["--admin-listen", values["admin-listen"]] as const]
+          : []),
+      ]
+    ) {
+      const problem = listenAddressProblem(address);
+      if (problem !== undefined) throw new ConfigError(option, `${option} "${address}" ${problem}`);
+    }
     const loaded = await loadConfig({ configDir: values.config, dataDir: values.data });
     if (values.listen !== undefined) loaded.smtp.listen = values.listen;
     const adminListen = values["admin-listen"];

@@ -6,6 +6,7 @@
  */
 
 import * as v from "valibot";
+import { parseServer } from "../dns/servers.ts";
 import { parseEndpoint } from "../users/endpoint.ts";
 import { checkDuration, formatDuration, parseSize, TIMER_MAX_MS } from "./units.ts";
 
@@ -91,14 +92,61 @@ export const Count = (min: number, max = Number.MAX_SAFE_INTEGER) =>
     v.maxValue(max, `must be at most ${max}`),
   );
 
-/** `host:port`, with IPv6 hosts in brackets (`[::1]:25`). */
+/** The shape of `host:port`, with IPv6 hosts in brackets (`[::1]:25`). */
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$/;
+
+/** The port of a text of {@linkcode HOST_PORT}'s shape. */
+const portOf = (text: unknown) => Number(HOST_PORT.exec(String(text))?.[2]);
+
+/**
+ * `host:port` to listen on, with IPv6 hosts in brackets (`[::1]:25`); port
+ * 0 takes any free port. A port past 65535 is refused here, by name,
+ * rather than by the runtime when the server starts.
+ */
 export const ListenAddress = v.pipe(
   v.string('must be an address such as "127.0.0.1:2525"'),
-  v.regex(
-    /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}$/,
-    'must be an address such as "127.0.0.1:2525" or "[::1]:25"',
+  v.regex(HOST_PORT, 'must be an address such as "127.0.0.1:2525" or "[::1]:25"'),
+  v.check(
+    (text) => portOf(text) <= 65535,
+    (issue) => `must have a port from 0 to 65535, not ${portOf(issue.input)}`,
   ),
 );
+
+/**
+ * Why `text` is not a listen address (see {@linkcode ListenAddress}), or
+ * undefined when it is one: for addresses given on the command line.
+ */
+export function listenAddressProblem(text: string): string | undefined {
+  const result = v.safeParse(ListenAddress, text);
+  return result.success ? undefined : result.issues[0].message;
+}
+
+/**
+ * A DNS server: an IP address (`192.0.2.1`, `2001:db8::1`), with a port
+ * from 1 to 65535 if not 53 (`192.0.2.1:5353`, `[2001:db8::1]:5353`).
+ */
+export const DnsServer = v.pipe(
+  v.string("each server must be text"),
+  v.regex(
+    /^(\[[0-9a-fA-F:.]+\]|[0-9.]+|[0-9a-fA-F:]+)(:\d{1,5})?$/,
+    'must be an address such as "127.0.0.1:53" or "[::1]:53"',
+  ),
+  v.check((text) => dnsServerProblem(text) === undefined, (issue) => {
+    return `must be an address such as "127.0.0.1:53" or "[::1]:53": ${
+      dnsServerProblem(String(issue.input))
+    }`;
+  }),
+);
+
+function dnsServerProblem(text: string): string | undefined {
+  try {
+    parseServer(text);
+    return undefined;
+  } catch (err) {
+    // "Cannot use DNS server "…": the port is not in 1-65535": the reason only.
+    return (err as Error).message.replace(/^[^:]*"[^"]*": /, "");
+  }
+}
 
 /** A local service: `unix:/run/dovecot/lmtp` or `127.0.0.1:24`. */
 export const Endpoint = v.pipe(

@@ -8,6 +8,7 @@
 export { CONFIG_FILE_NAME, DEFAULTS } from "./defaults.ts";
 export { ConfigError, describe, errorCode, loadConfig } from "./load.ts";
 export type { LoadOptions } from "./load.ts";
+export { listenAddressProblem } from "./fields.ts";
 export { ConfigFileSchema } from "./schema.ts";
 export type { ConfigFile } from "./schema.ts";
 export type { AcmeConfig, CertificatePair, Config, DomainConfig, MtaStsConfig } from "./types.ts";

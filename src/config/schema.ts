@@ -11,6 +11,7 @@ import { parseClusterUrl } from "../cluster/settings.ts";
 import { LOG_LEVELS } from "../log/mod.ts";
 import {
   Count,
+  DnsServer,
   Duration,
   Endpoint,
   ListenAddress,
@@ -277,13 +278,7 @@ export const ConfigFileSchema = v.strictObject({
   )),
   dns: v.optional(v.strictObject({
     /** Resolvers to ask, "host:port" ("[v6]:port"); empty means the system's. Default: []. */
-    servers: v.optional(v.array(v.pipe(
-      v.string("each server must be text"),
-      v.regex(
-        /^(\[[0-9a-fA-F:.]+\]|[0-9.]+|[0-9a-fA-F:]+)(:\d{1,5})?$/,
-        'must be an address such as "127.0.0.1:53" or "[::1]:53"',
-      ),
-    ))),
+    servers: v.optional(v.array(DnsServer)),
     /** Time allowed for one lookup. Default: 5s. */
     timeout: v.optional(Duration(TIMER)),
   })),

@@ -2,7 +2,8 @@
  * Settings past what their use can take, end to end: a duration no timer
  * can wait is refused by `check`, by `serve` at start-up and by a reload,
  * each naming the setting and its maximum, instead of passing and then
- * crashing the server at its first SMTP connection.
+ * crashing the server at its first SMTP connection; a port past 65535 is
+ * refused by `check`, naming the setting.
  */
 
 import assert from "node:assert/strict";
@@ -62,5 +63,23 @@ describe("a duration longer than a timer can wait", () => {
     } finally {
       await cleanup(server);
     }
+  });
+});
+
+describe("a listen address with a port past 65535", () => {
+  it("is refused by check, in postern.yaml and on the command line, naming the setting", async () => {
+    const dir = await tempDir();
+    await writeTree(dir, { "postern.yaml": 'smtp:\n  listen: ["127.0.0.1:99999"]\n' });
+    const [cmd, ...args] = posternCommand(["check", "--config", dir]);
+    const result = await run(cmd!, args);
+    assert.equal(result.code, 1, result.stdout);
+    assert.match(
+      result.stderr,
+      /postern\.yaml:2: smtp\.listen\.0 must have a port from 0 to 65535/,
+    );
+    const [cmd2, ...args2] = posternCommand(["check", "--listen", "127.0.0.1:99999"]);
+    const cli = await run(cmd2!, args2);
+    assert.equal(cli.code, 1, cli.stdout);
+    assert.match(cli.stderr, /--listen "127\.0\.0\.1:99999" must have a port from 0 to 65535/);
   });
 });

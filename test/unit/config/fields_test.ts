@@ -7,7 +7,15 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import * as v from "valibot";
-import { Count, Duration, QUEUE_SPAN, TIMER } from "../../../src/config/fields.ts";
+import {
+  Count,
+  DnsServer,
+  Duration,
+  ListenAddress,
+  listenAddressProblem,
+  QUEUE_SPAN,
+  TIMER,
+} from "../../../src/config/fields.ts";
 import { configDirs, configError } from "./config_dirs.ts";
 import { loadConfig } from "../../../src/config/mod.ts";
 
@@ -46,6 +54,34 @@ describe("Count", () => {
     assert.deepEqual(parse(Count(1), 1e300).errors, ["must be at most 9007199254740991"]);
     assert.deepEqual(parse(Count(1, 64), 65).errors, ["must be at most 64"]);
     assert.deepEqual(parse(Count(1, 64), 64), { output: 64 });
+  });
+});
+
+describe("addresses", () => {
+  it("ListenAddress refuses a port past 65535, naming it, and takes 0 to 65535", () => {
+    assert.deepEqual(parse(ListenAddress, "127.0.0.1:99999").errors, [
+      "must have a port from 0 to 65535, not 99999",
+    ]);
+    assert.deepEqual(parse(ListenAddress, "[::1]:65536").errors, [
+      "must have a port from 0 to 65535, not 65536",
+    ]);
+    for (const ok of ["127.0.0.1:0", "[::1]:25", "mx.example.test:65535"]) {
+      assert.deepEqual(parse(ListenAddress, ok), { output: ok });
+    }
+    assert.equal(
+      listenAddressProblem("0.0.0.0:70000"),
+      "must have a port from 0 to 65535, not 70000",
+    );
+    assert.equal(listenAddressProblem("0.0.0.0:25"), undefined);
+  });
+
+  it("DnsServer refuses a port outside 1 to 65535", () => {
+    for (const bad of ["127.0.0.1:0", "127.0.0.1:99999", "[::1]:70000"]) {
+      assert.match(parse(DnsServer, bad).errors![0]!, /the port is not in 1-65535$/, bad);
+    }
+    for (const ok of ["127.0.0.1", "127.0.0.1:5353", "2001:db8::1", "[::1]:53"]) {
+      assert.deepEqual(parse(DnsServer, ok), { output: ok });
+    }
   });
 });
 
@@ -95,5 +131,29 @@ describe("limits in postern.yaml", () => {
   it("loadConfig() refuses more hook workers than a pool starts", async () => {
     const dir = await configDir({ "postern.yaml": "hooks:\n  post_data:\n    workers: 1e300\n" });
     assert.match((await configError(dir)).message, /hooks\.post_data\.workers must be at most 64/);
+  });
+
+  it("loadConfig() names every listen setting whose port is out of range, with its line", async () => {
+    const dir = await configDir({
+      "postern.yaml": [
+        "smtp:",
+        '  listen: ["127.0.0.1:99999"]',
+        "submission:",
+        '  listen_tls: ["[::1]:70000"]',
+        "admin:",
+        '  listen: "127.0.0.1:65536"',
+        "",
+      ].join("\n"),
+    });
+    const message = (await configError(dir)).message;
+    assert.match(
+      message,
+      /postern\.yaml:2: smtp\.listen\.0 must have a port from 0 to 65535, not 99999/,
+    );
+    assert.match(
+      message,
+      /:4: submission\.listen_tls\.0 must have a port from 0 to 65535, not 70000/,
+    );
+    assert.match(message, /:6: admin\.listen must have a port from 0 to 65535, not 65536/);
   });
 });
