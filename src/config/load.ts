@@ -17,8 +17,6 @@
 
 import { readdirSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import * as v from "valibot";
-import { LineCounter, parseDocument } from "yaml";
 import type { HookPoint } from "../../hooks/mod.ts";
 import { AliasSyntaxError, normalizeDomain, parseAliases } from "../aliases/mod.ts";
 import { parseNetwork, type SpfAction, spfPolicy, type SpfResult } from "../auth/mod.ts";
@@ -30,10 +28,11 @@ import { isPasswordHash, parseUserLine } from "../users/mod.ts";
 import { resolveAcme } from "./acme.ts";
 import { loadCertificates } from "./certificates.ts";
 import { loadDkim } from "./dkim.ts";
+import { readMainFile } from "./main_file.ts";
 import { resolveCluster } from "./cluster.ts";
 import { resolveOutbound } from "./outbound.ts";
 import { CONFIG_FILE_NAME, defaultQueueMinfree, DEFAULTS } from "./defaults.ts";
-import { type ConfigFile, ConfigFileSchema } from "./schema.ts";
+import type { ConfigFile } from "./schema.ts";
 import type { Config, DomainConfig } from "./types.ts";
 
 /** A configuration problem found at start-up. */
@@ -313,53 +312,6 @@ export function readOptional(path: string): string | undefined {
   } catch (err) {
     throw new ConfigError(path, `${path}: cannot read the file: ${describe(err)}`);
   }
-}
-
-/**
- * The parsed main file, and whether it held nothing but white space (as a
- * file truncated by a save in progress does); undefined when there is none.
- */
-function readMainFile(path: string): { settings: ConfigFile; empty: boolean } | undefined {
-  const text = readOptional(path);
-  if (text === undefined) return undefined;
-  const empty = text.trim() === "";
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
-  const yamlError = doc.errors[0];
-  if (yamlError) {
-    const line = lineCounter.linePos(yamlError.pos[0]).line;
-    throw new ConfigError(
-      path,
-      `${path}:${line}: invalid YAML: ${yamlError.message.split("\n")[0]}`,
-    );
-  }
-  const data = doc.toJS() ?? {};
-  const result = v.safeParse(ConfigFileSchema, data);
-  if (result.success) return { settings: result.output, empty };
-  const messages = result.issues.map((issue) => {
-    const keys = (issue.path ?? []).map((item) => item.key as string | number);
-    const field = keys.join(".") || "(top level)";
-    const node = nearestNode(doc, keys);
-    const where = node?.range ? `:${lineCounter.linePos(node.range[0]).line}` : "";
-    const problem = issue.type === "strict_object"
-      ? "is not a known setting (check the spelling)"
-      : issue.message;
-    return `${path}${where}: ${field} ${problem}`;
-  });
-  throw new ConfigError(path, messages.join("\n"));
-}
-
-function nearestNode(
-  doc: ReturnType<typeof parseDocument>,
-  keys: Array<string | number>,
-): { range?: [number, number, number] | null } | undefined {
-  for (let n = keys.length; n > 0; n--) {
-    const node = doc.getIn(keys.slice(0, n), true) as
-      | { range?: [number, number, number] }
-      | undefined;
-    if (node && typeof node === "object") return node;
-  }
-  return undefined;
 }
 
 function loadDomains(
