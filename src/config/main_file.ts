@@ -31,17 +31,56 @@ export function readMainFile(path: string): { settings: ConfigFile; empty: boole
   const data = doc.toJS() ?? {};
   const result = v.safeParse(ConfigFileSchema, data);
   if (result.success) return { settings: result.output, empty };
-  const messages = result.issues.map((issue) => {
-    const keys = (issue.path ?? []).map((item) => item.key as string | number);
-    const field = keys.join(".") || "(top level)";
-    const node = nearestNode(doc, keys);
+  // A set: a list given for a mapping has one issue per entry, one message.
+  const messages = new Set<string>();
+  for (const issue of result.issues) {
+    const { keys, problem } = describeIssue(issue);
+    const node = keys.length === 0 ? doc.contents : nearestNode(doc, keys);
     const where = node?.range ? `:${lineCounter.linePos(node.range[0]).line}` : "";
-    const problem = issue.type === "strict_object"
-      ? "is not a known setting (check the spelling)"
-      : issue.message;
-    return `${path}${where}: ${field} ${problem}`;
-  });
-  throw new ConfigError(path, messages.join("\n"));
+    messages.add(`${path}${where}: ${keys.join(".") || "the file"} ${problem}`);
+  }
+  throw new ConfigError(path, [...messages].join("\n"));
+}
+
+/**
+ * The setting an issue is about and its problem, in words. valibot reports
+ * a mapping's unknown key and a mapping of the wrong type alike (issue type
+ * `strict_object`), and takes a list for a mapping whose indexes are then
+ * unknown keys: these are told apart here, so that `smtp: 5` is not called
+ * a misspelling.
+ */
+function describeIssue(
+  issue: v.BaseIssue<unknown>,
+): { keys: Array<string | number>; problem: string } {
+  const items = issue.path ?? [];
+  const keys = items.map((item) => item.key as string | number);
+  // A list where a mapping belongs: the problem is the list, at its key.
+  const list = items.findIndex((item) => item.type === "object" && Array.isArray(item.input));
+  if (list !== -1) {
+    return { keys: keys.slice(0, list), problem: "must be a mapping of settings, not a list" };
+  }
+  if (issue.expected === "Object") {
+    return { keys, problem: `must be a mapping of settings, not ${kindOf(issue.input)}` };
+  }
+  if (issue.expected === "Array") {
+    return { keys, problem: `must be a list, not ${kindOf(issue.input)}` };
+  }
+  if (issue.type === "strict_object" && issue.expected === "never") {
+    return { keys, problem: "is not a known setting (check the spelling)" };
+  }
+  return { keys, problem: issue.message };
+}
+
+/** What a YAML value is, for a message: "the number 5", "a list". */
+function kindOf(value: unknown): string {
+  if (value === null || value === undefined) return "an empty value";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "string") {
+    return `the text "${value.length > 40 ? `${value.slice(0, 20)}…` : value}"`;
+  }
+  if (typeof value === "number") return `the number ${value}`;
+  if (typeof value === "boolean") return String(value);
+  return "a mapping";
 }
 
 function nearestNode(

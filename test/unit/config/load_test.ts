@@ -236,7 +236,7 @@ describe("loadConfig", () => {
     const scalar = await configDir({ "postern.yaml": "just text\n" });
     const scalarErr = await configError(scalar);
     assert.ok(scalarErr.message.startsWith(`${join(scalar, "postern.yaml")}`), scalarErr.message);
-    assert.match(scalarErr.message, /\(top level\)/);
+    assert.match(scalarErr.message, /:1: the file must be a mapping of settings, not the text/);
   });
 
   it("loadConfig() throws ConfigError when the directory does not exist", async () => {
