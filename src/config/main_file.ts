@@ -28,7 +28,18 @@ export function readMainFile(path: string): { settings: ConfigFile; empty: boole
       `${path}:${line}: invalid YAML: ${yamlError.message.split("\n")[0]}`,
     );
   }
-  const data = doc.toJS() ?? {};
+  let data: unknown;
+  try {
+    // toJS() expands aliases; the yaml package stops a document whose
+    // aliases would expand past its limit (a "billion laughs" bomb) with a
+    // ReferenceError, which is the file's fault like any YAML error.
+    data = doc.toJS() ?? {};
+  } catch (err) {
+    throw new ConfigError(
+      path,
+      `${path}: invalid YAML: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
   const result = v.safeParse(ConfigFileSchema, data);
   if (result.success) return { settings: result.output, empty };
   // A set: a list given for a mapping has one issue per entry, one message.

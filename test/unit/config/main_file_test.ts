@@ -62,4 +62,20 @@ describe("loadConfig() and the main file", () => {
       }:2: smtp.max_recipints is not a known setting (check the spelling)`,
     );
   });
+
+  it("names the file of a YAML alias bomb, as a configuration error", async () => {
+    const rows = ["a: &a [x, x, x, x, x, x, x, x, x]"];
+    for (const [name, previous] of [["b", "a"], ["c", "b"], ["d", "c"], ["e", "d"]]) {
+      rows.push(`${name}: &${name} [${Array(9).fill(`*${previous}`).join(", ")}]`);
+    }
+    rows.push(`f: [${Array(9).fill("*e").join(", ")}]`, "");
+    const dir = await configDir({ "postern.yaml": rows.join("\n") });
+    const error = await configError(dir);
+    assert.equal(error.file, join(dir, "postern.yaml"));
+    assert.equal(
+      error.message,
+      `${join(dir, "postern.yaml")}: invalid YAML: Excessive alias count indicates a resource ` +
+        `exhaustion attack`,
+    );
+  });
 });
