@@ -187,7 +187,6 @@ export class Intake implements SessionEvents {
     // RFC 1870 section 6.1: no room now for the declared size plus the reserve.
     const storage = await storageRefusal(this.#deps.freeSpace, address, policy.queueMinfree);
     if (storage) {
-      const from = `<${address.address || ""}>`;
       this.#reject(
         session,
         "mail",
@@ -195,7 +194,7 @@ export class Intake implements SessionEvents {
         storage,
         undefined,
         transaction.qid,
-        from,
+        address.address || "",
       );
       this.#transactions.delete(session.id);
       return storage;
@@ -216,7 +215,7 @@ export class Intake implements SessionEvents {
         refusal.reply,
         undefined,
         transaction.qid,
-        `<${address.address || ""}>`,
+        address.address || "",
       );
       return refusal.reply;
     }
@@ -438,7 +437,7 @@ export class Intake implements SessionEvents {
         checked.refusal.reply,
         undefined,
         envelope.id,
-        `<${envelope.from}>`,
+        envelope.from,
       );
       return checked.refusal.reply;
     }
@@ -576,6 +575,11 @@ export class Intake implements SessionEvents {
     return Replies.localError;
   }
 
+  /**
+   * A refusal's mail log line. `to` and `from` are bare addresses ("" for
+   * the null sender); the line shows them in angle brackets, as every other
+   * line does. `from` defaults to the session's MAIL FROM, if any.
+   */
   #reject(
     session: SMTPServerSession,
     stage: string,
@@ -586,6 +590,7 @@ export class Intake implements SessionEvents {
     from?: string,
   ): void {
     const mailFrom = session.envelope?.mailFrom;
+    const sender = from ?? (mailFrom ? mailFrom.address || "" : undefined);
     const ownLine = this.#refusals.note(session.id);
     this.#deps.mailLog.rejected(
       { session: session.id, qid: qid ?? this.#transactions.get(session.id)?.qid },
@@ -593,7 +598,7 @@ export class Intake implements SessionEvents {
       stage,
       reason,
       formatReply(r),
-      { from: from ?? (mailFrom ? `<${mailFrom.address || ""}>` : undefined), to: to && `<${to}>` },
+      { from: sender === undefined ? undefined : `<${sender}>`, to: to && `<${to}>` },
       ownLine,
     );
   }

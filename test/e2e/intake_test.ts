@@ -178,7 +178,9 @@ describe("intake", () => {
     });
     assert.equal(messages.length, 1);
     assert.match(messages[0]!, /Subject: small/);
-    await server.waitForLog(/event=rejected stage=data reason=message_too_big/);
+    const logged = await server.waitForLog(/event=rejected stage=data reason=message_too_big/);
+    // The sender in angle brackets, as on every other line.
+    assert.match(logged, / from=<big@client\.test> /);
   });
 
   it("refuses a declared SIZE over the limit at MAIL FROM", async () => {
