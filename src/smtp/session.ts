@@ -34,6 +34,7 @@ import type { ConnectionLimits } from "./connection_limits.ts";
 import type { LoginChecker } from "./login.ts";
 import type { RateLimiter, RateLimitSettings, RateRefusal } from "./rate_limits.ts";
 import { senderRefusal } from "./submission.ts";
+import { unsupportedParameter } from "./parameters.ts";
 import { receiveMessage } from "./data.ts";
 import { receivedHeader } from "./received.ts";
 import { storageRefusal } from "./storage.ts";
@@ -154,6 +155,25 @@ export class Intake implements SessionEvents {
     address: SMTPServerAddress,
     session: SMTPServerSession,
   ): Promise<SmtpReply | undefined> {
+    // A MAIL FROM comes only outside a transaction (smtp-server answers 503
+    // otherwise): one left here was refused, and is over.
+    this.#transactions.delete(session.id);
+    const parameter = unsupportedParameter("mail", address, {
+      auth: authenticatedUser(session) !== undefined,
+    });
+    if (parameter) {
+      const sender = address.address || "";
+      this.#reject(
+        session,
+        "mail",
+        "unsupported_parameter",
+        parameter,
+        undefined,
+        undefined,
+        sender,
+      );
+      return parameter;
+    }
     const policy = this.#deps.policy();
     const transaction = { qid: newQueueId(), spf: null as SpfVerdict | null, policy };
     this.#transactions.set(session.id, transaction);
@@ -227,6 +247,11 @@ export class Intake implements SessionEvents {
     address: SMTPServerAddress,
     session: SMTPServerSession,
   ): Promise<SmtpReply | undefined> {
+    const parameter = unsupportedParameter("rcpt", address, { auth: false });
+    if (parameter) {
+      this.#reject(session, "rcpt", "unsupported_parameter", parameter, address.address);
+      return parameter;
+    }
     const policy = this.#policyOf(session);
     if (session.envelope.rcptTo.length >= policy.maxRecipients) {
       // RFC 5321 section 4.5.3.1.10: 452 asks the client to send the rest
