@@ -50,6 +50,12 @@ export const Replies = {
   localError: reply(451, "4.3.0", "Local error in processing, try again later"),
   messageTooBig: (limit: number) =>
     reply(552, "5.3.4", `Message exceeds the size limit of ${limit} bytes`),
+  /**
+   * RFC 5321 section 4.5.3.1.10 (and RFC 3463 X.3.4, "message too big for
+   * system"): the header section alone is over a limit of ours.
+   */
+  headerTooBig: (limit: string) =>
+    reply(552, "5.3.4", `Message header section exceeds the limit of ${limit}`),
   tooManyRecipients: reply(452, "4.5.3", "Too many recipients"),
   relayDenied: reply(550, "5.7.1", "Relaying denied"),
   noSuchUser: reply(550, "5.1.1", "No such user here"),

@@ -22,6 +22,7 @@ import {
 } from "../queue/mod.ts";
 import { type AuthDeps, authenticateAfterData, spfAtMailFrom } from "./authentication.ts";
 import { HeaderFilter } from "./header_filter.ts";
+import { headerRefusal } from "./header_guard.ts";
 import { ourAuthenticationResults } from "./authres_claim.ts";
 import {
   idHeaderFilter,
@@ -378,6 +379,14 @@ export class Intake implements SessionEvents {
       case "too_big": {
         const r = Replies.messageTooBig(policy.maxMessageSize);
         this.#reject(session, "data", "message_too_big", r, undefined, qid, from);
+        return r;
+      }
+      case "bad_header": {
+        // Refused before anything read the header: mailauth (to verify or
+        // sign) would take too long over it. Nothing of it was stored
+        // (header_guard.ts).
+        const { reason, reply: r } = headerRefusal(outcome.violation);
+        this.#reject(session, "data", reason, r, undefined, qid, from);
         return r;
       }
       case "failed":

@@ -4,8 +4,9 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { Spool, type SpoolItem, type SpoolWriter } from "../../../src/queue/mod.ts";
 import { receiveMessage } from "../../../src/smtp/mod.ts";
-import { HeaderFilter } from "../../../src/smtp/header_filter.ts";
+import { HeaderFilter, HOLD_BYTES } from "../../../src/smtp/header_filter.ts";
 import { ourAuthenticationResults } from "../../../src/smtp/authres_claim.ts";
+import { HeaderGuard, MAX_HEADER_BYTES, MAX_HEADER_LINES } from "../../../src/smtp/header_guard.ts";
 import { collectText, listDir, makeTempDir, removeDir } from "../helpers.ts";
 import { makeEnvelope } from "../queue/fixtures.ts";
 
@@ -155,12 +156,57 @@ describe("receiveMessage", () => {
     assert.deepEqual(outcome, { kind: "too_big", bytes: 11 });
   });
 
+  it("receiveMessage() reads a message with too long a header section to the end and keeps nothing", async () => {
+    const writer = await spool.receive(makeEnvelope());
+    // The audit's message: one field folded over 80,000 lines, in pieces.
+    const head = "X-Big: a\r\n" + " b\r\n".repeat(80_000) + "Subject: big\r\n\r\nbody\r\n";
+    const chunks = head.match(/[^]{1,16384}/g)!;
+    const { state, stream } = clientStream(chunks);
+    const filter = new HeaderFilter(ourAuthenticationResults("mx.ours.test"));
+    const outcome = await receiveMessage(stream, writer, HEADER, 10_000_000, filter);
+    assert.deepEqual(outcome, {
+      kind: "bad_header",
+      violation: { kind: "lines", limit: MAX_HEADER_LINES },
+      bytes: head.length,
+    });
+    assert.equal(state.finished, true);
+    assert.deepEqual(await listDir(queueDir()), []);
+    assert.deepEqual(await listDir(incomingDir()), []);
+    assert.deepEqual((await spool.load()).items, []);
+  });
+
+  it("receiveMessage() reports the first of a bad header and a message too big", async () => {
+    const limits = { lines: 1, bytes: 1000 };
+    const { writer } = scriptedWriter({});
+    const outcome = await receiveMessage(
+      clientStream(["A: 1\r\nB: 2\r\n", "0123456789"]).stream,
+      writer,
+      HEADER,
+      15,
+      undefined,
+      new HeaderGuard(limits),
+    );
+    assert.equal(outcome.kind, "bad_header");
+    const { writer: second } = scriptedWriter({});
+    const tooBig = await receiveMessage(
+      clientStream(["A: 0123456789", "\r\nB: 2\r\n"]).stream,
+      second,
+      HEADER,
+      15,
+      undefined,
+      new HeaderGuard(limits),
+    );
+    assert.equal(tooBig.kind, "too_big");
+  });
+
   it("receiveMessage() takes back from the spool a claim of ours held too long to judge in memory", async () => {
     const writer = await spool.receive(makeEnvelope());
-    const comment = "(" + "c".repeat(200_000) + ")";
+    // Over HOLD_BYTES each, and the three under MAX_HEADER_BYTES together.
+    const comment = "(" + "c".repeat(80_000) + ")";
     const ours = `Authentication-Results: ${comment} mx.ours.test; spf=pass\r\n`;
     const theirs = `Authentication-Results: ${comment} other.test; spf=pass\r\n`;
     const text = "Subject: a\r\n" + ours + theirs + ours + "\r\nbody\r\n";
+    assert.ok(comment.length > HOLD_BYTES && text.length < MAX_HEADER_BYTES);
     const chunks = text.match(/[^]{1,16384}/g)!;
     const filter = new HeaderFilter(ourAuthenticationResults("mx.ours.test"));
     const outcome = await receiveMessage(
@@ -182,7 +228,7 @@ describe("receiveMessage", () => {
   it("receiveMessage() streams a large message to disk byte for byte", async () => {
     const writer = await spool.receive(makeEnvelope());
     const line = "0123456789abcdefghijklmnopqrstuvwxyz\r\n";
-    const chunks = Array.from({ length: 20_000 }, () => line);
+    const chunks = ["Subject: big\r\n\r\n", ...Array.from({ length: 20_000 }, () => line)];
     const { stream } = clientStream(chunks);
     const outcome = await receiveMessage(stream, writer, HEADER, 10 * 1024 * 1024);
     assert.equal(outcome.kind, "received");
@@ -192,7 +238,7 @@ describe("receiveMessage", () => {
     assert.match(seal!, /^SEALED /);
     assert.equal(
       raw.slice(seal!.length + envelope!.length + 2),
-      "Received: from test\r\n" + line.repeat(20_000),
+      "Received: from test\r\nSubject: big\r\n\r\n" + line.repeat(20_000),
     );
   });
 });
