@@ -1,7 +1,7 @@
 /**
  * Checks the header section of a message as it streams in, before anything
- * reads it: its size. A message that fails is refused after DATA, and
- * nothing of it is stored.
+ * reads it: its size, and its line ends. A message that fails is refused
+ * after DATA, and nothing of it is stored.
  *
  * **Size.** mailauth parses the whole header section in one synchronous call
  * whose time grows with the square of its number of lines (its
@@ -14,6 +14,29 @@
  * refuses over 500 KB or 5,000 fields; sendmail's default is 32 KB in
  * all), and at the limits mailauth's worst case is tens of milliseconds,
  * in pieces of about 10 ms on the event loop (README, "Hostile clients").
+ *
+ * **Bare CR.** A CR not followed by LF is no line end to Postern's header
+ * filter nor to mailauth (which split lines at LF), but nodemailer turns it
+ * into CRLF when it hands the message on (LMTP, outbound), and some readers
+ * of a Maildir take it for one. A field hidden behind it (`X-Note:
+ * hi<CR>From: …`) escaped the DMARC check and the RFC 8601 filter, and
+ * arrived downstream as a field of its own. RFC 5321 section 2.3.8 allows CR
+ * only in CRLF, so a header section with a bare CR is refused (as Postfix's
+ * `smtpd_forbid_bare_newline = reject` refuses a bare LF). A bare LF is
+ * accepted: every reader on the way takes it for a line end (the filter and
+ * mailauth split at LF, nodemailer adds its CR, Maildir delivery keeps it as
+ * the line end it is there), so they all see the same fields; Postfix's
+ * `smtpd_forbid_bare_newline = normalize` accepts it too.
+ *
+ * **The body** is not checked. Once the header section has ended (at the
+ * first empty line, which every reader finds in the same place when the
+ * section has no bare CR) nothing in the body can make a header field, and
+ * a bare CR there cannot end DATA downstream: smtp-server ends DATA only at
+ * CRLF.CRLF, and nodemailer stuffs a dot that follows a bare CR as it turns
+ * the CR into CRLF. Refusing it would refuse mail that Postfix and most MTAs
+ * carry (old Mac line ends in 8bit text parts). What it costs: a DKIM
+ * signature over such a body no longer verifies once nodemailer has
+ * rewritten it.
  *
  * @module
  */
@@ -29,7 +52,8 @@ export const MAX_HEADER_BYTES = 256 * 1024;
 /** Why a header section is refused. */
 export type HeaderViolation =
   | { kind: "lines"; limit: number }
-  | { kind: "bytes"; limit: number };
+  | { kind: "bytes"; limit: number }
+  | { kind: "bare_cr" };
 
 /** The limits a guard applies. */
 export interface HeaderLimits {
@@ -70,6 +94,8 @@ export class HeaderGuard {
     let i = 0;
     for (; i < chunk.byteLength; i++) {
       const b = chunk[i]!;
+      // RFC 5321 section 2.3.8: CR only in CRLF.
+      if (afterCr && b !== LF) return { kind: "bare_cr" };
       if (b === LF) {
         if (lineEmpty) {
           // RFC 5322 section 2.1: the empty line ends the header section.
@@ -84,14 +110,13 @@ export class HeaderGuard {
         afterCr = true;
       } else {
         lineEmpty = false;
-        afterCr = false;
       }
     }
     this.#lineEmpty = lineEmpty;
     this.#afterCr = afterCr;
     this.#bytes += i;
     // A CR that ends the chunk at the start of a line belongs to the empty
-    // line, if an LF follows it.
+    // line, if an LF follows it (and is a bare CR, if not).
     const pending = lineEmpty && afterCr ? 1 : 0;
     if (this.#bytes - pending > maxBytes) return { kind: "bytes", limit: maxBytes };
     return undefined;
@@ -101,6 +126,7 @@ export class HeaderGuard {
   end(): HeaderViolation | undefined {
     if (!this.#inHeader) return undefined;
     this.#inHeader = false;
+    if (this.#afterCr) return { kind: "bare_cr" };
     // A message that is all header, its last line unterminated.
     if (!this.#lineEmpty && this.#lines + 1 > this.#limits.lines) {
       return { kind: "lines", limit: this.#limits.lines };
@@ -116,5 +142,7 @@ export function headerRefusal(violation: HeaderViolation): { reason: string; rep
       return { reason: "header_too_big", reply: Replies.headerTooBig(`${violation.limit} lines`) };
     case "bytes":
       return { reason: "header_too_big", reply: Replies.headerTooBig(`${violation.limit} bytes`) };
+    case "bare_cr":
+      return { reason: "bare_cr", reply: Replies.bareCr };
   }
 }

@@ -56,6 +56,11 @@ export const Replies = {
    */
   headerTooBig: (limit: string) =>
     reply(552, "5.3.4", `Message header section exceeds the limit of ${limit}`),
+  /**
+   * RFC 5321 section 2.3.8: CR only as part of CRLF. RFC 3463 X.6.0, "other
+   * or undefined media error"; the words are Postfix's for a bare LF.
+   */
+  bareCr: reply(550, "5.6.0", "Error: bare <CR> received in the message header"),
   tooManyRecipients: reply(452, "4.5.3", "Too many recipients"),
   relayDenied: reply(550, "5.7.1", "Relaying denied"),
   noSuchUser: reply(550, "5.1.1", "No such user here"),

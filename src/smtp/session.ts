@@ -383,8 +383,8 @@ export class Intake implements SessionEvents {
       }
       case "bad_header": {
         // Refused before anything read the header: mailauth (to verify or
-        // sign) would take too long over it. Nothing of it was stored
-        // (header_guard.ts).
+        // sign) would take too long over it, or it hides fields behind a
+        // bare CR. Nothing of it was stored (header_guard.ts).
         const { reason, reply: r } = headerRefusal(outcome.violation);
         this.#reject(session, "data", reason, r, undefined, qid, from);
         return r;

@@ -3,8 +3,13 @@
  * end to end: the real server, a loopback DNS server, a raw client and an
  * LMTP store that records what it receives.
  *
+ * - A bare CR in the header section hid a field from the DMARC check and
+ *   the RFC 8601 filter, and LMTP delivery (nodemailer turns the CR into
+ *   CRLF) made it a field of its own: now 550 5.6.0 and nothing stored.
  * - A header section of many lines froze the whole server while mailauth
- *   parsed it: now 552 5.3.4 past 3,000 lines or 256 KiB, and nothing stored.
+ *   parsed it: now 552 5.3.4 past 3,000 lines or 256 KiB.
+ * - A bare CR in the body is delivered, and cannot end DATA or make a header
+ *   field at the store.
  */
 
 import assert from "node:assert/strict";
@@ -111,6 +116,42 @@ describe("the header section at intake", () => {
     await arrival(name);
     return queued() - queuedBefore;
   }
+
+  it("refuses a From hidden behind a bare CR with 550 5.6.0, and stores nothing", async () => {
+    const hidden = "X-Note: hi\rFrom: <ceo@bank.test>\r\nFrom: <boss@probe.example>\r\n" +
+      "Subject: wire transfer\r\n\r\nPlease pay.\r\n";
+    const before = queued();
+    assert.equal(await send(hidden), "550 5.6.0 Error: bare <CR> received in the message header");
+    const line = await server.waitForLog(/event=rejected stage=data reason=bare_cr /);
+    assert.match(line, / from=<boss@probe\.example> reply="550 5\.6\.0 /);
+    assert.equal(await fence("after the hidden From", before), 1);
+    assert.ok(!store.messages.some((m) => m.wire.includes("ceo@bank.test")));
+  });
+
+  it("refuses an Authentication-Results hidden behind a bare CR, and stores nothing", async () => {
+    const hidden = "From: <boss@probe.example>\r\nSubject: invoice\rAuthentication-Results: " +
+      "mx.postern.test; spf=pass; dkim=pass header.d=example.test; dmarc=pass\r\n\r\nPay now.\r\n";
+    const before = queued();
+    assert.equal(await send(hidden), "550 5.6.0 Error: bare <CR> received in the message header");
+    assert.equal(await fence("after the hidden claim", before), 1);
+    assert.ok(!store.messages.some((m) => m.wire.includes("dmarc=pass")));
+  });
+
+  it("delivers a bare CR of the body as it is: no header field, no end of DATA at the store", async () => {
+    const body = "line one\r.\rRSET\r\nFrom: <evil@bank.test>\rQUIT\r\nlast line\r\n";
+    const reply = await send("From: <boss@probe.example>\r\nSubject: old Mac\r\n\r\n" + body);
+    assert.match(reply, /^250 2\.0\.0 Ok: queued as /);
+    const message = await arrival("old Mac");
+    // nodemailer turns each bare CR into CRLF, and stuffs the dot behind one.
+    assert.ok(
+      message.wire.endsWith(
+        "\r\n\r\nline one\r\n..\r\nRSET\r\nFrom: <evil@bank.test>\r\nQUIT\r\nlast line\r\n",
+      ),
+      JSON.stringify(message.wire.slice(-120)),
+    );
+    const fields = fieldsOf(message);
+    assert.deepEqual(fields.filter((f) => /^from:/i.test(f)), ["From: <boss@probe.example>"]);
+  });
 
   it("refuses 80,000 folded header lines with 552 5.3.4 at once; the server goes on serving", async () => {
     const before = queued();

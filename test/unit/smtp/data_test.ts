@@ -175,6 +175,30 @@ describe("receiveMessage", () => {
     assert.deepEqual((await spool.load()).items, []);
   });
 
+  it("receiveMessage() refuses a bare CR in the header section, and only there", async () => {
+    const hidden =
+      "X-Note: hi\rFrom: <ceo@bank.test>\r\nFrom: <boss@probe.example>\r\n\r\nbody\r\n";
+    const refused = await receiveMessage(
+      clientStream([hidden.slice(0, 11), hidden.slice(11)]).stream,
+      await spool.receive(makeEnvelope()),
+      HEADER,
+      1000,
+    );
+    assert.deepEqual(refused, {
+      kind: "bad_header",
+      violation: { kind: "bare_cr" },
+      bytes: hidden.length,
+    });
+    assert.deepEqual(await listDir(queueDir()), []);
+    // In the body it is kept as it came (header_guard.ts says why).
+    const writer = await spool.receive(makeEnvelope());
+    const text = "Subject: a\r\n\r\nold\rMac\r.\rlines\r\n";
+    const outcome = await receiveMessage(clientStream([text]).stream, writer, HEADER, 1000);
+    assert.deepEqual(outcome, { kind: "received", bytes: text.length });
+    const item = await writer.commit();
+    assert.equal(await collectText(spool.openMessage(item)), "Received: from test\r\n" + text);
+  });
+
   it("receiveMessage() reports the first of a bad header and a message too big", async () => {
     const limits = { lines: 1, bytes: 1000 };
     const { writer } = scriptedWriter({});

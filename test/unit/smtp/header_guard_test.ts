@@ -53,8 +53,28 @@ describe("HeaderGuard", () => {
     assert.equal(everyCut(""), undefined);
   });
 
-  it("leaves the body alone: any number of lines there is not its business", async () => {
-    const body = "From: x@y.test\r\n" + "line\r\n".repeat(50);
+  it("refuses a bare CR anywhere in the header section", () => {
+    const bare = { kind: "bare_cr" };
+    // The audit's cases: a From and an Authentication-Results hidden behind one.
+    assert.deepEqual(
+      everyCut("X-Note: hi\rFrom: <ceo@bank.test>\r\nFrom: <boss@probe.example>\r\n\r\nb\r\n"),
+      bare,
+    );
+    assert.deepEqual(
+      everyCut("Subject: invoice\rAuthentication-Results: mx.example.test; dmarc=pass\r\n\r\n"),
+      bare,
+    );
+    assert.deepEqual(everyCut("Subject: x\r\r\nFrom: a@b.test\r\n\r\n"), bare);
+    assert.deepEqual(everyCut("Subject: x\r\n\rFrom: a@b.test\r\n\r\n"), bare);
+    assert.deepEqual(everyCut("\rFrom: a@b.test\r\n\r\n"), bare);
+    assert.deepEqual(everyCut("Subject: x\r\n \r folded\r\n\r\n"), bare);
+    // A CR that ends the message (all header) is a bare one too.
+    assert.deepEqual(everyCut("Subject: x\r"), bare);
+    assert.deepEqual(everyCut("Subject: x\r\n\r"), bare);
+  });
+
+  it("leaves the body alone: bare CRs and any number of lines there are not its business", () => {
+    const body = "a\rb\r.\r\rFrom: x@y.test\r\n" + "line\r\n".repeat(50);
     assert.equal(everyCut("Subject: x\r\n\r\n" + body, { lines: 2, bytes: 20 }), undefined);
     assert.equal(everyCut("Subject: x\n\n" + body, { lines: 2, bytes: 20 }), undefined);
   });
@@ -118,5 +138,13 @@ describe("HeaderGuard", () => {
       headerRefusal({ kind: "bytes", limit: 262144 }).reply.text,
       "Message header section exceeds the limit of 262144 bytes",
     );
+    assert.deepEqual(headerRefusal({ kind: "bare_cr" }), {
+      reason: "bare_cr",
+      reply: {
+        code: 550,
+        enhanced: "5.6.0",
+        text: "Error: bare <CR> received in the message header",
+      },
+    });
   });
 });
