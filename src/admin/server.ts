@@ -9,9 +9,10 @@
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log/mod.ts";
-import { type HttpServer, serveHttp } from "../runtime/mod.ts";
+import { type HttpServer, listenTcp } from "../runtime/mod.ts";
 import { splitHostPort } from "../smtp/mod.ts";
 import type { AdminDeps } from "./app.ts";
+import { serveHttp1 } from "./http_server.ts";
 import { loadOrCreateToken } from "./token.ts";
 
 /** Options of {@linkcode startAdmin}. */
@@ -54,7 +55,11 @@ export async function startAdmin(options: AdminOptions): Promise<HttpServer> {
         app = undefined;
         throw err;
       });
-    server = serveHttp(host, port, async (request) => (await appNow()).fetch(request));
+    const listener = await listenTcp(host, port);
+    server = serveHttp1(listener, async (request) => (await appNow()).fetch(request), {
+      warn: (msg, fields) => options.logger.warn(msg, fields),
+      info: (msg, fields) => options.logger.info(msg, fields),
+    });
   } catch (err) {
     throw new Error(
       `admin API: cannot listen on ${options.listen}: ${err instanceof Error ? err.message : err}`,

@@ -155,3 +155,5 @@ export const noteMessageWork: () => void = runtimeName === "bun"
 export { serveHttp } from "./http.ts";
 export type { FetchHandler, HttpServer } from "./http.ts";
 export { readSecret } from "./secret.ts";
+export { formatHostPort, listenTcp } from "./tcp.ts";
+export type { TcpConn, TcpListener } from "./tcp.ts";

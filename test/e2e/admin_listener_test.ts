@@ -1,0 +1,132 @@
+/**
+ * The admin API's listener against the running server: it survives running
+ * out of descriptors, caps its connections and closes idle ones.
+ */
+
+import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { ADMIN_HTTP_LIMITS } from "../../src/admin/http_server.ts";
+import { cleanup, eventually, type Server, startServer, TARGET } from "./harness.ts";
+
+async function adminAddress(server: Server): Promise<string> {
+  const state = JSON.parse(await readFile(join(server.dataDir, "run", "admin.json"), "utf8"));
+  return state.address;
+}
+
+/** A raw TCP connection: resolves once connected; `closed` gives all it received. */
+function rawConnect(
+  host: string,
+  port: number,
+): Promise<{ socket: Socket; closed: Promise<string> }> {
+  const socket = connect(port, host);
+  let text = "";
+  socket.on("data", (chunk: Uint8Array) => text += new TextDecoder().decode(chunk));
+  socket.on("error", () => {});
+  const closed = new Promise<string>((resolve) => socket.on("close", () => resolve(text)));
+  return new Promise((resolve, reject) => {
+    socket.once("connect", () => resolve({ socket, closed }));
+    socket.once("error", reject);
+  });
+}
+
+function portOf(address: string): number {
+  return Number(address.slice(address.lastIndexOf(":") + 1));
+}
+
+/** `promise`, or a rejection naming `what` after `ms`: a bound on a wait, not a measurement. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe("admin API listener", () => {
+  it("keeps serving when the process runs out of descriptors, and says so once", async () => {
+    const limit = 200;
+    const server = await startServer({
+      config: {
+        "postern.yaml": "smtp:\n  max_connections: 5000\n  max_connections_per_ip: 5000\n",
+      },
+      wrapper: ["bash", "-c", `ulimit -n ${limit}; exec "$@"`, "bash"],
+    });
+    const sockets: Socket[] = [];
+    try {
+      const admin = await adminAddress(server);
+      // SMTP connections take every descriptor the server has left; the
+      // ones it cannot accept wait in the listen queue.
+      for (let i = 0; i < limit + 100; i++) {
+        sockets.push((await rawConnect(server.host, server.port)).socket);
+      }
+      const fds = `/proc/${server.child.pid}/fd`;
+      await eventually(
+        async () => (await readdir(fds)).length >= limit ? true : undefined,
+        20_000,
+        "the server to hold its last descriptor",
+      );
+      // Accepting this one fails for want of a descriptor.
+      const health = fetch(`http://${admin}/health`);
+      if (TARGET === "deno") {
+        await eventually(
+          () =>
+            Promise.resolve(
+              /admin API cannot accept connections/.test(server.stderr()) || undefined,
+            ),
+          10_000,
+          "the failed accept to be logged",
+        );
+      }
+      for (const socket of sockets.splice(0)) socket.destroy();
+      const response = await health;
+      assert.equal(response.status, 200);
+      assert.deepEqual(await response.json(), { status: "ok" });
+      assert.equal(server.child.exitCode, null, server.stderr());
+      const warnings = server.stderr().match(/admin API cannot accept connections/g) ?? [];
+      assert.ok(warnings.length <= 1, server.stderr());
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await cleanup(server);
+    }
+  });
+
+  it("refuses connections over its limit with 503, and closes idle ones", async () => {
+    const server = await startServer();
+    const held: Array<{ socket: Socket; closed: Promise<string> }> = [];
+    try {
+      const admin = await adminAddress(server);
+      for (let i = 0; i < ADMIN_HTTP_LIMITS.maxConnections; i++) {
+        held.push(await rawConnect(server.host, portOf(admin)));
+      }
+      // Accepted after the others (the listen queue keeps their order), it
+      // finds the limit reached. It sends nothing, so the close cannot turn
+      // into a reset that loses the answer.
+      const over = await rawConnect(server.host, portOf(admin));
+      const refused = await within(
+        over.closed,
+        30_000,
+        "an answer to the connection over the limit",
+      );
+      assert.match(refused, /^HTTP\/1\.1 503 /);
+      assert.match(refused, /too many connections/);
+      // The idle connections never send a request: the server closes them.
+      const bound = 3 * ADMIN_HTTP_LIMITS.headTimeoutMs;
+      for (const { closed } of held) {
+        assert.equal(await within(closed, bound, "closing an idle connection"), "");
+      }
+      const response = await fetch(`http://${admin}/health`);
+      assert.equal(response.status, 200);
+      await response.body?.cancel();
+    } finally {
+      for (const { socket } of held) socket.destroy();
+      await cleanup(server);
+    }
+  });
+});
