@@ -16,7 +16,7 @@ import type { PolicyStore } from "../policy/mod.ts";
 import type { AdminOutcome, Queue, QueueEntryView, Spool } from "../queue/mod.ts";
 import { type Gauge, METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 import { OPENAPI } from "./openapi.ts";
-import { sameToken } from "./token.ts";
+import { adminProof, CHALLENGE_PATTERN, sameToken } from "./token.ts";
 
 /** What the API reads and steers. */
 export interface AdminDeps {
@@ -75,6 +75,12 @@ const QueueQuerySchema = v.strictObject({
   ),
 });
 
+const HealthQuerySchema = v.object({
+  challenge: v.optional(
+    v.pipe(v.string(), v.regex(CHALLENGE_PATTERN, "must be 22 to 128 base64url characters")),
+  ),
+});
+
 const BounceBodySchema = v.strictObject({
   reason: v.optional(
     v.pipe(
@@ -110,7 +116,13 @@ export function adminApp(deps: AdminDeps): Hono {
   app.onError((err, c) => c.json({ error: `internal error: ${err.message}` }, 500));
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
 
-  app.get("/health", (c) => c.json({ status: "ok" }));
+  // With ?challenge=, the proof that this server holds the token, which
+  // the command line checks before it sends the token (see adminProof).
+  app.get("/health", vValidator("query", HealthQuerySchema, invalid), async (c) => {
+    const { challenge } = c.req.valid("query");
+    if (challenge === undefined) return c.json({ status: "ok" });
+    return c.json({ status: "ok", proof: await adminProof(deps.token, challenge) });
+  });
   app.get("/openapi.json", (c) => c.json(OPENAPI));
 
   app.use("*", async (c, next) => {

@@ -2,7 +2,9 @@
  * The command-line side of the admin API: `postern status`, `postern
  * reload` and `postern queue …` call the running server with the address
  * it recorded in `<data>/run/admin.json` (or `admin.listen`) and the token
- * from its token file.
+ * from its token file. The token goes only to a server that first proves
+ * it holds the token too: after a crash, `admin.json` names a port anyone
+ * may have taken since.
  *
  * @module
  */
@@ -11,6 +13,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config/mod.ts";
 import { ADMIN_STATE_FILE } from "./server.ts";
+import { adminProof, randomBase64url, sameToken } from "./token.ts";
 
 /** What one command printed and its exit status. */
 export interface CliResult {
@@ -50,9 +53,10 @@ export async function runAdminCommand(config: Config, words: string[]): Promise<
       return usage(`unknown admin command "${command}"`);
   }
 
-  let target: { base: string; token: string };
+  let target: Target;
   try {
     target = await locate(config);
+    await proveServer(target);
   } catch (err) {
     return { status: 1, stdout: "", stderr: `postern: ${(err as Error).message}\n` };
   }
@@ -60,6 +64,8 @@ export async function runAdminCommand(config: Config, words: string[]): Promise<
   try {
     response = await fetch(`${target.base}${request.path}`, {
       method: request.method,
+      // The server that proved itself never redirects: the token stays here.
+      redirect: "error",
       headers: {
         authorization: `Bearer ${target.token}`,
         ...(request.body === undefined ? {} : { "content-type": "application/json" }),
@@ -123,16 +129,27 @@ function usage(message: string): CliResult {
   return { status: 2, stdout: "", stderr: `postern: ${message}\n` };
 }
 
+/** Where the admin API should be, and the token to use there. */
+interface Target {
+  base: string;
+  token: string;
+  /** Where the address came from: the state file, or `admin.listen`. */
+  source: string;
+}
+
 /** The address and token of the running server's admin API. */
-async function locate(config: Config): Promise<{ base: string; token: string }> {
+async function locate(config: Config): Promise<Target> {
   let address = config.admin.listen;
+  const stateFile = join(config.dataDir, "run", ADMIN_STATE_FILE);
+  let source = "admin.listen";
   try {
-    const state = JSON.parse(
-      await readFile(join(config.dataDir, "run", ADMIN_STATE_FILE), "utf8"),
-    );
-    if (typeof state.address === "string") address = state.address;
+    const state = JSON.parse(await readFile(stateFile, "utf8"));
+    if (typeof state.address === "string") {
+      address = state.address;
+      source = stateFile;
+    }
   } catch {
-    // Not started from this data directory yet: the configured address.
+    // Not running from this data directory: the configured address.
   }
   if (address === undefined) throw new Error("the admin API is off (admin.listen: off)");
   let token: string;
@@ -143,7 +160,36 @@ async function locate(config: Config): Promise<{ base: string; token: string }> 
       `cannot read the admin token ${config.admin.tokenFile}: ${(err as Error).message}`,
     );
   }
-  return { base: `http://${address}`, token };
+  return { base: `http://${address}`, token, source };
+}
+
+/**
+ * Asks whoever listens at the target to prove it holds the token (an HMAC
+ * of a fresh challenge, see adminProof) before the token is sent there.
+ *
+ * @throws {Error} when nothing answers, or something answers without the proof.
+ */
+async function proveServer(target: Target): Promise<void> {
+  const challenge = randomBase64url();
+  let response: Response;
+  try {
+    response = await fetch(`${target.base}/health?challenge=${challenge}`, { redirect: "manual" });
+  } catch (err) {
+    throw new Error(
+      `the server's admin API at ${target.base} does not answer (${
+        (err as Error).message
+      }); is postern running?`,
+    );
+  }
+  const body = await response.json().catch(() => ({}));
+  const proof = typeof body?.proof === "string" ? body.proof : "";
+  if (!response.ok || !sameToken(proof, await adminProof(target.token, challenge))) {
+    throw new Error(
+      `what answers at ${target.base} (the address from ${target.source}) does not prove it ` +
+        `is this server, so the token was not sent: is postern running, or does another ` +
+        `program hold that port?`,
+    );
+  }
 }
 
 interface QueueRow {

@@ -10,5 +10,5 @@ export type { AdminDeps } from "./app.ts";
 export { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 export type { Gauge } from "./metrics.ts";
 export { OPENAPI } from "./openapi.ts";
-export { loadOrCreateToken, sameToken } from "./token.ts";
+export { adminProof, loadOrCreateToken, sameToken } from "./token.ts";
 export type { AdminToken } from "./token.ts";

@@ -65,7 +65,19 @@ export const OPENAPI = {
   security: [{ bearer: [] }],
   paths: {
     "/health": {
-      get: { summary: "Liveness", security: [], responses: { "200": { description: "Alive" } } },
+      get: {
+        summary: "Liveness; with a challenge, the proof that this server holds the token",
+        security: [],
+        parameters: [
+          query(
+            "challenge",
+            "22 to 128 base64url characters; the answer's proof is their HMAC-SHA256 keyed by " +
+              'the token (over "postern-admin-proof:" and the challenge), base64url',
+            { type: "string" },
+          ),
+        ],
+        responses: { "200": { description: "Alive" }, "400": error },
+      },
     },
     "/openapi.json": {
       get: { summary: "This description", security: [], responses: { "200": { description: "" } } },

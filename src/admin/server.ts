@@ -1,12 +1,15 @@
 /**
  * Starts the admin API: the token (read or generated), the HTTP listener,
  * and `<data>/run/admin.json`, which tells the command-line tools the
- * address actually bound (port 0 picks one).
+ * address actually bound (port 0 picks one). The file goes when the server
+ * stops; a stale one (after a crash) is harmless, as the command line sends
+ * the token only to a server that proves it holds the token too (see
+ * client.ts).
  *
  * @module
  */
 
-import { mkdir, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log/mod.ts";
 import { type HttpServer, listenTcp } from "../runtime/mod.ts";
@@ -67,8 +70,22 @@ export async function startAdmin(options: AdminOptions): Promise<HttpServer> {
   }
   await mkdir(options.runDir, { recursive: true, mode: 0o700 });
   const state = join(options.runDir, ADMIN_STATE_FILE);
-  await writeFile(`${state}.tmp`, JSON.stringify({ address: server.address }) + "\n");
+  // Which server wrote the file: the one that stops removes only its own.
+  const instance = crypto.randomUUID();
+  const record = JSON.stringify({ address: server.address, instance }) + "\n";
+  await rm(`${state}.tmp`, { force: true });
+  await writeFile(`${state}.tmp`, record, { mode: 0o600 });
   await rename(`${state}.tmp`, state);
   options.logger.info("admin api listening", { addr: server.address });
-  return server;
+  return {
+    address: server.address,
+    close: async () => {
+      await server.close();
+      try {
+        if ((await readFile(state, "utf8")) === record) await rm(state, { force: true });
+      } catch {
+        // Already gone, or replaced by another server's.
+      }
+    },
+  };
 }

@@ -50,10 +50,7 @@ export async function loadOrCreateToken(path: string): Promise<AdminToken> {
       ...(mode !== 0 ? { warning: `${path} is readable by other users; chmod 600 it` } : {}),
     };
   }
-  const bytes = new Uint8Array(32);
-  crypto.getRandomValues(bytes);
-  const token = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_")
-    .replace(/=+$/, "");
+  const token = randomBase64url();
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   // "wx": never overwrite a token another process wrote meanwhile.
   const handle = await open(path, "wx", 0o600);
@@ -73,4 +70,44 @@ export function sameToken(given: string, expected: string): boolean {
   let difference = a.length ^ b.length;
   for (let i = 0; i < b.length; i++) difference |= (a[i] ?? 0) ^ b[i]!;
   return difference === 0;
+}
+
+/** A challenge the command line sends: 128 to 768 bits, base64url. */
+export const CHALLENGE_PATTERN = /^[A-Za-z0-9_-]{22,128}$/;
+
+/**
+ * The server's answer to a challenge: HMAC-SHA256 keyed by the token over
+ * the challenge, base64url. Only a holder of the token can compute it, and
+ * it reveals nothing that lets anyone use the API: the command line checks
+ * it before it sends the token, so that a program squatting on the port
+ * named in a stale `admin.json` (or on `admin.listen`) never receives it.
+ */
+export async function adminProof(token: string, challenge: string): Promise<string> {
+  const encoder = new TextEncoder();
+  const key = await crypto.subtle.importKey(
+    "raw",
+    encoder.encode(token),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  // The label keeps these MACs apart from any other use of the token.
+  const mac = await crypto.subtle.sign(
+    "HMAC",
+    key,
+    encoder.encode(`postern-admin-proof:${challenge}`),
+  );
+  return base64url(new Uint8Array(mac));
+}
+
+/** 256 random bits, base64url: a new token, or a challenge. */
+export function randomBase64url(): string {
+  const bytes = new Uint8Array(32);
+  crypto.getRandomValues(bytes);
+  return base64url(bytes);
+}
+
+function base64url(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_")
+    .replace(/=+$/, "");
 }

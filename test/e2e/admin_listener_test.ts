@@ -1,10 +1,11 @@
 /**
  * The admin API's listener against the running server: it survives running
- * out of descriptors, caps its connections and closes idle ones.
+ * out of descriptors, caps its connections, closes idle ones, and removes
+ * `<data>/run/admin.json` when the server stops.
  */
 
 import assert from "node:assert/strict";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -126,6 +127,18 @@ describe("admin API listener", () => {
       await response.body?.cancel();
     } finally {
       for (const { socket } of held) socket.destroy();
+      await cleanup(server);
+    }
+  });
+  it("writes admin.json for its owner only, and removes it when the server stops", async () => {
+    const server = await startServer();
+    const state = join(server.dataDir, "run", "admin.json");
+    try {
+      assert.equal((await stat(state)).mode & 0o777, 0o600);
+      assert.match(await adminAddress(server), /^127\.0\.0\.1:\d+$/);
+      await server.stop();
+      await assert.rejects(stat(state), { code: "ENOENT" });
+    } finally {
       await cleanup(server);
     }
   });

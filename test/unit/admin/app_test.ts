@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { adminApp, type AdminDeps, OPENAPI } from "../../../src/admin/mod.ts";
+import { adminApp, type AdminDeps, adminProof, OPENAPI } from "../../../src/admin/mod.ts";
 
 const TOKEN = "t".repeat(20) + "0123456789abcdefghijklmnopqrstuv";
 const ID = "01aaaaaaaaaaaaaa";
@@ -101,5 +101,22 @@ describe("adminApp token check", () => {
 
   it("answers an unknown route 401 without a token, so routes cannot be probed", async () => {
     assert.equal((await request("GET", "/nothing-here")).status, 401);
+  });
+
+  it("proves on /health, without a token, that it holds the token, for each challenge anew", async () => {
+    const challenge = "c".repeat(22) + "0123456789";
+    const response = await request("GET", `/health?challenge=${challenge}`);
+    assert.equal(response.status, 200);
+    const { status, proof } = await response.json();
+    assert.equal(status, "ok");
+    assert.equal(proof, await adminProof(TOKEN, challenge));
+    assert.notEqual(proof, await adminProof(`${TOKEN}x`, challenge));
+    assert.notEqual(proof, await adminProof(TOKEN, `${challenge}x`));
+    assert.match(proof, /^[A-Za-z0-9_-]{43}$/);
+    for (const bad of ["short", "x".repeat(129), `${"x".repeat(22)}+`]) {
+      const refused = await request("GET", `/health?challenge=${encodeURIComponent(bad)}`);
+      assert.equal(refused.status, 400, bad);
+      assert.equal((await refused.json()).issues[0].field, "challenge");
+    }
   });
 });

@@ -1,0 +1,147 @@
+import assert from "node:assert/strict";
+import { mkdir, writeFile } from "node:fs/promises";
+import { createServer, type IncomingHttpHeaders } from "node:http";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import { runAdminCommand } from "../../../src/admin/client.ts";
+import { type Http1Server, serveHttp1 } from "../../../src/admin/http_server.ts";
+import { adminApp, type AdminDeps } from "../../../src/admin/mod.ts";
+import type { Config } from "../../../src/config/mod.ts";
+import { listenTcp } from "../../../src/runtime/mod.ts";
+import { makeTempDir, removeDir } from "../helpers.ts";
+
+const TOKEN = "the-real-token-0123456789abcdefghijklmnop";
+
+/** What `postern status|reload|queue` needs of the configuration. */
+function configFor(dataDir: string): Config {
+  return {
+    dataDir,
+    admin: { listen: undefined, tokenFile: join(dataDir, "admin.token") },
+  } as unknown as Config;
+}
+
+/** Records `address` in `<data>/run/admin.json`, as a running server does. */
+async function recordAddress(dataDir: string, address: string): Promise<void> {
+  await mkdir(join(dataDir, "run"), { recursive: true });
+  await writeFile(join(dataDir, "run", "admin.json"), JSON.stringify({ address }) + "\n");
+}
+
+/** Dependencies of the real app with a policy that reloads; the rest throws. */
+function deps(overrides: Partial<AdminDeps> = {}): AdminDeps {
+  const base = {
+    token: TOKEN,
+    policy: {
+      reload: () => Promise.resolve(),
+      status: () => ({
+        epoch: 7,
+        loadedAt: new Date(0),
+        lastError: undefined,
+        pendingRestart: [],
+        reloads: { ok: 1, failed: 0 },
+      }),
+    },
+    ...overrides,
+  } as unknown as AdminDeps;
+  return new Proxy(base, {
+    get(target, prop) {
+      if (prop in target) return target[prop as keyof AdminDeps];
+      if (prop === "now" || prop === "then") return undefined;
+      throw new Error(`${String(prop)} is not part of this test`);
+    },
+  });
+}
+
+describe("runAdminCommand", () => {
+  let dataDir: string;
+  const servers: Array<() => Promise<void>> = [];
+  beforeEach(async () => {
+    dataDir = await makeTempDir("postern-cli-");
+    await writeFile(join(dataDir, "admin.token"), `${TOKEN}\n`, { mode: 0o600 });
+  });
+  afterEach(async () => {
+    for (const close of servers.splice(0)) await close();
+    await removeDir(dataDir);
+  });
+
+  /** The real admin app on a loopback port. */
+  const startApp = async (overrides: Partial<AdminDeps> = {}): Promise<Http1Server> => {
+    const app = adminApp(deps(overrides));
+    const server = serveHttp1(await listenTcp("127.0.0.1", 0), (r) => app.fetch(r), {
+      warn: () => {},
+      info: () => {},
+    });
+    servers.push(() => server.close());
+    return server;
+  };
+
+  /**
+   * Another program on the port a stale admin.json names: it answers every
+   * request 200 with `body` and records the headers it was sent.
+   */
+  const startSquatter = async (body: unknown): Promise<{
+    address: string;
+    seen: IncomingHttpHeaders[];
+  }> => {
+    const seen: IncomingHttpHeaders[] = [];
+    const server = createServer((request, response) => {
+      seen.push(request.headers);
+      response.setHeader("content-type", "application/json");
+      response.end(JSON.stringify(body));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    servers.push(() => new Promise((resolve) => server.close(() => resolve())));
+    const { port } = server.address() as { port: number };
+    return { address: `127.0.0.1:${port}`, seen };
+  };
+
+  it("sends the token only to a server that proves it holds the token", async () => {
+    for (const body of [{ status: "ok" }, { status: "ok", proof: "made-up" }]) {
+      const squatter = await startSquatter(body);
+      await recordAddress(dataDir, squatter.address);
+      for (const words of [["status"], ["reload"], ["queue", "ls"], ["queue", "rm", "x"]]) {
+        const result = await runAdminCommand(configFor(dataDir), words);
+        assert.equal(result.status, 1, words.join(" "));
+        assert.equal(result.stdout, "");
+        assert.match(result.stderr, /does not prove it is this server, so the token was not sent/);
+        assert.match(result.stderr, /run\/admin\.json/);
+      }
+      assert.ok(squatter.seen.length > 0);
+      for (const headers of squatter.seen) {
+        assert.equal(headers.authorization, undefined);
+        assert.ok(!JSON.stringify(headers).includes(TOKEN));
+      }
+    }
+  });
+
+  it("talks to the server that holds the token", async () => {
+    const server = await startApp();
+    await recordAddress(dataDir, server.address);
+    const result = await runAdminCommand(configFor(dataDir), ["reload"]);
+    assert.equal(result.stderr, "");
+    assert.equal(result.status, 0);
+    assert.equal(JSON.parse(result.stdout).policy.epoch, 7);
+  });
+
+  it("refuses a server that holds another token", async () => {
+    const other = adminApp(deps({ token: `${TOKEN}-other` } as Partial<AdminDeps>));
+    const server = serveHttp1(await listenTcp("127.0.0.1", 0), (r) => other.fetch(r), {
+      warn: () => {},
+      info: () => {},
+    });
+    servers.push(() => server.close());
+    await recordAddress(dataDir, server.address);
+    const result = await runAdminCommand(configFor(dataDir), ["reload"]);
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /does not prove/);
+  });
+
+  it("says the server does not answer when nothing listens at the address", async () => {
+    const listener = await listenTcp("127.0.0.1", 0);
+    const address = listener.address;
+    listener.close();
+    await recordAddress(dataDir, address);
+    const result = await runAdminCommand(configFor(dataDir), ["status"]);
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /does not answer .*is postern running\?/);
+  });
+});
