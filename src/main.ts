@@ -30,6 +30,7 @@ import {
 } from "./auth/mod.ts";
 import { DnsResolver } from "./dns/mod.ts";
 import { runAdminCommand } from "./admin/client.ts";
+import { adminListenWarning } from "./admin/server.ts";
 import { type Config, ConfigError, listenAddressProblem, loadConfig } from "./config/mod.ts";
 import {
   describeHookRuntime,
@@ -281,6 +282,8 @@ async function main(argv: string[]): Promise<number> {
  */
 async function check(config: Config): Promise<number> {
   runtime.writeStdout(`configuration OK: ${config.domains.size} domain(s)\n`);
+  const exposed = config.admin.listen && adminListenWarning(config.admin.listen);
+  if (exposed) runtime.writeStderr(`postern: warning: ${exposed}\n`);
   if (config.configDir === undefined) return 0;
   let deno;
   try {

@@ -33,6 +33,38 @@ export interface AdminOptions {
 export const ADMIN_STATE_FILE = "admin.json";
 
 /**
+ * Why `listen` (`host:port`) is a risky admin address, or undefined when it
+ * is on loopback. The API speaks plain HTTP: elsewhere, the bearer token
+ * crosses the network readable by anyone on the path.
+ */
+export function adminListenWarning(listen: string): string | undefined {
+  let host: string;
+  try {
+    host = splitHostPort(listen).host;
+  } catch {
+    return undefined;
+  }
+  if (isLoopback(host)) return undefined;
+  return `admin.listen ${listen} is not a loopback address: the admin API speaks plain HTTP, so ` +
+    `the bearer token and every request and answer cross the network unencrypted, and anyone ` +
+    `who can reach the port can try tokens; keep it on 127.0.0.1 or [::1] (or "off") and ` +
+    `reach it over SSH or a TLS tunnel`;
+}
+
+function isLoopback(host: string): boolean {
+  if (host.toLowerCase() === "localhost") return true;
+  if (/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)) return true;
+  if (!host.includes(":")) return false;
+  try {
+    // The URL parser writes an IPv6 address in its shortest form.
+    const canonical = new URL(`http://[${host}]/`).hostname;
+    return canonical === "[::1]" || /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(canonical);
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Starts serving the API.
  *
  * @throws {Error} when the token file cannot be read or written, or the
@@ -44,6 +76,8 @@ export async function startAdmin(options: AdminOptions): Promise<HttpServer> {
     options.logger.info("admin token generated", { file: options.tokenFile });
   }
   if (token.warning) options.logger.warn(token.warning);
+  const exposed = adminListenWarning(options.listen);
+  if (exposed) options.logger.warn(exposed);
   // The app (hono and its validator) is loaded by the first request, not
   // at start-up: most of the time nobody asks (issue 17, idle memory).
   let app: Promise<{ fetch(request: Request): Response | Promise<Response> }> | undefined;

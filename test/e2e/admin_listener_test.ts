@@ -1,7 +1,8 @@
 /**
  * The admin API's listener against the running server: it survives running
  * out of descriptors, caps its connections, closes idle ones, and removes
- * `<data>/run/admin.json` when the server stops.
+ * `<data>/run/admin.json` when the server stops; `postern check` warns of an
+ * address off loopback.
  */
 
 import assert from "node:assert/strict";
@@ -10,7 +11,17 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { ADMIN_HTTP_LIMITS } from "../../src/admin/http_server.ts";
-import { cleanup, eventually, type Server, startServer, TARGET } from "./harness.ts";
+import {
+  cleanup,
+  eventually,
+  posternCommand,
+  run,
+  type Server,
+  startServer,
+  TARGET,
+  tempDir,
+  writeTree,
+} from "./harness.ts";
 
 async function adminAddress(server: Server): Promise<string> {
   const state = JSON.parse(await readFile(join(server.dataDir, "run", "admin.json"), "utf8"));
@@ -140,6 +151,20 @@ describe("admin API listener", () => {
       await assert.rejects(stat(state), { code: "ENOENT" });
     } finally {
       await cleanup(server);
+    }
+  });
+
+  it("postern check warns of an admin address off loopback, and not of one on it", async () => {
+    for (const [listen, warns] of [["0.0.0.0:2526", true], ["127.0.0.1:2526", false]] as const) {
+      const configDir = await tempDir("postern-config-");
+      await writeTree(configDir, { "postern.yaml": `admin:\n  listen: "${listen}"\n` });
+      const [cmd, ...args] = posternCommand(["check", "--config", configDir]);
+      const result = await run(cmd!, args);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /^configuration OK/);
+      const warning = `postern: warning: admin.listen ${listen} is not a loopback address`;
+      assert.equal(result.stderr.includes(warning), warns, result.stderr);
+      if (warns) assert.match(result.stderr, /plain HTTP/);
     }
   });
 });
