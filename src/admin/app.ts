@@ -2,21 +2,30 @@
  * The admin HTTP API (Hono): health, status, policy reload, Prometheus
  * metrics and the queue. Every route but `/health` and `/openapi.json`
  * needs `Authorization: Bearer <token>`; every query and body is validated
- * with valibot; every error is JSON with a message.
+ * with valibot (a body must be JSON, `{}` when the route takes none); every
+ * error is JSON with a message.
  *
  * @module
  */
 
 import { vValidator } from "@hono/valibot-validator";
 import { type Context, Hono } from "hono";
-import * as v from "valibot";
+import { HTTPException } from "hono/http-exception";
 import type { ClusterLinkStatus, FleetNode } from "../cluster/mod.ts";
 import type { Counters } from "../log/mod.ts";
 import type { PolicyStore } from "../policy/mod.ts";
 import type { AdminOutcome, Queue, QueueEntryView, Spool } from "../queue/mod.ts";
 import { type Gauge, METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 import { OPENAPI } from "./openapi.ts";
-import { adminProof, CHALLENGE_PATTERN, sameToken } from "./token.ts";
+import {
+  BounceBodySchema,
+  HealthQuerySchema,
+  invalid,
+  jsonBody,
+  NoBodySchema,
+  QueueQuerySchema,
+} from "./requests.ts";
+import { adminProof, sameToken } from "./token.ts";
 
 /** What the API reads and steers. */
 export interface AdminDeps {
@@ -48,59 +57,6 @@ export interface AdminDeps {
 /** Most header bytes `GET /queue/:id` shows. */
 const MAX_HEADER_BYTES = 64 * 1024;
 
-const QueueQuerySchema = v.strictObject({
-  /** Items with a recipient in this domain. */
-  domain: v.optional(v.pipe(v.string(), v.minLength(1), v.toLowerCase())),
-  /** Items from this envelope sender ("" for the null sender). */
-  sender: v.optional(v.pipe(v.string(), v.toLowerCase())),
-  /** pending (waiting for an attempt), held, or running. */
-  state: v.optional(v.picklist(["pending", "held", "running"], "must be pending, held or running")),
-  /** Items at least this many seconds in the queue. */
-  min_age: v.optional(
-    v.pipe(v.string(), v.regex(/^\d+$/, "must be whole seconds"), v.transform(Number)),
-  ),
-  limit: v.optional(
-    v.pipe(
-      v.string(),
-      v.regex(/^\d+$/, "must be a whole number"),
-      v.transform(Number),
-      v.minValue(1, "must be at least 1"),
-      v.maxValue(1000, "must be at most 1000"),
-    ),
-    "100",
-  ),
-  offset: v.optional(
-    v.pipe(v.string(), v.regex(/^\d+$/, "must be a whole number"), v.transform(Number)),
-    "0",
-  ),
-});
-
-const HealthQuerySchema = v.object({
-  challenge: v.optional(
-    v.pipe(v.string(), v.regex(CHALLENGE_PATTERN, "must be 22 to 128 base64url characters")),
-  ),
-});
-
-const BounceBodySchema = v.strictObject({
-  reason: v.optional(
-    v.pipe(
-      v.string("must be text"),
-      v.maxLength(200, "must be at most 200 characters"),
-      v.regex(/^[\x20-\x7e]*$/, "must be printable ASCII"),
-    ),
-  ),
-});
-
-/** A 400 naming each field at fault, from valibot's issues. */
-function invalid(result: { success: boolean; issues?: unknown }, c: Context) {
-  if (result.success) return;
-  const issues = (result.issues as v.BaseIssue<unknown>[]).map((issue) => ({
-    field: (issue.path ?? []).map((p) => String(p.key)).join(".") || "(request)",
-    problem: issue.type === "strict_object" ? "is not a known field" : issue.message,
-  }));
-  return c.json({ error: "invalid request", issues }, 400);
-}
-
 /** What the API needs of ACME. */
 export interface AdminAcme {
   /** Shown as /status's `acme`; these two fields also feed /metrics. */
@@ -113,7 +69,11 @@ export function adminApp(deps: AdminDeps): Hono {
   const now = deps.now ?? Date.now;
   const app = new Hono();
 
-  app.onError((err, c) => c.json({ error: `internal error: ${err.message}` }, 500));
+  app.onError((err, c) =>
+    err instanceof HTTPException
+      ? c.json({ error: err.message }, err.status)
+      : c.json({ error: `internal error: ${err.message}` }, 500)
+  );
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
 
   // With ?challenge=, the proof that this server holds the token, which
@@ -149,13 +109,13 @@ export function adminApp(deps: AdminDeps): Hono {
     }
   });
 
-  app.post("/reload", async (c) => {
+  app.post("/reload", jsonBody(NoBodySchema), async (c) => {
     await deps.policy.reload("api");
     const policy = deps.policy.status();
     return c.json({ ok: policy.lastError === undefined, policy: policyJson(policy) });
   });
 
-  app.post("/acme/renew", async (c) => {
+  app.post("/acme/renew", jsonBody(NoBodySchema), async (c) => {
     if (!deps.acme) return c.json({ error: "tls.acme is not configured" }, 404);
     await deps.acme.renewNow();
     const acme = deps.acme.status();
@@ -203,24 +163,24 @@ export function adminApp(deps: AdminDeps): Hono {
     }
     return c.json({ ok: true, id, done });
   };
-  app.post("/queue/:id/retry", (c) => {
+  app.post("/queue/:id/retry", jsonBody(NoBodySchema), (c) => {
     const id = c.req.param("id");
     return act(c, id, deps.queue.retryNow(id), "due now");
   });
-  app.post("/queue/:id/hold", async (c) => {
+  app.post("/queue/:id/hold", jsonBody(NoBodySchema), async (c) => {
     const id = c.req.param("id");
     return act(c, id, await deps.queue.setHeld(id, true), "held");
   });
-  app.post("/queue/:id/release", async (c) => {
+  app.post("/queue/:id/release", jsonBody(NoBodySchema), async (c) => {
     const id = c.req.param("id");
     return act(c, id, await deps.queue.setHeld(id, false), "released");
   });
-  app.post("/queue/:id/bounce", vValidator("json", BounceBodySchema, invalid), async (c) => {
-    const id = c.req.param("id") ?? "";
-    const reason = c.req.valid("json").reason ?? "bounced by the administrator";
+  app.post("/queue/:id/bounce", jsonBody(BounceBodySchema), async (c) => {
+    const id = c.req.param("id");
+    const reason = c.get("body").reason ?? "bounced by the administrator";
     return act(c, id, await deps.queue.finish(id, "bounce", reason), "bounced");
   });
-  app.delete("/queue/:id", async (c) => {
+  app.delete("/queue/:id", jsonBody(NoBodySchema), async (c) => {
     const id = c.req.param("id");
     return act(
       c,

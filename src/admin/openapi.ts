@@ -28,6 +28,13 @@ const error = {
 
 const id = { name: "id", in: "path", required: true, schema: { type: "string" } };
 
+/** What every route with a body may answer: the body is empty, `{}` or its schema's JSON. */
+const bodyErrors = {
+  "400": { ...error, description: "The body is not valid JSON, or not what the route takes" },
+  "413": { ...error, description: "The body is larger than 64 KiB" },
+  "415": { ...error, description: "The body is not declared application/json" },
+};
+
 const action = (summary: string, extra: Record<string, unknown> = {}) => ({
   post: {
     summary,
@@ -35,6 +42,7 @@ const action = (summary: string, extra: Record<string, unknown> = {}) => ({
     ...extra,
     responses: {
       "200": { description: "Done" },
+      ...bodyErrors,
       "401": error,
       "404": error,
       "409": { ...error, description: "The message is being delivered right now" },
@@ -102,7 +110,11 @@ export const OPENAPI = {
     "/reload": {
       post: {
         summary: "Reload the policy now; the last good one stays if the new one is invalid",
-        responses: { "200": { description: "The policy status after the reload" }, "401": error },
+        responses: {
+          "200": { description: "The policy status after the reload" },
+          ...bodyErrors,
+          "401": error,
+        },
       },
     },
     "/acme/renew": {
@@ -110,6 +122,7 @@ export const OPENAPI = {
         summary: "Order a new ACME certificate now (tls.acme); applied live when issued",
         responses: {
           "200": { description: "ok, and the ACME status after the order" },
+          ...bodyErrors,
           "401": error,
           "404": error,
         },
@@ -153,7 +166,13 @@ export const OPENAPI = {
       delete: {
         summary: "Delete a message without a bounce",
         parameters: [id],
-        responses: { "200": { description: "Deleted" }, "401": error, "404": error, "409": error },
+        responses: {
+          "200": { description: "Deleted" },
+          ...bodyErrors,
+          "401": error,
+          "404": error,
+          "409": error,
+        },
       },
     },
     "/queue/{id}/retry": action("Make a message due now"),

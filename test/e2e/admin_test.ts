@@ -280,6 +280,27 @@ describe("admin API", () => {
     });
     assert.equal(body.status, 400);
     assert.equal(body.body.issues[0].field, "reason");
+    const bounce = (content: string, type = "application/json") =>
+      json("/queue/nothing/bounce", {
+        method: "POST",
+        headers: { "content-type": type },
+        body: content,
+      });
+    const malformed = await bounce("{bad");
+    assert.equal(malformed.status, 400);
+    assert.match(malformed.body.error, /^the request body is not valid JSON/);
+    const plain = await bounce('{"reason":"CUSTOM","extra_field":1}', "text/plain");
+    assert.equal(plain.status, 415);
+    assert.match(plain.body.error, /must be JSON/);
+    assert.deepEqual((await bounce("null")).body.issues, [
+      { field: "(body)", problem: "must be a JSON object" },
+    ]);
+    assert.deepEqual((await bounce('{"reason":"x","extra_field":1}')).body.issues, [
+      { field: "extra_field", problem: "is not a known field" },
+    ]);
+    const large = await bounce(JSON.stringify({ reason: "a".repeat(100 * 1024) }));
+    assert.equal(large.status, 413);
+    assert.match(large.body.error, /larger than 65536 bytes/);
     const missing = await json("/no/such/route");
     assert.equal(missing.status, 404);
     assert.match(missing.body.error, /no route/);
