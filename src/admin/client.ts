@@ -4,7 +4,8 @@
  * it recorded in `<data>/run/admin.json` (or `admin.listen`) and the token
  * from its token file. The token goes only to a server that first proves
  * it holds the token too: after a crash, `admin.json` names a port anyone
- * may have taken since.
+ * may have taken since. Everything printed from the server has its control
+ * characters escaped (terminal.ts).
  *
  * @module
  */
@@ -13,6 +14,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config/mod.ts";
 import { ADMIN_STATE_FILE } from "./server.ts";
+import { printable, printableJson } from "./terminal.ts";
 import { adminProof, randomBase64url, sameToken } from "./token.ts";
 
 /** What one command printed and its exit status. */
@@ -58,7 +60,7 @@ export async function runAdminCommand(config: Config, words: string[]): Promise<
     target = await locate(config);
     await proveServer(target);
   } catch (err) {
-    return { status: 1, stdout: "", stderr: `postern: ${(err as Error).message}\n` };
+    return failure((err as Error).message);
   }
   let response: Response;
   try {
@@ -73,25 +75,31 @@ export async function runAdminCommand(config: Config, words: string[]): Promise<
       ...(request.body === undefined ? {} : { body: JSON.stringify(request.body) }),
     });
   } catch (err) {
-    return {
-      status: 1,
-      stdout: "",
-      stderr: `postern: the server's admin API at ${target.base} does not answer (${
+    return failure(
+      `the server's admin API at ${target.base} does not answer (${
         (err as Error).message
-      }); is postern running?\n`,
-    };
+      }); is postern running?`,
+    );
   }
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    return { status: 1, stdout: "", stderr: `postern: ${body.error ?? response.statusText}\n` };
-  }
+  if (!response.ok) return failure(String(body.error ?? response.statusText));
   if (command === "queue" && (sub === "ls" || sub === undefined)) {
     return { status: 0, stdout: queueTable(body.items ?? []), stderr: "" };
   }
   if (command === "status" && sub === "--cluster") {
     return { status: 0, stdout: nodeTable(body), stderr: "" };
   }
-  return { status: 0, stdout: JSON.stringify(body, null, 2) + "\n", stderr: "" };
+  return { status: 0, stdout: printableJson(body) + "\n", stderr: "" };
+}
+
+/** Exit status 1 with `message` on stderr, escaped: it may quote the server. */
+function failure(message: string): CliResult {
+  return { status: 1, stdout: "", stderr: `postern: ${printable(message)}\n` };
+}
+
+/** A table cell from a server's value, whatever its type, safe to print. */
+function cell(value: unknown): string {
+  return printable(String(value ?? ""));
 }
 
 interface ClusterView {
@@ -108,15 +116,17 @@ interface ClusterView {
 
 /** `postern status --cluster`: this node's link, then one line per live node. */
 function nodeTable(body: ClusterView): string {
-  const head = `node ${body.self.node}: ${body.self.state} counts, server ${body.self.server}\n`;
+  const head = `node ${cell(body.self.node)}: ${cell(body.self.state)} counts, server ${
+    cell(body.self.server)
+  }\n`;
   const rows = [["NODE", "VERSION", "QUEUE", "EPOCH", "HEARTBEAT"]];
   for (const node of body.nodes) {
     rows.push([
-      node.name,
-      node.version,
-      String(node.queue_size),
-      String(node.policy_epoch),
-      node.heartbeat_at,
+      cell(node.name),
+      cell(node.version),
+      cell(node.queue_size),
+      cell(node.policy_epoch),
+      cell(node.heartbeat_at),
     ]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
@@ -206,12 +216,13 @@ function queueTable(items: QueueRow[]): string {
   for (const item of items) {
     const pending = item.recipients.filter((r) => r.status === "pending");
     rows.push([
-      item.id,
-      age(item.age_seconds),
-      item.state,
-      `<${item.from}>`,
-      pending.map((r) => r.address).join(","),
-      (pending.find((r) => r.last_error)?.last_error ?? "").slice(0, 60),
+      cell(item.id),
+      age(Number(item.age_seconds)),
+      cell(item.state),
+      `<${cell(item.from)}>`,
+      pending.map((r) => cell(r.address)).join(","),
+      // Cut before escaping, so that no escape is cut in two.
+      cell((pending.find((r) => r.last_error)?.last_error ?? "").slice(0, 60)),
     ]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));

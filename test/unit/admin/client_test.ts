@@ -144,4 +144,57 @@ describe("runAdminCommand", () => {
     assert.equal(result.status, 1);
     assert.match(result.stderr, /does not answer .*is postern running\?/);
   });
+
+  it("escapes the control characters of what the server sends, in tables, JSON and errors", async () => {
+    // A hostile MX's reply as the queue keeps it, and a sender to match.
+    const lastError = "550 \x1b[31mred\x1b]0;owned\x07 \x9b2J \u202eevil\r\nX: y\x7f";
+    const entry = {
+      item: {
+        envelope: {
+          id: "01hostile",
+          from: "a\x1b[8mb@example.test",
+          to: ["x@example.test"],
+          received_at: new Date().toISOString(),
+          client: {},
+        },
+        state: {
+          recipients: [
+            { address: "x@example.test", status: "pending", attempts: 1, last_error: lastError },
+          ],
+        },
+      },
+      dueAt: Date.now(),
+      running: false,
+      held: false,
+    };
+    const server = await startApp({
+      queue: { list: () => [entry], get: (id: string) => id === "01hostile" ? entry : undefined },
+      spool: {
+        async *openMessage() {
+          yield new TextEncoder().encode("Subject: \x1b[2Jhi\r\n\r\nbody");
+        },
+      },
+    } as unknown as Partial<AdminDeps>);
+    await recordAddress(dataDir, server.address);
+    // Nothing but printable text and the newlines between lines.
+    const raw = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]/;
+
+    const ls = await runAdminCommand(configFor(dataDir), ["queue", "ls"]);
+    assert.equal(ls.status, 0, ls.stderr);
+    assert.doesNotMatch(ls.stdout, raw);
+    assert.ok(ls.stdout.includes("550 \\x1b[31mred\\x1b]0;owned\\x07 \\x9b2J \\u{202e}evil"));
+    assert.ok(ls.stdout.includes("<a\\x1b[8mb@example.test>"));
+
+    const show = await runAdminCommand(configFor(dataDir), ["queue", "show", "01hostile"]);
+    assert.equal(show.status, 0, show.stderr);
+    assert.doesNotMatch(show.stdout, raw);
+    // Still JSON, with the same strings.
+    const shown = JSON.parse(show.stdout);
+    assert.equal(shown.recipients[0].last_error, lastError);
+    assert.equal(shown.headers, "Subject: \x1b[2Jhi\r\n");
+
+    const missing = await runAdminCommand(configFor(dataDir), ["queue", "show", "\x1b[2J\u202e"]);
+    assert.equal(missing.status, 1);
+    assert.equal(missing.stderr, "postern: no queued message \\x1b[2J\\u{202e}\n");
+  });
 });
