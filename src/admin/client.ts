@@ -15,7 +15,7 @@ import { join } from "node:path";
 import type { Config } from "../config/mod.ts";
 import { ADMIN_STATE_FILE } from "./server.ts";
 import { printable, printableJson } from "./terminal.ts";
-import { adminProof, randomBase64url, sameToken } from "./token.ts";
+import { adminProof, randomBase64url, sameToken, tokenProblem } from "./token.ts";
 
 /** What one command printed and its exit status. */
 export interface CliResult {
@@ -170,6 +170,9 @@ async function locate(config: Config): Promise<Target> {
       `cannot read the admin token ${config.admin.tokenFile}: ${(err as Error).message}`,
     );
   }
+  // The server refuses such a token at start; the file may have changed since.
+  const problem = tokenProblem(token, config.admin.tokenFile);
+  if (problem) throw new Error(problem);
   return { base: `http://${address}`, token, source };
 }
 

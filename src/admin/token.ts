@@ -22,10 +22,33 @@ export interface AdminToken {
 const MIN_TOKEN_LENGTH = 16;
 
 /**
+ * What an HTTP bearer token may hold (RFC 6750, 2.1, b64token): the server
+ * reads `Authorization: Bearer <token>` up to the first space, so a token
+ * with a space (a passphrase) could never be presented.
+ */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+/**
+ * Why `token` (read from `path`) cannot be the admin token, or undefined
+ * when it can. The message never quotes the token.
+ */
+export function tokenProblem(token: string, path: string): string | undefined {
+  if (token.length < MIN_TOKEN_LENGTH) {
+    return `${path}: the admin token must be at least ${MIN_TOKEN_LENGTH} characters`;
+  }
+  if (!B64TOKEN.test(token)) {
+    const what = /\s/.test(token) ? "white space" : "a character outside that set";
+    return `${path}: the admin token may hold only the letters A-Z and a-z, the digits 0-9 and ` +
+      `- . _ ~ + / (then = signs at its end), as an HTTP bearer token (RFC 6750); it holds ${what}`;
+  }
+  return undefined;
+}
+
+/**
  * Reads the token from `path`, or creates the file with a new one.
  *
  * @throws {Error} naming the file when it cannot be read or written, or
- * holds a token too short to be safe.
+ * holds a token too short to be safe or not fit for a bearer token.
  */
 export async function loadOrCreateToken(path: string): Promise<AdminToken> {
   let text: string | undefined;
@@ -38,11 +61,8 @@ export async function loadOrCreateToken(path: string): Promise<AdminToken> {
   }
   if (text !== undefined) {
     const token = text.trim();
-    if (token.length < MIN_TOKEN_LENGTH) {
-      throw new Error(
-        `${path}: the admin token must be at least ${MIN_TOKEN_LENGTH} characters`,
-      );
-    }
+    const problem = tokenProblem(token, path);
+    if (problem) throw new Error(problem);
     const mode = (await stat(path)).mode & 0o077;
     return {
       token,

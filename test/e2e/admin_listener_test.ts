@@ -2,7 +2,7 @@
  * The admin API's listener against the running server: it survives running
  * out of descriptors, caps its connections, closes idle ones, and removes
  * `<data>/run/admin.json` when the server stops; `postern check` warns of an
- * address off loopback.
+ * address off loopback; a token no client could send stops the start.
  */
 
 import assert from "node:assert/strict";
@@ -166,5 +166,30 @@ describe("admin API listener", () => {
       assert.equal(result.stderr.includes(warning), warns, result.stderr);
       if (warns) assert.match(result.stderr, /plain HTTP/);
     }
+  });
+
+  it("refuses to start with a token file no client could present, and says why", async () => {
+    const configDir = await tempDir("postern-config-");
+    const dataDir = await tempDir("postern-data-");
+    await writeTree(configDir, { "admin.token": "correct horse battery staple\n" });
+    await writeTree(configDir, { "postern.yaml": "admin:\n  token_file: admin.token\n" });
+    const [cmd, ...args] = posternCommand([
+      "serve",
+      "--config",
+      configDir,
+      "--data",
+      dataDir,
+      "--listen",
+      "127.0.0.1:0",
+      "--admin-listen",
+      "127.0.0.1:0",
+    ]);
+    const result = await run(cmd!, args);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(
+      result.stderr,
+      /^postern: cannot start: .*admin\.token: the admin token may hold/m,
+    );
+    assert.ok(!result.stderr.includes("correct horse"), result.stderr);
   });
 });

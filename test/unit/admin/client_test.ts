@@ -135,6 +135,16 @@ describe("runAdminCommand", () => {
     assert.match(result.stderr, /does not prove/);
   });
 
+  it("sends nothing when the token file holds what no bearer token may", async () => {
+    const squatter = await startSquatter({ status: "ok" });
+    await recordAddress(dataDir, squatter.address);
+    await writeFile(join(dataDir, "admin.token"), "correct horse battery staple\n");
+    const result = await runAdminCommand(configFor(dataDir), ["status"]);
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /admin\.token: the admin token may hold only .* white space\n$/);
+    assert.deepEqual(squatter.seen, []);
+  });
+
   it("says the server does not answer when nothing listens at the address", async () => {
     const listener = await listenTcp("127.0.0.1", 0);
     const address = listener.address;

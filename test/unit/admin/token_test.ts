@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { loadOrCreateToken, sameToken } from "../../../src/admin/mod.ts";
+import fc from "fast-check";
+import { adminApp, type AdminDeps, loadOrCreateToken, sameToken } from "../../../src/admin/mod.ts";
 import { makeTempDir, openFileDescriptors, removeDir } from "../helpers.ts";
 
 describe("admin token", () => {
@@ -64,6 +65,50 @@ describe("admin token", () => {
       assert.match(token, /^[A-Za-z0-9_-]{43}$/);
     }
     assert.equal(await openFileDescriptors(), before);
+  });
+
+  it("refuses a token no client could present as a bearer token, without quoting it", async () => {
+    const path = join(dir, "admin.token");
+    const cases: Array<[string, string]> = [
+      ["correct horse battery staple", "white space"],
+      ["tab\tseparated-token-value", "white space"],
+      ["pässwörd-1234567890-abc", "a character outside that set"],
+      ["a-long-enough=token-value", "a character outside that set"],
+      ["a-long-enough-token-value;", "a character outside that set"],
+    ];
+    for (const [token, what] of cases) {
+      await writeFile(path, `${token}\n`, { mode: 0o600 });
+      await assert.rejects(loadOrCreateToken(path), (err: unknown) => {
+        assert.ok(err instanceof Error);
+        assert.ok(err.message.startsWith(`${path}: the admin token may hold only`), err.message);
+        assert.match(err.message, /RFC 6750/);
+        assert.ok(err.message.endsWith(`it holds ${what}`), err.message);
+        assert.ok(!err.message.includes(token), err.message);
+        return true;
+      });
+    }
+  });
+
+  it("accepts every RFC 6750 token of 16 characters or more, and the API then takes it", async () => {
+    const path = join(dir, "admin.token");
+    const alphabet = [..."ABCXYZabcxyz0189-._~+/"];
+    const tokens = fc.tuple(
+      fc.array(fc.constantFrom(...alphabet), { minLength: 16, maxLength: 60 }),
+      fc.integer({ min: 0, max: 3 }),
+    ).map(([chars, pad]) => chars.join("") + "=".repeat(pad));
+    await fc.assert(
+      fc.asyncProperty(tokens, async (token) => {
+        await writeFile(path, `${token}\n`, { mode: 0o600 });
+        assert.equal((await loadOrCreateToken(path)).token, token);
+        const app = adminApp({ token } as AdminDeps);
+        const response = await app.request("/openapi-not-here", {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        // Past the token check: the route is unknown.
+        assert.equal(response.status, 404);
+      }),
+      { numRuns: 50 },
+    );
   });
 
   it("sameToken() compares whole strings", () => {
