@@ -146,7 +146,7 @@ export function serveHttp1(
         delay = 0;
       }
       if (open.size >= limits.maxConnections) {
-        refuse(conn, limits.writeTimeoutMs);
+        void refuse(conn, limits.writeTimeoutMs);
         continue;
       }
       const state = { busy: false, done: Promise.resolve() };
@@ -155,7 +155,14 @@ export function serveHttp1(
         .finally(() => open.delete(conn));
     }
   };
-  const loop = acceptLoop();
+  // Whatever goes wrong here must not become an unhandled rejection, which
+  // would end the process (Deno) and SMTP with it.
+  const loop = acceptLoop().catch((err) =>
+    log.warn("admin API stopped accepting connections after an unexpected error", {
+      addr: listener.address,
+      error: err instanceof Error ? err.message : String(err),
+    })
+  );
 
   return {
     address: listener.address,
@@ -168,21 +175,34 @@ export function serveHttp1(
         backoff.resolve();
       }
       await loop;
-      for (const [conn, state] of open) if (!state.busy) conn.close();
+      for (const [conn, state] of open) if (!state.busy) closeQuietly(conn);
       await Promise.all([...open.values()].map((s) => s.done));
     },
   };
 }
 
-/** Over the limit: a 503, and the connection closed without reading it. */
-function refuse(conn: TcpConn, writeTimeoutMs: number): void {
-  const timer = setTimeout(() => conn.close(), writeTimeoutMs);
-  conn.write(plainResponse(503, "too many connections to the admin API; try again shortly"))
-    .catch(() => {})
-    .finally(() => {
-      clearTimeout(timer);
-      conn.close();
-    });
+/** Over the limit: a 503, and the connection closed without reading it. Never rejects. */
+async function refuse(conn: TcpConn, writeTimeoutMs: number): Promise<void> {
+  const timer = setTimeout(() => closeQuietly(conn), writeTimeoutMs);
+  try {
+    await conn.write(
+      plainResponse(503, "too many connections to the admin API; try again shortly"),
+    );
+  } catch {
+    // The client left: nothing to answer.
+  } finally {
+    clearTimeout(timer);
+    closeQuietly(conn);
+  }
+}
+
+/** Closes `conn`; a failure to close is no reason to stop serving. */
+function closeQuietly(conn: TcpConn): void {
+  try {
+    conn.close();
+  } catch {
+    // Closed already, or the runtime could not: either way it is done.
+  }
 }
 
 /** Reads one request, answers it, and closes the connection. Never rejects. */
@@ -193,10 +213,10 @@ async function serveConnection(
   authority: string,
   markBusy: () => void,
 ): Promise<void> {
-  let timer = setTimeout(() => conn.close(), limits.headTimeoutMs);
+  let timer = setTimeout(() => closeQuietly(conn), limits.headTimeoutMs);
   const deadline = (ms: number) => {
     clearTimeout(timer);
-    timer = setTimeout(() => conn.close(), ms);
+    timer = setTimeout(() => closeQuietly(conn), ms);
   };
   try {
     let response: Response;
@@ -246,7 +266,7 @@ async function serveConnection(
     // A write to a closed or reset connection: nothing more to do.
   } finally {
     clearTimeout(timer);
-    conn.close();
+    closeQuietly(conn);
   }
 }
 

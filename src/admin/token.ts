@@ -2,6 +2,7 @@
  * The admin API's bearer token: read from its file, or generated on first
  * start (256 random bits) and written with mode 0600, so that only the
  * server's user (and root) can use the API. The token is never logged.
+ * `adminProof` lets the server show it holds the token without sending it.
  *
  * @module
  */

@@ -8,7 +8,7 @@ import {
   type Http1Server,
   serveHttp1,
 } from "../../../src/admin/http_server.ts";
-import { listenTcp, type TcpListener } from "../../../src/runtime/mod.ts";
+import { listenTcp, type TcpConn, type TcpListener } from "../../../src/runtime/mod.ts";
 import { deferred } from "../helpers.ts";
 
 /** Limits for tests: short deadlines, small sizes, a few connections. */
@@ -237,6 +237,30 @@ describe("serveHttp1", () => {
         fields: { addr: real.address, failed_accepts: 5 },
       },
     ]);
+  });
+
+  it("keeps accepting when a connection fails in ways no socket should", async () => {
+    const real = await listenTcp("127.0.0.1", 0);
+    const broken: TcpConn = {
+      read: () => Promise.resolve(null),
+      write: () => {
+        throw new Error("write failed at once");
+      },
+      closeWrite: () => Promise.resolve(),
+      close: () => {
+        throw new Error("close failed");
+      },
+    };
+    // The second broken one arrives while the first is open: it is refused.
+    let fakes = 2;
+    const listener: TcpListener = {
+      address: real.address,
+      accept: () => fakes-- > 0 ? Promise.resolve(broken) : real.accept(),
+      close: () => real.close(),
+    };
+    const server = serveHttp1(listener, echo, recorder().log, { ...LIMITS, maxConnections: 1 });
+    servers.push(server);
+    assert.match(await exchange(server.address, "GET /x HTTP/1.1\r\n\r\n"), /^HTTP\/1\.1 200 /);
   });
 
   it("close() stops accepting, ends idle connections and lets a request being answered finish", async () => {
