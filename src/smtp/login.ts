@@ -2,8 +2,10 @@
  * AUTH for submission (RFC 4954): PLAIN and LOGIN, only over TLS (the
  * listener refuses them in the clear), checked against the scrypt hashes
  * in the domain's users file. Failed logins are counted per client address
- * (IPv6 by /64); past the limit, every attempt from there is refused for a
- * while without checking the password, so guessing gains nothing.
+ * (IPv6 by /64), and an attempt being checked counts as a failure until it
+ * succeeds; past the limit, every attempt from there is refused for a while
+ * without checking the password, so guessing gains nothing, however many
+ * connections guess at once.
  *
  * @module
  */
@@ -65,6 +67,13 @@ export class LocalFailures implements FailureCounter {
 /** Checks logins, and counts the failures per client. */
 export class LoginChecker {
   #failures: FailureCounter;
+  /**
+   * Attempts being checked now, per client key. Each counts as a failure
+   * until its outcome is known: the password check takes ~100 ms (scrypt),
+   * and attempts that all read the count before any of them added a
+   * failure would all get their guess checked, however many there were.
+   */
+  #inFlight = new Map<string, number>();
 
   /** Creates a checker; `clock` gives milliseconds; `failures` counts elsewhere (a fleet). */
   constructor(clock: () => number = Date.now, failures?: FailureCounter) {
@@ -73,7 +82,8 @@ export class LoginChecker {
 
   /**
    * Checks `attempt` against the users of the policy in force; at most
-   * `maxFailuresPerHour` failures per client address (0: no limit).
+   * `maxFailuresPerHour` failures per client address (0: no limit), counting
+   * the attempts still being checked as failures.
    */
   async check(
     attempt: LoginAttempt,
@@ -83,15 +93,38 @@ export class LoginChecker {
     onDovecotError?: (err: unknown) => void,
   ): Promise<LoginResult> {
     const key = clientKey(attempt.ip);
-    if (maxFailuresPerHour > 0 && await this.#failures.count(key) >= maxFailuresPerHour) {
-      return { refusal: TOO_MANY, reason: "login_rate" };
+    if (maxFailuresPerHour > 0) {
+      const failures = await this.#failures.count(key);
+      // Nothing is awaited between reading the count and reserving a place,
+      // so attempts that run at the same time cannot all pass the limit.
+      if (failures + (this.#inFlight.get(key) ?? 0) >= maxFailuresPerHour) {
+        return { refusal: TOO_MANY, reason: "login_rate" };
+      }
     }
-    if (dovecot?.checksPasswords) {
-      const result = await loginWithDovecot(dovecot, attempt, resolver, onDovecotError);
+    this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1);
+    try {
+      const result = await this.#verify(attempt, resolver, dovecot, onDovecotError);
+      // The failure is counted before its reservation is given back.
       if ("refusal" in result && result.reason === "bad_credentials") {
         await this.#failures.add(key);
       }
       return result;
+    } finally {
+      const left = (this.#inFlight.get(key) ?? 1) - 1;
+      if (left > 0) this.#inFlight.set(key, left);
+      else this.#inFlight.delete(key);
+    }
+  }
+
+  /** The password check itself, by Dovecot or against the users files. */
+  async #verify(
+    attempt: LoginAttempt,
+    resolver: RecipientResolver,
+    dovecot?: DovecotAuth,
+    onDovecotError?: (err: unknown) => void,
+  ): Promise<LoginResult> {
+    if (dovecot?.checksPasswords) {
+      return await loginWithDovecot(dovecot, attempt, resolver, onDovecotError);
     }
     const hash = resolver.passwordOf(attempt.username);
     // A missing user costs the same time as a wrong password, so that the
@@ -100,7 +133,6 @@ export class LoginChecker {
     const ok = await verifyPassword(attempt.password, hash ?? await dummyHash) &&
       hash !== undefined;
     if (ok) return { user: resolver.normalize(attempt.username) };
-    await this.#failures.add(key);
     return { refusal: BAD_CREDENTIALS, reason: "bad_credentials" };
   }
 }

@@ -196,6 +196,65 @@ describe("LoginChecker", () => {
     assert.deepEqual(result, { user: "alice@example.test" });
   });
 
+  it("checks at most N of many wrong passwords sent at the same moment; the rest get 454", async () => {
+    // Each attempt counts as a failure from its start: before, all eight
+    // read the count before any failure was added, and all got 535.
+    const checker = new LoginChecker();
+    const results = await Promise.all(
+      Array.from(
+        { length: 8 },
+        (_, i) => checker.check(attempt("carol@example.test", `guess ${i}`), resolver, 3),
+      ),
+    );
+    const reasons = results.map((r) => refusalOf(r).reason);
+    assert.equal(reasons.filter((r) => r === "bad_credentials").length, 3, reasons.join(" "));
+    assert.equal(reasons.filter((r) => r === "login_rate").length, 5, reasons.join(" "));
+    // The lockout holds afterwards too.
+    const locked = await checker.check(
+      attempt("carol@example.test", "carol's password"),
+      resolver,
+      3,
+    );
+    assert.deepEqual(refusalOf(locked), LOCKED);
+  });
+
+  it("counts parallel guesses from one IPv6 /64 together, whatever the addresses", async () => {
+    const checker = new LoginChecker();
+    const results = await Promise.all(
+      Array.from(
+        { length: 6 },
+        (_, i) =>
+          checker.check(
+            attempt("carol@example.test", `guess ${i}`, `2001:db8::${i + 1}`),
+            resolver,
+            2,
+          ),
+      ),
+    );
+    const reasons = results.map((r) => refusalOf(r).reason);
+    assert.equal(reasons.filter((r) => r === "bad_credentials").length, 2, reasons.join(" "));
+  });
+
+  it("gives a successful attempt's place back, and a finished failure keeps its count", async () => {
+    const checker = new LoginChecker();
+    await fail(checker, "192.0.2.1", 1, 2);
+    for (let i = 0; i < 3; i++) {
+      const ok = await checker.check(
+        attempt("carol@example.test", "carol's password"),
+        resolver,
+        2,
+      );
+      assert.deepEqual(ok, { user: "carol@example.test" }, `login ${i + 1}`);
+    }
+    await fail(checker, "192.0.2.1", 1, 2);
+    const locked = await checker.check(
+      attempt("carol@example.test", "carol's password"),
+      resolver,
+      2,
+    );
+    assert.deepEqual(refusalOf(locked), LOCKED);
+  });
+
   it("keeps the failures of each checker apart", async () => {
     const first = new LoginChecker();
     await fail(first, "192.0.2.1", 1, 1);
