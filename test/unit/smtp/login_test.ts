@@ -280,6 +280,15 @@ describe("senderRefusal", () => {
     assert.equal(senderRefusal("alice@Example.Test", "alice@example.TEST"), undefined);
   });
 
+  it("lets a user of an IDN domain send as its address, with A-labels or U-labels", () => {
+    // smtp-server turns MAIL FROM:<hans@xn--bcher-kva.test> into hans@bücher.test.
+    assert.equal(senderRefusal("hans@xn--bcher-kva.test", "hans@bücher.test"), undefined);
+    assert.equal(senderRefusal("hans@xn--bcher-kva.test", "hans@BÜCHER.test"), undefined);
+    assert.equal(senderRefusal("hans@xn--bcher-kva.test", "hans@xn--bcher-kva.test"), undefined);
+    assert.equal(senderRefusal("hans@bücher.test", "hans@XN--BCHER-KVA.TEST"), undefined);
+    assert.ok(senderRefusal("hans@xn--bcher-kva.test", "hans@bucher.test"));
+  });
+
   for (
     const [label, sender] of [
       ["another domain", "alice@other.test"],
