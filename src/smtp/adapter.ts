@@ -5,6 +5,10 @@
  * Error carrying `responseCode` for refusals, and never lets an exception
  * escape into the library.
  *
+ * A refusal a handler returns is the handler's to log (Intake logs each,
+ * with its reason); the reply to an unexpected error is not, and is marked
+ * so that the connection logs it ({@linkcode isUnlogged}).
+ *
  * @module
  */
 
@@ -12,6 +16,21 @@ import { Replies, replyText, type SmtpReply } from "./reply.ts";
 
 /** smtp-server's callback shape. */
 export type NodeCallback = (err?: Error | null, message?: string) => void;
+
+/** Errors whose reply no handler logged: those answering an unexpected error. */
+const unlogged = new WeakSet<object>();
+
+/** True for an error whose reply no handler logged (the connection logs it). */
+export function isUnlogged(err: unknown): boolean {
+  return typeof err === "object" && err !== null && unlogged.has(err);
+}
+
+/** The temporary local error that answers an unexpected error of a handler. */
+function unexpectedError(): Error & { responseCode: number } {
+  const err = replyError(Replies.localError);
+  unlogged.add(err);
+  return err;
+}
 
 /** An Error that smtp-server turns into the reply it describes. */
 export function replyError(r: SmtpReply): Error & { responseCode: number } {
@@ -41,7 +60,7 @@ export function completeLogin(
     },
     (err) => {
       onUnexpected(err);
-      finish(replyError(Replies.localError));
+      finish(unexpectedError());
     },
   );
 }
@@ -71,7 +90,7 @@ export function complete(
     },
     (err) => {
       onUnexpected(err);
-      finish(replyError(Replies.localError));
+      finish(unexpectedError());
     },
   );
 }

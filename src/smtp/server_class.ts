@@ -28,16 +28,21 @@
  *    parser only on the next turn of the event loop, so one client
  *    pipelining thousands of commands cannot keep every other client waiting.
  * 7. A hard error limit (`smtp.hard_error_limit`, error_limit.ts), which
- *    replaces smtp-server's cap of 10 unrecognized commands.
- * 8. Raw bytes (command_check.ts): invalid UTF-8 (in AUTH credentials too)
- *    and non-ASCII addresses without SMTPUTF8 are refused before
- *    smtp-server decodes the line.
+ *    replaces smtp-server's caps of 10 unrecognized commands and of 10
+ *    commands before AUTH (on submission, where a client may well send
+ *    EHLO, STARTTLS, EHLO, RSET and NOOP before it logs in).
+ * 8. Raw bytes (command_gate.ts, command_check.ts): invalid UTF-8 (in AUTH
+ *    credentials too) and non-ASCII addresses without SMTPUTF8 are refused
+ *    before smtp-server decodes the line.
  * 9. A message pipelined behind a refused DATA (or BDAT) is never run as
  *    commands.
  * 10. QUIT closes the connection. smtp-server half-closes after its 221
  *    and reads on for up to 5 s, until the client closes its side; Postern
  *    closes the socket once the 221 and its FIN are out, as Postfix and
  *    chasquid do (RFC 5321 section 4.1.1.10).
+ * 11. Every error reply is logged (refusal_log.ts), whoever made it up:
+ *    Postern's handlers log their own (handler_refusals.ts), the connection
+ *    the rest, smtp-server's own included (library_replies.ts).
  *
  * @module
  */
@@ -46,10 +51,12 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
-import { checkCommand, checkCredentials } from "./command_check.ts";
+import { gateCommand, PROTOCOL_SYNC, verbOf } from "./command_gate.ts";
 import { SessionDeadline } from "./deadline.ts";
 import { ErrorCounter, errorLimitReply } from "./error_limit.ts";
+import { markingHandlers, takeHandlerMark } from "./handler_refusals.ts";
 import { InputTracker, type TrackedParser } from "./input_tracker.ts";
+import { libraryReply, type Stage, stageOf } from "./library_replies.ts";
 import { ENHANCED_CODE_PREFIX, reply, replyText, type SmtpReply } from "./reply.ts";
 
 /** Settings of each connection; a policy reload changes those of the next ones. */
@@ -66,7 +73,10 @@ export interface ConnectionSettings {
 
 /** What a connection reports beyond smtp-server's handlers, for the mail log. */
 export interface SessionEvents {
-  /** A command was refused by the connection itself. */
+  /**
+   * An error reply that no handler logged: a refusal of the connection
+   * itself, or one smtp-server made up.
+   */
   refused(session: SMTPServerSession, stage: string, reason: string, reply: SmtpReply): void;
   /** The session reached the error limit and ends with `reply`. */
   errorLimit(session: SMTPServerSession, errors: number, reply: SmtpReply): void;
@@ -76,17 +86,6 @@ export interface SessionEvents {
 export interface PosternServerOptions extends SMTPServerOptions, ConnectionSettings {
   events?: SessionEvents | undefined;
 }
-
-/**
- * RFC 5321 section 3.3: after a 5yz reply to DATA the client must not send
- * the message, and RFC 2920 section 3.1 makes DATA the last command of a
- * pipelined group. A message sent anyway would run as commands; Postern
- * answers 554 5.5.0 and disconnects, as Postfix 3.9 does
- * (smtpd_forbid_unauth_pipelining). The same holds for BDAT, which Postern
- * does not offer (no CHUNKING): RFC 3030 section 2 sends its chunk right
- * behind the command line, so what follows a refused BDAT is message data.
- */
-const PIPELINED_DATA = reply(554, "5.5.0", "Error: SMTP protocol synchronization");
 
 /** The input tracker of each parser (parsers are created in the base constructor). */
 const trackers = new WeakMap<object, InputTracker>();
@@ -104,6 +103,10 @@ class PosternConnection extends SMTPConnection {
   #hideAuth = false;
   /** The command being dispatched synchronously, if any. */
   #dispatching: string | undefined;
+  /** The stage of the command being handled (of DATA until its message is answered). */
+  #stage: Stage | undefined;
+  /** The reply being sent was logged already. */
+  #noted = false;
 
   override _createParser(): ReturnType<SMTPConnection["_createParser"]> {
     const parser = super._createParser();
@@ -113,8 +116,17 @@ class PosternConnection extends SMTPConnection {
 
   override init(): void {
     this.#errors = new ErrorCounter(this.settings.hardErrorLimit);
+    // The hard error limit replaces smtp-server's cap on commands before
+    // AUTH (its option cannot switch it off: false means 10).
+    this._maxAllowedUnauthenticatedCommands = false;
     this.#deadline = new SessionDeadline(this.settings, () => {
-      this.send(421, `4.4.2 ${this.name} Error: command timeout exceeded, closing connection`);
+      const stage = this.#inData() ? "data" : "command";
+      const r = reply(
+        421,
+        "4.4.2",
+        `${this.name} Error: command timeout exceeded, closing connection`,
+      );
+      this.#refuse(stage, "timeout", r);
     });
     this._setListeners(() => {
       if (this.settings.greetingDelayMs <= 0) {
@@ -135,6 +147,7 @@ class PosternConnection extends SMTPConnection {
     this._unrecognizedCommands = 0;
     const next = callback ?? (() => {});
     const resume = () => {
+      if (!this.#inData()) this.#stage = undefined;
       this.#owe();
       // The next command waits for the next turn of the event loop, so
       // that other clients are served between any two commands of one. A
@@ -149,27 +162,18 @@ class PosternConnection extends SMTPConnection {
     // A pending handler is smtp-server's SASL exchange: the line answers a
     // 334 challenge and holds credentials.
     const answering = Boolean(this._nextHandler);
-    const refusal = !open
-      ? undefined
-      : answering
-      ? checkCredentials(command, true)
-      : checkCommand(command, {
+    this.#stage = stageOf(answering ? undefined : verbOf(command), answering);
+    const refusal = open
+      ? gateCommand(command, {
+        answering,
         transactionOpen: Boolean(this.session.envelope?.mailFrom),
         smtputf8: Boolean(this.session.envelope?.smtpUtf8),
-      }) ?? checkCredentials(command, false);
+      })
+      : undefined;
     if (refusal) {
-      const verb = /^\s*(\w{1,8})/.exec(command.toString("latin1"))?.[1]?.toLowerCase();
-      const auth = answering || verb === "auth";
       // The exchange ends with the refusal (RFC 4954 section 4).
       if (answering) this._nextHandler = false;
-      this.events?.refused(
-        this.session,
-        auth ? "auth" : refusal.reason === "bad_utf8" ? "command" : verb ?? "command",
-        refusal.reason,
-        refusal.reply,
-      );
-      if (refusal.enhanced) this.send(refusal.reply.code, replyText(refusal.reply));
-      else this.send(refusal.reply.code, refusal.reply.text, false);
+      this.#refuse(refusal.stage, refusal.reason, refusal.reply, refusal.enhanced);
       this._whenWritable(resume);
       return;
     }
@@ -179,6 +183,23 @@ class PosternConnection extends SMTPConnection {
     } finally {
       this.#dispatching = undefined;
     }
+  }
+
+  /**
+   * Sends a refusal that the connection itself decided on, logged as one;
+   * `enhanced` false for a reply that carries no enhanced code.
+   */
+  #refuse(stage: Stage, reason: string, r: SmtpReply, enhanced = true): void {
+    this.events?.refused(this.session, stage, reason, r);
+    this.#noted = true;
+    if (enhanced) this.send(r.code, replyText(r));
+    else this.send(r.code, r.text, false);
+  }
+
+  /** True while the parser reads a message (after DATA's 354). */
+  #inData(): boolean {
+    const parser = this._parser;
+    return Boolean(parser && parser._dataMode);
   }
 
   /** What the client owes now that a command is done: the next one, or the message. */
@@ -263,22 +284,44 @@ class PosternConnection extends SMTPConnection {
   }
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {
+    const noted = this.#noted;
+    this.#noted = false;
     if (
       (this.#dispatching === "DATA" || this.#dispatching === "BDAT") && code >= 400 &&
       code !== 421 &&
       this._parser && trackers.get(this._parser)?.pending()
     ) {
       this.#dispatching = undefined;
-      this.events?.refused(this.session, "data", "pipelined_message", PIPELINED_DATA);
-      super.send(PIPELINED_DATA.code, replyText(PIPELINED_DATA), false);
+      this.events?.refused(this.session, "data", "pipelined_message", PROTOCOL_SYNC);
+      super.send(PROTOCOL_SYNC.code, replyText(PROTOCOL_SYNC), false);
       this.close();
       return;
     }
-    const text = typeof data === "string" ? data : "";
-    if (typeof data === "string" && ENHANCED_CODE_PREFIX.test(data)) {
+    let text = typeof data === "string" ? data : "";
+    const prefixed = typeof data === "string" && ENHANCED_CODE_PREFIX.test(data);
+    if (code >= 400 && typeof data === "string") {
+      // A handler's refusal is the handler's to log (it says why); the
+      // mark is taken with the first error reply after it.
+      const logged = takeHandlerMark(this.session, code) || noted;
+      if (prefixed) {
+        if (!logged) this.#noteLibrary(code, data.slice(0, data.indexOf(" ")), data, true);
+        super.send(code, data, false);
+      } else {
+        const enhanced = this._getEnhancedStatusCode(code, context);
+        const r = logged
+          ? reply(code, enhanced, data)
+          : this.#noteLibrary(code, enhanced, data, false);
+        text = r.enhanced ? replyText(r) : r.text;
+        super.send(code, text, false);
+      }
+    } else if (prefixed) {
       super.send(code, data, false);
     } else {
       super.send(code, data, context);
+    }
+    if (!this._handlerPending && !this._dataStream && !this.#inData()) {
+      // The command or message answered is done with.
+      this.#stage = undefined;
     }
     if (code === 421) return;
     // A reply outside a command handler (the greeting, the reply to a
@@ -289,6 +332,19 @@ class PosternConnection extends SMTPConnection {
       this.events?.errorLimit(this.session, this.#errors.errors, r);
       super.send(r.code, replyText(r), false);
     }
+  }
+
+  /**
+   * Logs an error reply that nobody logged (smtp-server's own, mostly) and
+   * returns it as it is to be sent; `prefixed` when `text` starts with its
+   * enhanced code `enhanced` already.
+   */
+  #noteLibrary(code: number, enhanced: string, text: string, prefixed: boolean): SmtpReply {
+    const stage = this.#stage ?? (this.#inData() ? "data" : "command");
+    const body = prefixed ? text.slice(enhanced.length + 1) : text;
+    const { reply: r, reason } = libraryReply(code, enhanced, body);
+    this.events?.refused(this.session, stage, reason, r);
+    return r;
   }
 }
 
@@ -301,7 +357,7 @@ export class PosternSmtpServer extends SMTPServer {
   constructor(options: PosternServerOptions) {
     const { greetingDelayMs, commandTimeoutMs, minDataRate, hardErrorLimit, events, ...rest } =
       options;
-    super(rest);
+    super(markingHandlers(rest));
     this.#settings = { greetingDelayMs, commandTimeoutMs, minDataRate, hardErrorLimit };
     this.#events = events;
   }

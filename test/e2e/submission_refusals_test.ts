@@ -1,0 +1,79 @@
+/**
+ * Submission's refusals: no cap of 10 commands before AUTH (the hard
+ * error limit bounds a client instead), and refusals before AUTH logged.
+ */
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { hashPassword } from "../../src/users/password.ts";
+import { cleanup, freePort, type Server, startServer, tempDir, writeTree } from "./harness.ts";
+import { LineClient } from "../support/smtp_lines.ts";
+
+/** The failed-login limit of this server. */
+const LOGIN_LIMIT = 5;
+
+describe("submission refusals", () => {
+  let server: Server;
+  let submission: number;
+  before(async () => {
+    const configDir = await tempDir("postern-config-");
+    submission = await freePort();
+    await writeTree(configDir, {
+      "postern.yaml": [
+        "hostname: mx.example.test",
+        "submission:",
+        `  listen: ["127.0.0.1:${submission}"]`,
+        "rate_limits:",
+        `  failed_logins_per_ip_per_hour: ${LOGIN_LIMIT}`,
+        "",
+      ].join("\n"),
+      "domains/example.test/users": `alice ${await hashPassword("alice-pass")}\n`,
+    });
+    server = await startServer({ configDir });
+  });
+  after(async () => {
+    await cleanup(server);
+  });
+
+  /** A session on the submission port that said EHLO `helo`, over TLS unless `plain`. */
+  async function session(helo: string, plain = false): Promise<LineClient> {
+    const client = await LineClient.open("127.0.0.1", submission);
+    assert.match((await client.waitFor(/^220 /)) ?? "", /^220 /);
+    assert.match(await client.command(`EHLO ${helo}`), /^250 /);
+    if (plain) return client;
+    assert.match(await client.command("STARTTLS"), /^220 /);
+    await client.startTls();
+    assert.match(await client.command(`EHLO ${helo}`), /^250 /);
+    return client;
+  }
+
+  const plain = (user: string, password: string) => btoa(`\0${user}\0${password}`);
+
+  it("lets a client send more than 10 commands before AUTH", async () => {
+    // Before, smtp-server's cap: the tenth got "421 4.4.2 Error: too many
+    // unauthenticated commands", with no log line.
+    const client = await session("patient.test");
+    for (let i = 0; i < 6; i++) {
+      assert.match(await client.command("NOOP"), /^250 /);
+      assert.match(await client.command("RSET"), /^250 /);
+    }
+    assert.match(
+      await client.command(`AUTH PLAIN ${plain("alice@example.test", "alice-pass")}`),
+      /^235 /,
+    );
+    assert.match(await client.command("MAIL FROM:<alice@example.test>"), /^250 /);
+    assert.match(await client.command("QUIT"), /^221 /);
+    await client.closed;
+  });
+
+  it("logs and counts a flood of MAIL before AUTH (530) up to the hard error limit", async () => {
+    const client = await session("anonymous.test");
+    for (let i = 0; i < 20; i++) {
+      assert.match(await client.command("MAIL FROM:<alice@example.test>"), /^530 5\.7\.0 /);
+    }
+    assert.match((await client.waitFor(/^421 /, client.lines.length - 1)) ?? "", /^421 4\.7\.0 /);
+    await client.closed;
+    const summary = await server.waitForLog(/event=session_refusals .*helo=anonymous\.test /);
+    assert.match(summary, / rejected=20 unlogged=15 reason=too_many_errors errors=20 /);
+  });
+});
