@@ -1,7 +1,7 @@
 /**
- * What Postern refuses of a command line before smtp-server sees it: the
- * raw-byte checks of command_check.ts, each with its stage and reason for
- * the log.
+ * What Postern refuses of a command line before smtp-server sees it: BDAT,
+ * and the raw-byte checks of command_check.ts. Each refusal says its stage
+ * and reason for the log, and whether the session ends with it.
  *
  * @module
  */
@@ -15,9 +15,10 @@ import { reply, type SmtpReply } from "./reply.ts";
  * the message, and RFC 2920 section 3.1 makes DATA the last command of a
  * pipelined group. A message sent anyway would run as commands; Postern
  * answers 554 5.5.0 and disconnects, as Postfix 3.9 does
- * (smtpd_forbid_unauth_pipelining). The same holds for BDAT, which Postern
- * does not offer (no CHUNKING): RFC 3030 section 2 sends its chunk right
- * behind the command line, so what follows a refused BDAT is message data.
+ * (smtpd_forbid_unauth_pipelining). The same goes for every BDAT, which
+ * Postern does not offer (no CHUNKING): RFC 3030 section 2 sends its chunk
+ * right behind the command line without waiting for a reply, so whatever
+ * follows a BDAT, now or later, is message data.
  */
 export const PROTOCOL_SYNC = reply(554, "5.5.0", "Error: SMTP protocol synchronization");
 
@@ -38,6 +39,8 @@ export interface GateRefusal {
   reply: SmtpReply;
   /** False for replies that carry no enhanced code (to EHLO and HELO). */
   enhanced: boolean;
+  /** The session ends with the reply. */
+  close: boolean;
 }
 
 /** The verb of a line as smtp-server reads it (the first word, upper case). */
@@ -54,6 +57,7 @@ export function gateCommand(line: Uint8Array, context: GateContext): GateRefusal
     return bad && refusal("auth", bad.reason, bad.reply);
   }
   const verb = verbOf(line);
+  if (/^BDAT(\s|$)/.test(verb)) return { ...refusal("data", "bdat", PROTOCOL_SYNC), close: true };
   const bad = checkCommand(line, context);
   if (bad) {
     const stage: Stage = bad.reason === "bad_utf8"
@@ -74,5 +78,5 @@ export function gateCommand(line: Uint8Array, context: GateContext): GateRefusal
 }
 
 function refusal(stage: Stage, reason: string, r: SmtpReply): GateRefusal {
-  return { stage, reason, reply: r, enhanced: true };
+  return { stage, reason, reply: r, enhanced: true, close: false };
 }

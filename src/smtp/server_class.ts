@@ -34,8 +34,8 @@
  * 8. Raw bytes (command_gate.ts, command_check.ts): invalid UTF-8 (in AUTH
  *    credentials too) and non-ASCII addresses without SMTPUTF8 are refused
  *    before smtp-server decodes the line.
- * 9. A message pipelined behind a refused DATA (or BDAT) is never run as
- *    commands.
+ * 9. A message pipelined behind a refused DATA, or the chunk of any BDAT,
+ *    is never run as commands.
  * 10. QUIT closes the connection. smtp-server half-closes after its 221
  *    and reads on for up to 5 s, until the client closes its side; Postern
  *    closes the socket once the 221 and its FIN are out, as Postfix and
@@ -174,6 +174,7 @@ class PosternConnection extends SMTPConnection {
       // The exchange ends with the refusal (RFC 4954 section 4).
       if (answering) this._nextHandler = false;
       this.#refuse(refusal.stage, refusal.reason, refusal.reply, refusal.enhanced);
+      if (refusal.close) this.close();
       this._whenWritable(resume);
       return;
     }
@@ -287,8 +288,7 @@ class PosternConnection extends SMTPConnection {
     const noted = this.#noted;
     this.#noted = false;
     if (
-      (this.#dispatching === "DATA" || this.#dispatching === "BDAT") && code >= 400 &&
-      code !== 421 &&
+      this.#dispatching === "DATA" && code >= 400 && code !== 421 &&
       this._parser && trackers.get(this._parser)?.pending()
     ) {
       this.#dispatching = undefined;

@@ -3,7 +3,8 @@
  * Postern's handlers, the connection, or smtp-server itself (syntax errors,
  * a declared SIZE over the limit, commands out of sequence). A session's
  * first 5 get a line each; the rest are counted, and a session cut off at
- * the hard error limit ends with one summary line.
+ * the hard error limit ends with one summary line. Also the replies that
+ * smtp-server gave wrong codes: BDAT.
  */
 
 import assert from "node:assert/strict";
@@ -106,5 +107,19 @@ describe("refusals", () => {
       "mail",
       "message_too_big",
     );
+  });
+
+  it("answers BDAT with 554 5.5.0 and closes before its chunk arrives", async () => {
+    // RFC 3030 section 2: the chunk follows without waiting for a reply;
+    // before, BDAT got 500 and a chunk sent later ran as commands.
+    const client = await session("bdat.test");
+    assert.match(await client.command("MAIL FROM:<s@bdat.test>"), /^250 /);
+    assert.match(await client.command("RCPT TO:<alice@example.test>"), /^250 /);
+    assert.equal(
+      await client.command("BDAT 86 LAST"),
+      "554 5.5.0 Error: SMTP protocol synchronization",
+    );
+    await client.closed;
+    await server.waitForLog(/event=rejected stage=data reason=bdat .*helo=bdat\.test /);
   });
 });

@@ -16,6 +16,18 @@ describe("gateCommand", () => {
     assert.equal(verbOf(line(" DATA")), "");
   });
 
+  it("gateCommand() answers every BDAT with 554 5.5.0 and ends the session", () => {
+    for (const text of ["BDAT 86 LAST", "bdat 0", "BDAT", "BDAT\t5"]) {
+      const refusal = gateCommand(line(text), { ...context, transactionOpen: false });
+      assert.equal(refusal?.reply.code, 554, text);
+      assert.equal(refusal?.reply.enhanced, "5.5.0");
+      assert.equal(refusal?.close, true);
+      assert.equal(refusal?.stage, "data");
+    }
+    // A line answering a 334 is credentials, whatever it says.
+    assert.notEqual(gateCommand(line("BDAT 5"), { ...context, answering: true })?.close, true);
+  });
+
   it("gateCommand() names the stage of a raw-byte refusal", () => {
     assert.equal(gateCommand(line("RCPT TO:<jörg@x.test>"), context)?.stage, "rcpt");
     const helo = gateCommand(line("EHLO bücher.test"), context);
