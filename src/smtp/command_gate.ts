@@ -1,7 +1,8 @@
 /**
- * What Postern refuses of a command line before smtp-server sees it: BDAT,
- * and the raw-byte checks of command_check.ts. Each refusal says its stage
- * and reason for the log, and whether the session ends with it.
+ * What Postern refuses of a command line before smtp-server sees it: a
+ * line over the length limit, BDAT, and the raw-byte checks of
+ * command_check.ts. Each refusal says its stage and reason for the log,
+ * and whether the session ends with it.
  *
  * @module
  */
@@ -22,10 +23,17 @@ import { reply, type SmtpReply } from "./reply.ts";
  */
 export const PROTOCOL_SYNC = reply(554, "5.5.0", "Error: SMTP protocol synchronization");
 
+/** RFC 5321 sections 4.2.2 and 4.5.3.1.4: a command line too long gets 500. */
+const LINE_TOO_LONG = reply(500, "5.5.2", "Error: line too long");
+/** RFC 4954 section 6: the same for a line of an AUTH exchange. */
+const AUTH_LINE_TOO_LONG = reply(500, "5.5.6", "Authentication exchange line is too long");
+
 /** What the gate needs to know of the line and the session. */
 export interface GateContext {
   /** The line answers a 334 AUTH challenge. */
   answering: boolean;
+  /** The line stands for one over the length limit (input_tracker.ts). */
+  lineTooLong: boolean;
   /** A MAIL FROM was accepted and the transaction is open. */
   transactionOpen: boolean;
   /** That MAIL FROM carried the SMTPUTF8 parameter. */
@@ -52,6 +60,11 @@ export function verbOf(line: Uint8Array): string {
 
 /** The refusal of `line`, or undefined when smtp-server may handle it. */
 export function gateCommand(line: Uint8Array, context: GateContext): GateRefusal | undefined {
+  if (context.lineTooLong) {
+    return context.answering
+      ? refusal("auth", "line_too_long", AUTH_LINE_TOO_LONG)
+      : refusal("command", "line_too_long", LINE_TOO_LONG);
+  }
   if (context.answering) {
     const bad = checkCredentials(line, true);
     return bad && refusal("auth", bad.reason, bad.reply);

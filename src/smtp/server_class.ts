@@ -31,9 +31,10 @@
  *    replaces smtp-server's caps of 10 unrecognized commands and of 10
  *    commands before AUTH (on submission, where a client may well send
  *    EHLO, STARTTLS, EHLO, RSET and NOOP before it logs in).
- * 8. Raw bytes (command_gate.ts, command_check.ts): invalid UTF-8 (in AUTH
- *    credentials too) and non-ASCII addresses without SMTPUTF8 are refused
- *    before smtp-server decodes the line.
+ * 8. Refused before smtp-server reads them (command_gate.ts): invalid
+ *    UTF-8, non-ASCII addresses without SMTPUTF8, lines over
+ *    `smtp.max_command_length` (500 5.5.2, and the session goes on;
+ *    smtp-server ended it with 421; input_tracker.ts).
  * 9. A message pipelined behind a refused DATA, or the chunk of any BDAT,
  *    is never run as commands.
  * 10. QUIT closes the connection. smtp-server half-closes after its 221
@@ -166,6 +167,7 @@ class PosternConnection extends SMTPConnection {
     const refusal = open
       ? gateCommand(command, {
         answering,
+        lineTooLong: Boolean(this._parser && trackers.get(this._parser)?.lineTooLong),
         transactionOpen: Boolean(this.session.envelope?.mailFrom),
         smtputf8: Boolean(this.session.envelope?.smtpUtf8),
       })

@@ -4,7 +4,7 @@
  * a declared SIZE over the limit, commands out of sequence). A session's
  * first 5 get a line each; the rest are counted, and a session cut off at
  * the hard error limit ends with one summary line. Also the replies that
- * smtp-server gave wrong codes: BDAT.
+ * smtp-server gave wrong codes or none: an over-long line, BDAT.
  */
 
 import assert from "node:assert/strict";
@@ -121,5 +121,17 @@ describe("refusals", () => {
     );
     await client.closed;
     await server.waitForLog(/event=rejected stage=data reason=bdat .*helo=bdat\.test /);
+  });
+
+  it("answers an over-long line with 500 5.5.2, logs it, and reads on", async () => {
+    const client = await session("long.test");
+    assert.equal(
+      await client.command(`NOOP ${"a".repeat(2044)}`),
+      "500 5.5.2 Error: line too long",
+    );
+    assert.match(await client.command(`NOOP ${"a".repeat(2043)}`), /^250 /);
+    assert.match(await client.command("QUIT"), /^221 /);
+    await client.closed;
+    await server.waitForLog(/event=rejected stage=command reason=line_too_long .*helo=long\.test /);
   });
 });

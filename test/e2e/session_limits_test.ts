@@ -73,12 +73,25 @@ describe("session limits", () => {
     assert.equal(await s.read(), "(closed)");
   });
 
-  it("refuses a command line over the length limit and closes", async () => {
+  it("refuses a command line over the length limit with 500 5.5.2 and reads on", async () => {
+    // RFC 5321 sections 4.2.2 and 4.5.3.1.4; before, 421 4.4.2 and the session ended.
     const s = await rawSession(server);
     await s.read();
     await s.send("EHLO client.test");
-    assert.match(await s.send(`MAIL FROM:<${"a".repeat(2000)}@client.test>`), /^421 .*too long/i);
-    assert.equal(await s.read(), "(closed)");
+    assert.equal(
+      await s.send(`MAIL FROM:<${"a".repeat(2000)}@client.test>`),
+      "500 5.5.2 Error: line too long",
+    );
+    // A line over the limit in several writes is one refusal, at its end.
+    s.socket.write(`NOOP ${"b".repeat(800)}`);
+    s.socket.write("c".repeat(800));
+    assert.equal(await s.send("d".repeat(10)), "500 5.5.2 Error: line too long");
+    assert.match(await s.send("MAIL FROM:<a@client.test>"), /^250 /);
+    assert.match(await s.send("QUIT"), /^221 /);
+    s.close();
+    await server.waitForLog(
+      /event=rejected stage=command reason=line_too_long .*reply="500 5\.5\.2 /,
+    );
   });
 });
 

@@ -5,6 +5,7 @@ import { gateCommand, type GateContext, verbOf } from "../../../src/smtp/command
 const line = (text: string) => new TextEncoder().encode(text);
 const context: GateContext = {
   answering: false,
+  lineTooLong: false,
   transactionOpen: true,
   smtputf8: false,
 };
@@ -14,6 +15,16 @@ describe("gateCommand", () => {
     assert.equal(verbOf(line("mail FROM:<a@b>")), "MAIL");
     assert.equal(verbOf(line("NOOP")), "NOOP");
     assert.equal(verbOf(line(" DATA")), "");
+  });
+
+  it("gateCommand() answers a line over the limit with 500 5.5.2, in AUTH with 500 5.5.6", () => {
+    const long = gateCommand(line(""), { ...context, lineTooLong: true });
+    assert.deepEqual(long?.reply, { code: 500, enhanced: "5.5.2", text: "Error: line too long" });
+    assert.equal(long?.reason, "line_too_long");
+    assert.equal(long?.close, false);
+    const auth = gateCommand(line(""), { ...context, lineTooLong: true, answering: true });
+    assert.equal(auth?.stage, "auth");
+    assert.equal(auth?.reply.enhanced, "5.5.6");
   });
 
   it("gateCommand() answers every BDAT with 554 5.5.0 and ends the session", () => {

@@ -51,3 +51,76 @@ describe("InputTracker", () => {
     ]);
   });
 });
+
+/**
+ * Feeds `chunks` to a parser whose lines may be `max` bytes long; returns
+ * the lines dispatched, each flagged when it stands for an over-long one,
+ * and the message of a DATA command (taken as smtp-server's DATA does).
+ */
+async function lines(
+  chunks: string[],
+  max: number,
+): Promise<{ seen: Array<[string, boolean]>; message: string }> {
+  const parser = new SMTPStream({ maxCommandLength: max });
+  const seen: Array<[string, boolean]> = [];
+  let message = "";
+  parser.oncommand = (command: Uint8Array, callback?: () => void) => {
+    const line = new TextDecoder().decode(command);
+    seen.push([line, tracker.lineTooLong]);
+    if (line === "DATA") {
+      const stream = parser.startDataMode();
+      stream.on("data", (chunk: Uint8Array) => message += new TextDecoder().decode(chunk));
+      stream.on("end", () => parser.continue());
+    }
+    setImmediate(() => callback?.());
+  };
+  const tracker = new InputTracker(parser as unknown as TrackedParser);
+  const failed = new Promise<Error>((resolve) => parser.on("error", resolve));
+  for (const chunk of chunks) parser.write(new TextEncoder().encode(chunk));
+  const ended = new Promise<undefined>((resolve) => parser.end(() => resolve(undefined)));
+  const outcome = await Promise.race([ended, failed]);
+  assert.equal(outcome, undefined, "the parser failed");
+  return { seen, message };
+}
+
+describe("InputTracker and over-long lines", () => {
+  it("InputTracker hands over an empty, flagged line for a line over the limit", async () => {
+    const { seen } = await lines([`NOOP\r\nNOOP ${"a".repeat(200)}\r\nQUIT\r\n`], 100);
+    assert.deepEqual(seen, [["NOOP", false], ["", true], ["QUIT", false]]);
+  });
+
+  it("InputTracker takes a line at the limit as it is, with LF or CRLF", async () => {
+    const exact = `NOOP ${"a".repeat(95)}`;
+    const { seen } = await lines([`${exact}\r\n${exact}\n`], 100);
+    assert.deepEqual(seen, [[exact, false], [exact, false]]);
+  });
+
+  it("InputTracker drops an over-long line arriving in pieces, up to its end", async () => {
+    // Before, smtp-server's parser failed on the second chunk (421).
+    const { seen } = await lines(
+      ["NOOP\r\nNOOP " + "a".repeat(150), "b".repeat(150), "c".repeat(10) + "\r\nQUIT\r\n"],
+      100,
+    );
+    assert.deepEqual(seen, [["NOOP", false], ["", true], ["QUIT", false]]);
+  });
+
+  it("InputTracker leaves a message alone, long lines and all, after DATA", async () => {
+    const long = "x".repeat(300);
+    const { seen, message } = await lines([`DATA\r\n${long}\r\n.\r\nNOOP\r\n`], 100);
+    assert.deepEqual(seen, [["DATA", false], ["NOOP", false]]);
+    assert.equal(message, `${long}\r\n`);
+  });
+
+  it("InputTracker still sees what follows a line that stood for an over-long one", async () => {
+    const parser = new SMTPStream({ maxCommandLength: 50 });
+    const seen: Array<[string, boolean, boolean]> = [];
+    parser.oncommand = (command: Uint8Array, callback?: () => void) => {
+      seen.push([new TextDecoder().decode(command), tracker.lineTooLong, tracker.pending()]);
+      setImmediate(() => callback?.());
+    };
+    const tracker = new InputTracker(parser as unknown as TrackedParser);
+    parser.write(new TextEncoder().encode(`${"z".repeat(80)}\r\nDATA\r\n`));
+    await new Promise<void>((resolve) => parser.end(resolve));
+    assert.deepEqual(seen, [["", true, true], ["DATA", false, false]]);
+  });
+});
