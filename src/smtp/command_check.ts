@@ -24,7 +24,7 @@ export interface CommandRefusal {
   /** False for replies to EHLO and HELO, which carry none (RFC 2034 section 3). */
   enhanced: boolean;
   /** For the log: what was wrong. */
-  reason: "bad_utf8" | "non_ascii_helo" | "non_ascii_address";
+  reason: "bad_utf8" | "bad_base64" | "non_ascii_helo" | "non_ascii_address";
 }
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
@@ -90,12 +90,15 @@ function isAscii(bytes: Uint8Array): boolean {
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /**
- * The refusal of AUTH credentials that are not UTF-8: the initial response
- * of `AUTH PLAIN|LOGIN <token>`, or, with `continuation`, a line answering
- * a 334 challenge. smtp-server decodes credentials with U+FFFD in place of
- * each bad byte, so a password holding U+FFFD would let in any invalid
- * bytes; RFC 4616 section 2 makes the PLAIN credentials UTF-8, and so are
- * LOGIN's here. Lines that are no base64 are left to smtp-server.
+ * The refusal of AUTH credentials that are not base64 of UTF-8: the initial
+ * response of `AUTH PLAIN|LOGIN <token>`, or, with `continuation`, a line
+ * answering a 334 challenge. smtp-server decodes base64 leniently (skipping
+ * what is not base64) and the result with U+FFFD in place of each bad byte,
+ * so a password holding U+FFFD would let in any invalid bytes; RFC 4616
+ * section 2 makes the PLAIN credentials UTF-8, and so are LOGIN's here.
+ * The caller passes an initial response only when smtp-server would read
+ * it (after EHLO, over TLS, before a login), so that the replies that come
+ * first (503, 538) still do.
  */
 export function checkCredentials(
   line: Uint8Array,
@@ -104,12 +107,24 @@ export function checkCredentials(
   if (!isAscii(line)) return undefined;
   const text = new TextDecoder().decode(line).trim();
   const token = continuation ? text : /^AUTH\s+(?:PLAIN|LOGIN)\s+(\S+)$/i.exec(text)?.[1];
-  if (token === undefined || token === "*" || !BASE64.test(token)) return undefined;
-  let bytes: Uint8Array;
-  try {
-    bytes = Uint8Array.from(atob(token), (c) => c.charCodeAt(0));
-  } catch {
-    return undefined;
+  // "*" cancels the exchange (smtp-server answers it), "=" is an empty initial response.
+  if (token === undefined || token === "*" || token === "=") return undefined;
+  let bytes: Uint8Array | undefined;
+  if (BASE64.test(token) && token.length % 4 !== 1) {
+    try {
+      bytes = Uint8Array.from(atob(token), (c) => c.charCodeAt(0));
+    } catch {
+      bytes = undefined;
+    }
+  }
+  if (bytes === undefined) {
+    // RFC 4954 section 4: a client response that cannot be BASE64-decoded
+    // gets 501, 5.5.2 by its section 6.
+    return {
+      reply: reply(501, "5.5.2", "Error: cannot decode the response as base64"),
+      enhanced: true,
+      reason: "bad_base64",
+    };
   }
   try {
     strictUtf8.decode(bytes);

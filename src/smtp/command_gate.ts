@@ -38,6 +38,8 @@ export interface GateContext {
   transactionOpen: boolean;
   /** That MAIL FROM carried the SMTPUTF8 parameter. */
   smtputf8: boolean;
+  /** smtp-server would read the credentials of an AUTH line now. */
+  authReady: boolean;
 }
 
 /** A refusal of the gate. */
@@ -85,7 +87,7 @@ export function gateCommand(line: Uint8Array, context: GateContext): GateRefusal
       enhanced: bad.enhanced,
     };
   }
-  if (verb !== "AUTH") return undefined;
+  if (verb !== "AUTH" || !context.authReady) return undefined;
   const credentials = checkCredentials(line, false);
   return credentials && refusal("auth", credentials.reason, credentials.reply);
 }

@@ -1,9 +1,10 @@
 /**
  * The error replies smtp-server sends on its own (syntax errors, commands
  * out of sequence, AUTH before STARTTLS, a declared SIZE over the limit,
- * its timeouts), as Postern logs them: each gets a stable reason for the
- * mail log and the counters (`smtp_rejected_total{stage,reason}`: a small,
- * fixed set).
+ * its timeouts), as Postern sends and logs them: each gets the enhanced
+ * status code the RFCs give it, where smtp-server's (derived from the reply
+ * number alone) is wrong, and a stable reason for the mail log and the
+ * counters (`smtp_rejected_total{stage,reason}`: a small, fixed set).
  *
  * @module
  */
@@ -72,15 +73,28 @@ const BY_CODE: Readonly<Record<number, string>> = {
 };
 
 /**
- * An error reply of smtp-server as a reply value (`enhanced` is the code
- * smtp-server attaches, "" for none), and why it was sent, for the log.
+ * What Postern sends for an error reply of smtp-server (`enhanced` is the
+ * code smtp-server would attach, "" for none), and why, for the log.
  */
 export function libraryReply(
   code: number,
   enhanced: string,
   text: string,
+  stage: Stage,
 ): { reply: SmtpReply; reason: string } {
   const reason = REASONS.find(([c, pattern]) => c === code && pattern.test(text))?.[2] ??
     BY_CODE[code] ?? (code < 500 ? "temporary_failure" : "refused");
-  return { reply: reply(code, enhanced, text), reason };
+  let fixed = enhanced;
+  if (code === 538) {
+    // RFC 4954 section 6: "538 5.7.11 Encryption required for requested
+    // authentication mechanism" (smtp-server says 5.7.0).
+    fixed = "5.7.11";
+  } else if (stage === "auth" && code === 501 && enhanced !== "") {
+    // RFC 4954 section 4: a response that cannot be BASE64-decoded (or
+    // decodes to no usable credentials) gets 501, with 5.5.2 by its
+    // section 6; a client's "*" cancels the exchange, 501 5.7.0 as Postfix
+    // answers it (smtp-server says 5.5.4 for both).
+    fixed = reason === "auth_aborted" ? "5.7.0" : "5.5.2";
+  }
+  return { reply: reply(code, fixed, text), reason };
 }

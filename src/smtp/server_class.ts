@@ -32,7 +32,8 @@
  *    commands before AUTH (on submission, where a client may well send
  *    EHLO, STARTTLS, EHLO, RSET and NOOP before it logs in).
  * 8. Refused before smtp-server reads them (command_gate.ts): invalid
- *    UTF-8, non-ASCII addresses without SMTPUTF8, lines over
+ *    UTF-8, non-ASCII addresses without SMTPUTF8, AUTH responses that are
+ *    no base64, lines over
  *    `smtp.max_command_length` (500 5.5.2, and the session goes on;
  *    smtp-server ended it with 421; input_tracker.ts).
  * 9. A message pipelined behind a refused DATA, or the chunk of any BDAT,
@@ -43,7 +44,8 @@
  *    chasquid do (RFC 5321 section 4.1.1.10).
  * 11. Every error reply is logged (refusal_log.ts), whoever made it up:
  *    Postern's handlers log their own (handler_refusals.ts), the connection
- *    the rest, smtp-server's own included (library_replies.ts).
+ *    the rest, smtp-server's own included (library_replies.ts, which also
+ *    corrects their enhanced codes where the RFCs say otherwise).
  *
  * @module
  */
@@ -170,6 +172,7 @@ class PosternConnection extends SMTPConnection {
         lineTooLong: Boolean(this._parser && trackers.get(this._parser)?.lineTooLong),
         transactionOpen: Boolean(this.session.envelope?.mailFrom),
         smtputf8: Boolean(this.session.envelope?.smtpUtf8),
+        authReady: this.#authReady(),
       })
       : undefined;
     if (refusal) {
@@ -186,6 +189,18 @@ class PosternConnection extends SMTPConnection {
     } finally {
       this.#dispatching = undefined;
     }
+  }
+
+  /**
+   * True when smtp-server would take the credentials of an AUTH line: after
+   * EHLO, with AUTH offered, before a login, and not refused with 538 (the
+   * replies that come first keep coming first).
+   */
+  #authReady(): boolean {
+    const options = this._server.options;
+    return Boolean(this.hostNameAppearsAs) && this._isSupported("AUTH") && !this.session.user &&
+      (this.secure || options.allowInsecureAuth || options.hideSTARTTLS ||
+        !this._isSupported("STARTTLS"));
   }
 
   /**
@@ -344,7 +359,7 @@ class PosternConnection extends SMTPConnection {
   #noteLibrary(code: number, enhanced: string, text: string, prefixed: boolean): SmtpReply {
     const stage = this.#stage ?? (this.#inData() ? "data" : "command");
     const body = prefixed ? text.slice(enhanced.length + 1) : text;
-    const { reply: r, reason } = libraryReply(code, enhanced, body);
+    const { reply: r, reason } = libraryReply(code, enhanced, body, stage);
     this.events?.refused(this.session, stage, reason, r);
     return r;
   }

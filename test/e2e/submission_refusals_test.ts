@@ -1,6 +1,7 @@
 /**
- * Submission's refusals: no cap of 10 commands before AUTH (the hard
- * error limit bounds a client instead), and refusals before AUTH logged.
+ * Submission's refusals: AUTH replies with the codes RFC 4954 gives them,
+ * logged; no cap of 10 commands before AUTH (the hard error limit bounds a
+ * client instead).
  */
 
 import assert from "node:assert/strict";
@@ -64,6 +65,38 @@ describe("submission refusals", () => {
     assert.match(await client.command("MAIL FROM:<alice@example.test>"), /^250 /);
     assert.match(await client.command("QUIT"), /^221 /);
     await client.closed;
+  });
+
+  it("answers AUTH responses that cannot be decoded with 501 5.5.2, a cancel with 501 5.7.0", async () => {
+    // RFC 4954 sections 4 and 6; before, 501 5.5.4, and nothing was logged.
+    const client = await session("auth-syntax.test");
+    assert.match(await client.command("AUTH PLAIN !!!notbase64!!!"), /^501 5\.5\.2 /);
+    assert.match(await client.command("AUTH LOGIN"), /^334 /);
+    assert.match(await client.command("%%%%"), /^501 5\.5\.2 /);
+    assert.match(await client.command("AUTH LOGIN"), /^334 /);
+    assert.match(await client.command("*"), /^501 5\.7\.0 /);
+    assert.match(await client.command(`AUTH PLAIN ${btoa("no NULs here")}`), /^501 5\.5\.2 /);
+    assert.match(await client.command("QUIT"), /^221 /);
+    await client.closed;
+    await server.waitForLog(
+      /event=rejected stage=auth reason=auth_aborted .*helo=auth-syntax\.test reply="501 5\.7\.0 /,
+    );
+    const reasons = server.mailLog.filter((l) => / helo=auth-syntax\.test /.test(l))
+      .map((l) => / reason=(\S+) /.exec(l)?.[1]);
+    assert.deepEqual(reasons, ["bad_base64", "bad_base64", "auth_aborted", "bad_syntax"]);
+  });
+
+  it("answers AUTH before STARTTLS with 538 5.7.11 and logs it", async () => {
+    const client = await session("cleartext.test", true);
+    assert.equal(
+      await client.command("AUTH LOGIN"),
+      "538 5.7.11 Error: Must issue a STARTTLS command first",
+    );
+    assert.match(await client.command("QUIT"), /^221 /);
+    await client.closed;
+    await server.waitForLog(
+      /event=rejected stage=auth reason=tls_required .*helo=cleartext\.test /,
+    );
   });
 
   it("logs and counts a flood of MAIL before AUTH (530) up to the hard error limit", async () => {

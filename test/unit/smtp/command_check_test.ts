@@ -83,10 +83,31 @@ describe("checkCommand", () => {
       "bad_utf8",
     );
     assert.equal(checkCredentials(bytes(b64(0xed, 0xa0, 0x80)), true)?.reply.enhanced, "5.5.2");
-    // Valid UTF-8 (U+FFFD itself included), "*", no base64, other commands: left alone.
+    // Valid UTF-8 (U+FFFD itself included), "*", "=", other commands: left alone.
     assert.equal(checkCredentials(bytes(b64(0xef, 0xbf, 0xbd)), true), undefined);
     assert.equal(checkCredentials(bytes("*"), true), undefined);
-    assert.equal(checkCredentials(bytes("not base64!"), true), undefined);
+    assert.equal(checkCredentials(bytes("AUTH PLAIN ="), false), undefined);
+    assert.equal(checkCredentials(bytes(""), true), undefined);
     assert.equal(checkCredentials(bytes(`MAIL FROM:<${invalid}@x.example>`), false), undefined);
+  });
+
+  it("checkCredentials() refuses a response that is no base64 with 501 5.5.2 (RFC 4954)", () => {
+    for (
+      const [line, continuation] of [
+        ["not base64!", true],
+        ["%%%%", true],
+        ["abcde", true], // a length no base64 text has
+        ["AUTH PLAIN !!!notbase64!!!", false],
+        ["auth login dXNlcg==x", false],
+      ] as const
+    ) {
+      const refusal = checkCredentials(bytes(line), continuation);
+      assert.equal(refusal?.reason, "bad_base64", line);
+      assert.deepEqual(refusal?.reply, {
+        code: 501,
+        enhanced: "5.5.2",
+        text: "Error: cannot decode the response as base64",
+      });
+    }
   });
 });

@@ -8,6 +8,7 @@ const context: GateContext = {
   lineTooLong: false,
   transactionOpen: true,
   smtputf8: false,
+  authReady: true,
 };
 
 describe("gateCommand", () => {
@@ -37,6 +38,11 @@ describe("gateCommand", () => {
     }
     // A line answering a 334 is credentials, whatever it says.
     assert.notEqual(gateCommand(line("BDAT 5"), { ...context, answering: true })?.close, true);
+  });
+
+  it("gateCommand() checks an AUTH initial response only when smtp-server would read it", () => {
+    assert.equal(gateCommand(line("AUTH PLAIN %%%"), context)?.reason, "bad_base64");
+    assert.equal(gateCommand(line("AUTH PLAIN %%%"), { ...context, authReady: false }), undefined);
   });
 
   it("gateCommand() names the stage of a raw-byte refusal", () => {

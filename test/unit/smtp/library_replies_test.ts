@@ -16,6 +16,41 @@ describe("library replies", () => {
     assert.equal(stageOf(undefined, true), "auth");
   });
 
+  it("libraryReply() answers AUTH before STARTTLS with 538 5.7.11 (RFC 4954 section 6)", () => {
+    assert.deepEqual(
+      libraryReply(538, "5.7.0", "Error: Must issue a STARTTLS command first", "auth"),
+      {
+        reply: {
+          code: 538,
+          enhanced: "5.7.11",
+          text: "Error: Must issue a STARTTLS command first",
+        },
+        reason: "tls_required",
+      },
+    );
+  });
+
+  it("libraryReply() answers undecodable AUTH responses with 501 5.5.2, a cancel with 5.7.0", () => {
+    for (const text of ["Error: invalid userdata", "Error: missing username"]) {
+      const { reply, reason } = libraryReply(501, "5.5.4", text, "auth");
+      assert.equal(reply.enhanced, "5.5.2", text);
+      assert.equal(reason, "bad_syntax");
+    }
+    const aborted = libraryReply(501, "5.5.4", "Authentication aborted", "auth");
+    assert.deepEqual(aborted.reply, {
+      code: 501,
+      enhanced: "5.7.0",
+      text: "Authentication aborted",
+    });
+    assert.equal(aborted.reason, "auth_aborted");
+    // Outside AUTH, and without an enhanced code (HELO), 501 stays as it is.
+    assert.equal(
+      libraryReply(501, "5.1.7", "Error: Bad sender address syntax", "mail").reply.enhanced,
+      "5.1.7",
+    );
+    assert.equal(libraryReply(501, "", "Error: Bad hostname syntax", "helo").reply.enhanced, "");
+  });
+
   it("libraryReply() gives each reply a reason from a small fixed set", () => {
     const cases: Array<[number, string, string]> = [
       [500, "Error: command not recognized", "unknown_command"],
@@ -35,7 +70,7 @@ describe("library replies", () => {
       [450, "anything", "temporary_failure"],
     ];
     for (const [code, text, reason] of cases) {
-      assert.equal(libraryReply(code, "5.0.0", text).reason, reason, text);
+      assert.equal(libraryReply(code, "5.0.0", text, "command").reason, reason, text);
     }
   });
 });
