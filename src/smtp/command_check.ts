@@ -24,7 +24,9 @@ export interface CommandRefusal {
   /** False for replies to EHLO and HELO, which carry none (RFC 2034 section 3). */
   enhanced: boolean;
   /** For the log: what was wrong. */
-  reason: "bad_utf8" | "bad_base64" | "non_ascii_helo" | "non_ascii_address";
+  reason: "bad_utf8" | "bad_base64" | "non_ascii_helo" | "non_ascii_address" | "routing_denied";
+  /** The recipient refused, for the log. */
+  to?: string;
 }
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
@@ -37,7 +39,11 @@ export function checkCommand(
   line: Uint8Array,
   context: CommandContext,
 ): CommandRefusal | undefined {
-  if (isAscii(line)) return undefined;
+  if (isAscii(line)) {
+    return context.transactionOpen
+      ? checkRouting(new TextDecoder("latin1").decode(line))
+      : undefined;
+  }
   let text: string;
   try {
     text = strictUtf8.decode(line);
@@ -64,13 +70,14 @@ export function checkCommand(
   }
   if (verb !== "MAIL" && verb !== "RCPT") return undefined;
   const path = /<([^<>]*)>(.*)$/s.exec(text);
-  if (!path || isAscii(new TextEncoder().encode(path[1]!))) return undefined;
+  const routing = () => verb === "RCPT" && context.transactionOpen ? checkRouting(text) : undefined;
+  if (!path || isAscii(new TextEncoder().encode(path[1]!))) return routing();
   const declared = verb === "MAIL"
     ? path[2]!.trim().split(/\s+/).some((p) => p.toUpperCase() === "SMTPUTF8")
     : context.smtputf8;
   // RCPT before MAIL gets smtp-server's 503.
   if (verb === "RCPT" && !context.transactionOpen) return undefined;
-  if (declared) return undefined;
+  if (declared) return routing();
   // RFC 6531 section 3.4: a non-ASCII address needs the SMTPUTF8
   // parameter on MAIL FROM; X.6.7 is the code RFC 6531 registers for a
   // non-ASCII address that is not permitted (553 as Postfix answers).
@@ -78,6 +85,35 @@ export function checkCommand(
     reply: reply(553, "5.6.7", "Non-ASCII address without the SMTPUTF8 parameter on MAIL FROM"),
     enhanced: true,
     reason: "non_ascii_address",
+  };
+}
+
+/**
+ * RFC 5321 section 3.6.1 leaves it to a server whether it relays on
+ * routing in the local part; Postern does not (README, Recipients and
+ * aliases), and recipient.ts refuses `user%host@local` and `host!user@local`
+ * with 550 5.7.1. A quoted local part that holds an `@`
+ * (`"user@host"@local`) is valid RFC 5321 syntax too, but smtp-server's
+ * parser takes the address for bad syntax (501 5.1.3) before any handler
+ * sees it; this gives it the same 550 5.7.1, whatever its domain.
+ */
+const ROUTING_DENIED = reply(
+  550,
+  "5.7.1",
+  "Relaying denied: sender-specified routing is not allowed",
+);
+
+/** The refusal of a RCPT TO whose quoted local part holds an `@`. */
+function checkRouting(text: string): CommandRefusal | undefined {
+  // A cheap test first: this runs for every command of an open transaction.
+  if (!text.includes('"')) return undefined;
+  const path = /^RCPT\s+TO:\s*<(?:@[^<>:]*:)?("(?:[^"\\]|\\.)*")@([^<>@"]*)>/i.exec(text);
+  if (!path || !path[1]!.includes("@")) return undefined;
+  return {
+    reply: ROUTING_DENIED,
+    enhanced: true,
+    reason: "routing_denied",
+    to: `${path[1]}@${path[2]}`,
   };
 }
 

@@ -49,6 +49,8 @@ export interface GateRefusal {
   reply: SmtpReply;
   /** False for replies that carry no enhanced code (to EHLO and HELO). */
   enhanced: boolean;
+  /** The recipient refused, for the log. */
+  to?: string;
   /** The session ends with the reply. */
   close: boolean;
 }
@@ -85,6 +87,7 @@ export function gateCommand(line: Uint8Array, context: GateContext): GateRefusal
     return {
       ...refusal(verb === "AUTH" ? "auth" : stage, bad.reason, bad.reply),
       enhanced: bad.enhanced,
+      ...(bad.to !== undefined ? { to: bad.to } : {}),
     };
   }
   if (verb !== "AUTH" || !context.authReady) return undefined;

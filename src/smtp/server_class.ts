@@ -33,7 +33,7 @@
  *    EHLO, STARTTLS, EHLO, RSET and NOOP before it logs in).
  * 8. Refused before smtp-server reads them (command_gate.ts): invalid
  *    UTF-8, non-ASCII addresses without SMTPUTF8, AUTH responses that are
- *    no base64, lines over
+ *    no base64, recipients with an `@` in a quoted local part, lines over
  *    `smtp.max_command_length` (500 5.5.2, and the session goes on;
  *    smtp-server ended it with 421; input_tracker.ts).
  * 9. A message pipelined behind a refused DATA, or the chunk of any BDAT,
@@ -78,9 +78,15 @@ export interface ConnectionSettings {
 export interface SessionEvents {
   /**
    * An error reply that no handler logged: a refusal of the connection
-   * itself, or one smtp-server made up.
+   * itself, or one smtp-server made up; `to` is the recipient refused.
    */
-  refused(session: SMTPServerSession, stage: string, reason: string, reply: SmtpReply): void;
+  refused(
+    session: SMTPServerSession,
+    stage: string,
+    reason: string,
+    reply: SmtpReply,
+    to?: string,
+  ): void;
   /** The session reached the error limit and ends with `reply`. */
   errorLimit(session: SMTPServerSession, errors: number, reply: SmtpReply): void;
 }
@@ -178,7 +184,7 @@ class PosternConnection extends SMTPConnection {
     if (refusal) {
       // The exchange ends with the refusal (RFC 4954 section 4).
       if (answering) this._nextHandler = false;
-      this.#refuse(refusal.stage, refusal.reason, refusal.reply, refusal.enhanced);
+      this.#refuse(refusal.stage, refusal.reason, refusal.reply, refusal.enhanced, refusal.to);
       if (refusal.close) this.close();
       this._whenWritable(resume);
       return;
@@ -207,8 +213,8 @@ class PosternConnection extends SMTPConnection {
    * Sends a refusal that the connection itself decided on, logged as one;
    * `enhanced` false for a reply that carries no enhanced code.
    */
-  #refuse(stage: Stage, reason: string, r: SmtpReply, enhanced = true): void {
-    this.events?.refused(this.session, stage, reason, r);
+  #refuse(stage: Stage, reason: string, r: SmtpReply, enhanced = true, to?: string): void {
+    this.events?.refused(this.session, stage, reason, r, to);
     this.#noted = true;
     if (enhanced) this.send(r.code, replyText(r));
     else this.send(r.code, r.text, false);

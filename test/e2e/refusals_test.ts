@@ -4,7 +4,8 @@
  * a declared SIZE over the limit, commands out of sequence). A session's
  * first 5 get a line each; the rest are counted, and a session cut off at
  * the hard error limit ends with one summary line. Also the replies that
- * smtp-server gave wrong codes or none: an over-long line, BDAT.
+ * smtp-server gave wrong codes or none: an over-long line, BDAT, a
+ * recipient that asks for routing in a quoted local part.
  */
 
 import assert from "node:assert/strict";
@@ -106,6 +107,22 @@ describe("refusals", () => {
       /^552 5\.3\.4 /,
       "mail",
       "message_too_big",
+    );
+  });
+
+  it("refuses routing in a quoted local part with 550 5.7.1, logged", async () => {
+    // README, Recipients and aliases; before, smtp-server's 501 5.1.3, not logged.
+    const client = await session("routing.test");
+    assert.match(await client.command("MAIL FROM:<s@routing.test>"), /^250 /);
+    assert.equal(
+      await client.command('RCPT TO:<"victim@remote.invalid"@example.test>'),
+      "550 5.7.1 Relaying denied: sender-specified routing is not allowed",
+    );
+    assert.match(await client.command("RCPT TO:<alice@example.test>"), /^250 /);
+    assert.match(await client.command("QUIT"), /^221 /);
+    await client.closed;
+    await server.waitForLog(
+      /event=rejected stage=rcpt reason=routing_denied .*helo=routing\.test /,
     );
   });
 

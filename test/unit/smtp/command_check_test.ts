@@ -110,4 +110,41 @@ describe("checkCommand", () => {
       });
     }
   });
+
+  it("checkCommand() refuses a quoted local part holding @ with 550 5.7.1, as other routing", () => {
+    for (
+      const [line, to] of [
+        ['RCPT TO:<"victim@remote.invalid"@example.test>', '"victim@remote.invalid"@example.test'],
+        [
+          'rcpt to:<@relay.test:"v@remote.invalid"@example.test>',
+          '"v@remote.invalid"@example.test',
+        ],
+        ['RCPT TO:<"a\\"@b"@remote.invalid> NOTIFY=NEVER', '"a\\"@b"@remote.invalid'],
+      ]
+    ) {
+      const refusal = checkCommand(bytes(line!), open);
+      assert.equal(refusal?.reason, "routing_denied", line);
+      assert.equal(refusal?.to, to);
+      assert.deepEqual(refusal?.reply, {
+        code: 550,
+        enhanced: "5.7.1",
+        text: "Relaying denied: sender-specified routing is not allowed",
+      });
+    }
+    // With SMTPUTF8, a non-ASCII one too.
+    assert.equal(
+      checkCommand(bytes('RCPT TO:<"jörg@remote.invalid"@example.test>'), {
+        transactionOpen: true,
+        smtputf8: true,
+      })?.reason,
+      "routing_denied",
+    );
+    // Before MAIL smtp-server answers 503; quoted names without @ are addresses.
+    assert.equal(checkCommand(bytes('RCPT TO:<"v@remote.invalid"@example.test>'), idle), undefined);
+    assert.equal(checkCommand(bytes('RCPT TO:<"alice"@example.test>'), open), undefined);
+    assert.equal(
+      checkCommand(bytes('MAIL FROM:<"v@remote.invalid"@example.test>'), open),
+      undefined,
+    );
+  });
 });

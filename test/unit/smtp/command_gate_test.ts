@@ -46,7 +46,9 @@ describe("gateCommand", () => {
   });
 
   it("gateCommand() names the stage of a raw-byte refusal", () => {
-    assert.equal(gateCommand(line("RCPT TO:<jörg@x.test>"), context)?.stage, "rcpt");
+    const rcpt = gateCommand(line('RCPT TO:<"v@r.invalid"@example.test>'), context);
+    assert.equal(rcpt?.stage, "rcpt");
+    assert.equal(rcpt?.to, '"v@r.invalid"@example.test');
     const helo = gateCommand(line("EHLO bücher.test"), context);
     assert.equal(helo?.stage, "helo");
     assert.equal(helo?.enhanced, false);
