@@ -1,7 +1,8 @@
 /**
  * Submission's refusals: AUTH replies with the codes RFC 4954 gives them,
  * logged; no cap of 10 commands before AUTH (the hard error limit bounds a
- * client instead).
+ * client instead); the failed-login limit holds against parallel guesses;
+ * a user of an IDN domain may send as its own address.
  */
 
 import assert from "node:assert/strict";
@@ -29,6 +30,7 @@ describe("submission refusals", () => {
         "",
       ].join("\n"),
       "domains/example.test/users": `alice ${await hashPassword("alice-pass")}\n`,
+      "domains/xn--bcher-kva.test/users": `hans ${await hashPassword("hans-pass")}\n`,
     });
     server = await startServer({ configDir });
   });
@@ -63,6 +65,21 @@ describe("submission refusals", () => {
       /^235 /,
     );
     assert.match(await client.command("MAIL FROM:<alice@example.test>"), /^250 /);
+    assert.match(await client.command("QUIT"), /^221 /);
+    await client.closed;
+  });
+
+  it("lets a user of an IDN domain send as its address", async () => {
+    // smtp-server hands the sender over as hans@bücher.test; before, 550 5.7.1.
+    const client = await session("idn.test");
+    assert.match(
+      await client.command(`AUTH PLAIN ${plain("hans@xn--bcher-kva.test", "hans-pass")}`),
+      /^235 /,
+    );
+    assert.match(await client.command("MAIL FROM:<hans@xn--bcher-kva.test>"), /^250 /);
+    assert.match(await client.command("RCPT TO:<someone@remote.test>"), /^250 /);
+    assert.match(await client.command("RSET"), /^250 /);
+    assert.match(await client.command("MAIL FROM:<alice@example.test>"), /^550 5\.7\.1 /);
     assert.match(await client.command("QUIT"), /^221 /);
     await client.closed;
   });
@@ -108,5 +125,20 @@ describe("submission refusals", () => {
     await client.closed;
     const summary = await server.waitForLog(/event=session_refusals .*helo=anonymous\.test /);
     assert.match(summary, / rejected=20 unlogged=15 reason=too_many_errors errors=20 /);
+  });
+
+  it("checks no more wrong passwords than the limit, however many arrive at once", async () => {
+    // Before, eight parallel guesses all had their password checked (535).
+    const clients = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => session(`guess${i}.test`)),
+    );
+    const answers = await Promise.all(
+      clients.map((c, i) => c.command(`AUTH PLAIN ${plain("alice@example.test", `guess-${i}`)}`)),
+    );
+    const checked = answers.filter((a) => a.startsWith("535 5.7.8 ")).length;
+    const limited = answers.filter((a) => a.startsWith("454 4.7.0 ")).length;
+    assert.equal(checked + limited, answers.length, answers.join("\n"));
+    assert.ok(checked <= LOGIN_LIMIT, answers.join("\n"));
+    for (const c of clients) c.close();
   });
 });
