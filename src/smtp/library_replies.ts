@@ -89,11 +89,13 @@ export function libraryReply(
     // RFC 4954 section 6: "538 5.7.11 Encryption required for requested
     // authentication mechanism" (smtp-server says 5.7.0).
     fixed = "5.7.11";
-  } else if (stage === "auth" && code === 501 && enhanced !== "") {
+  } else if (stage === "auth" && code === 501 && enhanced !== "" && !/^Error: syntax/i.test(text)) {
     // RFC 4954 section 4: a response that cannot be BASE64-decoded (or
     // decodes to no usable credentials) gets 501, with 5.5.2 by its
     // section 6; a client's "*" cancels the exchange, 501 5.7.0 as Postfix
-    // answers it (smtp-server says 5.5.4 for both).
+    // answers it (smtp-server says 5.5.4 for both). An AUTH line of bad
+    // syntax ("AUTH PLAIN a b") keeps 5.5.4, invalid command arguments
+    // (RFC 3463).
     fixed = reason === "auth_aborted" ? "5.7.0" : "5.5.2";
   }
   return { reply: reply(code, fixed, text), reason };

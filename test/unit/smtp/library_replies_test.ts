@@ -43,7 +43,12 @@ describe("library replies", () => {
       text: "Authentication aborted",
     });
     assert.equal(aborted.reason, "auth_aborted");
-    // Outside AUTH, and without an enhanced code (HELO), 501 stays as it is.
+    // An AUTH line of bad syntax, a 501 outside AUTH, one without an
+    // enhanced code (HELO): as smtp-server says.
+    assert.equal(
+      libraryReply(501, "5.5.4", "Error: syntax: AUTH PLAIN token", "auth").reply.enhanced,
+      "5.5.4",
+    );
     assert.equal(
       libraryReply(501, "5.1.7", "Error: Bad sender address syntax", "mail").reply.enhanced,
       "5.1.7",
