@@ -28,7 +28,8 @@ export function isPermanent(r: SmtpReply): boolean {
 
 /** The reply as it appears on the wire, without CRLF. */
 export function formatReply(r: SmtpReply): string {
-  return `${r.code} ${r.enhanced} ${r.text}`;
+  // smtp-server's own replies carry no enhanced code (RFC 2034 makes it optional).
+  return r.enhanced ? `${r.code} ${r.enhanced} ${r.text}` : `${r.code} ${r.text}`;
 }
 
 /** The text part of a reply with its enhanced code in front. */

@@ -553,10 +553,26 @@ export class Intake implements SessionEvents {
   ): Promise<{ user: string } | SmtpReply> {
     const policy = this.#deps.policy();
     const username = auth.username ?? "";
-    if (!this.#deps.logins) return reply(454, "4.7.0", "Authentication is not available");
+    if (!this.#deps.logins) {
+      this.#deps.mailLog.login(
+        session.id,
+        client(session),
+        username,
+        "refused",
+        "auth_unavailable",
+      );
+      return reply(454, "4.7.0", "Authentication is not available");
+    }
     // RFC 4616 section 2: acting as another user (an authzid that is not
     // the authcid) is not something anyone is authorized for here.
     if (auth.authzid && auth.authcid && auth.authzid !== auth.authcid) {
+      this.#deps.mailLog.login(
+        session.id,
+        client(session),
+        username,
+        "refused",
+        "authzid_mismatch",
+      );
       return reply(535, "5.7.8", "Authentication credentials invalid");
     }
     const result = await this.#deps.logins.check(
@@ -591,8 +607,14 @@ export class Intake implements SessionEvents {
   }
 
   /** The connection refused a command itself (bad bytes, a pipelined message). */
-  refused(session: SMTPServerSession, stage: string, reason: string, r: SmtpReply): void {
-    this.#reject(session, stage, reason, r);
+  refused(
+    session: SMTPServerSession,
+    stage: string,
+    reason: string,
+    r: SmtpReply,
+    to?: string,
+  ): void {
+    this.#reject(session, stage, reason, r, to);
   }
 
   /** The session reached the error limit; its end-of-session line says so. */

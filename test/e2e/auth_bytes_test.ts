@@ -74,4 +74,21 @@ describe("AUTH credential bytes", () => {
     client.close();
     await server.waitForLog(/event=rejected stage=auth reason=bad_utf8 /);
   });
+
+  it("refuses acting as another user (an authzid that is not the authcid) with 535, logged", async () => {
+    // RFC 4616 section 2; before, this refusal left no line in the mail log.
+    const client = await secured();
+    const as = base64(
+      new TextEncoder().encode(`bob@example.test\0alice@example.test\0${PASSWORD}`),
+    );
+    assert.equal(
+      await client.command(`AUTH PLAIN ${as}`),
+      "535 5.7.8 Authentication credentials invalid",
+    );
+    assert.match(await client.command("QUIT"), /^221 /);
+    client.close();
+    const line = await server.waitForLog(/event=login .*result=refused reason=authzid_mismatch/);
+    assert.match(line, /user=alice@example\.test/);
+    assert.doesNotMatch(line, new RegExp(PASSWORD));
+  });
 });

@@ -121,9 +121,11 @@ describe("refusals", () => {
     assert.match(await client.command("RCPT TO:<alice@example.test>"), /^250 /);
     assert.match(await client.command("QUIT"), /^221 /);
     await client.closed;
-    await server.waitForLog(
+    const line = await server.waitForLog(
       /event=rejected stage=rcpt reason=routing_denied .*helo=routing\.test /,
     );
+    // The line names the recipient refused, quoted as the client wrote it.
+    assert.match(line, /to="<\\"victim@remote\.invalid\\"@example\.test>"/);
   });
 
   it("answers BDAT with 554 5.5.0 and closes before its chunk arrives", async () => {
