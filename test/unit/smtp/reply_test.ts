@@ -13,6 +13,10 @@ describe("formatReply", () => {
     );
   });
 
+  it("formatReply() writes one space where a reply has no enhanced code (smtp-server's own)", () => {
+    assert.equal(formatReply(reply(501, "", "Error: syntax")), "501 Error: syntax");
+  });
+
   it("replyText() puts the enhanced code in front of the text", () => {
     assert.equal(replyText(Replies.localError), "4.3.0 Local error in processing, try again later");
     assert.match(replyText(Replies.relayDenied), ENHANCED_CODE_PREFIX);
