@@ -98,9 +98,9 @@ export class LocalCourier {
       const destinations = await this.#resolve(recipient.address);
       resolved.push(destinations);
       if (!Array.isArray(destinations)) continue;
-      const doneBefore = new Set(recipient.done ?? []);
+      const earlier = earlierOutcomes(recipient.done);
       for (const d of destinations) {
-        if (d.kind !== "mailbox" || doneBefore.has(destinationKey(d))) continue;
+        if (d.kind !== "mailbox" || earlier.settled(destinationKey(d))) continue;
         const endpoint = lmtp.endpointOf(d.domain);
         if (!endpoint) continue;
         const key = JSON.stringify(endpoint);
@@ -145,7 +145,8 @@ export class LocalCourier {
 
   /**
    * Delivers to every destination of one envelope recipient but those
-   * `recipient.done` names (delivered by an earlier attempt).
+   * `recipient.done` names as final (delivered, or failed for good, by an
+   * earlier attempt).
    */
   async deliver(
     item: SpoolItem,
@@ -162,34 +163,64 @@ export class LocalCourier {
     if (!Array.isArray(destinations)) return destinations;
     const sent: string[] = [];
     const deferred: string[] = [];
-    const failed: string[] = [];
-    const doneBefore = new Set(recipient.done ?? []);
+    const earlier = earlierOutcomes(recipient.done);
+    // Failed for good in an earlier attempt, then in this one.
+    const failed: FailedTarget[] = [...earlier.failed.values()];
     const done: string[] = [];
     for (const destination of destinations) {
       const key = destinationKey(destination);
-      if (doneBefore.has(key)) {
+      if (earlier.delivered.has(key)) {
         sent.push(`${key}(earlier)`);
         continue;
       }
+      // A permanent failure is final (a pre-delivery-attempt hook's dump
+      // "simulates a bounce"; a pipe that exited 1 would run again): the
+      // target is not attempted again, only reported.
+      if (earlier.failed.has(key)) continue;
       const result = await this.#deliverOne(item, recipient, destination, open, prepared?.lmtp);
       if (result.status === "sent") {
         sent.push(result.detail);
         done.push(key);
-      } else if (result.status === "deferred") deferred.push(result.error);
-      else failed.push(result.error);
+      } else if (result.status === "deferred") {
+        deferred.push(result.error);
+      } else {
+        const target: FailedTarget = {
+          key,
+          error: result.error,
+          ...(result.dsnStatus !== undefined ? { dsnStatus: result.dsnStatus } : {}),
+          ...(result.remoteMta !== undefined ? { remoteMta: result.remoteMta } : {}),
+        };
+        failed.push(target);
+        done.push(failedRecord(target));
+      }
     }
     // Any temporary failure makes the whole recipient wait for a retry; the
-    // targets delivered meanwhile are recorded, so that the retry does not
-    // run a pipe or send a forward again (a mailbox is named per queue ID
-    // and recipient, so it would not duplicate anyway).
+    // targets that reached a final state meanwhile are recorded, so that the
+    // retry does not run a pipe or send a forward again (a mailbox is named
+    // per queue ID and recipient, so it would not duplicate anyway).
+    //
+    // The targets that failed for good are bounced once the rest of the
+    // alias is final, not at once: the queue keeps one state per envelope
+    // recipient, and the sender addressed the alias, so there is one bounce
+    // for it that names every failure, as chasquid sends one bounce per
+    // message once every recipient is final. Until then the deferral's text
+    // names the failures too, so a message that expires bounces with them.
     if (deferred.length > 0) {
       return {
         status: "deferred",
-        error: [...deferred, ...failed].join("; "),
+        error: [...deferred, ...failed.map((f) => f.error)].join("; "),
         ...(done.length > 0 ? { done } : {}),
       };
     }
-    if (failed.length > 0) return { status: "failed", error: failed.join("; ") };
+    const first = failed[0];
+    if (first !== undefined) {
+      return {
+        status: "failed",
+        error: failed.map((f) => f.error).join("; "),
+        ...(first.dsnStatus !== undefined ? { dsnStatus: first.dsnStatus } : {}),
+        ...(first.remoteMta !== undefined ? { remoteMta: first.remoteMta } : {}),
+      };
+    }
     return { status: "sent", detail: sent.join(",") };
   }
 
@@ -284,7 +315,65 @@ export class LocalCourier {
   }
 }
 
-/** Names one target of a recipient, for the record of those already delivered. */
+/** A target that failed for good, as recorded for the rest of its alias's delivery. */
+interface FailedTarget {
+  key: string;
+  error: string;
+  dsnStatus?: string;
+  remoteMta?: string;
+}
+
+/**
+ * How a failed target is written among a recipient's `done` records: a
+ * prefix no delivered target's key has, then its details as JSON (the
+ * bounce names the error once the rest of the alias is final).
+ */
+const FAILED_PREFIX = "failed ";
+
+function failedRecord(target: FailedTarget): string {
+  return FAILED_PREFIX + JSON.stringify(target);
+}
+
+/** What earlier attempts recorded for a recipient's targets. */
+function earlierOutcomes(done: readonly string[] | undefined): {
+  delivered: Set<string>;
+  failed: Map<string, FailedTarget>;
+  /** True for a target that is final: not to be attempted again. */
+  settled(key: string): boolean;
+} {
+  const delivered = new Set<string>();
+  const failed = new Map<string, FailedTarget>();
+  for (const record of done ?? []) {
+    if (!record.startsWith(FAILED_PREFIX)) {
+      delivered.add(record);
+      continue;
+    }
+    const target = parseFailed(record.slice(FAILED_PREFIX.length));
+    // A record that cannot be read leaves its target to be attempted again.
+    if (target !== undefined) failed.set(target.key, target);
+  }
+  return { delivered, failed, settled: (key) => delivered.has(key) || failed.has(key) };
+}
+
+function parseFailed(json: string): FailedTarget | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const { key, error, dsnStatus, remoteMta } = value as Record<string, unknown>;
+  if (typeof key !== "string" || typeof error !== "string") return undefined;
+  return {
+    key,
+    error,
+    ...(typeof dsnStatus === "string" ? { dsnStatus } : {}),
+    ...(typeof remoteMta === "string" ? { remoteMta } : {}),
+  };
+}
+
+/** Names one target of a recipient, for the record of those already delivered or failed. */
 function destinationKey(destination: Destination): string {
   switch (destination.kind) {
     case "mailbox":

@@ -110,6 +110,9 @@ export default function (input, state) {
       return first ? { action: "pause", message: "Not going to deliver this message right now." } : normal;
     case "dump":
       return { action: "dump", message: "This message blocked by policy. (#5.7.1)" };
+    case "flip":
+      // Dumped on the first attempt; let through if it were ever asked again.
+      return first ? { action: "dump", message: "Flipped off by policy. (#5.7.1)" } : normal;
     case "vmta":
       return { action: "new_mtaid", new_mtaid: "fast" };
     case "sender":
@@ -173,6 +176,7 @@ describe("pre-delivery-attempt hook: input and actions", () => {
         "",
       ].join("\n"),
       "domains/example.test/users": `alice ${await hashPassword("pw-alice-1")}\n`,
+      "domains/example.test/aliases": "list: flip@remote.test, pause@remote.test\n",
       "hooks/pre-delivery-attempt.ts": ACTIONS_HOOK,
     });
     server = await startServer({ configDir });
@@ -286,6 +290,36 @@ describe("pre-delivery-attempt hook: input and actions", () => {
     assert.doesNotMatch(report, /Final-Recipient: rfc822; ?kept@remote\.test/);
     assert.ok(!mx.messages.some((m) => m.to.includes("dump@remote.test")), "nothing delivered");
     assert.deepEqual((await messageFor(mx, "kept@remote.test")).to, ["kept@remote.test"]);
+  });
+
+  it("dump of an alias's remote target is final: never attempted again, bounced once the rest of the alias is delivered", async () => {
+    const before = (await bounces()).length;
+    const id = queued(await submit(["list@example.test"]));
+    // The first attempt dumps flip@ and pauses pause@: the alias waits.
+    const deferred = await server.waitForLog(delivery(id, "list@example.test", "deferred"));
+    assert.match(deferred, /Flipped off by policy/);
+    // The retry delivers pause@ and does not ask about flip@ again.
+    const failed = await server.waitForLog(delivery(id, "list@example.test", "failed"), 15_000);
+    assert.match(failed, /Flipped off by policy\. \(#5\.7\.1\)/);
+    await server.waitForLog(new RegExp(`qid=${id} event=dsn kind=failed`));
+    await server.waitForLog(new RegExp(`qid=${id} event=completed sent=0 failed=1`));
+    assert.deepEqual((await messageFor(mx, "pause@remote.test")).to, ["pause@remote.test"]);
+    assert.ok(!mx.messages.some((m) => m.to.includes("flip@remote.test")), "flip@ got nothing");
+    const asked = (await readHookLog(server)).split("\n").filter((l) =>
+      l.includes(`"msguid":"${id}"`) && l.includes(`"recipient":"flip@remote.test"`)
+    );
+    assert.equal(asked.length, 1, "the hook was asked about flip@ once");
+    const report = await eventually(
+      async () => {
+        const all = await bounces();
+        return all.length > before ? all.find((m) => m.includes("Flipped off")) : undefined;
+      },
+      15_000,
+      "the bounce in alice's mailbox",
+    );
+    assert.match(report, /Final-Recipient: rfc822; ?list@example\.test/);
+    assert.match(report, /Action: failed/);
+    assert.match(report, /Status: 5\.7\.1/);
   });
 
   it("new_mtaid delivers through that virtual MTA: its EHLO name and source address", async () => {

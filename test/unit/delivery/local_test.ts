@@ -232,6 +232,112 @@ describe("LocalCourier", () => {
     assert.deepEqual(forwards, ["a@remote.test", "b@remote.test", "b@remote.test"]);
   });
 
+  it("deliver() does not attempt again a target that failed for good while another deferred, and fails the recipient once the rest is final", async () => {
+    // A pre-delivery-attempt hook that dumps a@ on its first attempt and
+    // would let it through afterwards; b@ waits for the remote side.
+    const calls = new Map<string, number>();
+    let remoteUp = false;
+    const c = retain(
+      new LocalCourier(() => resolverFor("list: a@remote.test, b@remote.test\n"), {
+        mailRoot,
+        hostname: "mx.ex.test",
+        pipeTimeoutMs: 10_000,
+        pipeCwd: root,
+        forward: (_item, recipient) => {
+          const n = (calls.get(recipient.address) ?? 0) + 1;
+          calls.set(recipient.address, n);
+          if (recipient.address === "a@remote.test" && n === 1) {
+            return Promise.resolve({
+              status: "failed",
+              error: "Dumped by policy (#5.7.1)",
+              dsnStatus: "5.7.1",
+            });
+          }
+          return Promise.resolve(
+            recipient.address === "a@remote.test" || remoteUp
+              ? { status: "sent", detail: `smtp:${recipient.address}` }
+              : { status: "deferred", error: "451 try later" },
+          );
+        },
+      }),
+    );
+    const msg = await item(["list@ex.test"]);
+    const first = await deliver(c, msg, 0);
+    assert.equal(first.status, "deferred");
+    assert.ok(first.status === "deferred");
+    // The deferral names the failure, so a message that expires bounces with it.
+    assert.match(first.error, /451 try later; Dumped by policy \(#5\.7\.1\)/);
+    assert.equal(first.done?.length, 1, "the dumped target is recorded");
+    const second = await c.deliver(
+      msg,
+      { address: "list@ex.test", index: 0, attempts: 1, done: first.done },
+      () => spool.openMessage(msg),
+    );
+    assert.equal(second.status, "deferred", "b@ still waits");
+    assert.ok(second.status === "deferred");
+    assert.match(second.error, /Dumped by policy/);
+    remoteUp = true;
+    const third = await c.deliver(
+      msg,
+      { address: "list@ex.test", index: 0, attempts: 2, done: first.done },
+      () => spool.openMessage(msg),
+    );
+    // Final: the sender gets a bounce for the dumped target.
+    assert.deepEqual(third, {
+      status: "failed",
+      error: "Dumped by policy (#5.7.1)",
+      dsnStatus: "5.7.1",
+    });
+    assert.deepEqual(Object.fromEntries(calls), { "a@remote.test": 1, "b@remote.test": 3 });
+  });
+
+  it("deliver() runs a pipe target that failed once only, while a sibling defers", async () => {
+    const script = join(root, "fail.sh");
+    const runs = join(root, "runs.txt");
+    await writeFile(script, `#!/bin/sh\ncat > /dev/null\necho run >> '${runs}'\nexit 1\n`);
+    await chmod(script, 0o755);
+    let remoteUp = false;
+    const c = retain(
+      new LocalCourier(() => resolverFor(`team: p, b@remote.test\np: | ${script}\n`), {
+        mailRoot,
+        hostname: "mx.ex.test",
+        pipeTimeoutMs: 10_000,
+        pipeCwd: root,
+        forward: () =>
+          Promise.resolve(
+            remoteUp
+              ? { status: "sent", detail: "smtp:b@remote.test" }
+              : { status: "deferred", error: "451 try later" },
+          ),
+      }),
+    );
+    const msg = await item(["team@ex.test"]);
+    const first = await deliver(c, msg, 0);
+    assert.equal(first.status, "deferred");
+    assert.ok(first.status === "deferred");
+    remoteUp = true;
+    const second = await c.deliver(
+      msg,
+      { address: "team@ex.test", index: 0, attempts: 1, done: first.done },
+      () => spool.openMessage(msg),
+    );
+    assert.equal(second.status, "failed");
+    assert.ok(second.status === "failed");
+    assert.match(second.error, /exited with status 1/);
+    assert.equal(await readFile(runs, "utf8"), "run\n", "the failed pipe ran once");
+  });
+
+  it("deliver() attempts again a target whose failure record cannot be read", async () => {
+    const c = courier(resolverFor("team: alice\n"));
+    const msg = await item(["team@ex.test"]);
+    const result = await c.deliver(
+      msg,
+      { address: "team@ex.test", index: 0, attempts: 1, done: ["failed {not json"] },
+      () => spool.openMessage(msg),
+    );
+    assert.deepEqual(result, { status: "sent", detail: "maildir:alice@ex.test" });
+  });
+
   it("deliver() prefers deferred over failed when destinations disagree", async () => {
     // A pipe alias takes the whole right-hand side, so build the mix with two aliases.
     const c = courier(resolverFor("mix: p, x@remote.test\np: | /bin/false\n"));
