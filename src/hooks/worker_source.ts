@@ -48,6 +48,13 @@
  *   the hook needs no network grant (see `shared_state.ts`).
  * - An unhandled rejection or uncaught error in a hook's background work is
  *   logged instead of ending the worker.
+ * - The worker exits at the end of its requests (Postern closed them) with
+ *   the exit function taken before the hook loads, so a hook that replaces
+ *   `Deno.exit` or `process.exit` does not keep it alive that way. That is
+ *   only the first line: a hook can also keep the event loop from ever
+ *   getting there (a loop that never yields), so the worker is also watched
+ *   from outside its process, and its process group ends when Postern does
+ *   (see `runtime/child.ts`).
  *
  * @module
  */
@@ -60,6 +67,8 @@ import process from "node:process";
 import { Socket } from "node:net";
 import { Readable } from "node:stream";
 
+// Taken before any code of the hook runs, which may replace Deno.exit.
+const exit = Deno.exit;
 const JSON_FRAME = 1, CHUNK = 2, END = 3;
 const channel = new Socket({ fd: 3, readable: false, writable: true });
 const requests = new Socket({ fd: 0, readable: true, writable: false });
@@ -242,8 +251,8 @@ try {
 await sendJson(0, { t: "ready" });
 
 let buffer = new Uint8Array(0);
-requests.on("end", () => Deno.exit(0));
-requests.on("error", () => Deno.exit(0));
+requests.on("end", () => exit(0));
+requests.on("error", () => exit(0));
 requests.on("data", (chunk) => {
   // A plain Uint8Array, so slice() below copies (Buffer's slice is a view).
   const value = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
