@@ -138,6 +138,14 @@ export class ModulePool {
           });
         }
       },
+      outputExcess: (worker, cause) => {
+        options.counters?.inc("hook_output_kills_total", { hook: options.name });
+        options.logger.error("hook worker wrote too much output; it is ended", {
+          hook: options.name,
+          pid: worker.pid,
+          cause,
+        });
+      },
       protocolError: (worker, detail) => {
         options.counters?.inc("hook_protocol_errors_total", { hook: options.name });
         options.logger.error("hook worker broke the protocol; it is ended", {

@@ -11,7 +11,9 @@
  * line says the output is over budget, then nothing until a whole second
  * of the hook's output fits the budget again, when one line says how much
  * was dropped. While dropping, the worker reads its pipes without decoding
- * them, so a flood costs Postern a pass over the bytes and nothing more.
+ * them, so a flood costs Postern a pass over the bytes; what it may cost at
+ * most, and when a flood does end the worker (between calls, or past a
+ * ceiling of reads and bytes a second), is `output_ceiling.ts`'s.
  *
  * Time is cut into one-second windows from the first output; the budget
  * counts what arrives in the current window, logged or not.

@@ -67,6 +67,11 @@ export interface WorkerEvents {
     dropped: DroppedOutput,
     ended: (DroppedOutput & { seconds: number }) | undefined,
   ): void;
+  /**
+   * The hook's output went past its ceiling (see `output_ceiling.ts`): the
+   * worker is being ended, for `cause`.
+   */
+  outputExcess(worker: HookWorker, cause: string): void;
 }
 
 interface InFlight {
@@ -119,6 +124,7 @@ export class HookWorker {
       line: (line) => events.output(this, line),
       over: () => events.outputOver(this),
       dropped: (dropped, ended) => events.outputDropped(this, dropped, ended),
+      excess: (cause) => this.#outputExcess(cause),
     });
     this.#child = startChild({ argv, env, cwd });
     this.#out = new FrameBatcher((bytes) => this.#child.write(bytes));
@@ -162,6 +168,7 @@ export class HookWorker {
     } else {
       this.#start(id, call);
     }
+    this.#updateBusy();
     return id;
   }
 
@@ -175,6 +182,7 @@ export class HookWorker {
     this.#inFlight.delete(id);
     this.#queued = this.#queued.filter((q) => q.id !== id);
     closeChunks(entry?.chunks);
+    this.#updateBusy();
     this.retire();
   }
 
@@ -266,6 +274,7 @@ export class HookWorker {
       case "ready":
         this.#ready = true;
         for (const { id, call } of this.#queued.splice(0)) this.#start(id, call);
+        this.#updateBusy();
         return;
       case "load_error":
         this.#events.loadError(this, m.error as string);
@@ -323,6 +332,7 @@ export class HookWorker {
         }
         this.#inFlight.delete(id);
         closeChunks(entry.chunks);
+        this.#updateBusy();
         entry.call.settle(
           m.ok === true
             ? { ok: true, value: m.value }
@@ -373,6 +383,22 @@ export class HookWorker {
     } else {
       this.#write(encodeFrame(FrameKind.chunk, id, next.value));
     }
+  }
+
+  /**
+   * Tells the output whether a call needs the worker now: one in flight or
+   * waiting for start-up, or the hook loading. Output between calls is
+   * held to the log budget (see `output_ceiling.ts`).
+   */
+  #updateBusy(): void {
+    this.#output.busy(!this.#ready || this.load > 0);
+  }
+
+  /** Ends the worker for writing past its output ceiling, and says why (in the pool). */
+  #outputExcess(cause: string): void {
+    if (this.#dead || this.#stopping) return;
+    this.#events.outputExcess(this, cause);
+    this.terminate(`output: ${cause}`);
   }
 
   /** Ends the worker at once, and says why (one log line, one count, in the pool). */

@@ -2,7 +2,8 @@
  * What a hook worker prints, on standard output and error: split into log
  * lines (never answers), within the worker's output budget (see
  * `output_budget.ts`). While over budget a chunk is counted and dropped
- * without being decoded.
+ * without being decoded. Output past its ceiling (see `output_ceiling.ts`)
+ * ends the worker.
  *
  * @module
  */
@@ -13,6 +14,7 @@ import {
   OutputBudget,
   type OutputLimits,
 } from "./output_budget.ts";
+import { OutputCeiling } from "./output_ceiling.ts";
 
 /** Where the output of one worker goes. */
 export interface OutputSink {
@@ -22,6 +24,8 @@ export interface OutputSink {
   over(): void;
   /** Output dropped since the last report; `ended` sums up a flood that is over. */
   dropped(dropped: DroppedOutput, ended: (DroppedOutput & { seconds: number }) | undefined): void;
+  /** The output went past its ceiling, for `cause`: the worker must end (said once). */
+  excess(cause: string): void;
 }
 
 /** Exit details keep this much of the last standard error output. */
@@ -35,17 +39,35 @@ const encoder = new TextEncoder();
 /** The output of one worker. */
 export class WorkerOutput {
   #sink: OutputSink;
+  #limits: OutputLimits;
   #budget: OutputBudget;
+  #ceiling: OutputCeiling;
+  /** Past the ceiling: nothing more is read into the log. */
+  #excess = false;
   #dropTimer: ReturnType<typeof setInterval> | undefined;
   #stderrTail = "";
   #partial = { stdout: "", stderr: "" };
   // One decoder per stream, so a character split across reads stays whole.
   #decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
 
-  /** Creates the output of a worker whose budget is `limits`. */
-  constructor(limits: OutputLimits, sink: OutputSink) {
-    this.#budget = new OutputBudget(limits);
+  /**
+   * Creates the output of a worker whose budget is `limits`; `now` is a
+   * monotonic clock in milliseconds (for tests).
+   */
+  constructor(
+    limits: OutputLimits,
+    sink: OutputSink,
+    now: () => number = () => performance.now(),
+  ) {
+    this.#limits = limits;
+    this.#budget = new OutputBudget(limits, now);
+    this.#ceiling = new OutputCeiling(limits, now);
     this.#sink = sink;
+  }
+
+  /** The worker has a call in flight (or is loading its hook), or has none. */
+  busy(busy: boolean): void {
+    this.#ceiling.busy(busy);
   }
 
   /** The end of what the worker wrote to standard error, for exit details. */
@@ -55,7 +77,18 @@ export class WorkerOutput {
 
   /** Takes a chunk the worker wrote on `stream`. */
   push(chunk: Uint8Array, stream: "stdout" | "stderr"): void {
+    if (this.#excess) return;
+    const cause = this.#ceiling.read(chunk.byteLength);
+    if (cause !== undefined) {
+      this.#end(cause);
+      return;
+    }
     if (this.#budget.dropping) {
+      if (this.#ceiling.stray) {
+        this.#budget.drop(countLines(chunk), chunk.byteLength);
+        this.#end(this.#strayCause());
+        return;
+      }
       this.#budget.drop(countLines(chunk), chunk.byteLength);
       // The line cut by this chunk is dropped too; decoding starts afresh.
       this.#partial[stream] = "";
@@ -83,7 +116,8 @@ export class WorkerOutput {
       for (let j = i + 1; j < lines.length; j++) bytes += lines[j]!.length + 1;
       this.#budget.drop(lines.length - i - 1, bytes);
       this.#partial[stream] = "";
-      if (admission === "over") this.#startDropping();
+      if (this.#ceiling.stray) this.#end(this.#strayCause());
+      else if (admission === "over") this.#startDropping();
       return;
     }
   }
@@ -95,6 +129,18 @@ export class WorkerOutput {
     }
     this.#partial = { stdout: "", stderr: "" };
     if (this.#dropTimer !== undefined || this.#budget.dropping) this.#reportDropped(true);
+  }
+
+  /** Past the ceiling: says so once; the worker is ended. */
+  #end(cause: string): void {
+    this.#excess = true;
+    this.#sink.excess(cause);
+  }
+
+  #strayCause(): string {
+    const { linesPerSecond, bytesPerSecond } = this.#limits;
+    return `its output went over its budget (${linesPerSecond} lines, ${bytesPerSecond} bytes ` +
+      "a second) while no call was in flight";
   }
 
   /** Says once that output is dropped, then reports what is dropped each second. */

@@ -220,31 +220,35 @@ export default (input) => ({ calls: ++calls, big: "x".repeat(input.size) });`);
   });
 
   it("logs the first lines of an output flood, says once that the rest is dropped, counts it, and sums it up when it ends", async () => {
-    // 20,000 lines on stdout and stderr in 2 s, then quiet; the calls keep answering.
+    // 20,000 lines on stdout and stderr in 2 s, during a call (in 80
+    // writes, far below the ceiling), then quiet; the calls keep answering.
     const pool = await startPool(
       `
 let calls = 0;
 async function flood() {
   for (let burst = 0; burst < 40; burst++) {
-    for (let i = 0; i < 250; i++) console.log("flood line " + (burst * 250 + i));
-    for (let i = 0; i < 250; i++) console.error("flood err " + (burst * 250 + i));
+    const lines = Array.from({ length: 250 }, (_, i) => burst * 250 + i);
+    console.log(lines.map((n) => "flood line " + n).join("\\n"));
+    console.error(lines.map((n) => "flood err " + n).join("\\n"));
     await new Promise((r) => setTimeout(r, 50));
   }
   console.log("flood over");
 }
-export default (input) => {
-  if (input.start) flood();
-  return ++calls;
+export default async (input) => {
+  const id = ++calls;
+  if (input.flood) await flood();
+  return id;
 };`,
       15_000,
       { linesPerSecond: 50, bytesPerSecond: 64 * 1024 },
     );
-    assert.deepEqual(await pool.call({ start: true }), { ok: true, value: 1 });
+    const flooding = pool.call({ flood: true });
     const over = () =>
       lines.filter((l) => l.includes(`msg="hook output is over its budget; it is dropped`));
     const summary = () => lines.filter((l) => l.includes(`msg="hook output was dropped"`));
     await eventually(() => over().length === 1, "the over-budget line");
     assert.deepEqual(await pool.call({}), { ok: true, value: 2 });
+    assert.deepEqual(await flooding, { ok: true, value: 1 });
     await eventually(() => summary().length === 1, "the summary line", 15_000);
     const output = lines.filter((l) => l.includes(`msg="hook output"`));
     // The first 50 lines of the first second, nothing more from it.
@@ -262,5 +266,80 @@ export default (input) => {
       Number(summed[2]),
     );
     assert.equal(pool.restarts, 0, "the worker was not ended");
+    assert.deepEqual(excess(), []);
+  });
+
+  const excess = () =>
+    lines.filter((l) => l.includes(`msg="hook worker wrote too much output; it is ended"`));
+
+  /** Hook source: `start` sets `flood` going in the background (at most 20 s); answers its pid. */
+  const flooder = (flood: string) => `
+async function flood() {
+  const end = Date.now() + 20000;
+  ${flood}
+}
+export default (input) => {
+  if (input.start) flood();
+  return Deno.pid;
+};`;
+
+  it("ends a worker that floods its output between calls, says so once, counts it; the next call gets a fresh worker", async () => {
+    // A line every millisecond or so, from a timer: over the budget of 50
+    // lines a second, far below the ceiling of writes and bytes.
+    const pool = await startPool(
+      flooder(`while (Date.now() < end) {
+    console.log("between calls " + Date.now());
+    await new Promise((r) => setTimeout(r, 1));
+  }`),
+      15_000,
+      { linesPerSecond: 50, bytesPerSecond: 64 * 1024 },
+    );
+    const first = await pool.call({ start: true });
+    assert.equal(first.ok, true);
+    await eventually(() => excess().length === 1, "the worker to be ended");
+    assert.match(
+      excess()[0]!,
+      new RegExp(
+        `hook=${pool.options.name} pid=${first.ok ? first.value : ""} cause="its output went ` +
+          `over its budget \\(50 lines, 65536 bytes a second\\) while no call was in flight"`,
+      ),
+    );
+    assert.equal(counters.get("hook_output_kills_total", { hook: pool.options.name }), 1);
+    await eventually(() => pool.workerCount === 0, "the worker to exit");
+    const next = await pool.call({});
+    assert.ok(next.ok && first.ok && next.value !== first.value, "a fresh worker answers");
+    assert.equal(excess().length, 1, "said once");
+    assert.equal(lines.filter((l) => l.includes(`msg="hook worker exited"`)).length, 0);
+  });
+
+  it("ends a worker whose output, during a call, comes in more than 1000 writes a second", async () => {
+    const pool = await startPool(`
+export default () => {
+  // One byte at a time, never yielding (at most 20 s).
+  const byte = new Uint8Array([0x2e]);
+  const end = Date.now() + 20000;
+  while (Date.now() < end) Deno.stdout.writeSync(byte);
+  return "done";
+};`);
+    const outcome = await pool.call({});
+    assert.equal(outcome.ok, false);
+    assert.match(!outcome.ok ? outcome.error : "", /more than 1000 writes in one second/);
+    assert.equal(excess().length, 1);
+    assert.match(excess()[0]!, /cause="its output came in more than 1000 writes in one second"/);
+  });
+
+  it("ends a worker that writes more than 16 times its byte budget in one second, during a call", async () => {
+    const pool = await startPool(`
+export default () => {
+  // 64 KiB at a time, never yielding (at most 20 s).
+  const chunk = new TextEncoder().encode(("y".repeat(1023) + "\\n").repeat(64));
+  const end = Date.now() + 20000;
+  while (Date.now() < end) Deno.stdout.writeSync(chunk);
+  return "done";
+};`);
+    const outcome = await pool.call({});
+    assert.equal(outcome.ok, false);
+    assert.equal(excess().length, 1);
+    assert.match(excess()[0]!, /cause="it wrote more than 1048576 bytes of output in one second"/);
   });
 });
