@@ -235,8 +235,9 @@ async function call(fn, id, request) {
 
 let fn;
 // The second argument of every call: one object for the life of this
-// worker, as GreenArrow's pre-delivery-attempt hook has its state hash. A
-// reload starts a new worker, so a new state.
+// worker, as GreenArrow's pre-delivery-attempt hook has its state hash. It
+// is never written anywhere: whatever replaces this worker (a reload, a
+// restart, a timeout, a crash, a limit) starts a new state.
 const hookState = {};
 try {
   const module = await import(Deno.args[0]);

@@ -628,6 +628,71 @@ export default async function (input) {
       await server.waitForLog(new RegExp(`qid=${id} event=completed sent=6 failed=0`), 10_000);
     }
   });
+
+  it("keeps its state across a thrown error, an unrelated reload and SIGHUP; starts afresh after a crash, a timeout and a change to its settings", async () => {
+    // As the README says: state is lost exactly when the worker is replaced.
+    await replaceHook(`
+export default async function (input, state) {
+  state.count = (typeof state.count === "number" ? state.count : 0) + 1;
+  console.error("v5 count=" + state.count + " rcpt=" + input.recipient);
+  if (input.is_first_attempt === 1) {
+    const local = input.recipient.split("@")[0];
+    if (local === "throw") throw new Error("thrown on purpose");
+    if (local === "crash") Deno.exit(1);
+    if (local === "hang") await new Promise(() => {});
+  }
+  return { action: "normal" };
+}
+`);
+    const reloads = () =>
+      server.stderr().split("\n").filter((l) => /msg="policy reloaded"/.test(l));
+    /** Changes postern.yaml (or signals) and waits for the reload it causes. */
+    const reload = async (change: () => Promise<void>) => {
+      const before = reloads().length;
+      await change();
+      await eventually(
+        () => Promise.resolve(reloads().length > before ? true : undefined),
+        10_000,
+        "the reload",
+      );
+    };
+    const yaml = join(server.configDir, "postern.yaml");
+    const edit = async (from: string, to: string) => {
+      const text = await readFile(yaml, "utf8");
+      assert.ok(text.includes(from), `postern.yaml has ${from}`);
+      await writeFile(yaml, text.replace(from, to));
+    };
+    await deliverOne("k1@remote.test"); // 1
+    await deliverOne("throw@remote.test"); // 2 throws; the retry is 3
+    await reload(() => edit("retry_max: 1s", "retry_max: 2s"));
+    await deliverOne("k2@remote.test"); // 4
+    await reload(() => Promise.resolve(void process.kill(server.child.pid!, "SIGHUP")));
+    await deliverOne("k3@remote.test"); // 5
+    await deliverOne("crash@remote.test"); // 6 exits; the retry is 1 in a new worker
+    await deliverOne("k4@remote.test"); // 2
+    await deliverOne("hang@remote.test"); // 3 times out; the retry is 1 in a new worker
+    await deliverOne("k5@remote.test"); // 2
+    const before = loads();
+    await edit("    timeout: 1s\n", "    timeout: 2s\n");
+    await eventually(
+      () => Promise.resolve(loads() > before ? true : undefined),
+      10_000,
+      "the hook to be loaded again with its new settings",
+    );
+    await deliverOne("k6@remote.test"); // 1
+    // The hook's own lines (a crash's error line quotes its last ones too).
+    const seen = async () =>
+      [...(await readHookLog(server)).matchAll(/ pid=\d+ v5 count=(\d+)/g)].map((m) =>
+        Number(m[1])
+      );
+    assert.deepEqual(
+      await eventually(async () => {
+        const all = await seen();
+        return all.length >= 12 ? all : undefined;
+      }, 5_000),
+      [1, 2, 3, 4, 5, 6, 1, 2, 3, 1, 2, 1],
+    );
+  });
 });
 
 describe("virtual MTAs chosen by routes, without a hook", () => {
