@@ -17,22 +17,28 @@
  *   the log would drop it anyway. Output within the budget (a timer that
  *   logs now and then) is fine. The grace covers what a call printed just
  *   before its answer, which may be read after the answer (two pipes).
- * - At any time, more than {@linkcode MAX_READS_PER_SECOND} reads, or more
- *   than {@linkcode BYTES_FACTOR} times the log's bytes per second (at least
+ * - At any time, more than {@linkcode READS_FACTOR} times the log's lines
+ *   per second in reads (at least {@linkcode MIN_READS_PER_SECOND}), or more
+ *   than {@linkcode BYTES_FACTOR} times its bytes per second (at least
  *   {@linkcode MIN_BYTES_PER_SECOND}), in one second ends the worker: just
  *   below that ceiling (900 writes of 1 KiB a second, in a call) Postern
  *   spent 4 % of a CPU under Deno and 3 % under Bun (1-2 % idle), where the
  *   same hook writing as fast as it could took 110 %; a hook with a debug
  *   line in a hot path stays far below it (its lines beyond the budget are
- *   dropped, as before, and it keeps answering).
+ *   dropped, as before, and it keeps answering). Both follow the log's
+ *   budget: an operator who lets 100,000 lines a second into the log lets
+ *   a hook print them line by line.
  *
  * @module
  */
 
 import type { OutputLimits } from "./output_budget.ts";
 
-/** Reads of a worker's pipes allowed in one second. */
-export const MAX_READS_PER_SECOND = 1000;
+/** A worker may write this many times its log budget's lines in one second... */
+export const READS_FACTOR = 5;
+
+/** ...and at least this many times (reads of its pipes, as Postern sees them). */
+export const MIN_READS_PER_SECOND = 1000;
 
 /** A worker may write this many times its log budget's bytes in one second... */
 export const BYTES_FACTOR = 16;
@@ -47,6 +53,7 @@ const WINDOW_MS = 1000;
 
 /** The ceiling of one worker's output. */
 export class OutputCeiling {
+  readonly maxReadsPerSecond: number;
   readonly maxBytesPerSecond: number;
   #now: () => number;
   #windowStart: number | undefined;
@@ -57,6 +64,7 @@ export class OutputCeiling {
 
   /** `now` is a monotonic clock in milliseconds (for tests). Starts busy (loading). */
   constructor(limits: OutputLimits, now: () => number = () => performance.now()) {
+    this.maxReadsPerSecond = Math.max(MIN_READS_PER_SECOND, READS_FACTOR * limits.linesPerSecond);
     this.maxBytesPerSecond = Math.max(MIN_BYTES_PER_SECOND, BYTES_FACTOR * limits.bytesPerSecond);
     this.#now = now;
   }
@@ -86,8 +94,8 @@ export class OutputCeiling {
     }
     this.#reads++;
     this.#bytes += bytes;
-    if (this.#reads > MAX_READS_PER_SECOND) {
-      return `its output came in more than ${MAX_READS_PER_SECOND} writes in one second`;
+    if (this.#reads > this.maxReadsPerSecond) {
+      return `its output came in more than ${this.maxReadsPerSecond} writes in one second`;
     }
     if (this.#bytes > this.maxBytesPerSecond) {
       return `it wrote more than ${this.maxBytesPerSecond} bytes of output in one second`;

@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
   BETWEEN_CALLS_GRACE_MS,
-  MAX_READS_PER_SECOND,
   MIN_BYTES_PER_SECOND,
+  MIN_READS_PER_SECOND,
   OutputCeiling,
 } from "../../../src/hooks/output_ceiling.ts";
 import { WorkerOutput } from "../../../src/hooks/worker_output.ts";
@@ -37,20 +37,26 @@ function output(limits = LIMITS) {
 const text = (s: string) => new TextEncoder().encode(s);
 
 describe("OutputCeiling", () => {
-  it("read() allows MAX_READS_PER_SECOND reads in a second and ends the worker on the next", () => {
+  it("read() allows 1000 reads in a second and ends the worker on the next", () => {
     const { clock, ceiling: c } = ceiling();
-    for (let i = 0; i < MAX_READS_PER_SECOND; i++) {
-      clock.now = i * (999 / MAX_READS_PER_SECOND);
+    for (let i = 0; i < MIN_READS_PER_SECOND; i++) {
+      clock.now = i * (999 / MIN_READS_PER_SECOND);
       assert.equal(c.read(1), undefined, `read ${i + 1}`);
     }
     assert.match(c.read(1) ?? "", /more than 1000 writes in one second/);
+  });
+
+  it("read() allows 5 times the log's lines a second in reads, when that is more than 1000", () => {
+    const c = new OutputCeiling({ linesPerSecond: 100_000, bytesPerSecond: 64 << 20 }, () => 0);
+    assert.equal(c.maxReadsPerSecond, 500_000);
+    for (let i = 0; i < 2000; i++) assert.equal(c.read(16), undefined);
   });
 
   it("read() counts each second afresh", () => {
     const { clock, ceiling: c } = ceiling();
     for (let second = 0; second < 5; second++) {
       clock.now = second * 1000;
-      for (let i = 0; i < MAX_READS_PER_SECOND; i++) assert.equal(c.read(1), undefined);
+      for (let i = 0; i < MIN_READS_PER_SECOND; i++) assert.equal(c.read(1), undefined);
     }
   });
 
@@ -126,7 +132,7 @@ describe("WorkerOutput past its ceiling", () => {
   it("ends a worker whose output during a call comes in too many writes", () => {
     const { out, excess } = output({ linesPerSecond: 200, bytesPerSecond: 64 * 1024 });
     out.busy(true);
-    for (let i = 0; i <= MAX_READS_PER_SECOND; i++) out.push(text("x"), "stdout");
+    for (let i = 0; i <= MIN_READS_PER_SECOND; i++) out.push(text("x"), "stdout");
     assert.deepEqual(excess(), ["excess its output came in more than 1000 writes in one second"]);
   });
 });
