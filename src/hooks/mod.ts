@@ -20,6 +20,7 @@ export { postDataOutcome } from "./points.ts";
 export { type HookGrants, NO_GRANTS } from "./sandbox.ts";
 export { ModulePool, type ModulePoolOptions } from "./module_pool.ts";
 export type { CallOutcome } from "./worker.ts";
+export { hookFrame, loadErrorSummary, plainText } from "./load_error.ts";
 export { WORKER_SOURCE } from "./worker_source.ts";
 export { findDeno } from "./find_deno.ts";
 export type { DenoSearch, FoundDeno } from "./find_deno.ts";

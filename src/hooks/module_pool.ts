@@ -19,6 +19,7 @@ import {
   workerEnv,
 } from "./sandbox.ts";
 import { Deadlines } from "./deadlines.ts";
+import { loadErrorSummary } from "./load_error.ts";
 import type { OutputLimits } from "./output_budget.ts";
 import { type CallOutcome, HookWorker, type WorkerEvents } from "./worker.ts";
 import { answerShared, type SharedStore } from "./shared_state.ts";
@@ -309,7 +310,8 @@ export class ModulePool {
     this.options.logger.error("hook cannot be loaded; its calls fail until it is fixed", {
       hook: this.options.name,
       file: this.options.entry,
-      error: this.#broken.error.split("\n").slice(0, 3).join(" | "),
+      // Not deno's code frame, which quotes the hook's source (load_error.ts).
+      error: loadErrorSummary(this.#broken.error),
     });
   }
 }

@@ -9,7 +9,7 @@
 
 import * as v from "valibot";
 import { PreDeliveryAttemptResultSchema } from "../../hooks/mod.ts";
-import type { CallOutcome } from "../hooks/mod.ts";
+import { type CallOutcome, hookFrame, plainText } from "../hooks/mod.ts";
 
 /** The reference's status text for every failure of the hook. */
 export const HOOK_ERROR_TEXT = "Error in pre_delivery_attempt_hook (see logfile)";
@@ -44,7 +44,7 @@ export function preDeliveryDecision(outcome: CallOutcome): PreDeliveryDecision {
       : outcome.failure === "load_error"
       ? "error loading pre_delivery_attempt_hook"
       : `pre_delivery_attempt_hook failed (${outcome.failure})`;
-    const first = plain(outcome.error).split("\n")[0];
+    const first = plainText(outcome.error).split("\n")[0];
     if (outcome.failure !== "load_error") return { kind: "error", error: `${what}: ${first}` };
     // The reference's example of a load error says where ("syntax error at
     // (eval 12) line 3"): the hook's file, line and column, on the one line.
@@ -84,36 +84,6 @@ export function preDeliveryDecision(outcome: CallOutcome): PreDeliveryDecision {
         ...(result.new_sender !== undefined ? { sender: result.new_sender } : {}),
       };
   }
-}
-
-/** The worker's bootstrap, which loads the hook: its frames say nothing of the hook. */
-const BOOTSTRAP = /\/hook_worker\.js$/;
-
-/** The end of a stack frame: `:line:column`, then `)` when the frame names a function. */
-const FRAME_END = /:(\d+):(\d+)\)?\s*$/;
-
-/**
- * The location of a load error in the hook's files: the first stack frame
- * (`at [async] [name (]file:///…:line:column[)]`) in a local file other
- * than the bootstrap. Only that: the lines before it may be a code frame
- * quoting the hook's source, and a secret in it would go to the log.
- */
-function hookFrame(error: string): string | undefined {
-  for (const line of plain(error).split("\n").slice(1)) {
-    if (!/^\s*at /.test(line)) continue;
-    const end = FRAME_END.exec(line);
-    const start = end === null ? -1 : line.lastIndexOf("file://", end.index);
-    if (end === null || start < 0) continue;
-    const url = line.slice(start, end.index);
-    if (!/[\s()]/.test(url) && !BOOTSTRAP.test(url)) return `${url}:${end[1]}:${end[2]}`;
-  }
-  return undefined;
-}
-
-/** `text` without terminal colour codes, which deno adds to some locations. */
-function plain(text: string): string {
-  // deno-lint-ignore no-control-regex -- ESC is what is removed
-  return text.replace(/\x1b\[[0-9;]*m/g, "");
 }
 
 function withDomain(

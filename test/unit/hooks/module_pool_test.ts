@@ -278,6 +278,20 @@ export default async function (input) {
     assert.notEqual(pool.loadError, undefined);
   });
 
+  it("logs a load error's first line and place, never deno's code frame of the hook's source", async () => {
+    // A syntax error: deno quotes the offending line of the hook under its
+    // message, and a hook's source can hold a secret (an API key).
+    const pool = await startPool(
+      `const key = "sk-live-7f3a9c";\nexport default function () { return { a: 1; }; }\n`,
+    );
+    const outcome = await pool.call({});
+    assert.equal(outcome.ok ? "ok" : outcome.failure, "load_error");
+    const errors = logged("hook cannot be loaded; its calls fail until it is fixed");
+    assert.equal(errors.length, 1);
+    assert.doesNotMatch(errors[0]!, /sk-live-7f3a9c|return \{ a: 1/);
+    assert.match(errors[0]!, /error="[^"]+ at file:\/\/\S+:2:\d+"/);
+  });
+
   it("call() resolves with load_error when the module has no default export function", async () => {
     const pool = await startPool(`export const notDefault = 1;`);
     const outcome = await pool.call({});
