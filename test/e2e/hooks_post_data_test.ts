@@ -170,11 +170,12 @@ describe("post-data module hook", () => {
         5_000,
         "the dropped entries in the log",
       );
+      // The log writes those characters as \u escapes (cf00ff3).
       assert.match(
         logged,
         body === "PLEASE-C1"
-          ? /dropped="X-C1: a\u0085Injected: b \| X-C2: a\u2028Injected: b"/
-          : /dropped="X-C3: a\u009bInjected"/,
+          ? /dropped="X-C1: a\\u0085Injected: b \| X-C2: a\\u2028Injected: b"/
+          : /dropped="X-C3: a\\u009bInjected"/,
       );
     }
   });
