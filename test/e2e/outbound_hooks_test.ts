@@ -450,17 +450,18 @@ describe("pre-delivery-attempt hook: state, reloads and failures", () => {
     server.stderr().split("\n").filter((l) =>
       l.includes('msg="hook loaded"') && l.includes("hook=pre-delivery-attempt")
     ).length;
-  /** Rewrites the hook and waits until the runner has loaded it again. */
+  /**
+   * Rewrites the hook and waits until the runner has loaded it again (the
+   * event; how soon it comes is for the benchmarks, so the wait is long).
+   */
   const replaceHook = async (source: string) => {
     const before = loads();
-    const written = Date.now();
     await writeFile(hookFile(), source);
     await eventually(
       () => Promise.resolve(loads() > before ? true : undefined),
-      3_000,
+      30_000,
       "the hook to be loaded again",
     );
-    return Date.now() - written;
   };
   /** The counts the hook logged with `tag`, in order. */
   const counts = async (tag: string) =>
@@ -526,9 +527,8 @@ describe("pre-delivery-attempt hook: state, reloads and failures", () => {
     );
   });
 
-  it("starts with a fresh state within a second or two of a change to the hook file", async () => {
-    const took = await replaceHook(counter("v2"));
-    assert.ok(took < 2_500, `reloaded after ${took} ms`);
+  it("starts with a fresh state after a change to the hook file", async () => {
+    await replaceHook(counter("v2"));
     await deliverOne("s4@remote.test");
     await deliverOne("s5@remote.test");
     assert.deepEqual(
@@ -583,10 +583,15 @@ export default async function (input) {
     assert.match(line, / at file:\/\/\/\S+\/hooks\/pre-delivery-attempt\.ts:2:\d+$/);
     assert.doesNotMatch(await readHookLog(server), /tok_LIVE_canary/);
     assert.equal(mx.messages.filter((m) => m.to.includes("broken@remote.test")).length, 0);
-    const fixed = Date.now();
     await replaceHook(counter("v3"));
-    await server.waitForLog(delivery(id, "broken@remote.test", "sent"), 10_000);
-    assert.ok(Date.now() - fixed < 5_000, "delivered by the next retry");
+    // Delivered by the next retry: at most one attempt, one that had asked
+    // the broken hook before the fixed one was loaded, still fails.
+    const failedBefore = deferrals().length;
+    await server.waitForLog(delivery(id, "broken@remote.test", "sent"), 15_000);
+    assert.ok(
+      deferrals().length <= failedBefore + 1,
+      `${deferrals().length - failedBefore} more failed attempts after the fix was loaded`,
+    );
   });
 
   it("logs a load error about once a second, however many attempts it fails", async () => {
