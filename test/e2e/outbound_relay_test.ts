@@ -438,6 +438,15 @@ describe("outbound: a slow destination does not hold up the others", () => {
   });
 });
 
+/**
+ * A random loopback address outside 127.0.0.0/24 (which other tests name),
+ * such as 127.83.17.202: all of 127.0.0.0/8 reaches this host on Linux.
+ */
+function randomLoopback(): string {
+  const byte = () => 1 + Math.floor(Math.random() * 254);
+  return `127.${byte()}.${byte()}.${byte()}`;
+}
+
 describe("outbound: MTA-STS in enforce mode (RFC 8461)", () => {
   const policy = "version: STSv1\nmode: enforce\nmx: good.sts.test\nmax_age: 86400\n";
   let ca: TestCa;
@@ -448,6 +457,8 @@ describe("outbound: MTA-STS in enforce mode (RFC 8461)", () => {
   let good: SmtpReceiver;
   let server: Server;
   let submission: number;
+  /** Where the policy is served: port 443 of an address drawn for this run. */
+  let policyAddress = "";
 
   before(async () => {
     ca = await TestCa.create();
@@ -460,10 +471,24 @@ describe("outbound: MTA-STS in enforce mode (RFC 8461)", () => {
       }
       res.writeHead(200, { "content-type": "text/plain" }).end(policy);
     });
-    await new Promise<void>((resolve, reject) => {
-      https.once("error", reject);
-      https.listen(443, "127.0.0.32", () => resolve());
-    });
+    // The policy fetch always goes to port 443 (RFC 8461 section 3.3), so
+    // the address varies instead: two runs at once draw the same one with a
+    // chance of one in 16 million, and then draw again.
+    for (let attempt = 1; policyAddress === ""; attempt++) {
+      const address = randomLoopback();
+      try {
+        await new Promise<void>((resolve, reject) => {
+          https.once("error", reject);
+          https.listen(443, address, () => {
+            https.off("error", reject);
+            resolve();
+          });
+        });
+        policyAddress = address;
+      } catch (err) {
+        if ((err as { code?: string }).code !== "EADDRINUSE" || attempt >= 10) throw err;
+      }
+    }
     const port = await freePort();
     submission = await freePort();
     bad = await SmtpReceiver.start({ host: "127.0.0.33", port, starttls: false });
@@ -479,7 +504,7 @@ describe("outbound: MTA-STS in enforce mode (RFC 8461)", () => {
     dns = await startDnsServer({
       "sts.test": { MX: mx },
       "_mta-sts.sts.test": { TXT: ["v=STSv1; id=1"] },
-      "mta-sts.sts.test": { A: ["127.0.0.32"] },
+      "mta-sts.sts.test": { A: [policyAddress] },
       "bad.sts.test": { A: ["127.0.0.33"] },
       "good.sts.test": { A: ["127.0.0.34"] },
       // The same MX hosts without a policy: the preferred one gets the mail.
