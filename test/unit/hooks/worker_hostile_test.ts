@@ -10,6 +10,8 @@
  */
 
 import assert from "node:assert/strict";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { MAX_FRAME_BYTES } from "../../../src/hooks/frames.ts";
 import type { ModulePool } from "../../../src/hooks/module_pool.ts";
@@ -186,19 +188,47 @@ export default function () {
   });
 
   it("ignores the late answer of a call that timed out (not a protocol error)", async () => {
+    // Calls with "wait" answer once the test creates "release" in the
+    // hook's own folder (which it may read), in the order they came: the
+    // late answer of A goes out on the channel before C's.
     const pool = await startPool(
-      `export default (input) => new Promise((r) => setTimeout(() => r(input.n), input.wait));`,
+      `
+const folder = import.meta.url.replace(/\\.ts$/, "/");
+let release;
+const released = new Promise((resolve) => release = resolve);
+const poll = setInterval(() => {
+  try {
+    Deno.statSync(new URL("release", folder));
+  } catch {
+    return;
+  }
+  clearInterval(poll);
+  release();
+}, 10);
+export default async (input) => {
+  if (input.wait) await released;
+  return { n: input.n, pid: Deno.pid };
+};`,
       3000,
     );
     // Loads the worker first, so the timed-out call is only the hook's slowness.
-    assert.deepEqual(await pool.call({ n: 0, wait: 0 }), { ok: true, value: 0 });
-    // A answers 600 ms after its timeout; C, started 1.5 s later, keeps the
-    // retired worker alive until after that (it answers in time, at 4.1 s).
-    const a = pool.call({ n: 1, wait: 3600 });
-    await new Promise((r) => setTimeout(r, 1500));
-    const c = pool.call({ n: 2, wait: 2600 });
-    assert.equal((await a).ok, false);
-    assert.deepEqual(await c, { ok: true, value: 2 });
+    const first = await pool.call({ n: 0 });
+    assert.ok(first.ok, JSON.stringify(first));
+    const pid = (first.value as { pid: number }).pid;
+    // C starts 2 s after A, so its deadline comes 2 s after A's: room for
+    // what follows A's timeout (the release file, the hook's answers), all
+    // of it driven by events. The retired worker lives on for C.
+    const a = pool.call({ n: 1, wait: true });
+    await new Promise((r) => setTimeout(r, 2000));
+    const c = pool.call({ n: 2, wait: true });
+    const timedOut = await a;
+    assert.equal(!timedOut.ok && timedOut.failure, "timeout", JSON.stringify(timedOut));
+    const folder = join(fixture.hooksDir, pool.options.name);
+    await mkdir(folder, { recursive: true });
+    await writeFile(join(folder, "release"), "");
+    // C's answer came from the same worker, after A's late one on the same
+    // channel: Postern read A's and took it for no protocol error.
+    assert.deepEqual(await c, { ok: true, value: { n: 2, pid } });
     assert.deepEqual(brokeProtocol(), []);
     assert.equal(counters.get("hook_protocol_errors_total", { hook: pool.options.name }), 0);
   });
