@@ -46,22 +46,6 @@ describe("session limits", () => {
     assert.equal(await s.read(), "(closed)");
   });
 
-  it("closes a session whose command never completes, even if bytes trickle in", async () => {
-    const s = await rawSession(server);
-    assert.match(await s.read(), /^220 /);
-    assert.match(await s.send("EHLO client.test"), /^250 /);
-    const reply = s.read();
-    let outcome = "";
-    void reply.then((line) => outcome = line);
-    // One byte every 400 ms keeps the 1 s idle timer from firing.
-    for (let i = 0; i < 20 && outcome === ""; i++) {
-      s.socket.write("N");
-      await sleep(400);
-    }
-    assert.match(await reply, /^421 4\.4\.2 .*command timeout/);
-    s.close();
-  });
-
   it("closes the session at the hard error limit (20) with 421 4.7.0", async () => {
     const s = await rawSession(server);
     await s.read();
@@ -95,12 +79,14 @@ describe("session limits", () => {
   });
 });
 
-describe("greeting delay", () => {
+describe("command timeout", () => {
+  // A long idle timeout: trickling bytes never race it, and only the
+  // command timeout (2 s) can end the session.
   let server: Server;
   before(async () => {
     server = await startServer({
       config: {
-        "postern.yaml": "smtp:\n  greeting_delay: 700ms\n",
+        "postern.yaml": "smtp:\n  idle_timeout: 10m\n  command_timeout: 2s\n",
         "domains/example.test/users": "alice\n",
       },
     });
@@ -109,8 +95,59 @@ describe("greeting delay", () => {
     await cleanup(server);
   });
 
-  it("refuses a client that talks before the greeting", async () => {
+  it("closes a session whose command never completes, while bytes still trickle in", async () => {
     const s = await rawSession(server);
+    try {
+      assert.match(await s.read(), /^220 /);
+      assert.match(await s.send("EHLO client.test"), /^250 /);
+      const reply = s.read();
+      let outcome = "";
+      void reply.then((line) => outcome = line);
+      // A byte every 100 ms until the reply, far more often than the 2 s
+      // command timeout: were each byte to restart that timer, no reply
+      // would come while they trickle, and the 100 bytes (10 s) would run out.
+      const most = 100;
+      let sent = 0;
+      while (outcome === "" && sent < most) {
+        s.socket.write("N");
+        sent++;
+        await Promise.race([reply, sleep(100)]);
+      }
+      assert.ok(outcome !== "", `no reply while ${sent} bytes trickled in`);
+      assert.match(outcome, /^421 4\.4\.2 .*command timeout/);
+    } finally {
+      s.close();
+    }
+  });
+});
+
+describe("greeting delay", () => {
+  // The greeting comes after 700 ms: a client that waits for it is served.
+  let server: Server;
+  // The greeting would come after an hour: any command before it is early,
+  // however late the test sends it.
+  let slow: Server;
+  before(async () => {
+    server = await startServer({
+      config: {
+        "postern.yaml": "smtp:\n  greeting_delay: 700ms\n",
+        "domains/example.test/users": "alice\n",
+      },
+    });
+    slow = await startServer({
+      config: {
+        "postern.yaml": "smtp:\n  greeting_delay: 1h\n",
+        "domains/example.test/users": "alice\n",
+      },
+    });
+  });
+  after(async () => {
+    await cleanup(server);
+    await cleanup(slow);
+  });
+
+  it("refuses a client that talks before the greeting", async () => {
+    const s = await rawSession(slow);
     s.socket.write("EHLO eager.test\r\n");
     assert.match(await s.read(), /^421 .*talk too soon/);
     s.close();
