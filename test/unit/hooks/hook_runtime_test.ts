@@ -177,7 +177,8 @@ describe("hook runtime extraction", () => {
   it("two processes extracting into one folder at once both succeed, leaving one good copy", async () => {
     const dir = join(fresh(), "runtime");
     const gzPath = join(root, `payload-${n}.gz`);
-    const go = join(root, `go-${n}`);
+    const signals = join(root, `signals-${n}`);
+    await mkdir(signals);
     await writeFile(gzPath, GZ);
     const script = fileURLToPath(new URL("../../support/extract_runtime.ts", import.meta.url));
     const runtimeArgs = "Bun" in globalThis ? ["run", script] : ["run", "-A", script];
@@ -185,19 +186,41 @@ describe("hook runtime extraction", () => {
       new Promise<string>((resolve, reject) => {
         execFile(
           process.execPath,
-          [...runtimeArgs, dir, gzPath, JSON.stringify(MANIFEST), go],
-          { timeout: 60_000 },
+          [...runtimeArgs, dir, gzPath, JSON.stringify(MANIFEST), signals],
+          { timeout: 90_000 },
           (err, stdout, stderr) =>
             err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
         );
       });
-    const both = Promise.all([child(), child()]);
-    await writeFile(go, "");
+    /** Waits (bounded) until `count` children have stopped half way. */
+    const underway = async (count: number) => {
+      const stopped = async () =>
+        (await readdir(signals)).filter((f) => f.startsWith("extracting-")).length;
+      for (let i = 0; i < 6000 && await stopped() < count; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.equal(await stopped(), count, `${count} extraction(s) under way`);
+    };
+    // Each child stops half way through its extraction and says so. The
+    // second starts once the first has stopped, so it finds the first one's
+    // temporary file (which it must leave alone) and no copy in place; then
+    // both are under way at once, and finish together.
+    const first = child();
+    first.catch(() => {}); // observed below; a failure is not unhandled meanwhile
+    await underway(1);
+    const second = child();
+    second.catch(() => {});
+    await underway(2);
+    assert.equal((await tempsIn(dir)).length, 2, (await readdir(dir)).join(" "));
+    const both = Promise.all([first, second]);
+    await writeFile(join(signals, "go"), "");
     const outputs = await both;
     for (const output of outputs) {
       const result = JSON.parse(output) as { path: string; action: string };
       assert.equal(result.path, join(dir, "deno-9.8.7"));
-      assert.ok(["extracted", "verified"].includes(result.action), result.action);
+      // Both extracted: each renamed its own copy into place, the later
+      // one over the earlier, and each checked what it found there.
+      assert.equal(result.action, "extracted");
     }
     assert.ok(await sameAsPayload(join(dir, "deno-9.8.7")));
     assert.deepEqual(await readdir(dir), ["deno-9.8.7"]);
