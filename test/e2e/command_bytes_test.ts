@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { cleanup, eventually, maildirMessages, type Server, startServer } from "./harness.ts";
@@ -95,8 +95,64 @@ describe("command bytes", () => {
   });
 
   it("never maps anything to U+FFFD, in the log or the mailboxes", async () => {
-    assert.ok(!server.mailLog.some((l) => l.includes("\uFFFD")));
-    const mailboxes = await readdir(join(server.dataDir, "mail", "example.test")).catch(() => []);
+    // Its own invalid bytes, in every place: refused commands, and a
+    // message whose header and body carry them (kept as they are).
+    const badLines = () =>
+      server.mailLog.filter((l) => /event=rejected stage=command reason=bad_utf8 /.test(l)).length;
+    const before = badLines();
+    const client = await open();
+    const refused = "500 5.5.2 Error: bad UTF-8 syntax";
+    assert.equal(
+      await client.command(bytesWith("EHLO {}.example\r\n", [0xed, 0xa0, 0x80])),
+      refused,
+    );
+    assert.match(await client.command("EHLO client.test"), /^250 /);
+    assert.equal(
+      await client.command(bytesWith("MAIL FROM:<j{}rg@client.test> SMTPUTF8\r\n", [0xf6])),
+      refused,
+    );
+    assert.match(await client.command("MAIL FROM:<jörg@client.test> SMTPUTF8"), /^250 /);
+    assert.equal(
+      await client.command(bytesWith("RCPT TO:<j{}rg@example.test>\r\n", [0xc3, 0x28])),
+      refused,
+    );
+    assert.equal(
+      await client.command(bytesWith("RCPT TO:<{}@example.test>\r\n", [0xff, 0xfe])),
+      refused,
+    );
+    assert.match(await client.command("RCPT TO:<jörg@example.test>"), /^250 /);
+    assert.match(await client.command("DATA"), /^354 /);
+    const done = await client.command(
+      Buffer.concat([
+        Buffer.from("Subject: raw "),
+        Buffer.from([0xff, 0xfe]),
+        Buffer.from("\r\n\r\nbody "),
+        Buffer.from([0xc3, 0x28]),
+        Buffer.from(" end\r\n.\r\n"),
+      ]),
+    );
+    const qid = /^250 2\.0\.0 Ok: queued as (\w+)/.exec(done)?.[1];
+    assert.ok(qid, done);
+    assert.match(await client.command("QUIT"), /^221 /);
+    client.close();
+    // Everything it caused is in the log, and the message in the mailbox.
+    await server.waitForLog(new RegExp(`qid=${qid} event=completed`));
+    assert.ok(badLines() >= before + 4, `${badLines() - before} bad_utf8 lines`);
+    const stored = await eventually(async () => {
+      const dir = join(server.dataDir, "mail", "example.test", "jörg", "new");
+      for (const name of await readdir(dir).catch(() => [] as string[])) {
+        const bytes = await readFile(join(dir, name));
+        if (bytes.includes(Buffer.from("Subject: raw "))) return bytes;
+      }
+      return undefined;
+    });
+    assert.ok(stored.includes(Buffer.from([0xff, 0xfe])), "the header's raw bytes, as they came");
+    assert.ok(stored.includes(Buffer.from([0xc3, 0x28])), "the body's raw bytes, as they came");
+    assert.ok(!stored.includes(Buffer.from("\uFFFD")), "a U+FFFD in the stored message");
+
+    assert.ok(!server.mailLog.some((l) => l.includes("\uFFFD")), server.mailLog.join("\n"));
+    const mailboxes = await readdir(join(server.dataDir, "mail", "example.test"));
+    assert.ok(mailboxes.includes("jörg"), mailboxes.join(" "));
     assert.ok(!mailboxes.some((m) => /%EF%BF%BD|\uFFFD/i.test(m)), mailboxes.join(" "));
   });
 });
