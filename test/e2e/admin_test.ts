@@ -195,8 +195,27 @@ describe("admin API", () => {
     assert.equal((await json("/queue?state=held")).body.items[0].id, first.id);
     const attemptsHeld = (await json(`/queue/${first.id}`)).body.recipients[0].attempts;
     assert.equal((await json(`/queue/${first.id}/retry`, { method: "POST" })).status, 200);
-    await new Promise((r) => setTimeout(r, 500));
-    assert.equal((await json(`/queue/${first.id}`)).body.recipients[0].attempts, attemptsHeld);
+    // An attempt starts within the request that makes it due (or on a
+    // timer of 0 ms): the second message, retried after it, being tried
+    // is the event after which an attempt of the held one would show, as
+    // "running" or as one more attempt.
+    const secondBefore = (await json(`/queue/${second.id}`)).body.recipients[0].attempts;
+    await eventually(
+      async () =>
+        (await json(`/queue/${second.id}/retry`, { method: "POST" })).status === 200 || undefined,
+      10_000,
+      "the retry of the other message to be taken",
+    );
+    await eventually(
+      async () =>
+        (await json(`/queue/${second.id}`)).body.recipients[0].attempts > secondBefore ||
+        undefined,
+      10_000,
+      "an attempt of the other message",
+    );
+    const held = (await json(`/queue/${first.id}`)).body;
+    assert.equal(held.state, "held");
+    assert.equal(held.recipients[0].attempts, attemptsHeld);
 
     // Release: due at once, so it is tried again.
     assert.equal((await json(`/queue/${first.id}/release`, { method: "POST" })).status, 200);
