@@ -69,7 +69,14 @@ describe("AcmeManager with renew: false", () => {
     // A certificate for other names (a half-configured node) is not applied.
     const wrong = await ca.issue("other.test");
     await store.saveCertificate(wrong.key, wrong.cert);
-    await new Promise((r) => setTimeout(r, 100));
+    // Each look at the file plans the next one (next_attempt_at moves). The
+    // look planned second from now began after the save, so once it has
+    // planned in turn, the wrong file has been read and judged.
+    const planned = () => manager.status().next_attempt_at;
+    const seen = planned();
+    await until(() => planned() !== seen, 5000);
+    const next = planned();
+    await until(() => planned() !== next, 5000);
     assert.equal(applied.length, 1);
 
     const second = await ca.issue("mx.ours.test", "mta-sts.ours.test");
