@@ -21,14 +21,15 @@ const [dir, gzPath, manifestJson, signalDir] = process.argv.slice(2);
 if (!dir || !gzPath || !manifestJson || !signalDir) {
   throw new Error("usage: extract_runtime.ts DIR GZ MANIFEST_JSON SIGNAL_DIR");
 }
+const signals: string = signalDir;
 const manifest = JSON.parse(manifestJson) as RuntimeManifest;
 const gz = new Uint8Array(readFileSync(gzPath));
 const half = Math.floor(gz.byteLength / 2);
 
 /** Says this extraction is under way, then waits (bounded) for the test's go. */
 async function halfway(): Promise<void> {
-  writeFileSync(join(signalDir, `extracting-${process.pid}`), "");
-  const go = join(signalDir, "go");
+  writeFileSync(join(signals, `extracting-${process.pid}`), "");
+  const go = join(signals, "go");
   for (let i = 0; i < 6000 && !existsSync(go); i++) {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
