@@ -130,8 +130,10 @@ export interface PreDeliveryAttemptInput {
 }
 
 /**
- * A state object, the same for every call until the hook is reloaded (a
- * change to its file starts a fresh one) or Postern restarts.
+ * A state object, the same for every call of one worker: it is lost when
+ * the hook is reloaded (a change to its files or settings), when Postern
+ * restarts, and when the worker is ended (a call that timed out, a crash,
+ * too much memory or output); README "Hooks" lists each case.
  */
 export type HookState = Record<string, unknown>;
 

@@ -4,7 +4,8 @@
  * starting point for your own.
  *
  * Postern calls it before each attempt to a remote recipient, with the
- * attempt's details and a state object that lives until the file changes.
+ * attempt's details and a state object that lives as long as its worker
+ * (until the file changes, a restart, or a timeout or crash ends it).
  *
  * Copy to `<config dir>/hooks/pre-delivery-attempt.ts`.
  *
