@@ -187,6 +187,7 @@ describe("runAdminCommand", () => {
     } as unknown as Partial<AdminDeps>);
     await recordAddress(dataDir, server.address);
     // Nothing but printable text and the newlines between lines.
+    // deno-lint-ignore no-control-regex -- control characters are what it looks for
     const raw = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]/;
 
     const ls = await runAdminCommand(configFor(dataDir), ["queue", "ls"]);
