@@ -19,7 +19,8 @@
  * match its content was never acknowledged, or was damaged since; it is
  * moved aside, never delivered. A file with the open seal, or whose first
  * bytes were never written, was never acknowledged: the client still has
- * the message.
+ * the message, unless something written only after the seal (a delivery
+ * state file) says otherwise, and then it is damaged (see `Spool.load`).
  *
  * Files written before the seal existed begin with the envelope's `{`:
  * they reached `queue/` by a rename after their fdatasync, so they are
@@ -58,8 +59,13 @@ export function sealLine(length: number, digest: string): Uint8Array {
 export type SealReading =
   /** Written before seals: complete by construction. */
   | { kind: "legacy" }
-  /** Never sealed: the message was still arriving, never acknowledged. */
+  /** The open seal: the message was still arriving, never acknowledged. */
   | { kind: "open" }
+  /**
+   * Empty, or zeros where the seal goes: its first write never reached the
+   * disk, so it was never acknowledged; or the disk lost that block since.
+   */
+  | { kind: "blank" }
   /** Sealed: complete if the content matches. */
   | { kind: "sealed"; length: number; digest: string }
   /** Neither: damaged. */
@@ -72,8 +78,9 @@ export function readSeal(head: Uint8Array): SealReading {
   // The open seal goes out in the file's first write: if its bytes never
   // reached the disk (an empty file, or zeros where a crash left the block
   // unwritten), the fdatasync that would have acknowledged the message
-  // never returned.
-  if (seal.every((byte) => byte === 0)) return { kind: "open" };
+  // never returned. A disk that loses the block later leaves the same zeros:
+  // only what the spool wrote after the seal can tell the two apart.
+  if (seal.every((byte) => byte === 0)) return { kind: "blank" };
   const text = new TextDecoder().decode(seal);
   // A file cut inside its open seal was still arriving too.
   if (OPEN_TEXT.startsWith(text)) return { kind: "open" };

@@ -18,7 +18,9 @@
  * It is in the queue from the instant its sealed content is durable (one
  * fdatasync, after the fsync of `queue/` that made its name durable); the
  * 250 reply is sent only after that. Unsealed files are removed at
- * start-up: those messages were never acknowledged.
+ * start-up: those messages were never acknowledged (unless a state file,
+ * written only after the 250, says otherwise: then the file is damaged,
+ * and moved aside with the rest).
  *
  * @module
  */
@@ -364,6 +366,7 @@ export class Spool {
   async load(): Promise<{ items: SpoolItem[]; corrupt: CorruptFile[]; unfinished: string[] }> {
     const names = await readdir(this.#queue);
     const messages = new Set(names.filter((n) => n.endsWith(".msg")).map((n) => n.slice(0, -4)));
+    const states = new Set(names.filter((n) => n.endsWith(".state")).map((n) => n.slice(0, -6)));
     const items: SpoolItem[] = [];
     const corrupt: CorruptFile[] = [];
     const unfinished: string[] = [];
@@ -379,17 +382,26 @@ export class Spool {
       try {
         this.#mayHaveState.add(id);
         const item = await this.#readItem(id);
-        if (item) {
+        if ("envelope" in item) {
           items.push(item);
           this.#queued.add(id);
           continue;
         }
-        // Never acknowledged (a state file is only written after a commit,
-        // so one here is as stale as the message).
+        if (states.has(id)) {
+          // A state file is written only for a queued item, after its
+          // commit: this message was acknowledged, and the client has
+          // forgotten it. Its head was lost since (a damaged block reads
+          // as zeros), so it is moved aside like any damaged file, never
+          // removed.
+          throw new Error(
+            `${item.unsealed === "blank" ? "its head is blank (no seal)" : "its seal is open"}, ` +
+              "yet its delivery state file shows it was acknowledged",
+          );
+        }
+        // Never acknowledged: the client still has the message.
         unfinished.push(id);
         this.#mayHaveState.delete(id);
         await unlink(this.#messagePath(id));
-        await unlink(join(this.#queue, `${id}.state`)).catch(ignoreMissing);
       } catch (err) {
         const reason = err instanceof Error ? err.message : String(err);
         corrupt.push(await this.#quarantine(`${id}.msg`, reason));
@@ -462,12 +474,12 @@ export class Spool {
     return join(this.#queue, `${id}.msg`);
   }
 
-  /** The item, or undefined when its file was never sealed. */
-  async #readItem(id: string): Promise<SpoolItem | undefined> {
+  /** The item, or how its file looks when it was never sealed. */
+  async #readItem(id: string): Promise<SpoolItem | { unsealed: "open" | "blank" }> {
     if (!isQueueId(id)) throw new Error(`"${id}" is not a queue ID`);
     const path = this.#messagePath(id);
     const start = await checkSeal(path);
-    if (start === undefined) return undefined;
+    if (typeof start !== "number") return { unsealed: start };
     const { line, offset } = await readFirstLine(path, start);
     const envelope = parseRecord(EnvelopeSchema, line, "envelope");
     if (envelope.id !== id) {
@@ -513,10 +525,10 @@ function parseRecord<T extends v.GenericSchema>(
 
 /**
  * Checks the seal of a message file: returns where its envelope line
- * starts, undefined for a file never sealed, and throws for one whose
- * seal does not match its content.
+ * starts, how the head of a file never sealed looks, and throws for one
+ * whose seal does not match its content.
  */
-async function checkSeal(path: string): Promise<number | undefined> {
+async function checkSeal(path: string): Promise<number | "open" | "blank"> {
   const handle = await open(path, "r");
   let size: number;
   const head = new Uint8Array(SEAL_BYTES);
@@ -531,7 +543,8 @@ async function checkSeal(path: string): Promise<number | undefined> {
     case "legacy":
       return 0;
     case "open":
-      return undefined;
+    case "blank":
+      return seal.kind;
     case "invalid":
       throw new Error("no seal or envelope line at the head of the file");
   }

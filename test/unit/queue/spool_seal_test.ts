@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { open, readFile, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { Spool } from "../../../src/queue/mod.ts";
+import { type Envelope, Spool } from "../../../src/queue/mod.ts";
 import { OPEN_SEAL, SEAL_BYTES } from "../../../src/queue/seal.ts";
 import { collectText, listDir, makeTempDir, removeDir } from "../helpers.ts";
 import { makeEnvelope, spoolMessage } from "./fixtures.ts";
@@ -154,13 +154,57 @@ describe("Spool seals at start-up", () => {
     assert.equal(await collectText(spool.openMessage(items[0]!)), "Subject: old\r\n\r\nbody\r\n");
   });
 
-  it("a state file beside an unfinished message is removed with it", async () => {
+  /** A message acknowledged and retried once: its state file saved. */
+  async function retriedMessage(): Promise<Envelope> {
     const envelope = makeEnvelope();
-    await writeFile(join(queueDir, `${envelope.id}.msg`), OPEN_SEAL);
-    await writeFile(join(queueDir, `${envelope.id}.state`), "{}");
-    const { unfinished } = await restart();
-    assert.deepEqual(unfinished, [envelope.id]);
+    const item = await spoolMessage(spool, envelope, `X-Pad: ${"p".repeat(5000)}\r\n\r\nbody\r\n`);
+    item.state.recipients[0]!.attempts = 1;
+    await spool.saveState(envelope.id, item.state);
+    return envelope;
+  }
+
+  it("an acknowledged message whose first block reads as zeros is moved to corrupt/, not removed", async () => {
+    const envelope = await retriedMessage();
+    // The disk lost the block: the seal reads as zeros, as for a file whose
+    // first write never landed. The state file, saved only after the
+    // commit, tells the two apart.
+    await overwrite(join(queueDir, `${envelope.id}.msg`), 0, new Uint8Array(4096));
+    const { items, corrupt, unfinished } = await restart();
+    assert.deepEqual(items, []);
+    assert.deepEqual(unfinished, []);
+    assert.deepEqual(corrupt, [{
+      file: join(corruptDir, `${envelope.id}.msg`),
+      reason: "its head is blank (no seal), yet its delivery state file shows it was acknowledged",
+    }]);
+    assert.deepEqual(await listDir(corruptDir), [`${envelope.id}.msg`, `${envelope.id}.state`]);
     assert.deepEqual(await listDir(queueDir), []);
+  });
+
+  it("an acknowledged message emptied or with an open seal is moved to corrupt/ with its state file", async () => {
+    const emptied = await retriedMessage();
+    const reopened = await retriedMessage();
+    await truncate(join(queueDir, `${emptied.id}.msg`), 0);
+    await overwrite(join(queueDir, `${reopened.id}.msg`), 0, OPEN_SEAL);
+    const { items, corrupt, unfinished } = await restart();
+    assert.deepEqual([items, unfinished], [[], []]);
+    assert.deepEqual(corrupt.map((c) => c.reason).sort(), [
+      "its head is blank (no seal), yet its delivery state file shows it was acknowledged",
+      "its seal is open, yet its delivery state file shows it was acknowledged",
+    ]);
+    assert.deepEqual(
+      await listDir(corruptDir),
+      [emptied.id, reopened.id].sort().flatMap((id) => [`${id}.msg`, `${id}.state`]),
+    );
+  });
+
+  it("a zeroed file without a state file still counts as unfinished", async () => {
+    const envelope = makeEnvelope();
+    await spoolMessage(spool, envelope, `X-Pad: ${"p".repeat(5000)}\r\n\r\nbody\r\n`);
+    await overwrite(join(queueDir, `${envelope.id}.msg`), 0, new Uint8Array(4096));
+    // Nothing written after the commit says it was acknowledged: a crash
+    // while it arrived leaves the same file.
+    const { corrupt, unfinished } = await restart();
+    assert.deepEqual([corrupt, unfinished], [[], [envelope.id]]);
   });
 });
 
