@@ -27,9 +27,10 @@ export interface DurabilityFs {
 }
 
 /**
- * The calls used by `DurableFile`, `DirSyncer` and `Spool.remove`. Production
- * code never changes it; tests replace its members to record calls and put
- * them back afterwards. The calls on an open file run at once, rename and
+ * The calls used by `DurableFile`, `DirSyncer` and `Spool.remove`, and the
+ * moves into `corrupt/` at start-up (`moveAside`, so that a test can make
+ * one fail). Production code never changes it; tests replace its members
+ * to record calls and put them back afterwards. The calls on an open file run at once, rename and
  * unlink on the I/O threads (see quick_fs.ts).
  */
 export const durabilityFs: DurabilityFs = { open: quickOpen, rename, unlink };

@@ -27,7 +27,7 @@
 
 import { Buffer } from "node:buffer";
 import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import * as v from "valibot";
 import { messageReadBytes } from "../runtime/mod.ts";
@@ -36,6 +36,7 @@ import { DurableFile, writeFileDurably } from "./durable_file.ts";
 import { durabilityFs } from "./fs_calls.ts";
 import { quickOpen } from "./quick_fs.ts";
 import { isQueueId } from "./id.ts";
+import { moveAside } from "./quarantine.ts";
 import { digestOf, OPEN_SEAL, readSeal, SEAL_BYTES, sealLine } from "./seal.ts";
 import { SpareFiles } from "./spare_files.ts";
 import {
@@ -59,7 +60,12 @@ export interface SpoolItem {
   recovered: boolean;
 }
 
-/** A spool file that failed validation. */
+/**
+ * A spool file that failed validation: moved to `corrupt/` (`file` is its
+ * new path), or, when even that failed, left in `queue/` (`file` is where
+ * it stays, and `reason` says why it was not moved); either way never
+ * delivered.
+ */
 export interface CorruptFile {
   file: string;
   reason: string;
@@ -274,6 +280,8 @@ export class Spool {
   #receiving = new Set<string>();
   /** IDs of the messages in the queue: committed or loaded, not yet removed. */
   #queued = new Set<string>();
+  /** IDs of damaged messages that could not be moved to `corrupt/`: left in `queue/`, skipped. */
+  #stuck = new Set<string>();
   /**
    * IDs that may have a state file: saved by this process, or found at
    * start-up. Most messages are delivered at the first attempt and never
@@ -318,7 +326,7 @@ export class Spool {
    */
   async receive(envelope: Envelope): Promise<SpoolWriter> {
     const id = envelope.id;
-    if (this.#receiving.has(id) || this.#queued.has(id)) {
+    if (this.#receiving.has(id) || this.#queued.has(id) || this.#stuck.has(id)) {
       throw Object.assign(new Error(`queue ID ${id} is already in use`), {
         code: "EEXIST",
       });
@@ -359,8 +367,9 @@ export class Spool {
 
   /**
    * Reads every queued item back, validating seals, envelopes and states.
-   * Invalid files are moved to `corrupt/` and reported, never fatal. The
-   * unsealed files of messages that were still arriving when the server
+   * Invalid files are moved to `corrupt/` and reported, never fatal: one
+   * that cannot be moved either is reported, left where it is and skipped.
+   * The unsealed files of messages that were still arriving when the server
    * stopped are removed, and their IDs returned as `unfinished`.
    */
   async load(): Promise<{ items: SpoolItem[]; corrupt: CorruptFile[]; unfinished: string[] }> {
@@ -375,7 +384,7 @@ export class Spool {
         // The message was delivered and removed before its state file.
         await unlink(join(this.#queue, name)).catch(() => {});
       } else if (!name.endsWith(".msg") && !name.endsWith(".state")) {
-        corrupt.push(await this.#quarantine(name, "not a spool file"));
+        corrupt.push((await this.#quarantine([name], "not a spool file")).found);
       }
     }
     for (const id of [...messages].sort()) {
@@ -404,8 +413,12 @@ export class Spool {
         await unlink(this.#messagePath(id));
       } catch (err) {
         const reason = err instanceof Error ? err.message : String(err);
-        corrupt.push(await this.#quarantine(`${id}.msg`, reason));
-        await this.#quarantine(`${id}.state`, reason).catch(() => {});
+        const { found, moved } = await this.#quarantine(
+          states.has(id) ? [`${id}.msg`, `${id}.state`] : [`${id}.msg`],
+          reason,
+        );
+        if (!moved) this.#stuck.add(id);
+        corrupt.push(found);
       }
     }
     return { items, corrupt, unfinished };
@@ -497,9 +510,27 @@ export class Spool {
     return { envelope, state, dataOffset: offset, recovered: true };
   }
 
-  async #quarantine(name: string, reason: string): Promise<CorruptFile> {
-    await rename(join(this.#queue, name), join(this.#corrupt, name));
-    return { file: join(this.#corrupt, name), reason };
+  /**
+   * Moves `names` (a file, then its companions) to `corrupt/`, under names
+   * of their own (see moveAside). A failure to move them is reported in
+   * the reason, with the file where it stays: one file that cannot be moved
+   * must not stop the server.
+   */
+  async #quarantine(
+    names: [string, ...string[]],
+    reason: string,
+  ): Promise<{ found: CorruptFile; moved: boolean }> {
+    try {
+      const file = await moveAside(this.#queue, this.#corrupt, names);
+      return { found: { file, reason }, moved: true };
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      const file = join(this.#queue, names[0]);
+      return {
+        found: { file, reason: `${reason}; left in queue/, not moved to corrupt/: ${why}` },
+        moved: false,
+      };
+    }
   }
 }
 

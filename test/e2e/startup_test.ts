@@ -225,4 +225,46 @@ describe("start-up", () => {
       await cleanup(server);
     }
   });
+
+  it("starts when corrupt/ already holds a name, and quarantines beside it, never over it", async () => {
+    const dataDir = await tempDir("postern-data-");
+    const queue = join(dataDir, "spool", "queue");
+    const corrupt = join(dataDir, "spool", "corrupt");
+    await mkdir(queue, { recursive: true });
+    // The audit's case: start-up stopped with EISDIR from the rename.
+    await mkdir(join(corrupt, "junk.txt", "inner"), { recursive: true });
+    await writeFile(join(queue, "junk.txt"), "junk");
+    // And a quarantined message that a second file of its name replaced.
+    await writeFile(join(corrupt, "01m80000000000bb.msg"), "from an earlier start");
+    await writeFile(join(queue, "01m80000000000bb.msg"), "{not json\n");
+    const server = await startServer({
+      dataDir,
+      config: { "domains/example.test/users": "alice\n" },
+    });
+    try {
+      await server.waitForLog(
+        /event=quarantined .*corrupt\/junk\.txt\.1 reason="not a spool file"/,
+      );
+      await server.waitForLog(
+        /event=quarantined .*corrupt\/01m80000000000bb\.msg\.1 reason="envelope is not valid JSON"/,
+      );
+      assert.deepEqual((await readdir(corrupt)).sort(), [
+        "01m80000000000bb.msg",
+        "01m80000000000bb.msg.1",
+        "junk.txt",
+        "junk.txt.1",
+      ]);
+      assert.equal(
+        await readFile(join(corrupt, "01m80000000000bb.msg"), "utf8"),
+        "from an earlier start",
+      );
+      const result = await swaks(server, ["--to", "alice@example.test"]);
+      assert.ok(
+        replies(result.stdout).some((l) => l.startsWith("250 2.0.0 Ok: queued as")),
+        result.stdout,
+      );
+    } finally {
+      await cleanup(server);
+    }
+  });
 });
