@@ -62,6 +62,13 @@ export const Replies = {
    * or undefined media error"; the words are Postfix's for a bare LF.
    */
   bareCr: reply(550, "5.6.0", "Error: bare <CR> received in the message header"),
+  /**
+   * RFC 5321 section 6.3: a loop is stopped by counting Received fields.
+   * RFC 3463 X.4.6, "routing loop detected"; 554 as Postfix and chasquid
+   * answer, "too many hops" in Postfix's words.
+   */
+  tooManyHops: (limit: number) =>
+    reply(554, "5.4.6", `Too many hops: over ${limit} Received header fields, a mail loop`),
   tooManyRecipients: reply(452, "4.5.3", "Too many recipients"),
   relayDenied: reply(550, "5.7.1", "Relaying denied"),
   noSuchUser: reply(550, "5.1.1", "No such user here"),

@@ -10,6 +10,8 @@
  *   parsed it: now 552 5.3.4 past 3,000 lines or 256 KiB.
  * - A bare CR in the body is delivered, and cannot end DATA or make a header
  *   field at the store.
+ * - A message that went round a loop between two servers came back for
+ *   ever: now 554 5.4.6 past 100 Received fields (RFC 5321 section 6.3).
  */
 
 import assert from "node:assert/strict";
@@ -203,6 +205,27 @@ describe("the header section at intake", () => {
       await send(long.join("") + "\r\nbody\r\n"),
       "552 5.3.4 Message header section exceeds the limit of 262144 bytes",
     );
+  });
+
+  it("refuses a message with 101 Received fields with 554 5.4.6, stores nothing, takes 100", async () => {
+    const field = (i: number) => `Received: from h${i}.test by h${i + 1}.test; x\r\n`;
+    const hundred = Array.from({ length: 100 }, (_, i) => field(i)).join("");
+    const before = queued();
+    assert.equal(
+      await send(
+        hundred + field(100) + "From: <boss@probe.example>\r\nSubject: looped\r\n\r\nx\r\n",
+      ),
+      "554 5.4.6 Too many hops: over 100 Received header fields, a mail loop",
+    );
+    const line = await server.waitForLog(/event=rejected stage=data reason=too_many_hops /);
+    assert.match(line, / from=<boss@probe\.example> reply="554 5\.4\.6 /);
+    assert.equal(await fence("after the loop", before), 1);
+    assert.ok(!store.messages.some((m) => m.wire.includes("Subject: looped")));
+    const far = hundred + "From: <boss@probe.example>\r\nSubject: far travelled\r\n\r\nx\r\n";
+    assert.match(await send(far), /^250 2\.0\.0 Ok: queued as /);
+    const message = await arrival("far travelled");
+    // Ours on top: 101 as it leaves.
+    assert.equal(fieldsOf(message).filter((f) => /^received:/i.test(f)).length, 101);
   });
 
   it("takes a header section of 3,000 lines, checked and delivered whole", async () => {

@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
+  HEADER_LIMITS,
   HeaderGuard,
+  type HeaderLimits,
   headerRefusal,
   type HeaderViolation,
   MAX_HEADER_BYTES,
   MAX_HEADER_LINES,
+  MAX_RECEIVED_FIELDS,
 } from "../../../src/smtp/header_guard.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
@@ -14,7 +17,7 @@ const encode = (text: string) => new TextEncoder().encode(text);
 function scan(
   text: string,
   cuts: number[] = [],
-  limits = { lines: MAX_HEADER_LINES, bytes: MAX_HEADER_BYTES },
+  limits: HeaderLimits = HEADER_LIMITS,
 ): HeaderViolation | undefined {
   const bytes = encode(text);
   const guard = new HeaderGuard(limits);
@@ -30,7 +33,7 @@ function scan(
 /** The verdict is the same wherever the message is cut in two or three. */
 function everyCut(
   text: string,
-  limits?: { lines: number; bytes: number },
+  limits?: HeaderLimits,
 ): HeaderViolation | undefined {
   const whole = scan(text, [], limits);
   const length = encode(text).byteLength;
@@ -75,12 +78,18 @@ describe("HeaderGuard", () => {
 
   it("leaves the body alone: bare CRs and any number of lines there are not its business", () => {
     const body = "a\rb\r.\r\rFrom: x@y.test\r\n" + "line\r\n".repeat(50);
-    assert.equal(everyCut("Subject: x\r\n\r\n" + body, { lines: 2, bytes: 20 }), undefined);
-    assert.equal(everyCut("Subject: x\n\n" + body, { lines: 2, bytes: 20 }), undefined);
+    assert.equal(
+      everyCut("Subject: x\r\n\r\n" + body, { lines: 2, bytes: 20, received: 100 }),
+      undefined,
+    );
+    assert.equal(
+      everyCut("Subject: x\n\n" + body, { lines: 2, bytes: 20, received: 100 }),
+      undefined,
+    );
   });
 
   it("allows exactly the line limit, and refuses one line more, folds counting", () => {
-    const limits = { lines: 4, bytes: 1000 };
+    const limits = { lines: 4, bytes: 1000, received: 100 };
     const four = "X-Big: a\r\n b\r\n b\r\n b\r\n";
     assert.equal(everyCut(four + "\r\nbody\r\n", limits), undefined);
     assert.equal(everyCut(four.replaceAll("\r\n", "\n") + "\nbody\n", limits), undefined);
@@ -96,7 +105,7 @@ describe("HeaderGuard", () => {
   });
 
   it("allows exactly the byte limit (the empty line aside), and refuses one byte more", () => {
-    const limits = { lines: 100, bytes: 20 };
+    const limits = { lines: 100, bytes: 20, received: 100 };
     const twenty = "Subject: 0123456789\r\n".slice(1); // 20 bytes
     assert.equal(encode(twenty).byteLength, 20);
     assert.equal(everyCut(twenty + "\r\nbody\r\n", limits), undefined);
@@ -125,6 +134,50 @@ describe("HeaderGuard", () => {
     assert.equal(scan(real), undefined);
   });
 
+  it("allows exactly the Received limit, and refuses one field more, in any case", () => {
+    const limits = { lines: 100, bytes: 1000, received: 3 };
+    // White space before the colon is the obsolete syntax (RFC 5322 section 4.5.6).
+    const three = "Received: from a\r\n\tby b\r\nRECEIVED : from c\r\nreceived\t: from d\r\n";
+    assert.equal(everyCut(three + "Subject: x\r\n\r\nbody\r\n", limits), undefined);
+    assert.equal(everyCut(three.replaceAll("\r\n", "\n") + "\nbody\n", limits), undefined);
+    const hops = { kind: "hops", limit: 3 };
+    assert.deepEqual(everyCut(three + "ReCeIvEd: from e\r\n\r\nbody\r\n", limits), hops);
+    assert.deepEqual(everyCut(three + "Received:", limits), hops, "all header, unterminated");
+    assert.deepEqual(everyCut("Subject: x\n" + three + "Received:x\n\nbody\n", limits), hops);
+  });
+
+  it("counts Received only at the start of a field: not in a fold, another name or the body", () => {
+    const limits = { lines: 100, bytes: 1000, received: 1 };
+    const one = "Received: from a\r\n";
+    const others = [
+      "X-Received: from b\r\n",
+      "Received-SPF: pass\r\n",
+      "Receivedx: y\r\n",
+      "Receive: y\r\n",
+      " Received: in a fold\r\n",
+      "\tReceived: in a fold\r\n",
+      "Subject: Received: x\r\n",
+      "Received\r\n",
+    ].join("");
+    assert.equal(everyCut(one + others + "\r\nReceived: in the body\r\n", limits), undefined);
+    assert.equal(everyCut(others + one + "\r\n", limits), undefined);
+  });
+
+  it("takes 100 Received fields, as RFC 5321 section 6.3 asks at least, and refuses 101", () => {
+    assert.equal(MAX_RECEIVED_FIELDS, 100);
+    const field = (i: number) => `Received: from h${i}.test by h${i + 1}.test; x\r\n`;
+    const hundred = Array.from({ length: 100 }, (_, i) => field(i)).join("");
+    const tail = "Subject: far\r\n\r\nbody\r\n";
+    assert.equal(scan(hundred + tail), undefined);
+    assert.deepEqual(scan(hundred + field(100) + tail, [7, 1000, 4321]), {
+      kind: "hops",
+      limit: 100,
+    });
+    // Limits that leave it out keep it.
+    const sizeOnly = { lines: 1000, bytes: 100_000 };
+    assert.deepEqual(scan(hundred + field(100) + tail, [], sizeOnly), { kind: "hops", limit: 100 });
+  });
+
   it("maps each violation to its reply and log reason", () => {
     assert.deepEqual(headerRefusal({ kind: "lines", limit: 3000 }), {
       reason: "header_too_big",
@@ -138,6 +191,14 @@ describe("HeaderGuard", () => {
       headerRefusal({ kind: "bytes", limit: 262144 }).reply.text,
       "Message header section exceeds the limit of 262144 bytes",
     );
+    assert.deepEqual(headerRefusal({ kind: "hops", limit: 100 }), {
+      reason: "too_many_hops",
+      reply: {
+        code: 554,
+        enhanced: "5.4.6",
+        text: "Too many hops: over 100 Received header fields, a mail loop",
+      },
+    });
     assert.deepEqual(headerRefusal({ kind: "bare_cr" }), {
       reason: "bare_cr",
       reply: {
