@@ -5,6 +5,7 @@
  */
 
 import type { RecipientResolver } from "../aliases/mod.ts";
+import { mailboxDirName } from "../delivery/maildir.ts";
 import { Replies, reply, type SmtpReply } from "./reply.ts";
 
 /** Why a recipient was refused, for the mail log and counters. */
@@ -15,6 +16,31 @@ const ROUTING_DENIED = reply(
   "5.7.1",
   "Relaying denied: sender-specified routing is not allowed",
 );
+
+/**
+ * RFC 5321 section 4.5.3.1.1: a local part of up to 64 octets must be
+ * taken; longer ones may be refused. Postern refuses them in a domain that
+ * takes any name, where each name makes a mailbox of its own.
+ */
+export const MAX_ANY_NAME_OCTETS = 64;
+
+/**
+ * Most bytes of one path component on Linux (NAME_MAX) and most other
+ * file systems: a mailbox folder name must fit.
+ */
+export const MAX_FOLDER_NAME_BYTES = 255;
+
+/**
+ * RFC 5321 section 4.5.3.1.9 gives "501 Path too long" for an object over
+ * a limit; RFC 3463 X.1.3, "bad destination mailbox address syntax".
+ */
+const LOCAL_PART_TOO_LONG = reply(501, "5.1.3", "Bad recipient address: local part too long");
+
+/**
+ * A name with an `@`, which no users or aliases file can hold: it exists
+ * only in a domain that takes any name (`any_user`, or a `*` alias).
+ */
+const UNLISTED_NAME = '"@"';
 
 /**
  * Checks an envelope recipient. Returns undefined when it is a local
@@ -54,5 +80,30 @@ export function checkRecipient(
   if (!resolver.exists(`${local}@${domain}`)) {
     return { reason: "no_such_user", reply: Replies.noSuchUser };
   }
+  if (tooLong(address, resolver)) {
+    return { reason: "local_part_too_long", reply: LOCAL_PART_TOO_LONG };
+  }
   return undefined;
+}
+
+/**
+ * True when the mailbox of a local `address` could not be made: its folder
+ * name (as Maildir delivery encodes it) over {@linkcode MAX_FOLDER_NAME_BYTES},
+ * or, in a domain that takes any name, its name over
+ * {@linkcode MAX_ANY_NAME_OCTETS}. Such a recipient was taken, then failed
+ * with ENAMETOOLONG at every attempt for days, then bounced.
+ */
+function tooLong(address: string, resolver: RecipientResolver): boolean {
+  // The lookup form is the name delivery gives the mailbox: lower case,
+  // without its suffix and dropped characters.
+  const normalized = resolver.normalize(address);
+  const at = normalized.lastIndexOf("@");
+  const name = normalized.slice(0, at);
+  const domain = normalized.slice(at + 1);
+  const encoder = new TextEncoder();
+  for (const folder of [mailboxDirName(domain), mailboxDirName(name)]) {
+    if (encoder.encode(folder).byteLength > MAX_FOLDER_NAME_BYTES) return true;
+  }
+  return encoder.encode(name).byteLength > MAX_ANY_NAME_OCTETS &&
+    resolver.exists(`${UNLISTED_NAME}@${domain}`);
 }

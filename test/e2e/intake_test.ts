@@ -266,6 +266,44 @@ describe("intake", () => {
   });
 });
 
+describe("intake in an any_user domain", () => {
+  let server: Server;
+  before(async () => {
+    // The embedded default: any user at localhost.
+    server = await startServer({ noConfig: true });
+  });
+  after(async () => {
+    await cleanup(server);
+  });
+
+  it("refuses a name its mailbox could not have with 501 5.1.3, and delivers one of 64 octets", async () => {
+    const longest = "x".repeat(64);
+    const session = await rawSession(server);
+    await session.read();
+    await session.send("EHLO client.test");
+    assert.match(await session.send("MAIL FROM:<far@client.test>"), /^250 /);
+    // The audit's case: taken, then ENAMETOOLONG at every delivery for 5 days.
+    assert.equal(
+      await session.send(`RCPT TO:<${"=".repeat(90)}@localhost>`),
+      "501 5.1.3 Bad recipient address: local part too long",
+    );
+    assert.equal(
+      await session.send(`RCPT TO:<${"x".repeat(65)}@localhost>`),
+      "501 5.1.3 Bad recipient address: local part too long",
+    );
+    assert.match(await session.send(`RCPT TO:<${longest}@localhost>`), /^250 /);
+    assert.match(await session.send("DATA"), /^354 /);
+    assert.match(await session.send("Subject: long name\r\n\r\nhi\r\n."), /^250 /);
+    session.close();
+    await server.waitForLog(/reason=local_part_too_long .*to="<={90}@localhost>"/);
+    const [stored] = await eventually(async () => {
+      const m = await maildirMessages(server.dataDir, "localhost", longest);
+      return m.length > 0 ? m : undefined;
+    });
+    assert.match(stored!, /Subject: long name/);
+  });
+});
+
 describe("connection limits", () => {
   let server: Server;
   before(async () => {

@@ -9,11 +9,24 @@ function domain(name: string, users: string[], aliases = "", anyUser = false): L
 
 const resolver = new RecipientResolver(
   new Map([
-    ["ex.test", domain("ex.test", ["alice", "bob"], "sales: alice\n")],
+    [
+      "ex.test",
+      domain(
+        "ex.test",
+        ["alice", "bob", "x".repeat(100), "=".repeat(85), "=".repeat(86)],
+        "sales: alice\n",
+      ),
+    ],
     ["any.test", domain("any.test", [], "", true)],
+    ["catch.test", domain("catch.test", ["carol"], "*: carol\n")],
   ]),
   { suffixSeparators: "+", dropCharacters: "." },
 );
+
+const TOO_LONG = {
+  reason: "local_part_too_long",
+  reply: { code: 501, enhanced: "5.1.3", text: "Bad recipient address: local part too long" },
+};
 
 describe("checkRecipient", () => {
   it("checkRecipient() accepts an existing user, alias or postmaster", () => {
@@ -111,5 +124,38 @@ describe("checkRecipient", () => {
       reason: "no_such_user",
       reply: { code: 550, enhanced: "5.1.1", text: "No such user here" },
     });
+  });
+
+  it("checkRecipient() refuses a name over 64 octets in an any_user domain (RFC 5321 4.5.3.1.1)", () => {
+    // The audit's case: taken, then ENAMETOOLONG at every delivery for days.
+    assert.deepEqual(checkRecipient(`${"=".repeat(90)}@any.test`, resolver), TOO_LONG);
+    assert.equal(checkRecipient(`${"x".repeat(64)}@any.test`, resolver), undefined);
+    assert.deepEqual(checkRecipient(`${"x".repeat(65)}@any.test`, resolver), TOO_LONG);
+    // Octets, not characters: é is two.
+    assert.equal(checkRecipient(`${"é".repeat(32)}@any.test`, resolver), undefined);
+    assert.deepEqual(checkRecipient(`${"é".repeat(33)}@any.test`, resolver), TOO_LONG);
+    assert.deepEqual(checkRecipient(`"${"x".repeat(65)}"@ANY.TEST`, resolver), TOO_LONG);
+  });
+
+  it("checkRecipient() measures the mailbox's name: the suffix and dropped characters aside", () => {
+    assert.equal(checkRecipient(`alice+${"t".repeat(200)}@any.test`, resolver), undefined);
+    assert.equal(checkRecipient(`${"a.".repeat(60)}@any.test`, resolver), undefined);
+  });
+
+  it("checkRecipient() refuses a name whose mailbox folder name would pass 255 bytes", () => {
+    // Listed, so no 64-octet rule; but its folder, percent-encoded, could
+    // never be made (as mailboxDirName encodes it, "=" is "%3D").
+    assert.equal(checkRecipient(`${"x".repeat(100)}@ex.test`, resolver), undefined);
+    assert.equal(checkRecipient(`${"=".repeat(85)}@ex.test`, resolver), undefined, "255 bytes");
+    assert.deepEqual(checkRecipient(`${"=".repeat(86)}@ex.test`, resolver), TOO_LONG);
+  });
+
+  it("checkRecipient() holds a catch-all domain to 64 octets too: it takes any name", () => {
+    assert.equal(checkRecipient(`${"x".repeat(64)}@catch.test`, resolver), undefined);
+    assert.deepEqual(checkRecipient(`${"x".repeat(65)}@catch.test`, resolver), TOO_LONG);
+  });
+
+  it("checkRecipient() refuses an unknown long name as unknown", () => {
+    assert.equal(checkRecipient(`${"y".repeat(300)}@ex.test`, resolver)?.reason, "no_such_user");
   });
 });
