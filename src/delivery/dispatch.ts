@@ -8,6 +8,7 @@
  */
 
 import { splitAddress } from "../aliases/mod.ts";
+import { privateDetail } from "../outbound/bounce.ts";
 import type { Courier, DeliveryResult, RecipientRef, SpoolItem } from "../queue/mod.ts";
 import type { LocalCourier } from "./local.ts";
 
@@ -84,7 +85,9 @@ export class DispatchCourier implements Courier {
           }
         },
         (err: unknown) => {
-          const error = `remote delivery failed: ${err instanceof Error ? err.message : err}`;
+          const error = `remote delivery failed${
+            privateDetail(err instanceof Error ? err.message : String(err))
+          }`;
           for (const r of remote) results[r.position] = { status: "deferred", error };
         },
       );
@@ -94,7 +97,9 @@ export class DispatchCourier implements Courier {
       const rs = await this.#local.deliverAll(item, local.map((l) => l.recipient), open);
       for (const [i, { position }] of local.entries()) results[position] = rs[i]!;
     } catch (err) {
-      const error = `local delivery failed: ${err instanceof Error ? err.message : err}`;
+      const error = `local delivery failed${
+        privateDetail(err instanceof Error ? err.message : String(err))
+      }`;
       for (const { position } of local) results[position] ??= { status: "deferred", error };
     }
     await remoteDone;

@@ -13,6 +13,7 @@ import {
   type ExtraTargets,
   type RecipientResolver,
 } from "../aliases/mod.ts";
+import { privateDetail } from "../outbound/bounce.ts";
 import type { DeliveryResult, RecipientRef, SpoolItem } from "../queue/mod.ts";
 import type { Endpoint } from "../users/endpoint.ts";
 import type { LmtpCourier, LmtpResults } from "./lmtp.ts";
@@ -136,7 +137,9 @@ export class LocalCourier {
       try {
         results.push(await this.deliver(item, recipient, open, prepared?.(i)));
       } catch (err) {
-        const error = `local delivery failed: ${err instanceof Error ? err.message : err}`;
+        const error = `local delivery failed${
+          privateDetail(err instanceof Error ? err.message : String(err))
+        }`;
         results.push({ status: "deferred", error });
       }
     }
@@ -230,7 +233,8 @@ export class LocalCourier {
       return await this.#resolver().resolve(address, this.#options.extraTargets);
     } catch (err) {
       if (err instanceof AliasDepthError) return { status: "failed", error: err.message };
-      return { status: "deferred", error: `alias expansion failed: ${String(err)}` };
+      // What the hook said is for the log: its text is not the sender's business.
+      return { status: "deferred", error: `alias expansion failed${privateDetail(String(err))}` };
     }
   }
 
@@ -270,7 +274,13 @@ export class LocalCourier {
             detail: stored ? `maildir:${address}` : `maildir:${address}(already)`,
           };
         } catch (err) {
-          return { status: "deferred", error: `maildir ${maildir.path}: ${String(err)}` };
+          // The path names the data directory: in the log, not in the bounce.
+          return {
+            status: "deferred",
+            error: `local delivery failed: mailbox unavailable${
+              privateDetail(`maildir ${maildir.path}: ${String(err)}`)
+            }`,
+          };
         }
       }
       case "pipe":

@@ -64,7 +64,7 @@ export class Bouncer implements Notifier {
         address: r.address,
         action: kind,
         status: r.status === undefined
-          ? statusOf(r.error, kind === "failed")
+          ? statusOf(publicText(r.error), kind === "failed")
           : statusWithClass(r.status, kind === "failed"),
         ...(r.error !== "" ? { diagnostic: diagnosticOf(r.error) } : {}),
         ...(r.remoteMta !== undefined ? { remoteMta: r.remoteMta } : {}),
@@ -101,8 +101,31 @@ export class Bouncer implements Notifier {
 /**
  * The remote server's own reply when the error quotes one (RFC 3464
  * section 2.3.6: Diagnostic-Code carries what the remote MTA said), else
- * our description.
+ * our description; never what {@linkcode privateDetail} marked.
  */
 function diagnosticOf(error: string): string {
-  return /\bsaid: ([45]\d\d[ -].*)$/s.exec(error)?.[1] ?? error;
+  const text = publicText(error);
+  return /\bsaid: ([45]\d\d[ -].*)$/s.exec(text)?.[1] ?? text;
+}
+
+/** How {@linkcode privateDetail} marks its text, and how {@linkcode publicText} finds it. */
+const PRIVATE_OPEN = " [private: ";
+const PRIVATE = / \[private: [^\]]*\]/g;
+
+/**
+ * Marks `detail` as for the mail log and the queue only, to follow the
+ * public part of a delivery error: bounces and delay warnings leave it out
+ * ({@linkcode publicText}). Local delivery puts there what a sender outside
+ * has no business reading (RFC 3464 section 6.2 leaves to the reporting MTA
+ * what it discloses): the data directory's path, a pipe's command line and
+ * what it printed. Square brackets in `detail` become parentheses, so that
+ * the mark ends where it should.
+ */
+export function privateDetail(detail: string): string {
+  return `${PRIVATE_OPEN}${detail.replace(/\[/g, "(").replace(/\]/g, ")")}]`;
+}
+
+/** `error` without the parts {@linkcode privateDetail} marked: what a DSN may say. */
+export function publicText(error: string): string {
+  return error.replace(PRIVATE, "");
 }

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { type LocalDomain, parseAliases, RecipientResolver } from "../../../src/aliases/mod.ts";
 import { LocalCourier } from "../../../src/delivery/mod.ts";
+import { publicText } from "../../../src/outbound/bounce.ts";
 import { type DeliveryResult, Spool, type SpoolItem } from "../../../src/queue/mod.ts";
 import { listDir, makeTempDir, openFileDescriptors, removeDir, retain } from "../helpers.ts";
 import { makeEnvelope, spoolMessage } from "../queue/fixtures.ts";
@@ -366,7 +367,9 @@ describe("LocalCourier", () => {
     const result = await deliver(c, msg, 0);
     assert.equal(result.status, "deferred");
     assert.ok(result.status === "deferred");
-    assert.match(result.error, /^maildir /);
+    // The log gets the path; a bounce gets the public part only.
+    assert.ok(result.error.includes(`[private: maildir ${join(mailRoot, "ex.test", "alice")}: `));
+    assert.equal(publicText(result.error), "local delivery failed: mailbox unavailable");
   });
 
   it("deliver() uses the resolver in force at delivery time", async () => {

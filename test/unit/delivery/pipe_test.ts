@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { deliverToPipe } from "../../../src/delivery/mod.ts";
+import { publicText } from "../../../src/outbound/bounce.ts";
 import type { DeliveryResult } from "../../../src/queue/mod.ts";
 import { chunksOf, makeTempDir, removeDir } from "../helpers.ts";
 
@@ -72,7 +73,7 @@ describe("deliverToPipe", () => {
     const argv = ["/bin/sh", "-c", "cat > /dev/null; echo 'mailbox locked' >&2; exit 75"];
     const result = await deliverToPipe(argv, ENV, chunksOf("x\n"), 10_000, dir);
     assert.equal(result.status, "deferred");
-    assert.match(errorOf(result), /exited with status 75: mailbox locked$/);
+    assert.match(errorOf(result), /exited with status 75: mailbox locked\]$/);
   });
 
   it("deliverToPipe() returns failed with the last stderr line when the command exits 1", async () => {
@@ -81,8 +82,19 @@ describe("deliverToPipe", () => {
     assert.equal(result.status, "failed");
     assert.equal(
       errorOf(result),
-      `pipe "/bin/sh -c echo first >&2; echo 'no such folder' >&2; exit 1" exited with status 1: no such folder`,
+      "pipe delivery failed (exit status 1) " +
+        `[private: pipe "/bin/sh -c echo first >&2; echo 'no such folder' >&2; exit 1" exited with status 1: no such folder]`,
     );
+  });
+
+  it("deliverToPipe() keeps the command line and its output out of what a bounce may say", async () => {
+    const argv = ["/usr/bin/env", "sh", "-c", "echo 'secret /srv/x [1]' >&2; exit 3"];
+    const result = await deliverToPipe(argv, ENV, chunksOf("x\n"), 10_000, dir);
+    assert.equal(result.status, "failed");
+    const error = errorOf(result);
+    // The mail log keeps everything; brackets in the detail cannot end its mark early.
+    assert.match(error, /exited with status 3: secret \/srv\/x \(1\)\]$/);
+    assert.equal(publicText(error), "pipe delivery failed (exit status 3)");
   });
 
   it("deliverToPipe() uses the last stdout line when stderr is empty", async () => {
@@ -94,7 +106,7 @@ describe("deliverToPipe", () => {
       dir,
     );
     assert.equal(result.status, "failed");
-    assert.match(errorOf(result), /status 2: b$/);
+    assert.match(errorOf(result), /status 2: b\]$/);
   });
 
   it("deliverToPipe() returns deferred when the command does not exist", async () => {
@@ -130,13 +142,15 @@ describe("deliverToPipe", () => {
       dir,
     );
     assert.equal(result.status, "deferred");
+    assert.match(errorOf(result), /^pipe delivery failed \(killed by a signal\) \[private: /);
   });
 
   it("deliverToPipe() returns deferred when the command runs past its timeout", async () => {
     const result = await deliverToPipe(["/bin/sleep", "30"], ENV, chunksOf("x\n"), 200, dir);
     assert.deepEqual(result, {
       status: "deferred",
-      error: 'pipe "/bin/sleep 30" ran longer than 200 ms',
+      error:
+        'pipe delivery failed (timed out) [private: pipe "/bin/sleep 30" ran longer than 200 ms]',
     });
   });
 

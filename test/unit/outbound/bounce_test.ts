@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { Counters, Logger, MailLog } from "../../../src/log/mod.ts";
-import { Bouncer } from "../../../src/outbound/bounce.ts";
+import { Bouncer, privateDetail } from "../../../src/outbound/bounce.ts";
 import { type NotifiedRecipient, Spool, type SpoolItem } from "../../../src/queue/mod.ts";
 import { durabilityFs } from "../../../src/queue/fs_calls.ts";
 import { rfc5322Date } from "../../../src/smtp/mod.ts";
@@ -155,6 +155,31 @@ describe("Bouncer.notify", () => {
       assert.doesNotMatch(text, /Remote-MTA/);
     });
   }
+
+  it("leaves out of the report what the error marks as private: paths, command lines, output", async () => {
+    const item = await original("alice@ex.test");
+    const error = "expired after 5d in the queue: local delivery failed: mailbox unavailable" +
+      privateDetail("maildir /var/lib/postern/mail/ex.test/bob: EIO 4.2.2") +
+      "; pipe delivery failed (exit status 1)" +
+      privateDetail('pipe "/srv/secret/filter --key k" exited with status 1: [no] 5.7.1');
+    for (const kind of ["failed", "delayed"] as const) {
+      queued.length = 0;
+      await bouncer.notify(item, kind, [
+        { address: "bob@ex.test", error, status: undefined, remoteMta: undefined },
+      ]);
+      // Unfolded (RFC 5322 section 2.2.3).
+      const text = (await collectText(spool.openMessage(queued[0]!))).replace(/\r\n[ \t]+/g, " ");
+      assert.match(
+        text,
+        /Diagnostic-Code: X-Postern; expired after 5d in the queue: local delivery failed: mailbox unavailable; pipe delivery failed \(exit status 1\)\r\n/,
+      );
+      for (const secret of ["/var/lib/postern", "/srv/secret", "--key", "EIO", "[no]", "private"]) {
+        assert.ok(!text.includes(secret), `${kind}: ${secret} in\n${text}`);
+      }
+      // The status comes from the public text too, not from what a pipe printed.
+      assert.match(text, new RegExp(`Status: ${kind === "failed" ? "5" : "4"}\\.0\\.0`));
+    }
+  });
 
   it("leaves Diagnostic-Code out when there is no error text", async () => {
     const item = await original("alice@ex.test");
