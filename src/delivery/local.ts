@@ -18,7 +18,7 @@ import type { DeliveryResult, RecipientRef, SpoolItem } from "../queue/mod.ts";
 import type { Endpoint } from "../users/endpoint.ts";
 import type { LmtpCourier, LmtpResults } from "./lmtp.ts";
 import { crlfToLf, prepend } from "./line_endings.ts";
-import { mailboxDirName, Maildir } from "./maildir.ts";
+import { isPermanentFsError, mailboxDirName, Maildir } from "./maildir.ts";
 import { deliverToPipe } from "./pipe.ts";
 
 /** Settings of the local courier. */
@@ -275,12 +275,14 @@ export class LocalCourier {
           };
         } catch (err) {
           // The path names the data directory: in the log, not in the bounce.
-          return {
-            status: "deferred",
-            error: `local delivery failed: mailbox unavailable${
-              privateDetail(`maildir ${maildir.path}: ${String(err)}`)
-            }`,
-          };
+          const error = `local delivery failed: mailbox unavailable${
+            privateDetail(`maildir ${maildir.path}: ${String(err)}`)
+          }`;
+          // A name the file system will never take fails now, not after
+          // the queue lifetime (RFC 3463 section 3.3: 5.2.0, other mailbox status).
+          return isPermanentFsError(err)
+            ? { status: "failed", error, dsnStatus: "5.2.0" }
+            : { status: "deferred", error };
         }
       }
       case "pipe":

@@ -75,6 +75,29 @@ export class Maildir {
 }
 
 /**
+ * Error codes of the file system that no retry can heal: a name longer
+ * than the file system allows (ENAMETOOLONG), one it will not take
+ * (EINVAL, EILSEQ: not valid in its encoding) or that cannot be a path at
+ * all (ERR_INVALID_ARG_VALUE, a NUL byte). Anything else may pass with
+ * time or the operator's help (ENOSPC, EDQUOT, EIO, EACCES, ENOTDIR, …) and
+ * stays temporary (RFC 5321 section 4.2.1: 4yz where the same request may
+ * succeed later).
+ */
+const PERMANENT_CODES: ReadonlySet<string> = new Set([
+  "ENAMETOOLONG",
+  "EINVAL",
+  "EILSEQ",
+  "ERR_INVALID_ARG_VALUE",
+]);
+
+/** True when a Maildir delivery failed with an error that retrying cannot fix. */
+export function isPermanentFsError(err: unknown): boolean {
+  if (typeof err !== "object" || err === null) return false;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === "string" && PERMANENT_CODES.has(code);
+}
+
+/**
  * Makes a local part safe as a single directory name: characters other than
  * letters, digits and `._+-` are percent-encoded, and a leading dot too, so
  * no name can climb out of the mail root or hide.

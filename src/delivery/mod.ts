@@ -11,5 +11,5 @@ export { LmtpCourier } from "./lmtp.ts";
 export type { LmtpOptions, LmtpResults } from "./lmtp.ts";
 export { LocalCourier } from "./local.ts";
 export type { LocalCourierOptions } from "./local.ts";
-export { mailboxDirName, Maildir } from "./maildir.ts";
+export { isPermanentFsError, mailboxDirName, Maildir } from "./maildir.ts";
 export { deliverToPipe } from "./pipe.ts";

@@ -40,7 +40,12 @@ describe("bounces of local delivery", () => {
           "",
         ].join("\n"),
         "domains/example.test/users": "alice\ncarol\n",
-        "domains/example.test/aliases": `failpipe: | ${failing} --token hunter2\n`,
+        "domains/example.test/aliases": [
+          `failpipe: | ${failing} --token hunter2`,
+          // A mailbox whose name no file system takes (more than 255 bytes).
+          `longbox: ${"x".repeat(300)}`,
+          "",
+        ].join("\n"),
       },
     });
     // carol's Maildir cannot be made: a file stands where it goes, which
@@ -100,5 +105,19 @@ describe("bounces of local delivery", () => {
     );
     assert.ok(!bounce.includes(server.dataDir), bounce);
     assert.ok(!bounce.includes("maildir"), bounce);
+  });
+
+  it("bounces at once, 5.2.0, a mailbox whose name the file system will never take", async () => {
+    const qid = await send("longbox@example.test", "to-longbox");
+    const first = await server.waitForLog(new RegExp(`qid=${qid} event=delivery `));
+    assert.match(first, /result=failed/);
+    assert.match(first, /ENAMETOOLONG/);
+    const bounce = await bounceOf(qid);
+    assert.match(bounce, /^Status: 5\.2\.0$/m);
+    assert.match(
+      bounce,
+      /^Diagnostic-Code: X-Postern; local delivery failed: mailbox unavailable$/m,
+    );
+    assert.ok(!bounce.includes(server.dataDir), bounce);
   });
 });

@@ -372,6 +372,18 @@ describe("LocalCourier", () => {
     assert.equal(publicText(result.error), "local delivery failed: mailbox unavailable");
   });
 
+  it("deliver() fails at once, 5.2.0, when a mailbox's name is too long for the file system", async () => {
+    const long = "x".repeat(300);
+    const c = courier(resolverFor(`longbox: ${long}\n`));
+    const msg = await item(["longbox@ex.test"]);
+    const result = await deliver(c, msg, 0);
+    assert.equal(result.status, "failed");
+    assert.ok(result.status === "failed");
+    assert.equal(result.dsnStatus, "5.2.0");
+    assert.equal(publicText(result.error), "local delivery failed: mailbox unavailable");
+    assert.match(result.error, /ENAMETOOLONG/);
+  });
+
   it("deliver() uses the resolver in force at delivery time", async () => {
     let current = resolverFor("");
     const c = retain(

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { mailboxDirName, Maildir } from "../../../src/delivery/mod.ts";
+import { isPermanentFsError, mailboxDirName, Maildir } from "../../../src/delivery/mod.ts";
 import { chunksOf, listDir, makeTempDir, removeDir, retain } from "../helpers.ts";
 
 describe("Maildir", () => {
@@ -162,5 +162,34 @@ describe("mailboxDirName", () => {
     const inputs = ["a/b", "a%2Fb", "a b", "a%20b", ".x", "%2Ex"];
     const names = new Set(inputs.map(mailboxDirName));
     assert.equal(names.size, inputs.length);
+  });
+});
+
+describe("isPermanentFsError", () => {
+  it("isPermanentFsError() is true for the ENAMETOOLONG of Maildir.deliver(), when the folder's name is too long", async () => {
+    const root = await makeTempDir("postern-maildir-long-");
+    const maildir = retain(new Maildir(join(root, "x".repeat(300))));
+    await assert.rejects(maildir.deliver("1.Q.h", chunksOf("x\n"), false), (err: unknown) => {
+      assert.equal((err as { code?: unknown }).code, "ENAMETOOLONG");
+      assert.equal(isPermanentFsError(err), true);
+      return true;
+    });
+    await removeDir(root);
+  });
+
+  it("isPermanentFsError() is true only for errors no retry can heal", () => {
+    const withCode = (code: string) => Object.assign(new Error(code), { code });
+    for (const code of ["ENAMETOOLONG", "EINVAL", "EILSEQ", "ERR_INVALID_ARG_VALUE"]) {
+      assert.equal(isPermanentFsError(withCode(code)), true, code);
+    }
+    // A full disk, a quota, an I/O error, permissions or a file in the way may pass.
+    for (
+      const code of ["ENOSPC", "EDQUOT", "EIO", "EACCES", "EPERM", "ENOTDIR", "EEXIST", "EROFS"]
+    ) {
+      assert.equal(isPermanentFsError(withCode(code)), false, code);
+    }
+    assert.equal(isPermanentFsError(new Error("no code")), false);
+    assert.equal(isPermanentFsError("ENAMETOOLONG"), false);
+    assert.equal(isPermanentFsError(undefined), false);
   });
 });
