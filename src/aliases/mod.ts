@@ -11,8 +11,10 @@ export { lookupKey, normalizeDomain, splitAddress } from "./normalize.ts";
 export type { LookupOptions } from "./normalize.ts";
 export {
   AliasDepthError,
+  AliasExpansionLimitError,
   AliasLookupLimitError,
   MAX_ALIAS_DEPTH,
+  MAX_ALIAS_LOOKUPS,
   MAX_EXTRA_LOOKUPS,
   RecipientResolver,
 } from "./resolve.ts";

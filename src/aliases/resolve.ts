@@ -25,10 +25,12 @@ export type Destination =
 
 /**
  * Extra alias targets for an address (the alias-resolve hook), added to
- * those of the aliases file. Called with the normalized `name@domain`.
- * Throwing makes the expansion, and so the delivery, fail.
+ * those of the aliases file. Called with the normalized `name@domain`;
+ * resolves to undefined when no hook was asked (none is installed), which
+ * does not count against {@linkcode MAX_EXTRA_LOOKUPS}. Throwing makes the
+ * expansion, and so the delivery, fail.
  */
-export type ExtraTargets = (address: string) => Promise<AliasTarget[]>;
+export type ExtraTargets = (address: string) => Promise<AliasTarget[] | undefined>;
 
 /** Raised when aliases nest deeper than {@linkcode MAX_ALIAS_DEPTH}. */
 export class AliasDepthError extends RangeError {
@@ -43,20 +45,28 @@ export class AliasDepthError extends RangeError {
 export const MAX_ALIAS_DEPTH = 10;
 
 /**
- * How many times one expansion may ask `extra` (the alias-resolve hook).
- * Depth alone does not bound the work: a hook that answers every address
- * with the same 50 local names is asked about each again under each of its
- * siblings, 50 to the 10th power times. 1,000 leaves room for a list of a
- * thousand local members.
+ * How many times one expansion may call `extra` (the alias-resolve hook),
+ * which is asked about each address once per expansion. A hook call is a
+ * round trip to a worker or a process; a hook that answers each address
+ * with new names makes as many calls as it names addresses.
  */
 export const MAX_EXTRA_LOOKUPS = 1000;
 
 /**
- * Raised when one expansion asks for extra targets more than
- * {@linkcode MAX_EXTRA_LOOKUPS} times; the delivery is deferred, as for a
- * failed hook.
+ * How many addresses one expansion may look up, hook or not: a list of up
+ * to 99,999 members. Nested aliases that reach the same alias again (a
+ * diamond) expand it once, so that this bounds only the paths that loops
+ * multiply: names that list each other, 10 levels deep, are up to n^10
+ * paths (each loop ends at an address already being expanded).
  */
-export class AliasLookupLimitError extends Error {
+export const MAX_ALIAS_LOOKUPS = 100_000;
+
+/**
+ * Raised when one expansion calls the alias-resolve hook more than
+ * {@linkcode MAX_EXTRA_LOOKUPS} times. The same aliases and hook would do
+ * so again: the delivery fails for good.
+ */
+export class AliasLookupLimitError extends RangeError {
   /** Creates the error for the address being expanded. */
   constructor(address: string) {
     super(
@@ -64,6 +74,21 @@ export class AliasLookupLimitError extends Error {
         `${MAX_EXTRA_LOOKUPS} times`,
     );
     this.name = "AliasLookupLimitError";
+  }
+}
+
+/**
+ * Raised when one expansion looks up more than {@linkcode MAX_ALIAS_LOOKUPS}
+ * addresses; as for {@linkcode AliasLookupLimitError}, the delivery fails
+ * for good.
+ */
+export class AliasExpansionLimitError extends RangeError {
+  /** Creates the error for the address being expanded. */
+  constructor(address: string) {
+    super(
+      `Cannot expand aliases of "${address}": more than ${MAX_ALIAS_LOOKUPS} addresses looked up`,
+    );
+    this.name = "AliasExpansionLimitError";
   }
 }
 
@@ -141,60 +166,115 @@ export class RecipientResolver {
    * keeps a copy), which also ends every loop.
    *
    * `extra` adds targets for each local address looked up (chasquid's
-   * alias-resolve hook: its output is appended to the file's results).
+   * alias-resolve hook: its output is appended to the file's results); it
+   * is asked about each address once per expansion.
    *
-   * @throws {AliasDepthError} when aliases nest too deep, or what `extra` throws.
+   * @throws {AliasDepthError} when aliases nest too deep,
+   * {@linkcode AliasLookupLimitError} or {@linkcode AliasExpansionLimitError}
+   * past a limit, or what `extra` throws.
    */
   async resolve(address: string, extra?: ExtraTargets): Promise<Destination[]> {
-    const found = new Map<string, Destination>();
-    await this.#expand(address, [], found, extra && limited(extra, address));
-    return [...found.values()];
+    const expansion: Expansion = {
+      root: address,
+      found: new Map(),
+      expanded: new Map(),
+      answers: new Map(),
+      lookups: 0,
+      hookCalls: 0,
+      extra,
+    };
+    await this.#expand(address, [], expansion);
+    return [...expansion.found.values()];
   }
 
-  async #expand(
-    address: string,
-    path: string[],
-    found: Map<string, Destination>,
-    extra: ExtraTargets | undefined,
-  ): Promise<void> {
+  /**
+   * Expands one address reached by `path`; returns how many levels below
+   * it the expansion went, and whether it met a loop on the way (an
+   * address already on its path).
+   */
+  async #expand(address: string, path: string[], x: Expansion): Promise<Subtree> {
     if (path.length > MAX_ALIAS_DEPTH) throw new AliasDepthError(path[0] ?? address);
+    if (++x.lookups > MAX_ALIAS_LOOKUPS) throw new AliasExpansionLimitError(x.root);
     const { local, domain } = splitAddress(withPostmasterDomain(address, this.#domains));
     const info = this.#domains.get(domain);
     if (!info) {
-      add(found, { kind: "remote", address: `${local}@${domain}` });
-      return;
+      add(x.found, { kind: "remote", address: `${local}@${domain}` });
+      return { height: 0, loopFree: true };
     }
     const key = lookupKey(local, this.#options);
     const id = `${key}@${domain}`;
     const mailbox: Destination = { kind: "mailbox", domain, user: key };
     if (path.includes(id)) {
-      add(found, mailbox);
-      return;
+      add(x.found, mailbox);
+      return { height: 0, loopFree: false };
+    }
+    // Expanded before under another path, without meeting a loop: nothing
+    // below it can be on this path either (that would be a loop through
+    // it), so the same destinations, already found, would come out. Only
+    // the depth differs.
+    const before = x.expanded.get(id);
+    if (before !== undefined) {
+      if (path.length + before > MAX_ALIAS_DEPTH) throw new AliasDepthError(path[0] ?? address);
+      return { height: before, loopFree: true };
     }
     const fromFile = info.aliases.get(key) ??
       (info.users.has(key) || key === POSTMASTER ? undefined : info.aliases.get("*"));
-    const targets = [...fromFile ?? [], ...extra ? await extra(id) : []];
+    const targets = [...fromFile ?? [], ...await this.#extraTargets(id, x)];
     if (targets.length === 0) {
-      add(found, mailbox);
-      return;
+      add(x.found, mailbox);
+      return { height: 0, loopFree: true };
     }
+    let height = 0;
+    let loopFree = true;
     for (const target of targets) {
       if (target.kind === "pipe") {
-        add(found, { kind: "pipe", argv: target.argv, alias: id });
-      } else {
-        await this.#expand(target.address, [...path, id], found, extra);
+        add(x.found, { kind: "pipe", argv: target.argv, alias: id });
+        continue;
       }
+      const below = await this.#expand(target.address, [...path, id], x);
+      height = Math.max(height, below.height + 1);
+      loopFree &&= below.loopFree;
     }
+    if (loopFree) x.expanded.set(id, height);
+    return { height, loopFree };
+  }
+
+  /** The hook's targets for `id`, asked once per expansion. */
+  async #extraTargets(id: string, x: Expansion): Promise<AliasTarget[]> {
+    if (x.extra === undefined) return [];
+    const known = x.answers.get(id);
+    if (known !== undefined) return known;
+    const answer = await x.extra(id);
+    // Undefined: no hook was asked, so none is counted.
+    if (answer !== undefined && ++x.hookCalls > MAX_EXTRA_LOOKUPS) {
+      throw new AliasLookupLimitError(x.root);
+    }
+    const targets = answer ?? [];
+    x.answers.set(id, targets);
+    return targets;
   }
 }
 
-/** `extra`, throwing once it has been asked {@linkcode MAX_EXTRA_LOOKUPS} times. */
-function limited(extra: ExtraTargets, address: string): ExtraTargets {
-  let lookups = 0;
-  return (id) => {
-    if (++lookups > MAX_EXTRA_LOOKUPS) throw new AliasLookupLimitError(address);
-    return extra(id);
-  };
+/** The state of one {@linkcode RecipientResolver.resolve}. */
+interface Expansion {
+  /** The address being expanded, for errors. */
+  root: string;
+  found: Map<string, Destination>;
+  /** Addresses expanded without meeting a loop, and how deep below them it went. */
+  expanded: Map<string, number>;
+  /** The hook's answers so far. */
+  answers: Map<string, AliasTarget[]>;
+  lookups: number;
+  hookCalls: number;
+  extra: ExtraTargets | undefined;
+}
+
+/** What {@linkcode RecipientResolver} learns of an address's expansion. */
+interface Subtree {
+  /** Levels below the address (0: it is a destination itself). */
+  height: number;
+  /** No address below it was on its path. */
+  loopFree: boolean;
 }
 
 function add(found: Map<string, Destination>, destination: Destination): void {

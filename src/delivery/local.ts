@@ -9,6 +9,8 @@
 import { join } from "node:path";
 import {
   AliasDepthError,
+  AliasExpansionLimitError,
+  AliasLookupLimitError,
   type Destination,
   type ExtraTargets,
   type RecipientResolver,
@@ -232,7 +234,14 @@ export class LocalCourier {
     try {
       return await this.#resolver().resolve(address, this.#options.extraTargets);
     } catch (err) {
-      if (err instanceof AliasDepthError) return { status: "failed", error: err.message };
+      // A limit the same aliases would pass no better on a retry: fail now
+      // (RFC 3463 section 3.3: X.2.4, mailing list expansion problem).
+      if (
+        err instanceof AliasDepthError || err instanceof AliasLookupLimitError ||
+        err instanceof AliasExpansionLimitError
+      ) {
+        return { status: "failed", error: err.message, dsnStatus: "5.2.4" };
+      }
       // What the hook said is for the log: its text is not the sender's business.
       return { status: "deferred", error: `alias expansion failed${privateDetail(String(err))}` };
     }

@@ -38,7 +38,9 @@ export interface AliasHookOptions {
 export function aliasHookTargets(options: AliasHookOptions): ExtraTargets {
   return async (address) => {
     const verdict = await options.resolve(address);
-    if (verdict === undefined) return [];
+    // No hook installed: nothing was asked (and nothing counts against the
+    // hook's limit on calls in an expansion).
+    if (verdict === undefined) return undefined;
     if (!verdict.ok) throw new AliasHookError(`alias-resolve hook failed: ${verdict.cause}`);
     const domain = address.slice(address.lastIndexOf("@") + 1);
     let targets: AliasTarget[];

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { chmod, readFile, writeFile } from "node:fs/promises";
+import { chmod, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
@@ -37,6 +37,9 @@ describe("aliases", () => {
           "root: root, jose",
           `tubo: | ${script} ${pipeOut}`,
           "fwd: someone@remote.test",
+          // More members than the alias-resolve hook may be asked about
+          // (1,000), with no hook: the limit on hook calls does not apply.
+          `everyone: ${Array.from({ length: 1001 }, (_, i) => `m${i}`).join(", ")}`,
           "",
         ].join("\n"),
       },
@@ -110,6 +113,14 @@ describe("aliases", () => {
     assert.match(output, /^Subject: to-pipe$/m);
     assert.doesNotMatch(output, /\r/);
     await server.waitForLog(new RegExp(`qid=${qid} event=delivery .*result=sent dest="\\| `));
+  });
+
+  it("delivers to every member of a list of 1,001 when no alias-resolve hook is installed", async () => {
+    const qid = await send("everyone@example.test", "to-everyone");
+    const line = await server.waitForLog(new RegExp(`qid=${qid} event=delivery `), 60_000);
+    assert.match(line, /result=sent/);
+    const boxes = await readdir(join(server.dataDir, "mail", "example.test"));
+    assert.equal(boxes.filter((b) => /^m\d+$/.test(b)).length, 1001);
   });
 
   it("refuses names that are neither users nor aliases", async () => {

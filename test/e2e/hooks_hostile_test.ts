@@ -252,10 +252,11 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
     await symlink(granted, join(scratch, "link-to-granted.sh"));
     const hook = `export default function ({ address }) {
   const local = address.split("@")[0];
-  // fanout@ and its descendants: 20 new local names a level down, 9 levels deep.
-  const level = local === "fanout" ? 0 : Number(/^l(\\d+)n\\d+$/.exec(local)?.[1] ?? -1);
-  if (level >= 0) {
-    return level >= 9 ? [] : Array.from({ length: 20 }, (_, i) => "l" + (level + 1) + "n" + i + "@example.test");
+  // fanout@ and its descendants: 20 new local names a level down (a name
+  // never comes twice, so that no alias is expanded once for all), 9 deep.
+  if (local === "fanout" || local.startsWith("fanout-")) {
+    const level = local.split("-").length - 1;
+    return level >= 9 ? [] : Array.from({ length: 20 }, (_, i) => local + "-" + i + "@example.test");
   }
   const answers = {
     pwn: "| /bin/sh -c id>${scratch}/pwned",
@@ -362,13 +363,15 @@ describe("hostile alias-resolve module hook (escape 1: pipe targets)", () => {
     });
   }
 
-  it("asks the hook at most 1,000 times for one expansion: answers that fan out are deferred, not followed 20^9 times", async () => {
+  it("asks the hook at most 1,000 times for one expansion: answers that fan out fail, not followed 20^9 times", async () => {
     const qid = await queue("fanout@example.test");
+    // The same aliases and hook would fan out as far on a retry: a failure
+    // for good (5.2.4), not a deferral that lasts the queue's lifetime.
     const line = await server.waitForLog(
-      new RegExp(`qid=${qid} event=delivery to=<fanout@example\\.test> result=deferred `),
+      new RegExp(`qid=${qid} event=delivery to=<fanout@example\\.test> result=failed `),
     );
     assert.match(line, /the alias-resolve hook was asked more than 1000 times/);
-    assert.ok(existsSync(join(server.dataDir, "spool", "queue", `${qid}.msg`)), "not kept");
+    await server.waitForLog(new RegExp(`qid=${qid} event=dsn kind=failed `));
   });
 
   it("refuses a granted program named by another path (/x/../x)", async () => {

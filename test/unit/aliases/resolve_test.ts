@@ -2,11 +2,13 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
   AliasDepthError,
+  AliasExpansionLimitError,
   AliasLookupLimitError,
   type AliasTarget,
   type Destination,
   type LocalDomain,
   MAX_ALIAS_DEPTH,
+  MAX_ALIAS_LOOKUPS,
   MAX_EXTRA_LOOKUPS,
   parseAliases,
   RecipientResolver,
@@ -156,17 +158,18 @@ describe("RecipientResolver.resolve", () => {
     });
   });
 
-  it("resolve() stops asking extra targets after MAX_EXTRA_LOOKUPS: a hook cannot make expansion exponential", async () => {
-    // A hostile alias-resolve hook: every address expands to 20 names one
-    // level down, 9 levels deep (within MAX_ALIAS_DEPTH, no loop): 20 to the
-    // 9th power calls. After 5,000 calls it answers nothing, so that the
-    // expansion without a limit ends too.
+  it("resolve() stops after MAX_EXTRA_LOOKUPS hook calls: a hook cannot make expansion exponential", async () => {
+    // A hostile alias-resolve hook: every address expands to 20 new names
+    // one level down, 9 levels deep (within MAX_ALIAS_DEPTH, no loop, no
+    // name twice): 20 to the 9th power calls. After 5,000 calls it answers
+    // nothing, so that the expansion without a limit ends too.
     let calls = 0;
     const extra = (address: string): Promise<AliasTarget[]> => {
-      const level = Number(/^l(\d+)/.exec(address)?.[1] ?? 0);
+      const local = address.split("@")[0]!;
+      const level = local.split("-").length - 1;
       const names: AliasTarget[] = level >= 9 ? [] : Array.from({ length: 20 }, (_, i) => ({
         kind: "address",
-        address: `l${level + 1}n${i}@example.com`,
+        address: `${local}-${i}@example.com`,
       }));
       return Promise.resolve(++calls > 5000 ? [] : names);
     };
@@ -180,7 +183,8 @@ describe("RecipientResolver.resolve", () => {
       return true;
     });
     assert.equal(MAX_EXTRA_LOOKUPS, 1000);
-    assert.equal(calls, MAX_EXTRA_LOOKUPS);
+    // The call past the limit is the one that tells.
+    assert.equal(calls, MAX_EXTRA_LOOKUPS + 1);
   });
 
   it("resolve() lets extra targets expand a list of many local members", async () => {
@@ -194,6 +198,99 @@ describe("RecipientResolver.resolve", () => {
     const r = resolver(domain("example.com", members));
     const found = await r.resolve("list@example.com", extra);
     assert.equal(found.length, 900);
+  });
+
+  it("resolve() counts only hook calls against MAX_EXTRA_LOOKUPS: without a hook, a list of 5,000 members expands", async () => {
+    const members = Array.from({ length: 5000 }, (_, i) => `m${i}`);
+    let asked = 0;
+    // What the alias-resolve hook's source answers when no hook is installed.
+    const noHook = (): Promise<undefined> => {
+      asked++;
+      return Promise.resolve(undefined);
+    };
+    const r = resolver(domain("example.com", members, `everyone: ${members.join(", ")}\n`));
+    const found = await r.resolve("everyone@example.com", noHook);
+    assert.equal(found.length, 5000);
+    assert.equal(asked, 5001);
+    // A hook that is there and answers nothing is asked, and counted.
+    const empty = () => Promise.resolve([]);
+    await assert.rejects(r.resolve("everyone@example.com", empty), AliasLookupLimitError);
+  });
+
+  it("resolve() asks the hook once per address, however many aliases lead to it", async () => {
+    const asked: string[] = [];
+    const extra = (address: string): Promise<AliasTarget[]> => {
+      asked.push(address);
+      return Promise.resolve(
+        address === "x@ex.test" ? [{ kind: "address", address: "alice@ex.test" }] : [],
+      );
+    };
+    const r = resolver(domain("ex.test", ["alice"], "all: a, b\na: x\nb: x, a\n"));
+    assert.deepEqual(await r.resolve("all@ex.test", extra), [mailbox("alice", "ex.test")]);
+    assert.deepEqual(asked.sort(), [
+      "a@ex.test",
+      "alice@ex.test",
+      "all@ex.test",
+      "b@ex.test",
+      "x@ex.test",
+    ]);
+  });
+
+  /**
+   * Aliases in `levels` levels of `width` names, each name listing every
+   * name of the next level (a diamond lattice: width^levels paths), the
+   * last level users; with `backToTop`, each name also lists the top, a
+   * loop on every path.
+   */
+  function lattice(levels: number, width: number, backToTop = false): RecipientResolver {
+    const name = (l: number, k: number) => `l${l}n${k}`;
+    const row = (l: number) => Array.from({ length: width }, (_, k) => name(l, k));
+    const lines = [`top: ${row(1).join(", ")}`];
+    for (let l = 1; l < levels; l++) {
+      for (const n of row(l)) {
+        lines.push(`${n}: ${[...row(l + 1), ...backToTop ? ["top"] : []].join(", ")}`);
+      }
+    }
+    return resolver(domain("ex.test", row(levels), lines.join("\n")));
+  }
+
+  it("resolve() expands a diamond of nested aliases once per name, not once per path", async () => {
+    // 4^9 = 262,144 paths, 37 names: more paths than MAX_ALIAS_LOOKUPS.
+    let asked = 0;
+    const count = (): Promise<undefined> => {
+      asked++;
+      return Promise.resolve(undefined);
+    };
+    const found = await lattice(9, 4).resolve("top@ex.test", count);
+    assertSameDestinations(found, [0, 1, 2, 3].map((k) => mailbox(`l9n${k}`, "ex.test")));
+    assert.equal(asked, 1 + 9 * 4);
+  });
+
+  it("resolve() still throws AliasDepthError for a diamond whose shared part nests too deep", async () => {
+    // short: s1 -> ... ; long: x1 -> x2 -> x3 -> s1: the second way to s1 is deeper.
+    const chain = Array.from({ length: 8 }, (_, i) => `s${i}: s${i + 1}`);
+    const r = resolver(
+      domain("ex.test", ["s8"], [...chain, "top: s0, x1", "x1: x2", "x2: x3", "x3: s0"].join("\n")),
+    );
+    // top -> s0 ... s8 is 9 levels; top -> x1 -> x2 -> x3 -> s0 ... s8 is 12.
+    await assert.rejects(r.resolve("top@ex.test"), AliasDepthError);
+    assert.deepEqual(await r.resolve("s0@ex.test"), [mailbox("s8", "ex.test")]);
+  });
+
+  it("resolve() throws AliasExpansionLimitError past MAX_ALIAS_LOOKUPS addresses, when loops multiply the paths", async () => {
+    assert.equal(MAX_ALIAS_LOOKUPS, 100_000);
+    // Every path also leads back to the top, so no name is expanded once for all.
+    await assert.rejects(lattice(9, 4, true).resolve("top@ex.test"), (err: unknown) => {
+      assert.ok(err instanceof AliasExpansionLimitError, String(err));
+      assert.match(err.message, /"top@ex\.test": more than 100000 addresses looked up/);
+      return true;
+    });
+    // Below the limit, the loops end in the top's own mailbox.
+    const found = await lattice(3, 4, true).resolve("top@ex.test");
+    assertSameDestinations(found, [
+      mailbox("top", "ex.test"),
+      ...[0, 1, 2, 3].map((k) => mailbox(`l3n${k}`, "ex.test")),
+    ]);
   });
 
   it("resolve() uses the catch-all only when the name is not a user", async () => {

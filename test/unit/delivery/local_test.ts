@@ -358,6 +358,34 @@ describe("LocalCourier", () => {
     assert.equal(result.status, "failed");
     assert.ok(result.status === "failed");
     assert.match(result.error, /nested more than 10 levels/);
+    assert.equal(result.dsnStatus, "5.2.4");
+  });
+
+  it("deliver() fails at once, 5.2.4, past the alias-resolve hook's limit on calls", async () => {
+    const c = retain(
+      new LocalCourier(() => resolverFor(""), {
+        mailRoot,
+        hostname: "mx.ex.test",
+        pipeTimeoutMs: 10_000,
+        pipeCwd: root,
+        // A hook that answers each address with 20 new names, 3 levels deep.
+        extraTargets: (address) => {
+          const local = address.split("@")[0]!;
+          return Promise.resolve(
+            local.split("-").length > 3 ? [] : Array.from({ length: 20 }, (_, i) => ({
+              kind: "address" as const,
+              address: `${local}-${i}@ex.test`,
+            })),
+          );
+        },
+      }),
+    );
+    const msg = await item(["alice@ex.test"]);
+    const result = await deliver(c, msg, 0);
+    assert.equal(result.status, "failed");
+    assert.ok(result.status === "failed");
+    assert.equal(result.dsnStatus, "5.2.4");
+    assert.match(result.error, /the alias-resolve hook was asked more than 1000 times/);
   });
 
   it("deliver() returns deferred when the Maildir cannot be created", async () => {
