@@ -19,6 +19,7 @@ import { privateDetail } from "../outbound/bounce.ts";
 import type { DeliveryResult, RecipientRef, SpoolItem } from "../queue/mod.ts";
 import type { Endpoint } from "../users/endpoint.ts";
 import type { LmtpCourier, LmtpResults } from "./lmtp.ts";
+import { deliveredTo, forwardingLoop, loopOf } from "./delivered_to.ts";
 import { crlfToLf, prepend } from "./line_endings.ts";
 import { isPermanentFsError, mailboxDirName, Maildir } from "./maildir.ts";
 import { deliverToPipe } from "./pipe.ts";
@@ -60,10 +61,14 @@ export interface LocalCourierOptions {
   } | undefined;
 }
 
-/** Destinations resolved ahead, with the LMTP results of the whole message. */
+/**
+ * Destinations resolved ahead, with the LMTP results of the whole message
+ * and the addresses of its Delivered-To fields.
+ */
 interface Prepared {
   destinations: Destination[] | DeliveryResult;
   lmtp: Map<string, LmtpResults>;
+  deliveredTo: ReadonlySet<string>;
 }
 
 /** Delivers to local destinations. */
@@ -93,23 +98,48 @@ export class LocalCourier {
    * Delivers to every local recipient of a message, one after the other,
    * as {@linkcode deliver} does; the mailboxes that go over LMTP get one
    * transaction per LMTP server for the whole message first (RFC 2033).
+   * The message's header is read once for all of them (its Delivered-To
+   * fields, see `delivered_to.ts`).
    */
   async deliverAll(
     item: SpoolItem,
     recipients: RecipientRef[],
     open: () => AsyncIterable<Uint8Array>,
   ): Promise<DeliveryResult[]> {
-    const lmtp = this.#options.lmtp;
-    if (!lmtp) return await this.#eachOf(item, recipients, open);
+    if (recipients.length === 0) return [];
+    const seen = await deliveredTo(open());
     const resolved: Array<Destination[] | DeliveryResult> = [];
-    const byServer = new Map<string, { endpoint: Endpoint; to: Set<string> }>();
     for (const recipient of recipients) {
-      const destinations = await this.#resolve(recipient.address);
-      resolved.push(destinations);
+      resolved.push(await this.#destinations(recipient.address, seen));
+    }
+    const transactions = await this.#lmtpTransactions(item, recipients, resolved, seen, open);
+    return await this.#eachOf(
+      item,
+      recipients,
+      open,
+      (i) => ({ destinations: resolved[i]!, lmtp: transactions, deliveredTo: seen }),
+    );
+  }
+
+  /** One LMTP transaction per server, for the mailboxes of every recipient that it serves. */
+  async #lmtpTransactions(
+    item: SpoolItem,
+    recipients: RecipientRef[],
+    resolved: Array<Destination[] | DeliveryResult>,
+    seen: ReadonlySet<string>,
+    open: () => AsyncIterable<Uint8Array>,
+  ): Promise<Map<string, LmtpResults>> {
+    const transactions = new Map<string, LmtpResults>();
+    const lmtp = this.#options.lmtp;
+    if (!lmtp) return transactions;
+    const byServer = new Map<string, { endpoint: Endpoint; to: Set<string> }>();
+    for (const [i, recipient] of recipients.entries()) {
+      const destinations = resolved[i]!;
       if (!Array.isArray(destinations)) continue;
       const earlier = earlierOutcomes(recipient.done);
       for (const d of destinations) {
         if (d.kind !== "mailbox" || earlier.settled(destinationKey(d))) continue;
+        if (loopOf(d, seen) !== undefined) continue;
         const endpoint = lmtp.endpointOf(d.domain);
         if (!endpoint) continue;
         const key = JSON.stringify(endpoint);
@@ -118,19 +148,13 @@ export class LocalCourier {
         byServer.set(key, server);
       }
     }
-    const transactions = new Map<string, LmtpResults>();
     for (const [key, { endpoint, to }] of byServer) {
       transactions.set(
         key,
         await lmtp.courier.deliver(endpoint, { from: item.envelope.from, to: [...to] }, open),
       );
     }
-    return await this.#eachOf(
-      item,
-      recipients,
-      open,
-      (i) => ({ destinations: resolved[i]!, lmtp: transactions }),
-    );
+    return transactions;
   }
 
   /** {@linkcode deliver} for each recipient in turn; a throw defers only its own. */
@@ -170,7 +194,9 @@ export class LocalCourier {
     open: () => AsyncIterable<Uint8Array>,
     prepared?: Prepared,
   ): Promise<DeliveryResult> {
-    const destinations = prepared?.destinations ?? await this.#resolve(recipient.address);
+    const seen = prepared?.deliveredTo ?? await deliveredTo(open());
+    const destinations = prepared?.destinations ??
+      await this.#destinations(recipient.address, seen);
     if (!Array.isArray(destinations)) return destinations;
     const sent: string[] = [];
     const deferred: string[] = [];
@@ -188,7 +214,8 @@ export class LocalCourier {
       // "simulates a bounce"; a pipe that exited 1 would run again): the
       // target is not attempted again, only reported.
       if (earlier.failed.has(key)) continue;
-      const result = await this.#deliverOne(item, recipient, destination, open, prepared?.lmtp);
+      const result = loopOf(destination, seen) ??
+        await this.#deliverOne(item, recipient, destination, open, prepared?.lmtp);
       if (result.status === "sent") {
         sent.push(result.detail);
         done.push(key);
@@ -233,6 +260,20 @@ export class LocalCourier {
       };
     }
     return { status: "sent", detail: sent.join(",") };
+  }
+
+  /**
+   * The destinations of an envelope recipient, or the result that ends its
+   * delivery: a loop when the message already went through it (its header
+   * has a Delivered-To with its address, which this courier adds to what it
+   * delivers and forwards), else the failure of its alias expansion.
+   */
+  async #destinations(
+    address: string,
+    seen: ReadonlySet<string>,
+  ): Promise<Destination[] | DeliveryResult> {
+    if (seen.has(address.toLowerCase())) return forwardingLoop(address);
+    return await this.#resolve(address);
   }
 
   /** The destinations of an address, or the result that ends its delivery. */
@@ -317,11 +358,14 @@ export class LocalCourier {
       case "remote":
         // Forwarded with the original envelope sender, as chasquid does.
         if (this.#options.forward) {
+          // The copy says where it was delivered, so that it is known as a
+          // loop if it comes back (see `delivered_to.ts`).
+          const head = new TextEncoder().encode(`Delivered-To: ${recipient.address}\r\n`);
           return await this.#options.forward(item, {
             address: destination.address,
             index: recipient.index,
             attempts: recipient.attempts ?? 0,
-          }, open);
+          }, () => prepend(head, open()));
         }
         return {
           status: "deferred",
