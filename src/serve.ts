@@ -220,7 +220,8 @@ export async function serve(
       logger,
       counters,
     }),
-    forward: async (item, recipient, open) => (await remote.deliver(item, [recipient], open))[0]!,
+    // An alias's remote targets in one call: those of one domain share a transaction.
+    forward: (item, recipients, open) => remote.deliver(item, recipients, open),
     // The domain's LMTP server in the policy in force (delivery.lmtp).
     lmtp: {
       courier: lmtp,

@@ -23,12 +23,7 @@ import { deliveredTo, forwardingLoop, loopOf } from "./delivered_to.ts";
 import { crlfToLf, prepend } from "./line_endings.ts";
 import { isPermanentFsError, mailboxDirName, Maildir } from "./maildir.ts";
 import { deliverToPipe } from "./pipe.ts";
-import {
-  destinationKey,
-  earlierOutcomes,
-  failedRecord,
-  type FailedTarget,
-} from "./target_records.ts";
+import { destinationKey, earlierOutcomes, TargetOutcomes } from "./target_records.ts";
 
 /** Settings of the local courier. */
 export interface LocalCourierOptions {
@@ -42,13 +37,17 @@ export interface LocalCourierOptions {
   pipeCwd: string;
   /** Extra alias targets (the alias-resolve hook), when there is a source. */
   extraTargets?: ExtraTargets | undefined;
-  /** Delivers an alias's remote target; without it such targets wait. */
+  /**
+   * Delivers an alias's remote targets, one result each in order; without
+   * it such targets wait. The targets of one envelope recipient come in one
+   * call (those of one domain can then share a transaction).
+   */
   forward?:
     | ((
       item: SpoolItem,
-      recipient: RecipientRef,
+      recipients: RecipientRef[],
       open: () => AsyncIterable<Uint8Array>,
-    ) => Promise<DeliveryResult>)
+    ) => Promise<DeliveryResult[]>)
     | undefined;
   /**
    * LMTP delivery (RFC 2033) for the mailboxes of the domains that have an
@@ -198,68 +197,61 @@ export class LocalCourier {
     const destinations = prepared?.destinations ??
       await this.#destinations(recipient.address, seen);
     if (!Array.isArray(destinations)) return destinations;
-    const sent: string[] = [];
-    const deferred: string[] = [];
-    const earlier = earlierOutcomes(recipient.done);
-    // Failed for good in an earlier attempt, then in this one.
-    const failed: FailedTarget[] = [...earlier.failed.values()];
-    const done: string[] = [];
+    const outcomes = new TargetOutcomes(recipient.done);
+    const forwards: Array<{ key: string; address: string }> = [];
     for (const destination of destinations) {
       const key = destinationKey(destination);
-      if (earlier.delivered.has(key)) {
-        sent.push(`${key}(earlier)`);
+      if (outcomes.settled(key)) continue;
+      if (destination.kind === "remote") {
+        forwards.push({ key, address: destination.address });
         continue;
       }
-      // A permanent failure is final (a pre-delivery-attempt hook's dump
-      // "simulates a bounce"; a pipe that exited 1 would run again): the
-      // target is not attempted again, only reported.
-      if (earlier.failed.has(key)) continue;
-      const result = loopOf(destination, seen) ??
-        await this.#deliverOne(item, recipient, destination, open, prepared?.lmtp);
-      if (result.status === "sent") {
-        sent.push(result.detail);
-        done.push(key);
-      } else if (result.status === "deferred") {
-        deferred.push(result.error);
-      } else {
-        const target: FailedTarget = {
-          key,
-          error: result.error,
-          ...(result.dsnStatus !== undefined ? { dsnStatus: result.dsnStatus } : {}),
-          ...(result.remoteMta !== undefined ? { remoteMta: result.remoteMta } : {}),
-        };
-        failed.push(target);
-        done.push(failedRecord(target));
-      }
+      outcomes.record(
+        key,
+        loopOf(destination, seen) ??
+          await this.#deliverOne(item, recipient, destination, open, prepared?.lmtp),
+      );
     }
-    // Any temporary failure makes the whole recipient wait for a retry; the
-    // targets that reached a final state meanwhile are recorded, so that the
-    // retry does not run a pipe or send a forward again (a mailbox is named
-    // per queue ID and recipient, so it would not duplicate anyway).
-    //
-    // The targets that failed for good are bounced once the rest of the
-    // alias is final, not at once: the queue keeps one state per envelope
-    // recipient, and the sender addressed the alias, so there is one bounce
-    // for it that names every failure, as chasquid sends one bounce per
-    // message once every recipient is final. Until then the deferral's text
-    // names the failures too, so a message that expires bounces with them.
-    if (deferred.length > 0) {
-      return {
+    if (forwards.length > 0) {
+      const results = await this.#forward(item, recipient, forwards.map((f) => f.address), open);
+      for (const [i, { key }] of forwards.entries()) outcomes.record(key, results[i]!);
+    }
+    return outcomes.result();
+  }
+
+  /**
+   * Forwards to an alias's remote targets with the original envelope
+   * sender, as chasquid does: in one call, so that the targets of one
+   * domain share a transaction (README, Outbound).
+   */
+  async #forward(
+    item: SpoolItem,
+    recipient: { address: string; index: number; attempts?: number },
+    addresses: string[],
+    open: () => AsyncIterable<Uint8Array>,
+  ): Promise<DeliveryResult[]> {
+    const forward = this.#options.forward;
+    if (!forward) {
+      return addresses.map((address) => ({
         status: "deferred",
-        error: [...deferred, ...failed.map((f) => f.error)].join("; "),
-        ...(done.length > 0 ? { done } : {}),
-      };
+        error: `forwarding to ${address} needs outbound delivery, which is not enabled`,
+      }));
     }
-    const first = failed[0];
-    if (first !== undefined) {
-      return {
-        status: "failed",
-        error: failed.map((f) => f.error).join("; "),
-        ...(first.dsnStatus !== undefined ? { dsnStatus: first.dsnStatus } : {}),
-        ...(first.remoteMta !== undefined ? { remoteMta: first.remoteMta } : {}),
-      };
-    }
-    return { status: "sent", detail: sent.join(",") };
+    // The copy says where it was delivered, so that it is known as a loop
+    // if it comes back (see `delivered_to.ts`).
+    const head = new TextEncoder().encode(`Delivered-To: ${recipient.address}\r\n`);
+    const results = await forward(
+      item,
+      addresses.map((address) => ({
+        address,
+        index: recipient.index,
+        attempts: recipient.attempts ?? 0,
+      })),
+      () => prepend(head, open()),
+    );
+    return addresses.map((_, i) =>
+      results[i] ?? { status: "deferred", error: "outbound delivery gave no result" }
+    );
   }
 
   /**
@@ -297,7 +289,7 @@ export class LocalCourier {
   async #deliverOne(
     item: SpoolItem,
     recipient: { address: string; index: number; attempts?: number },
-    destination: Destination,
+    destination: Exclude<Destination, { kind: "remote" }>,
     open: () => AsyncIterable<Uint8Array>,
     transactions?: Map<string, LmtpResults>,
   ): Promise<DeliveryResult> {
@@ -355,23 +347,6 @@ export class LocalCourier {
           this.#options.pipeTimeoutMs,
           this.#options.pipeCwd,
         );
-      case "remote":
-        // Forwarded with the original envelope sender, as chasquid does.
-        if (this.#options.forward) {
-          // The copy says where it was delivered, so that it is known as a
-          // loop if it comes back (see `delivered_to.ts`).
-          const head = new TextEncoder().encode(`Delivered-To: ${recipient.address}\r\n`);
-          return await this.#options.forward(item, {
-            address: destination.address,
-            index: recipient.index,
-            attempts: recipient.attempts ?? 0,
-          }, () => prepend(head, open()));
-        }
-        return {
-          status: "deferred",
-          error:
-            `forwarding to ${destination.address} needs outbound delivery, which is not enabled`,
-        };
     }
   }
 

@@ -7,6 +7,7 @@
  */
 
 import type { Destination } from "../aliases/mod.ts";
+import type { DeliveryResult } from "../queue/mod.ts";
 
 /** A target that failed for good, as recorded for the rest of its alias's delivery. */
 export interface FailedTarget {
@@ -76,5 +77,89 @@ export function destinationKey(destination: Destination): string {
       return `pipe:${destination.alias}:${JSON.stringify(destination.argv)}`;
     case "remote":
       return `forward:${destination.address}`;
+  }
+}
+
+/**
+ * The outcomes of one envelope recipient's targets in one attempt, with
+ * those earlier attempts recorded, and the recipient's result they make.
+ */
+export class TargetOutcomes {
+  #earlier: ReturnType<typeof earlierOutcomes>;
+  #sent: string[] = [];
+  #deferred: string[] = [];
+  /** Failed for good in an earlier attempt, then in this one. */
+  #failed: FailedTarget[];
+  #done: string[] = [];
+
+  /** Starts from the recipient's `done` records. */
+  constructor(done: readonly string[] | undefined) {
+    this.#earlier = earlierOutcomes(done);
+    this.#failed = [...this.#earlier.failed.values()];
+  }
+
+  /**
+   * True for a target an earlier attempt made final, which is not to be
+   * attempted again: one delivered counts as sent; one that failed for good
+   * (a pre-delivery-attempt hook's dump "simulates a bounce"; a pipe that
+   * exited 1 would run again) is only reported.
+   */
+  settled(key: string): boolean {
+    if (this.#earlier.delivered.has(key)) {
+      this.#sent.push(`${key}(earlier)`);
+      return true;
+    }
+    return this.#earlier.failed.has(key);
+  }
+
+  /** Takes the result of the target named `key`. */
+  record(key: string, result: DeliveryResult): void {
+    if (result.status === "sent") {
+      this.#sent.push(result.detail);
+      this.#done.push(key);
+    } else if (result.status === "deferred") {
+      this.#deferred.push(result.error);
+    } else {
+      const target: FailedTarget = {
+        key,
+        error: result.error,
+        ...(result.dsnStatus !== undefined ? { dsnStatus: result.dsnStatus } : {}),
+        ...(result.remoteMta !== undefined ? { remoteMta: result.remoteMta } : {}),
+      };
+      this.#failed.push(target);
+      this.#done.push(failedRecord(target));
+    }
+  }
+
+  /** The recipient's result. */
+  result(): DeliveryResult {
+    // Any temporary failure makes the whole recipient wait for a retry; the
+    // targets that reached a final state meanwhile are recorded, so that the
+    // retry does not run a pipe or send a forward again (a mailbox is named
+    // per queue ID and recipient, so it would not duplicate anyway).
+    //
+    // The targets that failed for good are bounced once the rest of the
+    // alias is final, not at once: the queue keeps one state per envelope
+    // recipient, and the sender addressed the alias, so there is one bounce
+    // for it that names every failure, as chasquid sends one bounce per
+    // message once every recipient is final. Until then the deferral's text
+    // names the failures too, so a message that expires bounces with them.
+    if (this.#deferred.length > 0) {
+      return {
+        status: "deferred",
+        error: [...this.#deferred, ...this.#failed.map((f) => f.error)].join("; "),
+        ...(this.#done.length > 0 ? { done: this.#done } : {}),
+      };
+    }
+    const first = this.#failed[0];
+    if (first !== undefined) {
+      return {
+        status: "failed",
+        error: this.#failed.map((f) => f.error).join("; "),
+        ...(first.dsnStatus !== undefined ? { dsnStatus: first.dsnStatus } : {}),
+        ...(first.remoteMta !== undefined ? { remoteMta: first.remoteMta } : {}),
+      };
+    }
+    return { status: "sent", detail: this.#sent.join(",") };
   }
 }

@@ -127,9 +127,9 @@ describe("LocalCourier: mail forwarding loops (Delivered-To)", () => {
         hostname: "mx.ex.test",
         pipeTimeoutMs: 10_000,
         pipeCwd: root,
-        forward: async (_item, _recipient, open) => {
+        forward: async (_item, recipients, open) => {
           forwarded.push(await collectText(open()));
-          return { status: "sent", detail: "smtp" };
+          return recipients.map(() => ({ status: "sent", detail: "smtp" }));
         },
       }),
     );

@@ -3,9 +3,14 @@ import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { type LocalDomain, parseAliases, RecipientResolver } from "../../../src/aliases/mod.ts";
-import { LocalCourier } from "../../../src/delivery/mod.ts";
+import { LocalCourier, type LocalCourierOptions } from "../../../src/delivery/mod.ts";
 import { publicText } from "../../../src/outbound/bounce.ts";
-import { type DeliveryResult, Spool, type SpoolItem } from "../../../src/queue/mod.ts";
+import {
+  type DeliveryResult,
+  type RecipientRef,
+  Spool,
+  type SpoolItem,
+} from "../../../src/queue/mod.ts";
 import { listDir, makeTempDir, openFileDescriptors, removeDir, retain } from "../helpers.ts";
 import { makeEnvelope, spoolMessage } from "../queue/fixtures.ts";
 
@@ -23,6 +28,13 @@ function resolverFor(aliases: string, users = ["alice", "bob"]): RecipientResolv
     aliases: parseAliases(aliases, "ex.test"),
   };
   return new RecipientResolver(new Map([["ex.test", domain]]), OPTIONS);
+}
+
+/** A forward callback that answers each target of the call with `answer`. */
+function eachTarget(
+  answer: (recipient: RecipientRef) => DeliveryResult,
+): NonNullable<LocalCourierOptions["forward"]> {
+  return (_item, recipients) => Promise.resolve(recipients.map(answer));
 }
 
 describe("LocalCourier", () => {
@@ -204,15 +216,13 @@ describe("LocalCourier", () => {
           hostname: "mx.ex.test",
           pipeTimeoutMs: 10_000,
           pipeCwd: root,
-          forward: (_item, recipient) => {
+          forward: eachTarget((recipient) => {
             forwards.push(recipient.address);
             // a@ is delivered at once; b@ only once the remote side is up.
-            return Promise.resolve(
-              recipient.address === "a@remote.test" || remoteUp
-                ? { status: "sent", detail: `smtp:${recipient.address}` }
-                : { status: "deferred", error: "451 try later" },
-            );
-          },
+            return recipient.address === "a@remote.test" || remoteUp
+              ? { status: "sent", detail: `smtp:${recipient.address}` }
+              : { status: "deferred", error: "451 try later" };
+          }),
         },
       ),
     );
@@ -233,6 +243,37 @@ describe("LocalCourier", () => {
     assert.deepEqual(forwards, ["a@remote.test", "b@remote.test", "b@remote.test"]);
   });
 
+  it("deliver() forwards an alias's remote targets in one call, each with its own result", async () => {
+    const calls: string[][] = [];
+    const c = retain(
+      new LocalCourier(
+        () => resolverFor("team: a@remote.test, alice, b@remote.test, c@other.test\n"),
+        {
+          mailRoot,
+          hostname: "mx.ex.test",
+          pipeTimeoutMs: 10_000,
+          pipeCwd: root,
+          forward: (_item, recipients) => {
+            calls.push(recipients.map((r) => r.address));
+            assert.ok(recipients.every((r) => r.index === 0 && r.attempts === 0));
+            // One answer short: the target without one waits.
+            return Promise.resolve([
+              { status: "sent", detail: "smtp:a" },
+              { status: "deferred", error: "b later" },
+            ]);
+          },
+        },
+      ),
+    );
+    const msg = await item(["team@ex.test"]);
+    const result = await deliver(c, msg, 0);
+    assert.deepEqual(calls, [["a@remote.test", "b@remote.test", "c@other.test"]]);
+    assert.equal(result.status, "deferred");
+    assert.ok(result.status === "deferred");
+    assert.equal(result.error, "b later; outbound delivery gave no result");
+    assert.deepEqual(result.done?.sort(), ["forward:a@remote.test", "mailbox:alice@ex.test"]);
+  });
+
   it("deliver() does not attempt again a target that failed for good while another deferred, and fails the recipient once the rest is final", async () => {
     // A pre-delivery-attempt hook that dumps a@ on its first attempt and
     // would let it through afterwards; b@ waits for the remote side.
@@ -244,22 +285,16 @@ describe("LocalCourier", () => {
         hostname: "mx.ex.test",
         pipeTimeoutMs: 10_000,
         pipeCwd: root,
-        forward: (_item, recipient) => {
+        forward: eachTarget((recipient) => {
           const n = (calls.get(recipient.address) ?? 0) + 1;
           calls.set(recipient.address, n);
           if (recipient.address === "a@remote.test" && n === 1) {
-            return Promise.resolve({
-              status: "failed",
-              error: "Dumped by policy (#5.7.1)",
-              dsnStatus: "5.7.1",
-            });
+            return { status: "failed", error: "Dumped by policy (#5.7.1)", dsnStatus: "5.7.1" };
           }
-          return Promise.resolve(
-            recipient.address === "a@remote.test" || remoteUp
-              ? { status: "sent", detail: `smtp:${recipient.address}` }
-              : { status: "deferred", error: "451 try later" },
-          );
-        },
+          return recipient.address === "a@remote.test" || remoteUp
+            ? { status: "sent", detail: `smtp:${recipient.address}` }
+            : { status: "deferred", error: "451 try later" };
+        }),
       }),
     );
     const msg = await item(["list@ex.test"]);
@@ -304,12 +339,11 @@ describe("LocalCourier", () => {
         hostname: "mx.ex.test",
         pipeTimeoutMs: 10_000,
         pipeCwd: root,
-        forward: () =>
-          Promise.resolve(
-            remoteUp
-              ? { status: "sent", detail: "smtp:b@remote.test" }
-              : { status: "deferred", error: "451 try later" },
-          ),
+        forward: eachTarget(() =>
+          remoteUp
+            ? { status: "sent", detail: "smtp:b@remote.test" }
+            : { status: "deferred", error: "451 try later" }
+        ),
       }),
     );
     const msg = await item(["team@ex.test"]);
