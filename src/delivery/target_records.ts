@@ -87,7 +87,7 @@ export function destinationKey(destination: Destination): string {
 export class TargetOutcomes {
   #earlier: ReturnType<typeof earlierOutcomes>;
   #sent: string[] = [];
-  #deferred: string[] = [];
+  #deferred: Array<Exclude<DeliveryResult, { status: "sent" }>> = [];
   /** Failed for good in an earlier attempt, then in this one. */
   #failed: FailedTarget[];
   #done: string[] = [];
@@ -118,7 +118,7 @@ export class TargetOutcomes {
       this.#sent.push(result.detail);
       this.#done.push(key);
     } else if (result.status === "deferred") {
-      this.#deferred.push(result.error);
+      this.#deferred.push(result);
     } else {
       const target: FailedTarget = {
         key,
@@ -144,11 +144,18 @@ export class TargetOutcomes {
     // for it that names every failure, as chasquid sends one bounce per
     // message once every recipient is final. Until then the deferral's text
     // names the failures too, so a message that expires bounces with them.
-    if (this.#deferred.length > 0) {
+    //
+    // The status and the remote host go along (RFC 3464 sections 2.3.4 and
+    // 2.3.5), those of the first target that makes the result: a delay
+    // warning, and a bounce on expiry, name the server that said 4xx.
+    const waiting = this.#deferred[0];
+    if (waiting !== undefined) {
       return {
         status: "deferred",
-        error: [...this.#deferred, ...this.#failed.map((f) => f.error)].join("; "),
+        error: [...this.#deferred.map((d) => d.error), ...this.#failed.map((f) => f.error)]
+          .join("; "),
         ...(this.#done.length > 0 ? { done: this.#done } : {}),
+        ...statusAndHost(waiting),
       };
     }
     const first = this.#failed[0];
@@ -156,10 +163,19 @@ export class TargetOutcomes {
       return {
         status: "failed",
         error: this.#failed.map((f) => f.error).join("; "),
-        ...(first.dsnStatus !== undefined ? { dsnStatus: first.dsnStatus } : {}),
-        ...(first.remoteMta !== undefined ? { remoteMta: first.remoteMta } : {}),
+        ...statusAndHost(first),
       };
     }
     return { status: "sent", detail: this.#sent.join(",") };
   }
+}
+
+/** The enhanced status code and remote host of a target's result, those it has. */
+function statusAndHost(
+  from: { dsnStatus?: string | undefined; remoteMta?: string | undefined },
+): { dsnStatus?: string; remoteMta?: string } {
+  return {
+    ...(from.dsnStatus !== undefined ? { dsnStatus: from.dsnStatus } : {}),
+    ...(from.remoteMta !== undefined ? { remoteMta: from.remoteMta } : {}),
+  };
 }

@@ -8,7 +8,16 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { startDnsServer, type TestDnsServer } from "../support/dns_server.ts";
 import { SmtpReceiver } from "../support/smtp_receiver.ts";
-import { cleanup, freePort, replies, type Server, startServer, swaks } from "./harness.ts";
+import {
+  cleanup,
+  eventually,
+  freePort,
+  maildirMessages,
+  replies,
+  type Server,
+  startServer,
+  swaks,
+} from "./harness.ts";
 
 describe("alias forwards", () => {
   let dns: TestDnsServer;
@@ -18,9 +27,18 @@ describe("alias forwards", () => {
   before(async () => {
     const port = await freePort();
     remote = await SmtpReceiver.start({ host: "127.0.0.61", port, starttls: false });
+    remote.behaviour = {
+      rcptTo: (to) =>
+        to === "busy@remote.test"
+          ? { code: 451, text: "4.2.1 Mailbox busy, try later" }
+          : to === "gone@remote.test"
+          ? { code: 550, text: "5.1.1 No such user" }
+          : undefined,
+    };
     dns = await startDnsServer({
       "remote.test": { MX: [{ priority: 10, exchange: "mx.remote.test" }] },
       "mx.remote.test": { A: ["127.0.0.61"] },
+      "nullmx.test": { MX: [{ priority: 0, exchange: "" }] },
     });
     server = await startServer({
       config: {
@@ -36,11 +54,16 @@ describe("alias forwards", () => {
           `  port: ${port}`,
           "  mta_sts: false",
           "  connect_timeout: 2s",
+          // A warning as soon as a message waits: what it says of a deferral.
+          "  delay_warning: 1s",
           "",
         ].join("\n"),
         "domains/example.test/users": "alice\n",
         "domains/example.test/aliases": [
           "team: a@remote.test, b@remote.test, alice, c@remote.test",
+          "busylist: busy@remote.test",
+          "gonelist: gone@remote.test",
+          "nomail: x@nullmx.test",
           "",
         ].join("\n"),
       },
@@ -52,9 +75,9 @@ describe("alias forwards", () => {
     await dns?.close();
   });
 
-  /** Sends from outside to `to`; returns the queue ID. */
-  async function send(to: string): Promise<string> {
-    const result = await swaks(server, ["--from", "sender@client.test", "--to", to]);
+  /** Sends to `to`, from outside unless `from` says; returns the queue ID. */
+  async function send(to: string, from = "sender@client.test"): Promise<string> {
+    const result = await swaks(server, ["--from", from, "--to", to]);
     const accepted = replies(result.stdout).find((l) => l.startsWith("250 2.0.0 Ok: queued as "));
     assert.ok(accepted, `${to}: ${result.stdout}`);
     return accepted.split(" ").at(-1)!;
@@ -70,5 +93,39 @@ describe("alias forwards", () => {
     assert.equal(got[0]!.from, "sender@client.test");
     // The copy says which alias it went through (a loop ends on its way back).
     assert.match(got[0]!.data, /^Delivered-To: team@example\.test\r?$/m);
+  });
+
+  /** The report about `qid` of `kind` in alice's Maildir, unfolded. */
+  async function reportOf(qid: string, kind: "failed" | "delayed"): Promise<string> {
+    await server.waitForLog(new RegExp(`qid=${qid} event=dsn kind=${kind}`));
+    const found = await eventually(async () =>
+      (await maildirMessages(server.dataDir, "example.test", "alice")).find((m) =>
+        m.includes(`Queue ID: ${qid}`) && m.includes(`Action: ${kind}`)
+      )
+    );
+    return found.replace(/\n[ \t]+/g, " ");
+  }
+
+  it("tells the sender which server deferred an alias's target, and its status", async () => {
+    const qid = await send("busylist@example.test", "alice@example.test");
+    const warning = await reportOf(qid, "delayed");
+    assert.match(warning, /^Final-Recipient: rfc822; ?busylist@example\.test$/m);
+    assert.match(warning, /^Status: 4\.2\.1$/m);
+    assert.match(warning, /^Remote-MTA: dns; ?mx\.remote\.test$/m);
+    assert.match(warning, /^Diagnostic-Code: smtp; ?451 4\.2\.1 Mailbox busy, try later$/m);
+  });
+
+  it("tells the sender which server refused an alias's target, and its status", async () => {
+    const qid = await send("gonelist@example.test", "alice@example.test");
+    const bounce = await reportOf(qid, "failed");
+    assert.match(bounce, /^Status: 5\.1\.1$/m);
+    assert.match(bounce, /^Remote-MTA: dns; ?mx\.remote\.test$/m);
+    assert.match(bounce, /^Diagnostic-Code: smtp; ?550 5\.1\.1 No such user$/m);
+  });
+
+  it("bounces an alias's target in a domain with a null MX with 5.1.10, as it would the domain itself", async () => {
+    const qid = await send("nomail@example.test", "alice@example.test");
+    const bounce = await reportOf(qid, "failed");
+    assert.match(bounce, /^Status: 5\.1\.10$/m);
   });
 });

@@ -274,6 +274,40 @@ describe("LocalCourier", () => {
     assert.deepEqual(result.done?.sort(), ["forward:a@remote.test", "mailbox:alice@ex.test"]);
   });
 
+  it("deliver() keeps the enhanced status and remote host of the target that decides the result", async () => {
+    let answer: DeliveryResult = {
+      status: "deferred",
+      error: "mx.far.test said: 451 4.2.1 busy",
+      dsnStatus: "4.2.1",
+      remoteMta: "mx.far.test",
+    };
+    const c = retain(
+      new LocalCourier(() => resolverFor("list: alice, x@far.test\n"), {
+        mailRoot,
+        hostname: "mx.ex.test",
+        pipeTimeoutMs: 10_000,
+        pipeCwd: root,
+        forward: eachTarget(() => answer),
+      }),
+    );
+    const msg = await item(["list@ex.test"]);
+    const deferred = await deliver(c, msg, 0);
+    assert.equal(deferred.status, "deferred");
+    assert.ok(deferred.status === "deferred");
+    assert.equal(deferred.dsnStatus, "4.2.1");
+    assert.equal(deferred.remoteMta, "mx.far.test");
+    answer = { status: "failed", error: "far.test accepts no mail", dsnStatus: "5.1.10" };
+    const failed = await c.deliver(
+      msg,
+      { address: "list@ex.test", index: 0, attempts: 1, done: deferred.done },
+      () => spool.openMessage(msg),
+    );
+    assert.equal(failed.status, "failed");
+    assert.ok(failed.status === "failed");
+    assert.equal(failed.dsnStatus, "5.1.10");
+    assert.equal(failed.remoteMta, undefined);
+  });
+
   it("deliver() does not attempt again a target that failed for good while another deferred, and fails the recipient once the rest is final", async () => {
     // A pre-delivery-attempt hook that dumps a@ on its first attempt and
     // would let it through afterwards; b@ waits for the remote side.
