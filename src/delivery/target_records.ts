@@ -7,6 +7,7 @@
  */
 
 import type { Destination } from "../aliases/mod.ts";
+import { PARTLY_DELIVERED } from "../outbound/bounce.ts";
 import type { DeliveryResult } from "../queue/mod.ts";
 
 /** A target that failed for good, as recorded for the rest of its alias's delivery. */
@@ -131,6 +132,27 @@ export class TargetOutcomes {
     }
   }
 
+  /**
+   * The error of a recipient some of whose targets did not take the
+   * message, saying so when others did.
+   *
+   * RFC 3464 reports per recipient what happened to it. For an alias, the
+   * report could name the members that failed (Final-Recipient, with the
+   * alias as Original-Recipient), but an alias's members may be private:
+   * a list's subscribers, the person behind role@. So the report stays
+   * about the address the sender wrote, as the queue's state does (one per
+   * envelope recipient): Action failed once no target will take it (or
+   * delayed while one waits), with a diagnostic that says the message
+   * reached the others, so the sender knows not to send it to all again.
+   * The failures are named by what failed (a pipe, a mailbox, a remote
+   * server's reply), not by member.
+   */
+  #partly(errors: string): string {
+    if (this.#sent.length === 0) return errors;
+    return `${PARTLY_DELIVERED}: the message reached some of this address's destinations, ` +
+      `not the others: ${errors}`;
+  }
+
   /** The recipient's result. */
   result(): DeliveryResult {
     // Any temporary failure makes the whole recipient wait for a retry; the
@@ -152,8 +174,9 @@ export class TargetOutcomes {
     if (waiting !== undefined) {
       return {
         status: "deferred",
-        error: [...this.#deferred.map((d) => d.error), ...this.#failed.map((f) => f.error)]
-          .join("; "),
+        error: this.#partly(
+          [...this.#deferred.map((d) => d.error), ...this.#failed.map((f) => f.error)].join("; "),
+        ),
         ...(this.#done.length > 0 ? { done: this.#done } : {}),
         ...statusAndHost(waiting),
       };
@@ -162,7 +185,7 @@ export class TargetOutcomes {
     if (first !== undefined) {
       return {
         status: "failed",
-        error: this.#failed.map((f) => f.error).join("; "),
+        error: this.#partly(this.#failed.map((f) => f.error).join("; ")),
         ...statusAndHost(first),
       };
     }

@@ -105,8 +105,16 @@ export class Bouncer implements Notifier {
  */
 function diagnosticOf(error: string): string {
   const text = publicText(error);
+  // An alias's report names several outcomes: all of them, in our words.
+  if (text.includes(PARTLY_DELIVERED)) return text;
   return /\bsaid: ([45]\d\d[ -].*)$/s.exec(text)?.[1] ?? text;
 }
+
+/**
+ * How the error of an address begins when the message reached some of its
+ * destinations (an alias) and not the others; the report keeps all of it.
+ */
+export const PARTLY_DELIVERED = "partly delivered";
 
 /** How {@linkcode privateDetail} marks its text, and how {@linkcode publicText} finds it. */
 const PRIVATE_OPEN = " [private: ";

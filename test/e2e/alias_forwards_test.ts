@@ -63,6 +63,7 @@ describe("alias forwards", () => {
           "team: a@remote.test, b@remote.test, alice, c@remote.test",
           "busylist: busy@remote.test",
           "gonelist: gone@remote.test",
+          "half: gone@remote.test, a@remote.test",
           "nomail: x@nullmx.test",
           "",
         ].join("\n"),
@@ -127,5 +128,16 @@ describe("alias forwards", () => {
     const qid = await send("nomail@example.test", "alice@example.test");
     const bounce = await reportOf(qid, "failed");
     assert.match(bounce, /^Status: 5\.1\.10$/m);
+  });
+
+  it("keeps the remote server's reply, in our words, when the alias was partly delivered", async () => {
+    const qid = await send("half@example.test", "alice@example.test");
+    const bounce = await reportOf(qid, "failed");
+    assert.match(bounce, /^Status: 5\.1\.1$/m);
+    assert.match(bounce, /^Remote-MTA: dns; ?mx\.remote\.test$/m);
+    assert.match(
+      bounce,
+      /^Diagnostic-Code: X-Postern; partly delivered: the message reached some of this address's destinations, not the others: .*said: 550 5\.1\.1 No such user$/m,
+    );
   });
 });

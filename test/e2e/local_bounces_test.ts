@@ -42,6 +42,7 @@ describe("bounces of local delivery", () => {
         "domains/example.test/users": "alice\ncarol\n",
         "domains/example.test/aliases": [
           `failpipe: | ${failing} --token hunter2`,
+          "mixed: alice, failpipe",
           // A mailbox whose name no file system takes (more than 255 bytes).
           `longbox: ${"x".repeat(300)}`,
           "",
@@ -119,5 +120,24 @@ describe("bounces of local delivery", () => {
       /^Diagnostic-Code: X-Postern; local delivery failed: mailbox unavailable$/m,
     );
     assert.ok(!bounce.includes(server.dataDir), bounce);
+  });
+
+  it("says an alias was partly delivered when one of its destinations failed and others took it", async () => {
+    const qid = await send("mixed@example.test", "to-mixed");
+    const bounce = await bounceOf(qid);
+    assert.match(bounce, /^Final-Recipient: rfc822; ?mixed@example\.test$/m);
+    assert.match(bounce, /^Action: failed$/m);
+    assert.match(
+      bounce,
+      /^Diagnostic-Code: X-Postern; partly delivered: the message reached some of this address's destinations, not the others: pipe delivery failed \(exit status 3\)$/m,
+    );
+    // alice, a member, has the message; the bounce does not name her.
+    const stored = await maildirMessages(server.dataDir, "example.test", "alice");
+    assert.ok(stored.some((m) => m.includes("Subject: to-mixed")));
+    const report = bounce.slice(
+      bounce.indexOf("Content-Description: Notification"),
+      bounce.indexOf("Content-Description: Header"),
+    );
+    assert.doesNotMatch(report, /alice/);
   });
 });

@@ -270,7 +270,11 @@ describe("LocalCourier", () => {
     assert.deepEqual(calls, [["a@remote.test", "b@remote.test", "c@other.test"]]);
     assert.equal(result.status, "deferred");
     assert.ok(result.status === "deferred");
-    assert.equal(result.error, "b later; outbound delivery gave no result");
+    assert.equal(
+      result.error,
+      "partly delivered: the message reached some of this address's destinations, " +
+        "not the others: b later; outbound delivery gave no result",
+    );
     assert.deepEqual(result.done?.sort(), ["forward:a@remote.test", "mailbox:alice@ex.test"]);
   });
 
@@ -352,10 +356,12 @@ describe("LocalCourier", () => {
       { address: "list@ex.test", index: 0, attempts: 2, done: first.done },
       () => spool.openMessage(msg),
     );
-    // Final: the sender gets a bounce for the dumped target.
+    // Final: the sender gets a bounce for the dumped target, which says
+    // that the other one took the message.
     assert.deepEqual(third, {
       status: "failed",
-      error: "Dumped by policy (#5.7.1)",
+      error: "partly delivered: the message reached some of this address's destinations, " +
+        "not the others: Dumped by policy (#5.7.1)",
       dsnStatus: "5.7.1",
     });
     assert.deepEqual(Object.fromEntries(calls), { "a@remote.test": 1, "b@remote.test": 3 });
@@ -394,6 +400,27 @@ describe("LocalCourier", () => {
     assert.ok(second.status === "failed");
     assert.match(second.error, /exited with status 1/);
     assert.equal(await readFile(runs, "utf8"), "run\n", "the failed pipe ran once");
+  });
+
+  it("deliver() says an alias was partly delivered when some targets took the message and one failed for good", async () => {
+    const c = courier(resolverFor("mixed: alice, p\np: | /bin/false --secret\n"));
+    const msg = await item(["mixed@ex.test"]);
+    const result = await deliver(c, msg, 0);
+    assert.equal(result.status, "failed");
+    assert.ok(result.status === "failed");
+    assert.equal(
+      publicText(result.error),
+      "partly delivered: the message reached some of this address's destinations, " +
+        "not the others: pipe delivery failed (exit status 1)",
+    );
+    assert.match(result.error, /--secret/, "the log keeps the command");
+    assert.equal((await listDir(newDir("ex.test", "alice"))).length, 1);
+    // Nothing delivered: no such words.
+    const none = courier(resolverFor("p: | /bin/false\n"));
+    const other = await item(["p@ex.test"]);
+    const failed = await deliver(none, other, 0);
+    assert.ok(failed.status === "failed");
+    assert.equal(publicText(failed.error), "pipe delivery failed (exit status 1)");
   });
 
   it("deliver() attempts again a target whose failure record cannot be read", async () => {

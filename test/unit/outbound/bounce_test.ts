@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { Counters, Logger, MailLog } from "../../../src/log/mod.ts";
-import { Bouncer, privateDetail } from "../../../src/outbound/bounce.ts";
+import { Bouncer, PARTLY_DELIVERED, privateDetail } from "../../../src/outbound/bounce.ts";
 import { type NotifiedRecipient, Spool, type SpoolItem } from "../../../src/queue/mod.ts";
 import { durabilityFs } from "../../../src/queue/fs_calls.ts";
 import { rfc5322Date } from "../../../src/smtp/mod.ts";
@@ -179,6 +179,15 @@ describe("Bouncer.notify", () => {
       // The status comes from the public text too, not from what a pipe printed.
       assert.match(text, new RegExp(`Status: ${kind === "failed" ? "5" : "4"}\\.0\\.0`));
     }
+  });
+
+  it("keeps all of a partly delivered alias's error, remote replies in it included", async () => {
+    const item = await original("alice@ex.test");
+    const error = `${PARTLY_DELIVERED}: the message reached some of this address's ` +
+      "destinations, not the others: mx.remote.test said: 550 5.1.1 No such user";
+    await bouncer.notify(item, "failed", [{ ...REFUSED, error }]);
+    const text = (await collectText(spool.openMessage(queued[0]!))).replace(/\r\n[ \t]+/g, " ");
+    assert.ok(text.includes(`Diagnostic-Code: X-Postern; ${error}\r\n`), text);
   });
 
   it("leaves Diagnostic-Code out when there is no error text", async () => {
