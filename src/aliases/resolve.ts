@@ -92,6 +92,9 @@ export class AliasExpansionLimitError extends RangeError {
   }
 }
 
+/** How many addresses {@linkcode RecipientResolver.remoteDomainsOf} remembers at most. */
+const REMOTE_DOMAINS_REMEMBERED = 10_000;
+
 /** The name every local domain accepts (RFC 5321 section 4.5.1). */
 const POSTMASTER = "postmaster";
 
@@ -99,6 +102,7 @@ const POSTMASTER = "postmaster";
 export class RecipientResolver {
   #domains: ReadonlyMap<string, LocalDomain>;
   #options: LookupOptions;
+  #remoteDomains = new Map<string, readonly string[]>();
 
   /** Creates a resolver over the local domains. */
   constructor(domains: ReadonlyMap<string, LocalDomain>, options: LookupOptions) {
@@ -157,6 +161,55 @@ export class RecipientResolver {
     const key = lookupKey(local, this.#options);
     return info.anyUser || key === POSTMASTER || info.users.has(key) ||
       info.aliases.has(key) || info.aliases.has("*");
+  }
+
+  /**
+   * The domains (normalized) of the remote targets that `address` expands
+   * to through the aliases files, for the queue's limit per destination: a
+   * quick look, without the alias-resolve hook (whose calls cost a round
+   * trip and may have effects), and without failing: a name is looked at
+   * once, at most {@linkcode MAX_ALIAS_DEPTH} levels down, and no more than
+   * {@linkcode MAX_ALIAS_LOOKUPS} of them. Remembered per address until the
+   * resolver is replaced (a new policy).
+   */
+  remoteDomainsOf(address: string): readonly string[] {
+    let domains = this.#remoteDomains.get(address);
+    if (domains === undefined) {
+      // A bound on what is remembered: the addresses of queued mail.
+      if (this.#remoteDomains.size >= REMOTE_DOMAINS_REMEMBERED) this.#remoteDomains.clear();
+      domains = this.#lookRemote(address);
+      this.#remoteDomains.set(address, domains);
+    }
+    return domains;
+  }
+
+  #lookRemote(address: string): string[] {
+    const domains = new Set<string>();
+    const seen = new Set<string>();
+    let level: string[] = [address];
+    let lookups = 0;
+    for (let depth = 0; depth <= MAX_ALIAS_DEPTH && level.length > 0; depth++) {
+      const next: string[] = [];
+      for (const each of level) {
+        if (++lookups > MAX_ALIAS_LOOKUPS) return [...domains];
+        const { local, domain } = splitAddress(withPostmasterDomain(each, this.#domains));
+        const info = this.#domains.get(domain);
+        if (!info) {
+          if (domain !== "") domains.add(domain);
+          continue;
+        }
+        const key = lookupKey(local, this.#options);
+        if (seen.has(`${key}@${domain}`)) continue;
+        seen.add(`${key}@${domain}`);
+        const targets = info.aliases.get(key) ??
+          (info.users.has(key) || key === POSTMASTER ? undefined : info.aliases.get("*"));
+        for (const target of targets ?? []) {
+          if (target.kind === "address") next.push(target.address);
+        }
+      }
+      level = next;
+    }
+    return [...domains];
   }
 
   /**

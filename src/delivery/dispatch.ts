@@ -38,15 +38,29 @@ export class DispatchCourier implements Courier {
 
   /**
    * The domains of the remote recipients, once each (normalized), for the
-   * queue's limit per destination. These are recipient domains: a route to
-   * a smarthost or a hook's deliver_as_if_to_domain is not known until the
-   * attempt, and the connection pool enforces its own limits for those.
+   * queue's limit per destination, and those of the remote targets local
+   * recipients' aliases forward to: a forward waits for a connection like
+   * any remote delivery, and holds its queue slot meanwhile (README, Fair
+   * queue: a slow destination must not hold up mail for the others).
+   *
+   * These are recipient domains: a route to a smarthost or a hook's
+   * deliver_as_if_to_domain is not known until the attempt, and the
+   * connection pool enforces its own limits for those. An alias's targets
+   * are those of the aliases files; the alias-resolve hook is not asked
+   * here (a round trip for each queue decision, and a hook may count its
+   * calls), so a remote target only it adds is not counted. A target that
+   * an earlier attempt already delivered still counts, until the message
+   * is done.
    */
   destinationsOf(recipients: readonly string[]): string[] {
     const domains = new Set<string>();
     for (const address of recipients) {
       const domain = this.#remoteDomain(address);
-      if (domain !== undefined) domains.add(domain);
+      if (domain !== undefined) {
+        domains.add(domain);
+        continue;
+      }
+      for (const forwarded of this.#local.remoteDomainsOf(address)) domains.add(forwarded);
     }
     return [...domains];
   }

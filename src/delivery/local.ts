@@ -88,6 +88,14 @@ export class LocalCourier {
     this.#uniqueHost = options.hostname.replace(/\//g, "\\057").replace(/:/g, "\\072");
   }
 
+  /**
+   * The remote domains an alias of the aliases files forwards `address` to
+   * (see `RecipientResolver.remoteDomainsOf`); none for a mailbox or pipe.
+   */
+  remoteDomainsOf(address: string): readonly string[] {
+    return this.#resolver().remoteDomainsOf(address);
+  }
+
   /** Changes the pipe time limit (a policy reload); the next pipe uses it. */
   setPipeTimeout(ms: number): void {
     this.#options = { ...this.#options, pipeTimeoutMs: ms };

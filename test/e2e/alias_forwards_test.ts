@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { createServer, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { startDnsServer, type TestDnsServer } from "../support/dns_server.ts";
 import { SmtpReceiver } from "../support/smtp_receiver.ts";
@@ -139,5 +140,110 @@ describe("alias forwards", () => {
       bounce,
       /^Diagnostic-Code: X-Postern; partly delivered: the message reached some of this address's destinations, not the others: .*said: 550 5\.1\.1 No such user$/m,
     );
+  });
+});
+
+/**
+ * A mail server that takes messages and holds its reply to each until the
+ * test releases it, as a tarpit does; resolves `held` at the first hold.
+ */
+async function tarpit(host: string, port: number) {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => release = resolve);
+  let holding!: () => void;
+  const held = new Promise<void>((resolve) => holding = resolve);
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    socket.write("220 tarpit ESMTP\r\n");
+    let buffer = "";
+    let inData = false;
+    socket.on("data", (chunk: Buffer) => {
+      buffer += chunk.toString("latin1");
+      for (let nl = buffer.indexOf("\r\n"); nl >= 0; nl = buffer.indexOf("\r\n")) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 2);
+        if (inData) {
+          if (line !== ".") continue;
+          inData = false;
+          holding();
+          void released.then(() => socket.write("250 2.0.0 taken at last\r\n"));
+        } else if (/^(EHLO|HELO)/i.test(line)) socket.write("250 tarpit\r\n");
+        else if (/^DATA/i.test(line)) {
+          inData = true;
+          socket.write("354 go on\r\n");
+        } else if (/^QUIT/i.test(line)) socket.end("221 bye\r\n");
+        else socket.write("250 ok\r\n");
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(port, host, resolve));
+  return {
+    held,
+    release,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe("alias forwards to a slow domain", () => {
+  let dns: TestDnsServer;
+  let server: Server;
+  let slow: Awaited<ReturnType<typeof tarpit>>;
+
+  before(async () => {
+    const port = await freePort();
+    slow = await tarpit("127.0.0.62", port);
+    dns = await startDnsServer({
+      "tarpit.test": { MX: [{ priority: 10, exchange: "mx.tarpit.test" }] },
+      "mx.tarpit.test": { A: ["127.0.0.62"] },
+    });
+    server = await startServer({
+      config: {
+        "postern.yaml": [
+          "hostname: mx.example.test",
+          "dns:",
+          `  servers: ["${dns.address}"]`,
+          "delivery:",
+          "  concurrency: 2",
+          "outbound:",
+          `  port: ${port}`,
+          "  mta_sts: false",
+          "  max_connections_per_destination: 1",
+          "",
+        ].join("\n"),
+        "domains/example.test/users": "alice\n",
+        "domains/example.test/aliases": "fw: x@tarpit.test\nnested: fw\n",
+      },
+    });
+  });
+  after(async () => {
+    slow?.release();
+    await cleanup(server);
+    await slow?.close();
+    await dns?.close();
+  });
+
+  it("keeps queue slots for other mail while forwards wait for a tarpitting domain (README, Fair queue)", async () => {
+    const send = async (to: string) => {
+      const result = await swaks(server, ["--from", "sender@client.test", "--to", to]);
+      const accepted = replies(result.stdout).find((l) => l.startsWith("250 2.0.0 Ok: queued"));
+      assert.ok(accepted, `${to}: ${result.stdout}`);
+      return accepted.split(" ").at(-1)!;
+    };
+    // More forwards than there are queue slots (2); the first one is held.
+    for (const to of ["fw", "nested", "fw"]) await send(`${to}@example.test`);
+    await slow.held;
+    const qid = await send("alice@example.test");
+    // Delivered while the tarpit still holds the first forward: its domain
+    // has one attempt (its connection limit), the other slot is free.
+    await server.waitForLog(new RegExp(`qid=${qid} event=delivery .*result=sent`));
+    assert.ok(!server.mailLog.some((l) => /to=<(fw|nested)@example\.test> result=sent/.test(l)));
+    slow.release();
   });
 });

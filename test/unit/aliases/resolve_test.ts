@@ -359,3 +359,55 @@ describe("RecipientResolver.resolve", () => {
     ]);
   });
 });
+
+describe("RecipientResolver.remoteDomainsOf", () => {
+  it("remoteDomainsOf() names the domains an alias forwards to, through nested aliases and across local domains", () => {
+    const r = resolver(
+      domain(
+        "ex.test",
+        ["alice"],
+        [
+          "team: alice, leads, x@Far.TEST, p",
+          "leads: y@far.test, z@b.test",
+          "p: | /bin/cat",
+          "*: catch@catch.test",
+        ].join("\n"),
+      ),
+      domain("b.test", [], "z: w@near.test\n"),
+    );
+    assert.deepEqual([...r.remoteDomainsOf("Team+x@ex.test")].sort(), [
+      "far.test",
+      "near.test",
+    ]);
+    assert.deepEqual(r.remoteDomainsOf("alice@ex.test"), []);
+    assert.deepEqual(r.remoteDomainsOf("p@ex.test"), []);
+    assert.deepEqual(r.remoteDomainsOf("stranger@ex.test"), ["catch.test"]);
+    assert.deepEqual(r.remoteDomainsOf("postmaster@ex.test"), []);
+    assert.deepEqual(r.remoteDomainsOf("someone@other.test"), ["other.test"]);
+  });
+
+  it("remoteDomainsOf() ends loops, and looks no deeper than resolve() may go", () => {
+    const lines = Array.from({ length: 11 }, (_, i) => `a${i}: a${i + 1}, r${i}@r${i}.test`);
+    const r = resolver(
+      domain("ex.test", [], [...lines, "loop: loop, back", "back: loop"].join("\n")),
+    );
+    // a0 .. a10 are levels 0 to 10; r11's alias a11 would be level 11.
+    const found = r.remoteDomainsOf("a0@ex.test");
+    assert.equal(found.length, 10);
+    assert.ok(found.includes("r9.test") && !found.includes("r10.test"), found.join(","));
+    assert.deepEqual(r.remoteDomainsOf("loop@ex.test"), []);
+  });
+
+  it("remoteDomainsOf() does not ask the hook and expands a diamond once per name", () => {
+    const names = (l: number) => Array.from({ length: 4 }, (_, k) => `l${l}n${k}`);
+    const lines = [`top: ${names(1).join(", ")}`];
+    for (let l = 1; l < 9; l++) {
+      for (const n of names(l)) lines.push(`${n}: ${names(l + 1).join(", ")}`);
+    }
+    for (const n of names(9)) lines.push(`${n}: ${n}@far.test`);
+    const r = resolver(domain("ex.test", [], lines.join("\n")));
+    assert.deepEqual(r.remoteDomainsOf("top@ex.test"), ["far.test"]);
+    // Asked again: the same answer, remembered.
+    assert.equal(r.remoteDomainsOf("top@ex.test"), r.remoteDomainsOf("top@ex.test"));
+  });
+});

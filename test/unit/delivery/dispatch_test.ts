@@ -62,7 +62,11 @@ function asLocal(fake: Pick<FakeLocal, "deliver">): LocalCourier {
     for (const recipient of recipients) results.push(await fake.deliver(item, recipient, open));
     return results;
   };
-  return { deliver: fake.deliver.bind(fake), deliverAll } as unknown as LocalCourier;
+  return {
+    deliver: fake.deliver.bind(fake),
+    deliverAll,
+    remoteDomainsOf: () => [],
+  } as unknown as LocalCourier;
 }
 
 /** Remote delivery that records each call and answers "sent" per recipient. */
@@ -123,6 +127,17 @@ describe("DispatchCourier", () => {
       ["remote.test", "xn--bcher-kva.test", "other.test"],
     );
     assert.deepEqual(courier.destinationsOf(["x@ours.test", "y@also-ours.test"]), []);
+  });
+
+  it("destinationsOf() counts the domains local recipients' aliases forward to", () => {
+    const local = asLocal(new FakeLocal());
+    const forwards: Record<string, string[]> = { "fw@ours.test": ["tarpit.test", "remote.test"] };
+    Object.assign(local, { remoteDomainsOf: (address: string) => forwards[address] ?? [] });
+    const courier = new DispatchCourier(local, fakeRemote().fn, isOurs);
+    assert.deepEqual(courier.destinationsOf(["fw@ours.test", "a@remote.test", "x@ours.test"]), [
+      "tarpit.test",
+      "remote.test",
+    ]);
   });
 
   it("deliver() matches our domains in lower case", async () => {
