@@ -1,7 +1,8 @@
 /**
  * The local courier: expands aliases for an envelope recipient and delivers
- * to each destination: Maildirs, pipe commands, and (until outbound delivery
- * exists) defers remote forwards.
+ * to each destination: Maildirs (or LMTP), pipe commands, and remote
+ * targets, handed to outbound delivery together. A message that already
+ * went through a recipient is a loop (`delivered_to.ts`).
  *
  * @module
  */
