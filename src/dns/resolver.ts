@@ -154,8 +154,9 @@ export class DnsResolver {
 
   /**
    * The MX records of `domain`, lowest preference first (ties keep the
-   * server's order; RFC 5321 section 5.1 leaves shuffling them to the
-   * sender). A null MX (RFC 7505) is one record with `exchange` "".
+   * server's order: RFC 5321 section 5.1 has the sender randomize them,
+   * which `mailHosts` does on every attempt, not once per cached answer).
+   * A null MX (RFC 7505) is one record with `exchange` "".
    */
   async mx(domain: string): Promise<MxRecord[]> {
     const records = await this.resolve(domain, "MX") as MxRecord[];

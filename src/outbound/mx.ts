@@ -42,6 +42,10 @@ export class RoutingError extends Error {
  *
  * - RFC 5321 section 5.1: MX records in preference order; with none, the
  *   domain's own A/AAAA records act as an implicit MX of preference 0.
+ *   Hosts of equal preference come in a random order, drawn anew on every
+ *   call (every attempt), since that section says the sender MUST
+ *   randomize them to spread the load; the resolver's cached answer keeps
+ *   the server's order.
  * - RFC 7505 section 3: a null MX (one record, "." exchange) means the
  *   domain accepts no mail: a permanent failure (5.1.10).
  * - A name that does not exist is permanent (5.1.2); any other lookup
@@ -50,9 +54,15 @@ export class RoutingError extends Error {
  * Hosts whose addresses cannot be found are left out, unless every host
  * fails that way (then the first temporary error, or a temporary 4.4.4).
  *
+ * @param random A source of numbers in [0, 1), for the order of equal
+ * preferences; tests pass their own.
  * @throws {RoutingError} when no host can be found.
  */
-export async function mailHosts(resolver: DnsResolver, domain: string): Promise<MailHost[]> {
+export async function mailHosts(
+  resolver: DnsResolver,
+  domain: string,
+  random: () => number = Math.random,
+): Promise<MailHost[]> {
   let records: MxRecord[];
   try {
     records = await resolver.mx(domain);
@@ -67,7 +77,11 @@ export async function mailHosts(resolver: DnsResolver, domain: string): Promise<
     throw new RoutingError(`${domain} accepts no mail (null MX, RFC 7505)`, true, "5.1.10");
   }
   const named = records.length > 0
-    ? records.map((r) => ({ name: r.exchange.toLowerCase(), preference: r.priority }))
+    ? shuffleTies(
+      records.map((r) => ({ name: r.exchange.toLowerCase(), preference: r.priority }))
+        .sort((a, b) => a.preference - b.preference),
+      random,
+    )
     : [{ name: domain, preference: 0 }];
 
   const results = await Promise.allSettled(named.map((host) => resolver.addresses(host.name)));
@@ -90,6 +104,23 @@ export async function mailHosts(resolver: DnsResolver, domain: string): Promise<
     false,
     "4.4.4",
   );
+}
+
+/**
+ * Shuffles each run of equal preference in `hosts` (sorted by preference)
+ * in place, Fisher-Yates within the run; returns `hosts`.
+ */
+function shuffleTies<T extends { preference: number }>(hosts: T[], random: () => number): T[] {
+  for (let start = 0; start < hosts.length;) {
+    let end = start + 1;
+    while (end < hosts.length && hosts[end]!.preference === hosts[start]!.preference) end++;
+    for (let i = end - 1; i > start; i--) {
+      const j = start + Math.min(i - start, Math.floor(random() * (i - start + 1)));
+      [hosts[i], hosts[j]] = [hosts[j]!, hosts[i]!];
+    }
+    start = end;
+  }
+  return hosts;
 }
 
 function temporary(domain: string, err: unknown): RoutingError {

@@ -26,6 +26,22 @@ const ZONE: Zone = {
   "mx2.ordered.test": { A: ["192.0.2.2"], AAAA: ["2001:db8::2"] },
   "mx3.ordered.test": { AAAA: ["2001:db8::3"] },
 
+  // Three hosts share preference 10, between two that do not.
+  "ties.test": {
+    MX: [
+      { priority: 5, exchange: "first.ties.test" },
+      { priority: 10, exchange: "a.ties.test" },
+      { priority: 10, exchange: "b.ties.test" },
+      { priority: 10, exchange: "c.ties.test" },
+      { priority: 20, exchange: "last.ties.test" },
+    ],
+  },
+  "first.ties.test": { A: ["192.0.2.80"] },
+  "a.ties.test": { A: ["192.0.2.81"] },
+  "b.ties.test": { A: ["192.0.2.82"] },
+  "c.ties.test": { A: ["192.0.2.83"] },
+  "last.ties.test": { A: ["192.0.2.84"] },
+
   // No MX: the domain's own addresses are the implicit MX.
   "implicit.test": { A: ["192.0.2.10"], AAAA: ["2001:db8::10"] },
   // Exists (it has a TXT record) but has neither MX nor addresses.
@@ -122,6 +138,30 @@ describe("mailHosts", () => {
         addresses: [{ address: "2001:db8::3", family: 6 }],
       },
     ]);
+  });
+
+  it("mailHosts() puts hosts of equal preference in the order the random source draws (RFC 5321 section 5.1)", async () => {
+    const names = async (random: () => number) =>
+      (await mailHosts(resolver, "ties.test", random)).map((h) => h.name.split(".")[0]);
+    // Fisher-Yates over the tie: a draw near 1 keeps each host in place,
+    // a draw of 0 swaps each with the first of the run.
+    assert.deepEqual(await names(() => 0.999), ["first", "a", "b", "c", "last"]);
+    assert.deepEqual(await names(() => 0), ["first", "b", "c", "a", "last"]);
+    const draws = [0.5, 0.999];
+    assert.deepEqual(await names(() => draws.shift()!), ["first", "a", "c", "b", "last"]);
+    assert.equal(draws.length, 0, "one draw per host of the tie after the first");
+  });
+
+  it("mailHosts() draws a new order on every call, not once per cached answer", async () => {
+    const order = async (random: () => number) =>
+      (await mailHosts(resolver, "ties.test", random)).map((h) => h.name).join(" ");
+    const first = await order(() => 0);
+    const queries = server.count("ties.test", "MX");
+    // The same draws give the same order from the cached records (a shuffle
+    // of the cache would compound), and other draws another order.
+    assert.equal(await order(() => 0), first);
+    assert.notEqual(await order(() => 0.999), first);
+    assert.equal(server.count("ties.test", "MX"), queries, "answered from the cache");
   });
 
   it("mailHosts() uses the domain itself as an implicit MX of preference 0 when it has no MX", async () => {
