@@ -145,7 +145,10 @@ export class SmtpSession {
         reject(new SmtpError(err, stage));
       };
       connection.once("error", (err: unknown) => fail(err, "CONN"));
-      connection.connect(() => {
+      // nodemailer hands a close before the greeting to this callback, not
+      // to an "error" event.
+      connection.connect((err) => {
+        if (err) return fail(err, "CONN");
         if (!options.auth) {
           settled = true;
           resolve(new SmtpSession(options, connection));

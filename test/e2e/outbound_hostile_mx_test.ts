@@ -1,0 +1,107 @@
+/**
+ * Outbound delivery to MX hosts that misbehave, end to end: Postern looks
+ * the hosts up on the loopback DNS server and delivers to scripted servers
+ * on 127.0.0.x (test/support/fake_mx.ts). An MX host that hangs up at once,
+ * and a domain with more dead MX hosts than an attempt tries.
+ */
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { hashPassword } from "../../src/users/mod.ts";
+import { startDnsServer, type TestDnsServer } from "../support/dns_server.ts";
+import { dialogue, FakeMx, type FakeMxConnection } from "../support/fake_mx.ts";
+import {
+  cleanup,
+  freePort,
+  outboundBaseYaml,
+  queuedId,
+  type Server,
+  startServer,
+  submitMail,
+  tempDir,
+  writeTree,
+} from "./harness.ts";
+
+/** The first delivery line of `id` (each attempt logs one per recipient). */
+function firstDelivery(server: Server, id: string): Promise<string> {
+  return server.waitForLog(new RegExp(`qid=${id} event=delivery `), 40_000);
+}
+
+describe("outbound delivery to misbehaving MX hosts", () => {
+  let dns: TestDnsServer;
+  let server: Server;
+  let submission: number;
+  const fakes = new Map<string, FakeMx>();
+  const alice = { user: "alice@example.test", password: "pw-alice-1" };
+  const submit = (to: string, subject = "hello") =>
+    submitMail(submission, alice, alice.user, [to], ["--header", `Subject: ${subject}`]);
+  const fake = (name: string) => fakes.get(name)!;
+
+  /** Connection `c` took a message whose data holds `text`. */
+  const took = (c: FakeMxConnection, text: string) => c.messages.some((m) => m.data.includes(text));
+
+  before(async () => {
+    const port = await freePort();
+    submission = await freePort();
+    const scripts: Record<string, [string, (c: FakeMxConnection) => Promise<void>]> = {
+      closer: ["127.0.0.128", (c) => {
+        c.destroy();
+        return Promise.resolve();
+      }],
+      manymx: ["127.0.0.127", (c) => {
+        c.send("421 4.3.2 busy, try another host\r\n");
+        c.destroy();
+        return Promise.resolve();
+      }],
+    };
+    for (const [name, [host, script]] of Object.entries(scripts)) {
+      fakes.set(name, await FakeMx.start(host, port, script));
+    }
+    const zone: Parameters<typeof startDnsServer>[0] = {};
+    for (const [name, [host]] of Object.entries(scripts)) {
+      zone[`${name}.test`] = { MX: [{ priority: 10, exchange: `mx.${name}.test` }] };
+      zone[`mx.${name}.test`] = { A: [host] };
+    }
+    // The preferred host hangs up before its greeting; the next one works.
+    zone["closer.test"]!.MX!.push({ priority: 20, exchange: "mx2.closer.test" });
+    zone["mx2.closer.test"] = { A: ["127.0.0.129"] };
+    fakes.set("closer2", await FakeMx.start("127.0.0.129", port, dialogue()));
+    // Eight MX hosts that all answer 421: an attempt tries five addresses.
+    zone["manymx.test"] = {
+      MX: Array.from(
+        { length: 8 },
+        (_, i) => ({ priority: 10 + i, exchange: `mx${i}.manymx.test` }),
+      ),
+    };
+    for (let i = 0; i < 8; i++) zone[`mx${i}.manymx.test`] = { A: ["127.0.0.127"] };
+    dns = await startDnsServer(zone);
+    const configDir = await tempDir("postern-config-");
+    await writeTree(configDir, {
+      "postern.yaml": [
+        ...outboundBaseYaml(submission, dns.address),
+        "outbound:",
+        `  port: ${port}`,
+        "  connect_timeout: 5s",
+        "  command_timeout: 2s",
+        "  connection_idle: 60s",
+        "  mta_sts: false",
+        "",
+      ].join("\n"),
+      "domains/example.test/users": `alice ${await hashPassword(alice.password)}\n`,
+    });
+    server = await startServer({ configDir });
+  });
+  after(async () => {
+    await cleanup(server);
+    for (const f of fakes.values()) await f.close();
+    await dns?.close();
+  });
+
+  it("tries the next MX host when one hangs up before its greeting (RFC 5321 section 5.1)", async () => {
+    const id = queuedId(await submit("x@closer.test", "after a hang-up"));
+    const line = await firstDelivery(server, id);
+    assert.match(line, /result=sent dest="mx2\.closer\.test/);
+    assert.equal(fake("closer").connections.length, 1);
+    assert.ok(took(fake("closer2").connections[0]!, "after a hang-up"));
+  });
+});
