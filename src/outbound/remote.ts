@@ -36,6 +36,14 @@ export interface RemoteCourierDeps {
   counters: Counters;
 }
 
+/**
+ * Addresses tried per attempt at most, as Postfix's smtp_mx_address_limit
+ * (RFC 5321 section 5.1 allows a limit, and asks for at least two): a
+ * domain with dozens of dead MX hosts cannot hold an attempt for dozens of
+ * connect timeouts.
+ */
+const MAX_ADDRESSES = 5;
+
 /** Recipients that go in one transaction. */
 interface Group {
   mta: VirtualMta;
@@ -294,8 +302,9 @@ export class RemoteCourier {
 
   /**
    * Opens a session to the first host that answers, in preference order
-   * (RFC 5321 section 5.1); each host's addresses in turn. A failed
-   * opportunistic TLS handshake is retried in plain text (RFC 7435 section 3).
+   * (RFC 5321 section 5.1); each host's addresses in turn, at most
+   * `MAX_ADDRESSES` of them. A failed opportunistic TLS handshake is
+   * retried in plain text (RFC 7435 section 3).
    */
   async #connect(
     hosts: MailHost[],
@@ -305,11 +314,16 @@ export class RemoteCourier {
   ): Promise<{ session: SmtpSession } | { error: string }> {
     const errors: string[] = [];
     const auth = config.smarthost?.auth;
+    let tried = 0;
     for (const host of hosts) {
       const addresses = mta.bind
         ? host.addresses.filter((a) => (a.family === 6) === mta.bind!.includes(":"))
         : host.addresses;
       for (const { address } of addresses) {
+        if (tried++ === MAX_ADDRESSES) {
+          errors.push(`(${MAX_ADDRESSES} addresses tried, the limit of an attempt)`);
+          return { error: `could not reach any host: ${errors.join("; ")}` };
+        }
         const base = {
           address,
           port: config.smarthost?.port ?? config.port,

@@ -104,4 +104,12 @@ describe("outbound delivery to misbehaving MX hosts", () => {
     assert.equal(fake("closer").connections.length, 1);
     assert.ok(took(fake("closer2").connections[0]!, "after a hang-up"));
   });
+
+  it("tries at most five addresses in one attempt", async () => {
+    const id = queuedId(await submit("x@manymx.test"));
+    const line = await firstDelivery(server, id);
+    assert.match(line, /result=deferred/);
+    assert.match(line, /5 addresses tried/);
+    assert.equal(fake("manymx").connections.length, 5);
+  });
 });
