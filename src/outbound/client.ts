@@ -11,6 +11,7 @@
 import { isIP } from "node:net";
 import { Readable } from "node:stream";
 import type SMTPConnection from "nodemailer/lib/smtp-connection";
+import { Wire } from "./wire.ts";
 
 /** How the connection uses TLS. */
 export type TlsMode =
@@ -42,6 +43,12 @@ export interface SessionOptions {
   commandTimeoutMs: number;
 }
 
+/** What a failure tells beyond the reply: where in the dialogue it happened. */
+export interface FailureDetails {
+  /** STARTTLS had been sent (RFC 3207): the failure is part of a failed handshake. */
+  afterStarttls?: boolean;
+}
+
 /** A reply-bearing failure of the SMTP dialogue, or of the connection. */
 export class SmtpError extends Error {
   /** The reply code, when the server answered. */
@@ -50,9 +57,11 @@ export class SmtpError extends Error {
   readonly response: string | undefined;
   /** The stage: CONN, EHLO, STARTTLS, AUTH, MAIL FROM, RCPT TO, DATA, … */
   readonly stage: string;
+  /** See {@linkcode FailureDetails}. */
+  readonly afterStarttls: boolean;
 
-  /** Wraps nodemailer's error. */
-  constructor(err: unknown, stage: string) {
+  /** Wraps nodemailer's error, with where it happened. */
+  constructor(err: unknown, stage: string, details: FailureDetails = {}) {
     const e = err as {
       message?: string;
       responseCode?: number;
@@ -64,6 +73,7 @@ export class SmtpError extends Error {
     this.code = typeof e.responseCode === "number" ? e.responseCode : undefined;
     this.response = e.response;
     this.stage = e.command ?? stage;
+    this.afterStarttls = details.afterStarttls ?? false;
   }
 
   /** A 5xx reply: retrying elsewhere or later will not help. */
@@ -136,13 +146,14 @@ export class SmtpSession {
         ...(options.ca ? { ca: options.ca } : {}),
       },
     });
+    const wire = Wire.attach(connection);
     return new Promise((resolve, reject) => {
       let settled = false;
       const fail = (err: unknown, stage: string) => {
         if (settled) return;
         settled = true;
         connection.close();
-        reject(new SmtpError(err, stage));
+        reject(new SmtpError(err, stage, { afterStarttls: wire.starttlsSent }));
       };
       connection.once("error", (err: unknown) => fail(err, "CONN"));
       // nodemailer hands a close before the greeting to this callback, not

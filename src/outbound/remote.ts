@@ -340,8 +340,11 @@ export class RemoteCourier {
         } catch (err) {
           let failure = err as SmtpError;
           // RFC 7435 section 3: a failed opportunistic handshake falls back
-          // to plain text rather than not delivering.
-          if (tls === "opportunistic" && /TLS/i.test(`${failure.stage} ${failure.message}`)) {
+          // to plain text rather than not delivering: any failure after
+          // STARTTLS was sent (a TLS alert, non-TLS bytes, a close), however
+          // the TLS library words it. Never where TLS is required (MTA-STS
+          // enforce, the smarthost): there the mode is not opportunistic.
+          if (tls === "opportunistic" && failure.afterStarttls) {
             try {
               return { session: await SmtpSession.open({ ...base, tls: "none" }) };
             } catch (plain) {

@@ -1,8 +1,9 @@
 /**
  * Outbound delivery to MX hosts that misbehave, end to end: Postern looks
  * the hosts up on the loopback DNS server and delivers to scripted servers
- * on 127.0.0.x (test/support/fake_mx.ts). An MX host that hangs up at once,
- * and a domain with more dead MX hosts than an attempt tries.
+ * on 127.0.0.x (test/support/fake_mx.ts). A STARTTLS that fails however it
+ * fails, an MX host that hangs up at once, and a domain with more dead MX
+ * hosts than an attempt tries.
  */
 
 import assert from "node:assert/strict";
@@ -43,7 +44,10 @@ describe("outbound delivery to misbehaving MX hosts", () => {
   before(async () => {
     const port = await freePort();
     submission = await freePort();
+    const starttls = "250-fake.mx\r\n250-STARTTLS\r\n250 PIPELINING";
     const scripts: Record<string, [string, (c: FakeMxConnection) => Promise<void>]> = {
+      tlsgarbage: ["127.0.0.121", dialogue({ ehlo: starttls, starttls: "garbage" })],
+      tlsalert: ["127.0.0.122", dialogue({ ehlo: starttls, starttls: "alert" })],
       closer: ["127.0.0.128", (c) => {
         c.destroy();
         return Promise.resolve();
@@ -96,6 +100,19 @@ describe("outbound delivery to misbehaving MX hosts", () => {
     for (const f of fakes.values()) await f.close();
     await dns?.close();
   });
+
+  for (const kind of ["garbage", "alert"] as const) {
+    it(`retries in plain text at once when the STARTTLS handshake fails (${kind}; RFC 7435)`, async () => {
+      const name = `tls${kind}`;
+      const id = queuedId(await submit(`bob@${name}.test`, `tls ${kind}`));
+      const line = await firstDelivery(server, id);
+      assert.match(line, /result=sent/, fake(name).transcript);
+      const [tls, plain] = fake(name).connections;
+      assert.ok(tls!.log.includes("C: STARTTLS"), fake(name).transcript);
+      assert.ok(!plain!.log.includes("C: STARTTLS"), "the retry does not ask for TLS");
+      assert.ok(took(plain!, `tls ${kind}`), fake(name).transcript);
+    });
+  }
 
   it("tries the next MX host when one hangs up before its greeting (RFC 5321 section 5.1)", async () => {
     const id = queuedId(await submit("x@closer.test", "after a hang-up"));
