@@ -3,7 +3,9 @@
  * client: PIPELINING, STARTTLS, AUTH, dot-stuffing), adapted to promises.
  *
  * nodemailer sets TCP_NODELAY on its sockets and writes each command batch
- * at once; the message goes out in the spool's large read chunks.
+ * at once; the message goes out in the spool's large read chunks. A wire
+ * (`wire.ts`) watches the dialogue: whether STARTTLS was sent, and a
+ * deadline for every reply.
  *
  * @module
  */
@@ -11,7 +13,7 @@
 import { isIP } from "node:net";
 import { Readable } from "node:stream";
 import type SMTPConnection from "nodemailer/lib/smtp-connection";
-import { Wire } from "./wire.ts";
+import { Wire, type WireFailure } from "./wire.ts";
 
 /** How the connection uses TLS. */
 export type TlsMode =
@@ -40,6 +42,10 @@ export interface SessionOptions {
   ca?: string | undefined;
   auth?: { user: string; pass: string } | undefined;
   connectTimeoutMs: number;
+  /**
+   * Time allowed for each reply (and for silence while the data goes out);
+   * twice this for the reply to the end of the data.
+   */
   commandTimeoutMs: number;
 }
 
@@ -60,7 +66,7 @@ export class SmtpError extends Error {
   /** See {@linkcode FailureDetails}. */
   readonly afterStarttls: boolean;
 
-  /** Wraps nodemailer's error, with where it happened. */
+  /** Wraps nodemailer's error (or the wire's), with where it happened. */
   constructor(err: unknown, stage: string, details: FailureDetails = {}) {
     const e = err as {
       message?: string;
@@ -95,18 +101,38 @@ export interface SendOutcome {
 export class SmtpSession {
   readonly options: SessionOptions;
   #connection: SMTPConnection;
+  #wire: Wire;
   #closed = false;
+  /** The last error nodemailer emitted: why the connection ended. */
+  #lastError: unknown;
+  /** Fails the operation in progress (open, send, reset), if any. */
+  #abort: ((err: unknown) => void) | undefined;
   /** Messages sent over this session. */
   messages = 0;
 
   private constructor(options: SessionOptions, connection: SMTPConnection) {
     this.options = options;
     this.#connection = connection;
-    const closed = () => {
+    this.#wire = Wire.attach(connection, {
+      // RFC 5321 section 4.5.3.2: a timeout for each command's reply (5
+      // minutes for MAIL and RCPT, 2 for DATA); 10 for the reply to the
+      // end of the data, twice the others.
+      replyTimeoutMs: options.commandTimeoutMs,
+      dataEndTimeoutMs: 2 * options.commandTimeoutMs,
+      onFailure: (failure) => this.#wireFailed(failure),
+    });
+    // The operation in progress learns of the end after nodemailer has
+    // called it back with its own error, if it does (a microtask later).
+    const ended = (err?: unknown) => {
       this.#closed = true;
+      if (err !== undefined) this.#lastError = err;
+      queueMicrotask(() => this.#abort?.(this.#lastError ?? new Error("Connection closed")));
     };
-    connection.on("end", closed);
-    connection.on("error", closed);
+    connection.on("end", () => {
+      this.#wire.stop();
+      ended();
+    });
+    connection.on("error", ended);
   }
 
   /**
@@ -146,32 +172,21 @@ export class SmtpSession {
         ...(options.ca ? { ca: options.ca } : {}),
       },
     });
-    const wire = Wire.attach(connection);
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const fail = (err: unknown, stage: string) => {
-        if (settled) return;
-        settled = true;
-        connection.close();
-        reject(new SmtpError(err, stage, { afterStarttls: wire.starttlsSent }));
-      };
-      connection.once("error", (err: unknown) => fail(err, "CONN"));
-      // nodemailer hands a close before the greeting to this callback, not
-      // to an "error" event.
-      connection.connect((err) => {
-        if (err) return fail(err, "CONN");
-        if (!options.auth) {
-          settled = true;
-          resolve(new SmtpSession(options, connection));
-          return;
-        }
-        connection.login(options.auth, (err) => {
-          if (err) return fail(err, "AUTH");
-          settled = true;
-          resolve(new SmtpSession(options, connection));
+    const session = new SmtpSession(options, connection);
+    try {
+      await session.#run<void>("CONN", (resolve, reject) => {
+        connection.connect((err) => {
+          if (err) return reject(err);
+          if (!options.auth) return resolve();
+          connection.login(options.auth, (err) => err ? reject(err) : resolve());
         });
       });
-    });
+    } catch (err) {
+      session.#closed = true;
+      connection.close();
+      throw err;
+    }
+    return session;
   }
 
   /** The session is encrypted. */
@@ -195,8 +210,14 @@ export class SmtpSession {
     message: AsyncIterable<Uint8Array>,
   ): Promise<SendOutcome> {
     this.messages++;
-    const stream = Readable.from(message, { objectMode: false });
-    return new Promise((resolve, reject) => {
+    const wire = this.#wire;
+    // When nodemailer has all of the message, the reply to its end is due.
+    const body = (async function* () {
+      yield* message;
+      wire.dataEnd();
+    })();
+    const stream = Readable.from(body, { objectMode: false });
+    return this.#run<SendOutcome>("DATA", (resolve, reject) => {
       this.#connection.send(envelope, stream, (err, info) => {
         const rejected = new Map<string, { code: number | undefined; response: string }>();
         const errors = (err ?? info) as {
@@ -217,7 +238,7 @@ export class SmtpSession {
             return;
           }
           stream.destroy();
-          reject(new SmtpError(err, "DATA"));
+          reject(err);
           return;
         }
         resolve({
@@ -226,15 +247,18 @@ export class SmtpSession {
           response: info.response ?? "",
         });
       });
+    }).catch((err) => {
+      stream.destroy();
+      throw err;
     });
   }
 
   /** RSET, after a refused transaction, so that the session can be used again. */
   reset(): Promise<boolean> {
     if (this.#closed) return Promise.resolve(false);
-    return new Promise((resolve) => {
+    return this.#run<boolean>("RSET", (resolve) => {
       this.#connection.reset((err) => resolve(!err));
-    });
+    }).catch(() => false);
   }
 
   /** QUIT and close. */
@@ -245,5 +269,47 @@ export class SmtpSession {
     } catch {
       this.#connection.close();
     }
+  }
+
+  /**
+   * Runs one operation; a failure of the connection or the wire while it is
+   * in progress rejects it, as an SmtpError saying where it happened.
+   */
+  #run<T>(
+    stage: string,
+    start: (resolve: (value: T) => void, reject: (err: unknown) => void) => void,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const settle = <V>(then: (value: V) => void) => (value: V) => {
+        if (settled) return;
+        settled = true;
+        this.#abort = undefined;
+        then(value);
+      };
+      const fail = settle((err: unknown) =>
+        reject(
+          err instanceof SmtpError
+            ? err
+            : new SmtpError(err, stage, { afterStarttls: this.#wire.starttlsSent }),
+        )
+      );
+      this.#abort = fail;
+      start(settle(resolve), fail);
+    });
+  }
+
+  /** A reply was late: the session ends, and what was in progress fails. */
+  #wireFailed(failure: WireFailure): void {
+    this.#closed = true;
+    const seconds = Math.round((failure.limitMs ?? 0) / 100) / 10;
+    const text =
+      `no complete reply to ${failure.command} within ${seconds} s (RFC 5321 section 4.5.3.2)`;
+    const error = new SmtpError(new Error(text), failure.command, {
+      afterStarttls: this.#wire.starttlsSent,
+    });
+    this.#lastError = error;
+    this.#connection.close();
+    this.#abort?.(error);
   }
 }

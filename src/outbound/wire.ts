@@ -1,44 +1,168 @@
 /**
  * What goes over one SMTP connection, seen from inside nodemailer's
- * SMTPConnection: each command it writes. The session learns from it,
- * without matching error texts, whether STARTTLS was sent.
+ * SMTPConnection: each command it writes and each reply it reads. The
+ * session learns from it, without matching error texts, whether STARTTLS
+ * was sent; every reply is held to a deadline.
  *
- * nodemailer has no public hook for this, so the wire wraps a method of
- * the connection object: `_sendCommand` (every command line). `attach`
- * checks that it exists, so an upgrade that renames it fails at the first
- * connection, and the outbound tests with it.
+ * nodemailer has no public hook for either direction, so the wire wraps two
+ * methods of the connection object: `_sendCommand` (every command line)
+ * and `_onData` (every chunk read, before and after STARTTLS). `attach`
+ * checks that both exist, so an upgrade that renames them fails at the
+ * first connection, and the outbound tests with it.
  *
  * @module
  */
 
-/** The method of nodemailer's SMTPConnection the wire wraps. */
-interface Tappable {
-  _sendCommand(str: string, logStr?: string): void;
+/** Why the wire gave up on the connection. */
+export interface WireFailure {
+  /** A reply took too long. */
+  kind: "timeout";
+  /** The command the reply belonged to ("greeting" before the first). */
+  command: string;
+  /** The deadline that passed, in ms. */
+  limitMs?: number;
 }
 
-/** Observes the dialogue of one nodemailer connection. */
+/** Settings of a wire. */
+export interface WireOptions {
+  /** Time allowed for each reply, from the command or the reply before it. */
+  replyTimeoutMs: number;
+  /** Time allowed for the reply to the end of the data. */
+  dataEndTimeoutMs: number;
+  /** Called once, when a reply is late; the caller closes the connection. */
+  onFailure: (failure: WireFailure) => void;
+}
+
+/** The two methods of nodemailer's SMTPConnection the wire wraps. */
+interface Tappable {
+  _sendCommand(str: string, logStr?: string): void;
+  _onData(chunk: Uint8Array): void;
+}
+
+/** The end of the data, as the pending entry its reply answers. */
+const DATA_END = "end of data";
+/** Longest part of a reply line kept: enough for its code. */
+const KEPT = 256;
+const VERBS = new Set(["EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "RSET"]);
+
+/** Observes and times the dialogue of one nodemailer connection. */
 export class Wire {
   /** STARTTLS was sent (RFC 3207): a failure from here on is a failed handshake. */
   starttlsSent = false;
+  #options: WireOptions;
+  /** Commands (verbs) whose replies have not come yet, oldest first. */
+  #pending: string[] = [];
+  /** The next command answers a 334 challenge: AUTH data, never kept. */
+  #challenge = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+  // The reply being read: its first line's code, the start of the current line.
+  #code: string | undefined;
+  #line = "";
 
-  private constructor() {}
+  private constructor(options: WireOptions) {
+    this.#options = options;
+  }
 
-  /** Wraps `connection`'s command method; call before `connect()`. */
-  static attach(connection: object): Wire {
+  /** Wraps `connection`'s command and data methods; call before `connect()`. */
+  static attach(connection: object, options: WireOptions): Wire {
     const target = connection as Partial<Tappable>;
-    if (typeof target._sendCommand !== "function") {
+    if (typeof target._sendCommand !== "function" || typeof target._onData !== "function") {
       throw new TypeError(
-        "Cannot watch the SMTP dialogue: nodemailer's SMTPConnection has no _sendCommand",
+        "Cannot watch the SMTP dialogue: nodemailer's SMTPConnection has no _sendCommand or _onData",
       );
     }
-    const wire = new Wire();
+    const wire = new Wire(options);
     const send = target._sendCommand.bind(connection);
+    const receive = target._onData.bind(connection);
     target._sendCommand = (str, logStr) => send(wire.#sent(str), logStr);
+    target._onData = (chunk) => wire.#received(chunk, receive);
     return wire;
   }
 
+  /** The data has been handed to the socket: the reply to its end is due. */
+  dataEnd(): void {
+    if (this.#stopped) return;
+    this.#pending.push(DATA_END);
+    this.#arm();
+  }
+
+  /** Stops the deadline; the connection is closed. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
   #sent(str: string): string {
-    if (/^STARTTLS$/i.test(str)) this.starttlsSent = true;
+    if (this.#stopped) return str;
+    const verb = this.#challenge ? "AUTH" : (/^[A-Za-z]+/.exec(str)?.[0] ?? str).toUpperCase();
+    this.#challenge = false;
+    if (verb === "STARTTLS") this.starttlsSent = true;
+    this.#pending.push(VERBS.has(verb) ? verb : verb === "." ? DATA_END : "command");
+    if (this.#pending.length === 1) this.#arm();
     return str;
   }
+
+  /** Reads `chunk` reply by reply (for the deadlines) and hands it on. */
+  #received(chunk: Uint8Array, receive: (chunk: Uint8Array) => void): void {
+    if (this.#stopped) return receive(chunk);
+    let start = 0;
+    for (let end = chunk.indexOf(0x0a); end >= 0; end = chunk.indexOf(0x0a, start)) {
+      this.#line += latin1(chunk, start, Math.min(end, start + KEPT - this.#line.length));
+      start = end + 1;
+      const line = this.#line.replace(/\r$/, "");
+      this.#line = "";
+      const outcome = this.#lineRead(line);
+      // After the 220 to STARTTLS what follows on the plain socket is
+      // nobody's reply (nodemailer discards it, RFC 3207 section 4.2).
+      if (outcome === "tls") return receive(chunk);
+    }
+    if (start < chunk.length && this.#line.length < KEPT) {
+      this.#line += latin1(chunk, start, Math.min(chunk.length, start + KEPT - this.#line.length));
+    }
+    receive(chunk);
+  }
+
+  /** One complete line of a reply; what it means for the chunk. */
+  #lineRead(line: string): "more" | "tls" {
+    // nodemailer skips an empty line between replies; inside one it ends it.
+    if (line.trim() === "" && this.#code === undefined) return "more";
+    // RFC 5321 section 4.2: a hyphen after the code goes on to the next
+    // line. The same test as nodemailer's (/^\d+-/) decides where it ends.
+    this.#code ??= line.slice(0, 3);
+    if (/^\d+-/.test(line)) return "more";
+    return this.#replyRead(this.#code);
+  }
+
+  #replyRead(code: string): "more" | "tls" {
+    this.#code = undefined;
+    const command = this.#pending.shift();
+    this.#challenge = code === "334";
+    if (this.#pending.length > 0) this.#arm();
+    else this.#disarm();
+    return command === "STARTTLS" && code.startsWith("2") ? "tls" : "more";
+  }
+
+  #arm(): void {
+    clearTimeout(this.#timer);
+    const command = this.#pending[0] ?? "greeting";
+    const ms = command === DATA_END ? this.#options.dataEndTimeoutMs : this.#options.replyTimeoutMs;
+    this.#timer = setTimeout(() => this.#fail({ kind: "timeout", command, limitMs: ms }), ms);
+  }
+
+  #disarm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #fail(failure: WireFailure): void {
+    if (this.#stopped) return;
+    this.stop();
+    this.#options.onFailure(failure);
+  }
+}
+
+function latin1(chunk: Uint8Array, from: number, to: number): string {
+  return to > from ? String.fromCharCode(...chunk.subarray(from, to)) : "";
 }

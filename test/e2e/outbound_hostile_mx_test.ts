@@ -2,8 +2,8 @@
  * Outbound delivery to MX hosts that misbehave, end to end: Postern looks
  * the hosts up on the loopback DNS server and delivers to scripted servers
  * on 127.0.0.x (test/support/fake_mx.ts). A STARTTLS that fails however it
- * fails, an MX host that hangs up at once, and a domain with more dead MX
- * hosts than an attempt tries.
+ * fails, a reply trickled a byte at a time, an MX host that hangs up at
+ * once, and a domain with more dead MX hosts than an attempt tries.
  */
 
 import assert from "node:assert/strict";
@@ -28,6 +28,8 @@ function firstDelivery(server: Server, id: string): Promise<string> {
   return server.waitForLog(new RegExp(`qid=${id} event=delivery `), 40_000);
 }
 
+const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 describe("outbound delivery to misbehaving MX hosts", () => {
   let dns: TestDnsServer;
   let server: Server;
@@ -48,6 +50,7 @@ describe("outbound delivery to misbehaving MX hosts", () => {
     const scripts: Record<string, [string, (c: FakeMxConnection) => Promise<void>]> = {
       tlsgarbage: ["127.0.0.121", dialogue({ ehlo: starttls, starttls: "garbage" })],
       tlsalert: ["127.0.0.122", dialogue({ ehlo: starttls, starttls: "alert" })],
+      trickle: ["127.0.0.123", dialogue({ mail: trickle })],
       closer: ["127.0.0.128", (c) => {
         c.destroy();
         return Promise.resolve();
@@ -114,6 +117,18 @@ describe("outbound delivery to misbehaving MX hosts", () => {
     });
   }
 
+  it("gives up on a reply that trickles in, at the deadline for each reply (RFC 5321 section 4.5.3.2)", async () => {
+    const id = queuedId(await submit("bob@trickle.test"));
+    const line = await firstDelivery(server, id);
+    assert.match(line, /result=deferred/);
+    assert.match(line, /no complete reply to MAIL within 2 s/);
+    const [first] = fake("trickle").connections;
+    await first!.closed;
+    // Postern hung up while the reply was still coming, a byte at a time
+    // (each byte well within the inactivity timeout).
+    assert.ok(first!.log.includes("closed while trickling"), fake("trickle").transcript);
+  });
+
   it("tries the next MX host when one hangs up before its greeting (RFC 5321 section 5.1)", async () => {
     const id = queuedId(await submit("x@closer.test", "after a hang-up"));
     const line = await firstDelivery(server, id);
@@ -130,3 +145,24 @@ describe("outbound delivery to misbehaving MX hosts", () => {
     assert.equal(fake("manymx").connections.length, 5);
   });
 });
+
+/**
+ * Answers MAIL FROM with "250-" and then one byte every 200 ms (inside any
+ * inactivity timeout), up to 150 bytes; notes whether the client hung up
+ * while it went on.
+ */
+async function trickle(_line: string, c: FakeMxConnection): Promise<boolean> {
+  let ended = false;
+  // Noted as the connection closes, before anyone awaiting `closed` resumes.
+  void c.closed.then(() =>
+    c.log.push(ended ? "closed after the trickle" : "closed while trickling")
+  );
+  c.send("250-");
+  for (let i = 0; i < 150 && !c.isClosed; i++) {
+    c.socket.write("x");
+    await wait(200);
+  }
+  ended = !c.isClosed;
+  await c.closed;
+  return true;
+}

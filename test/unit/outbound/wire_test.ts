@@ -1,0 +1,102 @@
+/**
+ * Tests of the wire that watches nodemailer's SMTP dialogue: what it hands
+ * on and the deadline for each reply (RFC 5321 section 4.5.3.2). A
+ * stand-in connection records what nodemailer would have written and read.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Wire, type WireFailure } from "../../../src/outbound/wire.ts";
+
+/** What nodemailer's SMTPConnection would write and read, recorded. */
+class StandIn {
+  written: string[] = [];
+  read = "";
+  _sendCommand(str: string): void {
+    this.written.push(str);
+  }
+  _onData(chunk: Uint8Array): void {
+    this.read += new TextDecoder().decode(chunk);
+  }
+}
+
+function setUp(replyTimeoutMs = 60_000) {
+  const connection = new StandIn();
+  const failures: WireFailure[] = [];
+  let failed: (failure: WireFailure) => void = () => {};
+  const failure = new Promise<WireFailure>((resolve) => failed = resolve);
+  const wire = Wire.attach(connection, {
+    replyTimeoutMs,
+    dataEndTimeoutMs: 2 * replyTimeoutMs,
+    onFailure: (f) => {
+      failures.push(f);
+      failed(f);
+    },
+  });
+  const send = (line: string) => connection._sendCommand(line);
+  let fed = "";
+  /** Feeds `text` in pieces of `size` bytes. */
+  const feed = (text: string, size = text.length) => {
+    fed += text;
+    const bytes = new TextEncoder().encode(text);
+    for (let i = 0; i < bytes.length; i += size) connection._onData(bytes.subarray(i, i + size));
+  };
+  return { connection, wire, failures, failure, send, feed, fed: () => fed };
+}
+
+describe("Wire", () => {
+  it("takes well-formed replies of any shape RFC 5321 allows", () => {
+    const { connection, wire, failures, send, feed } = setUp();
+    try {
+      send("MAIL FROM:<a@example.test>");
+      send("RCPT TO:<b@example.test>");
+      send("DATA");
+      const replies = "250\r\n\r\n251-one\r\n251-\r\n251 two\r\n354 go\r\n";
+      feed(replies, 1);
+      assert.deepEqual(failures, []);
+      assert.equal(connection.read, replies);
+    } finally {
+      wire.stop();
+    }
+  });
+
+  it("reports a reply that is not complete by its deadline, however it trickles in", async () => {
+    const { wire, failure, send, feed } = setUp(50);
+    try {
+      send("EHLO me.test");
+      feed("250 ok\r\n");
+      send("MAIL FROM:<a@example.test>");
+      feed("250-");
+      // The reply keeps coming, a byte at a time, and never ends.
+      const dripping = setInterval(() => feed("x"), 5);
+      try {
+        assert.deepEqual(await failure, { kind: "timeout", command: "MAIL", limitMs: 50 });
+      } finally {
+        clearInterval(dripping);
+      }
+    } finally {
+      wire.stop();
+    }
+  });
+
+  it("gives the reply to the end of the data its own, longer deadline", async () => {
+    const { wire, failure, send, feed } = setUp(20);
+    try {
+      send("DATA");
+      feed("354 go ahead\r\n");
+      wire.dataEnd();
+      assert.deepEqual(await failure, { kind: "timeout", command: "end of data", limitMs: 40 });
+    } finally {
+      wire.stop();
+    }
+  });
+
+  it("refuses a connection object without the methods it wraps", () => {
+    assert.throws(
+      () => Wire.attach({}, { replyTimeoutMs: 1, dataEndTimeoutMs: 1, onFailure: () => {} }),
+      TypeError,
+    );
+  });
+});
