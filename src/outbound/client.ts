@@ -4,8 +4,8 @@
  *
  * nodemailer sets TCP_NODELAY on its sockets and writes each command batch
  * at once; the message goes out in the spool's large read chunks. A wire
- * (`wire.ts`) watches the dialogue: whether STARTTLS was sent, and a
- * deadline for every reply.
+ * (`wire.ts`) watches the dialogue: whether STARTTLS was sent, a deadline
+ * for every reply, and malformed replies refused.
  *
  * @module
  */
@@ -53,6 +53,8 @@ export interface SessionOptions {
 export interface FailureDetails {
   /** STARTTLS had been sent (RFC 3207): the failure is part of a failed handshake. */
   afterStarttls?: boolean;
+  /** The server sent a malformed reply (RFC 5321 section 4.2.1): fatal, as a 5xx. */
+  malformed?: boolean;
 }
 
 /** A reply-bearing failure of the SMTP dialogue, or of the connection. */
@@ -65,6 +67,8 @@ export class SmtpError extends Error {
   readonly stage: string;
   /** See {@linkcode FailureDetails}. */
   readonly afterStarttls: boolean;
+  /** See {@linkcode FailureDetails}. */
+  readonly malformed: boolean;
 
   /** Wraps nodemailer's error (or the wire's), with where it happened. */
   constructor(err: unknown, stage: string, details: FailureDetails = {}) {
@@ -80,11 +84,12 @@ export class SmtpError extends Error {
     this.response = e.response;
     this.stage = e.command ?? stage;
     this.afterStarttls = details.afterStarttls ?? false;
+    this.malformed = details.malformed ?? false;
   }
 
-  /** A 5xx reply: retrying elsewhere or later will not help. */
+  /** A 5xx or malformed reply: retrying elsewhere or later will not help. */
   get permanent(): boolean {
-    return this.code !== undefined && this.code >= 500;
+    return this.malformed || (this.code !== undefined && this.code >= 500);
   }
 }
 
@@ -299,15 +304,18 @@ export class SmtpSession {
     });
   }
 
-  /** A reply was late: the session ends, and what was in progress fails. */
+  /** A reply was late or malformed: the session ends, and what was in progress fails. */
   #wireFailed(failure: WireFailure): void {
     this.#closed = true;
-    const seconds = Math.round((failure.limitMs ?? 0) / 100) / 10;
-    const text =
-      `no complete reply to ${failure.command} within ${seconds} s (RFC 5321 section 4.5.3.2)`;
-    const error = new SmtpError(new Error(text), failure.command, {
+    const details = {
       afterStarttls: this.#wire.starttlsSent,
-    });
+      malformed: failure.kind === "malformed",
+    };
+    const seconds = Math.round((failure.limitMs ?? 0) / 100) / 10;
+    const text = failure.kind === "timeout"
+      ? `no complete reply to ${failure.command} within ${seconds} s (RFC 5321 section 4.5.3.2)`
+      : `malformed reply to ${failure.command}: "${failure.reply}" (RFC 5321 section 4.2.1)`;
+    const error = new SmtpError(new Error(text), failure.command, details);
     this.#lastError = error;
     this.#connection.close();
     this.#abort?.(error);

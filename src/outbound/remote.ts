@@ -281,15 +281,19 @@ export class RemoteCourier {
       });
     } catch (err) {
       const smtp = err instanceof SmtpError ? err : new SmtpError(err, "DATA");
-      if (smtp.code === undefined) {
+      if (smtp.code === undefined && !smtp.malformed) {
         session.close();
         return { lost: `${remote} failed: ${smtp.message}` };
       }
       if (!(await session.reset())) session.close();
       return group.members.map(() => ({
         status: smtp.permanent ? "failed" : "deferred",
-        error: `${remote} said: ${smtp.message}`,
-        dsnStatus: statusOf(smtp.response ?? "", smtp.permanent),
+        // RFC 5321 section 4.2.1: a malformed reply ends the transaction
+        // as a fatal error (5.5.0, a protocol error).
+        error: smtp.malformed
+          ? `${remote} sent a ${smtp.message}`
+          : `${remote} said: ${smtp.message}`,
+        dsnStatus: smtp.malformed ? "5.5.0" : statusOf(smtp.response ?? "", smtp.permanent),
         remoteMta: session.options.serverName,
       }));
     }

@@ -2,7 +2,8 @@
  * What goes over one SMTP connection, seen from inside nodemailer's
  * SMTPConnection: each command it writes and each reply it reads. The
  * session learns from it, without matching error texts, whether STARTTLS
- * was sent; every reply is held to a deadline.
+ * was sent; every reply is held to a deadline and checked for a
+ * well-formed code before nodemailer acts on it.
  *
  * nodemailer has no public hook for either direction, so the wire wraps two
  * methods of the connection object: `_sendCommand` (every command line)
@@ -15,10 +16,12 @@
 
 /** Why the wire gave up on the connection. */
 export interface WireFailure {
-  /** A reply took too long. */
-  kind: "timeout";
+  /** A reply took too long, or a reply was not a well-formed SMTP reply. */
+  kind: "timeout" | "malformed";
   /** The command the reply belonged to ("greeting" before the first). */
   command: string;
+  /** The malformed reply's line (printable, shortened). */
+  reply?: string;
   /** The deadline that passed, in ms. */
   limitMs?: number;
 }
@@ -29,7 +32,7 @@ export interface WireOptions {
   replyTimeoutMs: number;
   /** Time allowed for the reply to the end of the data. */
   dataEndTimeoutMs: number;
-  /** Called once, when a reply is late; the caller closes the connection. */
+  /** Called once, when a reply is late or malformed; the caller closes the connection. */
   onFailure: (failure: WireFailure) => void;
 }
 
@@ -45,7 +48,7 @@ const DATA_END = "end of data";
 const KEPT = 256;
 const VERBS = new Set(["EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "RSET"]);
 
-/** Observes and times the dialogue of one nodemailer connection. */
+/** Observes, times and checks the dialogue of one nodemailer connection. */
 export class Wire {
   /** STARTTLS was sent (RFC 3207): a failure from here on is a failed handshake. */
   starttlsSent = false;
@@ -104,16 +107,27 @@ export class Wire {
     return str;
   }
 
-  /** Reads `chunk` reply by reply (for the deadlines) and hands it on. */
+  /**
+   * Reads `chunk` reply by reply and hands nodemailer what it may act on:
+   * everything, or the replies before a malformed one (then the failure is
+   * reported and the rest withheld).
+   */
   #received(chunk: Uint8Array, receive: (chunk: Uint8Array) => void): void {
     if (this.#stopped) return receive(chunk);
     let start = 0;
+    // Where the reply being read began in this chunk (0: in an earlier one).
+    let replyStart = 0;
     for (let end = chunk.indexOf(0x0a); end >= 0; end = chunk.indexOf(0x0a, start)) {
+      if (this.#code === undefined && this.#line === "") replyStart = start;
       this.#line += latin1(chunk, start, Math.min(end, start + KEPT - this.#line.length));
       start = end + 1;
       const line = this.#line.replace(/\r$/, "");
       this.#line = "";
       const outcome = this.#lineRead(line);
+      if (outcome === "malformed") {
+        if (replyStart > 0) receive(chunk.subarray(0, replyStart));
+        return;
+      }
       // After the 220 to STARTTLS what follows on the plain socket is
       // nobody's reply (nodemailer discards it, RFC 3207 section 4.2).
       if (outcome === "tls") return receive(chunk);
@@ -125,13 +139,24 @@ export class Wire {
   }
 
   /** One complete line of a reply; what it means for the chunk. */
-  #lineRead(line: string): "more" | "tls" {
+  #lineRead(line: string): "more" | "malformed" | "tls" {
     // nodemailer skips an empty line between replies; inside one it ends it.
     if (line.trim() === "" && this.#code === undefined) return "more";
-    // RFC 5321 section 4.2: a hyphen after the code goes on to the next
-    // line. The same test as nodemailer's (/^\d+-/) decides where it ends.
+    // RFC 5321 section 4.2: Reply-code is 2-5, then two digits; a hyphen
+    // goes on to the next line, a space (or nothing) ends the reply. The
+    // same test as nodemailer's (/^\d+-/) decides where the reply ends.
+    const continues = /^\d+-/.test(line);
+    const wellFormed = /^[2-5]\d\d(?:[ -]|$)/.test(line) &&
+      (this.#code === undefined || line.startsWith(this.#code));
     this.#code ??= line.slice(0, 3);
-    if (/^\d+-/.test(line)) return "more";
+    const command = this.#pending[0] ?? "greeting";
+    if (!wellFormed) {
+      // RFC 5321 section 4.2.1: a code out of range is a fatal error, and
+      // every line of a multiline reply carries the same code.
+      this.#fail({ kind: "malformed", command, reply: printable(line) });
+      return "malformed";
+    }
+    if (continues) return "more";
     return this.#replyRead(this.#code);
   }
 
@@ -165,4 +190,10 @@ export class Wire {
 
 function latin1(chunk: Uint8Array, from: number, to: number): string {
   return to > from ? String.fromCharCode(...chunk.subarray(from, to)) : "";
+}
+
+/** A reply line as an error may quote it: printable ASCII, at most 80 characters. */
+function printable(line: string): string {
+  const shown = line.slice(0, 80).replace(/[^\x20-\x7e]/g, "?");
+  return line.length > 80 ? `${shown}...` : shown;
 }

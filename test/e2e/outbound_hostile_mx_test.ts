@@ -2,8 +2,9 @@
  * Outbound delivery to MX hosts that misbehave, end to end: Postern looks
  * the hosts up on the loopback DNS server and delivers to scripted servers
  * on 127.0.0.x (test/support/fake_mx.ts). A STARTTLS that fails however it
- * fails, a reply trickled a byte at a time, an MX host that hangs up at
- * once, and a domain with more dead MX hosts than an attempt tries.
+ * fails, a reply trickled a byte at a time, malformed replies, an MX host
+ * that hangs up at once, and a domain with more dead MX hosts than an
+ * attempt tries.
  */
 
 import assert from "node:assert/strict";
@@ -51,6 +52,17 @@ describe("outbound delivery to misbehaving MX hosts", () => {
       tlsgarbage: ["127.0.0.121", dialogue({ ehlo: starttls, starttls: "garbage" })],
       tlsalert: ["127.0.0.122", dialogue({ ehlo: starttls, starttls: "alert" })],
       trickle: ["127.0.0.123", dialogue({ mail: trickle })],
+      malformed: [
+        "127.0.0.124",
+        dialogue({
+          rcpt: (address) =>
+            address.startsWith("mixed@")
+              ? "250-2.1.5 fine\r\n550 5.1.1 no such user"
+              : address.startsWith("low@")
+              ? "150 6.6.6 not a reply code"
+              : "250 2.1.5 ok",
+        }),
+      ],
       closer: ["127.0.0.128", (c) => {
         c.destroy();
         return Promise.resolve();
@@ -127,6 +139,18 @@ describe("outbound delivery to misbehaving MX hosts", () => {
     // Postern hung up while the reply was still coming, a byte at a time
     // (each byte well within the inactivity timeout).
     assert.ok(first!.log.includes("closed while trickling"), fake("trickle").transcript);
+  });
+
+  it("fails the transaction for a malformed or out-of-range reply (RFC 5321 section 4.2.1)", async () => {
+    const mixed = queuedId(await submit("mixed@malformed.test"));
+    const low = queuedId(await submit("low@malformed.test"));
+    for (const [id, reply] of [[mixed, "550 5.1.1 no such user"], [low, "150 6.6.6"]]) {
+      const line = await firstDelivery(server, id!);
+      assert.match(line, /result=failed/, line);
+      assert.match(line, /malformed reply to RCPT/);
+      assert.ok(line.includes(reply!), line);
+      await server.waitForLog(new RegExp(`qid=${id} event=dsn kind=failed`));
+    }
   });
 
   it("tries the next MX host when one hangs up before its greeting (RFC 5321 section 5.1)", async () => {

@@ -1,7 +1,8 @@
 /**
  * Tests of the wire that watches nodemailer's SMTP dialogue: what it hands
- * on and the deadline for each reply (RFC 5321 section 4.5.3.2). A
- * stand-in connection records what nodemailer would have written and read.
+ * on, malformed replies (RFC 5321 section 4.2.1) and the deadline for each
+ * reply (section 4.5.3.2). A stand-in connection records what nodemailer
+ * would have written and read.
  *
  * @module
  */
@@ -47,6 +48,37 @@ function setUp(replyTimeoutMs = 60_000) {
 }
 
 describe("Wire", () => {
+  it("withholds a malformed reply and what follows it, and reports it with its command", () => {
+    const cases = [
+      ["250-2.1.5 fine\r\n550 5.1.1 no such user\r\n", "550 5.1.1 no such user"],
+      ["650 6.6.6 out of range\r\n", "650 6.6.6 out of range"],
+      ["150 too low\r\n", "150 too low"],
+      ["25 short\r\n", "25 short"],
+    ];
+    for (const [reply, shown] of cases) {
+      for (const size of [1000, 5]) {
+        const { connection, wire, failures, send, feed } = setUp();
+        try {
+          send("MAIL FROM:<a@example.test>");
+          send("RCPT TO:<b@example.test>");
+          send("DATA");
+          feed(`250 2.1.0 ok\r\n${reply}354 go ahead\r\n`, size);
+          assert.deepEqual(failures, [{ kind: "malformed", command: "RCPT", reply: shown }]);
+          if (size === 1000) {
+            assert.equal(connection.read, "250 2.1.0 ok\r\n", "only the reply before it");
+          } else {
+            // In small pieces, the start of the bad reply was handed on
+            // before it was known to be bad, but never its end.
+            assert.ok(connection.read.startsWith("250 2.1.0 ok\r\n"));
+            assert.ok(!connection.read.includes(`${shown}\r\n`), connection.read);
+          }
+        } finally {
+          wire.stop();
+        }
+      }
+    }
+  });
+
   it("takes well-formed replies of any shape RFC 5321 allows", () => {
     const { connection, wire, failures, send, feed } = setUp();
     try {
