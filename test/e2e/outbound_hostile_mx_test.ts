@@ -2,9 +2,9 @@
  * Outbound delivery to MX hosts that misbehave, end to end: Postern looks
  * the hosts up on the loopback DNS server and delivers to scripted servers
  * on 127.0.0.x (test/support/fake_mx.ts). A STARTTLS that fails however it
- * fails, a reply trickled a byte at a time, malformed replies, an MX host
- * that hangs up at once, and a domain with more dead MX hosts than an
- * attempt tries.
+ * fails, a reply trickled a byte at a time, malformed replies, every
+ * recipient refused under PIPELINING, an MX host that hangs up at once, and
+ * a domain with more dead MX hosts than an attempt tries.
  */
 
 import assert from "node:assert/strict";
@@ -63,6 +63,7 @@ describe("outbound delivery to misbehaving MX hosts", () => {
               : "250 2.1.5 ok",
         }),
       ],
+      allrefused: ["127.0.0.125", dialogue({ rcpt: () => "550 5.1.1 no such user" })],
       closer: ["127.0.0.128", (c) => {
         c.destroy();
         return Promise.resolve();
@@ -151,6 +152,15 @@ describe("outbound delivery to misbehaving MX hosts", () => {
       assert.ok(line.includes(reply!), line);
       await server.waitForLog(new RegExp(`qid=${id} event=dsn kind=failed`));
     }
+  });
+
+  it("ends the data with a lone dot when every recipient was refused but DATA got 354 (RFC 2920 section 3.1)", async () => {
+    const id = queuedId(await submit("nobody@allrefused.test"));
+    const line = await firstDelivery(server, id);
+    assert.match(line, /result=failed/);
+    assert.match(line, /550 5\.1\.1 no such user/);
+    const [c] = fake("allrefused").connections;
+    assert.ok(c!.log.includes("C: <data 0 bytes>"), fake("allrefused").transcript);
   });
 
   it("tries the next MX host when one hangs up before its greeting (RFC 5321 section 5.1)", async () => {
