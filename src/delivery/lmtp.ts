@@ -79,17 +79,20 @@ export class LmtpCourier {
           error: `lmtp ${where}: ${describe(err)}`,
         });
       }
+      const progress = { dataStarted: false };
       try {
-        const results = await this.#send(session, where, envelope, open);
+        const results = await this.#send(session, where, envelope, open, progress);
         this.#checkin(where, session);
         return results;
       } catch (err) {
         this.#discard(session);
-        const stage = (err as { command?: string }).command;
         // A kept connection the server has closed meanwhile fails before
         // the data; the message has gone nowhere, so a fresh connection
-        // may take it at once.
-        if (reused && stage !== "DATA") {
+        // may take it at once. Not once the data started to go out (a
+        // close during or after it shows as a CONN error): the server may
+        // have stored it for some recipients, and the next attempt is soon
+        // enough for a duplicate (RFC 5321 section 6.1).
+        if (reused && !progress.dataStarted) {
           reused = undefined;
           continue;
         }
@@ -186,8 +189,14 @@ export class LmtpCourier {
     where: string,
     envelope: { from: string; to: readonly string[] },
     open: () => AsyncIterable<Uint8Array>,
+    progress: { dataStarted: boolean },
   ): Promise<LmtpResults> {
-    const stream = Readable.from(open(), { objectMode: false });
+    // nodemailer reads the message only once the server took DATA.
+    const body = (async function* () {
+      progress.dataStarted = true;
+      yield* open();
+    })();
+    const stream = Readable.from(body, { objectMode: false });
     return new Promise((resolve, reject) => {
       session.connection.send(
         { from: envelope.from, to: [...envelope.to] },

@@ -53,6 +53,8 @@ export interface SessionOptions {
 export interface FailureDetails {
   /** STARTTLS had been sent (RFC 3207): the failure is part of a failed handshake. */
   afterStarttls?: boolean;
+  /** The message had started to go out: the server may have it. */
+  afterData?: boolean;
   /** The server sent a malformed reply (RFC 5321 section 4.2.1): fatal, as a 5xx. */
   malformed?: boolean;
 }
@@ -67,6 +69,8 @@ export class SmtpError extends Error {
   readonly stage: string;
   /** See {@linkcode FailureDetails}. */
   readonly afterStarttls: boolean;
+  /** See {@linkcode FailureDetails}. */
+  readonly afterData: boolean;
   /** See {@linkcode FailureDetails}. */
   readonly malformed: boolean;
 
@@ -84,6 +88,7 @@ export class SmtpError extends Error {
     this.response = e.response;
     this.stage = e.command ?? stage;
     this.afterStarttls = details.afterStarttls ?? false;
+    this.afterData = details.afterData ?? false;
     this.malformed = details.malformed ?? false;
   }
 
@@ -112,6 +117,8 @@ export class SmtpSession {
   #lastError: unknown;
   /** Fails the operation in progress (open, send, reset), if any. */
   #abort: ((err: unknown) => void) | undefined;
+  /** The message of the send in progress has started to go out. */
+  #dataStarted = false;
   /** Messages sent over this session. */
   messages = 0;
 
@@ -208,16 +215,21 @@ export class SmtpSession {
    * Sends one message. Refused recipients are an outcome, not an error.
    *
    * @throws {SmtpError} when the sender or the message was refused, or
-   * the connection failed.
+   * the connection failed (`afterData` when the message had started to go
+   * out).
    */
   send(
     envelope: { from: string; to: string[] },
     message: AsyncIterable<Uint8Array>,
   ): Promise<SendOutcome> {
     this.messages++;
+    this.#dataStarted = false;
     const wire = this.#wire;
-    // When nodemailer has all of the message, the reply to its end is due.
+    const started = () => this.#dataStarted = true;
+    // nodemailer reads the message only once DATA was accepted; when it has
+    // all of it, the reply to the end of the data is due.
     const body = (async function* () {
+      started();
       yield* message;
       wire.dataEnd();
     })();
@@ -294,9 +306,10 @@ export class SmtpSession {
       };
       const fail = settle((err: unknown) =>
         reject(
-          err instanceof SmtpError
-            ? err
-            : new SmtpError(err, stage, { afterStarttls: this.#wire.starttlsSent }),
+          err instanceof SmtpError ? err : new SmtpError(err, stage, {
+            afterStarttls: this.#wire.starttlsSent,
+            afterData: this.#dataStarted,
+          }),
         )
       );
       this.#abort = fail;
@@ -309,6 +322,7 @@ export class SmtpSession {
     this.#closed = true;
     const details = {
       afterStarttls: this.#wire.starttlsSent,
+      afterData: this.#dataStarted,
       malformed: failure.kind === "malformed",
     };
     const seconds = Math.round((failure.limitMs ?? 0) / 100) / 10;

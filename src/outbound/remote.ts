@@ -226,7 +226,9 @@ export class RemoteCourier {
     let session = lease.session;
     // A cached connection the server has meanwhile closed fails at once;
     // then the message goes over a new one (RFC 5321 section 4.5.3.2.7
-    // lets servers drop idle clients).
+    // lets servers drop idle clients). Not once the message went out: the
+    // server may have it (RFC 5321 section 6.1 accepts a duplicate from
+    // the next attempt, not two copies in this one).
     for (let tries = 0;; tries++) {
       if (!session) {
         const opened = await this.#connect(hosts, group.mta, config, tls);
@@ -239,7 +241,7 @@ export class RemoteCourier {
       const reused = session.messages > 0;
       const result = await this.#transaction(session, group, open);
       this.#recycle(destination, session, config);
-      if ("lost" in result && reused && tries === 0) {
+      if ("lost" in result && !result.afterData && reused && tries === 0) {
         session = undefined;
         const again = await this.#deps.pool.checkout(destination);
         session = again.session;
@@ -254,13 +256,14 @@ export class RemoteCourier {
 
   /**
    * One transaction over an open session; `lost` when the connection
-   * failed without a reply to the message.
+   * failed without a reply to the message (`afterData`: once it had
+   * started to go out).
    */
   async #transaction(
     session: SmtpSession,
     group: Group,
     open: () => AsyncIterable<Uint8Array>,
-  ): Promise<DeliveryResult[] | { lost: string }> {
+  ): Promise<DeliveryResult[] | { lost: string; afterData: boolean }> {
     const remote = `${session.options.serverName}[${session.options.address}]`;
     try {
       const outcome = await session.send(
@@ -283,7 +286,7 @@ export class RemoteCourier {
       const smtp = err instanceof SmtpError ? err : new SmtpError(err, "DATA");
       if (smtp.code === undefined && !smtp.malformed) {
         session.close();
-        return { lost: `${remote} failed: ${smtp.message}` };
+        return { lost: `${remote} failed: ${smtp.message}`, afterData: smtp.afterData };
       }
       if (!(await session.reset())) session.close();
       return group.members.map(() => ({

@@ -3,8 +3,9 @@
  * the hosts up on the loopback DNS server and delivers to scripted servers
  * on 127.0.0.x (test/support/fake_mx.ts). A STARTTLS that fails however it
  * fails, a reply trickled a byte at a time, malformed replies, every
- * recipient refused under PIPELINING, an MX host that hangs up at once, and
- * a domain with more dead MX hosts than an attempt tries.
+ * recipient refused under PIPELINING, a reused connection lost after the
+ * data, an MX host that hangs up at once, and a domain with more dead MX
+ * hosts than an attempt tries.
  */
 
 import assert from "node:assert/strict";
@@ -48,6 +49,8 @@ describe("outbound delivery to misbehaving MX hosts", () => {
     const port = await freePort();
     submission = await freePort();
     const starttls = "250-fake.mx\r\n250-STARTTLS\r\n250 PIPELINING";
+    // Per connection: the messages it took, for the reused-connection case.
+    const taken = new WeakMap<FakeMxConnection, number>();
     const scripts: Record<string, [string, (c: FakeMxConnection) => Promise<void>]> = {
       tlsgarbage: ["127.0.0.121", dialogue({ ehlo: starttls, starttls: "garbage" })],
       tlsalert: ["127.0.0.122", dialogue({ ehlo: starttls, starttls: "alert" })],
@@ -64,6 +67,17 @@ describe("outbound delivery to misbehaving MX hosts", () => {
         }),
       ],
       allrefused: ["127.0.0.125", dialogue({ rcpt: () => "550 5.1.1 no such user" })],
+      reuse: [
+        "127.0.0.126",
+        dialogue({
+          afterData: (_message, c) => {
+            const count = (taken.get(c) ?? 0) + 1;
+            taken.set(c, count);
+            // The second message of a connection: the data is in, the reply is lost.
+            return count === 2 ? "close" : "250 2.0.0 accepted";
+          },
+        }),
+      ],
       closer: ["127.0.0.128", (c) => {
         c.destroy();
         return Promise.resolve();
@@ -161,6 +175,20 @@ describe("outbound delivery to misbehaving MX hosts", () => {
     assert.match(line, /550 5\.1\.1 no such user/);
     const [c] = fake("allrefused").connections;
     assert.ok(c!.log.includes("C: <data 0 bytes>"), fake("allrefused").transcript);
+  });
+
+  it("does not send again at once when a reused connection is lost after the data", async () => {
+    const first = queuedId(await submit("a@reuse.test", "first message"));
+    assert.match(await firstDelivery(server, first), /result=sent/);
+    const second = queuedId(await submit("b@reuse.test", "second message"));
+    const line = await firstDelivery(server, second);
+    const copies = () => fake("reuse").connections.filter((c) => took(c, "second message")).length;
+    assert.match(line, /result=deferred/, fake("reuse").transcript);
+    assert.equal(copies(), 1, "one copy in the attempt");
+    assert.equal(fake("reuse").connections.length, 1, "over the reused connection");
+    // The next attempt sends it again: the duplicate RFC 5321 section 6.1 accepts.
+    await server.waitForLog(new RegExp(`qid=${second} event=delivery .*result=sent`));
+    assert.equal(copies(), 2);
   });
 
   it("tries the next MX host when one hangs up before its greeting (RFC 5321 section 5.1)", async () => {

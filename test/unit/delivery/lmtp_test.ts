@@ -12,6 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { SMTPServer } from "smtp-server";
 import { LmtpCourier } from "../../../src/delivery/lmtp.ts";
 import type { Endpoint } from "../../../src/users/endpoint.ts";
+import { FakeMx, type FakeMxConnection } from "../../support/fake_mx.ts";
 import { chunksOf, makeTempDir, removeDir } from "../helpers.ts";
 
 /** Replies by local part: rcpt-perm/rcpt-temp at RCPT, data-perm/data-temp after the data. */
@@ -182,6 +183,54 @@ describe("LmtpCourier", () => {
       assert.match("error" in error ? error.error : "", /cannot connect to unix:/);
     } finally {
       courier.close();
+    }
+  });
+
+  it("does not send again at once when a kept connection dies after the first recipient's reply to the data", async () => {
+    // An LMTP server that, on the second message of a connection, stores it
+    // for the first recipient, says so, and dies before the second reply.
+    const stored: string[] = [];
+    const lmtp = await FakeMx.start("127.0.0.1", 0, async (c: FakeMxConnection) => {
+      c.send("220 fake LMTP\r\n");
+      let to: string[] = [];
+      let messages = 0;
+      for (let line = await c.line(); line !== undefined; line = await c.line()) {
+        const verb = line.slice(0, 4).toUpperCase();
+        if (verb === "LHLO") c.send("250-fake\r\n250 PIPELINING\r\n");
+        else if (verb === "MAIL") {
+          to = [];
+          c.send("250 2.1.0 ok\r\n");
+        } else if (verb === "RCPT") {
+          to.push(/<(.*)>/.exec(line)![1]!);
+          c.send("250 2.1.5 ok\r\n");
+        } else if (verb === "DATA") {
+          c.send("354 go ahead\r\n");
+          if ((await c.data()) === undefined) return;
+          messages++;
+          for (const [i, address] of to.entries()) {
+            if (messages === 2 && i === 1) return c.destroy();
+            stored.push(address);
+            c.send(`250 2.0.0 <${address}> saved\r\n`);
+          }
+        } else if (verb === "QUIT") return c.destroy();
+        else c.send("250 2.0.0 ok\r\n");
+      }
+    });
+    const courier = new LmtpCourier({ hostname: "mx.test", idleMs: 60_000 });
+    try {
+      const server: Endpoint = { kind: "tcp", host: "127.0.0.1", port: lmtp.port };
+      const envelope = { from: "s@example.org", to: ["bob@x.test", "carol@x.test"] };
+      const first = await courier.deliver(server, envelope, message);
+      assert.deepEqual([...first.values()].map((r) => r.status), ["sent", "sent"]);
+      const second = await courier.deliver(server, envelope, message);
+      // The data went out: the next attempt sends it again (RFC 5321
+      // section 6.1 accepts that duplicate), not this one.
+      assert.deepEqual([...second.values()].map((r) => r.status), ["deferred", "deferred"]);
+      assert.deepEqual(stored, ["bob@x.test", "carol@x.test", "bob@x.test"], lmtp.transcript);
+      assert.equal(lmtp.connections.length, 1, "no second connection in the attempt");
+    } finally {
+      courier.close();
+      await lmtp.close();
     }
   });
 });
