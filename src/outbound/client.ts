@@ -4,8 +4,8 @@
  *
  * nodemailer sets TCP_NODELAY on its sockets and writes each command batch
  * at once; the message goes out in the spool's large read chunks. A wire
- * (`wire.ts`) watches the dialogue: whether STARTTLS was sent, a deadline
- * for every reply, and malformed replies refused.
+ * (`wire.ts`) watches the dialogue: what the server offers, whether STARTTLS
+ * was sent, a deadline for every reply, and malformed replies refused.
  *
  * @module
  */
@@ -96,6 +96,17 @@ export class SmtpError extends Error {
   get permanent(): boolean {
     return this.malformed || (this.code !== undefined && this.code >= 500);
   }
+}
+
+/** Options of {@linkcode SmtpSession.send}. */
+export interface SendOptions {
+  /**
+   * MAIL FROM gets SMTPUTF8 (RFC 6531 section 3.4), also for ASCII addresses
+   * (nodemailer adds it only for non-ASCII ones); the server must offer it.
+   */
+  smtputf8?: boolean;
+  /** MAIL FROM gets BODY=8BITMIME (RFC 6152 section 3); the server must offer it. */
+  eightBitMime?: boolean;
 }
 
 /** How one message went, recipient by recipient. */
@@ -211,6 +222,11 @@ export class SmtpSession {
     return !this.#closed;
   }
 
+  /** The server offered the extension `keyword` (upper case) in its EHLO reply. */
+  supports(keyword: string): boolean {
+    return this.#wire.offers(keyword);
+  }
+
   /**
    * Sends one message. Refused recipients are an outcome, not an error.
    *
@@ -221,6 +237,7 @@ export class SmtpSession {
   send(
     envelope: { from: string; to: string[] },
     message: AsyncIterable<Uint8Array>,
+    options: SendOptions = {},
   ): Promise<SendOutcome> {
     this.messages++;
     this.#dataStarted = false;
@@ -235,7 +252,9 @@ export class SmtpSession {
     })();
     const stream = Readable.from(body, { objectMode: false });
     return this.#run<SendOutcome>("DATA", (resolve, reject) => {
-      this.#connection.send(envelope, stream, (err, info) => {
+      wire.mailParameters = options.smtputf8 ? ["SMTPUTF8"] : [];
+      const nodemailerEnvelope = { ...envelope, use8BitMime: options.eightBitMime === true };
+      this.#connection.send(nodemailerEnvelope, stream, (err, info) => {
         const rejected = new Map<string, { code: number | undefined; response: string }>();
         const errors = (err ?? info) as {
           rejectedErrors?: Array<{ recipient?: string; responseCode?: number; response?: string }>;
@@ -264,6 +283,7 @@ export class SmtpSession {
           response: info.response ?? "",
         });
       });
+      wire.mailParameters = [];
     }).catch((err) => {
       stream.destroy();
       throw err;

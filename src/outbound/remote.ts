@@ -14,7 +14,9 @@ import type { CallOutcome } from "../hooks/mod.ts";
 import type { Counters, Logger } from "../log/mod.ts";
 import type { DeliveryResult, RecipientRef, SpoolItem } from "../queue/mod.ts";
 import { SmtpError, SmtpSession, type TlsMode } from "./client.ts";
+import { downgradeTo7bit } from "./downgrade.ts";
 import { statusOf } from "./dsn.ts";
+import { type MessageContent, scanMessage, sendPlan } from "./eight_bit.ts";
 import type { MtaStsPolicies, TlsRequirement } from "./mta_sts.ts";
 import { type MailHost, mailHosts, RoutingError } from "./mx.ts";
 import type { ConnectionPool, Destination } from "./pool.ts";
@@ -43,6 +45,15 @@ export interface RemoteCourierDeps {
  * connect timeouts.
  */
 const MAX_ADDRESSES = 5;
+
+/** The message of one attempt: its bytes, and what they need of a server. */
+interface Message {
+  open: () => AsyncIterable<Uint8Array>;
+  /** Read once, when the first session is open. */
+  content: () => Promise<MessageContent>;
+  /** The sender declared SMTPUTF8 when it gave us the message. */
+  smtputf8: boolean;
+}
 
 /** Recipients that go in one transaction. */
 interface Group {
@@ -86,8 +97,14 @@ export class RemoteCourier {
       group.members.push({ position, address: recipient.address });
       groups.set(key, group);
     }
+    let scanned: Promise<MessageContent> | undefined;
+    const message: Message = {
+      open,
+      content: () => scanned ??= scanMessage(open()),
+      smtputf8: item.envelope.smtputf8,
+    };
     await Promise.all([...groups.values()].map(async (group) => {
-      const outcome = await this.#deliverGroup(group, config, open);
+      const outcome = await this.#deliverGroup(group, config, message);
       for (const [i, member] of group.members.entries()) results[member.position] = outcome[i]!;
     }));
     return results;
@@ -171,7 +188,7 @@ export class RemoteCourier {
   async #deliverGroup(
     group: Group,
     config: OutboundConfig,
-    open: () => AsyncIterable<Uint8Array>,
+    message: Message,
   ): Promise<DeliveryResult[]> {
     const all = (result: DeliveryResult) => group.members.map(() => result);
     let hosts: MailHost[];
@@ -239,7 +256,7 @@ export class RemoteCourier {
         session = opened.session;
       }
       const reused = session.messages > 0;
-      const result = await this.#transaction(session, group, open);
+      const result = await this.#transaction(session, group, message);
       this.#recycle(destination, session, config);
       if ("lost" in result && !result.afterData && reused && tries === 0) {
         session = undefined;
@@ -262,13 +279,32 @@ export class RemoteCourier {
   async #transaction(
     session: SmtpSession,
     group: Group,
-    open: () => AsyncIterable<Uint8Array>,
+    message: Message,
   ): Promise<DeliveryResult[] | { lost: string; afterData: boolean }> {
     const remote = `${session.options.serverName}[${session.options.address}]`;
+    const to = group.members.map((m) => m.address);
+    let content: MessageContent;
+    try {
+      content = await message.content();
+    } catch (err) {
+      const error = `cannot read the message: ${err instanceof Error ? err.message : err}`;
+      return group.members.map(() => ({ status: "deferred", error, dsnStatus: "4.3.0" }));
+    }
+    const plan = sendPlan(content, message.smtputf8, [group.sender, ...to], session);
+    if ("cannot" in plan) {
+      // RFC 6531 section 3.4; Postfix's status and text.
+      return group.members.map(() => ({
+        status: "failed",
+        error: `SMTPUTF8 is required, but was not offered by host ${remote}`,
+        dsnStatus: "5.6.7",
+        remoteMta: session.options.serverName,
+      }));
+    }
     try {
       const outcome = await session.send(
-        { from: group.sender, to: group.members.map((m) => m.address) },
-        open(),
+        { from: group.sender, to },
+        plan.downgrade ? downgradeTo7bit(message.open()) : message.open(),
+        plan,
       );
       if (outcome.accepted.length === 0 && !(await session.reset())) session.close();
       return group.members.map((member): DeliveryResult => {

@@ -2,8 +2,8 @@
  * What goes over one SMTP connection, seen from inside nodemailer's
  * SMTPConnection: each command it writes and each reply it reads. The
  * session learns from it, without matching error texts, whether STARTTLS
- * was sent; every reply is held to a deadline and checked for a
- * well-formed code before nodemailer acts on it.
+ * was sent and what the server offers; every reply is held to a deadline
+ * and checked for a well-formed code before nodemailer acts on it.
  *
  * nodemailer has no public hook for either direction, so the wire wraps two
  * methods of the connection object: `_sendCommand` (every command line)
@@ -44,7 +44,7 @@ interface Tappable {
 
 /** The end of the data, as the pending entry its reply answers. */
 const DATA_END = "end of data";
-/** Longest part of a reply line kept: enough for its code. */
+/** Longest part of a reply line kept: the code and an EHLO keyword. */
 const KEPT = 256;
 const VERBS = new Set(["EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "RSET"]);
 
@@ -53,15 +53,20 @@ export class Wire {
   /** STARTTLS was sent (RFC 3207): a failure from here on is a failed handshake. */
   starttlsSent = false;
   #options: WireOptions;
+  #extensions = new Set<string>();
   /** Commands (verbs) whose replies have not come yet, oldest first. */
   #pending: string[] = [];
   /** The next command answers a 334 challenge: AUTH data, never kept. */
   #challenge = false;
+  /** MAIL FROM parameters to add (SMTPUTF8 for ASCII addresses, which nodemailer omits). */
+  #mailParameters: string[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
-  // The reply being read: its first line's code, the start of the current line.
+  // The reply being read: its first line's code, the start of the current
+  // line, and the keywords of an EHLO reply.
   #code: string | undefined;
   #line = "";
+  #keywords: string[] = [];
 
   private constructor(options: WireOptions) {
     this.#options = options;
@@ -83,6 +88,16 @@ export class Wire {
     return wire;
   }
 
+  /** The server offered `keyword` in its last EHLO reply (upper case). */
+  offers(keyword: string): boolean {
+    return this.#extensions.has(keyword);
+  }
+
+  /** MAIL FROM parameters to add to the next MAIL command that lacks them. */
+  set mailParameters(parameters: string[]) {
+    this.#mailParameters = parameters;
+  }
+
   /** The data has been handed to the socket: the reply to its end is due. */
   dataEnd(): void {
     if (this.#stopped) return;
@@ -101,10 +116,16 @@ export class Wire {
     if (this.#stopped) return str;
     const verb = this.#challenge ? "AUTH" : (/^[A-Za-z]+/.exec(str)?.[0] ?? str).toUpperCase();
     this.#challenge = false;
+    let line = str;
+    if (verb === "MAIL") {
+      for (const parameter of this.#mailParameters) {
+        if (!new RegExp(`\\s${parameter}(?:\\s|$)`, "i").test(line)) line += ` ${parameter}`;
+      }
+    }
     if (verb === "STARTTLS") this.starttlsSent = true;
     this.#pending.push(VERBS.has(verb) ? verb : verb === "." ? DATA_END : "command");
     if (this.#pending.length === 1) this.#arm();
-    return str;
+    return line;
   }
 
   /**
@@ -156,6 +177,12 @@ export class Wire {
       this.#fail({ kind: "malformed", command, reply: printable(line) });
       return "malformed";
     }
+    if (command === "EHLO") {
+      const keyword = /^\d{3}[ -]([A-Za-z0-9][A-Za-z0-9-]*)/.exec(line)?.[1];
+      if (keyword !== undefined && this.#keywords.length < 100) {
+        this.#keywords.push(keyword.toUpperCase());
+      }
+    }
     if (continues) return "more";
     return this.#replyRead(this.#code);
   }
@@ -163,10 +190,21 @@ export class Wire {
   #replyRead(code: string): "more" | "tls" {
     this.#code = undefined;
     const command = this.#pending.shift();
+    const keywords = this.#keywords.splice(0);
+    const positive = code.startsWith("2");
     this.#challenge = code === "334";
+    if (command === "EHLO" && positive) {
+      // The first line is the greeting of the reply, not a keyword.
+      this.#extensions = new Set(keywords.slice(1));
+    }
+    if (command === "HELO" && positive) this.#extensions = new Set();
     if (this.#pending.length > 0) this.#arm();
     else this.#disarm();
-    return command === "STARTTLS" && code.startsWith("2") ? "tls" : "more";
+    if (command === "STARTTLS" && positive) {
+      this.#extensions = new Set();
+      return "tls";
+    }
+    return "more";
   }
 
   #arm(): void {

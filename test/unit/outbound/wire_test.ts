@@ -1,8 +1,9 @@
 /**
  * Tests of the wire that watches nodemailer's SMTP dialogue: what it hands
- * on, malformed replies (RFC 5321 section 4.2.1) and the deadline for each
- * reply (section 4.5.3.2). A stand-in connection records what nodemailer
- * would have written and read.
+ * on, what it learns (STARTTLS sent, EHLO keywords), the MAIL FROM
+ * parameters it adds, malformed replies (RFC 5321 section 4.2.1) and the
+ * deadline for each reply (section 4.5.3.2). A stand-in connection records
+ * what nodemailer would have written and read.
  *
  * @module
  */
@@ -48,6 +49,46 @@ function setUp(replyTimeoutMs = 60_000) {
 }
 
 describe("Wire", () => {
+  it("hands every reply on as it came and learns the EHLO keywords, forgotten at STARTTLS", () => {
+    const { connection, wire, failures, send, feed, fed } = setUp();
+    try {
+      feed("220 mx ESMTP\r\n");
+      send("EHLO me.test");
+      feed("250-mx.test hello\r\n250-8bitmime\r\n250-SIZE 100\r\n250 SMTPUTF8\r\n", 3);
+      assert.equal(wire.offers("8BITMIME"), true);
+      assert.equal(wire.offers("SIZE"), true);
+      assert.equal(wire.offers("SMTPUTF8"), true);
+      assert.equal(wire.offers("MX"), false, "the greeting line is not a keyword");
+      assert.equal(wire.starttlsSent, false);
+      send("STARTTLS");
+      assert.equal(wire.starttlsSent, true);
+      // What follows the 220 on the plain socket is nobody's reply.
+      feed("220 go ahead\r\nnot a reply\r\n");
+      assert.equal(wire.offers("8BITMIME"), false, "RFC 3207: knowledge from before TLS goes");
+      assert.deepEqual(failures, []);
+      assert.equal(connection.read, fed());
+    } finally {
+      wire.stop();
+    }
+  });
+
+  it("adds the MAIL FROM parameters asked for, once, and to MAIL only", () => {
+    const { connection, wire, send } = setUp();
+    try {
+      wire.mailParameters = ["SMTPUTF8"];
+      send("MAIL FROM:<a@example.test> BODY=8BITMIME");
+      send("MAIL FROM:<jürgen@example.test> SMTPUTF8");
+      send("RCPT TO:<b@example.test>");
+      assert.deepEqual(connection.written, [
+        "MAIL FROM:<a@example.test> BODY=8BITMIME SMTPUTF8",
+        "MAIL FROM:<jürgen@example.test> SMTPUTF8",
+        "RCPT TO:<b@example.test>",
+      ]);
+    } finally {
+      wire.stop();
+    }
+  });
+
   it("withholds a malformed reply and what follows it, and reports it with its command", () => {
     const cases = [
       ["250-2.1.5 fine\r\n550 5.1.1 no such user\r\n", "550 5.1.1 no such user"],
