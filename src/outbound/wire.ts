@@ -145,8 +145,11 @@ export class Wire {
       const line = this.#line.replace(/\r$/, "");
       this.#line = "";
       const outcome = this.#lineRead(line);
-      if (outcome === "malformed") {
+      if (typeof outcome === "object") {
+        // The replies before it first, then the failure (which closes the
+        // connection, after which nodemailer reads nothing).
         if (replyStart > 0) receive(chunk.subarray(0, replyStart));
+        this.#fail(outcome);
         return;
       }
       // After the 220 to STARTTLS what follows on the plain socket is
@@ -159,8 +162,8 @@ export class Wire {
     receive(chunk);
   }
 
-  /** One complete line of a reply; what it means for the chunk. */
-  #lineRead(line: string): "more" | "malformed" | "tls" {
+  /** One complete line of a reply; what it means for the chunk (a failure: malformed). */
+  #lineRead(line: string): "more" | "tls" | WireFailure {
     // nodemailer skips an empty line between replies; inside one it ends it.
     if (line.trim() === "" && this.#code === undefined) return "more";
     // RFC 5321 section 4.2: Reply-code is 2-5, then two digits; a hyphen
@@ -174,8 +177,7 @@ export class Wire {
     if (!wellFormed) {
       // RFC 5321 section 4.2.1: a code out of range is a fatal error, and
       // every line of a multiline reply carries the same code.
-      this.#fail({ kind: "malformed", command, reply: printable(line) });
-      return "malformed";
+      return { kind: "malformed", command, reply: printable(line) };
     }
     if (command === "EHLO") {
       const keyword = /^\d{3}[ -]([A-Za-z0-9][A-Za-z0-9-]*)/.exec(line)?.[1];

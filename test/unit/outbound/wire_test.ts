@@ -12,15 +12,19 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Wire, type WireFailure } from "../../../src/outbound/wire.ts";
 
-/** What nodemailer's SMTPConnection would write and read, recorded. */
+/**
+ * What nodemailer's SMTPConnection would write and read, recorded; once
+ * closed (as the session closes it on a failure) it reads nothing more.
+ */
 class StandIn {
   written: string[] = [];
   read = "";
+  closed = false;
   _sendCommand(str: string): void {
     this.written.push(str);
   }
   _onData(chunk: Uint8Array): void {
-    this.read += new TextDecoder().decode(chunk);
+    if (!this.closed) this.read += new TextDecoder().decode(chunk);
   }
 }
 
@@ -33,6 +37,7 @@ function setUp(replyTimeoutMs = 60_000) {
     replyTimeoutMs,
     dataEndTimeoutMs: 2 * replyTimeoutMs,
     onFailure: (f) => {
+      connection.closed = true;
       failures.push(f);
       failed(f);
     },
