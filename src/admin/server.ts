@@ -15,7 +15,7 @@ import type { Logger } from "../log/mod.ts";
 import { type HttpServer, listenTcp } from "../runtime/mod.ts";
 import { splitHostPort } from "../smtp/mod.ts";
 import type { AdminDeps } from "./app.ts";
-import { serveHttp1 } from "./http_server.ts";
+import { serveHttp1 } from "../http/http1_server.ts";
 import { loadOrCreateToken } from "./token.ts";
 
 /** Options of {@linkcode startAdmin}. */

@@ -2,7 +2,7 @@
  * An HTTP server for a fetch handler on the runtime's own server (Deno.serve
  * or Bun.serve), which both take Web `Request`s and return Web `Response`s:
  * the ACME challenge and MTA-STS policy servers. The admin API has a
- * listener of its own that bounds its connections (src/admin/http_server.ts).
+ * listener of its own that bounds its connections (src/http/http1_server.ts).
  *
  * @module
  */

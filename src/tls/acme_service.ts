@@ -9,7 +9,8 @@
 import type { AcmeConfig, CertificatePair, DomainConfig } from "../config/mod.ts";
 import { challengeApp, mtaStsApp } from "../http/well_known.ts";
 import type { Counters, Logger } from "../log/mod.ts";
-import { type HttpServer, runtimeName, serveHttp } from "../runtime/mod.ts";
+import { type Http1Limits, serveHttp1 } from "../http/http1_server.ts";
+import { type HttpServer, listenTcp, runtimeName, serveHttp } from "../runtime/mod.ts";
 import { AcmeManager, type AcmeStatus, ChallengeTokens } from "./acme.ts";
 import type { StoredCertificate } from "./acme_store.ts";
 import { type AlpnServer, startAlpnServer } from "./alpn_server.ts";
@@ -39,6 +40,22 @@ export interface AcmeServiceOptions {
 }
 
 /**
+ * The limits of the http-01 challenge server: a CA validates with a few
+ * requests at once from a few places (GET, no body); anyone else on the
+ * Internet can connect too, so idle and slow connections are closed, and
+ * the cap leaves room for the CA behind a few slow clients.
+ */
+export const CHALLENGE_HTTP_LIMITS: Http1Limits = {
+  name: "ACME challenge server",
+  maxConnections: 256,
+  headTimeoutMs: 10_000,
+  bodyTimeoutMs: 10_000,
+  writeTimeoutMs: 30_000,
+  maxHeadBytes: 8 * 1024,
+  maxBodyBytes: 1024,
+};
+
+/**
  * Starts the challenge server and the manager (which applies a stored
  * certificate before returning), and serves MTA-STS once there is a
  * certificate. An order runs in the background.
@@ -54,7 +71,18 @@ export async function startAcmeService(options: AcmeServiceOptions): Promise<Acm
   if (config.renew && config.challenge === "http-01") {
     const { host, port } = split(config.httpListen);
     const app = challengeApp(tokens);
-    challengeServer = serveHttp(host, port, (request) => app.fetch(request));
+    // Port 80 faces the Internet: Postern's own bounded HTTP/1.1 server,
+    // not the runtime's, whose accept loop ends the process on EMFILE
+    // (Deno.serve) and which keeps idle connections open without limit.
+    challengeServer = serveHttp1(
+      await listenTcp(host, port),
+      (request) => app.fetch(request),
+      {
+        warn: (msg, fields) => logger.warn(msg, fields),
+        info: (msg, fields) => logger.info(msg, fields),
+      },
+      CHALLENGE_HTTP_LIMITS,
+    );
     logger.info("acme challenge server", { listen: challengeServer.address });
   }
   const wantsMtaSts = [...options.domains().values()].some((d) => d.mtaSts !== undefined);

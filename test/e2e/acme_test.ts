@@ -206,6 +206,29 @@ describe("ACME certificates from pebble", () => {
     if (rootDir) await rm(rootDir, { recursive: true, force: true });
   });
 
+  it("answers on port 80 through its own bounded server: a body past 1 KiB gets 413, unread", async () => {
+    // The runtimes' servers (Deno.serve, Bun.serve) answered this with the
+    // app's 404 and read the whole body; Postern's server refuses it first.
+    const reply = await new Promise<string>((resolve, reject) => {
+      const socket = netConnect(httpPort, "127.0.0.1");
+      let text = "";
+      socket.on("data", (chunk: Uint8Array) => text += new TextDecoder().decode(chunk));
+      socket.on("close", () => resolve(text));
+      socket.on("error", reject);
+      // The old server waited for the body that never comes: fail, not hang.
+      socket.setTimeout(15_000, () => {
+        socket.destroy();
+        reject(new Error(`no answer without the body; got ${JSON.stringify(text)}`));
+      });
+      socket.write(
+        "POST /.well-known/acme-challenge/x HTTP/1.1\r\nHost: example.test\r\n" +
+          "Content-Length: 2048\r\n\r\n",
+      );
+    });
+    assert.match(reply, /^HTTP\/1\.1 413 /);
+    assert.match(reply, /\r\nconnection: close\r\n/i);
+  });
+
   it("serves mail on the self-signed certificate while the CA is down, and says so", async () => {
     assert.match(server.stderr(), /acme certificate not issued yet; STARTTLS uses the self-signed/);
     const sent = await swaks(server, [

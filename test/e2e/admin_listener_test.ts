@@ -10,7 +10,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { ADMIN_HTTP_LIMITS } from "../../src/admin/http_server.ts";
+import { ADMIN_HTTP_LIMITS } from "../../src/http/http1_server.ts";
 import {
   cleanup,
   eventually,

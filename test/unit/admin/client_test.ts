@@ -4,7 +4,7 @@ import { createServer, type IncomingHttpHeaders } from "node:http";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { runAdminCommand } from "../../../src/admin/client.ts";
-import { type Http1Server, serveHttp1 } from "../../../src/admin/http_server.ts";
+import { type Http1Server, serveHttp1 } from "../../../src/http/http1_server.ts";
 import { adminApp, type AdminDeps } from "../../../src/admin/mod.ts";
 import type { Config } from "../../../src/config/mod.ts";
 import { listenTcp } from "../../../src/runtime/mod.ts";

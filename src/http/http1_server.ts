@@ -1,7 +1,8 @@
 /**
- * The admin API's HTTP/1.1 server, on a TCP listener whose accept loop is
- * ours (see src/runtime/tcp.ts for why not `Deno.serve` or `Bun.serve`).
- * It keeps to what a loopback admin API needs and bounds everything else:
+ * A small HTTP/1.1 server on a TCP listener whose accept loop is ours (see
+ * src/runtime/tcp.ts for why not `Deno.serve` or `Bun.serve`), for the
+ * admin API and the ACME http-01 challenge server. It keeps to what they
+ * need (a few plain requests) and bounds everything else:
  *
  * - a failed accept (EMFILE…) is logged and retried with a backoff; it
  *   never ends the process;
@@ -27,13 +28,15 @@ import {
   readHead,
   Refusal,
   toRequest,
-} from "./http_request.ts";
+} from "./http1_request.ts";
 
 /** A fetch-style request handler. */
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
 
 /** Limits of {@linkcode serveHttp1}. */
 export interface Http1Limits {
+  /** What the server is, in its log lines and its 503 ("admin API"). */
+  name: string;
   maxConnections: number;
   headTimeoutMs: number;
   bodyTimeoutMs: number;
@@ -44,6 +47,7 @@ export interface Http1Limits {
 
 /** The limits of the admin API. */
 export const ADMIN_HTTP_LIMITS: Http1Limits = {
+  name: "admin API",
   // An operator's scripts, the command line and a Prometheus scraper: a
   // few at a time.
   maxConnections: 32,
@@ -122,7 +126,7 @@ export function serveHttp1(
         if (Date.now() - lastWarning >= ACCEPT_WARN_INTERVAL_MS) {
           lastWarning = Date.now();
           logged = true;
-          log.warn("admin API cannot accept connections; retrying", {
+          log.warn(`${limits.name} cannot accept connections; retrying`, {
             addr: listener.address,
             error: err instanceof Error ? err.message : String(err),
           });
@@ -136,7 +140,7 @@ export function serveHttp1(
       }
       if (failures > 0) {
         if (logged) {
-          log.info("admin API accepts connections again", {
+          log.info(`${limits.name} accepts connections again`, {
             addr: listener.address,
             failed_accepts: failures,
           });
@@ -146,7 +150,7 @@ export function serveHttp1(
         delay = 0;
       }
       if (open.size >= limits.maxConnections) {
-        void refuse(conn, limits.writeTimeoutMs);
+        void refuse(conn, limits);
         continue;
       }
       const state = { busy: false, done: Promise.resolve() };
@@ -158,7 +162,7 @@ export function serveHttp1(
   // Whatever goes wrong here must not become an unhandled rejection, which
   // would end the process (Deno) and SMTP with it.
   const loop = acceptLoop().catch((err) =>
-    log.warn("admin API stopped accepting connections after an unexpected error", {
+    log.warn(`${limits.name} stopped accepting connections after an unexpected error`, {
       addr: listener.address,
       error: err instanceof Error ? err.message : String(err),
     })
@@ -182,11 +186,11 @@ export function serveHttp1(
 }
 
 /** Over the limit: a 503, and the connection closed without reading it. Never rejects. */
-async function refuse(conn: TcpConn, writeTimeoutMs: number): Promise<void> {
-  const timer = setTimeout(() => closeQuietly(conn), writeTimeoutMs);
+async function refuse(conn: TcpConn, limits: Http1Limits): Promise<void> {
+  const timer = setTimeout(() => closeQuietly(conn), limits.writeTimeoutMs);
   try {
     await conn.write(
-      plainResponse(503, "too many connections to the admin API; try again shortly"),
+      plainResponse(503, `too many connections to the ${limits.name}; try again shortly`),
     );
   } catch {
     // The client left: nothing to answer.

@@ -1,5 +1,5 @@
 /**
- * Reading one HTTP/1.1 request for the admin API's server (http_server.ts):
+ * Reading one HTTP/1.1 request for http1_server.ts:
  * the head up to its blank line, parsed strictly, and a body of the length
  * Content-Length announces. Whatever cannot be served is a
  * {@linkcode Refusal} carrying the status that says why.

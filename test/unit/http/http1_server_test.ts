@@ -7,12 +7,13 @@ import {
   type Http1Limits,
   type Http1Server,
   serveHttp1,
-} from "../../../src/admin/http_server.ts";
+} from "../../../src/http/http1_server.ts";
 import { listenTcp, type TcpConn, type TcpListener } from "../../../src/runtime/mod.ts";
 import { deferred } from "../helpers.ts";
 
 /** Limits for tests: short deadlines, small sizes, a few connections. */
 const LIMITS: Http1Limits = {
+  name: "admin API",
   maxConnections: 3,
   headTimeoutMs: 300,
   bodyTimeoutMs: 300,
