@@ -8,27 +8,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { type LocalDomain, parseAliases, RecipientResolver } from "../../../src/aliases/mod.ts";
+import type { RecipientResolver } from "../../../src/aliases/mod.ts";
 import { type LmtpCourier, LocalCourier } from "../../../src/delivery/mod.ts";
 import { type DeliveryResult, Spool, type SpoolItem } from "../../../src/queue/mod.ts";
 import type { Endpoint } from "../../../src/users/endpoint.ts";
 import { collectText, listDir, makeTempDir, removeDir, retain } from "../helpers.ts";
 import { makeEnvelope, spoolMessage } from "../queue/fixtures.ts";
+import { BODY, RECEIVED_AT, resolverFor } from "./local_fixtures.ts";
 
 const LMTP: Endpoint = { kind: "unix", path: "/run/test/lmtp" };
-const OPTIONS = { suffixSeparators: "+", dropCharacters: "." };
-const RECEIVED_AT = "2026-01-02T03:04:05.000Z";
-const BODY = "Subject: test\r\nFrom: sender@client.test\r\n\r\nline one\r\nline two\r\n";
-
-function resolverFor(aliases: string, users = ["alice", "bob"]): RecipientResolver {
-  const domain: LocalDomain = {
-    name: "ex.test",
-    anyUser: false,
-    users: new Set(users),
-    aliases: parseAliases(aliases, "ex.test"),
-  };
-  return new RecipientResolver(new Map([["ex.test", domain]]), OPTIONS);
-}
 
 describe("LocalCourier: mail forwarding loops (Delivered-To)", () => {
   let root: string;

@@ -9,38 +9,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { type LocalDomain, parseAliases, RecipientResolver } from "../../../src/aliases/mod.ts";
-import { LocalCourier, type LocalCourierOptions } from "../../../src/delivery/mod.ts";
+import type { RecipientResolver } from "../../../src/aliases/mod.ts";
+import { LocalCourier } from "../../../src/delivery/mod.ts";
 import { publicText } from "../../../src/outbound/bounce.ts";
-import {
-  type DeliveryResult,
-  type RecipientRef,
-  Spool,
-  type SpoolItem,
-} from "../../../src/queue/mod.ts";
+import { type DeliveryResult, Spool, type SpoolItem } from "../../../src/queue/mod.ts";
 import { listDir, makeTempDir, removeDir, retain } from "../helpers.ts";
 import { makeEnvelope, spoolMessage } from "../queue/fixtures.ts";
-
-const OPTIONS = { suffixSeparators: "+", dropCharacters: "." };
-const RECEIVED_AT = "2026-01-02T03:04:05.000Z";
-const BODY = "Subject: test\r\nFrom: sender@client.test\r\n\r\nline one\r\nline two\r\n";
-
-function resolverFor(aliases: string, users = ["alice", "bob"]): RecipientResolver {
-  const domain: LocalDomain = {
-    name: "ex.test",
-    anyUser: false,
-    users: new Set(users),
-    aliases: parseAliases(aliases, "ex.test"),
-  };
-  return new RecipientResolver(new Map([["ex.test", domain]]), OPTIONS);
-}
-
-/** A forward callback that answers each target of the call with `answer`. */
-function eachTarget(
-  answer: (recipient: RecipientRef) => DeliveryResult,
-): NonNullable<LocalCourierOptions["forward"]> {
-  return (_item, recipients) => Promise.resolve(recipients.map(answer));
-}
+import { BODY, eachTarget, RECEIVED_AT, resolverFor } from "./local_fixtures.ts";
 
 describe("LocalCourier results", () => {
   let root: string;
