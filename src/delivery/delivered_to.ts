@@ -91,6 +91,21 @@ export async function deliveredTo(message: AsyncIterable<Uint8Array>): Promise<S
   return found;
 }
 
+/**
+ * The Delivered-To addresses of a spooled message. The intake notes in the
+ * envelope whether the header has any such field (src/smtp/header_guard.ts);
+ * when it has none, as almost all mail, the spool file is not read. A
+ * message nobody looked at (a bounce, one spooled by an older version)
+ * is read.
+ */
+export async function deliveredToOf(
+  item: { envelope: { delivered_to?: boolean | undefined } },
+  open: () => AsyncIterable<Uint8Array>,
+): Promise<Set<string>> {
+  if (item.envelope.delivered_to === false) return new Set();
+  return await deliveredTo(open());
+}
+
 /** True when the line starts with the field name `Delivered-To:`, in any case. */
 function startsWithName(line: Uint8Array, end: number): boolean {
   if (end < NAME.length) return false;

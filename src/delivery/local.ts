@@ -20,7 +20,7 @@ import { privateDetail } from "../outbound/bounce.ts";
 import type { DeliveryResult, RecipientRef, SpoolItem } from "../queue/mod.ts";
 import type { Endpoint } from "../users/endpoint.ts";
 import type { LmtpCourier, LmtpResults } from "./lmtp.ts";
-import { deliveredTo, forwardingLoop, loopOf } from "./delivered_to.ts";
+import { deliveredToOf, forwardingLoop, loopOf } from "./delivered_to.ts";
 import { crlfToLf, prepend } from "./line_endings.ts";
 import { isPermanentFsError, mailboxDirName, Maildir } from "./maildir.ts";
 import { deliverToPipe } from "./pipe.ts";
@@ -115,7 +115,7 @@ export class LocalCourier {
     open: () => AsyncIterable<Uint8Array>,
   ): Promise<DeliveryResult[]> {
     if (recipients.length === 0) return [];
-    const seen = await deliveredTo(open());
+    const seen = await deliveredToOf(item, open);
     const resolved: Array<Destination[] | DeliveryResult> = [];
     for (const recipient of recipients) {
       resolved.push(await this.#destinations(recipient.address, seen));
@@ -202,7 +202,7 @@ export class LocalCourier {
     open: () => AsyncIterable<Uint8Array>,
     prepared?: Prepared,
   ): Promise<DeliveryResult> {
-    const seen = prepared?.deliveredTo ?? await deliveredTo(open());
+    const seen = prepared?.deliveredTo ?? await deliveredToOf(item, open);
     const destinations = prepared?.destinations ??
       await this.#destinations(recipient.address, seen);
     if (!Array.isArray(destinations)) return destinations;

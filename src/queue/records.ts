@@ -31,6 +31,11 @@ export const EnvelopeSchema = v.strictObject({
   listid: v.optional(v.string()),
   /** A delivery status notification we generated (never bounced in turn). */
   dsn: v.optional(v.boolean()),
+  /**
+   * Whether the header section has a `Delivered-To:` field, as noted at
+   * intake; absent when nobody looked (read the header to know).
+   */
+  delivered_to: v.optional(v.boolean()),
 });
 
 /** The envelope of a spooled message. */

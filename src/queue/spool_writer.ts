@@ -133,6 +133,17 @@ export class SpoolWriter {
   }
 
   /**
+   * Records whether the message's header section has a `Delivered-To:`
+   * field, as the intake saw it (src/smtp/header_guard.ts), so local
+   * delivery knows without reading the header again; the envelope line is
+   * rewritten at commit.
+   */
+  setDeliveredTo(present: boolean): void {
+    this.envelope.delivered_to = present;
+    this.#envelopeChanged = true;
+  }
+
+  /**
    * Makes the message durable in the queue, with `head` (header lines
    * ending in CRLF) added at its top; returns the spooled item.
    */

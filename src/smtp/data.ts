@@ -14,7 +14,8 @@ import { HeaderGuard, type HeaderViolation } from "./header_guard.ts";
 
 /** How receiving a message ended. */
 export type ReceiveOutcome =
-  | { kind: "received"; bytes: number }
+  /** `deliveredTo`: the header section has a `Delivered-To:` field ({@linkcode HeaderGuard}). */
+  | { kind: "received"; bytes: number; deliveredTo: boolean }
   | { kind: "too_big"; bytes: number }
   /** The header section broke a rule of {@linkcode HeaderGuard}: read to the end, nothing kept. */
   | { kind: "bad_header"; violation: HeaderViolation; bytes: number }
@@ -98,7 +99,7 @@ export async function receiveMessage(
   if (violation) return { kind: "bad_header", violation, bytes };
   if (bytes > maxBytes) return { kind: "too_big", bytes };
   if (failure !== undefined) return { kind: "failed", error: failure };
-  return { kind: "received", bytes };
+  return { kind: "received", bytes, deliveredTo: guard.deliveredTo };
 }
 
 /** Writes what a header filter gave out, taking back what it retracts. */

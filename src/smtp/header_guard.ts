@@ -43,6 +43,13 @@
  * with optional white space before the colon (`obs-received`, section
  * 4.5.6); `Received` in a folded line or in the body does not.
  *
+ * **Delivered-To.** The guard also notes whether the section has a
+ * `Delivered-To:` field (same rules: a field start, in any case, white
+ * space allowed before the colon), so that local delivery, which refuses a
+ * message already delivered to the mailbox it is about to fill (mail loops,
+ * src/delivery/delivered_to.ts), need not read the header from the spool
+ * again for the great majority of messages that have none.
+ *
  * **The body** is not checked. Once the header section has ended (at the
  * first empty line, which every reader finds in the same place when the
  * section has no bare CR) nothing in the body can make a header field, and
@@ -96,6 +103,8 @@ const HT = 0x09;
 const COLON = 0x3a;
 /** The field name to count, lower case (ASCII: a byte ORed with 0x20 is lower case only if a letter). */
 const RECEIVED = new TextEncoder().encode("received");
+/** The field name to note, lower case (`-` ORed with 0x20 stays `-`). */
+const DELIVERED_TO = new TextEncoder().encode("delivered-to");
 
 /**
  * Scans the header section of one message, chunk by chunk, and reports the
@@ -112,16 +121,27 @@ export class HeaderGuard {
   #lines = 0;
   #bytes = 0;
   /**
-   * How much of `Received` the current line has begun with: 0 to 8 for
-   * the name, matched so far, and then the white space before the colon;
-   * -1 when the line cannot start a `Received:` field.
+   * How much of a field name of interest the current line has begun with:
+   * 0 to its length for the name, matched so far, and then the white space
+   * before the colon; -1 when the line cannot start such a field.
    */
   #name = 0;
+  /** The name being matched: `RECEIVED` or `DELIVERED_TO`, chosen by the line's first byte. */
+  #field: Uint8Array = RECEIVED;
   #received = 0;
+  #deliveredTo = false;
 
   /** Creates a guard with `limits` (by default {@linkcode HEADER_LIMITS}). */
   constructor(limits: HeaderLimits = HEADER_LIMITS) {
     this.#limits = { received: MAX_RECEIVED_FIELDS, ...limits };
+  }
+
+  /**
+   * The header section has a `Delivered-To:` field. Meaningful once the
+   * section has ended without a violation (the message was taken whole).
+   */
+  get deliveredTo(): boolean {
+    return this.#deliveredTo;
   }
 
   /** Scans the next chunk of the message; returns a violation once there is one. */
@@ -132,6 +152,7 @@ export class HeaderGuard {
     let lineEmpty = this.#lineEmpty;
     let afterCr = this.#afterCr;
     let name = this.#name;
+    let field = this.#field;
     let i = 0;
     for (; i < chunk.byteLength; i++) {
       const b = chunk[i]!;
@@ -153,12 +174,17 @@ export class HeaderGuard {
       if (b === CR) afterCr = true;
       else lineEmpty = false;
       if (name < 0) continue;
-      if (name < RECEIVED.byteLength) {
+      if (name === 0) {
         // A fold starts with white space, so it never matches.
-        name = (b | 0x20) === RECEIVED[name] ? name + 1 : -1;
+        const lower = b | 0x20;
+        field = lower === DELIVERED_TO[0] ? DELIVERED_TO : RECEIVED;
+        name = lower === field[0] ? 1 : -1;
+      } else if (name < field.byteLength) {
+        name = (b | 0x20) === field[name] ? name + 1 : -1;
       } else if (b === COLON) {
         name = -1;
-        if (++this.#received > maxReceived) return { kind: "hops", limit: maxReceived };
+        if (field === DELIVERED_TO) this.#deliveredTo = true;
+        else if (++this.#received > maxReceived) return { kind: "hops", limit: maxReceived };
       } else if (b !== SP && b !== HT) {
         name = -1;
       }
@@ -166,6 +192,7 @@ export class HeaderGuard {
     this.#lineEmpty = lineEmpty;
     this.#afterCr = afterCr;
     this.#name = name;
+    this.#field = field;
     this.#bytes += i;
     // A CR that ends the chunk at the start of a line belongs to the empty
     // line, if an LF follows it (and is a bare CR, if not).
@@ -185,6 +212,17 @@ export class HeaderGuard {
     }
     return undefined;
   }
+}
+
+/**
+ * Whether header lines (a post-data hook's, CRLF-ended) hold a
+ * `Delivered-To:` field, by the rules {@linkcode HeaderGuard} applies.
+ */
+export function hasDeliveredTo(lines: Uint8Array): boolean {
+  const guard = new HeaderGuard({ lines: Infinity, bytes: Infinity, received: Infinity });
+  guard.push(lines);
+  guard.end();
+  return guard.deliveredTo;
 }
 
 /** The reply to a message whose header section has `violation`, and the reason logged. */

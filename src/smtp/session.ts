@@ -22,7 +22,7 @@ import {
 } from "../queue/mod.ts";
 import { type AuthDeps, authenticateAfterData, spfAtMailFrom } from "./authentication.ts";
 import { HeaderFilter } from "./header_filter.ts";
-import { headerRefusal } from "./header_guard.ts";
+import { hasDeliveredTo, headerRefusal } from "./header_guard.ts";
 import { ourAuthenticationResults } from "./authres_claim.ts";
 import {
   idHeaderFilter,
@@ -419,6 +419,10 @@ export class Intake implements SessionEvents {
         await writer.prepend(missingHeaders(ids, qid, this.#deps.hostname, now, from));
       }
       if (checked.head) await writer.prepend(checked.head);
+      // For local delivery's loop check (src/delivery/delivered_to.ts).
+      writer.setDeliveredTo(
+        outcome.deliveredTo || (checked.head !== undefined && hasDeliveredTo(checked.head)),
+      );
       item = await writer.commit(
         outbound ? await signatureHead(outbound, writer, envelope) : undefined,
       );

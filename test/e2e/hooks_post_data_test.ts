@@ -33,6 +33,7 @@ export default async function (input) {
   if (text.includes("PLEASE-DEFER")) return { action: "defer", message: "Try later, busy" };
   if (text.includes("PLEASE-THROW")) throw new Error("boom");
   if (text.includes("PLEASE-BADSHAPE")) return { action: "maybe" };
+  if (text.includes("PLEASE-LOOP")) return { action: "accept", headers: ["Delivered-To: bob@example.test"] };
   if (text.includes("PLEASE-RECORD")) return { action: "accept", headers: { "X-One": "1", "X-Two": "2" } };
   if (text.includes("PLEASE-C1-RECORD")) return { action: "accept", headers: { "X-C3": "a\u009bInjected", "X-Ok": "3" } };
   if (text.includes("PLEASE-C1")) {
@@ -151,6 +152,22 @@ describe("post-data module hook", () => {
     const { final } = await send("PLEASE-RECORD");
     const message = await delivered(final.match(/queued as (\w+)/)![1]!);
     assert.match(message, /\nX-One: 1\nX-Two: 2\nReceived: /);
+  });
+
+  it("treats a Delivered-To the hook adds as the message's own: a loop for that mailbox", async () => {
+    const { final } = await send("PLEASE-LOOP");
+    const qid = final.match(/queued as (\w+)/)?.[1];
+    assert.ok(qid, final);
+    // Local delivery refuses a mailbox the header says it delivered to
+    // before (src/delivery/delivered_to.ts), even though the client's
+    // header had no such field.
+    await server.waitForLog(
+      new RegExp(
+        `qid=${qid} event=delivery to=<bob@example\\.test> result=failed ` +
+          `error="mail forwarding loop for bob@example\\.test"`,
+      ),
+    );
+    assert.match(await delivered(qid), /^Delivered-To: bob@example\.test$/m);
   });
 
   it("drops whole a header entry holding a C1 control, U+2028 or U+2029, logs it, keeps the rest", async () => {

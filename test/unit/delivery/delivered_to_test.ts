@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { deliveredTo } from "../../../src/delivery/delivered_to.ts";
+import { deliveredTo, deliveredToOf } from "../../../src/delivery/delivered_to.ts";
 import { chunksOf } from "../helpers.ts";
 
 /** `deliveredTo` of a message given as text chunks, as a sorted list. */
@@ -9,6 +9,22 @@ async function of(...chunks: string[]): Promise<string[]> {
 }
 
 describe("deliveredTo", () => {
+  it("deliveredToOf() reads the header only when the envelope does not say it has none", async () => {
+    let opened = 0;
+    const open = () => {
+      opened++;
+      return chunksOf("Delivered-To: alice@ex.test\r\n\r\nbody\r\n");
+    };
+    assert.deepEqual([...await deliveredToOf({ envelope: { delivered_to: false } }, open)], []);
+    assert.equal(opened, 0, "noted at intake: none, so the spool file is not read");
+    for (const noted of [true, undefined]) {
+      assert.deepEqual([...await deliveredToOf({ envelope: { delivered_to: noted } }, open)], [
+        "alice@ex.test",
+      ]);
+    }
+    assert.equal(opened, 2, "noted, or nobody looked (a bounce, an older spool file): read");
+  });
+
   it("deliveredTo() finds every Delivered-To field, lower-cased, without angle brackets", async () => {
     assert.deepEqual(
       await of(

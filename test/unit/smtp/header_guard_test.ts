@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
+  hasDeliveredTo,
   HEADER_LIMITS,
   HeaderGuard,
   type HeaderLimits,
@@ -176,6 +177,57 @@ describe("HeaderGuard", () => {
     // Limits that leave it out keep it.
     const sizeOnly = { lines: 1000, bytes: 100_000 };
     assert.deepEqual(scan(hundred + field(100) + tail, [], sizeOnly), { kind: "hops", limit: 100 });
+  });
+
+  it("notes a Delivered-To field at the start of a field, in any case, wherever the chunks end", () => {
+    /** Whether the guard saw the field, for every cut of `text` in two and three. */
+    const seen = (text: string): boolean => {
+      const bytes = encode(text);
+      const verdicts = new Set<boolean>();
+      for (let a = 0; a <= bytes.byteLength; a++) {
+        for (let b = a; b <= Math.min(bytes.byteLength, a + 3); b++) {
+          const guard = new HeaderGuard();
+          for (const part of [bytes.subarray(0, a), bytes.subarray(a, b), bytes.subarray(b)]) {
+            assert.equal(guard.push(part), undefined);
+          }
+          assert.equal(guard.end(), undefined);
+          verdicts.add(guard.deliveredTo);
+        }
+      }
+      assert.equal(verdicts.size, 1, `the same verdict at every cut: ${JSON.stringify(text)}`);
+      return [...verdicts][0]!;
+    };
+    const tail = "Subject: x\r\n\r\nbody\r\n";
+    assert.equal(seen("Delivered-To: a@b.test\r\n" + tail), true);
+    assert.equal(seen("Received: from a\r\nDELIVERED-TO:<a@b.test>\r\n" + tail), true);
+    assert.equal(seen("Subject: x\ndelivered-to \t: a@b.test\n\nbody\n"), true);
+    assert.equal(seen("From: a@b.test\r\nDelivered-To: a@b.test"), true, "all header");
+    for (
+      const other of [
+        "X-Delivered-To: a@b.test\r\n",
+        "Delivered-Tox: a@b.test\r\n",
+        "Delivered: a@b.test\r\n",
+        "Delivered-To\r\n",
+        " Delivered-To: in a fold\r\n",
+        "Subject: Delivered-To: a@b.test\r\n",
+        "Deliveredto: a@b.test\r\n",
+      ]
+    ) {
+      assert.equal(seen("Received: from a\r\n" + other + tail), false, other);
+    }
+    assert.equal(seen("Subject: x\r\n\r\nDelivered-To: in the body\r\n"), false);
+    // Received fields still count beside it.
+    const limits = { lines: 100, bytes: 1000, received: 1 };
+    assert.deepEqual(
+      everyCut("Delivered-To: a@b.test\r\nReceived: a\r\nReceived: b\r\n\r\n", limits),
+      { kind: "hops", limit: 1 },
+    );
+  });
+
+  it("finds a Delivered-To field among a hook's header lines", () => {
+    assert.equal(hasDeliveredTo(encode("X-Spam: no\r\nDelivered-To: a@b.test\r\n")), true);
+    assert.equal(hasDeliveredTo(encode("X-Spam: no\r\nX-Delivered-To: a@b.test\r\n")), false);
+    assert.equal(hasDeliveredTo(encode("")), false);
   });
 
   it("maps each violation to its reply and log reason", () => {
