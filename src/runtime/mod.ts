@@ -10,6 +10,7 @@
 import process from "node:process";
 import { hostname as osHostname } from "node:os";
 import { GcHint } from "./gc_hint.ts";
+import { IdleTrim } from "./idle_trim.ts";
 
 export { spawnProcess } from "./spawn.ts";
 export type { SpawnOptions, SpawnResult } from "./spawn.ts";
@@ -144,13 +145,36 @@ export function resourceUsage(): ResourceUsage {
 /** How often, at most, Bun's collector is nudged while mail flows (see gc_hint.ts). */
 const GC_HINT_MS = 50;
 
+/** How long without mail before memory is given back (see idle_trim.ts). */
+const IDLE_TRIM_MS = 60_000;
+
+interface BunMemory {
+  gc(force: boolean): void;
+  shrink(): void;
+}
+
+const idleTrim = runtimeName === "bun"
+  ? new IdleTrim(() => {
+    const bun = globals["Bun"] as BunMemory;
+    bun.gc(true);
+    bun.shrink();
+  }, IDLE_TRIM_MS)
+  : undefined;
+
+const gcHint = runtimeName === "bun"
+  ? new GcHint(() => (globals["Bun"] as BunMemory).gc(false), GC_HINT_MS)
+  : undefined;
+
 /**
  * Notes that a message was taken in; on Bun, the garbage collector is asked
- * to run soon (see gc_hint.ts). Does nothing on Deno.
+ * to run soon (see gc_hint.ts), and memory is given back after a quiet
+ * spell (idle_trim.ts). Does nothing on Deno, whose V8 collects on its own
+ * budget and when idle.
  */
-export const noteMessageWork: () => void = runtimeName === "bun"
-  ? new GcHint(() => (globals["Bun"] as { gc(force: boolean): void }).gc(false), GC_HINT_MS).note
-  : () => {};
+export function noteMessageWork(): void {
+  gcHint?.note();
+  idleTrim?.note();
+}
 
 export { serveHttp } from "./http.ts";
 export type { FetchHandler, HttpServer } from "./http.ts";
