@@ -74,7 +74,11 @@ describe("receiveMessage", () => {
     const writer = await spool.receive(envelope);
     const { state, stream } = clientStream(["Subject: a\r\n", "\r\n", "body\r\n"]);
     const outcome = await receiveMessage(stream, writer, HEADER, 1000);
-    assert.deepEqual(outcome, { kind: "received", bytes: "Subject: a\r\n\r\nbody\r\n".length });
+    assert.deepEqual(outcome, {
+      kind: "received",
+      bytes: "Subject: a\r\n\r\nbody\r\n".length,
+      deliveredTo: false,
+    });
     assert.equal(state.finished, true);
     // Not sealed until the commit: a restart now would remove the file.
     await writer.readable();
@@ -89,11 +93,26 @@ describe("receiveMessage", () => {
     );
   });
 
+  it("receiveMessage() says whether the header section has a Delivered-To field", async () => {
+    const headers = [
+      ["Subject: a\r\nDelivered-To: alice@ex.test\r\n\r\nbody\r\n", true],
+      ["Subject: a\r\nX-Delivered-To: alice@ex.test\r\n\r\nbody\r\n", false],
+      ["Subject: a\r\n\r\nDelivered-To: in the body\r\n", false],
+    ] as const;
+    for (const [text, expected] of headers) {
+      const writer = await spool.receive(makeEnvelope());
+      const chunks = [text.slice(0, 17), text.slice(17)];
+      const outcome = await receiveMessage(clientStream(chunks).stream, writer, HEADER, 1000);
+      assert.deepEqual(outcome, { kind: "received", bytes: text.length, deliveredTo: expected });
+      await writer.abort();
+    }
+  });
+
   it("receiveMessage() queues a message of exactly maxBytes, not counting the header", async () => {
     const writer = await spool.receive(makeEnvelope());
     const { stream } = clientStream(["12345", "67890"]);
     const outcome = await receiveMessage(stream, writer, HEADER, 10);
-    assert.deepEqual(outcome, { kind: "received", bytes: 10 });
+    assert.deepEqual(outcome, { kind: "received", bytes: 10, deliveredTo: false });
     await writer.commit();
   });
 
@@ -194,7 +213,7 @@ describe("receiveMessage", () => {
     const writer = await spool.receive(makeEnvelope());
     const text = "Subject: a\r\n\r\nold\rMac\r.\rlines\r\n";
     const outcome = await receiveMessage(clientStream([text]).stream, writer, HEADER, 1000);
-    assert.deepEqual(outcome, { kind: "received", bytes: text.length });
+    assert.deepEqual(outcome, { kind: "received", bytes: text.length, deliveredTo: false });
     const item = await writer.commit();
     assert.equal(await collectText(spool.openMessage(item)), "Received: from test\r\n" + text);
   });
@@ -240,7 +259,7 @@ describe("receiveMessage", () => {
       10_000_000,
       filter,
     );
-    assert.deepEqual(outcome, { kind: "received", bytes: text.length });
+    assert.deepEqual(outcome, { kind: "received", bytes: text.length, deliveredTo: false });
     assert.equal(filter.dropped, 2);
     const item = await writer.commit();
     assert.equal(
