@@ -20,7 +20,6 @@
 
 import type { Redis } from "ioredis";
 import type { Counters } from "../log/mod.ts";
-import { type FailureCounter, LocalFailures } from "../smtp/login.ts";
 import {
   clientKey,
   RATE_REFUSALS,
@@ -33,11 +32,13 @@ import type { ClusterLink } from "./client.ts";
 import { ClusterUnavailable } from "./unavailable.ts";
 
 /**
- * KEYS[1]: the counter's hash. ARGV[1]: the window in ms; ARGV[2]: the
- * limit; ARGV[3]: "admit" (count unless at the limit; 1 admitted, 0 not),
- * "add" (count; returns 1) or "count" (returns the estimate, rounded down).
+ * Lua that reads the sliding window of the counter hash KEYS[1], with the
+ * window in ms in ARGV[1], on the server's clock: it sets `now`, `cur` and
+ * `curField` (the current fixed window) and `estimate` (the count). Shared
+ * by every script on such a hash (here and in `login_failures.ts`), so that
+ * they all read and write it alike.
  */
-const SLIDING_WINDOW_SCRIPT = `
+export const LUA_WINDOW_ESTIMATE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local w = tonumber(ARGV[1])
@@ -46,11 +47,22 @@ local curField = string.format('%d', cur)
 local c = tonumber(redis.call('HGET', KEYS[1], curField) or '0')
 local p = tonumber(redis.call('HGET', KEYS[1], string.format('%d', cur - 1)) or '0')
 local estimate = p * (1 - (now - cur * w) / w) + c
-if ARGV[3] == 'count' then return math.floor(estimate) end
-if ARGV[3] == 'admit' and estimate >= tonumber(ARGV[2]) then return 0 end
+`;
+
+/** Lua that counts one event in KEYS[1], after {@linkcode LUA_WINDOW_ESTIMATE}. */
+export const LUA_WINDOW_ADD = `
 redis.call('HINCRBY', KEYS[1], curField, 1)
 redis.call('HDEL', KEYS[1], string.format('%d', cur - 2))
 redis.call('PEXPIRE', KEYS[1], 2 * w)
+`;
+
+/**
+ * KEYS[1]: the counter's hash. ARGV[1]: the window in ms; ARGV[2]: the
+ * limit. Counts one event unless the limit is reached: 1 admitted, 0 not.
+ */
+const SLIDING_WINDOW_SCRIPT = LUA_WINDOW_ESTIMATE + `
+if estimate >= tonumber(ARGV[2]) then return 0 end
+` + LUA_WINDOW_ADD + `
 return 1
 `;
 
@@ -59,7 +71,7 @@ const HOUR = 3_600_000;
 
 /** The client with the script defined on it. */
 type ScriptedRedis = Redis & {
-  posternWindow(key: string, windowMs: number, limit: number, mode: string): Promise<number>;
+  posternWindow(key: string, windowMs: number, limit: number): Promise<number>;
 };
 
 /** Defines the script on the link's client (EVALSHA, loaded on first use). */
@@ -128,7 +140,6 @@ export class SharedRateLimits implements RateLimiter {
           this.#link.key("rate", ...key),
           windowMs,
           limit,
-          "admit",
         )
       );
     } catch (err) {
@@ -162,52 +173,5 @@ export class SharedRateLimits implements RateLimiter {
 
   #countLocal(): void {
     this.#counters.inc("cluster_local_checks_total");
-  }
-}
-
-/** Failed logins counted across the fleet, falling back to local counts. */
-export class SharedFailures implements FailureCounter {
-  #link: ClusterLink;
-  #local = new LocalFailures();
-  #counters: Counters;
-
-  /** Counts through `link`. */
-  constructor(link: ClusterLink, counters: Counters) {
-    this.#link = link;
-    this.#counters = counters;
-    scripted(link);
-  }
-
-  /** Failures of `key` within the hour, across the fleet. */
-  async count(key: string): Promise<number> {
-    if (this.#link.shared) {
-      try {
-        return await this.#link.call((redis) =>
-          (redis as ScriptedRedis).posternWindow(
-            this.#link.key("rate", "login", key),
-            HOUR,
-            0,
-            "count",
-          )
-        );
-      } catch (err) {
-        if (!(err instanceof ClusterUnavailable)) throw err;
-      }
-    }
-    this.#counters.inc("cluster_local_checks_total");
-    return this.#local.count(key);
-  }
-
-  /** Counts one failure of `key`, across the fleet and locally. */
-  async add(key: string): Promise<void> {
-    this.#local.add(key);
-    if (!this.#link.shared) return;
-    try {
-      await this.#link.call((redis) =>
-        (redis as ScriptedRedis).posternWindow(this.#link.key("rate", "login", key), HOUR, 0, "add")
-      );
-    } catch (err) {
-      if (!(err instanceof ClusterUnavailable)) throw err;
-    }
   }
 }

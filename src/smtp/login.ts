@@ -5,7 +5,7 @@
  * (IPv6 by /64), and an attempt being checked counts as a failure until it
  * succeeds; past the limit, every attempt from there is refused for a while
  * without checking the password, so guessing gains nothing, however many
- * connections guess at once.
+ * connections guess at once, and on however many nodes of a fleet.
  *
  * @module
  */
@@ -33,40 +33,35 @@ const BAD_CREDENTIALS = reply(535, "5.7.8", "Authentication credentials invalid"
 /** RFC 4954 section 6: 454 4.7.0, a temporary failure. */
 const TOO_MANY = reply(454, "4.7.0", "Too many failed logins from your address, try again later");
 
+/** The place one attempt holds while its password is checked. */
+export interface LoginTicket {
+  /**
+   * Gives the place back once the outcome is known; with `failed`, the
+   * attempt is counted as a failure first, so that it never goes from
+   * being checked to not counted at all.
+   */
+  settle(failed: boolean): void | Promise<void>;
+}
+
 /**
- * Failed logins per client key within the last hour: counted in this
- * process, or across a fleet by the cluster's counter.
+ * Failed logins per client key within the last hour, and the attempts
+ * being checked: in this process, or across a fleet by the cluster's
+ * counter.
  */
 export interface FailureCounter {
-  /** Failures of `key` within the window. */
-  count(key: string): number | Promise<number>;
-  /** Counts one failure of `key`. */
-  add(key: string): void | Promise<void>;
+  /**
+   * A place for one attempt of `key`, or undefined when the failures of
+   * `key` within the hour plus the attempts of `key` being checked reach
+   * `limit` (0: no limit, never refused; failures are still counted).
+   * Deciding and taking the place are one step, so that attempts made at
+   * the same time cannot all pass the limit.
+   */
+  reserve(key: string, limit: number): LoginTicket | undefined | Promise<LoginTicket | undefined>;
 }
 
-/** Failed logins counted in this process. */
+/** Failed logins and attempts being checked, counted in this process. */
 export class LocalFailures implements FailureCounter {
   #failures: SlidingWindowCounter;
-
-  /** Counts within the hour; `clock` gives milliseconds. */
-  constructor(clock: () => number = Date.now) {
-    this.#failures = new SlidingWindowCounter(3_600_000, clock);
-  }
-
-  /** Failures of `key` within the hour. */
-  count(key: string): number {
-    return this.#failures.count(key);
-  }
-
-  /** Counts one failure of `key`. */
-  add(key: string): void {
-    this.#failures.hit(key, Number.MAX_SAFE_INTEGER);
-  }
-}
-
-/** Checks logins, and counts the failures per client. */
-export class LoginChecker {
-  #failures: FailureCounter;
   /**
    * Attempts being checked now, per client key. Each counts as a failure
    * until its outcome is known: the password check takes ~100 ms (scrypt),
@@ -74,6 +69,35 @@ export class LoginChecker {
    * failure would all get their guess checked, however many there were.
    */
   #inFlight = new Map<string, number>();
+
+  /** Counts within the hour; `clock` gives milliseconds. */
+  constructor(clock: () => number = Date.now) {
+    this.#failures = new SlidingWindowCounter(3_600_000, clock);
+  }
+
+  /** A place for an attempt of `key`, unless failures and attempts being checked reach `limit`. */
+  reserve(key: string, limit: number): LoginTicket | undefined {
+    const inFlight = this.#inFlight.get(key) ?? 0;
+    // Synchronous: nothing runs between reading the counts and taking the place.
+    if (limit > 0 && this.#failures.count(key) + inFlight >= limit) return undefined;
+    this.#inFlight.set(key, inFlight + 1);
+    let settled = false;
+    return {
+      settle: (failed) => {
+        if (settled) return;
+        settled = true;
+        if (failed) this.#failures.hit(key, Number.MAX_SAFE_INTEGER);
+        const left = (this.#inFlight.get(key) ?? 1) - 1;
+        if (left > 0) this.#inFlight.set(key, left);
+        else this.#inFlight.delete(key);
+      },
+    };
+  }
+}
+
+/** Checks logins, and counts the failures per client. */
+export class LoginChecker {
+  #failures: FailureCounter;
 
   /** Creates a checker; `clock` gives milliseconds; `failures` counts elsewhere (a fleet). */
   constructor(clock: () => number = Date.now, failures?: FailureCounter) {
@@ -83,7 +107,7 @@ export class LoginChecker {
   /**
    * Checks `attempt` against the users of the policy in force; at most
    * `maxFailuresPerHour` failures per client address (0: no limit), counting
-   * the attempts still being checked as failures.
+   * the attempts still being checked (on any node of a fleet) as failures.
    */
   async check(
     attempt: LoginAttempt,
@@ -93,26 +117,18 @@ export class LoginChecker {
     onDovecotError?: (err: unknown) => void,
   ): Promise<LoginResult> {
     const key = clientKey(attempt.ip);
-    if (maxFailuresPerHour > 0) {
-      const failures = await this.#failures.count(key);
-      // Nothing is awaited between reading the count and reserving a place,
-      // so attempts that run at the same time cannot all pass the limit.
-      if (failures + (this.#inFlight.get(key) ?? 0) >= maxFailuresPerHour) {
-        return { refusal: TOO_MANY, reason: "login_rate" };
-      }
-    }
-    this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1);
+    const reserved = this.#failures.reserve(key, maxFailuresPerHour);
+    // Only a fleet's counter answers later; a node on its own is not slowed by a needless await.
+    const ticket = reserved instanceof Promise ? await reserved : reserved;
+    if (ticket === undefined) return { refusal: TOO_MANY, reason: "login_rate" };
+    let failed = false;
     try {
       const result = await this.#verify(attempt, resolver, dovecot, onDovecotError);
-      // The failure is counted before its reservation is given back.
-      if ("refusal" in result && result.reason === "bad_credentials") {
-        await this.#failures.add(key);
-      }
+      failed = "refusal" in result && result.reason === "bad_credentials";
       return result;
     } finally {
-      const left = (this.#inFlight.get(key) ?? 1) - 1;
-      if (left > 0) this.#inFlight.set(key, left);
-      else this.#inFlight.delete(key);
+      const settled = ticket.settle(failed);
+      if (settled instanceof Promise) await settled;
     }
   }
 

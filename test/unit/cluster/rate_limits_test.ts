@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { ClusterLink } from "../../../src/cluster/client.ts";
-import { SharedFailures, SharedRateLimits } from "../../../src/cluster/rate_limits.ts";
+import { SharedRateLimits } from "../../../src/cluster/rate_limits.ts";
 import { type ClusterConfig, parseClusterUrl } from "../../../src/cluster/settings.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
 import { RATE_REFUSALS, type RateLimitSettings } from "../../../src/smtp/rate_limits.ts";
@@ -30,7 +30,7 @@ async function eventually(condition: () => boolean, what: string, limitMs = 10_0
   assert.fail(`timed out waiting for ${what}`);
 }
 
-describe("SharedRateLimits and SharedFailures", () => {
+describe("SharedRateLimits", () => {
   let redis: RedisServer;
   let links: ClusterLink[] = [];
   let prefix = 0;
@@ -69,7 +69,6 @@ describe("SharedRateLimits and SharedFailures", () => {
         counters,
         log,
         rates: new SharedRateLimits(link, counters),
-        failures: new SharedFailures(link, counters),
       };
     });
     await eventually(() => nodes.every((n) => n.link.shared), "both links shared");
@@ -119,16 +118,6 @@ describe("SharedRateLimits and SharedFailures", () => {
     assert.equal(a!.counters.get("cluster_local_checks_total"), 0);
   });
 
-  it("counts failed logins across the nodes", async () => {
-    const [a, b] = await twoNodes();
-    await a!.failures.add("192.0.2.5");
-    await b!.failures.add("192.0.2.5");
-    await b!.failures.add("192.0.2.6");
-    assert.equal(await a!.failures.count("192.0.2.5"), 2);
-    assert.equal(await b!.failures.count("192.0.2.5"), 2);
-    assert.equal(await a!.failures.count("192.0.2.7"), 0);
-  });
-
   it("falls back to local counts when the server dies, and returns when it is back", async () => {
     const [a, b] = await twoNodes();
     const limits = { ...OFF, messagesPerIpPerHour: 3 };
@@ -156,8 +145,6 @@ describe("SharedRateLimits and SharedFailures", () => {
       a!.log.filter((l) => l.includes("cluster server unavailable; counting locally")).length,
       1,
     );
-    await a!.failures.add("192.0.2.5");
-    assert.equal(await a!.failures.count("192.0.2.5"), 1);
 
     await redis.start();
     await eventually(() => a!.link.shared && b!.link.shared, "both links shared again");
