@@ -3,15 +3,20 @@
  * nodemailer's SMTP client in its LMTP mode. One transaction per message
  * and LMTP server: every mailbox recipient in it, and one reply per
  * recipient after the data (RFC 2033 section 4.2), which becomes that
- * recipient's result. Connections are kept for the next message.
+ * recipient's result, also when the connection is lost before the others'
+ * replies (`lmtp_replies.ts`, `lmtp_results.ts`). Connections are kept for
+ * the next message.
  *
  * @module
  */
 
 import { Readable } from "node:stream";
 import type SMTPConnection from "nodemailer/lib/smtp-connection";
-import type { DeliveryResult } from "../queue/mod.ts";
 import { connectEndpoint, type Endpoint, endpointText } from "../users/endpoint.ts";
+import { DataReplies } from "./lmtp_replies.ts";
+import { type LmtpResults, lmtpResults, type RecipientReply } from "./lmtp_results.ts";
+
+export type { LmtpResults } from "./lmtp_results.ts";
 
 /** Settings of the LMTP courier. */
 export interface LmtpOptions {
@@ -30,12 +35,11 @@ export interface LmtpOptions {
 /** One open LMTP connection. */
 interface Session {
   connection: SMTPConnection;
+  /** The replies to the data of the transaction in progress. */
+  replies: DataReplies;
   closed: boolean;
   idleTimer?: ReturnType<typeof setTimeout>;
 }
-
-/** What one message's transaction gave each recipient. */
-export type LmtpResults = Map<string, DeliveryResult>;
 
 /** Delivers messages over LMTP, reusing connections. */
 export class LmtpCourier {
@@ -58,9 +62,10 @@ export class LmtpCourier {
 
   /**
    * Delivers one message to `recipients` (distinct addresses) through the
-   * server at `endpoint`. Never rejects: a failure of the connection or
-   * the transaction is every recipient's temporary (or, for a 5xx to MAIL
-   * FROM, permanent) result.
+   * server at `endpoint`. Never rejects: a recipient the server replied
+   * to has that reply's result; a failure of the connection or the
+   * transaction is the temporary (or, for a 5xx before the data, such as
+   * to MAIL FROM, permanent) result of every recipient without a reply.
    */
   async deliver(
     endpoint: Endpoint,
@@ -74,9 +79,10 @@ export class LmtpCourier {
       try {
         session = reused ?? await this.#open(endpoint);
       } catch (err) {
-        return allOf(envelope.to, {
-          status: "deferred",
-          error: `lmtp ${where}: ${describe(err)}`,
+        return lmtpResults(where, envelope.to, new Map(), {
+          code: undefined,
+          text: describe(err),
+          afterData: false,
         });
       }
       const progress = { dataStarted: false };
@@ -90,19 +96,20 @@ export class LmtpCourier {
         // the data; the message has gone nowhere, so a fresh connection
         // may take it at once. Not once the data started to go out (a
         // close during or after it shows as a CONN error): the server may
-        // have stored it for some recipients, and the next attempt is soon
-        // enough for a duplicate (RFC 5321 section 6.1).
+        // have stored it for the recipients whose replies were lost, and
+        // the next attempt is soon enough for such a duplicate (RFC 5321
+        // section 6.1).
         if (reused && !progress.dataStarted) {
           reused = undefined;
           continue;
         }
-        const code = (err as { responseCode?: number }).responseCode;
-        const text = `lmtp ${where}: ${(err as { response?: string }).response ?? describe(err)}`;
-        // RFC 5321 section 4.2.1: 5xx is permanent, anything else may pass later.
-        if (code !== undefined && code >= 500) {
-          return allOf(envelope.to, { status: "failed", error: text, ...dsnOf(text) });
-        }
-        return allOf(envelope.to, { status: "deferred", error: text });
+        // The recipients the server replied to before the failure keep
+        // their replies: a 250 to the data is final (RFC 2033 section 4.2).
+        return lmtpResults(where, envelope.to, session.replies.replies, {
+          code: (err as { responseCode?: number }).responseCode,
+          text: (err as { response?: string }).response ?? describe(err),
+          afterData: progress.dataStarted,
+        });
       }
     }
   }
@@ -165,7 +172,15 @@ export class LmtpCourier {
       greetingTimeout: this.#options.connectTimeoutMs,
       socketTimeout: this.#options.commandTimeoutMs,
     });
-    const session: Session = { connection, closed: false };
+    let replies: DataReplies;
+    try {
+      // Before connect(): a nodemailer without the method fails here, at once.
+      replies = DataReplies.attach(connection);
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+    const session: Session = { connection, replies, closed: false };
     const closed = () => {
       session.closed = true;
     };
@@ -191,6 +206,7 @@ export class LmtpCourier {
     open: () => AsyncIterable<Uint8Array>,
     progress: { dataStarted: boolean },
   ): Promise<LmtpResults> {
+    session.replies.clear();
     // nodemailer reads the message only once the server took DATA.
     const body = (async function* () {
       progress.dataStarted = true;
@@ -202,7 +218,7 @@ export class LmtpCourier {
         { from: envelope.from, to: [...envelope.to] },
         stream,
         (err, info) => {
-          const refused = new Map<string, { code: number | undefined; response: string }>();
+          const refused = new Map<string, RecipientReply>();
           const source = (err ?? info) as {
             rejectedErrors?: Array<
               { recipient?: string; responseCode?: number; response?: string }
@@ -219,23 +235,11 @@ export class LmtpCourier {
             reject(err);
             return;
           }
-          const results: LmtpResults = new Map();
-          for (const address of envelope.to) {
-            const refusal = refused.get(address);
-            if (!refusal) {
-              results.set(address, { status: "sent", detail: `lmtp:${address}` });
-              continue;
-            }
-            const error = `lmtp ${where}: ${refusal.response}`;
-            // RFC 2033 section 4.2: each recipient's own reply; 5xx is
-            // permanent (a bounce), 4xx temporary (a retry).
-            results.set(
-              address,
-              refusal.code !== undefined && refusal.code >= 500
-                ? { status: "failed", error, ...dsnOf(refusal.response) }
-                : { status: "deferred", error },
-            );
-          }
+          // The refusals nodemailer noted (at RCPT and to the data), and
+          // every reply to the data (RFC 2033 section 4.2: one for each
+          // recipient the server accepted).
+          const replies = new Map([...refused, ...session.replies.replies]);
+          const results = lmtpResults(where, envelope.to, replies);
           if (err) {
             // Nothing was sent: end the transaction so the connection serves the next.
             session.connection.reset((resetErr) => {
@@ -249,16 +253,6 @@ export class LmtpCourier {
       );
     });
   }
-}
-
-function allOf(addresses: readonly string[], result: DeliveryResult): LmtpResults {
-  return new Map(addresses.map((address) => [address, result]));
-}
-
-/** The enhanced status code (RFC 3463) a reply carries, for the bounce. */
-function dsnOf(response: string): { dsnStatus?: string } {
-  const match = /(?:^|\s)([245]\.\d{1,3}\.\d{1,3})(?:\s|$)/.exec(response);
-  return match ? { dsnStatus: match[1]! } : {};
 }
 
 function describe(err: unknown): string {

@@ -1,0 +1,72 @@
+/**
+ * A scripted LMTP server (RFC 2033) on test/support/fake_mx.ts, for tests
+ * that need a mail store to misbehave on cue, as Dovecot will not: answer
+ * the data for some recipients and then die before the others' replies.
+ * The script decides each recipient's reply to the data; the server writes
+ * them in order and hangs up (or falls silent) when the script gave fewer
+ * than there are recipients.
+ *
+ * @module
+ */
+
+import type { FakeMxConnection, FakeMxMessage } from "./fake_mx.ts";
+
+/** What an LMTP dialogue answers; each reply without its CRLF. */
+export interface LmtpScript {
+  /** The reply to RCPT TO for `address`. Default "250 2.1.5 ok". */
+  rcpt?: (address: string) => string;
+  /**
+   * The replies to the data, one per recipient accepted at RCPT, in their
+   * order (RFC 2033 section 4.2). Fewer than the recipients: the connection
+   * is closed after the last one given. Default: 250 for each.
+   */
+  afterData?: (message: FakeMxMessage, connection: FakeMxConnection) => string[];
+  /** Instead of closing the connection after too few replies, say nothing more until the client does. */
+  silent?: boolean;
+}
+
+/** An LMTP server's dialogue, answering as `script` says. */
+export function lmtpDialogue(script: LmtpScript = {}): (c: FakeMxConnection) => Promise<void> {
+  return async (c) => {
+    c.send("220 fake.lmtp LMTP\r\n");
+    let mailFrom = "";
+    let to: string[] = [];
+    for (let line = await c.line(); line !== undefined; line = await c.line()) {
+      const verb = line.slice(0, 4).toUpperCase();
+      if (verb === "LHLO") c.send("250-fake.lmtp\r\n250 PIPELINING\r\n");
+      else if (verb === "MAIL") {
+        mailFrom = line;
+        to = [];
+        c.send("250 2.1.0 ok\r\n");
+      } else if (verb === "RCPT") {
+        const address = /<(.*)>/.exec(line)?.[1] ?? "";
+        const reply = script.rcpt?.(address) ?? "250 2.1.5 ok";
+        if (reply.startsWith("250")) to.push(address);
+        c.send(`${reply}\r\n`);
+      } else if (verb === "DATA") {
+        if (to.length === 0) {
+          c.send("503 5.5.1 no valid recipients\r\n");
+          continue;
+        }
+        c.send("354 go ahead\r\n");
+        const data = await c.data();
+        if (data === undefined) return;
+        const message = { mailFrom, to, data };
+        c.messages.push(message);
+        const replies = script.afterData?.(message, c) ??
+          to.map((address) => `250 2.0.0 <${address}> saved`);
+        for (const reply of replies.slice(0, to.length)) c.send(`${reply}\r\n`);
+        if (replies.length >= to.length) continue;
+        if (script.silent) c.log.push("silent");
+        return script.silent ? await c.closed : c.destroy();
+      } else if (verb === "QUIT") {
+        c.send("221 2.0.0 bye\r\n");
+        return c.destroy();
+      } else if (verb === "RSET" || verb === "NOOP") {
+        c.send("250 2.0.0 ok\r\n");
+      } else {
+        c.send("502 5.5.2 not here\r\n");
+      }
+    }
+  };
+}
