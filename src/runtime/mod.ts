@@ -181,3 +181,5 @@ export type { FetchHandler, HttpServer } from "./http.ts";
 export { readSecret } from "./secret.ts";
 export { formatHostPort, listenTcp } from "./tcp.ts";
 export type { TcpConn, TcpListener } from "./tcp.ts";
+export { listenTls } from "./tls.ts";
+export type { TlsCertificate, TlsListener } from "./tls.ts";

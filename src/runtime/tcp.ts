@@ -1,7 +1,7 @@
 /**
  * A plain TCP listener whose accept loop belongs to the caller: each
  * connection is handed over as bytes to read and write, and a failed accept
- * is an error the caller sees and survives.
+ * is an error the caller sees and survives. tls.ts puts TLS on it.
  *
  * The runtimes' own HTTP servers cannot be used where that matters (the
  * admin API): when the process runs out of descriptors (EMFILE),
@@ -73,6 +73,26 @@ export function formatHostPort(host: string, port: number): string {
  * @throws {Error} when the address cannot be bound.
  */
 export async function listenTcp(hostname: string, port: number): Promise<TcpListener> {
+  return await listenWith(hostname, port, { deno: (conn) => conn, node: nodeConn });
+}
+
+/**
+ * How {@linkcode listenWith} hands over what it accepts (tls.ts puts TLS
+ * on it). Called in `accept()`: it must not wait for the client.
+ */
+export interface ConnAdapter {
+  /** On Deno: the connection `Deno.listen` accepted. */
+  deno(conn: TcpConn): TcpConn;
+  /** Elsewhere: the `node:net` socket, paused. */
+  node(socket: Socket): TcpConn;
+}
+
+/** Listens on `hostname:port`, handing connections over through `adapt`. */
+export async function listenWith(
+  hostname: string,
+  port: number,
+  adapt: ConnAdapter,
+): Promise<TcpListener> {
   const deno = (globalThis as { Deno?: DenoLike }).Deno;
   if (deno) {
     // Binds at once, and throws if it cannot.
@@ -80,7 +100,7 @@ export async function listenTcp(hostname: string, port: number): Promise<TcpList
     let closed = false;
     return {
       address: formatHostPort(hostname, listener.addr.port),
-      accept: async () => denoConn(await listener.accept()),
+      accept: async () => adapt.deno(denoConn(await listener.accept())),
       close: () => {
         if (closed) return;
         closed = true;
@@ -88,7 +108,7 @@ export async function listenTcp(hostname: string, port: number): Promise<TcpList
       },
     };
   }
-  return await nodeListener(hostname, port);
+  return await nodeListener(hostname, port, adapt);
 }
 
 function denoConn(conn: DenoConn): TcpConn {
@@ -125,7 +145,11 @@ function denoConn(conn: DenoConn): TcpConn {
   };
 }
 
-async function nodeListener(hostname: string, port: number): Promise<TcpListener> {
+async function nodeListener(
+  hostname: string,
+  port: number,
+  adapt: ConnAdapter,
+): Promise<TcpListener> {
   const ready: Socket[] = [];
   const errors: Error[] = [];
   let waiter: (() => void) | undefined;
@@ -165,7 +189,7 @@ async function nodeListener(hostname: string, port: number): Promise<TcpListener
         const error = errors.shift();
         if (error) throw error;
         const socket = ready.shift();
-        if (socket) return nodeConn(socket);
+        if (socket) return adapt.node(socket);
         await new Promise<void>((resolve) => waiter = resolve);
       }
     },
@@ -179,8 +203,11 @@ async function nodeListener(hostname: string, port: number): Promise<TcpListener
   };
 }
 
-/** A `node:net` socket read on demand: paused whenever a chunk waits to be read. */
-function nodeConn(socket: Socket): TcpConn {
+/**
+ * A `node:net` socket (or a `node:tls` one) read on demand: paused whenever
+ * a chunk waits to be read.
+ */
+export function nodeConn(socket: Socket): TcpConn {
   const chunks: Uint8Array[] = [];
   let ended = false;
   let waiter: (() => void) | undefined;

@@ -1,0 +1,249 @@
+/**
+ * listenTls on the runtime at hand: connections handed over decrypted, the
+ * handshake out of the accept loop, a client that is not TLS failing alone,
+ * a connection closed before its handshake freed at once, and a new
+ * certificate for new connections while open ones go on.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { after, before, describe, it } from "node:test";
+import { listenTls, type TlsCertificate } from "../../../src/runtime/mod.ts";
+import { TestCa } from "../../support/test_ca.ts";
+
+const NAME = "policy.tls.test";
+
+function portOf(address: string): number {
+  return Number(address.slice(address.lastIndexOf(":") + 1));
+}
+
+/** A TLS client trusting `ca`: resolves once the handshake is done. */
+function secure(address: string, ca: string): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: "127.0.0.1", port: portOf(address), servername: NAME, ca });
+    socket.once("secureConnect", () => resolve(socket));
+    socket.once("error", reject);
+  });
+}
+
+/** A plain TCP client: resolves once connected. */
+function plain(address: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(portOf(address), "127.0.0.1");
+    socket.on("error", () => {});
+    socket.once("connect", () => resolve(socket));
+    socket.once("error", reject);
+  });
+}
+
+/** Everything `socket` receives until it closes. */
+function received(socket: Socket): Promise<string> {
+  let text = "";
+  socket.on("data", (chunk: Uint8Array) => text += new TextDecoder().decode(chunk));
+  return new Promise((resolve) => socket.on("close", () => resolve(text)));
+}
+
+/** `promise`, or a rejection naming `what` after `ms`: a bound on a wait, not a measurement. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function readText(conn: { read(b: Uint8Array): Promise<number | null> }): Promise<string> {
+  const buffer = new Uint8Array(64);
+  const n = await conn.read(buffer);
+  return n === null ? "(end)" : new TextDecoder().decode(buffer.subarray(0, n));
+}
+
+describe("listenTls", () => {
+  let ca: TestCa;
+  let first: TlsCertificate;
+  let second: TlsCertificate;
+
+  before(async () => {
+    ca = await TestCa.create();
+    first = await ca.issue(NAME);
+    second = await ca.issue(NAME);
+  });
+  after(async () => await ca?.remove());
+
+  it("hands over connections decrypted: read, write, half-close, close", async () => {
+    const listener = await listenTls("127.0.0.1", 0, first);
+    try {
+      assert.match(listener.address, /^127\.0\.0\.1:\d+$/);
+      const accepted = listener.accept();
+      const client = await secure(listener.address, ca.cert);
+      const answer = received(client);
+      const conn = await accepted;
+      client.write("ping");
+      assert.equal(await readText(conn), "ping");
+      await conn.write(new TextEncoder().encode("pong"));
+      // After our close_notify and FIN the client still writes, and we read.
+      await conn.closeWrite();
+      client.end("more");
+      assert.equal(await readText(conn), "more");
+      assert.equal(await readText(conn), "(end)");
+      assert.equal(await answer, "pong");
+      conn.close();
+      conn.close();
+      assert.equal(await readText(conn), "(end)");
+      await assert.rejects(conn.write(new Uint8Array(1)));
+    } finally {
+      listener.close();
+    }
+  });
+
+  it("accepts without waiting for handshakes; a client that is not TLS fails alone", async () => {
+    const listener = await listenTls("127.0.0.1", 0, first);
+    try {
+      // Connected, and never a ClientHello: accepted all the same.
+      const silent = await plain(listener.address);
+      const silentConn = await listener.accept();
+      // Plain HTTP to the TLS port: its own read ends.
+      const wrong = await plain(listener.address);
+      wrong.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+      const wrongConn = await listener.accept();
+      assert.equal(await readText(wrongConn), "(end)");
+      wrongConn.close();
+      // The next client is served while the silent one still waits.
+      const accepted = listener.accept();
+      const client = await secure(listener.address, ca.cert);
+      const conn = await accepted;
+      client.write("hello");
+      assert.equal(await readText(conn), "hello");
+      // Closing a connection stuck before its handshake ends its read.
+      const stuck = readText(silentConn);
+      silentConn.close();
+      assert.equal(await stuck, "(end)");
+      conn.close();
+      client.destroy();
+      silent.destroy();
+      wrong.destroy();
+    } finally {
+      listener.close();
+    }
+  });
+
+  it("frees a connection closed before or during its handshake at once", async () => {
+    // Deno.listenTls kept such a socket open until the client sent or
+    // closed: one descriptor for as long as a silent client liked.
+    const listener = await listenTls("127.0.0.1", 0, first);
+    try {
+      const silent = await plain(listener.address);
+      const silentClosed = received(silent);
+      const silentConn = await listener.accept();
+      const halfHello = await plain(listener.address);
+      const halfClosed = received(halfHello);
+      // The first bytes of a ClientHello record, and no more.
+      halfHello.write(Uint8Array.of(0x16, 0x03, 0x01, 0x00, 0xc8, 1));
+      const halfConn = await listener.accept();
+      silentConn.close();
+      halfConn.close();
+      assert.equal(await within(silentClosed, 10_000, "the silent client to see the close"), "");
+      assert.equal(await within(halfClosed, 10_000, "the half-hello client to see the close"), "");
+    } finally {
+      listener.close();
+    }
+  });
+
+  it("rejects writes to a client that has gone, and goes on accepting", async () => {
+    const listener = await listenTls("127.0.0.1", 0, first);
+    try {
+      const accepted = listener.accept();
+      const client = await secure(listener.address, ca.cert);
+      const conn = await accepted;
+      const gone = received(client);
+      client.resetAndDestroy();
+      await gone;
+      // The reset reaches the server after a write or two.
+      const chunk = new Uint8Array(64 * 1024);
+      await assert.rejects(async () => {
+        for (let i = 0; i < 1000; i++) await conn.write(chunk);
+      });
+      assert.equal(await readText(conn), "(end)");
+      conn.close();
+      const next = listener.accept();
+      const other = await secure(listener.address, ca.cert);
+      const nextConn = await next;
+      other.write("still");
+      assert.equal(await readText(nextConn), "still");
+      nextConn.close();
+      other.destroy();
+    } finally {
+      listener.close();
+    }
+  });
+
+  it("presents a new certificate to new connections; open ones go on", async () => {
+    const listener = await listenTls("127.0.0.1", 0, first);
+    try {
+      const accepted = listener.accept();
+      const before = await secure(listener.address, ca.cert);
+      const beforeConn = await accepted;
+      // An accept is pending while the certificate changes, as in a server.
+      const pending = listener.accept();
+      listener.setCertificate(second);
+      const after = await secure(listener.address, ca.cert);
+      const afterConn = await pending;
+      const serial = (s: TLSSocket) => s.getPeerX509Certificate()!.serialNumber;
+      assert.notEqual(serial(after), serial(before));
+      assert.equal(
+        serial(after),
+        new (await import("node:crypto")).X509Certificate(second.cert)
+          .serialNumber,
+      );
+      // The port is the same, and the connection from before still works.
+      before.write("old");
+      assert.equal(await readText(beforeConn), "old");
+      after.write("new");
+      assert.equal(await readText(afterConn), "new");
+      for (const c of [beforeConn, afterConn]) c.close();
+      before.destroy();
+      after.destroy();
+    } finally {
+      listener.close();
+    }
+  });
+
+  it("keeps the certificate it has when the new one does not load", async () => {
+    const listener = await listenTls("127.0.0.1", 0, first);
+    try {
+      const pending = listener.accept();
+      assert.throws(() => listener.setCertificate({ cert: second.cert, key: "not a key" }));
+      assert.throws(() => listener.setCertificate({ cert: second.cert, key: first.key }));
+      const client = await secure(listener.address, ca.cert);
+      const conn = await pending;
+      const serial = client.getPeerX509Certificate()!.serialNumber;
+      assert.equal(
+        serial,
+        new (await import("node:crypto")).X509Certificate(first.cert)
+          .serialNumber,
+      );
+      conn.close();
+      client.destroy();
+    } finally {
+      listener.close();
+    }
+  });
+
+  it("refuses an address in use, and rejects a pending accept() once closed", async () => {
+    const listener = await listenTls("127.0.0.1", 0, first);
+    const port = portOf(listener.address);
+    await assert.rejects(listenTls("127.0.0.1", port, first));
+    const pending = listener.accept();
+    listener.close();
+    listener.close();
+    await assert.rejects(pending);
+    assert.throws(() => listener.setCertificate(second));
+  });
+});
