@@ -1,16 +1,18 @@
 /**
- * A small HTTP/1.1 server on a TCP listener whose accept loop is ours (see
- * src/runtime/tcp.ts for why not `Deno.serve` or `Bun.serve`), for the
- * admin API and the ACME http-01 challenge server. It keeps to what they
- * need (a few plain requests) and bounds everything else:
+ * A small HTTP/1.1 server on a TCP or TLS listener whose accept loop is
+ * ours (see src/runtime/tcp.ts for why not `Deno.serve` or `Bun.serve`),
+ * for the admin API, the ACME http-01 challenge server and the MTA-STS
+ * policy server (over TLS). It keeps to what they need (a few plain
+ * requests) and bounds everything else:
  *
  * - a failed accept (EMFILE…) is logged and retried with a backoff; it
  *   never ends the process;
  * - at most `maxConnections` connections at once; one more gets 503 and is
- *   closed;
+ *   closed, and past as many refusals under way, at once without an answer;
  * - the request head must arrive within `headTimeoutMs` of the connection
- *   (an idle or slow client is closed), its body within `bodyTimeoutMs`,
- *   and the client must take the response within `writeTimeoutMs`;
+ *   (an idle or slow client is closed; over TLS, the handshake too), its
+ *   body within `bodyTimeoutMs`, and the client must take the response
+ *   within `writeTimeoutMs`;
  * - a body is announced by Content-Length, at most `maxBodyBytes`
  *   (larger: 413 before reading any of it); chunked bodies get 501;
  * - one request per connection (`Connection: close`): no idle keep-alive.
@@ -108,6 +110,7 @@ export function serveHttp1(
   limits: Http1Limits = ADMIN_HTTP_LIMITS,
 ): Http1Server {
   const open = new Map<TcpConn, { busy: boolean; done: Promise<void> }>();
+  let refusing = 0;
   let closed = false;
   let backoff: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
 
@@ -150,7 +153,14 @@ export function serveHttp1(
         delay = 0;
       }
       if (open.size >= limits.maxConnections) {
-        void refuse(conn, limits);
+        // A 503 over TLS waits for the handshake: the refusals under way
+        // are capped too, so that a flood cannot hold descriptors there.
+        if (refusing >= limits.maxConnections) {
+          closeQuietly(conn);
+        } else {
+          refusing++;
+          void refuse(conn, limits).finally(() => refusing--);
+        }
         continue;
       }
       const state = { busy: false, done: Promise.resolve() };
@@ -185,9 +195,16 @@ export function serveHttp1(
   };
 }
 
-/** Over the limit: a 503, and the connection closed without reading it. Never rejects. */
+/**
+ * Over the limit: a 503, and the connection closed without reading it;
+ * held no longer than an admitted connection that sends nothing. Never
+ * rejects.
+ */
 async function refuse(conn: TcpConn, limits: Http1Limits): Promise<void> {
-  const timer = setTimeout(() => closeQuietly(conn), limits.writeTimeoutMs);
+  const timer = setTimeout(
+    () => closeQuietly(conn),
+    Math.min(limits.headTimeoutMs, limits.writeTimeoutMs),
+  );
   try {
     await conn.write(
       plainResponse(503, `too many connections to the ${limits.name}; try again shortly`),
