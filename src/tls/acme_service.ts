@@ -1,7 +1,7 @@
 /**
  * Everything `tls.acme` runs: the ACME manager, the HTTP-01 challenge
  * server, and the HTTPS server of the MTA-STS policies, which is started
- * with the first certificate and started again with each renewal.
+ * with the first certificate and given each renewal's while it runs.
  *
  * @module
  */
@@ -9,8 +9,13 @@
 import type { AcmeConfig, CertificatePair, DomainConfig } from "../config/mod.ts";
 import { challengeApp, mtaStsApp } from "../http/well_known.ts";
 import type { Counters, Logger } from "../log/mod.ts";
-import { type Http1Limits, serveHttp1 } from "../http/http1_server.ts";
-import { type HttpServer, listenTcp, runtimeName, serveHttp } from "../runtime/mod.ts";
+import {
+  type Http1Limits,
+  type Http1Log,
+  type Http1Server,
+  serveHttp1,
+} from "../http/http1_server.ts";
+import { listenTcp, listenTls, runtimeName, type TlsListener } from "../runtime/mod.ts";
 import { AcmeManager, type AcmeStatus, ChallengeTokens } from "./acme.ts";
 import type { StoredCertificate } from "./acme_store.ts";
 import { type AlpnServer, startAlpnServer } from "./alpn_server.ts";
@@ -56,6 +61,24 @@ export const CHALLENGE_HTTP_LIMITS: Http1Limits = {
 };
 
 /**
+ * The limits of the MTA-STS policy server (port 443): sending servers
+ * fetch one small policy now and then, with a GET and no body (RFC 8461
+ * section 3.3); anyone on the Internet can connect too, so the TLS
+ * handshake and the request head must both arrive within the head
+ * deadline, and the cap leaves room for the fetchers behind a few slow
+ * clients.
+ */
+export const MTA_STS_HTTP_LIMITS: Http1Limits = {
+  name: "MTA-STS policy server",
+  maxConnections: 256,
+  headTimeoutMs: 10_000,
+  bodyTimeoutMs: 10_000,
+  writeTimeoutMs: 30_000,
+  maxHeadBytes: 8 * 1024,
+  maxBodyBytes: 1024,
+};
+
+/**
  * Starts the challenge server and the manager (which applies a stored
  * certificate before returning), and serves MTA-STS once there is a
  * certificate. An order runs in the background.
@@ -67,7 +90,11 @@ export async function startAcmeService(options: AcmeServiceOptions): Promise<Acm
     const match = /^\[?([^\]]*)\]?:(\d+)$/.exec(address)!;
     return { host: match[1]!, port: Number(match[2]) };
   };
-  let challengeServer: HttpServer | undefined;
+  const http1Log: Http1Log = {
+    warn: (msg, fields) => logger.warn(msg, fields),
+    info: (msg, fields) => logger.info(msg, fields),
+  };
+  let challengeServer: Http1Server | undefined;
   if (config.renew && config.challenge === "http-01") {
     const { host, port } = split(config.httpListen);
     const app = challengeApp(tokens);
@@ -77,17 +104,15 @@ export async function startAcmeService(options: AcmeServiceOptions): Promise<Acm
     challengeServer = serveHttp1(
       await listenTcp(host, port),
       (request) => app.fetch(request),
-      {
-        warn: (msg, fields) => logger.warn(msg, fields),
-        info: (msg, fields) => logger.info(msg, fields),
-      },
+      http1Log,
       CHALLENGE_HTTP_LIMITS,
     );
     logger.info("acme challenge server", { listen: challengeServer.address });
   }
   const wantsMtaSts = [...options.domains().values()].some((d) => d.mtaSts !== undefined);
   const policyApp = mtaStsApp(options.domains);
-  let httpsServer: HttpServer | undefined;
+  let httpsServer: Http1Server | undefined;
+  let httpsListener: TlsListener | undefined;
   let httpsAddress: string | undefined;
   // TLS-ALPN-01 needs the HTTPS port from the start, and a certificate
   // chosen by ALPN: a TLS server of its own, serving MTA-STS too.
@@ -123,13 +148,23 @@ export async function startAcmeService(options: AcmeServiceOptions): Promise<Acm
       return;
     }
     if (!wantsMtaSts) return;
-    const { host, port } = split(httpsAddress ?? config.httpsListen);
-    await httpsServer?.close();
-    // The same port again: a renewal keeps the address.
-    httpsServer = serveHttp(host, port, (request) => policyApp.fetch(request), {
-      cert: cert.certPem,
-      key: cert.keyPem,
-    });
+    const certificate = { cert: cert.certPem, key: cert.keyPem };
+    if (httpsListener !== undefined) {
+      // A renewal: the same server on the same port; new connections get
+      // the new certificate, those in progress finish on theirs.
+      httpsListener.setCertificate(certificate);
+      return;
+    }
+    const { host, port } = split(config.httpsListen);
+    // Port 443 faces the Internet: Postern's own bounded HTTP/1.1 server
+    // over TLS, for the same reasons as port 80's.
+    httpsListener = await listenTls(host, port, certificate);
+    httpsServer = serveHttp1(
+      httpsListener,
+      (request) => policyApp.fetch(request),
+      http1Log,
+      MTA_STS_HTTP_LIMITS,
+    );
     httpsAddress = httpsServer.address;
     logger.info("mta-sts policy server", { listen: httpsAddress });
   };

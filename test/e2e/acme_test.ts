@@ -153,6 +153,25 @@ function getPolicy(
   });
 }
 
+/** A TLS connection to the policy host: resolves once the handshake is done. */
+function policyConnection(
+  port: number,
+  ca: string,
+): Promise<{ socket: TLSSocket; closed: Promise<string> }> {
+  const socket = tlsConnect({ host: "127.0.0.1", port, servername: "mta-sts.example.test", ca });
+  let text = "";
+  socket.on("data", (chunk: Uint8Array) => text += new TextDecoder().decode(chunk));
+  const closed = new Promise<string>((resolve) => socket.on("close", () => resolve(text)));
+  return new Promise((resolve, reject) => {
+    socket.once("secureConnect", () => resolve({ socket, closed }));
+    socket.once("error", reject);
+    // Later errors end in "close"; unlistened, they would be thrown.
+    socket.on("error", () => {});
+    // A server that neither answers nor closes fails the test, not hangs it.
+    socket.setTimeout(30_000, () => socket.destroy());
+  });
+}
+
 describe("ACME certificates from pebble", () => {
   let dns: TestDnsServer;
   let pebble: Pebble | undefined;
@@ -289,6 +308,11 @@ describe("ACME certificates from pebble", () => {
     const session = await tlsSession(server, root);
     assert.match(await session.command("EHLO client.test"), /^250 /);
     const before = session.socket.getPeerX509Certificate()!.serialNumber;
+    // A policy request begun before the renewal (the renewal takes well
+    // under the server's 10 s for a request head).
+    const policy = await policyConnection(httpsPort, root);
+    policy.socket.write("GET /.well-known/mta-sts.txt HTTP/1.1\r\n");
+    assert.equal(policy.socket.getPeerX509Certificate()!.serialNumber, before);
     const renewed = await admin(server, "POST", "/acme/renew");
     assert.equal(renewed.status, 200);
     assert.equal((await renewed.json()).ok, true);
@@ -301,6 +325,14 @@ describe("ACME certificates from pebble", () => {
     const afterSerial = next.socket.getPeerX509Certificate()!.serialNumber;
     next.socket.destroy();
     assert.notEqual(afterSerial, before);
+    // The policy request is answered on the connection it began on, and
+    // the same port presents the new certificate to a new connection.
+    policy.socket.write("Host: mta-sts.example.test\r\n\r\n");
+    assert.match(await policy.closed, /^HTTP\/1\.1 200 [\s\S]*\r\n\r\nversion: STSv1\r?\n/);
+    const fresh = await policyConnection(httpsPort, root);
+    assert.equal(fresh.socket.getPeerX509Certificate()!.serialNumber, afterSerial);
+    fresh.socket.destroy();
+    assert.equal((await getPolicy(httpsPort, root, "mta-sts.example.test")).status, 200);
   });
 
   it("runs renewals asked for at once one after another, each completing", async () => {
