@@ -12,11 +12,19 @@
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log/mod.ts";
-import { type HttpServer, listenTcp } from "../runtime/mod.ts";
+import { listenTcp } from "../runtime/mod.ts";
 import { splitHostPort } from "../smtp/mod.ts";
 import type { AdminDeps } from "./app.ts";
-import { serveHttp1 } from "../http/http1_server.ts";
+import { type Http1Server, serveHttp1 } from "../http/http1_server.ts";
 import { loadOrCreateToken } from "./token.ts";
+
+/** The running admin API. */
+export interface AdminServer {
+  /** The bound address, `host:port` (`[v6]:port`), with the real port when 0 was asked. */
+  address: string;
+  /** Stops accepting, lets requests being answered finish, and removes `admin.json`. */
+  close(): Promise<void>;
+}
 
 /** Options of {@linkcode startAdmin}. */
 export interface AdminOptions {
@@ -70,7 +78,7 @@ function isLoopback(host: string): boolean {
  * @throws {Error} when the token file cannot be read or written, or the
  * address cannot be bound: a clear start-up error.
  */
-export async function startAdmin(options: AdminOptions): Promise<HttpServer> {
+export async function startAdmin(options: AdminOptions): Promise<AdminServer> {
   const token = await loadOrCreateToken(options.tokenFile);
   if (token.created) {
     options.logger.info("admin token generated", { file: options.tokenFile });
@@ -83,7 +91,7 @@ export async function startAdmin(options: AdminOptions): Promise<HttpServer> {
   let app: Promise<{ fetch(request: Request): Response | Promise<Response> }> | undefined;
   const loadApp = () =>
     import("./app.ts").then(({ adminApp }) => adminApp({ ...options.deps, token: token.token }));
-  let server: HttpServer;
+  let server: Http1Server;
   try {
     const { host, port } = splitHostPort(options.listen);
     // A failed load is tried again by the next request.

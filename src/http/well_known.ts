@@ -1,7 +1,8 @@
 /**
  * The HTTP side of certificates and MTA-STS: the HTTP-01 challenge server
  * (RFC 8555 section 8.3) and the HTTPS server of the MTA-STS policies
- * (RFC 8461 section 3.3), both Hono apps on the runtime's HTTP server.
+ * (RFC 8461 section 3.3), both Hono apps served by http1_server.ts (over
+ * TLS for MTA-STS).
  *
  * @module
  */

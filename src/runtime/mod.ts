@@ -176,8 +176,6 @@ export function noteMessageWork(): void {
   idleTrim?.note();
 }
 
-export { serveHttp } from "./http.ts";
-export type { FetchHandler, HttpServer } from "./http.ts";
 export { readSecret } from "./secret.ts";
 export { formatHostPort, listenTcp } from "./tcp.ts";
 export type { TcpConn, TcpListener } from "./tcp.ts";

@@ -3,8 +3,9 @@
  * connection is handed over as bytes to read and write, and a failed accept
  * is an error the caller sees and survives. tls.ts puts TLS on it.
  *
- * The runtimes' own HTTP servers cannot be used where that matters (the
- * admin API): when the process runs out of descriptors (EMFILE),
+ * The admin API, the ACME challenge server (port 80) and the MTA-STS
+ * policy server (port 443) run on it rather than on the runtimes' own HTTP
+ * servers: when the process runs out of descriptors (EMFILE),
  * `Deno.serve`'s accept loop rejects a promise nobody can catch and the
  * process exits; neither `Deno.serve` nor `Bun.serve` can cap connections
  * (a connection is invisible until its request is complete), and
