@@ -10,6 +10,37 @@
  * @module
  */
 
+/**
+ * The time and the timer that deadlines run on. The default is the
+ * process's monotonic clock and its timers; a test passes its own to decide
+ * when a deadline expires instead of waiting for it.
+ */
+export interface DeadlineClock {
+  /** Milliseconds on a monotonic clock. */
+  now(): number;
+  /**
+   * Calls `fire` once, `delayMs` from now, and returns a handle for
+   * `clearTimeout` (not undefined); the timer must not keep a process alive
+   * that has nothing else to do.
+   */
+  setTimeout(fire: () => void, delayMs: number): unknown;
+  /** Cancels a timer that `setTimeout` returned (undefined: none). */
+  clearTimeout(timer: unknown): void;
+}
+
+/** `performance.now()` and the runtime's timers, unreferenced. */
+export const REAL_CLOCK: DeadlineClock = {
+  now: () => performance.now(),
+  setTimeout(fire, delayMs) {
+    const timer = setTimeout(fire, delayMs);
+    (timer as { unref?: () => void }).unref?.();
+    return timer;
+  },
+  clearTimeout(timer) {
+    clearTimeout(timer as ReturnType<typeof setTimeout> | undefined);
+  },
+};
+
 /** A started call's place in the queue. */
 export interface Deadline {
   /** Marks the call finished: it will not expire. */
@@ -25,15 +56,15 @@ interface Entry extends Deadline {
 /** Expires calls that run longer than `limitMs`, in start order, with one timer. */
 export class Deadlines {
   #limitMs: number;
-  #now: () => number;
+  #clock: DeadlineClock;
   #queue: Entry[] = [];
   #head = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: unknown;
 
-  /** `now` is a monotonic clock in milliseconds (for tests). */
-  constructor(limitMs: number, now: () => number = () => performance.now()) {
+  /** `clock` decides when calls expire (tests pass their own). */
+  constructor(limitMs: number, clock: DeadlineClock = REAL_CLOCK) {
     this.#limitMs = limitMs;
-    this.#now = now;
+    this.#clock = clock;
   }
 
   /** Calls still open (started and neither cleared nor expired). */
@@ -46,7 +77,7 @@ export class Deadlines {
   /** Starts the clock of a call; `expire` runs once if it is not cleared in time. */
   start(expire: () => void): Deadline {
     const entry: Entry = {
-      at: this.#now() + this.#limitMs,
+      at: this.#clock.now() + this.#limitMs,
       open: true,
       expire,
       clear: () => {
@@ -76,16 +107,14 @@ export class Deadlines {
 
   /** Stops the timer; open calls no longer expire. */
   close(): void {
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#queue = [];
     this.#head = 0;
   }
 
   #arm(delayMs: number): void {
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, Math.ceil(delayMs)));
-    // The timer must not keep a process alive that has nothing else to do.
-    (this.#timer as { unref?: () => void }).unref?.();
+    this.#timer = this.#clock.setTimeout(() => this.#fire(), Math.max(0, Math.ceil(delayMs)));
   }
 
   /**
@@ -95,7 +124,7 @@ export class Deadlines {
    */
   #fire(): void {
     this.#timer = undefined;
-    const now = this.#now();
+    const now = this.#clock.now();
     const due: Entry[] = [];
     while (this.#head < this.#queue.length) {
       const entry = this.#queue[this.#head]!;

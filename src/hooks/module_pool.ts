@@ -18,7 +18,7 @@ import {
   withDataLimit,
   workerEnv,
 } from "./sandbox.ts";
-import { Deadlines } from "./deadlines.ts";
+import { type DeadlineClock, Deadlines } from "./deadlines.ts";
 import { loadErrorSummary } from "./load_error.ts";
 import type { OutputLimits } from "./output_budget.ts";
 import { type CallOutcome, HookWorker, type WorkerEvents } from "./worker.ts";
@@ -44,6 +44,11 @@ export interface ModulePoolOptions {
   workers: number;
   /** Time allowed per call, start-up of a worker included. */
   timeoutMs: number;
+  /**
+   * The clock and timer the calls' time limits run on. Default: the real
+   * ones; a test passes its own to decide when a call times out.
+   */
+  clock?: DeadlineClock | undefined;
   /** Working directory of the workers (the configuration directory). */
   cwd: string;
   /** Reads Postern's environment, for the variables granted to the hook. */
@@ -97,7 +102,7 @@ export class ModulePool {
       platform(),
     );
     this.#env = workerEnv(options.grants, options.env);
-    this.#deadlines = new Deadlines(options.timeoutMs);
+    this.#deadlines = new Deadlines(options.timeoutMs, options.clock);
     this.#events = {
       loadError: (_worker, error) => {
         this.#broken = { error, until: Infinity };

@@ -11,6 +11,7 @@ import { after, afterEach, before, describe, it } from "node:test";
 import { ModulePool, type ModulePoolOptions } from "../../../src/hooks/module_pool.ts";
 import type { CallOutcome } from "../../../src/hooks/worker.ts";
 import { Logger } from "../../../src/log/mod.ts";
+import { ManualClock } from "./manual_clock.ts";
 import { eventually, PoolFixture } from "./pool_fixture.ts";
 
 /** The value of a successful outcome; fails the test otherwise. */
@@ -413,16 +414,30 @@ export default async function (input) {
   });
 
   it("call() resolves with timeout for a stuck hook, retires that worker, and the next call succeeds", async () => {
+    // The test moves the clock of the time limits: no call times out but the
+    // one it means to, however long the workers take to start.
+    const clock = new ManualClock();
     const pool = await startPool(
       `
 export default function (input) {
-  if (input.spin) for (;;) {}
+  if (input.spin) {
+    Deno.stdout.writeSync(new TextEncoder().encode("spinning for ever\\n"));
+    for (;;) {}
+  }
   return { pid: Deno.pid };
 }`,
-      { timeoutMs: 1500 },
+      { timeoutMs: 1500, clock },
     );
     const first = valueOf(await pool.call({})) as { pid: number };
-    const stuck = await pool.call({ spin: true });
+    const call = pool.call({ spin: true });
+    await eventually(
+      () => logged("hook output").some((l) => l.includes(`line="spinning for ever"`)),
+      "the hook to be stuck",
+    );
+    clock.advance(1499);
+    assert.equal(logged("hook timed out; its worker is retired").length, 0, "not yet");
+    clock.advance(1);
+    const stuck = await call;
     assert.deepEqual(stuck, { ok: false, failure: "timeout", error: "no result within 1500 ms" });
     assert.equal(logged("hook timed out; its worker is retired").length, 1);
     const next = valueOf(await pool.call({})) as { pid: number };
@@ -434,6 +449,7 @@ export default function (input) {
   });
 
   it("call() closes the message source of a call that timed out", async () => {
+    const clock = new ManualClock();
     const pool = await startPool(
       `
 export default async function (input) {
@@ -442,13 +458,17 @@ export default async function (input) {
   await reader.read();
   await new Promise(() => {}); // never returns
 }`,
-      { timeoutMs: 1000 },
+      { timeoutMs: 1000, clock },
     );
     assert.deepEqual(await pool.call({}), { ok: true, value: "up" });
     const { iterable, stats } = countedChunks(
       Array.from({ length: 5 }, () => new TextEncoder().encode("chunk\r\n")),
     );
-    const outcome = await pool.call({}, iterable);
+    const call = pool.call({}, iterable);
+    await eventually(() => stats.pulls >= 1, "the hook to read a chunk");
+    assert.equal(stats.returned, false, "the source is open while the call runs");
+    clock.advance(1000);
+    const outcome = await call;
     assert.equal(outcome.ok ? "ok" : outcome.failure, "timeout");
     assert.ok(stats.pulls >= 1 && stats.pulls < 5, `pulls ${stats.pulls}`);
     await eventually(() => stats.returned, "the message source to be closed");

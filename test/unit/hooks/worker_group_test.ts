@@ -11,6 +11,7 @@ import { after, afterEach, before, describe, it } from "node:test";
 import type { ModulePool } from "../../../src/hooks/module_pool.ts";
 import { NO_GRANTS } from "../../../src/hooks/sandbox.ts";
 import type { CallOutcome } from "../../../src/hooks/worker.ts";
+import { ManualClock } from "./manual_clock.ts";
 import { PoolFixture } from "./pool_fixture.ts";
 
 /** True while `pid` runs (a zombie has ended: only its parent has not collected it yet). */
@@ -68,8 +69,9 @@ describe("HookWorker process group", { skip: process.platform !== "linux" }, () 
   });
   after(() => fixture.remove());
 
-  function startPool(timeoutMs = 15_000): Promise<ModulePool> {
-    return fixture.start(HOOK, { timeoutMs, grants: { ...NO_GRANTS, run: ["/bin/sleep"] } });
+  /** A pool for the hook; its time limits run on `clock` when given (the test moves it). */
+  function startPool(timeoutMs = 15_000, clock?: ManualClock): Promise<ModulePool> {
+    return fixture.start(HOOK, { timeoutMs, clock, grants: { ...NO_GRANTS, run: ["/bin/sleep"] } });
   }
 
   async function startSleep(pool: ModulePool): Promise<number> {
@@ -80,9 +82,13 @@ describe("HookWorker process group", { skip: process.platform !== "linux" }, () 
   }
 
   it("a program the hook started ends when a timeout ends its worker", async () => {
-    const pool = await startPool(1000);
+    // The time runs out when the test says, not during the worker's start-up.
+    const clock = new ManualClock();
+    const pool = await startPool(1000, clock);
     const sleeper = await startSleep(pool);
-    const stuck = await pool.call({ hang: true });
+    const call = pool.call({ hang: true });
+    clock.advance(1000);
+    const stuck = await call;
     assert.equal(!stuck.ok && stuck.failure, "timeout");
     await ended(sleeper, "the hook's /bin/sleep");
   });

@@ -17,6 +17,7 @@ import { MAX_FRAME_BYTES } from "../../../src/hooks/frames.ts";
 import type { ModulePool } from "../../../src/hooks/module_pool.ts";
 import type { CallOutcome } from "../../../src/hooks/worker.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
+import { ManualClock } from "./manual_clock.ts";
 import { eventually, PoolFixture } from "./pool_fixture.ts";
 
 /**
@@ -51,11 +52,15 @@ describe("HookWorker channel", () => {
   afterEach(() => fixture.killAll());
   after(() => fixture.remove());
 
-  /** Starts a pool for `source` that logs into `lines` and counts into `counters`. */
+  /**
+   * Starts a pool for `source` that logs into `lines` and counts into
+   * `counters`; its time limits run on `clock` when given.
+   */
   function startPool(
     source: string,
     timeoutMs = 15_000,
     outputLimits = { linesPerSecond: 200, bytesPerSecond: 64 * 1024 },
+    clock?: ManualClock,
   ): Promise<ModulePool> {
     lines = [];
     counters = new Counters();
@@ -64,6 +69,7 @@ describe("HookWorker channel", () => {
       outputLimits,
       logger: new Logger("debug", (line) => lines.push(line)),
       counters,
+      clock,
     });
   }
 
@@ -188,9 +194,12 @@ export default function () {
   });
 
   it("ignores the late answer of a call that timed out (not a protocol error)", async () => {
-    // Calls with "wait" answer once the test creates "release" in the
-    // hook's own folder (which it may read), in the order they came: the
-    // late answer of A goes out on the channel before C's.
+    // Calls with "wait" say so on stdout, then answer once the test creates
+    // "release" in the hook's own folder (which it may read), in the order
+    // they came: the late answer of A goes out on the channel before C's.
+    // The test moves the clock of the time limits, so A times out when the
+    // test says and C not at all, however slow the machine.
+    const clock = new ManualClock();
     const pool = await startPool(
       `
 const folder = import.meta.url.replace(/\\.ts$/, "/");
@@ -206,23 +215,29 @@ const poll = setInterval(() => {
   release();
 }, 10);
 export default async (input) => {
-  if (input.wait) await released;
+  if (input.wait) {
+    console.log("waiting " + input.n);
+    await released;
+  }
   return { n: input.n, pid: Deno.pid };
 };`,
       3000,
+      undefined,
+      clock,
     );
-    // Loads the worker first, so the timed-out call is only the hook's slowness.
     const first = await pool.call({ n: 0 });
     assert.ok(first.ok, JSON.stringify(first));
     const pid = (first.value as { pid: number }).pid;
-    // C starts 2 s after A, so its deadline comes 2 s after A's: room for
-    // what follows A's timeout (the release file, the hook's answers), all
-    // of it driven by events. The retired worker lives on for C.
+    // A's time runs out at 3000, C's at 4000; the clock stops at 3000.
     const a = pool.call({ n: 1, wait: true });
-    await new Promise((r) => setTimeout(r, 2000));
+    clock.advance(1000);
     const c = pool.call({ n: 2, wait: true });
+    const waiting = () => lines.filter((l) => /line="waiting \d"/.test(l)).length;
+    await eventually(() => waiting() === 2, "both calls to reach the hook");
+    clock.advance(2000);
     const timedOut = await a;
     assert.equal(!timedOut.ok && timedOut.failure, "timeout", JSON.stringify(timedOut));
+    assert.equal(pool.workerCount, 1, "the retired worker lives on for C");
     const folder = join(fixture.hooksDir, pool.options.name);
     await mkdir(folder, { recursive: true });
     await writeFile(join(folder, "release"), "");
@@ -231,6 +246,10 @@ export default async (input) => {
     assert.deepEqual(await c, { ok: true, value: { n: 2, pid } });
     assert.deepEqual(brokeProtocol(), []);
     assert.equal(counters.get("hook_protocol_errors_total", { hook: pool.options.name }), 0);
+    assert.equal(counters.get("hook_timeouts_total", { hook: pool.options.name }), 1);
+    // With C answered, the retired worker has nothing left and ends.
+    await ended(pool);
+    assert.equal(pool.restarts, 0);
   });
 
   it("fails a call whose result is larger than a frame with a clear error; the worker lives on", async () => {
