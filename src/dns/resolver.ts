@@ -67,6 +67,12 @@ export interface DnsResolverOptions {
   maxNegativeTtlSeconds?: number;
   /** How long a failed lookup (timeout, SERVFAIL…) is remembered, in ms. Default 5000. */
   failureTtlMs?: number;
+  /**
+   * The clock cached answers expire by, in milliseconds. Default `Date.now`;
+   * tests pass their own. A lookup's deadline stays on real time: it races
+   * real sockets.
+   */
+  now?: () => number;
 }
 
 /** A record of the answer section (OPT only ever appears in the additional one). */
@@ -104,7 +110,7 @@ export class DnsResolver {
     // that a record published after a failed check is seen within minutes.
     this.#maxNegativeTtlMs = positive(options.maxNegativeTtlSeconds, 300) * 1000;
     this.#failureTtlMs = Math.max(0, options.failureTtlMs ?? 5000);
-    this.#cache = new TtlCache(options.cacheMaxEntries ?? 10_000);
+    this.#cache = new TtlCache(options.cacheMaxEntries ?? 10_000, options.now);
   }
 
   /** The servers queried, as `host:port`. */

@@ -74,6 +74,8 @@ export interface DnsServerOptions {
   host?: string;
   /** TTL and MINIMUM of the SOA sent with NXDOMAIN and NODATA; default 60. */
   negativeTtl?: number;
+  /** MINIMUM of that SOA when it is to differ from its TTL; default `negativeTtl`. */
+  soaMinimum?: number;
   /** False to send negative answers without an SOA (uncacheable, RFC 2308 section 5). */
   soa?: boolean;
   /**
@@ -267,7 +269,7 @@ export class TestDnsServer {
           refresh: 3600,
           retry: 600,
           expire: 86400,
-          minimum: ttl,
+          minimum: this.#options.soaMinimum,
         },
       });
     }
@@ -304,6 +306,7 @@ export async function startDnsServer(
   const settings: Required<DnsServerOptions> = {
     host: options.host ?? "127.0.0.1",
     negativeTtl: options.negativeTtl ?? 60,
+    soaMinimum: options.soaMinimum ?? options.negativeTtl ?? 60,
     soa: options.soa ?? true,
     chaseCnames: options.chaseCnames ?? true,
     pickPort: options.pickPort ?? (() => 0),

@@ -151,6 +151,7 @@ describe("DnsResolver answers", () => {
   });
 });
 
+// How long answers are kept (TTLs, caps, negative answers): ttl_test.ts.
 describe("DnsResolver cache", () => {
   let server: TestDnsServer;
   before(async () => {
@@ -172,40 +173,6 @@ describe("DnsResolver cache", () => {
     const resolver = resolverFor(server);
     await Promise.all([1, 2, 3].map(() => resolver.resolve("host.test", "A")));
     assert.equal(server.count("host.test", "A"), 1);
-  });
-
-  it("asks again once the TTL (capped by maxTtlSeconds) has run out", async () => {
-    // Only what waiting cannot change is asserted: past the 50 ms cap the
-    // capped resolver asks again, while one with the record's own TTL
-    // (300 s) answers from its cache. (Whether the capped one still answers
-    // from its cache within 50 ms depends on how fast the test runs; the
-    // resolver takes no clock to inject.)
-    const capped = resolverFor(server, { maxTtlSeconds: 0.05 });
-    const uncapped = resolverFor(server);
-    await capped.resolve("v4only.test", "A");
-    await uncapped.resolve("v4only.test", "A");
-    const asked = Date.now();
-    assert.equal(server.count("v4only.test", "A"), 2);
-    // Both answers were cached before "asked", so the capped one is stale
-    // once the clock has passed asked + 50 ms.
-    for (let i = 0; i < 100 && Date.now() <= asked + 60; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    assert.ok(Date.now() > asked + 60, "the clock did not move");
-    await capped.resolve("v4only.test", "A");
-    assert.equal(server.count("v4only.test", "A"), 3, "the capped resolver asked again");
-    await uncapped.resolve("v4only.test", "A");
-    assert.equal(server.count("v4only.test", "A"), 3, "the other one answered from its cache");
-  });
-
-  it("keeps NXDOMAIN and NODATA by the SOA's negative TTL (RFC 2308)", async () => {
-    const resolver = resolverFor(server);
-    await rejectsWith(resolver.resolve("gone.test", "TXT"), "ENOTFOUND");
-    await rejectsWith(resolver.resolve("gone.test", "TXT"), "ENOTFOUND");
-    assert.equal(server.count("gone.test", "TXT"), 1);
-    await rejectsWith(resolver.resolve("mail.test", "AAAA"), "ENODATA");
-    await rejectsWith(resolver.resolve("mail.test", "AAAA"), "ENODATA");
-    assert.equal(server.count("mail.test", "AAAA"), 1);
   });
 
   it("does not cache anything when the cache is disabled", async () => {
