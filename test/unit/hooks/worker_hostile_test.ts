@@ -361,7 +361,7 @@ export default (input) => {
     assert.equal(lines.filter((l) => l.includes(`msg="hook worker exited"`)).length, 0);
   });
 
-  it("ends a worker whose output, during a call, comes in more than 1000 writes a second", async () => {
+  it("ends a worker that floods its output one byte at a time during a call", async () => {
     const pool = await startPool(`
 export default () => {
   // One byte at a time, never yielding (at most 20 s).
@@ -372,9 +372,16 @@ export default () => {
 };`);
     const outcome = await pool.call({});
     assert.equal(outcome.ok, false);
-    assert.match(!outcome.ok ? outcome.error : "", /more than 1000 writes in one second/);
+    // Postern counts the reads it makes of the pipe. On an idle machine it
+    // reads about as often as the hook writes, and the count of writes
+    // trips first; on a busy one the pipe merges the bytes into fewer,
+    // larger reads, and the byte budget trips first. Either ends the
+    // flood; output_ceiling_test checks each limit on its own.
+    const flood =
+      /its output came in more than 1000 writes in one second|it wrote more than 1048576 bytes of output in one second/;
+    assert.match(!outcome.ok ? outcome.error : "", flood);
     assert.equal(excess().length, 1);
-    assert.match(excess()[0]!, /cause="its output came in more than 1000 writes in one second"/);
+    assert.match(excess()[0]!, flood);
   });
 
   it("ends a worker that writes more than 16 times its byte budget in one second, during a call", async () => {
