@@ -12,7 +12,11 @@
  * by letting idle smtpd processes exit (`max_idle`). The price is paid by
  * the next message, whose code is compiled again: 20-30 ms of CPU, and 10-18
  * ms instead of 4-8 ms for its whole session. So the spell is long, and the
- * trim runs once per spell, never while mail flows.
+ * trim runs once per spell. A spell is counted from the last message
+ * queued, so the trim can also come during a DATA transfer longer than a
+ * minute, or while deliveries of an earlier burst still run: the full
+ * collection then holds the event loop up for tens of milliseconds (70 ms
+ * with half a million live objects, on Bun 1.4.5), once.
  *
  * It does not lower the figure right after start-up: trimming then gave
  * back 3 MB of heap and paged in 3 MB of the collector's code, which an
