@@ -23,4 +23,4 @@ export { checkRecipient } from "./recipient.ts";
 export { formatReply, isPermanent, Replies, reply } from "./reply.ts";
 export type { SmtpReply } from "./reply.ts";
 export { Intake } from "./session.ts";
-export type { IntakeDeps, IntakePolicy } from "./session.ts";
+export type { IntakeDeps, IntakePolicy } from "./intake_deps.ts";
