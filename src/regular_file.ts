@@ -17,7 +17,7 @@ import type { Stats } from "node:fs";
  * nothing is there (ENOENT, and only that).
  *
  * Synchronous, as the configuration loader's reads are (see `readOptional`
- * in `config/load.ts`), and never blocking: the file is opened with
+ * in `config/config_error.ts`), and never blocking: the file is opened with
  * O_NONBLOCK and checked again through its descriptor, so a FIFO put in
  * its place between the check and the open is refused, not waited on.
  *

@@ -8,7 +8,7 @@
 import type { ConfigFile } from "./schema.ts";
 import type { AcmeConfig, DomainConfig, MtaStsConfig } from "./types.ts";
 import { DEFAULTS } from "./defaults.ts";
-import { ConfigError } from "./load.ts";
+import { ConfigError } from "./config_error.ts";
 
 /** What {@linkcode resolveAcme} needs besides the file. */
 export interface AcmeContext {

@@ -10,7 +10,7 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { createSecureContext } from "node:tls";
-import { ConfigError, describe, errorCode, readOptional } from "./load.ts";
+import { ConfigError, describe, errorCode, readOptional } from "./config_error.ts";
 import type { CertificatePair } from "./types.ts";
 
 /** Reads and checks every configured certificate and key. */

@@ -8,7 +8,7 @@
 import { type ClusterConfig, parseClusterUrl } from "../cluster/settings.ts";
 import { DEFAULTS } from "./defaults.ts";
 import type { ConfigFile } from "./schema.ts";
-import { ConfigError } from "./load.ts";
+import { ConfigError } from "./config_error.ts";
 import { readRegularFile } from "../regular_file.ts";
 
 /** What resolving needs besides the section. */

@@ -6,7 +6,7 @@
  */
 
 import { type DkimKey, DkimKeyError, loadDkimKeys } from "../auth/mod.ts";
-import { ConfigError } from "./load.ts";
+import { ConfigError } from "./config_error.ts";
 
 /**
  * A domain's DKIM keys and the selector the configuration names. A folder

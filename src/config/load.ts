@@ -10,46 +10,30 @@
  * ```
  *
  * Every file is optional and what is missing takes the default. Every error
- * names the file, the line where known, the field and the problem.
+ * names the file, the line where known, the field and the problem
+ * (config_error.ts). The sections with their own rules are resolved in
+ * their own modules (domains.ts, outbound.ts, acme.ts, cluster.ts, …);
+ * this one puts them together with the defaults.
  *
  * @module
  */
 
-import { readdirSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import type { HookPoint } from "../../hooks/mod.ts";
-import { AliasSyntaxError, normalizeDomain, parseAliases } from "../aliases/mod.ts";
 import { parseNetwork, type SpfAction, spfPolicy, type SpfResult } from "../auth/mod.ts";
 import type { HooksConfig } from "../hooks/mod.ts";
-import { readRegularFile } from "../regular_file.ts";
 import { hostname as hostHostname } from "../runtime/mod.ts";
-import { type Endpoint, parseEndpoint } from "../users/endpoint.ts";
-import { isPasswordHash, parseUserLine } from "../users/mod.ts";
 import { resolveAcme } from "./acme.ts";
 import { loadCertificates } from "./certificates.ts";
-import { loadDkim } from "./dkim.ts";
+import { ConfigError, describe, readOptional } from "./config_error.ts";
+import { endpointOf, lmtpOf, loadDomains } from "./domains.ts";
 import { readMainFile } from "./main_file.ts";
 import { resolveCluster } from "./cluster.ts";
 import { resolveOutbound } from "./outbound.ts";
 import { CONFIG_FILE_NAME, defaultQueueMinfree, DEFAULTS } from "./defaults.ts";
 import type { ConfigFile } from "./schema.ts";
-import type { Config, DomainConfig } from "./types.ts";
-
-/** A configuration problem found at start-up. */
-export class ConfigError extends Error {
-  /** The file at fault. */
-  readonly file: string;
-  /** What kind of problem, when it has its own counter ("dkim_key"). */
-  readonly kind: string | undefined;
-
-  /** Creates the error; `message` already names the file and field. */
-  constructor(file: string, message: string, kind?: string) {
-    super(message);
-    this.name = "ConfigError";
-    this.file = file;
-    this.kind = kind;
-  }
-}
+import type { Config } from "./types.ts";
 
 /** Where to load the configuration from. */
 export interface LoadOptions {
@@ -291,149 +275,4 @@ function requireDirectory(dir: string): void {
     throw new ConfigError(dir, `${dir}: cannot read the configuration directory: ${describe(err)}`);
   }
   throw new ConfigError(dir, `${dir}: the configuration path is not a directory`);
-}
-
-/**
- * Reads a text file, or undefined when it does not exist.
- *
- * Synchronous, as are the other reads of the loader: a reload reads every
- * file of the configuration, and on Deno an asynchronous read costs several
- * times the CPU of the same read done in line (a hand-off to a thread pool
- * and back); configuration files are small and local.
- *
- * @throws {ConfigError} naming the file when it exists but cannot be read
- * (a folder on its path the server may not enter, a symlink loop) or is
- * not a regular file (a FIFO, a device, a socket): only a missing file is
- * absent, never one the server cannot see.
- */
-export function readOptional(path: string): string | undefined {
-  try {
-    return readRegularFile(path);
-  } catch (err) {
-    throw new ConfigError(path, `${path}: cannot read the file: ${describe(err)}`);
-  }
-}
-
-function loadDomains(
-  configDir: string,
-  file: ConfigFile,
-): Map<string, DomainConfig> {
-  const domains = new Map<string, DomainConfig>();
-  const domainsDir = join(configDir, "domains");
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(domainsDir, { withFileTypes: true })
-      .filter((e) => e.isDirectory() || e.isSymbolicLink())
-      .map((e) => e.name)
-      .filter((name) => !name.startsWith("."));
-  } catch (err) {
-    if (errorCode(err) !== "ENOENT") {
-      throw new ConfigError(domainsDir, `${domainsDir}: cannot list domains: ${describe(err)}`);
-    }
-  }
-  // Folders and postern.yaml keys may spell a domain in different cases;
-  // they are one domain, with the folder's files and the file's settings.
-  const folders = new Map(entries.map((dir) => [normalizeDomain(dir), dir]));
-  const settingsByName = new Map(
-    Object.entries(file.domains ?? {}).map(([key, value]) => [normalizeDomain(key), value]),
-  );
-  for (const name of new Set([...folders.keys(), ...settingsByName.keys()])) {
-    const dir = join(domainsDir, folders.get(name) ?? name);
-    domains.set(name, {
-      name,
-      anyUser: settingsByName.get(name)?.any_user ?? false,
-      lmtp: lmtpOf(
-        settingsByName.get(name)?.delivery?.lmtp,
-        file,
-        (p) => resolve(configDir, p),
-      ),
-      ...loadUsers(join(dir, "users")),
-      aliases: loadAliases(join(dir, "aliases"), name),
-      ...loadDkim(
-        join(dir, "dkim"),
-        name,
-        settingsByName.get(name)?.dkim?.selector,
-        join(configDir, CONFIG_FILE_NAME),
-      ),
-    });
-  }
-  return domains;
-}
-
-function loadUsers(
-  path: string,
-): { users: Set<string>; passwords: Map<string, string> } {
-  const text = readOptional(path);
-  const users = new Set<string>();
-  const passwords = new Map<string, string>();
-  if (text === undefined) return { users, passwords };
-  for (const [index, raw] of text.split(/\r?\n/).entries()) {
-    // `name` (a mailbox), or `name <scrypt hash>` (a user who may also log
-    // in to submit mail).
-    const parsed = parseUserLine(raw);
-    if (!parsed) continue;
-    const { name, credentials } = parsed;
-    if (name.includes("@") || name.includes(",")) {
-      throw new ConfigError(
-        path,
-        `${path}:${index + 1}: user "${name}" must be a bare name, without a domain or commas`,
-      );
-    }
-    if (credentials !== "") {
-      if (!isPasswordHash(credentials)) {
-        throw new ConfigError(
-          path,
-          `${path}:${index + 1}: the password of "${name}" is not a hash from "postern user add"`,
-        );
-      }
-      passwords.set(name, credentials);
-    }
-    users.add(name);
-  }
-  return { users, passwords };
-}
-
-function loadAliases(path: string, domain: string) {
-  const text = readOptional(path);
-  if (text === undefined) return new Map();
-  try {
-    return parseAliases(text, domain);
-  } catch (err) {
-    if (err instanceof AliasSyntaxError) {
-      throw new ConfigError(path, `${path}:${err.line}: ${err.message}`);
-    }
-    throw err;
-  }
-}
-
-/** A parsed endpoint (schema-checked), a relative socket path taken from the config directory. */
-function endpointOf(
-  text: string | undefined,
-  relativeToConfig: (p: string) => string,
-): Endpoint | undefined {
-  const endpoint = text === undefined ? undefined : parseEndpoint(text);
-  if (endpoint?.kind !== "unix") return endpoint;
-  return { kind: "unix", path: relativeToConfig(endpoint.path) };
-}
-
-/** A domain's LMTP server: its own setting ("off": none), else delivery.lmtp. */
-function lmtpOf(
-  own: string | undefined,
-  file: ConfigFile,
-  relativeToConfig: (p: string) => string,
-): Endpoint | undefined {
-  if (own === "off") return undefined;
-  return endpointOf(own ?? file.delivery?.lmtp, relativeToConfig);
-}
-
-/** The `code` of a Node-style error, if any. */
-export function errorCode(err: unknown): string | undefined {
-  return typeof err === "object" && err !== null && "code" in err
-    ? String((err as { code: unknown }).code)
-    : undefined;
-}
-
-/** A one-line description of a thrown value. */
-export function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

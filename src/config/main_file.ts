@@ -7,7 +7,7 @@
 
 import * as v from "valibot";
 import { LineCounter, parseDocument } from "yaml";
-import { ConfigError, readOptional } from "./load.ts";
+import { ConfigError, readOptional } from "./config_error.ts";
 import { type ConfigFile, ConfigFileSchema } from "./schema.ts";
 
 /**

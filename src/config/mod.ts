@@ -6,7 +6,8 @@
  */
 
 export { CONFIG_FILE_NAME, DEFAULTS } from "./defaults.ts";
-export { ConfigError, describe, errorCode, loadConfig } from "./load.ts";
+export { ConfigError, describe, errorCode } from "./config_error.ts";
+export { loadConfig } from "./load.ts";
 export type { LoadOptions } from "./load.ts";
 export { listenAddressProblem } from "./fields.ts";
 export { ConfigFileSchema } from "./schema.ts";
