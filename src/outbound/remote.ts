@@ -3,7 +3,8 @@
  * Each recipient is routed to a virtual MTA (and passed through the
  * pre-delivery-attempt hook); recipients that share a virtual MTA, domain
  * and sender go in one transaction, over a pooled connection to the
- * domain's MX hosts (or the smarthost).
+ * domain's MX hosts (or the smarthost). Opening a session is
+ * `connect.ts`'s, the transaction over it `transaction.ts`'s.
  *
  * @module
  */
@@ -13,16 +14,17 @@ import type { DnsResolver } from "../dns/mod.ts";
 import type { CallOutcome } from "../hooks/mod.ts";
 import type { Counters, Logger } from "../log/mod.ts";
 import type { DeliveryResult, RecipientRef, SpoolItem } from "../queue/mod.ts";
-import { SmtpError, SmtpSession, type TlsMode } from "./client.ts";
-import { downgradeTo7bit } from "./downgrade.ts";
+import type { SmtpSession, TlsMode } from "./client.ts";
+import { openSession } from "./connect.ts";
 import { statusOf } from "./dsn.ts";
-import { type MessageContent, scanMessage, sendPlan } from "./eight_bit.ts";
+import { type MessageContent, scanMessage } from "./eight_bit.ts";
 import type { MtaStsPolicies, TlsRequirement } from "./mta_sts.ts";
 import { type MailHost, mailHosts, RoutingError } from "./mx.ts";
 import type { ConnectionPool, Destination } from "./pool.ts";
 import { HOOK_ERROR_TEXT, preDeliveryDecision } from "./pre_delivery.ts";
 import { chooseMta, domainOf } from "./route.ts";
-import type { OutboundConfig, VirtualMta } from "./settings.ts";
+import type { OutboundConfig } from "./settings.ts";
+import { type AttemptMessage, type RecipientGroup, sendTransaction } from "./transaction.ts";
 
 /** What the remote courier needs; getters return what the policy in force says. */
 export interface RemoteCourierDeps {
@@ -36,34 +38,6 @@ export interface RemoteCourierDeps {
   hookLog: (line: string) => void;
   logger: Logger;
   counters: Counters;
-}
-
-/**
- * Addresses tried per attempt at most, as Postfix's smtp_mx_address_limit
- * (RFC 5321 section 5.1 allows a limit, and asks for at least two): a
- * domain with dozens of dead MX hosts cannot hold an attempt for dozens of
- * connect timeouts.
- */
-const MAX_ADDRESSES = 5;
-
-/** The message of one attempt: its bytes, and what they need of a server. */
-interface Message {
-  open: () => AsyncIterable<Uint8Array>;
-  /** Read once, when the first session is open. */
-  content: () => Promise<MessageContent>;
-  /** The sender declared SMTPUTF8 when it gave us the message. */
-  smtputf8: boolean;
-}
-
-/** Recipients that go in one transaction. */
-interface Group {
-  mta: VirtualMta;
-  /** The recipients' real domain: where the MX lookup goes. */
-  domain: string;
-  /** The domain routes and per-destination limits use (deliver_as_if_to_domain). */
-  limitDomain: string;
-  sender: string;
-  members: Array<{ position: number; address: string }>;
 }
 
 /** Delivers to other domains' MX hosts or to the smarthost. */
@@ -84,7 +58,7 @@ export class RemoteCourier {
   ): Promise<DeliveryResult[]> {
     const config = this.#deps.config();
     const results: DeliveryResult[] = new Array(recipients.length);
-    const groups = new Map<string, Group>();
+    const groups = new Map<string, RecipientGroup>();
     for (const [position, recipient] of recipients.entries()) {
       const planned = await this.#plan(item, recipient, config);
       if ("status" in planned) {
@@ -98,7 +72,7 @@ export class RemoteCourier {
       groups.set(key, group);
     }
     let scanned: Promise<MessageContent> | undefined;
-    const message: Message = {
+    const message: AttemptMessage = {
       open,
       content: () => scanned ??= scanMessage(open()),
       smtputf8: item.envelope.smtputf8,
@@ -115,7 +89,7 @@ export class RemoteCourier {
     item: SpoolItem,
     recipient: RecipientRef,
     config: OutboundConfig,
-  ): Promise<Omit<Group, "members"> | DeliveryResult> {
+  ): Promise<Omit<RecipientGroup, "members"> | DeliveryResult> {
     const { envelope } = item;
     const domain = domainOf(recipient.address);
     let mtaid = chooseMta(config, envelope.from, domain);
@@ -186,9 +160,9 @@ export class RemoteCourier {
 
   /** One transaction for a group; results in the group's order. */
   async #deliverGroup(
-    group: Group,
+    group: RecipientGroup,
     config: OutboundConfig,
-    message: Message,
+    message: AttemptMessage,
   ): Promise<DeliveryResult[]> {
     const all = (result: DeliveryResult) => group.members.map(() => result);
     let hosts: MailHost[];
@@ -248,7 +222,7 @@ export class RemoteCourier {
     // the next attempt, not two copies in this one).
     for (let tries = 0;; tries++) {
       if (!session) {
-        const opened = await this.#connect(hosts, group.mta, config, tls);
+        const opened = await openSession(hosts, group.mta, config, tls, this.#deps.logger);
         if ("error" in opened) {
           this.#deps.pool.checkin(destination, undefined);
           return all({ status: "deferred", error: opened.error, dsnStatus: "4.4.1" });
@@ -256,7 +230,7 @@ export class RemoteCourier {
         session = opened.session;
       }
       const reused = session.messages > 0;
-      const result = await this.#transaction(session, group, message);
+      const result = await sendTransaction(session, group, message);
       this.#recycle(destination, session, config);
       if ("lost" in result && !result.afterData && reused && tries === 0) {
         session = undefined;
@@ -271,138 +245,8 @@ export class RemoteCourier {
     }
   }
 
-  /**
-   * One transaction over an open session; `lost` when the connection
-   * failed without a reply to the message (`afterData`: once it had
-   * started to go out).
-   */
-  async #transaction(
-    session: SmtpSession,
-    group: Group,
-    message: Message,
-  ): Promise<DeliveryResult[] | { lost: string; afterData: boolean }> {
-    const remote = `${session.options.serverName}[${session.options.address}]`;
-    const to = group.members.map((m) => m.address);
-    let content: MessageContent;
-    try {
-      content = await message.content();
-    } catch (err) {
-      const error = `cannot read the message: ${err instanceof Error ? err.message : err}`;
-      return group.members.map(() => ({ status: "deferred", error, dsnStatus: "4.3.0" }));
-    }
-    const plan = sendPlan(content, message.smtputf8, [group.sender, ...to], session);
-    if ("cannot" in plan) {
-      // RFC 6531 section 3.4; Postfix's status and text.
-      return group.members.map(() => ({
-        status: "failed",
-        error: `SMTPUTF8 is required, but was not offered by host ${remote}`,
-        dsnStatus: "5.6.7",
-        remoteMta: session.options.serverName,
-      }));
-    }
-    try {
-      const outcome = await session.send(
-        { from: group.sender, to },
-        plan.downgrade ? downgradeTo7bit(message.open()) : message.open(),
-        plan,
-      );
-      if (outcome.accepted.length === 0 && !(await session.reset())) session.close();
-      return group.members.map((member): DeliveryResult => {
-        const refused = outcome.rejected.get(member.address);
-        if (!refused) return { status: "sent", detail: `${remote} ${outcome.response}` };
-        const permanent = (refused.code ?? 400) >= 500;
-        return {
-          status: permanent ? "failed" : "deferred",
-          error: `${remote} said: ${refused.response}`,
-          dsnStatus: statusOf(refused.response, permanent),
-          remoteMta: session.options.serverName,
-        };
-      });
-    } catch (err) {
-      const smtp = err instanceof SmtpError ? err : new SmtpError(err, "DATA");
-      if (smtp.code === undefined && !smtp.malformed) {
-        session.close();
-        return { lost: `${remote} failed: ${smtp.message}`, afterData: smtp.afterData };
-      }
-      if (!(await session.reset())) session.close();
-      return group.members.map(() => ({
-        status: smtp.permanent ? "failed" : "deferred",
-        // RFC 5321 section 4.2.1: a malformed reply ends the transaction
-        // as a fatal error (5.5.0, a protocol error).
-        error: smtp.malformed
-          ? `${remote} sent a ${smtp.message}`
-          : `${remote} said: ${smtp.message}`,
-        dsnStatus: smtp.malformed ? "5.5.0" : statusOf(smtp.response ?? "", smtp.permanent),
-        remoteMta: session.options.serverName,
-      }));
-    }
-  }
-
   #recycle(destination: Destination, session: SmtpSession, config: OutboundConfig): void {
     if (session.messages >= config.messagesPerConnection) session.close();
     this.#deps.pool.checkin(destination, session.usable ? session : undefined);
-  }
-
-  /**
-   * Opens a session to the first host that answers, in preference order
-   * (RFC 5321 section 5.1); each host's addresses in turn, at most
-   * `MAX_ADDRESSES` of them. A failed opportunistic TLS handshake is
-   * retried in plain text (RFC 7435 section 3).
-   */
-  async #connect(
-    hosts: MailHost[],
-    mta: VirtualMta,
-    config: OutboundConfig,
-    tls: TlsMode,
-  ): Promise<{ session: SmtpSession } | { error: string }> {
-    const errors: string[] = [];
-    const auth = config.smarthost?.auth;
-    let tried = 0;
-    for (const host of hosts) {
-      const addresses = mta.bind
-        ? host.addresses.filter((a) => (a.family === 6) === mta.bind!.includes(":"))
-        : host.addresses;
-      for (const { address } of addresses) {
-        if (tried++ === MAX_ADDRESSES) {
-          errors.push(`(${MAX_ADDRESSES} addresses tried, the limit of an attempt)`);
-          return { error: `could not reach any host: ${errors.join("; ")}` };
-        }
-        const base = {
-          address,
-          port: config.smarthost?.port ?? config.port,
-          serverName: host.name,
-          ehlo: mta.ehlo,
-          bind: mta.bind,
-          ca: config.smarthost?.ca,
-          auth,
-          connectTimeoutMs: config.connectTimeoutMs,
-          commandTimeoutMs: config.commandTimeoutMs,
-        };
-        try {
-          return { session: await SmtpSession.open({ ...base, tls }) };
-        } catch (err) {
-          let failure = err as SmtpError;
-          // RFC 7435 section 3: a failed opportunistic handshake falls back
-          // to plain text rather than not delivering: any failure after
-          // STARTTLS was sent (a TLS alert, non-TLS bytes, a close), however
-          // the TLS library words it. Never where TLS is required (MTA-STS
-          // enforce, the smarthost): there the mode is not opportunistic.
-          if (tls === "opportunistic" && failure.afterStarttls) {
-            try {
-              return { session: await SmtpSession.open({ ...base, tls: "none" }) };
-            } catch (plain) {
-              failure = plain as SmtpError;
-            }
-          }
-          errors.push(`${host.name}[${address}]: ${failure.message}`);
-          this.#deps.logger.debug("outbound connection failed", {
-            host: host.name,
-            address,
-            error: failure.message,
-          });
-        }
-      }
-    }
-    return { error: `could not reach any host: ${errors.join("; ") || "no usable address"}` };
   }
 }
