@@ -2,9 +2,10 @@
  * A scripted LMTP server (RFC 2033) on test/support/fake_mx.ts, for tests
  * that need a mail store to misbehave on cue, as Dovecot will not: answer
  * the data for some recipients and then die before the others' replies.
- * The script decides each recipient's reply to the data; the server writes
- * them in order and hangs up (or falls silent) when the script gave fewer
- * than there are recipients.
+ * The script decides the replies to MAIL FROM, each RCPT TO and DATA, and
+ * each recipient's reply to the data; the server writes the latter in order
+ * and hangs up (or falls silent) when the script gave fewer than there are
+ * recipients.
  *
  * @module
  */
@@ -13,8 +14,15 @@ import type { FakeMxConnection, FakeMxMessage } from "./fake_mx.ts";
 
 /** What an LMTP dialogue answers; each reply without its CRLF. */
 export interface LmtpScript {
+  /** The reply to MAIL FROM, for the line as sent. Default "250 2.1.0 ok". */
+  mail?: (line: string) => string;
   /** The reply to RCPT TO for `address`. Default "250 2.1.5 ok". */
   rcpt?: (address: string) => string;
+  /**
+   * The reply to DATA when a recipient was accepted. Default "354 go
+   * ahead"; any other reply ends the transaction there.
+   */
+  data?: () => string;
   /**
    * The replies to the data, one per recipient accepted at RCPT, in their
    * order (RFC 2033 section 4.2). Fewer than the recipients: the connection
@@ -35,12 +43,16 @@ export function lmtpDialogue(script: LmtpScript = {}): (c: FakeMxConnection) => 
       const verb = line.slice(0, 4).toUpperCase();
       if (verb === "LHLO") c.send("250-fake.lmtp\r\n250 PIPELINING\r\n");
       else if (verb === "MAIL") {
-        mailFrom = line;
+        const reply = script.mail?.(line) ?? "250 2.1.0 ok";
+        // A refused sender starts no transaction: a RCPT then gets 503 (RFC 5321 section 3.3).
+        mailFrom = reply.startsWith("250") ? line : "";
         to = [];
-        c.send("250 2.1.0 ok\r\n");
+        c.send(`${reply}\r\n`);
       } else if (verb === "RCPT") {
         const address = /<(.*)>/.exec(line)?.[1] ?? "";
-        const reply = script.rcpt?.(address) ?? "250 2.1.5 ok";
+        const reply = mailFrom === ""
+          ? "503 5.5.1 MAIL first"
+          : script.rcpt?.(address) ?? "250 2.1.5 ok";
         if (reply.startsWith("250")) to.push(address);
         c.send(`${reply}\r\n`);
       } else if (verb === "DATA") {
@@ -48,21 +60,28 @@ export function lmtpDialogue(script: LmtpScript = {}): (c: FakeMxConnection) => 
           c.send("503 5.5.1 no valid recipients\r\n");
           continue;
         }
-        c.send("354 go ahead\r\n");
+        const reply = script.data?.() ?? "354 go ahead";
+        c.send(`${reply}\r\n`);
+        if (!reply.startsWith("354")) {
+          [mailFrom, to] = ["", []];
+          continue;
+        }
         const data = await c.data();
         if (data === undefined) return;
         const message = { mailFrom, to, data };
         c.messages.push(message);
+        [mailFrom, to] = ["", []];
         const replies = script.afterData?.(message, c) ??
-          to.map((address) => `250 2.0.0 <${address}> saved`);
-        for (const reply of replies.slice(0, to.length)) c.send(`${reply}\r\n`);
-        if (replies.length >= to.length) continue;
+          message.to.map((address) => `250 2.0.0 <${address}> saved`);
+        for (const reply of replies.slice(0, message.to.length)) c.send(`${reply}\r\n`);
+        if (replies.length >= message.to.length) continue;
         if (script.silent) c.log.push("silent");
         return script.silent ? await c.closed : c.destroy();
       } else if (verb === "QUIT") {
         c.send("221 2.0.0 bye\r\n");
         return c.destroy();
       } else if (verb === "RSET" || verb === "NOOP") {
+        if (verb === "RSET") [mailFrom, to] = ["", []];
         c.send("250 2.0.0 ok\r\n");
       } else {
         c.send("502 5.5.2 not here\r\n");
