@@ -2,10 +2,11 @@
  * Delivery over LMTP (RFC 2033) to a mail store such as Dovecot, through
  * nodemailer's SMTP client in its LMTP mode. One transaction per message
  * and LMTP server: every mailbox recipient in it, and one reply per
- * recipient after the data (RFC 2033 section 4.2), which becomes that
- * recipient's result, also when the connection is lost before the others'
- * replies (`lmtp_replies.ts`, `lmtp_results.ts`). Connections are kept for
- * the next message.
+ * recipient accepted at RCPT after the data (RFC 2033 section 4.2). A
+ * recipient's own reply (its refusal at RCPT, or its reply to the data) is
+ * its result, also when the transaction fails afterwards or the connection
+ * is lost before the others' replies (`lmtp_replies.ts`, `lmtp_results.ts`).
+ * Connections are kept for the next message.
  *
  * @module
  */
@@ -13,8 +14,8 @@
 import { Readable } from "node:stream";
 import type SMTPConnection from "nodemailer/lib/smtp-connection";
 import { connectEndpoint, type Endpoint, endpointText } from "../users/endpoint.ts";
-import { DataReplies } from "./lmtp_replies.ts";
-import { type LmtpResults, lmtpResults, type RecipientReply } from "./lmtp_results.ts";
+import { RecipientReplies } from "./lmtp_replies.ts";
+import { type LmtpResults, lmtpResults } from "./lmtp_results.ts";
 
 export type { LmtpResults } from "./lmtp_results.ts";
 
@@ -35,8 +36,8 @@ export interface LmtpOptions {
 /** One open LMTP connection. */
 interface Session {
   connection: SMTPConnection;
-  /** The replies to the data of the transaction in progress. */
-  replies: DataReplies;
+  /** Each recipient's reply (at RCPT, or to the data) in the transaction in progress. */
+  replies: RecipientReplies;
   closed: boolean;
   idleTimer?: ReturnType<typeof setTimeout>;
 }
@@ -63,9 +64,10 @@ export class LmtpCourier {
   /**
    * Delivers one message to `recipients` (distinct addresses) through the
    * server at `endpoint`. Never rejects: a recipient the server replied
-   * to has that reply's result; a failure of the connection or the
-   * transaction is the temporary (or, for a 5xx before the data, such as
-   * to MAIL FROM, permanent) result of every recipient without a reply.
+   * to (at RCPT or to the data) has that reply's result; a failure of the
+   * connection or the transaction is the temporary (or, for a 5xx before
+   * the data, such as to MAIL FROM or DATA, permanent) result of every
+   * recipient without a reply.
    */
   async deliver(
     endpoint: Endpoint,
@@ -104,7 +106,12 @@ export class LmtpCourier {
           continue;
         }
         // The recipients the server replied to before the failure keep
-        // their replies: a 250 to the data is final (RFC 2033 section 4.2).
+        // their replies: a 250 to the data is final (RFC 2033 section 4.2),
+        // and so is a refusal at RCPT, which left the recipient out of the
+        // transaction that failed (RFC 2033 section 4.2: the data is
+        // answered for the recipients accepted at RCPT alone). A 4xx there
+        // is retried, a 5xx bounced, whatever became of the others (RFC
+        // 5321 section 4.2.1).
         return lmtpResults(where, envelope.to, session.replies.replies, {
           code: (err as { responseCode?: number }).responseCode,
           text: (err as { response?: string }).response ?? describe(err),
@@ -172,10 +179,10 @@ export class LmtpCourier {
       greetingTimeout: this.#options.connectTimeoutMs,
       socketTimeout: this.#options.commandTimeoutMs,
     });
-    let replies: DataReplies;
+    let replies: RecipientReplies;
     try {
-      // Before connect(): a nodemailer without the method fails here, at once.
-      replies = DataReplies.attach(connection);
+      // Before connect(): a nodemailer without what the tap needs fails here, at once.
+      replies = RecipientReplies.attach(connection);
     } catch (err) {
       socket.destroy();
       throw err;
@@ -206,7 +213,7 @@ export class LmtpCourier {
     open: () => AsyncIterable<Uint8Array>,
     progress: { dataStarted: boolean },
   ): Promise<LmtpResults> {
-    session.replies.clear();
+    session.replies.begin();
     // nodemailer reads the message only once the server took DATA.
     const body = (async function* () {
       progress.dataStarted = true;
@@ -217,29 +224,17 @@ export class LmtpCourier {
       session.connection.send(
         { from: envelope.from, to: [...envelope.to] },
         stream,
-        (err, info) => {
-          const refused = new Map<string, RecipientReply>();
-          const source = (err ?? info) as {
-            rejectedErrors?: Array<
-              { recipient?: string; responseCode?: number; response?: string }
-            >;
-          };
-          for (const e of source?.rejectedErrors ?? []) {
-            if (e.recipient !== undefined) {
-              refused.set(e.recipient, { code: e.responseCode, response: e.response ?? "" });
-            }
-          }
-          // Every recipient refused at RCPT: an outcome for each, not a failure.
-          if (err && !(refused.size > 0 && (err as { command?: string }).command === "RCPT TO")) {
+        (err) => {
+          // Every recipient refused at RCPT (nodemailer's only error with
+          // that command): an outcome for each, not a failure.
+          if (err && (err as { command?: string }).command !== "RCPT TO") {
             stream.destroy();
             reject(err);
             return;
           }
-          // The refusals nodemailer noted (at RCPT and to the data), and
-          // every reply to the data (RFC 2033 section 4.2: one for each
-          // recipient the server accepted).
-          const replies = new Map([...refused, ...session.replies.replies]);
-          const results = lmtpResults(where, envelope.to, replies);
+          // The refusals at RCPT, and every reply to the data (RFC 2033
+          // section 4.2: one for each recipient the server accepted).
+          const results = lmtpResults(where, envelope.to, session.replies.replies);
           if (err) {
             // Nothing was sent: end the transaction so the connection serves the next.
             session.connection.reset((resetErr) => {

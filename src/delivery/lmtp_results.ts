@@ -1,7 +1,8 @@
 /**
  * What one LMTP transaction (RFC 2033) gave each of its recipients: the
- * reply the server gave that recipient, when it gave one, else what the
- * failure of the transaction means for a recipient left without a reply.
+ * reply the server gave that recipient (its refusal at RCPT, or its reply
+ * to the data), when it gave one, else what the failure of the transaction
+ * means for a recipient left without a reply.
  *
  * @module
  */
@@ -30,8 +31,9 @@ export interface TransactionFailure {
 export type LmtpResults = Map<string, DeliveryResult>;
 
 /**
- * The result of each of `to`: its own reply in `replies`, or else what
- * `failure` means for it. `where` names the server in the errors.
+ * The result of each of `to`: its own reply in `replies` (whatever
+ * `failure` says), or else what `failure` means for it. `where` names the
+ * server in the errors.
  *
  * @example A connection lost after the first recipient's reply to the data
  * ```ts
@@ -60,11 +62,13 @@ export function lmtpResults(
 
 /**
  * RFC 2033 section 4.2: after the data the server answers each recipient
- * on its own, and that answer is the recipient's: a 2xx means the message
- * is stored for it, final even if the connection dies before the others'
- * replies (a retry would store it twice); a 5xx is permanent (a bounce),
- * anything else temporary (a retry), as for a refusal at RCPT (RFC 5321
- * section 4.2.1).
+ * it accepted at RCPT on its own, and that answer is the recipient's: a
+ * 2xx means the message is stored for it, final even if the connection
+ * dies before the others' replies (a retry would store it twice). A
+ * refusal at RCPT left its recipient out of the transaction, so nothing
+ * that ends the transaction later (a refused DATA, a lost connection)
+ * speaks for it. Either way a 5xx is permanent (a bounce), anything else
+ * temporary (a retry): RFC 5321 section 4.2.1.
  */
 function ofReply(where: string, address: string, reply: RecipientReply): DeliveryResult {
   if (reply.code !== undefined && reply.code >= 200 && reply.code < 300) {
@@ -77,14 +81,15 @@ function ofReply(where: string, address: string, reply: RecipientReply): Deliver
 }
 
 /**
- * A recipient the transaction ended without a reply for. A 5xx that ended
- * it before the data (to MAIL FROM, or to DATA) is permanent for every
- * such recipient. Once the data went out, whatever ended the transaction
- * (a lost connection, a timeout, even a 5xx fragment left on a closed
- * connection) is no answer for the recipients still waiting for theirs:
- * the server may or may not have stored the message for them, and the
- * next attempt sends it again (the duplicate RFC 5321 section 6.1
- * accepts, as Postfix's LMTP client retries those recipients).
+ * A recipient the transaction ended without a reply for (one refused at
+ * RCPT has its own). A 5xx that ended it before the data (to MAIL FROM,
+ * or to DATA) is permanent for every such recipient. Once the data went
+ * out, whatever ended the transaction (a lost connection, a timeout, even
+ * a 5xx fragment left on a closed connection) is no answer for the
+ * recipients still waiting for theirs: the server may or may not have
+ * stored the message for them, and the next attempt sends it again (the
+ * duplicate RFC 5321 section 6.1 accepts, as Postfix's LMTP client
+ * retries those recipients).
  */
 function withoutReply(where: string, failure: TransactionFailure | undefined): DeliveryResult {
   if (failure === undefined) {

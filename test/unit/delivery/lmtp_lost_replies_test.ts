@@ -112,29 +112,43 @@ describe("LmtpCourier: a server that stops replying to the data", () => {
     }
   });
 
-  it("keeps a refusal at RCPT and the replies to the data when the server hangs up", {
-    timeout: 30_000,
-  }, async () => {
-    const { lmtp, endpoint } = await server(["250 2.0.0 <a@x.test> saved"], {
-      rcpt: (address) => address.startsWith("gone@") ? "550 5.1.1 no such user" : "250 2.1.5 ok",
-    });
-    const courier = new LmtpCourier({ hostname: "mx.test" });
-    try {
-      const to = ["a@x.test", "gone@x.test", "b@x.test"];
-      const results = await courier.deliver(endpoint, { from, to }, message);
-      // gone@ was refused at RCPT, before the data: nodemailer reports only
-      // the lost connection, so gone@ is asked again next time, where the
-      // refusal is final. No copy is at stake for it.
-      assert.deepEqual(statuses(results), {
-        "a@x.test": "sent",
-        "gone@x.test": "deferred",
-        "b@x.test": "deferred",
+  it(
+    "keeps each refusal at RCPT as its recipient's result when the server hangs up after the data",
+    {
+      timeout: 30_000,
+    },
+    async () => {
+      const { lmtp, endpoint } = await server(["250 2.0.0 <a@x.test> saved"], {
+        rcpt: (address) =>
+          address.startsWith("gone@")
+            ? "550 5.1.1 <gone@x.test> no such user"
+            : address.startsWith("later@")
+            ? "450 4.2.1 <later@x.test> try later"
+            : "250 2.1.5 ok",
       });
-    } finally {
-      courier.close();
-      await lmtp.close();
-    }
-  });
+      const courier = new LmtpCourier({ hostname: "mx.test" });
+      try {
+        const to = ["a@x.test", "gone@x.test", "later@x.test", "b@x.test"];
+        const results = await courier.deliver(endpoint, { from, to }, message);
+        // gone@ and later@ were answered at RCPT, before the data: that reply
+        // is theirs, whatever becomes of the transaction. Only b@ has none.
+        assert.deepEqual(statuses(results), {
+          "a@x.test": "sent",
+          "gone@x.test": "failed",
+          "later@x.test": "deferred",
+          "b@x.test": "deferred",
+        }, lmtp.transcript);
+        const gone = results.get("gone@x.test")!;
+        assert.equal("dsnStatus" in gone ? gone.dsnStatus : undefined, "5.1.1");
+        assert.match(errorOf(gone), /550 5\.1\.1 <gone@x\.test> no such user/);
+        assert.match(errorOf(results.get("later@x.test")), /450 4\.2\.1 <later@x\.test> try later/);
+        assert.match(errorOf(results.get("b@x.test")), /Connection closed unexpectedly/);
+      } finally {
+        courier.close();
+        await lmtp.close();
+      }
+    },
+  );
 
   it("defers every recipient when the server hangs up before any reply to the data", {
     timeout: 30_000,
