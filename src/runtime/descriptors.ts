@@ -70,8 +70,11 @@ function libcFcntl(deno: DenoFfi): Fcntl | undefined {
   return undefined;
 }
 
-/** Open descriptors of this process above standard error. */
-function openDescriptors(): number[] {
+/**
+ * Open descriptors of this process above standard error (the listing's own
+ * among them); undefined when they cannot be listed.
+ */
+export function openDescriptors(): number[] | undefined {
   for (const dir of ["/proc/self/fd", "/dev/fd"]) {
     try {
       return readdirSync(dir).map(Number).filter((fd) => Number.isInteger(fd) && fd > 2);
@@ -79,7 +82,7 @@ function openDescriptors(): number[] {
       // Try the next place.
     }
   }
-  return [];
+  return undefined;
 }
 
 /**
@@ -93,7 +96,7 @@ export function sealDescriptors(): SealResult {
   const call = libcFcntl(deno);
   if (call === undefined) return { marked: [], error: loadError ?? "fcntl is not available" };
   const marked: number[] = [];
-  for (const fd of openDescriptors()) {
+  for (const fd of openDescriptors() ?? []) {
     const flags = call(fd, F_GETFD, 0);
     // -1: closed meanwhile (the listing's own descriptor, for one).
     if (flags === -1 || (flags & FD_CLOEXEC) !== 0) continue;

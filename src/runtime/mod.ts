@@ -19,6 +19,7 @@ export { embeddedFile } from "./embedded.ts";
 export type { EmbeddedFile } from "./embedded.ts";
 export { sealDescriptors } from "./descriptors.ts";
 export type { SealResult } from "./descriptors.ts";
+export { netServerStopsAfterAcceptError, openDescriptorCount, openFileLimit } from "./limits.ts";
 export type { Child, ChildExit, ChildOptions } from "./child.ts";
 
 /** The name of the JavaScript runtime Postern is running on. */
