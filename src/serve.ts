@@ -8,7 +8,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { RecipientResolver } from "./aliases/mod.ts";
-import { type CertificatePair, type Config, ConfigError } from "./config/mod.ts";
+import { type CertificatePair, type Config, ConfigError, SessionCap } from "./config/mod.ts";
 import { startAdmin } from "./admin/server.ts";
 import {
   ClusterSharedStore,
@@ -96,9 +96,22 @@ export async function serve(
   mailSink: (line: string) => void,
   options: ServeOptions = {},
 ): Promise<RunningServer> {
+  // What the process holds before it serves: the runtime's own, inherited.
+  const openAtStart = runtime.openDescriptorCount() ?? 32;
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const counters = new Counters();
   const mailLog = new MailLog(mailSink, counters);
+  const sessionCap = new SessionCap({
+    limit: runtime.openFileLimit(),
+    openAtStart,
+    // A knob for tests only, named loudly: the end-to-end tests that run
+    // the server out of descriptors through port 25 need the cap off.
+    lower: runtime.env("POSTERN_TESTING_UNCAPPED_CONNECTIONS") !== "1",
+    report: (fit, effective, warning) => {
+      mailLog.descriptorLimit(fit.limit, fit.needed, fit.configured, effective);
+      logger.warn(warning, { limit: fit.limit, needed: fit.needed, max_connections: effective });
+    },
+  });
 
   const spool = new Spool(config.dataDir);
   await spool.init();
@@ -278,7 +291,7 @@ export async function serve(
   const tls = await tlsMaterial(withAcme(config.certificates), config.dataDir, config.hostname);
   logger.info("tls certificate", { source: tls.source });
   const connections = new ConnectionLimits(
-    config.smtp.maxConnections,
+    sessionCap.maxConnections(config),
     config.smtp.maxConnectionsPerIp,
   );
   const intake = new Intake({
@@ -324,7 +337,10 @@ export async function serve(
     if (nextConfig.outbound.dkimCheckIntervalMs !== previous.config.outbound.dkimCheckIntervalMs) {
       keyring.startPeriodic(nextConfig.outbound.dkimCheckIntervalMs);
     }
-    connections.setLimits(nextConfig.smtp.maxConnections, nextConfig.smtp.maxConnectionsPerIp);
+    connections.setLimits(
+      sessionCap.maxConnections(nextConfig),
+      nextConfig.smtp.maxConnectionsPerIp,
+    );
     queue.setOptions(queueOptions(nextConfig));
     pool.setLimits(nextConfig.outbound.maxConnections, nextConfig.outbound.connectionIdleMs);
     courier.setPipeTimeout(nextConfig.delivery.pipeTimeoutMs);

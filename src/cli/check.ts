@@ -9,7 +9,7 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { adminListenWarning } from "../admin/server.ts";
-import type { Config } from "../config/mod.ts";
+import { type Config, descriptorWarning, fitSmtpConnections } from "../config/mod.ts";
 import { EmbeddedDeno, embeddedRuntime, findDeno, typeCheckHooks } from "../hooks/mod.ts";
 import { HOOK_POINTS } from "../../hooks/mod.ts";
 import * as runtime from "../runtime/mod.ts";
@@ -22,6 +22,10 @@ export async function check(config: Config): Promise<number> {
   runtime.writeStdout(`configuration OK: ${config.domains.size} domain(s)\n`);
   const exposed = config.admin.listen && adminListenWarning(config.admin.listen);
   if (exposed) runtime.writeStderr(`postern: warning: ${exposed}\n`);
+  const limit = runtime.openFileLimit();
+  const open = runtime.openDescriptorCount() ?? 32;
+  const short = limit && descriptorWarning(fitSmtpConnections(config, limit, open), true);
+  if (short) runtime.writeStderr(`postern: warning: ${short}\n`);
   if (config.configDir === undefined) return 0;
   let deno;
   try {

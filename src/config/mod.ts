@@ -6,6 +6,15 @@
  */
 
 export { CONFIG_FILE_NAME, DEFAULTS } from "./defaults.ts";
+export {
+  DESCRIPTOR_COSTS,
+  descriptorNeeds,
+  descriptorWarning,
+  fitSmtpConnections,
+  MIN_SMTP_CONNECTIONS,
+  SessionCap,
+} from "./descriptor_budget.ts";
+export type { DescriptorFit, DescriptorNeeds, SessionCapOptions } from "./descriptor_budget.ts";
 export { ConfigError, describe, errorCode } from "./config_error.ts";
 export { loadConfig } from "./load.ts";
 export type { LoadOptions } from "./load.ts";

@@ -40,6 +40,21 @@ export class MailLog {
   }
 
   /**
+   * The open file limit is below what the configuration may need at once:
+   * `smtp.max_connections` (`configured`) is `effective` for now.
+   */
+  descriptorLimit(limit: number, needed: number, configured: number, effective: number): void {
+    this.#line({
+      event: "descriptor_limit",
+      limit,
+      needed,
+      setting: "smtp.max_connections",
+      configured,
+      effective,
+    });
+  }
+
+  /**
    * A hook answered for a message (post-data: accept, reject, defer or
    * failure). The hook_calls counter is kept by the hook runner.
    */
