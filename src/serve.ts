@@ -319,6 +319,7 @@ export async function serve(
       hostname: config.hostname,
       listen: config.smtp.listen,
       submission: config.submission,
+      onRestart: (address, reason) => mailLog.listenerRestarted(address, reason),
     },
     intake,
     logger,

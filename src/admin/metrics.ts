@@ -25,6 +25,8 @@ const HELP: Record<string, string> = {
   smtp_messages_accepted_total: "Messages accepted (250 after DATA)",
   smtp_transactions_total: "SMTP transactions started (MAIL FROM)",
   smtp_rejected_total: "SMTP commands refused, by stage and reason",
+  smtp_listener_restarts_total:
+    "SMTP listeners found not accepting connections, closed and listening again",
   auth_results_total: "SPF, DKIM and DMARC results of checked messages",
   hook_calls_total: "Hook calls by hook and outcome",
   hook_call_seconds: "Time a hook call took, by hook",

@@ -55,6 +55,15 @@ export class MailLog {
   }
 
   /**
+   * A listener that stopped accepting connections was closed and listens
+   * again on the same address (`reason`: why it was found stopped).
+   */
+  listenerRestarted(address: string, reason: string): void {
+    this.#counters.inc("smtp_listener_restarts_total");
+    this.#line({ event: "listener_restarted", addr: address, reason });
+  }
+
+  /**
    * A hook answered for a message (post-data: accept, reject, defer or
    * failure). The hook_calls counter is kept by the hook runner.
    */

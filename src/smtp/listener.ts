@@ -11,7 +11,9 @@ import type {
   SMTPServerAuthenticationResponse,
   SMTPServerSession,
 } from "smtp-server";
+import { netServerStopsAfterAcceptError } from "../runtime/mod.ts";
 import { complete, completeLogin } from "./adapter.ts";
+import { ListenerWatch } from "./listener_watch.ts";
 import { PosternSmtpServer } from "./server_class.ts";
 import type { Intake } from "./session.ts";
 
@@ -31,12 +33,18 @@ export interface ListenerOptions {
   tls: TlsMaterial;
   /** Submission listeners, with AUTH: STARTTLS first, or implicit TLS. */
   submission?: { listen: readonly string[]; listenTls: readonly string[] };
+  /**
+   * A listener found not accepting connections listens again (for the mail
+   * log). Listeners are watched where the runtime's server can stop for
+   * good (Deno; listener_watch.ts).
+   */
+  onRestart?: (address: string, reason: string) => void;
 }
 
 /** Listener settings that a policy reload may change. */
 export type LiveListenerSettings = Omit<
   ListenerOptions,
-  "hostname" | "listen" | "tls" | "submission"
+  "hostname" | "listen" | "tls" | "submission" | "onRestart"
 >;
 
 /** Running SMTP listeners. */
@@ -68,6 +76,7 @@ export async function startListeners(
   logger: Logger,
 ): Promise<SmtpListeners> {
   const servers: PosternSmtpServer[] = [];
+  const watches: ListenerWatch[] = [];
   const addresses: string[] = [];
   const unexpected = (err: unknown) =>
     logger.error("unexpected error in an SMTP handler", {
@@ -140,8 +149,14 @@ export async function startListeners(
     });
     const bound = server.server.address();
     const boundPort = typeof bound === "object" && bound ? bound.port : port;
-    addresses.push(host.includes(":") ? `[${host}]:${boundPort}` : `${host}:${boundPort}`);
+    const boundAddress = host.includes(":") ? `[${host}]:${boundPort}` : `${host}:${boundPort}`;
+    addresses.push(boundAddress);
     servers.push(server);
+    if (netServerStopsAfterAcceptError) {
+      const watch = watchListener(server, host, boundPort, boundAddress, options, logger);
+      server.probes = watch;
+      watches.push(watch);
+    }
   }
   return {
     addresses,
@@ -173,10 +188,51 @@ export async function startListeners(
         );
       }
     },
-    close: () =>
-      Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
-        .then(
-          () => {},
-        ),
+    close: () => {
+      for (const watch of watches) watch.stop();
+      return Promise.all(
+        servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+      ).then(() => {});
+    },
   };
+}
+
+/** A started watch of one listener (listener_watch.ts), which logs what it does. */
+function watchListener(
+  server: PosternSmtpServer,
+  host: string,
+  port: number,
+  address: string,
+  options: ListenerOptions,
+  logger: Logger,
+): ListenerWatch {
+  const watch = new ListenerWatch({
+    host,
+    port,
+    listening: () => server.server.listening,
+    // The same address again: the stopped listener's socket is closed
+    // first, sessions in progress go on.
+    listenAgain: () =>
+      new Promise<void>((resolve, reject) => {
+        if (server.server.listening) server.server.close();
+        server.server.once("error", reject);
+        server.server.listen(port, host, () => {
+          server.server.off("error", reject);
+          resolve();
+        });
+      }),
+    onRestart: (reason) => {
+      logger.warn("SMTP listener stopped accepting connections; it listens again", {
+        addr: address,
+        reason,
+        cause: "the runtime's node:net server stops accepting for good after an accept " +
+          "fails (EMFILE: out of descriptors), without an error event",
+      });
+      options.onRestart?.(address, reason);
+    },
+    onError: (error) =>
+      logger.error("SMTP listener cannot listen again; retrying", { addr: address, error }),
+  });
+  watch.start();
+  return watch;
 }

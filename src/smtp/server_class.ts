@@ -46,6 +46,8 @@
  *    Postern's handlers log their own (handler_refusals.ts), the connection
  *    the rest, smtp-server's own included (library_replies.ts, which also
  *    corrects their enhanced codes where the RFCs say otherwise).
+ * 12. The listener watch's probes (listener_watch.ts) are dropped as they
+ *    are accepted.
  *
  * @module
  */
@@ -383,6 +385,17 @@ export class PosternSmtpServer extends SMTPServer {
     super(markingHandlers(rest));
     this.#settings = { greetingDelayMs, commandTimeoutMs, minDataRate, hardErrorLimit };
     this.#events = events;
+  }
+
+  /** Recognises the listener watch's probes (listener_watch.ts), dropped as accepted. */
+  probes: { claim(socket: Socket): boolean } | undefined;
+
+  /** smtp-server's first look at an accepted socket; a probe goes no further. */
+  override _acceptSocket(socket: Socket, handshake: boolean): (() => void) | false {
+    if (!this.probes?.claim(socket)) return super._acceptSocket(socket, handshake);
+    socket.on("error", () => {});
+    socket.destroy();
+    return false;
   }
 
   /** Changes the settings of the next connections. */

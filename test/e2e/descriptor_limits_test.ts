@@ -1,17 +1,25 @@
 /**
- * The open file limit against the running server: a limit too low for the
- * settings is reported at start, by `postern check` too, with
- * `smtp.max_connections` lowered to what fits.
+ * The open file limit against the running server: port 25 takes mail again
+ * after the server ran out of descriptors (Deno's node:net listener stops
+ * for good after one failed accept; Postern's watch makes it listen again),
+ * and a limit too low for the settings is reported at start, by `postern
+ * check` too, with `smtp.max_connections` lowered to what fits.
  */
 
 import assert from "node:assert/strict";
+import { readdir } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
 import { describe, it } from "node:test";
 import {
   cleanup,
+  eventually,
+  maildirMessages,
   posternCommand,
   rawSession,
   run,
+  type Server,
   startServer,
+  TARGET,
   tempDir,
   writeTree,
 } from "./harness.ts";
@@ -19,7 +27,80 @@ import {
 /** Runs Postern under `ulimit -n limit`. */
 const underLimit = (limit: number) => ["bash", "-c", `ulimit -n ${limit}; exec "$@"`, "bash"];
 
+/** A raw TCP connection to the server, resolved once connected. */
+function rawConnect(server: Server): Promise<Socket> {
+  const socket = connect(server.port, server.host);
+  socket.on("error", () => {});
+  return new Promise((resolve, reject) => {
+    socket.once("connect", () => resolve(socket));
+    socket.once("error", reject);
+  });
+}
+
 describe("descriptor limits", () => {
+  it("takes mail on port 25 again once descriptors are free after running out", async () => {
+    const limit = 150;
+    const server = await startServer({
+      config: {
+        "postern.yaml": "smtp:\n  max_connections: 5000\n  max_connections_per_ip: 5000\n",
+        "domains/example.test/users": "alice\n",
+      },
+      wrapper: underLimit(limit),
+      // The cap would keep sessions from taking every descriptor.
+      env: { POSTERN_TESTING_UNCAPPED_CONNECTIONS: "1" },
+    });
+    const sockets: Socket[] = [];
+    try {
+      // Sessions take every descriptor the server has; the connections it
+      // cannot accept wait in the listen queue, and accepting them fails.
+      for (let i = 0; i < limit + 100; i++) sockets.push(await rawConnect(server));
+      const fds = `/proc/${server.child.pid}/fd`;
+      await eventually(
+        async () => (await readdir(fds)).length >= limit ? true : undefined,
+        20_000,
+        "the server to hold its last descriptor",
+      );
+      for (const socket of sockets.splice(0)) socket.destroy();
+      // A client tries until it is served: on Deno, connections made while
+      // the listener is stopped wait in its queue and are reset when it
+      // listens again; a bound on the wait, not a measurement.
+      const delivered = await eventually(
+        async () => {
+          const result = await run("swaks", [
+            "--server",
+            `${server.host}:${server.port}`,
+            "--timeout",
+            "10",
+            "--from",
+            "bob@client.test",
+            "--to",
+            "alice@example.test",
+            "--header",
+            "Subject: after EMFILE",
+          ]);
+          return /250 2\.0\.0 Ok: queued as/.test(result.stdout) ? result : undefined;
+        },
+        90_000,
+        "port 25 to take a message again",
+      );
+      assert.equal(delivered.code, 0, delivered.stdout);
+      const messages = await eventually(async () => {
+        const m = await maildirMessages(server.dataDir, "example.test", "alice");
+        return m.length === 1 ? m : undefined;
+      });
+      assert.match(messages[0]!, /Subject: after EMFILE/);
+      assert.equal(server.child.exitCode, null, server.stderr());
+      if (TARGET === "deno") {
+        const restart = await server.waitForLog(/event=listener_restarted/);
+        assert.match(restart, /addr=127\.0\.0\.1:\d+ reason=(not_accepted|no_answer)/);
+        assert.match(server.stderr(), /SMTP listener stopped accepting connections/);
+      }
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await cleanup(server);
+    }
+  });
+
   it("reports a limit too low for smtp.max_connections at start and lowers it", async () => {
     const limit = 256;
     const yaml = [
