@@ -159,7 +159,10 @@ export class ListenerWatch {
   #schedule(): void {
     if (this.#stopped) return;
     this.#timer = setTimeout(() => {
-      void this.check().finally(() => this.#schedule());
+      // Never an unhandled rejection (it would end the process on Deno).
+      this.check()
+        .catch((err) => this.#options.onError(err instanceof Error ? err.message : String(err)))
+        .finally(() => this.#schedule());
     }, this.nextIntervalMs);
     // A watch never keeps the process alive.
     (this.#timer as { unref?: () => void }).unref?.();

@@ -273,6 +273,40 @@ describe("ListenerWatch", () => {
     assert.equal(restarts, 1);
   });
 
+  it("a check that throws is reported, and the checks go on", async () => {
+    const errors: string[] = [];
+    let probes = 0;
+    const watch = new ListenerWatch({
+      host: "127.0.0.1",
+      port: 1,
+      listening: () => true,
+      listenAgain: () => Promise.resolve(),
+      onRestart: () => {},
+      onError: (error) => errors.push(error),
+      intervalMs: 5,
+      probe: () => {
+        probes++;
+        return probes === 1
+          ? Promise.reject(new Error("probe broke"))
+          : Promise.resolve("accepted");
+      },
+    });
+    watch.start();
+    try {
+      await new Promise<void>((resolve) => {
+        const poll = setInterval(() => {
+          if (probes >= 2) {
+            clearInterval(poll);
+            resolve();
+          }
+        }, 5);
+      });
+    } finally {
+      watch.stop();
+    }
+    assert.deepEqual(errors, ["probe broke"]);
+  });
+
   it("probeHost() reaches a wildcard listener on loopback", () => {
     assert.equal(probeHost("0.0.0.0"), "127.0.0.1");
     assert.equal(probeHost("::"), "::1");
