@@ -12,8 +12,12 @@
  * @module
  */
 
-import { isIPv6 } from "node:net";
+import { clientKey } from "../net/client_key.ts";
 import { reply, type SmtpReply } from "./reply.ts";
+
+// Its home is src/net/, shared with the HTTP servers; exported here too for
+// the callers that have always taken it from here.
+export { clientKey };
 
 /** Limits per client; 0 switches a limit off. */
 export interface RateLimitSettings {
@@ -189,22 +193,4 @@ export class RateLimits implements RateLimiter {
     if (this.#messagesByIp.hit(clientKey(ip), limits.messagesPerIpPerHour)) return undefined;
     return RATE_REFUSALS.message;
   }
-}
-
-/**
- * The key a client is counted under: its IPv4 address, or the /64 of an
- * IPv6 address, since one host can use every address of its /64
- * (RFC 4291 section 2.5.4) and would otherwise escape every limit.
- */
-export function clientKey(ip: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  if (mapped) return mapped[1]!;
-  if (!isIPv6(ip)) return ip;
-  const [head = "", tail = ""] = ip.toLowerCase().split("::", 2);
-  const headGroups = head === "" ? [] : head.split(":");
-  const tailGroups = tail === "" ? [] : tail.split(":");
-  const groups = ip.includes("::")
-    ? [...headGroups, ...Array(8 - headGroups.length - tailGroups.length).fill("0"), ...tailGroups]
-    : headGroups;
-  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
 }
