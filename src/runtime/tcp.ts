@@ -23,6 +23,12 @@ import { createServer, type Server, type Socket } from "node:net";
 
 /** One accepted TCP connection. */
 export interface TcpConn {
+  /**
+   * The client's IP address, without the port (an IPv4 client of an IPv6
+   * socket as `::ffff:a.b.c.d`); empty when the runtime could not tell, the
+   * client having gone already. Known at accept, before any byte is read.
+   */
+  readonly remoteAddress: string;
   /** Reads into `buffer`: the byte count, or null at the end of the stream or once closed. */
   read(buffer: Uint8Array): Promise<number | null>;
   /** Writes all of `data`; rejects when the connection is closed first. */
@@ -49,6 +55,7 @@ export interface TcpListener {
 }
 
 interface DenoConn {
+  remoteAddr: { hostname?: string };
   read(buffer: Uint8Array): Promise<number | null>;
   write(data: Uint8Array): Promise<number>;
   closeWrite(): Promise<void>;
@@ -115,6 +122,7 @@ export async function listenWith(
 function denoConn(conn: DenoConn): TcpConn {
   let closed = false;
   return {
+    remoteAddress: conn.remoteAddr.hostname ?? "",
     read: async (buffer) => {
       if (closed) return null;
       try {
@@ -206,9 +214,10 @@ async function nodeListener(
 
 /**
  * A `node:net` socket (or a `node:tls` one) read on demand: paused whenever
- * a chunk waits to be read.
+ * a chunk waits to be read. `remoteAddress` is the socket's own unless
+ * given (a TLS socket over a stream has none).
  */
-export function nodeConn(socket: Socket): TcpConn {
+export function nodeConn(socket: Socket, remoteAddress = socket.remoteAddress ?? ""): TcpConn {
   const chunks: Uint8Array[] = [];
   let ended = false;
   let waiter: (() => void) | undefined;
@@ -231,6 +240,7 @@ export function nodeConn(socket: Socket): TcpConn {
   // An error is followed by "close"; without a listener it would be thrown.
   socket.on("error", () => {});
   return {
+    remoteAddress,
     read: async (buffer) => {
       while (chunks.length === 0) {
         if (ended || socket.destroyed) return null;

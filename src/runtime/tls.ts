@@ -6,9 +6,12 @@
  * the `Deno.listen` connection, made a Node stream, on Deno.
  *
  * The TLS handshake belongs to the connection, never to `accept()`: it
- * starts once the connection is accepted, and a client that never
+ * starts when the caller first reads or writes, and a client that never
  * finishes it holds only its own connection, until the caller's deadline
- * closes it, which frees its descriptor at once.
+ * closes it, which frees its descriptor at once. Until then the caller
+ * knows the client's address and nothing has been spent on TLS: a
+ * connection it refuses by address (a client over its share) is closed
+ * with no handshake work at all.
  *
  * Why not the runtimes' TLS listeners:
  * - `Deno.listenTls` accepts without waiting for handshakes and survives
@@ -65,10 +68,28 @@ export async function listenTls(
 ): Promise<TlsListener> {
   let context = secureContext(certificate);
   const tcp = await listenWith(hostname, port, {
-    deno: (conn) => nodeConn(serverTls(streamOf(conn), context)),
+    deno: (conn) => {
+      // The certificate in force at accept, whenever the handshake starts.
+      const accepted = context;
+      return onFirstUse(
+        conn.remoteAddress,
+        () => nodeConn(serverTls(streamOf(conn), accepted), conn.remoteAddress),
+        () => conn.close(),
+      );
+    },
     // Bun's TLS socket stops writing, without an error or a close, once a
     // Node stream below it has ended (a client's reset): on Bun, the socket.
-    node: (socket) => nodeConn(serverTls(socket, context)),
+    node: (socket) => {
+      const accepted = context;
+      const remoteAddress = socket.remoteAddress ?? "";
+      // A reset before the TLS side exists: an unlistened error is thrown.
+      socket.on("error", () => {});
+      return onFirstUse(
+        remoteAddress,
+        () => nodeConn(serverTls(socket, accepted), remoteAddress),
+        () => socket.destroy(),
+      );
+    },
   });
   let closed = false;
   return {
@@ -94,6 +115,34 @@ function secureContext(certificate: TlsCertificate): SecureContext {
     throw new Error("Cannot use the certificate: the private key is not the certificate's");
   }
   return createSecureContext({ cert: certificate.cert, key: certificate.key });
+}
+
+/**
+ * A connection whose TLS side, `start()`, is made by the first read, write
+ * or half-close; closed before, it only runs `discard()`, which closes the
+ * connection below.
+ */
+function onFirstUse(remoteAddress: string, start: () => TcpConn, discard: () => void): TcpConn {
+  let tls: TcpConn | undefined;
+  let closed = false;
+  const started = () => tls ??= start();
+  return {
+    remoteAddress,
+    read: async (buffer) => closed ? null : await started().read(buffer),
+    write: async (data) => {
+      if (closed) throw new Error("Cannot write: the connection is closed");
+      await started().write(data);
+    },
+    closeWrite: async () => {
+      if (!closed) await started().closeWrite();
+    },
+    close: () => {
+      if (closed) return;
+      closed = true;
+      if (tls) tls.close();
+      else discard();
+    },
+  };
 }
 
 /** The server side of TLS over `stream`; the handshake starts at once. */

@@ -243,6 +243,7 @@ describe("serveHttp1", () => {
   it("keeps accepting when a connection fails in ways no socket should", async () => {
     const real = await listenTcp("127.0.0.1", 0);
     const broken: TcpConn = {
+      remoteAddress: "192.0.2.1",
       read: () => Promise.resolve(null),
       write: () => {
         throw new Error("write failed at once");

@@ -14,6 +14,7 @@ describe("listenTcp", () => {
       client.on("data", (chunk: Uint8Array) => received += new TextDecoder().decode(chunk));
       const closed = new Promise<void>((resolve) => client.on("close", () => resolve()));
       const conn = await accepted;
+      assert.equal(conn.remoteAddress, "127.0.0.1");
       client.write("ping");
       const buffer = new Uint8Array(16);
       const n = await conn.read(buffer);
@@ -32,6 +33,24 @@ describe("listenTcp", () => {
       conn.close();
       assert.equal(await conn.read(rest), null);
       await assert.rejects(conn.write(new Uint8Array(1)));
+    } finally {
+      listener.close();
+    }
+  });
+
+  it("tells the client's address at accept, before anything is read", async () => {
+    const listener = await listenTcp("127.0.0.1", 0);
+    try {
+      const port = Number(listener.address.split(":")[1]);
+      for (const from of ["127.0.0.2", "127.0.3.4"]) {
+        const accepted = listener.accept();
+        const client = connect({ port, host: "127.0.0.1", localAddress: from });
+        client.on("error", () => {});
+        const conn = await accepted;
+        assert.equal(conn.remoteAddress, from);
+        conn.close();
+        client.destroy();
+      }
     } finally {
       listener.close();
     }

@@ -1,7 +1,8 @@
 /**
  * listenTls on the runtime at hand: connections handed over decrypted, the
- * handshake out of the accept loop, a client that is not TLS failing alone,
- * a connection closed before its handshake freed at once, and a new
+ * handshake out of the accept loop and started by the first read or write
+ * (the client's address known before it), a client that is not TLS failing
+ * alone, a connection closed before its handshake freed at once, and a new
  * certificate for new connections while open ones go on.
  *
  * @module
@@ -11,7 +12,12 @@ import assert from "node:assert/strict";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { after, before, describe, it } from "node:test";
-import { listenTls, type TlsCertificate } from "../../../src/runtime/mod.ts";
+import {
+  listenTls,
+  type TcpConn,
+  type TlsCertificate,
+  type TlsListener,
+} from "../../../src/runtime/mod.ts";
 import { TestCa } from "../../support/test_ca.ts";
 
 const NAME = "policy.tls.test";
@@ -65,6 +71,21 @@ async function readText(conn: { read(b: Uint8Array): Promise<number | null> }): 
   return n === null ? "(end)" : new TextDecoder().decode(buffer.subarray(0, n));
 }
 
+/**
+ * A TLS client of `listener` trusting `ca`, and its connection: the
+ * server's first read, `first`, starts the handshake.
+ */
+async function acceptClient(
+  listener: TlsListener,
+  ca: string,
+): Promise<{ conn: TcpConn; client: TLSSocket; first: Promise<string> }> {
+  const accepted = listener.accept();
+  const connecting = secure(listener.address, ca);
+  const conn = await accepted;
+  const first = readText(conn);
+  return { conn, client: await connecting, first };
+}
+
 describe("listenTls", () => {
   let ca: TestCa;
   let first: TlsCertificate;
@@ -81,12 +102,11 @@ describe("listenTls", () => {
     const listener = await listenTls("127.0.0.1", 0, first);
     try {
       assert.match(listener.address, /^127\.0\.0\.1:\d+$/);
-      const accepted = listener.accept();
-      const client = await secure(listener.address, ca.cert);
+      const { conn, client, first } = await acceptClient(listener, ca.cert);
+      assert.equal(conn.remoteAddress, "127.0.0.1");
       const answer = received(client);
-      const conn = await accepted;
       client.write("ping");
-      assert.equal(await readText(conn), "ping");
+      assert.equal(await first, "ping");
       await conn.write(new TextEncoder().encode("pong"));
       // After our close_notify and FIN the client still writes, and we read.
       await conn.closeWrite();
@@ -116,11 +136,9 @@ describe("listenTls", () => {
       assert.equal(await readText(wrongConn), "(end)");
       wrongConn.close();
       // The next client is served while the silent one still waits.
-      const accepted = listener.accept();
-      const client = await secure(listener.address, ca.cert);
-      const conn = await accepted;
+      const { conn, client, first } = await acceptClient(listener, ca.cert);
       client.write("hello");
-      assert.equal(await readText(conn), "hello");
+      assert.equal(await first, "hello");
       // Closing a connection stuck before its handshake ends its read.
       const stuck = readText(silentConn);
       silentConn.close();
@@ -147,10 +165,41 @@ describe("listenTls", () => {
       // The first bytes of a ClientHello record, and no more.
       halfHello.write(Uint8Array.of(0x16, 0x03, 0x01, 0x00, 0xc8, 1));
       const halfConn = await listener.accept();
+      // The silent one closed before its handshake began, the other during it.
+      const halfRead = readText(halfConn);
       silentConn.close();
       halfConn.close();
+      assert.equal(await halfRead, "(end)");
       assert.equal(await within(silentClosed, 10_000, "the silent client to see the close"), "");
       assert.equal(await within(halfClosed, 10_000, "the half-hello client to see the close"), "");
+    } finally {
+      listener.close();
+    }
+  });
+
+  it("does no TLS work before the first read or write: closed at once, a client gets no byte", async () => {
+    const listener = await listenTls("127.0.0.1", 0, first);
+    try {
+      const accepted = listener.accept();
+      const below = netConnect({
+        host: "127.0.0.1",
+        port: portOf(listener.address),
+        localAddress: "127.0.0.2",
+      });
+      below.on("error", () => {});
+      const socket = tlsConnect({ socket: below, servername: NAME, ca: ca.cert });
+      let handshake = false;
+      socket.once("secureConnect", () => handshake = true);
+      socket.on("error", () => {});
+      const closed = received(socket);
+      const conn = await accepted;
+      // Its ClientHello may have come: nothing has read it.
+      assert.equal(conn.remoteAddress, "127.0.0.2");
+      conn.close();
+      assert.equal(await within(closed, 10_000, "the client to see the close"), "");
+      assert.equal(handshake, false);
+      assert.equal(await readText(conn), "(end)");
+      await assert.rejects(conn.write(new Uint8Array(1)));
     } finally {
       listener.close();
     }
@@ -159,12 +208,11 @@ describe("listenTls", () => {
   it("rejects writes to a client that has gone, and goes on accepting", async () => {
     const listener = await listenTls("127.0.0.1", 0, first);
     try {
-      const accepted = listener.accept();
-      const client = await secure(listener.address, ca.cert);
-      const conn = await accepted;
+      const { conn, client, first } = await acceptClient(listener, ca.cert);
       const gone = received(client);
       client.resetAndDestroy();
       await gone;
+      assert.equal(await first, "(end)");
       // The reset reaches the server after a write or two.
       const chunk = new Uint8Array(64 * 1024);
       await assert.rejects(async () => {
@@ -172,11 +220,10 @@ describe("listenTls", () => {
       });
       assert.equal(await readText(conn), "(end)");
       conn.close();
-      const next = listener.accept();
-      const other = await secure(listener.address, ca.cert);
-      const nextConn = await next;
+      const next = await acceptClient(listener, ca.cert);
+      const { conn: nextConn, client: other } = next;
       other.write("still");
-      assert.equal(await readText(nextConn), "still");
+      assert.equal(await next.first, "still");
       nextConn.close();
       other.destroy();
     } finally {
@@ -187,14 +234,17 @@ describe("listenTls", () => {
   it("presents a new certificate to new connections; open ones go on", async () => {
     const listener = await listenTls("127.0.0.1", 0, first);
     try {
-      const accepted = listener.accept();
-      const before = await secure(listener.address, ca.cert);
-      const beforeConn = await accepted;
+      const { conn: beforeConn, client: before, first: old } = await acceptClient(
+        listener,
+        ca.cert,
+      );
       // An accept is pending while the certificate changes, as in a server.
       const pending = listener.accept();
       listener.setCertificate(second);
-      const after = await secure(listener.address, ca.cert);
+      const connecting = secure(listener.address, ca.cert);
       const afterConn = await pending;
+      const fresh = readText(afterConn);
+      const after = await connecting;
       const serial = (s: TLSSocket) => s.getPeerX509Certificate()!.serialNumber;
       assert.notEqual(serial(after), serial(before));
       assert.equal(
@@ -204,9 +254,9 @@ describe("listenTls", () => {
       );
       // The port is the same, and the connection from before still works.
       before.write("old");
-      assert.equal(await readText(beforeConn), "old");
+      assert.equal(await old, "old");
       after.write("new");
-      assert.equal(await readText(afterConn), "new");
+      assert.equal(await fresh, "new");
       for (const c of [beforeConn, afterConn]) c.close();
       before.destroy();
       after.destroy();
@@ -221,8 +271,10 @@ describe("listenTls", () => {
       const pending = listener.accept();
       assert.throws(() => listener.setCertificate({ cert: second.cert, key: "not a key" }));
       assert.throws(() => listener.setCertificate({ cert: second.cert, key: first.key }));
-      const client = await secure(listener.address, ca.cert);
+      const connecting = secure(listener.address, ca.cert);
       const conn = await pending;
+      void readText(conn);
+      const client = await connecting;
       const serial = client.getPeerX509Certificate()!.serialNumber;
       assert.equal(
         serial,
