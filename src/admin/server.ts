@@ -104,6 +104,8 @@ export async function startAdmin(options: AdminOptions): Promise<AdminServer> {
     server = serveHttp1(listener, async (request) => (await appNow()).fetch(request), {
       warn: (msg, fields) => options.logger.warn(msg, fields),
       info: (msg, fields) => options.logger.info(msg, fields),
+      count: (outcome) =>
+        options.deps.counters.inc("http_connections_total", { server: "admin", outcome }),
     });
   } catch (err) {
     throw new Error(

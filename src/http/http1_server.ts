@@ -7,6 +7,11 @@
  *
  * - a failed accept (EMFILE…) is logged and retried with a backoff; it
  *   never ends the process;
+ * - at most `maxConnectionsPerAddress` connections from one client (an IPv4
+ *   address, an IPv6 /64) at once, refusals under way included: one more
+ *   is closed at once, unanswered and unread (over TLS, before any
+ *   handshake), and takes no part of the cap below; so one host cannot
+ *   hold every connection;
  * - at most `maxConnections` connections at once; one more gets 503 and is
  *   closed, and past as many refusals under way, at once without an answer;
  * - the request head must arrive within `headTimeoutMs` of the connection
@@ -20,7 +25,9 @@
  * @module
  */
 
+import { clientKey } from "../net/client_key.ts";
 import type { TcpConn, TcpListener } from "../runtime/mod.ts";
+import { ClientSlots, RefusalLog } from "./client_share.ts";
 import {
   bodyLength,
   type Head,
@@ -40,6 +47,12 @@ export interface Http1Limits {
   /** What the server is, in its log lines and its 503 ("admin API"). */
   name: string;
   maxConnections: number;
+  /**
+   * Connections one client (an IPv4 address, an IPv6 /64) may hold at
+   * once, counted from accept to close, refusals included; checked before
+   * `maxConnections`.
+   */
+  maxConnectionsPerAddress: number;
   headTimeoutMs: number;
   bodyTimeoutMs: number;
   writeTimeoutMs: number;
@@ -53,6 +66,10 @@ export const ADMIN_HTTP_LIMITS: Http1Limits = {
   // An operator's scripts, the command line and a Prometheus scraper: a
   // few at a time.
   maxConnections: 32,
+  // All of them come from loopback, one address: as many as the cap and
+  // its refusals under way, a share it never reaches first (one more
+  // than the cap gets its 503).
+  maxConnectionsPerAddress: 64,
   headTimeoutMs: 10_000,
   bodyTimeoutMs: 10_000,
   writeTimeoutMs: 30_000,
@@ -60,10 +77,19 @@ export const ADMIN_HTTP_LIMITS: Http1Limits = {
   maxBodyBytes: 64 * 1024,
 };
 
+/**
+ * What became of an accepted connection: served, or refused for being over
+ * its client's share, over the cap (503), or over the cap with as many
+ * refusals under way (closed unanswered).
+ */
+export type Http1Outcome = "admitted" | "per_address" | "capacity" | "capacity_unanswered";
+
 /** Where {@linkcode serveHttp1} reports trouble with the listener itself. */
 export interface Http1Log {
   warn(msg: string, fields?: Record<string, string | number>): void;
   info(msg: string, fields?: Record<string, string | number>): void;
+  /** Counts each accepted connection by its outcome, when given. */
+  count?(outcome: Http1Outcome): void;
 }
 
 /** A running server. */
@@ -77,6 +103,8 @@ export interface Http1Server {
 
 /** A failed accept is logged at most this often; the others are counted. */
 const ACCEPT_WARN_INTERVAL_MS = 60_000;
+/** A client's refusals for being over its share are logged at most this often. */
+const SHARE_WARN_INTERVAL_MS = 60_000;
 /** Retries of a failed accept wait 10 ms, doubling up to this. */
 const ACCEPT_BACKOFF_MAX_MS = 1_000;
 /** After the response, the rest of the request is read and dropped this long at most. */
@@ -110,6 +138,8 @@ export function serveHttp1(
   limits: Http1Limits = ADMIN_HTTP_LIMITS,
 ): Http1Server {
   const open = new Map<TcpConn, { busy: boolean; done: Promise<void> }>();
+  const slots = new ClientSlots(limits.maxConnectionsPerAddress);
+  const refusals = new RefusalLog(SHARE_WARN_INTERVAL_MS);
   let refusing = 0;
   let closed = false;
   let backoff: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
@@ -152,21 +182,49 @@ export function serveHttp1(
         logged = false;
         delay = 0;
       }
+      // The client's share comes first: a host over it is closed before
+      // anything is read or written (over TLS, before the handshake starts)
+      // and takes no place under the cap, which the others still find room
+      // under. Its slot is held until the close, a 503 under way included,
+      // so that reconnecting fast gains it nothing.
+      const client = clientKey(conn.remoteAddress);
+      if (!slots.claim(client)) {
+        closeQuietly(conn);
+        log.count?.("per_address");
+        if (refusals.shouldLog(client)) {
+          log.warn(`${limits.name} refuses connections from a client over its share`, {
+            addr: listener.address,
+            client,
+            max_per_client: limits.maxConnectionsPerAddress,
+          });
+        }
+        continue;
+      }
       if (open.size >= limits.maxConnections) {
         // A 503 over TLS waits for the handshake: the refusals under way
         // are capped too, so that a flood cannot hold descriptors there.
         if (refusing >= limits.maxConnections) {
           closeQuietly(conn);
+          slots.release(client);
+          log.count?.("capacity_unanswered");
         } else {
           refusing++;
-          void refuse(conn, limits).finally(() => refusing--);
+          log.count?.("capacity");
+          void refuse(conn, limits).finally(() => {
+            refusing--;
+            slots.release(client);
+          });
         }
         continue;
       }
       const state = { busy: false, done: Promise.resolve() };
       open.set(conn, state);
+      log.count?.("admitted");
       state.done = serveConnection(conn, handler, limits, listener.address, () => state.busy = true)
-        .finally(() => open.delete(conn));
+        .finally(() => {
+          open.delete(conn);
+          slots.release(client);
+        });
     }
   };
   // Whatever goes wrong here must not become an unhandled rejection, which

@@ -48,11 +48,15 @@ export interface AcmeServiceOptions {
  * The limits of the http-01 challenge server: a CA validates with a few
  * requests at once from a few places (GET, no body); anyone else on the
  * Internet can connect too, so idle and slow connections are closed, and
- * the cap leaves room for the CA behind a few slow clients.
+ * the cap leaves room for the CA behind a few slow clients. One client
+ * may hold 8 connections, so that a single host cannot take all 256 (and
+ * with them the CA's validations, and every renewal); the server of an
+ * order with more names allows as many ({@linkcode challengeLimits}).
  */
 export const CHALLENGE_HTTP_LIMITS: Http1Limits = {
   name: "ACME challenge server",
   maxConnections: 256,
+  maxConnectionsPerAddress: 8,
   headTimeoutMs: 10_000,
   bodyTimeoutMs: 10_000,
   writeTimeoutMs: 30_000,
@@ -61,16 +65,37 @@ export const CHALLENGE_HTTP_LIMITS: Http1Limits = {
 };
 
 /**
+ * The challenge server's limits for an order of `names` names. The
+ * challenges of an order are all answered at once (acme_order.ts), and a
+ * CA fetches each name from each of its validation places, so one of its
+ * addresses may fetch every name at the same moment: the share of a
+ * client is at least that many.
+ */
+export function challengeLimits(names: number): Http1Limits {
+  const limits = CHALLENGE_HTTP_LIMITS;
+  return {
+    ...limits,
+    maxConnectionsPerAddress: Math.min(
+      limits.maxConnections,
+      Math.max(limits.maxConnectionsPerAddress, names),
+    ),
+  };
+}
+
+/**
  * The limits of the MTA-STS policy server (port 443): sending servers
  * fetch one small policy now and then, with a GET and no body (RFC 8461
  * section 3.3); anyone on the Internet can connect too, so the TLS
  * handshake and the request head must both arrive within the head
  * deadline, and the cap leaves room for the fetchers behind a few slow
- * clients.
+ * clients. One client may hold 8 connections (a fetcher uses one per
+ * policy, a few at most at once), so that a single host cannot take all
+ * 256 and keep senders from the policies.
  */
 export const MTA_STS_HTTP_LIMITS: Http1Limits = {
   name: "MTA-STS policy server",
   maxConnections: 256,
+  maxConnectionsPerAddress: 8,
   headTimeoutMs: 10_000,
   bodyTimeoutMs: 10_000,
   writeTimeoutMs: 30_000,
@@ -90,10 +115,11 @@ export async function startAcmeService(options: AcmeServiceOptions): Promise<Acm
     const match = /^\[?([^\]]*)\]?:(\d+)$/.exec(address)!;
     return { host: match[1]!, port: Number(match[2]) };
   };
-  const http1Log: Http1Log = {
+  const http1Log = (server: string): Http1Log => ({
     warn: (msg, fields) => logger.warn(msg, fields),
     info: (msg, fields) => logger.info(msg, fields),
-  };
+    count: (outcome) => options.counters.inc("http_connections_total", { server, outcome }),
+  });
   let challengeServer: Http1Server | undefined;
   if (config.renew && config.challenge === "http-01") {
     const { host, port } = split(config.httpListen);
@@ -104,8 +130,8 @@ export async function startAcmeService(options: AcmeServiceOptions): Promise<Acm
     challengeServer = serveHttp1(
       await listenTcp(host, port),
       (request) => app.fetch(request),
-      http1Log,
-      CHALLENGE_HTTP_LIMITS,
+      http1Log("acme_challenge"),
+      challengeLimits(config.names.length),
     );
     logger.info("acme challenge server", { listen: challengeServer.address });
   }
@@ -162,7 +188,7 @@ export async function startAcmeService(options: AcmeServiceOptions): Promise<Acm
     httpsServer = serveHttp1(
       httpsListener,
       (request) => policyApp.fetch(request),
-      http1Log,
+      http1Log("mta_sts"),
       MTA_STS_HTTP_LIMITS,
     );
     httpsAddress = httpsServer.address;

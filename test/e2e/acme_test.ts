@@ -13,11 +13,12 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { request } from "node:https";
-import { connect as netConnect } from "node:net";
+import { connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { after, before, describe, it } from "node:test";
 import { parsePolicy } from "mailauth/lib/mta-sts.js";
+import { CHALLENGE_HTTP_LIMITS } from "../../src/tls/acme_service.ts";
 import { startDnsServer, type TestDnsServer } from "../support/dns_server.ts";
 import { type Pebble, startPebble } from "../support/pebble.ts";
 import { TestCa } from "../support/test_ca.ts";
@@ -335,6 +336,49 @@ describe("ACME certificates from pebble", () => {
     assert.equal((await getPolicy(httpsPort, root, "mta-sts.example.test")).status, 200);
   });
 
+  it("renews while one host floods port 80: the flood keeps to its share, the CA gets through", async () => {
+    // Without a share per host, the flood took all 256 connections of the
+    // challenge server, pebble's validation got 503, and the order failed.
+    // The flood comes back as the server closes it, as an attacker's would.
+    const flood = new Set<Socket>();
+    let flooding = true;
+    let connected = 0;
+    const connectOne = () => {
+      if (!flooding) return;
+      const socket = netConnect({ port: httpPort, host: "127.0.0.1", localAddress: "127.0.0.2" });
+      flood.add(socket);
+      socket.on("connect", () => connected++);
+      socket.on("error", () => {});
+      socket.on("close", () => {
+        flood.delete(socket);
+        if (flooding) setTimeout(connectOne, 200);
+      });
+    };
+    try {
+      const size = CHALLENGE_HTTP_LIMITS.maxConnections + 8;
+      for (let i = 0; i < size; i++) connectOne();
+      await until(
+        "the flood to connect",
+        30_000,
+        () => Promise.resolve(connected >= size || undefined),
+      );
+      const renewed = await (await admin(server, "POST", "/acme/renew")).json();
+      assert.deepEqual([renewed.ok, renewed.acme.last_error], [true, null]);
+      assert.match(
+        server.stderr(),
+        /ACME challenge server refuses connections from a client over its share/,
+      );
+      const metrics = await (await admin(server, "GET", "/metrics")).text();
+      assert.match(
+        metrics,
+        /^postern_http_connections_total\{outcome="per_address",server="acme_challenge"\} [1-9]/m,
+      );
+    } finally {
+      flooding = false;
+      for (const socket of flood) socket.destroy();
+    }
+  });
+
   it("runs renewals asked for at once one after another, each completing", async () => {
     const answers = await Promise.all(
       [1, 2, 3].map(async () => await (await admin(server, "POST", "/acme/renew")).json()),
@@ -345,7 +389,7 @@ describe("ACME certificates from pebble", () => {
       [true, null],
     ]);
     const metrics = await (await admin(server, "GET", "/metrics")).text();
-    assert.match(metrics, /^postern_acme_orders_total\{result="issued"\} 5$/m);
+    assert.match(metrics, /^postern_acme_orders_total\{result="issued"\} 6$/m);
   });
 
   it("counts a failed renewal in /metrics and /status", async () => {
@@ -357,7 +401,7 @@ describe("ACME certificates from pebble", () => {
     // request is answered on a slow machine (3 failures were seen).
     assert.match(metrics, /^postern_acme_renewal_failures [1-9]\d*$/m);
     assert.match(metrics, /^postern_acme_orders_total\{result="failed"\} [1-9]/m);
-    assert.match(metrics, /^postern_acme_orders_total\{result="issued"\} 5$/m);
+    assert.match(metrics, /^postern_acme_orders_total\{result="issued"\} 6$/m);
     const expiry = /^postern_acme_certificate_expires_in_seconds (\d+)$/m.exec(metrics);
     assert.ok(expiry && Number(expiry[1]) > 86_400, metrics);
     const status = await (await admin(server, "GET", "/status")).json();

@@ -3,8 +3,10 @@
  * running server, which faces the Internet: it survives running out of
  * descriptors (the runtime's own server, Deno.serve, ended the process,
  * and SMTP with it), closes connections stalled in the TLS handshake or
- * the request head, refuses those over its cap, and serves the policy
- * again after each.
+ * the request head, refuses those over its cap, closes at once those of a
+ * host over its share (so that one host cannot take them all), and serves
+ * the policy again after each. Linux routes all of 127/8 to loopback: the
+ * clients bind addresses of it to be several hosts.
  *
  * The certificate is one of a test CA, stored where a node with
  * `tls.acme.renew: false` reads it: no CA is needed.
@@ -35,9 +37,12 @@ import {
 const HOST = "mail.example.test";
 const POLICY_HOST = "mta-sts.example.test";
 
-/** A raw TCP connection: resolves once connected; `closed` gives all it received. */
-function rawConnect(port: number): Promise<{ socket: Socket; closed: Promise<string> }> {
-  const socket = connect(port, "127.0.0.1");
+/** A raw TCP connection from `from`: resolves once connected; `closed` gives all it received. */
+function rawConnect(
+  port: number,
+  from = "127.0.0.1",
+): Promise<{ socket: Socket; closed: Promise<string> }> {
+  const socket = connect({ port, host: "127.0.0.1", localAddress: from });
   let text = "";
   socket.on("data", (chunk: Uint8Array) => text += new TextDecoder().decode(chunk));
   socket.on("error", () => {});
@@ -48,12 +53,18 @@ function rawConnect(port: number): Promise<{ socket: Socket; closed: Promise<str
   });
 }
 
-/** A TLS connection to the policy host: resolves once the handshake is done. */
+/**
+ * A TLS connection to the policy host from `from` (over a TCP socket bound
+ * there): resolves once the handshake is done.
+ */
 function tlsOpen(
   port: number,
   ca: string,
+  from = "127.0.0.1",
 ): Promise<{ socket: TLSSocket; closed: Promise<string> }> {
-  const socket = tlsConnect({ host: "127.0.0.1", port, servername: POLICY_HOST, ca });
+  const below = connect({ port, host: "127.0.0.1", localAddress: from });
+  below.on("error", () => {});
+  const socket = tlsConnect({ socket: below, servername: POLICY_HOST, ca });
   let text = "";
   socket.on("data", (chunk: Uint8Array) => text += new TextDecoder().decode(chunk));
   socket.on("error", () => {});
@@ -99,17 +110,20 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
   }
 }
 
-/** The HTTPS port, from /status once the policy server runs. */
-async function httpsPort(server: Server): Promise<number> {
+/** The body of an admin API GET of `path`. */
+async function adminGet(server: Server, path: string): Promise<string> {
   const state = JSON.parse(await readFile(join(server.dataDir, "run", "admin.json"), "utf8"));
   const token = (await readFile(join(server.dataDir, "admin.token"), "utf8")).trim();
+  const response = await fetch(`http://${state.address}${path}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  return await response.text();
+}
+
+/** The HTTPS port, from /status once the policy server runs. */
+async function httpsPort(server: Server): Promise<number> {
   const address = await eventually(
-    async () => {
-      const response = await fetch(`http://${state.address}/status`, {
-        headers: { authorization: `Bearer ${token}` },
-      });
-      return (await response.json()).acme?.https_listen ?? undefined;
-    },
+    async () => JSON.parse(await adminGet(server, "/status")).acme?.https_listen ?? undefined,
     15_000,
     "the MTA-STS policy server",
   );
@@ -166,7 +180,11 @@ describe("MTA-STS policy server", () => {
       assert.match(await session.read(), /^220 /);
       // Idle connections to the HTTPS port take every descriptor the
       // server has left; the ones it cannot accept wait in the listen queue.
-      for (let i = 0; i < limit + 100; i++) flood.push((await rawConnect(port)).socket);
+      // They come from many hosts, each within its share.
+      const share = MTA_STS_HTTP_LIMITS.maxConnectionsPerAddress;
+      for (let i = 0; i < limit + 100; i++) {
+        flood.push((await rawConnect(port, `127.0.1.${1 + Math.floor(i / share)}`)).socket);
+      }
       const fds = `/proc/${server.child.pid}/fd`;
       await eventually(
         async () => {
@@ -214,17 +232,23 @@ describe("MTA-STS policy server", () => {
     const held: Array<{ socket: Socket; closed: Promise<string> }> = [];
     let timer: ReturnType<typeof setInterval> | undefined;
     try {
-      // Connected, never a ClientHello.
+      // Connected, never a ClientHello: from as many hosts as it takes,
+      // each within its share, to fill the cap.
+      const share = MTA_STS_HTTP_LIMITS.maxConnectionsPerAddress;
       for (let i = 0; i < MTA_STS_HTTP_LIMITS.maxConnections - 2; i++) {
-        held.push(await rawConnect(port));
+        held.push(await rawConnect(port, `127.0.1.${1 + Math.floor(i / share)}`));
       }
       // The first bytes of a ClientHello record, and no more.
-      const halfHello = await rawConnect(port);
+      const halfHello = await rawConnect(port, "127.0.2.1");
       halfHello.socket.write(Uint8Array.of(0x16, 0x03, 0x01, 0x00, 0xc8, 1));
       held.push(halfHello);
       // The handshake done, then a header line every half second: the
       // deadline runs from the connection, not from the last byte.
-      const slow = await within(tlsOpen(port, ca.cert), 30_000, "the handshake of a client");
+      const slow = await within(
+        tlsOpen(port, ca.cert, "127.0.2.2"),
+        30_000,
+        "the handshake of a client",
+      );
       held.push(slow);
       slow.socket.write("GET /.well-known/mta-sts.txt HTTP/1.1\r\n");
       let lines = 0;
@@ -233,7 +257,11 @@ describe("MTA-STS policy server", () => {
       }, 500);
       // Accepted after the others (the listen queue keeps their order), it
       // finds the cap reached and gets a 503 once its handshake is done.
-      const over = await within(tlsOpen(port, ca.cert), 30_000, "the handshake over the cap");
+      const over = await within(
+        tlsOpen(port, ca.cert, "127.0.2.3"),
+        30_000,
+        "the handshake over the cap",
+      );
       const refused = await within(over.closed, 30_000, "an answer to the connection over the cap");
       assert.match(refused, /^HTTP\/1\.1 503 /);
       assert.match(refused, /too many connections to the MTA-STS policy server/);
@@ -249,6 +277,53 @@ describe("MTA-STS policy server", () => {
     } finally {
       clearInterval(timer);
       for (const { socket } of held) socket.destroy();
+      await cleanup(server);
+    }
+  });
+  it("keeps one host to its share: the rest closed before any handshake, another host served", async () => {
+    // Without a share per host, this flood took every connection: a real
+    // GET from anyone else got 503 (or nothing) until the server closed
+    // the flood at its head deadline, and the flood came back.
+    const { server, port } = await start();
+    const flood: Array<{ socket: Socket; closed: Promise<string> }> = [];
+    try {
+      const share = MTA_STS_HTTP_LIMITS.maxConnectionsPerAddress;
+      // More connections than the cap, from one host, never a byte.
+      for (let i = 0; i < MTA_STS_HTTP_LIMITS.maxConnections + 44; i++) {
+        flood.push(await rawConnect(port, "127.0.0.1"));
+      }
+      // Another host gets the policy at once.
+      const other = await within(
+        tlsOpen(port, ca.cert, "127.0.0.2"),
+        30_000,
+        "the handshake of another host",
+      );
+      other.socket.write(`GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: ${POLICY_HOST}\r\n\r\n`);
+      const answer = await within(other.closed, 30_000, "the policy for another host");
+      assert.match(answer, /^HTTP\/1\.1 200 /);
+      assert.equal(parsePolicy(answer.slice(answer.indexOf("\r\n\r\n") + 4)).mode, "enforce");
+      // The host's connections past its share (accepted in the order they
+      // connected) were closed at once, unanswered; a TLS client of that
+      // host gets no handshake.
+      for (const { closed } of flood.slice(share)) {
+        assert.equal(await within(closed, 30_000, "the close of a connection over the share"), "");
+      }
+      await assert.rejects(
+        within(tlsOpen(port, ca.cert, "127.0.0.1"), 30_000, "the close of a TLS client"),
+        /closed before the TLS handshake completed/,
+      );
+      // One log line for the whole flood, and every refusal counted.
+      const lines = server.stderr().match(
+        /MTA-STS policy server refuses connections from a client over its share/g,
+      ) ?? [];
+      assert.equal(lines.length, 1, server.stderr());
+      const metrics = await adminGet(server, "/metrics");
+      const refused =
+        /^postern_http_connections_total\{outcome="per_address",server="mta_sts"\} (\d+)$/m
+          .exec(metrics);
+      assert.ok(refused && Number(refused[1]) >= flood.length - share + 1, metrics);
+    } finally {
+      for (const { socket } of flood) socket.destroy();
       await cleanup(server);
     }
   });

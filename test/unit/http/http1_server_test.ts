@@ -15,6 +15,9 @@ import { deferred } from "../helpers.ts";
 const LIMITS: Http1Limits = {
   name: "admin API",
   maxConnections: 3,
+  // Every client here is 127.0.0.1: a share it never reaches first, so
+  // that these tests see the cap (http1_share_test.ts tests the share).
+  maxConnectionsPerAddress: 100,
   headTimeoutMs: 300,
   bodyTimeoutMs: 300,
   writeTimeoutMs: 5_000,
