@@ -43,7 +43,10 @@ async function main(): Promise<void> {
     await mkdir(join(config, dir));
     await writeFile(
       join(config, dir, "postern.yaml"),
-      `domains:\n  ${domain}:\n    any_user: true\n`,
+      // The probe asks RCPT over one session until the edit shows, and
+      // each miss is a 550: the hard error limit (20 by default, as
+      // Postfix's) would end that session after 20 misses.
+      `smtp:\n  hard_error_limit: 0\ndomains:\n  ${domain}:\n    any_user: true\n`,
     );
     await symlink(dir, join(config, "..data_tmp"));
     await rename(join(config, "..data_tmp"), join(config, "..data"));
@@ -217,10 +220,21 @@ class SmtpProbe {
     return probe;
   }
 
+  /** The next reply line; rejects when the server closes the session (a probe never waits for good). */
   #read(): Promise<string> {
     const line = this.#lines.shift();
     if (line !== undefined) return Promise.resolve(line);
-    return new Promise((r) => this.#waiting.push(r));
+    if (this.#socket.destroyed || this.#socket.readableEnded) {
+      return Promise.reject(new Error("the server closed the probe's session"));
+    }
+    return new Promise((resolve, reject) => {
+      const onClose = () => reject(new Error("the server closed the probe's session"));
+      this.#socket.once("close", onClose);
+      this.#waiting.push((line) => {
+        this.#socket.off("close", onClose);
+        resolve(line);
+      });
+    });
   }
 
   /** The reply to RCPT TO in a new transaction. */
