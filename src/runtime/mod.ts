@@ -147,7 +147,7 @@ export function resourceUsage(): ResourceUsage {
 const GC_HINT_MS = 50;
 
 /** How long without mail before memory is given back (see idle_trim.ts). */
-const IDLE_TRIM_MS = 60_000;
+const IDLE_TRIM_MS = 600_000;
 
 interface BunMemory {
   gc(force: boolean): void;
