@@ -1,43 +1,10 @@
 /**
- * The per-client share of an HTTP server's connections: how many each
- * client holds, and which of its refusals to log. A client is an IPv4
- * address or an IPv6 /64 (src/net/client_key.ts), as for SMTP.
+ * Which refusals of an HTTP server's per-client share to log. The share
+ * itself is counted by src/net/client_slots.ts, as SMTP's per-address limit
+ * is; a client is an IPv4 address or an IPv6 /64 (src/net/client_key.ts).
  *
  * @module
  */
-
-/** Connections held per client, from accept to close. */
-export class ClientSlots {
-  #max: number;
-  #held = new Map<string, number>();
-
-  /** Lets each client hold `max` connections at once. */
-  constructor(max: number) {
-    this.#max = max;
-  }
-
-  /** Clients holding a connection now. */
-  get clients(): number {
-    return this.#held.size;
-  }
-
-  /** Takes a slot for `client` and returns true, or returns false when it holds its share. */
-  claim(client: string): boolean {
-    const held = this.#held.get(client) ?? 0;
-    if (held >= this.#max) return false;
-    this.#held.set(client, held + 1);
-    return true;
-  }
-
-  /** Gives back a slot `claim()` took. */
-  release(client: string): void {
-    const left = (this.#held.get(client) ?? 1) - 1;
-    // Only clients holding something are remembered: the map stays as
-    // small as the connections open.
-    if (left <= 0) this.#held.delete(client);
-    else this.#held.set(client, left);
-  }
-}
 
 /**
  * Which refusals to log: the first of each client per interval, so that a
@@ -45,7 +12,7 @@ export class ClientSlots {
  * `maxClients` are remembered; past them, refusals of new clients go
  * unlogged until the oldest expire (a counter still counts them).
  */
-export class RefusalLog {
+export class ShareRefusals {
   #intervalMs: number;
   #maxClients: number;
   #clock: () => number;

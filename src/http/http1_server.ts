@@ -27,7 +27,8 @@
 
 import { clientKey } from "../net/client_key.ts";
 import type { TcpConn, TcpListener } from "../runtime/mod.ts";
-import { ClientSlots, RefusalLog } from "./client_share.ts";
+import { ClientSlots } from "../net/client_slots.ts";
+import { ShareRefusals } from "./client_share.ts";
 import {
   bodyLength,
   type Head,
@@ -139,7 +140,7 @@ export function serveHttp1(
 ): Http1Server {
   const open = new Map<TcpConn, { busy: boolean; done: Promise<void> }>();
   const slots = new ClientSlots(limits.maxConnectionsPerAddress);
-  const refusals = new RefusalLog(SHARE_WARN_INTERVAL_MS);
+  const refusals = new ShareRefusals(SHARE_WARN_INTERVAL_MS);
   let refusing = 0;
   let closed = false;
   let backoff: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;

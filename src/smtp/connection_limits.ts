@@ -4,20 +4,20 @@
  * @module
  */
 
+import { ClientSlots } from "../net/client_slots.ts";
 import { clientKey } from "./rate_limits.ts";
 import { Replies, type SmtpReply } from "./reply.ts";
 
 /** Counts open connections and refuses those over the limits. */
 export class ConnectionLimits {
   #max: number;
-  #maxPerIp: number;
-  #byIp = new Map<string, number>();
+  #byIp: ClientSlots;
   #sessions = new Map<string, string>();
 
   /** Creates limits of `max` connections, `maxPerIp` from one address. */
   constructor(max: number, maxPerIp: number) {
     this.#max = max;
-    this.#maxPerIp = maxPerIp;
+    this.#byIp = new ClientSlots(maxPerIp);
   }
 
   /**
@@ -26,7 +26,7 @@ export class ConnectionLimits {
    */
   setLimits(max: number, maxPerIp: number): void {
     this.#max = max;
-    this.#maxPerIp = maxPerIp;
+    this.#byIp.setMax(maxPerIp);
   }
 
   /** Connections currently counted. */
@@ -42,9 +42,7 @@ export class ConnectionLimits {
     if (this.#sessions.size >= this.#max) return Replies.tooManyConnections;
     // An IPv6 host counts as its /64, which it may use all of.
     const ip = clientKey(address);
-    const fromIp = this.#byIp.get(ip) ?? 0;
-    if (fromIp >= this.#maxPerIp) return Replies.tooManyConnectionsFromIp;
-    this.#byIp.set(ip, fromIp + 1);
+    if (!this.#byIp.claim(ip)) return Replies.tooManyConnectionsFromIp;
     this.#sessions.set(sessionId, ip);
     return undefined;
   }
@@ -54,8 +52,6 @@ export class ConnectionLimits {
     const ip = this.#sessions.get(sessionId);
     if (ip === undefined) return;
     this.#sessions.delete(sessionId);
-    const left = (this.#byIp.get(ip) ?? 1) - 1;
-    if (left <= 0) this.#byIp.delete(ip);
-    else this.#byIp.set(ip, left);
+    this.#byIp.release(ip);
   }
 }

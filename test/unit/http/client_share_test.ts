@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ClientSlots, RefusalLog } from "../../../src/http/client_share.ts";
+import { ClientSlots } from "../../../src/net/client_slots.ts";
+import { ShareRefusals } from "../../../src/http/client_share.ts";
 
 describe("ClientSlots", () => {
   it("gives each client its share, and a released slot back", () => {
@@ -29,10 +30,10 @@ describe("ClientSlots", () => {
   });
 });
 
-describe("RefusalLog", () => {
+describe("ShareRefusals", () => {
   it("says to log the first refusal of each client per interval", () => {
     let now = 1_000_000;
-    const log = new RefusalLog(60_000, 100, () => now);
+    const log = new ShareRefusals(60_000, 100, () => now);
     assert.equal(log.shouldLog("192.0.2.1"), true);
     assert.equal(log.shouldLog("192.0.2.1"), false);
     assert.equal(log.shouldLog("192.0.2.2"), true);
@@ -46,7 +47,7 @@ describe("RefusalLog", () => {
 
   it("remembers at most maxClients: past them, new clients go unlogged until the oldest expire", () => {
     let now = 0;
-    const log = new RefusalLog(60_000, 2, () => now);
+    const log = new ShareRefusals(60_000, 2, () => now);
     assert.equal(log.shouldLog("a"), true);
     now += 30_000;
     assert.equal(log.shouldLog("b"), true);
