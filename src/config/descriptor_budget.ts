@@ -56,6 +56,12 @@ export const DESCRIPTOR_COSTS = {
   /** A listener (SMTP, submission). */
   listener: 1,
   /**
+   * The spool's spare message files, open and ready (src/queue/spare_files.ts:
+   * its target, and the batch being made). Those held by transactions are
+   * the sessions' spool files, counted above.
+   */
+  spareFiles: 16,
+  /**
    * The server's own beyond what is open at start: log files, the spool
    * directory, the configuration watcher, the cluster link, Dovecot's
    * sockets, TLS files being read.
@@ -82,7 +88,7 @@ export interface DescriptorNeeds {
   hooks: number;
   /** The admin API and the ACME servers. */
   http: number;
-  /** Open at start, the listeners and the reserve. */
+  /** Open at start, the listeners, the spare files and the reserve. */
   fixed: number;
   /** The sum of the above. */
   total: number;
@@ -109,7 +115,7 @@ export function descriptorNeeds(config: Config, openAtStart: number): Descriptor
     (httpsServer ? c.acmeServer : 0);
   const listeners = config.smtp.listen.length + config.submission.listen.length +
     config.submission.listenTls.length;
-  const fixed = openAtStart + listeners * c.listener + c.reserve;
+  const fixed = openAtStart + listeners * c.listener + c.spareFiles + c.reserve;
   return {
     perSession,
     smtp,

@@ -1,136 +1,215 @@
 /**
- * Empty files made ahead of need. Creating a file (allocating its inode) is
- * the slowest step of storing a small message: on ext4 it costs about as
- * much as the fdatasync, and creates in one directory run one at a time
- * under its lock. A file made while the server waits on the network costs
- * the client nothing; taking it is a rename, a twentieth of a create.
- * When none is ready, the file is created on the spot, as before.
+ * Message files made ahead of need, in `queue/` under the queue IDs they
+ * will carry, their names already durable.
  *
- * Spares are empty and unnamed to the rest of Postern: they sit in their
- * own directory, are never written there, and whatever is found there at
- * start-up is removed.
+ * Before a 250, a message's file needs two things on disk: its name in
+ * `queue/` (an fsync of the directory) and its content (an fdatasync).
+ * Made on the spot, every message pays for a create and a directory fsync
+ * of its own; on Deno those two calls were about a tenth of the CPU of a
+ * message sent one per session. A spare is created while the server waits
+ * on the network, in a batch whose one directory fsync makes all of their
+ * names durable; only then is it ready. Receiving into it writes and
+ * fdatasyncs the file, with nothing left for the directory.
+ *
+ * The ID comes with the file, so it is handed out when the transaction
+ * starts (MAIL FROM: the transaction's log lines carry it) and held until
+ * DATA claims it. A transaction that ends without a message gives its
+ * spare back to be removed, never to be used again: a queue ID names one
+ * transaction in the logs. When none is ready (a burst, a bounce, after a
+ * quiet spell), the ID is made fresh and the file created at DATA, as
+ * before.
+ *
+ * An unused spare is an empty file in `queue/`: what a crash leaves of it
+ * is removed at start-up like any message never acknowledged (see
+ * `Spool.load`), without a log line, as nothing of it was written. IDs sort
+ * by time; a spare older than a minute is not handed out, so an ID's time
+ * stays within a minute of its transaction's.
  *
  * @module
  */
 
-import { readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import type { DirSyncer } from "./dir_sync.ts";
 import { durabilityFs, type DurableHandle } from "./fs_calls.ts";
+import { newQueueId } from "./id.ts";
 
-/** A spare file: its path in the spare directory and its open handle. */
+/** A spare file: its handle, and when its name became durable (ms). */
 interface Spare {
-  path: string;
   handle: DurableHandle;
+  since: number;
 }
 
 /** Options of {@linkcode SpareFiles}. */
 export interface SpareFilesOptions {
-  /** How many spares are kept ready (default 8; 0 turns the pool off). */
+  /** How many spares are kept ready (default 16; 0 turns the pool off). */
   target?: number;
-  /** How many are created at once when the pool refills (default 2). */
+  /** How many are created at once while the pool refills (default 4). */
   parallel?: number;
+  /** Spares older than this are not handed out (default 60 000 ms). */
+  maxAgeMs?: number;
+  /**
+   * A held spare neither claimed nor given back after this long is removed
+   * (default one hour): a safety net, as a transaction gives its ID back
+   * when it ends.
+   */
+  maxHoldMs?: number;
+  /** The clock, in milliseconds (tests). */
+  now?: () => number;
 }
 
-/** Spare files in one directory, taken under a new name on the same file system. */
+/** Spare message files in `queue/`, each under the queue ID it will carry. */
 export class SpareFiles {
   #dir: string;
+  #syncer: DirSyncer;
   #target: number;
   #parallel: number;
-  #ready: Spare[] = [];
-  #creating = 0;
-  #serial = 0;
+  #maxAgeMs: number;
+  #maxHoldMs: number;
+  #now: () => number;
+  /** Ready spares by ID, oldest first. */
+  #ready = new Map<string, Spare>();
+  /** Spares handed out by {@linkcode hold}, by ID, oldest first. */
+  #held = new Map<string, Spare>();
+  #refilling: Promise<void> | undefined;
   #closed = false;
-  /** Resolves when the creates in flight have ended (for close). */
-  #inFlight = new Set<Promise<void>>();
 
-  /** Spares in `dir`, which must exist and be on the file system of the targets. */
-  constructor(dir: string, options: SpareFilesOptions = {}) {
+  /** Spares in `dir` (the queue directory), whose names `syncer` makes durable. */
+  constructor(dir: string, syncer: DirSyncer, options: SpareFilesOptions = {}) {
     this.#dir = dir;
-    this.#target = options.target ?? 8;
-    this.#parallel = Math.max(1, options.parallel ?? 2);
-  }
-
-  /** Removes what an earlier run left in the directory (spares are empty: nothing is lost). */
-  async clean(): Promise<void> {
-    for (const name of await readdir(this.#dir)) {
-      await unlink(join(this.#dir, name)).catch(() => {});
-    }
+    this.#syncer = syncer;
+    this.#target = Math.max(0, options.target ?? 16);
+    this.#parallel = Math.max(1, options.parallel ?? 4);
+    this.#maxAgeMs = options.maxAgeMs ?? 60_000;
+    this.#maxHoldMs = options.maxHoldMs ?? 3_600_000;
+    this.#now = options.now ?? Date.now;
   }
 
   /** How many spares are ready now. */
   get ready(): number {
-    return this.#ready.length;
+    return this.#ready.size;
+  }
+
+  /** How many are held by transactions now. */
+  get held(): number {
+    return this.#held.size;
   }
 
   /**
-   * An open, empty file at `path`, readable and writable, mode 0600: a
-   * spare renamed there, or a file created there when none is ready.
-   * Refills the pool in the background either way. The caller makes sure
-   * nothing is at `path`: a rename would replace it (a created file is
-   * opened exclusively and fails with EEXIST instead).
+   * The ID of a ready spare, now held for one transaction until
+   * {@linkcode claim} or {@linkcode release}; undefined when none is ready
+   * (then the caller makes an ID of its own). Refills the pool either way.
    */
-  async take(path: string): Promise<DurableHandle> {
-    const spare = this.#ready.shift();
-    this.#refill();
-    if (spare) {
-      try {
-        await durabilityFs.rename(spare.path, path);
-        return spare.handle;
-      } catch {
-        // Removed under us, or a failing disk: this spare is lost, not the
-        // message, which gets a file of its own (one try, not a loop over
-        // spares that a failing disk would keep making and losing).
-        await spare.handle.close().catch(() => {});
-        await unlink(spare.path).catch(() => {});
-      }
+  hold(): string | undefined {
+    const now = this.#now();
+    this.#dropStale(now);
+    const next = this.#ready.entries().next();
+    let id: string | undefined;
+    if (!next.done) {
+      const [readyId, spare] = next.value;
+      this.#ready.delete(readyId);
+      this.#held.set(readyId, { handle: spare.handle, since: now });
+      id = readyId;
     }
-    return await durabilityFs.open(path, "wx+", 0o600);
+    this.#refill();
+    return id;
   }
 
-  /** Stops refilling, then closes and removes the spares. */
+  /**
+   * The open, empty file (readable and writable, mode 0600) of the held
+   * spare `id`, whose name in the directory is durable; undefined when
+   * `id` is not held (then the caller creates the file).
+   */
+  claim(id: string): DurableHandle | undefined {
+    const spare = this.#held.get(id);
+    if (!spare) return undefined;
+    this.#held.delete(id);
+    return spare.handle;
+  }
+
+  /** Gives back a held spare whose transaction ended without a message: removed. */
+  release(id: string): void {
+    const spare = this.#held.get(id);
+    if (!spare) return;
+    this.#held.delete(id);
+    void this.#discard(id, spare);
+  }
+
+  /** Stops refilling, then closes and removes the spares, held ones too. */
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.all(this.#inFlight);
-    const spares = this.#ready.splice(0);
-    await Promise.all(spares.map(async ({ path, handle }) => {
-      await handle.close().catch(() => {});
-      await unlink(path).catch(() => {});
-    }));
+    await this.#refilling;
+    const spares = [...this.#ready, ...this.#held];
+    this.#ready.clear();
+    this.#held.clear();
+    await Promise.all(spares.map(([id, spare]) => this.#discard(id, spare)));
   }
 
+  /** Removes ready spares past their age and held ones past the hold limit. */
+  #dropStale(now: number): void {
+    for (const [id, spare] of this.#ready) {
+      if (now - spare.since <= this.#maxAgeMs) break;
+      this.#ready.delete(id);
+      void this.#discard(id, spare);
+    }
+    for (const [id, spare] of this.#held) {
+      if (now - spare.since <= this.#maxHoldMs) break;
+      this.#held.delete(id);
+      void this.#discard(id, spare);
+    }
+  }
+
+  /**
+   * Starts a batch when fewer than half the target are ready: the missing
+   * files are created, `parallel` at a time, and made ready together after
+   * one fsync of the directory.
+   */
   #refill(): void {
-    while (
-      !this.#closed && this.#creating < this.#parallel &&
-      this.#ready.length + this.#creating < this.#target
-    ) {
-      this.#creating++;
-      const done: Promise<void> = this.#create().then((made) => {
-        this.#creating--;
-        this.#inFlight.delete(done);
-        // Stop at the first failure (a full disk): the next take tries again.
-        if (made) this.#refill();
-      });
-      this.#inFlight.add(done);
-    }
+    if (this.#closed || this.#refilling || this.#ready.size * 2 >= this.#target) return;
+    this.#refilling = this.#batch(this.#target - this.#ready.size).finally(() => {
+      this.#refilling = undefined;
+    });
   }
 
-  /** Makes one spare; false when that failed. */
-  async #create(): Promise<boolean> {
-    const path = join(this.#dir, `spare-${++this.#serial}`);
-    let handle: DurableHandle;
+  async #batch(count: number): Promise<void> {
+    const made: Array<[string, DurableHandle]> = [];
+    let started = 0;
+    let failed = false;
+    const worker = async () => {
+      while (!failed && !this.#closed && started < count) {
+        started++;
+        const id = newQueueId(this.#now());
+        try {
+          // Exclusive: an ID already in queue/ (a repeat, however unlikely)
+          // fails here rather than taking over that message's file.
+          made.push([id, await durabilityFs.open(this.#path(id), "wx+", 0o600)]);
+        } catch {
+          // A full disk, a failing one, or a repeat: stop, and the next hold
+          // tries again; the message itself reports the error where it matters.
+          failed = true;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.#parallel, count) }, worker));
     try {
-      handle = await durabilityFs.open(path, "wx+", 0o600);
+      if (this.#closed) throw new Error("closed");
+      await this.#syncer.sync();
     } catch {
-      // A full disk or a leftover name: the next take creates its own file,
-      // which reports the error where it matters.
-      return false;
+      // Never ready with a name that may not be durable.
+      await Promise.all(made.map(([id, handle]) => this.#discard(id, { handle, since: 0 })));
+      return;
     }
-    if (this.#closed) {
-      await handle.close().catch(() => {});
-      await unlink(path).catch(() => {});
-      return false;
-    }
-    this.#ready.push({ path, handle });
-    return true;
+    const since = this.#now();
+    for (const [id, handle] of made) this.#ready.set(id, { handle, since });
+  }
+
+  async #discard(id: string, spare: Spare): Promise<void> {
+    await spare.handle.close().catch(() => {});
+    // Not synced: a name that comes back after a crash is an empty file,
+    // removed at start-up.
+    await durabilityFs.unlink(this.#path(id)).catch(() => {});
+  }
+
+  #path(id: string): string {
+    return join(this.#dir, `${id}.msg`);
   }
 }

@@ -10,11 +10,11 @@
  *                      of a message whose added headers outgrew their room;
  *                      emptied at start-up
  * corrupt/             files that failed validation, moved aside
- * spare/               empty files made ahead of need (see spare_files.ts);
- *                      a message's file is one of them moved into queue/
  * ```
  *
- * A message's file is in `queue/` from its first byte, with an open seal.
+ * A message's file is in `queue/` from its first byte, with an open seal:
+ * made there ahead of need (an empty spare, see spare_files.ts), or when
+ * the message starts to arrive.
  * It is in the queue from the instant its sealed content is durable (one
  * fdatasync, after the fsync of `queue/` that made its name durable); the
  * 250 reply is sent only after that. Unsealed files are removed at
@@ -26,17 +26,17 @@
  */
 
 import { Buffer } from "node:buffer";
-import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { messageReadBytes } from "../runtime/mod.ts";
 import { DirSyncer } from "./dir_sync.ts";
 import { DurableFile, writeFileDurably } from "./durable_file.ts";
 import { durabilityFs } from "./fs_calls.ts";
 import { quickOpen } from "./quick_fs.ts";
-import { isQueueId } from "./id.ts";
+import { isQueueId, newQueueId } from "./id.ts";
 import { moveAside } from "./quarantine.ts";
 import { OPEN_SEAL } from "./seal.ts";
-import { SpareFiles } from "./spare_files.ts";
+import { SpareFiles, type SpareFilesOptions } from "./spare_files.ts";
 import { checkSeal, parseRecord, readFirstLine } from "./spool_read.ts";
 import { headRegion, SpoolWriter } from "./spool_writer.ts";
 import {
@@ -77,13 +77,25 @@ export interface CorruptFile {
  */
 export const HEAD_RESERVE = 4096;
 
+/** How each kind of unsealed file is named in the reason it is moved aside. */
+const UNSEALED = {
+  open: "its seal is open",
+  blank: "its head is blank (no seal)",
+  empty: "it is empty (no seal)",
+} as const;
+
+/** Options of {@linkcode Spool}. */
+export interface SpoolOptions {
+  /** The pool of spare message files (tests). */
+  spares?: SpareFilesOptions;
+}
+
 /** The spool directory. */
 export class Spool {
   readonly root: string;
   #incoming: string;
   #queue: string;
   #corrupt: string;
-  #spare: string;
   #queueSync: DirSyncer;
   #spares: SpareFiles;
   /** IDs of the messages being received (their files are not sealed yet). */
@@ -100,15 +112,14 @@ export class Spool {
   #mayHaveState = new Set<string>();
 
   /** Creates the spool under `<dataDir>/spool`. Call {@linkcode init}. */
-  constructor(dataDir: string) {
+  constructor(dataDir: string, options: SpoolOptions = {}) {
     this.root = join(dataDir, "spool");
     this.#incoming = join(this.root, "incoming");
     this.#queue = join(this.root, "queue");
     this.#corrupt = join(this.root, "corrupt");
-    this.#spare = join(this.root, "spare");
     // The queue directory is fsynced for every message: its handle is held.
     this.#queueSync = new DirSyncer(this.#queue, { hold: true });
-    this.#spares = new SpareFiles(this.#spare);
+    this.#spares = new SpareFiles(this.#queue, this.#queueSync, options.spares);
   }
 
   /**
@@ -116,23 +127,43 @@ export class Spool {
    * those messages were never acknowledged, so the client still has them.
    */
   async init(): Promise<void> {
-    for (const dir of [this.#incoming, this.#queue, this.#corrupt, this.#spare]) {
+    for (const dir of [this.#incoming, this.#queue, this.#corrupt]) {
       await mkdir(dir, { recursive: true, mode: 0o700 });
     }
     for (const name of await readdir(this.#incoming)) {
       await unlink(join(this.#incoming, name)).catch(() => {});
     }
-    await this.#spares.clean();
+    // Earlier builds kept their empty spare files in spare/: nothing of a
+    // message was ever there.
+    await rm(join(this.root, "spare"), { recursive: true, force: true });
   }
 
   /**
-   * Starts receiving a message with the given envelope, in a spare file
-   * renamed to `queue/<id>.msg` (created there when none is ready), with an
-   * open seal. The fsync of `queue/` that makes its name durable starts at
-   * once and runs while the message arrives. An ID already being received
-   * or queued is refused with EEXIST: renaming a spare onto its file would
-   * replace that message (IDs are random, but nothing else rules a repeat
-   * out, and the caller can pick another).
+   * A queue ID for a transaction that starts now: one whose file is
+   * already made and durable in `queue/` when a spare is ready (see
+   * spare_files.ts), else a new one. Give it back with
+   * {@linkcode releaseId} when the transaction ends without a message.
+   */
+  newId(): string {
+    return this.#spares.hold() ?? newQueueId();
+  }
+
+  /**
+   * The transaction of an ID from {@linkcode newId} ended: its spare file,
+   * unless {@linkcode receive} took it, is removed. Harmless for any other ID.
+   */
+  releaseId(id: string): void {
+    this.#spares.release(id);
+  }
+
+  /**
+   * Starts receiving a message with the given envelope into
+   * `queue/<id>.msg`, with an open seal: the spare file made for the ID
+   * when {@linkcode newId} gave one, else a file created there now, and
+   * then the fsync of `queue/` that makes its name durable starts at once
+   * and runs while the message arrives. An ID already being received or
+   * queued is refused with EEXIST (IDs are random, but nothing else rules
+   * a repeat out, and the caller can pick another).
    */
   async receive(envelope: Envelope): Promise<SpoolWriter> {
     const id = envelope.id;
@@ -148,15 +179,23 @@ export class Spool {
     };
     const path = this.#messagePath(id);
     let file: DurableFile;
-    try {
-      file = DurableFile.fromHandle(await this.#spares.take(path), path);
-    } catch (err) {
-      done();
-      throw err;
+    let entryDurable: Promise<void>;
+    const spare = this.#spares.claim(id);
+    if (spare) {
+      // Its name was made durable before it was handed out.
+      file = DurableFile.fromHandle(spare, path);
+      entryDurable = Promise.resolve();
+    } else {
+      try {
+        file = await DurableFile.create(path);
+      } catch (err) {
+        done();
+        throw err;
+      }
+      entryDurable = this.#queueSync.sync();
+      // Awaited at commit; a failure before then is not unhandled meanwhile.
+      entryDurable.catch(() => {});
     }
-    const entryDurable = this.#queueSync.sync();
-    // Awaited at commit; a failure before then is not unhandled meanwhile.
-    entryDurable.catch(() => {});
     try {
       const line = new TextEncoder().encode(JSON.stringify(envelope));
       await file.write(OPEN_SEAL);
@@ -206,6 +245,13 @@ export class Spool {
           this.#queued.add(id);
           continue;
         }
+        if (item.unsealed === "empty" && !states.has(id)) {
+          // A spare never used, or a message of which nothing reached the
+          // disk: no message to speak of.
+          this.#mayHaveState.delete(id);
+          await unlink(this.#messagePath(id));
+          continue;
+        }
         if (states.has(id)) {
           // A state file is written only for a queued item, after its
           // commit: this message was acknowledged, and the client has
@@ -213,7 +259,7 @@ export class Spool {
           // as zeros), so it is moved aside like any damaged file, never
           // removed.
           throw new Error(
-            `${item.unsealed === "blank" ? "its head is blank (no seal)" : "its seal is open"}, ` +
+            `${UNSEALED[item.unsealed]}, ` +
               "yet its delivery state file shows it was acknowledged",
           );
         }
@@ -287,7 +333,7 @@ export class Spool {
     await durabilityFs.unlink(join(this.#queue, `${id}.state`)).catch(ignoreMissing);
   }
 
-  /** Closes held directory handles and removes the spare files. */
+  /** Removes the spare files, then closes the held directory handle. */
   async close(): Promise<void> {
     await this.#spares.close();
     await this.#queueSync.close();
@@ -298,7 +344,7 @@ export class Spool {
   }
 
   /** The item, or how its file looks when it was never sealed. */
-  async #readItem(id: string): Promise<SpoolItem | { unsealed: "open" | "blank" }> {
+  async #readItem(id: string): Promise<SpoolItem | { unsealed: "open" | "blank" | "empty" }> {
     if (!isQueueId(id)) throw new Error(`"${id}" is not a queue ID`);
     const path = this.#messagePath(id);
     const start = await checkSeal(path);

@@ -36,10 +36,11 @@ export function parseRecord<T extends v.GenericSchema>(
 
 /**
  * Checks the seal of a message file: returns where its envelope line
- * starts, how the head of a file never sealed looks, and throws for one
- * whose seal does not match its content.
+ * starts, how the head of a file never sealed looks (or "empty" for a
+ * file of no bytes), and throws for one whose seal does not match its
+ * content.
  */
-export async function checkSeal(path: string): Promise<number | "open" | "blank"> {
+export async function checkSeal(path: string): Promise<number | "open" | "blank" | "empty"> {
   const handle = await open(path, "r");
   let size: number;
   const head = new Uint8Array(SEAL_BYTES);
@@ -49,6 +50,9 @@ export async function checkSeal(path: string): Promise<number | "open" | "blank"
   } finally {
     await handle.close();
   }
+  // Nothing was ever written: a spare file (spare_files.ts), or a message
+  // whose first write never reached the disk.
+  if (size === 0) return "empty";
   const seal = readSeal(head.subarray(0, Math.min(size, SEAL_BYTES)));
   switch (seal.kind) {
     case "legacy":

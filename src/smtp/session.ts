@@ -93,7 +93,7 @@ export class Intake implements SessionEvents {
   ): Promise<SmtpReply | undefined> {
     // A MAIL FROM comes only outside a transaction (smtp-server answers 503
     // otherwise): one left here was refused, and is over.
-    this.#transactions.delete(session.id);
+    this.#endTransaction(session.id);
     const parameter = unsupportedParameter("mail", address, {
       auth: authenticatedUser(session) !== undefined,
     });
@@ -120,7 +120,7 @@ export class Intake implements SessionEvents {
       const refusal = senderRefusal(user, address.address || "");
       if (refusal) {
         this.#reject(session, "mail", "sender_not_owned", refusal, undefined, transaction.qid);
-        this.#transactions.delete(session.id);
+        this.#endTransaction(session.id);
         return refusal;
       }
     }
@@ -136,7 +136,7 @@ export class Intake implements SessionEvents {
       const limited = admitted instanceof Promise ? await admitted : admitted;
       if (limited) {
         this.#reject(session, "mail", limited.reason, limited.reply, undefined, transaction.qid);
-        this.#transactions.delete(session.id);
+        this.#endTransaction(session.id);
         return limited.reply;
       }
     }
@@ -152,10 +152,10 @@ export class Intake implements SessionEvents {
         transaction.qid,
         address.address || "",
       );
-      this.#transactions.delete(session.id);
+      this.#endTransaction(session.id);
       return storage;
     }
-    if (!policy.auth) return undefined;
+    if (!policy.auth) return this.#admitted(session.id, transaction);
     const { verdict, refusal } = await spfAtMailFrom(policy.auth, {
       sender: address.address || "",
       ip: session.remoteAddress,
@@ -175,7 +175,30 @@ export class Intake implements SessionEvents {
       );
       return refusal.reply;
     }
+    return this.#admitted(session.id, transaction);
+  }
+
+  /**
+   * MAIL FROM accepted: the transaction takes its queue ID from the spool,
+   * with a file made for it ahead of time when one is ready (see
+   * src/queue/spare_files.ts). Until now it had an ID of its own, for the
+   * refusal log lines: a refused MAIL never holds a spare file.
+   */
+  #admitted(sessionId: string, transaction: OpenTransaction): undefined {
+    // Unless the connection closed while the checks ran: then nothing
+    // would give the spare back.
+    if (this.#transactions.get(sessionId) === transaction) {
+      transaction.qid = this.#deps.spool.newId();
+    }
     return undefined;
+  }
+
+  /** The session's transaction is over: forgotten, its spare file given back. */
+  #endTransaction(sessionId: string): void {
+    const transaction = this.#transactions.get(sessionId);
+    if (!transaction) return;
+    this.#transactions.delete(sessionId);
+    this.#deps.spool.releaseId(transaction.qid);
   }
 
   /** RCPT TO: only local recipients that exist, up to the limit. */
@@ -245,7 +268,12 @@ export class Intake implements SessionEvents {
       policy: transaction?.policy ?? this.#deps.policy(),
     };
     this.#transactions.delete(session.id);
-    return await acceptMessage(this.#data, stream, session, open);
+    try {
+      return await acceptMessage(this.#data, stream, session, open);
+    } finally {
+      // Taken by the spool when the message was received; else given back.
+      this.#deps.spool.releaseId(open.qid);
+    }
   }
 
   /**
@@ -312,7 +340,7 @@ export class Intake implements SessionEvents {
   /** The connection closed: forget its state, and sum up a flood of refusals. */
   close(session: SMTPServerSession): void {
     this.#asking.delete(session.id);
-    this.#transactions.delete(session.id);
+    this.#endTransaction(session.id);
     this.#deps.connections.release(session.id);
     const summary = this.#refusals.close(session.id);
     if (summary) this.#deps.mailLog.sessionRefusals(session.id, client(session), summary);

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import nodemailer from "nodemailer";
 import { cleanup, eventually, maildirMessages, type Server, startServer } from "./harness.ts";
-import { partialSpoolFiles } from "../support/spool_files.ts";
+import { partialSpoolFiles, queuedFiles } from "../support/spool_files.ts";
 
 const SENDERS = 12;
 const MESSAGES_PER_SENDER = 15;
@@ -133,7 +133,7 @@ describe("crash safety", () => {
       }
       assert.deepEqual(await partialSpoolFiles(current.dataDir), []);
       await eventually(async () =>
-        (await readdir(join(current.dataDir, "spool", "queue"))).length === 0 ? true : undefined
+        (await queuedFiles(current.dataDir)).length === 0 ? true : undefined
       );
       await cleanup(current);
       server = undefined;

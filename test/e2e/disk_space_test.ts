@@ -25,7 +25,7 @@ import {
   tempDir,
   writeTree,
 } from "./harness.ts";
-import { partialSpoolFiles } from "../support/spool_files.ts";
+import { partialSpoolFiles, queuedFiles } from "../support/spool_files.ts";
 
 /** 1 PiB: more than any disk this test runs on. */
 const PIB = 1024 ** 5;
@@ -34,7 +34,7 @@ async function spoolFiles(server: Server): Promise<string[]> {
   const spool = join(server.dataDir, "spool");
   return [
     ...(await readdir(join(spool, "incoming"))).map((n) => `incoming/${n}`),
-    ...(await readdir(join(spool, "queue"))).map((n) => `queue/${n}`),
+    ...(await queuedFiles(server.dataDir)).map((n) => `queue/${n}`),
   ];
 }
 

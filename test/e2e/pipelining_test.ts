@@ -6,12 +6,11 @@
  */
 
 import assert from "node:assert/strict";
-import { readdir } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { cleanup, type Server, startServer } from "./harness.ts";
 import { LineClient } from "../support/smtp_lines.ts";
+import { queuedFiles } from "../support/spool_files.ts";
 
 /** Commands in the flood, as in the report of issue 14. */
 const FLOOD = 50_000;
@@ -184,7 +183,7 @@ describe("pipelining", () => {
     assert.equal(replies[2], "554 5.5.0 Error: SMTP protocol synchronization");
     await server.waitForLog(/event=rejected stage=data reason=pipelined_message /);
     assert.ok(!server.mailLog.some((l) => l.includes("smuggled@flood.test")));
-    const queued = await readdir(join(server.dataDir, "spool", "queue")).catch(() => []);
+    const queued = await queuedFiles(server.dataDir);
     assert.deepEqual(queued, []);
   });
 
@@ -220,7 +219,7 @@ describe("pipelining", () => {
     assert.equal(ended, "closed", replies.join("\n"));
     assert.deepEqual(replies, ["554 5.5.0 Error: SMTP protocol synchronization"]);
     assert.ok(!server.mailLog.some((l) => l.includes("smuggled@flood.test")));
-    const queued = await readdir(join(server.dataDir, "spool", "queue")).catch(() => []);
+    const queued = await queuedFiles(server.dataDir);
     assert.deepEqual(queued, []);
   });
 });

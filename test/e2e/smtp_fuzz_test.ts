@@ -28,7 +28,7 @@ import { after, before, describe, it } from "node:test";
 import * as v from "valibot";
 import { EnvelopeSchema } from "../../src/queue/mod.ts";
 import { cleanup, eventually, type Server, startServer, swaks } from "./harness.ts";
-import { partialSpoolFiles } from "../support/spool_files.ts";
+import { partialSpoolFiles, queuedFiles } from "../support/spool_files.ts";
 
 const SEED = Number(process.env["FUZZ_SEED"] ?? Math.floor(Math.random() * 2 ** 31));
 const ONLY = process.env["FUZZ_SESSION"] === undefined
@@ -322,7 +322,7 @@ function malformed(text: string, closedByServer: boolean): string[] {
 async function checkSpool(server: Server): Promise<number> {
   let checked = 0;
   const queue = join(server.dataDir, "spool", "queue");
-  for (const name of await readdir(queue)) {
+  for (const name of await queuedFiles(server.dataDir)) {
     assert.match(name, /^\w+\.(msg|state)$/, `seed=${SEED}: unexpected spool file ${name}`);
     if (!name.endsWith(".msg")) continue;
     const bytes = await readFile(join(queue, name)).catch(() => undefined);

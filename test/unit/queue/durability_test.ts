@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { type LocalDomain, parseAliases, RecipientResolver } from "../../../src/aliases/mod.ts";
@@ -134,23 +133,39 @@ describe("durability: the order of writes, syncs and renames", () => {
     assertCommitOrder(envelope.id);
   });
 
-  it("a message received into a spare file is committed in the same order", async () => {
-    // The first message makes the spool fill its pool of spare files.
-    await spoolMessage(spool, makeEnvelope({ received_at: RECEIVED_AT }), BODY);
-    const spareDir = join(spool.root, "spare");
-    for (let i = 0; i < 400 && (await readdir(spareDir)).length === 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
+  it("a spare file's name is durable before its ID is handed out, and its message is committed in the same order", async () => {
+    const queueDir = join(spool.root, "queue");
+    // The first call finds no spare ready and starts the pool.
+    let id: string | undefined;
+    for (let i = 0; i < 400 && id === undefined; i++) {
+      const next = spool.newId();
+      const path = join(queueDir, `${next}.msg`);
+      if (recorder.events.some((e) => e.call === "open" && e.phase === "end" && e.path === path)) {
+        id = next;
+      } else {
+        spool.releaseId(next);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
     }
-    recorder.events.length = 0;
-    const envelope = makeEnvelope({ received_at: RECEIVED_AT });
-    await spoolMessage(spool, envelope, BODY);
+    assert.ok(id, `no spare file was handed out:\n${recorder.describe()}`);
+    recorder.mark("handed out");
+    const queued = join(queueDir, `${id}.msg`);
+    const made = recorder.find("open", "end", queued);
+    const dirSyncBegin = recorder.find("sync", "begin", queueDir, made);
+    assertOrder(recorder, [
+      ["the spare made in queue/", made],
+      ["fsync of queue/ begins", dirSyncBegin],
+      ["fsync of queue/ ends", recorder.find("sync", "end", queueDir, dirSyncBegin)],
+      ["its ID handed out", recorder.find("mark", "end", "handed out")],
+    ]);
+    await spoolMessage(spool, makeEnvelope({ id, received_at: RECEIVED_AT }), BODY);
     recorder.mark("committed");
-    const queued = join(spool.root, "queue", `${envelope.id}.msg`);
-    const taken = recorder.events.find((e) =>
-      e.call === "rename" && e.to === queued && e.path.startsWith(`${spareDir}/`)
+    assertCommitOrder(id);
+    assert.equal(
+      recorder.events.filter((e) => e.call === "open" && e.path === queued).length,
+      2,
+      `the spare was opened again, or another file made in its place:\n${recorder.describe()}`,
     );
-    assert.ok(taken, `the message did not take a spare:\n${recorder.describe()}`);
-    assertCommitOrder(envelope.id);
   });
 
   it("Spool.saveState() resolves after the state file and queue/ are synced, in order", async () => {

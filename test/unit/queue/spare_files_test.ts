@@ -1,121 +1,210 @@
 import assert from "node:assert/strict";
-import { open, readFile, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { mkdir } from "node:fs/promises";
-import { durabilityFs } from "../../../src/queue/fs_calls.ts";
-import { SpareFiles } from "../../../src/queue/spare_files.ts";
-import { listDir, makeTempDir, removeDir, until } from "../helpers.ts";
+import type { DirSyncer } from "../../../src/queue/dir_sync.ts";
+import { isQueueId, newQueueId } from "../../../src/queue/id.ts";
+import { SpareFiles, type SpareFilesOptions } from "../../../src/queue/spare_files.ts";
+import { listDir, makeTempDir, removeDir } from "../helpers.ts";
+
+/** A directory syncer that counts its syncs, and can hold them or fail them. */
+class CountingSyncer {
+  syncs = 0;
+  #gate: Promise<void> | undefined;
+  #open: (() => void) | undefined;
+  failNext = false;
+
+  hold(): void {
+    this.#gate = new Promise((resolve) => this.#open = resolve);
+  }
+
+  release(): void {
+    this.#open?.();
+    this.#gate = undefined;
+  }
+
+  async sync(): Promise<void> {
+    this.syncs++;
+    await this.#gate;
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error("EIO");
+    }
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** Waits (at most 2 s of turns) until `condition` holds. */
+async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (await condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error("condition not reached");
+}
 
 describe("SpareFiles", () => {
   let root: string;
-  let spareDir: string;
-  let targetDir: string;
+  let dir: string;
+  let syncer: CountingSyncer;
+  let clock: number;
   let pool: SpareFiles;
+
+  function makePool(options: SpareFilesOptions = {}): SpareFiles {
+    return new SpareFiles(dir, syncer as unknown as DirSyncer, {
+      target: 4,
+      now: () => clock,
+      ...options,
+    });
+  }
 
   beforeEach(async () => {
     root = await makeTempDir("postern-spare-");
-    spareDir = join(root, "spare");
-    targetDir = join(root, "incoming");
-    await mkdir(spareDir);
-    await mkdir(targetDir);
-    pool = new SpareFiles(spareDir, { target: 3 });
+    dir = join(root, "queue");
+    await mkdir(dir);
+    syncer = new CountingSyncer();
+    clock = Date.parse("2026-12-05T08:00:00Z");
+    pool = makePool();
   });
   afterEach(async () => {
+    syncer.release();
     await pool.close();
     await removeDir(root);
   });
 
-  it("creates the file when no spare is ready, then fills the pool to its target", async () => {
-    const handle = await pool.take(join(targetDir, "a"));
-    await handle.close();
-    assert.deepEqual(await listDir(targetDir), ["a"]);
-    await until(() => pool.ready === 3);
-    assert.equal((await listDir(spareDir)).length, 3);
+  it("hands out nothing at first, then a batch made with one fsync of the directory", async () => {
+    assert.equal(pool.hold(), undefined);
+    await until(() => pool.ready === 4);
+    assert.equal(syncer.syncs, 1, "one fsync for the whole batch");
+    const names = await listDir(dir);
+    assert.equal(names.length, 4);
+    for (const name of names) {
+      assert.match(name, /^[0-9a-z]{16}\.msg$/);
+      const info = await stat(join(dir, name));
+      assert.equal(info.size, 0);
+      assert.equal(info.mode & 0o777, 0o600);
+    }
   });
 
-  it("gives a spare: empty, mode 0600, at the new path only, and written through the handle", async () => {
-    await (await pool.take(join(targetDir, "first"))).close();
-    await until(() => pool.ready === 3);
-    const spares = await listDir(spareDir);
-    const path = join(targetDir, "second");
-    const handle = await pool.take(path);
-    const info = await stat(path);
-    assert.equal(info.size, 0);
-    assert.equal(info.mode & 0o777, 0o600);
-    assert.equal(info.nlink, 1, "the spare has no other name");
+  it("makes nothing ready until the fsync that makes the names durable has returned", async () => {
+    syncer.hold();
+    assert.equal(pool.hold(), undefined);
+    await until(async () => (await listDir(dir)).length === 4 && syncer.syncs === 1);
+    assert.equal(pool.ready, 0);
+    assert.equal(pool.hold(), undefined, "an ID handed out before its name is durable");
+    syncer.release();
+    await until(() => pool.ready === 4);
+    assert.ok(pool.hold());
+  });
+
+  it("removes a batch whose fsync failed: none of it is handed out", async () => {
+    syncer.failNext = true;
+    assert.equal(pool.hold(), undefined);
+    await until(() => syncer.syncs === 1);
+    await until(async () => (await listDir(dir)).length === 0);
+    assert.equal(pool.ready, 0);
+    // The next hold starts a batch again.
+    assert.equal(pool.hold(), undefined);
+    await until(() => pool.ready === 4);
+    assert.equal(syncer.syncs, 2);
+  });
+
+  it("gives a held spare's handle once, and writes through it land in <id>.msg", async () => {
+    pool.hold();
+    await until(() => pool.ready === 4);
+    const id = pool.hold()!;
+    assert.ok(isQueueId(id));
+    assert.equal(pool.claim("0000000000000000"), undefined, "an ID never handed out");
+    const handle = pool.claim(id)!;
+    assert.ok(handle);
+    assert.equal(pool.claim(id), undefined, "claimed twice");
     await handle.write(new TextEncoder().encode("hello"), 0, 5, 0);
     await handle.close();
-    assert.equal(await readFile(path, "utf8"), "hello");
-    // One spare went, the others are still there (and more may be made).
-    const left = await listDir(spareDir);
-    assert.equal(spares.filter((name) => !left.includes(name)).length, 1);
+    assert.equal(await readFile(join(dir, `${id}.msg`), "utf8"), "hello");
+    // A release after the claim leaves the message alone.
+    pool.release(id);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(await readFile(join(dir, `${id}.msg`), "utf8"), "hello");
   });
 
-  it("with no spare ready, creates the file exclusively: an existing file is kept (EEXIST)", async () => {
-    const path = join(targetDir, "taken");
-    await writeFile(path, "a message being received");
-    await assert.rejects(pool.take(path), (err: unknown) => {
-      assert.equal((err as { code?: string }).code, "EEXIST");
-      return true;
-    });
-    assert.equal(await readFile(path, "utf8"), "a message being received");
-  });
-
-  it("falls back to a new file when the spare was removed under it", async () => {
-    await (await pool.take(join(targetDir, "first"))).close();
-    await until(() => pool.ready === 3);
-    for (const name of await listDir(spareDir)) await unlink(join(spareDir, name));
-    const path = join(targetDir, "second");
-    const handle = await pool.take(path);
-    await handle.write(new TextEncoder().encode("kept"), 0, 4, 0);
-    await handle.close();
-    assert.equal(await readFile(path, "utf8"), "kept");
-  });
-
-  it("when a spare cannot be renamed (a failing disk), creates the file once, no loop", async () => {
-    await (await pool.take(join(targetDir, "first"))).close();
-    await until(() => pool.ready === 3);
-    const rename = durabilityFs.rename;
-    let renames = 0;
-    durabilityFs.rename = () => {
-      renames++;
-      return Promise.reject(Object.assign(new Error("I/O error"), { code: "EIO" }));
-    };
-    try {
-      const path = join(targetDir, "second");
-      const handle = await pool.take(path);
-      await handle.close();
-      assert.equal((await stat(path)).size, 0);
-    } finally {
-      durabilityFs.rename = rename;
+  it("removes a released spare and never hands its ID out again", async () => {
+    pool.hold();
+    await until(() => pool.ready === 4);
+    const id = pool.hold()!;
+    pool.release(id);
+    assert.equal(pool.held, 0);
+    assert.equal(pool.claim(id), undefined);
+    await until(async () => !(await listDir(dir)).includes(`${id}.msg`));
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      await until(() => pool.ready > 0);
+      const next = pool.hold()!;
+      seen.add(next);
+      pool.release(next);
     }
-    assert.equal(renames, 1);
+    assert.ok(!seen.has(id));
+    assert.equal(seen.size, 20, "an ID was handed out twice");
   });
 
-  it("close() removes the spares and makes no more", async () => {
-    await (await pool.take(join(targetDir, "first"))).close();
-    await until(() => pool.ready === 3);
+  it("refills only once fewer than half the target are ready, up to the target", async () => {
+    pool.hold();
+    await until(() => pool.ready === 4);
+    pool.release(pool.hold()!);
+    // 3 of 4 ready: no batch.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(syncer.syncs, 1);
+    pool.release(pool.hold()!);
+    pool.release(pool.hold()!);
+    // 1 of 4: a batch of 3.
+    await until(() => pool.ready === 4);
+    assert.equal(syncer.syncs, 2);
+    await until(async () => (await listDir(dir)).length === 4);
+  });
+
+  it("drops ready spares older than a minute, so that IDs keep to the time of their transaction", async () => {
+    pool.hold();
+    await until(() => pool.ready === 4);
+    const old = await listDir(dir);
+    clock += 60_001;
+    assert.equal(pool.hold(), undefined, "a stale spare was handed out");
+    await until(() => pool.ready === 4);
+    const now = await listDir(dir);
+    assert.equal(now.filter((name) => old.includes(name)).length, 0);
+    // The new ones carry the clock's time.
+    const id = pool.hold()!;
+    assert.equal(id.slice(0, 10), newQueueId(clock).slice(0, 10));
+  });
+
+  it("removes a spare held past the hold limit, as a safety net", async () => {
+    pool = makePool({ maxHoldMs: 1000 });
+    pool.hold();
+    await until(() => pool.ready === 4);
+    const forgotten = pool.hold()!;
+    clock += 1001;
+    pool.hold();
+    assert.equal(pool.claim(forgotten), undefined);
+    await until(async () => !(await listDir(dir)).includes(`${forgotten}.msg`));
+  });
+
+  it("close() removes ready and held spares, and stops refilling", async () => {
+    pool.hold();
+    await until(() => pool.ready === 4);
+    pool.hold();
     await pool.close();
-    assert.deepEqual(await listDir(spareDir), []);
-    const handle = await pool.take(join(targetDir, "after-close"));
-    await handle.close();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.deepEqual(await listDir(spareDir), []);
+    assert.deepEqual(await listDir(dir), []);
+    assert.equal(pool.hold(), undefined);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(await listDir(dir), []);
   });
 
-  it("clean() removes what an earlier run left", async () => {
-    await writeFile(join(spareDir, "spare-1"), "");
-    await (await open(join(spareDir, "spare-9"), "w")).close();
-    await pool.clean();
-    assert.deepEqual(await listDir(spareDir), []);
-  });
-
-  it("with target 0 keeps no spares", async () => {
-    const none = new SpareFiles(spareDir, { target: 0 });
-    await (await none.take(join(targetDir, "a"))).close();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.deepEqual(await listDir(spareDir), []);
-    await none.close();
+  it("with a target of 0 makes nothing", async () => {
+    pool = makePool({ target: 0 });
+    assert.equal(pool.hold(), undefined);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(await listDir(dir), []);
+    assert.equal(syncer.syncs, 0);
   });
 });

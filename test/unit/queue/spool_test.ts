@@ -1,12 +1,39 @@
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
-import { readFile, readlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { type DeliveryState, newQueueId, Spool } from "../../../src/queue/mod.ts";
 import { durabilityFs } from "../../../src/queue/fs_calls.ts";
 import { collectBytes, collectText, listDir, makeTempDir, removeDir } from "../helpers.ts";
 import { makeEnvelope, spoolMessage } from "./fixtures.ts";
+
+/**
+ * An ID from `newId()` whose spare file is in queue/: the first call finds
+ * none ready and starts the pool, so it is asked again until one is.
+ */
+async function spareId(spool: Spool): Promise<string> {
+  for (let i = 0; i < 400; i++) {
+    const id = spool.newId();
+    if (await exists(join(spool.root, "queue", `${id}.msg`))) return id;
+    spool.releaseId(id);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error("no spare file was made");
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await stat(path).then(() => true, () => false);
+}
+
+/** Waits (at most 2 s of turns) until `condition` holds. */
+async function until(condition: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (await condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error("condition not reached");
+}
 
 describe("Spool", () => {
   let dataDir: string;
@@ -28,18 +55,19 @@ describe("Spool", () => {
     await removeDir(dataDir);
   });
 
-  it("init() creates incoming/, queue/, corrupt/ and spare/ under <data>/spool", async () => {
+  it("init() creates incoming/, queue/ and corrupt/ under <data>/spool", async () => {
     assert.equal(spool.root, join(dataDir, "spool"));
-    assert.deepEqual(await listDir(spool.root), ["corrupt", "incoming", "queue", "spare"]);
+    assert.deepEqual(await listDir(spool.root), ["corrupt", "incoming", "queue"]);
   });
 
-  it("init() removes what an earlier run left in spare/", async () => {
+  it("init() removes the spare/ directory an earlier build left", async () => {
+    await mkdir(join(spool.root, "spare"));
     await writeFile(join(spool.root, "spare", "spare-1"), "");
     await writeFile(join(spool.root, "spare", "spare-2"), "not ours either");
     const again = new Spool(dataDir);
     await again.init();
     await again.close();
-    assert.deepEqual(await listDir(join(spool.root, "spare")), []);
+    assert.deepEqual(await listDir(spool.root), ["corrupt", "incoming", "queue"]);
   });
 
   it("init() removes leftovers in incoming/ when called again", async () => {
@@ -123,14 +151,9 @@ describe("Spool", () => {
     await writer.abort();
   });
 
-  it("receive() refuses the same ID when a spare file is ready, and the first message is kept", async () => {
-    await spoolMessage(spool, makeEnvelope(), "fills the pool\r\n");
-    const spareDir = join(spool.root, "spare");
-    for (let i = 0; i < 400 && (await listDir(spareDir)).length === 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    assert.notDeepEqual(await listDir(spareDir), [], "no spare file was made");
-    const envelope = makeEnvelope();
+  it("receive() refuses the ID of a message being received into its spare file, and the first is kept", async () => {
+    const id = await spareId(spool);
+    const envelope = makeEnvelope({ id });
     const writer = await spool.receive(envelope);
     await writer.write(new TextEncoder().encode("the first\r\n"));
     await assert.rejects(spool.receive(envelope), (err: unknown) => {
@@ -141,30 +164,17 @@ describe("Spool", () => {
     assert.equal(await collectText(spool.openMessage(item)), "the first\r\n");
   });
 
-  it("receive() refuses the ID of a queued message, which a spare renamed onto it would replace", async () => {
-    const spareDir = join(spool.root, "spare");
+  it("receive() refuses the ID of a queued message, before and after a restart", async () => {
     const envelope = makeEnvelope();
     const item = await spoolMessage(spool, envelope, "acknowledged\r\n");
-    for (let i = 0; i < 400 && (await listDir(spareDir)).length === 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    assert.notDeepEqual(await listDir(spareDir), [], "no spare file was made");
     await assert.rejects(spool.receive(envelope), { code: "EEXIST" });
     assert.equal(await collectText(spool.openMessage(item)), "acknowledged\r\n");
 
-    // Queued after a restart too.
     await spool.close();
     spool = new Spool(dataDir);
     await spool.init();
     const { items } = await spool.load();
     assert.equal(items.length, 1);
-    // A spare made first (by a message of its own), so that a receive of the
-    // queued ID would rename it onto the file rather than fail to create one.
-    await spoolMessage(spool, makeEnvelope(), "makes a spare\r\n");
-    for (let i = 0; i < 400 && (await listDir(spareDir)).length === 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    assert.notDeepEqual(await listDir(spareDir), [], "no spare file was made after the restart");
     await assert.rejects(spool.receive(envelope), { code: "EEXIST" });
     assert.equal(await collectText(spool.openMessage(items[0]!)), "acknowledged\r\n");
 
@@ -172,6 +182,45 @@ describe("Spool", () => {
     await spool.remove(envelope.id);
     const again = await spool.receive(envelope);
     await again.abort();
+  });
+
+  it("newId() hands out the ID of a spare file already in queue/; the message is written into that very file", async () => {
+    const id = await spareId(spool);
+    const path = join(spool.root, "queue", `${id}.msg`);
+    const before = await stat(path);
+    assert.equal(before.size, 0, "a spare is empty");
+    assert.equal(before.mode & 0o777, 0o600);
+    const writer = await spool.receive(makeEnvelope({ id }));
+    await writer.write(new TextEncoder().encode("into the spare\r\n"));
+    const item = await writer.commit();
+    assert.equal((await stat(path)).ino, before.ino, "not a new file");
+    assert.equal(await collectText(spool.openMessage(item)), "into the spare\r\n");
+    // Still in the queue after a restart; the other spares are not.
+    await spool.close();
+    spool = new Spool(dataDir);
+    await spool.init();
+    const { items, unfinished, corrupt } = await spool.load();
+    assert.deepEqual([items.map((i) => i.envelope.id), unfinished, corrupt], [[id], [], []]);
+    assert.deepEqual(await listDir(join(spool.root, "queue")), [`${id}.msg`]);
+  });
+
+  it("releaseId() removes a spare whose transaction ended without a message; its ID is not handed out again", async () => {
+    const id = await spareId(spool);
+    const path = join(spool.root, "queue", `${id}.msg`);
+    spool.releaseId(id);
+    await until(async () => !(await listDir(join(spool.root, "queue"))).includes(`${id}.msg`));
+    const seen = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      const next = spool.newId();
+      seen.add(next);
+      spool.releaseId(next);
+    }
+    assert.ok(!seen.has(id), "a released ID came back");
+    // A receive under the released ID creates a file of its own.
+    const writer = await spool.receive(makeEnvelope({ id }));
+    await writer.write(new TextEncoder().encode("late\r\n"));
+    await writer.commit();
+    assert.equal((await stat(path)).size > 0, true);
   });
 
   it("receive() takes the ID of a message that was aborted", async () => {
