@@ -14,8 +14,9 @@ import type { RecipientResolver } from "../aliases/mod.ts";
 import { hashPassword, verifyPassword } from "../users/mod.ts";
 import type { DovecotAuth } from "../users/dovecot_auth.ts";
 import { loginWithDovecot } from "./dovecot_login.ts";
-import { clientKey, SlidingWindowCounter } from "./rate_limits.ts";
+import { clientKey } from "./rate_limits.ts";
 import { reply, type SmtpReply } from "./reply.ts";
+import { SlidingLog } from "./sliding_log.ts";
 
 /** What a client sent with AUTH. */
 export interface LoginAttempt {
@@ -59,9 +60,22 @@ export interface FailureCounter {
   reserve(key: string, limit: number): LoginTicket | undefined | Promise<LoginTicket | undefined>;
 }
 
-/** Failed logins and attempts being checked, counted in this process. */
+const HOUR = 3_600_000;
+
+/**
+ * Failures kept per client when there is no limit (0): a limit set later
+ * (the policy reloads live) up to this many applies at once.
+ */
+export const KEEP_WITHOUT_LIMIT = 100;
+
+/**
+ * Failed logins and attempts being checked, counted in this process. The
+ * failures are counted exactly (`sliding_log.ts`): never more than the
+ * limit of password checks fail within any window-long span, not even
+ * across the edge of a clock hour.
+ */
 export class LocalFailures implements FailureCounter {
-  #failures: SlidingWindowCounter;
+  #failures: SlidingLog;
   /**
    * Attempts being checked now, per client key. Each counts as a failure
    * until its outcome is known: the password check takes ~100 ms (scrypt),
@@ -70,13 +84,32 @@ export class LocalFailures implements FailureCounter {
    */
   #inFlight = new Map<string, number>();
 
-  /** Counts within the hour; `clock` gives milliseconds. */
-  constructor(clock: () => number = Date.now) {
-    this.#failures = new SlidingWindowCounter(3_600_000, clock);
+  /** Counts within the hour (or `windowMs`); `clock` gives milliseconds. */
+  constructor(clock: () => number = Date.now, windowMs: number = HOUR) {
+    this.#failures = new SlidingLog(windowMs, clock);
   }
 
-  /** A place for an attempt of `key`, unless failures and attempts being checked reach `limit`. */
-  reserve(key: string, limit: number): LoginTicket | undefined {
+  /** Failures of `key` within the window (attempts being checked aside). */
+  failures(key: string): number {
+    return this.#failures.count(key);
+  }
+
+  /** Keys with failures remembered (bounded under a flood of clients). */
+  get size(): number {
+    return this.#failures.size;
+  }
+
+  /**
+   * A place for an attempt of `key`, unless failures and attempts being
+   * checked reach `limit`. A failure keeps the newest `keep` failures of
+   * `key` (default: the limit, or {@linkcode KEEP_WITHOUT_LIMIT} without
+   * one); a fleet's node keeps its share with the fleet's limit.
+   */
+  reserve(
+    key: string,
+    limit: number,
+    keep: number = limit > 0 ? limit : KEEP_WITHOUT_LIMIT,
+  ): LoginTicket | undefined {
     const inFlight = this.#inFlight.get(key) ?? 0;
     // Synchronous: nothing runs between reading the counts and taking the place.
     if (limit > 0 && this.#failures.count(key) + inFlight >= limit) return undefined;
@@ -86,7 +119,7 @@ export class LocalFailures implements FailureCounter {
       settle: (failed) => {
         if (settled) return;
         settled = true;
-        if (failed) this.#failures.hit(key, Number.MAX_SAFE_INTEGER);
+        if (failed) this.#failures.add(key, keep);
         const left = (this.#inFlight.get(key) ?? 1) - 1;
         if (left > 0) this.#inFlight.set(key, left);
         else this.#inFlight.delete(key);

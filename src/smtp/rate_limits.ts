@@ -7,7 +7,9 @@
  * current one and the one before, weighted by how much of it still lies
  * within the window): constant memory per key, no burst of twice the limit
  * at a window boundary. The limits themselves come from the policy in force
- * at each call, so they change live; the counts survive a reload.
+ * at each call, so they change live; the counts survive a reload. Failed
+ * logins, few but a brute-force guard, are counted exactly instead
+ * (`sliding_log.ts`, used by `login.ts`).
  *
  * @module
  */

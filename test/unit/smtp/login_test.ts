@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { scryptSync } from "node:crypto";
 import { before, describe, it } from "node:test";
 import { type LocalDomain, RecipientResolver } from "../../../src/aliases/mod.ts";
-import { type LoginAttempt, LoginChecker, type LoginResult } from "../../../src/smtp/login.ts";
+import {
+  LocalFailures,
+  type LoginAttempt,
+  LoginChecker,
+  type LoginResult,
+} from "../../../src/smtp/login.ts";
 import { senderRefusal } from "../../../src/smtp/submission.ts";
 import { hashPassword } from "../../../src/users/password.ts";
 
@@ -189,6 +194,33 @@ describe("LoginChecker", () => {
     );
   });
 
+  it("never checks more than N passwords in any hour, across the edge of a clock hour", async () => {
+    // A guess every 15 s for three hours, the first 10 in the last 150 s of
+    // a clock hour. Before, the estimate from two fixed hours let those 10
+    // and then 10 more through the next hour (20 checks within one hour of
+    // the first); counted exactly, the 11th waits for the 1st to be an hour
+    // old.
+    let now = HOUR - 150_000;
+    const checker = new LoginChecker(() => now);
+    const checked: number[] = [];
+    for (let i = 0; i < 720; i++, now += 15_000) {
+      const result = await checker.check(attempt("carol@example.test", `guess ${i}`), resolver, 10);
+      if (refusalOf(result).reason === "bad_credentials") checked.push(now);
+    }
+    let most = 0;
+    for (const start of checked) {
+      most = Math.max(most, checked.filter((t) => t >= start && t < start + HOUR).length);
+    }
+    assert.equal(
+      most,
+      10,
+      `${most} checks within one hour; minutes: ${checked.map((t) => t / 60_000)}`,
+    );
+    // Exact, not stricter: the 11th check comes as the 1st turns an hour old.
+    assert.equal(checked[10], checked[0]! + HOUR);
+    assert.equal(checked.length, 30);
+  });
+
   it("does not limit failures when maxFailuresPerHour is 0", async () => {
     const checker = new LoginChecker();
     await fail(checker, "192.0.2.1", 20, 0);
@@ -269,6 +301,40 @@ describe("LoginChecker", () => {
       1,
     );
     assert.deepEqual(result, { user: "carol@example.test" });
+  });
+});
+
+describe("LocalFailures", () => {
+  it("forgets a client's failures once they leave the window, to the millisecond", () => {
+    let now = 1_000;
+    const failures = new LocalFailures(() => now, 60_000);
+    for (let i = 0; i < 3; i++, now += 10) failures.reserve("192.0.2.1", 3)!.settle(true);
+    assert.equal(failures.reserve("192.0.2.1", 3), undefined);
+    now = 1_000 + 60_000 - 1;
+    assert.equal(failures.failures("192.0.2.1"), 3);
+    now = 1_000 + 60_000;
+    assert.equal(failures.failures("192.0.2.1"), 2, "the first is a window old");
+    assert.ok(failures.reserve("192.0.2.1", 3), "a place again");
+  });
+
+  it("stays bounded at 100000 clients under a flood of failures from new addresses", () => {
+    let now = 0;
+    const failures = new LocalFailures(() => now);
+    const busy = "192.0.2.1";
+    for (let i = 0; i < 2; i++) failures.reserve(busy, 2)!.settle(true);
+    for (let i = 0; i < 100_005; i++) {
+      failures.reserve(`k${i}`, 10)!.settle(true);
+      // The attacker keeps trying: refused, and kept as recently used.
+      if (i % 10_000 === 0) assert.equal(failures.reserve(busy, 2), undefined);
+    }
+    assert.ok(failures.size <= 100_000, `size ${failures.size}`);
+    assert.ok(failures.size >= 99_999, `size ${failures.size}`);
+    assert.equal(failures.reserve(busy, 2), undefined, "a client being refused is remembered");
+    assert.equal(failures.failures("k0"), 0, "the least recently used were forgotten");
+    // A window later the sweep forgets them all.
+    now = HOUR + 1;
+    failures.reserve("another", 10)!.settle(true);
+    assert.equal(failures.size, 1);
   });
 });
 
