@@ -12,13 +12,24 @@
  * reads the failures (one round trip, atomic across the nodes), and gives it
  * back, counting its failure if it failed, in a second one:
  *
- * - KEYS[1], `rate:login:<client>`: the failures, a hash of fixed windows
- *   as for the other limits (`rate_limits.ts`, on the server's clock);
+ * - KEYS[1], `login-failures:<client>`: the failures, a sorted set of ids
+ *   scored by the time each failed (on the server's clock, TIME, so that
+ *   the nodes' clocks need not agree). It is an exact sliding log, as on a
+ *   node (`src/smtp/sliding_log.ts`), not the estimate from two fixed
+ *   windows of the other limits (`rate_limits.ts`), which let a burst
+ *   through at a window's edge: failures older than the window are dropped
+ *   at each step, only the newest `limit` are kept (they alone decide), and
+ *   the key expires a window after its last failure;
  * - KEYS[2], `login-checks:<client>`: the places, a sorted set of random
  *   ids scored by the time each expires. A node that dies (or loses the
  *   server) mid-check cannot give its places back; each expires on its own
  *   after `PLACE_MS`, however many attempts come after it (a counter with
  *   a TTL would be kept alive by them).
+ *
+ * The failures were once a hash of fixed windows under `rate:login:<client>`;
+ * the new key has a new name, as a sorted set under the old one would break
+ * the scripts of nodes not yet upgraded. While a fleet is being upgraded,
+ * old and new nodes thus count failures apart (the places they share).
  *
  * A login costs one round trip more than before on success (the place is
  * given back), none more on failure (giving it back counts the failure).
@@ -34,34 +45,52 @@
 
 import type { Redis } from "ioredis";
 import type { Counters } from "../log/mod.ts";
-import { type FailureCounter, LocalFailures, type LoginTicket } from "../smtp/login.ts";
+import {
+  type FailureCounter,
+  KEEP_WITHOUT_LIMIT,
+  LocalFailures,
+  type LoginTicket,
+} from "../smtp/login.ts";
 import type { ClusterLink } from "./client.ts";
-import { LUA_WINDOW_ADD, LUA_WINDOW_ESTIMATE } from "./rate_limits.ts";
 import { ClusterUnavailable } from "./unavailable.ts";
 
+/** Lua that sets `now`, the server's clock in ms (TIME), so that the nodes' clocks need not agree. */
+const LUA_NOW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`;
+
 /**
- * KEYS[1]: the failures' hash; KEYS[2]: the places. ARGV[1]: the window in
- * ms; ARGV[2]: the limit; ARGV[3]: how long the place lasts, in ms;
- * ARGV[4]: its id. Takes a place unless failures and places reach the
- * limit: 1 taken, 0 not.
+ * KEYS[1]: the failures; KEYS[2]: the places. ARGV[1]: the window in ms;
+ * ARGV[2]: the limit; ARGV[3]: how long the place lasts, in ms; ARGV[4]:
+ * its id. Takes a place unless the failures within the window and the
+ * places reach the limit: 1 taken, 0 not. A failure leaves the window once
+ * it is a window old (the same bound as `sliding_log.ts`).
  */
-const RESERVE_SCRIPT = LUA_WINDOW_ESTIMATE + `
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if math.floor(estimate) + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 0 end
+const RESERVE_SCRIPT = LUA_NOW + `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now - tonumber(ARGV[1])))
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('%d', now))
+if redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 0 end
 local lasts = tonumber(ARGV[3])
-redis.call('ZADD', KEYS[2], now + lasts, ARGV[4])
+redis.call('ZADD', KEYS[2], string.format('%d', now + lasts), ARGV[4])
 redis.call('PEXPIRE', KEYS[2], lasts)
 return 1
 `;
 
 /**
  * KEYS and ARGV[1] as {@linkcode RESERVE_SCRIPT}. ARGV[2]: "1" counts a
- * failure; ARGV[3]: the id of the place to give back ("" for none). The
- * failure is counted before the place is freed, in the same step.
+ * failure, as ARGV[4] (a unique id), keeping the newest ARGV[5] of them;
+ * ARGV[3]: the id of the place to give back ("" for none). The failure is
+ * counted before the place is freed, in the same step.
  */
 const SETTLE_SCRIPT = `
 if ARGV[2] == '1' then
-` + LUA_WINDOW_ESTIMATE + LUA_WINDOW_ADD + `
+` + LUA_NOW + `
+  local w = tonumber(ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now - w))
+  redis.call('ZADD', KEYS[1], string.format('%d', now), ARGV[4])
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -1 - tonumber(ARGV[5]))
+  redis.call('PEXPIRE', KEYS[1], w)
 end
 if ARGV[3] ~= '' then redis.call('ZREM', KEYS[2], ARGV[3]) end
 return 1
@@ -95,6 +124,8 @@ type ScriptedRedis = Redis & {
     windowMs: number,
     failed: "1" | "0",
     id: string,
+    failure: string,
+    keep: number,
   ): Promise<number>;
 };
 
@@ -112,20 +143,25 @@ function scripted(link: ClusterLink): ScriptedRedis {
 export interface SharedFailuresOptions {
   /** How long a place lasts when it is not given back (tests shorten it); default a minute. */
   placeMs?: number;
+  /** The window of the failures (tests shorten it); default an hour. */
+  windowMs?: number;
 }
 
 /** Failed logins and attempts being checked, across the fleet, falling back to local counts. */
 export class SharedFailures implements FailureCounter {
   #link: ClusterLink;
-  #local = new LocalFailures();
+  #local: LocalFailures;
   #counters: Counters;
   #placeMs: number;
+  #windowMs: number;
 
   /** Counts through `link`. */
   constructor(link: ClusterLink, counters: Counters, options: SharedFailuresOptions = {}) {
     this.#link = link;
     this.#counters = counters;
     this.#placeMs = options.placeMs ?? PLACE_MS;
+    this.#windowMs = options.windowMs ?? HOUR;
+    this.#local = new LocalFailures(Date.now, this.#windowMs);
     scripted(link);
   }
 
@@ -136,7 +172,7 @@ export class SharedFailures implements FailureCounter {
   reserve(key: string, limit: number): LoginTicket | undefined | Promise<LoginTicket | undefined> {
     // No limit: nothing to ask; a failure is still counted in the fleet,
     // so that a limit set later (the policy reloads live) applies at once.
-    if (limit <= 0) return this.#ticket(key, this.#local.reserve(key, 0)!, "");
+    if (limit <= 0) return this.#ticket(key, this.#local.reserve(key, 0)!, "", KEEP_WITHOUT_LIMIT);
     if (!this.#link.shared) return this.#fallback(key, limit);
     return this.#reserveShared(key, limit);
   }
@@ -149,7 +185,7 @@ export class SharedFailures implements FailureCounter {
         (redis as ScriptedRedis).posternLoginReserve(
           this.#failuresKey(key),
           this.#placesKey(key),
-          HOUR,
+          this.#windowMs,
           limit,
           this.#placeMs,
           id,
@@ -161,29 +197,32 @@ export class SharedFailures implements FailureCounter {
     }
     if (taken !== 1) return undefined;
     // This node's share, counted locally too: the fallback starts from it.
-    return this.#ticket(key, this.#local.reserve(key, 0)!, id);
+    return this.#ticket(key, this.#local.reserve(key, 0, limit)!, id, limit);
   }
 
   /** This node's own counts, the server being unreachable (counted as such). */
   #fallback(key: string, limit: number): LoginTicket | undefined {
     this.#counters.inc("cluster_local_checks_total");
     const local = this.#local.reserve(key, limit);
-    return local && this.#ticket(key, local, "");
+    return local && this.#ticket(key, local, "", limit);
   }
 
-  /** The ticket for `local`'s place and, unless `id` is "", the place `id` in the server. */
-  #ticket(key: string, local: LoginTicket, id: string): LoginTicket {
+  /**
+   * The ticket for `local`'s place and, unless `id` is "", the place `id`
+   * in the server; a failure keeps the newest `keep` failures of `key`.
+   */
+  #ticket(key: string, local: LoginTicket, id: string, keep: number): LoginTicket {
     return {
       settle: (failed) => {
         local.settle(failed);
         // A success without a place in the server has nothing to tell it.
         if (!failed && id === "") return;
-        return this.#settleShared(key, failed, id);
+        return this.#settleShared(key, failed, id, keep);
       },
     };
   }
 
-  async #settleShared(key: string, failed: boolean, id: string): Promise<void> {
+  async #settleShared(key: string, failed: boolean, id: string, keep: number): Promise<void> {
     // Unreachable: the failure is counted locally, and the place expires.
     if (!this.#link.shared) return;
     try {
@@ -191,9 +230,12 @@ export class SharedFailures implements FailureCounter {
         (redis as ScriptedRedis).posternLoginSettle(
           this.#failuresKey(key),
           this.#placesKey(key),
-          HOUR,
+          this.#windowMs,
           failed ? "1" : "0",
           id,
+          // Each failure a member of its own: the place's id, unique, or a new one.
+          id === "" ? crypto.randomUUID() : id,
+          keep,
         )
       );
     } catch (err) {
@@ -201,9 +243,8 @@ export class SharedFailures implements FailureCounter {
     }
   }
 
-  /** The key the failures were counted under before places existed: nodes of both kinds agree. */
   #failuresKey(key: string): string {
-    return this.#link.key("rate", "login", key);
+    return this.#link.key("login-failures", key);
   }
 
   #placesKey(key: string): string {

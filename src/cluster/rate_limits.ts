@@ -6,7 +6,9 @@
  * and is atomic across nodes. It estimates a sliding window from the
  * current and the previous fixed window, as the local counter does
  * (`src/smtp/rate_limits.ts`), with the server's clock (TIME), so that the
- * nodes' clocks need not agree.
+ * nodes' clocks need not agree. Failed logins are counted exactly instead,
+ * in `login_failures.ts`: they are few, and a brute-force guard must not let
+ * a burst through at a window's edge.
  *
  * When the server is unreachable or slow, the node falls back to its own
  * local counts: it fails open to the per-node limits rather than refuse
@@ -34,11 +36,9 @@ import { ClusterUnavailable } from "./unavailable.ts";
 /**
  * Lua that reads the sliding window of the counter hash KEYS[1], with the
  * window in ms in ARGV[1], on the server's clock: it sets `now`, `cur` and
- * `curField` (the current fixed window) and `estimate` (the count). Shared
- * by every script on such a hash (here and in `login_failures.ts`), so that
- * they all read and write it alike.
+ * `curField` (the current fixed window) and `estimate` (the count).
  */
-export const LUA_WINDOW_ESTIMATE = `
+const LUA_WINDOW_ESTIMATE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local w = tonumber(ARGV[1])
@@ -50,7 +50,7 @@ local estimate = p * (1 - (now - cur * w) / w) + c
 `;
 
 /** Lua that counts one event in KEYS[1], after {@linkcode LUA_WINDOW_ESTIMATE}. */
-export const LUA_WINDOW_ADD = `
+const LUA_WINDOW_ADD = `
 redis.call('HINCRBY', KEYS[1], curField, 1)
 redis.call('HDEL', KEYS[1], string.format('%d', cur - 2))
 redis.call('PEXPIRE', KEYS[1], 2 * w)
