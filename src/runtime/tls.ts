@@ -24,6 +24,10 @@
  *   it handshakes before handing a connection over, out of reach of the
  *   caller's connection cap and deadlines.
  *
+ * A listener may also choose by the handshake ({@linkcode TlsOptions}): a
+ * certificate by the name the client asks for, and whether a connection
+ * ends with its handshake, by the protocol agreed (TLS-ALPN-01, RFC 8737).
+ *
  * @module
  */
 
@@ -52,6 +56,29 @@ export interface TlsListener extends TcpListener {
   setCertificate(certificate: TlsCertificate): void;
 }
 
+/**
+ * What a listener's handshakes choose beyond its certificate; all optional
+ * (none: every client gets the listener's certificate and no ALPN).
+ */
+export interface TlsOptions {
+  /** The protocols the server agrees to by ALPN (RFC 7301), preferred first. */
+  alpnProtocols?: readonly string[];
+  /**
+   * The certificate for a client asking for `serverName` (SNI, RFC 6066
+   * section 3), or undefined for the listener's. Called in the handshake;
+   * the same object again is loaded once. One that does not load fails
+   * that handshake alone.
+   */
+  certificateFor?: (serverName: string) => TlsCertificate | undefined;
+  /**
+   * Whether a connection ends with its handshake, by the protocol agreed
+   * (false: none): if so the server closes its side (close_notify, FIN)
+   * at once, drops what the client sends after, and the reader sees the
+   * end once the client closes too.
+   */
+  endsAtHandshake?: (alpnProtocol: string | false) => boolean;
+}
+
 /** What one read of the connection below TLS asks for. */
 const READ_BYTES = 16 * 1024;
 
@@ -65,15 +92,22 @@ export async function listenTls(
   hostname: string,
   port: number,
   certificate: TlsCertificate,
+  options: TlsOptions = {},
 ): Promise<TlsListener> {
   let context = secureContext(certificate);
+  const handshake = handshakeOptions(options);
   const tcp = await listenWith(hostname, port, {
     deno: (conn) => {
       // The certificate in force at accept, whenever the handshake starts.
       const accepted = context;
       return onFirstUse(
         conn.remoteAddress,
-        () => nodeConn(serverTls(streamOf(conn), accepted), conn.remoteAddress),
+        () =>
+          tlsConn(
+            serverTls(streamOf(conn), accepted, handshake(accepted)),
+            conn.remoteAddress,
+            options.endsAtHandshake,
+          ),
         () => conn.close(),
       );
     },
@@ -86,7 +120,12 @@ export async function listenTls(
       socket.on("error", () => {});
       return onFirstUse(
         remoteAddress,
-        () => nodeConn(serverTls(socket, accepted), remoteAddress),
+        () =>
+          tlsConn(
+            serverTls(socket, accepted, handshake(accepted)),
+            remoteAddress,
+            options.endsAtHandshake,
+          ),
         () => socket.destroy(),
       );
     },
@@ -145,9 +184,87 @@ function onFirstUse(remoteAddress: string, start: () => TcpConn, discard: () => 
   };
 }
 
+/** {@linkcode TlsOptions}' choices as `node:tls` server options. */
+interface Handshake {
+  ALPNProtocols?: string[];
+  SNICallback?: (
+    name: string,
+    callback: (err: Error | null, context?: SecureContext) => void,
+  ) => void;
+}
+
+/** The handshake options of a connection accepted with `accepted` in force. */
+function handshakeOptions(options: TlsOptions): (accepted: SecureContext) => Handshake {
+  const { alpnProtocols, certificateFor } = options;
+  // Loaded once per certificate object, not once per handshake.
+  const loaded = new WeakMap<TlsCertificate, SecureContext>();
+  const contextOf = (chosen: TlsCertificate) => {
+    let chosenContext = loaded.get(chosen);
+    if (chosenContext === undefined) {
+      chosenContext = secureContext(chosen);
+      loaded.set(chosen, chosenContext);
+    }
+    return chosenContext;
+  };
+  return (accepted) => ({
+    ...(alpnProtocols ? { ALPNProtocols: [...alpnProtocols] } : {}),
+    ...(certificateFor
+      ? {
+        SNICallback: (name, callback) => {
+          let chosen: SecureContext;
+          try {
+            const certificate = certificateFor(name);
+            chosen = certificate === undefined ? accepted : contextOf(certificate);
+          } catch (err) {
+            callback(err instanceof Error ? err : new Error(String(err)));
+            return;
+          }
+          callback(null, chosen);
+        },
+      }
+      : {}),
+  });
+}
+
+/**
+ * `socket` as a connection. One that `endsAtHandshake` ends is closed on
+ * our side once the handshake is done, gracefully, not destroyed: the last
+ * bytes of the handshake may still be on their way to the client. What
+ * the client sends after it is read and dropped, and the reader sees the
+ * end when the client closes (or the reader's deadline closes it).
+ */
+function tlsConn(
+  socket: TLSSocket,
+  remoteAddress: string,
+  endsAtHandshake: TlsOptions["endsAtHandshake"],
+): TcpConn {
+  const conn = nodeConn(socket, remoteAddress);
+  if (endsAtHandshake === undefined) return conn;
+  let over = false;
+  socket.once("secure", () => {
+    if (!endsAtHandshake(socket.alpnProtocol ?? false)) return;
+    over = true;
+    socket.end();
+  });
+  const dropped = new Uint8Array(READ_BYTES);
+  return {
+    remoteAddress,
+    read: async (buffer) => {
+      while (true) {
+        const n = await conn.read(over ? dropped : buffer);
+        // A read under way when the handshake ended may bring data: dropped too.
+        if (n === null || !over) return n;
+      }
+    },
+    write: (data) => conn.write(data),
+    closeWrite: () => conn.closeWrite(),
+    close: () => conn.close(),
+  };
+}
+
 /** The server side of TLS over `stream`; the handshake starts at once. */
-function serverTls(stream: Duplex, context: SecureContext): TLSSocket {
-  const socket = new TLSSocket(stream, { isServer: true, secureContext: context });
+function serverTls(stream: Duplex, context: SecureContext, handshake: Handshake): TLSSocket {
+  const socket = new TLSSocket(stream, { isServer: true, secureContext: context, ...handshake });
   // Either one closed closes the other: the connection below goes at once,
   // handshake or not, and a connection that failed below ends the TLS
   // socket (whose reader sees the end).

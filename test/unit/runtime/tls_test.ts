@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { after, before, describe, it } from "node:test";
@@ -21,6 +22,8 @@ import {
 import { TestCa } from "../../support/test_ca.ts";
 
 const NAME = "policy.tls.test";
+const OTHER = "other.tls.test";
+const BROKEN = "broken.tls.test";
 
 function portOf(address: string): number {
   return Number(address.slice(address.lastIndexOf(":") + 1));
@@ -283,6 +286,66 @@ describe("listenTls", () => {
       );
       conn.close();
       client.destroy();
+    } finally {
+      listener.close();
+    }
+  });
+
+  it("chooses a certificate by SNI and a protocol by ALPN, and ends a connection at its handshake when asked", async () => {
+    const other = await ca.issue(OTHER);
+    const listener = await listenTls("127.0.0.1", 0, first, {
+      alpnProtocols: ["x-test/1", "http/1.1"],
+      certificateFor: (name) =>
+        name === OTHER ? other : name === BROKEN ? { cert: other.cert, key: "no key" } : undefined,
+      endsAtHandshake: (protocol) => protocol === "x-test/1",
+    });
+    const connect = async (servername: string, alpn: string[]) => {
+      const pending = listener.accept();
+      const socket = tlsConnect({
+        host: "127.0.0.1",
+        port: portOf(listener.address),
+        servername,
+        ca: ca.cert,
+        ALPNProtocols: alpn,
+      });
+      socket.on("error", () => {});
+      const conn = await pending;
+      const first = readText(conn);
+      const handshake = new Promise<boolean>((resolve) => {
+        socket.once("secureConnect", () => resolve(true));
+        socket.once("close", () => resolve(false));
+      });
+      return { conn, socket, first, handshake: await within(handshake, 10_000, "a handshake") };
+    };
+    const serial = (pem: string) => new X509Certificate(pem).serialNumber;
+    try {
+      // SNI: the name's own certificate, or the listener's.
+      const named = await connect(OTHER, ["http/1.1"]);
+      assert.ok(named.handshake);
+      assert.equal(named.socket.getPeerX509Certificate()!.serialNumber, serial(other.cert));
+      assert.equal(named.socket.alpnProtocol, "http/1.1");
+      const unnamed = await connect(NAME, ["http/1.1"]);
+      assert.equal(unnamed.socket.getPeerX509Certificate()!.serialNumber, serial(first.cert));
+      // Not ending at its handshake: read and written as ever.
+      unnamed.socket.write("ping");
+      assert.equal(await unnamed.first, "ping");
+      // Ending at its handshake: the client gets our end and nothing else,
+      // and our reader the end once the client closes.
+      const ended = await connect(NAME, ["x-test/1"]);
+      assert.equal(ended.socket.alpnProtocol, "x-test/1");
+      const clientSaw = received(ended.socket);
+      ended.socket.write("ignored");
+      assert.equal(await within(clientSaw, 10_000, "the end of the connection"), "");
+      assert.equal(await within(ended.first, 10_000, "the end for the reader"), "(end)");
+      // A certificate that does not load fails its own handshake alone.
+      const broken = await connect(BROKEN, ["http/1.1"]);
+      assert.equal(broken.handshake, false);
+      const again = await connect(OTHER, ["http/1.1"]);
+      assert.equal(again.socket.getPeerX509Certificate()!.serialNumber, serial(other.cert));
+      for (const c of [named, unnamed, ended, broken, again]) {
+        c.conn.close();
+        c.socket.destroy();
+      }
     } finally {
       listener.close();
     }
