@@ -164,6 +164,9 @@ export async function startAcmeService(options: AcmeServiceOptions): Promise<Acm
       tokens,
       initial: { certPem: selfSigned.cert, keyPem: selfSigned.key },
       fetch: (request) => policyApp.fetch(request),
+      // Bounded as the MTA-STS server; the CA's share grows with the names.
+      names: config.names.length,
+      log: http1Log("mta_sts"),
     });
     httpsAddress = alpnServer.address;
     logger.info("acme tls-alpn-01 and mta-sts server", { listen: httpsAddress });

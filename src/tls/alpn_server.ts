@@ -1,119 +1,147 @@
 /**
  * The HTTPS port when the challenge is TLS-ALPN-01 (RFC 8737): one TLS
- * server that answers the CA's `acme-tls/1` handshakes with the challenge
- * certificate of the name asked for, and serves the MTA-STS policies to
- * everyone else over a minimal HTTP/1.1 (one GET per connection, then
- * close: all a policy fetch needs, RFC 8461 section 3.3).
+ * listener that answers the CA's `acme-tls/1` handshakes with the
+ * challenge certificate of the name asked for, and serves the MTA-STS
+ * policies to everyone else (one request per connection, RFC 8461
+ * section 3.3).
+ *
+ * Port 443 faces the Internet, so it runs on the parts the other public
+ * servers run on, and is bounded as they are: Postern's own TLS listener
+ * (src/runtime/tls.ts: the handshake belongs to the connection, a failed
+ * accept is survived on every runtime, a renewal swaps the certificate
+ * without unbinding) under the bounded HTTP/1.1 server
+ * (src/http/http1_server.ts). An `acme-tls/1` connection goes through the
+ * same gate as a policy fetch: the share of its client, the cap, and the
+ * head deadline, which covers the handshake. So a client stalled in its
+ * handshake holds one connection of its own share until the deadline, and
+ * neither exhausts the server nor keeps the CA (another client) out.
  *
  * @module
  */
 
-import { createSecureContext, createServer, type SecureContext, type TLSSocket } from "node:tls";
+import {
+  type Http1Limits,
+  type Http1Log,
+  type Http1Server,
+  serveHttp1,
+} from "../http/http1_server.ts";
+import { listenTls, type TlsCertificate } from "../runtime/mod.ts";
 import type { ChallengeTokens } from "./acme.ts";
 
 /** The running server. */
 export interface AlpnServer {
   /** Bound address, `host:port`. */
   address: string;
-  /** The certificate for ordinary HTTPS clients (a renewal). */
+  /** The certificate for ordinary HTTPS clients (a renewal); the port stays bound. */
   setCertificate(cert: { certPem: string; keyPem: string }): void;
+  /** Connections open now, `acme-tls/1` ones included. */
+  connections(): number;
   close(): Promise<void>;
+}
+
+/** Options of {@linkcode startAlpnServer}. */
+export interface AlpnServerOptions {
+  host: string;
+  port: number;
+  /** The challenges open now; `tokens.alpn` is read at each handshake. */
+  tokens: ChallengeTokens;
+  /** The certificate of ordinary clients until the first `setCertificate()`. */
+  initial: { certPem: string; keyPem: string };
+  /** Answers the policy requests. */
+  fetch: (request: Request) => Response | Promise<Response>;
+  /** The names of an order (`tls.acme.names`): see {@linkcode alpnLimits}. Default 1. */
+  names?: number;
+  /** The limits; default {@linkcode alpnLimits} of `names`. Tests shorten the deadlines. */
+  limits?: Http1Limits;
+  /** Where failed accepts and refusals are reported; default nowhere. */
+  log?: Http1Log;
 }
 
 /** RFC 8737 section 6.2: the ALPN protocol of the challenge. */
 const ACME_TLS = "acme-tls/1";
-/** Largest request head read. */
-const MAX_HEAD = 8 * 1024;
+
+/**
+ * The limits of the HTTPS port under TLS-ALPN-01, those of the MTA-STS
+ * policy server (src/tls/acme_service.ts): senders fetch one small policy
+ * now and then with a GET; a CA's validation is one handshake, done
+ * within the head deadline as a policy fetch is. One client may hold 8
+ * connections, so that a single host cannot take all 256 and keep the CA
+ * from validating, and with it every renewal; an order with more names
+ * allows as many ({@linkcode alpnLimits}).
+ */
+export const ALPN_HTTP_LIMITS: Http1Limits = {
+  name: "ACME tls-alpn-01 and MTA-STS server",
+  maxConnections: 256,
+  maxConnectionsPerAddress: 8,
+  headTimeoutMs: 10_000,
+  bodyTimeoutMs: 10_000,
+  writeTimeoutMs: 30_000,
+  maxHeadBytes: 8 * 1024,
+  maxBodyBytes: 1024,
+};
+
+/**
+ * The limits for an order of `names` names. Its challenges are all
+ * answered at once (acme_order.ts), and a CA validates each name from each
+ * of its validation places, so one of its addresses may hold a handshake
+ * per name at the same moment: a client's share is at least that many, as
+ * on the http-01 challenge server (`challengeLimits` in acme_service.ts).
+ */
+export function alpnLimits(names: number): Http1Limits {
+  const limits = ALPN_HTTP_LIMITS;
+  return {
+    ...limits,
+    maxConnectionsPerAddress: Math.min(
+      limits.maxConnections,
+      Math.max(limits.maxConnectionsPerAddress, names),
+    ),
+  };
+}
+
+const silentLog: Http1Log = { warn: () => {}, info: () => {} };
 
 /**
  * Listens on `host:port` with `initial` as the certificate of ordinary
  * clients; `fetch` answers their requests.
+ *
+ * @throws {Error} when the address cannot be bound or `initial` does not load.
  */
-export async function startAlpnServer(options: {
-  host: string;
-  port: number;
-  tokens: ChallengeTokens;
-  initial: { certPem: string; keyPem: string };
-  fetch: (request: Request) => Response | Promise<Response>;
-}): Promise<AlpnServer> {
-  let normal = createSecureContext({ cert: options.initial.certPem, key: options.initial.keyPem });
-  const server = createServer({
-    ALPNProtocols: [ACME_TLS, "http/1.1"],
-    SNICallback: (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => {
-      // While a challenge for the name is open, its certificate is shown
-      // (the CA asks with acme-tls/1 only; the window lasts seconds).
+export async function startAlpnServer(options: AlpnServerOptions): Promise<AlpnServer> {
+  // One certificate object per challenge entry: the listener loads each
+  // once, however many handshakes ask for it.
+  const challengeCertificates = new WeakMap<object, TlsCertificate>();
+  const listener = await listenTls(options.host, options.port, pair(options.initial), {
+    alpnProtocols: [ACME_TLS, "http/1.1"],
+    // While a challenge for the name is open, its certificate is shown
+    // (the CA asks with acme-tls/1 only; the window lasts seconds).
+    certificateFor: (name) => {
       const challenge = options.tokens.alpn.get(name.toLowerCase());
-      cb(
-        null,
-        challenge
-          ? createSecureContext({ cert: challenge.certPem, key: challenge.keyPem })
-          : normal,
-      );
+      if (challenge === undefined) return undefined;
+      let certificate = challengeCertificates.get(challenge);
+      if (certificate === undefined) {
+        certificate = pair(challenge);
+        challengeCertificates.set(challenge, certificate);
+      }
+      return certificate;
     },
-    cert: options.initial.certPem,
-    key: options.initial.keyPem,
-  }, (socket) => {
-    if (socket.alpnProtocol === ACME_TLS) {
-      // RFC 8737 section 3: the handshake is the whole answer.
-      socket.end();
-      return;
-    }
-    void answer(socket, options.fetch);
+    // RFC 8737 section 3: the handshake is the whole answer; nothing is
+    // read or served on such a connection.
+    endsAtHandshake: (protocol) => protocol === ACME_TLS,
   });
-  server.on("tlsClientError", () => {});
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => resolve());
-  });
-  const bound = server.address();
-  const port = typeof bound === "object" && bound ? bound.port : options.port;
+  const server: Http1Server = serveHttp1(
+    listener,
+    options.fetch,
+    options.log ?? silentLog,
+    options.limits ?? alpnLimits(options.names ?? 1),
+  );
   return {
-    address: options.host.includes(":") ? `[${options.host}]:${port}` : `${options.host}:${port}`,
-    setCertificate(cert) {
-      normal = createSecureContext({ cert: cert.certPem, key: cert.keyPem });
-      server.setSecureContext({ cert: cert.certPem, key: cert.keyPem });
-    },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    address: server.address,
+    setCertificate: (cert) => listener.setCertificate(pair(cert)),
+    connections: () => server.connections(),
+    close: () => server.close(),
   };
 }
 
-/** Reads one request head, answers it, closes. */
-async function answer(
-  socket: TLSSocket,
-  fetch: (request: Request) => Response | Promise<Response>,
-): Promise<void> {
-  socket.setTimeout(10_000, () => socket.destroy());
-  socket.on("error", () => {});
-  let head = "";
-  const complete = await new Promise<boolean>((resolve) => {
-    socket.on("data", (chunk: Uint8Array) => {
-      head += new TextDecoder("latin1").decode(chunk);
-      if (head.includes("\r\n\r\n")) resolve(true);
-      else if (head.length > MAX_HEAD) resolve(false);
-    });
-    socket.on("close", () => resolve(false));
-  });
-  socket.removeAllListeners("data");
-  if (!complete) {
-    socket.destroy();
-    return;
-  }
-  const lines = head.slice(0, head.indexOf("\r\n\r\n")).split("\r\n");
-  const request = /^(GET|HEAD) (\/[\x21-\x7e]*) HTTP\/1\.[01]$/.exec(lines[0] ?? "");
-  const host = lines.slice(1).find((l) => /^host:/i.test(l))?.slice(5).trim() ?? "";
-  let response: Response;
-  if (!request || !/^[A-Za-z0-9.\-:\[\]]+$/.test(host)) {
-    response = new Response("bad request\n", { status: 400 });
-  } else {
-    response = await fetch(
-      new Request(`https://${host}${request[2]}`, { method: request[1]!, headers: { host } }),
-    );
-  }
-  const body = new Uint8Array(await response.arrayBuffer());
-  const headers = [`HTTP/1.1 ${response.status} ${response.statusText || "OK"}`];
-  response.headers.forEach((value, key) => headers.push(`${key}: ${value}`));
-  headers.push(`content-length: ${body.byteLength}`, "connection: close", "", "");
-  socket.write(headers.join("\r\n"));
-  if (request?.[1] === "HEAD") socket.end();
-  else socket.end(body);
+function pair(cert: { certPem: string; keyPem: string }): TlsCertificate {
+  return { cert: cert.certPem, key: cert.keyPem };
 }
