@@ -49,8 +49,7 @@ export const DESCRIPTOR_COSTS = {
   /**
    * An ACME server: the http-01 challenge server's listener and at most 256
    * connections (src/tls/acme_service.ts); the HTTPS server (MTA-STS
-   * policies, tls-alpn-01) is counted as much, its runtime server having no
-   * cap of its own.
+   * policies, or tls-alpn-01 and the policies) has the same cap.
    */
   acmeServer: 257,
   /** A listener (SMTP, submission). */

@@ -9,17 +9,15 @@
 import type { AcmeConfig, CertificatePair, DomainConfig } from "../config/mod.ts";
 import { challengeApp, mtaStsApp } from "../http/well_known.ts";
 import type { Counters, Logger } from "../log/mod.ts";
-import {
-  type Http1Limits,
-  type Http1Log,
-  type Http1Server,
-  serveHttp1,
-} from "../http/http1_server.ts";
+import { type Http1Log, type Http1Server, serveHttp1 } from "../http/http1_server.ts";
 import { listenTcp, listenTls, runtimeName, type TlsListener } from "../runtime/mod.ts";
 import { AcmeManager, type AcmeStatus, ChallengeTokens } from "./acme.ts";
 import type { StoredCertificate } from "./acme_store.ts";
 import { type AlpnServer, startAlpnServer } from "./alpn_server.ts";
 import { tlsMaterial } from "./mod.ts";
+import { challengeLimits, MTA_STS_HTTP_LIMITS } from "./http_limits.ts";
+
+export { CHALLENGE_HTTP_LIMITS, challengeLimits, MTA_STS_HTTP_LIMITS } from "./http_limits.ts";
 
 /** The running ACME parts. */
 export interface AcmeService {
@@ -43,65 +41,6 @@ export interface AcmeServiceOptions {
   /** Applies a new certificate to STARTTLS. */
   onCertificate: (pair: CertificatePair) => void | Promise<void>;
 }
-
-/**
- * The limits of the http-01 challenge server: a CA validates with a few
- * requests at once from a few places (GET, no body); anyone else on the
- * Internet can connect too, so idle and slow connections are closed, and
- * the cap leaves room for the CA behind a few slow clients. One client
- * may hold 8 connections, so that a single host cannot take all 256 (and
- * with them the CA's validations, and every renewal); the server of an
- * order with more names allows as many ({@linkcode challengeLimits}).
- */
-export const CHALLENGE_HTTP_LIMITS: Http1Limits = {
-  name: "ACME challenge server",
-  maxConnections: 256,
-  maxConnectionsPerAddress: 8,
-  headTimeoutMs: 10_000,
-  bodyTimeoutMs: 10_000,
-  writeTimeoutMs: 30_000,
-  maxHeadBytes: 8 * 1024,
-  maxBodyBytes: 1024,
-};
-
-/**
- * The challenge server's limits for an order of `names` names. The
- * challenges of an order are all answered at once (acme_order.ts), and a
- * CA fetches each name from each of its validation places, so one of its
- * addresses may fetch every name at the same moment: the share of a
- * client is at least that many.
- */
-export function challengeLimits(names: number): Http1Limits {
-  const limits = CHALLENGE_HTTP_LIMITS;
-  return {
-    ...limits,
-    maxConnectionsPerAddress: Math.min(
-      limits.maxConnections,
-      Math.max(limits.maxConnectionsPerAddress, names),
-    ),
-  };
-}
-
-/**
- * The limits of the MTA-STS policy server (port 443): sending servers
- * fetch one small policy now and then, with a GET and no body (RFC 8461
- * section 3.3); anyone on the Internet can connect too, so the TLS
- * handshake and the request head must both arrive within the head
- * deadline, and the cap leaves room for the fetchers behind a few slow
- * clients. One client may hold 8 connections (a fetcher uses one per
- * policy, a few at most at once), so that a single host cannot take all
- * 256 and keep senders from the policies.
- */
-export const MTA_STS_HTTP_LIMITS: Http1Limits = {
-  name: "MTA-STS policy server",
-  maxConnections: 256,
-  maxConnectionsPerAddress: 8,
-  headTimeoutMs: 10_000,
-  bodyTimeoutMs: 10_000,
-  writeTimeoutMs: 30_000,
-  maxHeadBytes: 8 * 1024,
-  maxBodyBytes: 1024,
-};
 
 /**
  * Starts the challenge server and the manager (which applies a stored

@@ -27,6 +27,9 @@ import {
 } from "../http/http1_server.ts";
 import { listenTls, type TlsCertificate } from "../runtime/mod.ts";
 import type { ChallengeTokens } from "./acme.ts";
+import { alpnLimits } from "./http_limits.ts";
+
+export { ALPN_HTTP_LIMITS, alpnLimits } from "./http_limits.ts";
 
 /** The running server. */
 export interface AlpnServer {
@@ -59,44 +62,6 @@ export interface AlpnServerOptions {
 
 /** RFC 8737 section 6.2: the ALPN protocol of the challenge. */
 const ACME_TLS = "acme-tls/1";
-
-/**
- * The limits of the HTTPS port under TLS-ALPN-01, those of the MTA-STS
- * policy server (src/tls/acme_service.ts): senders fetch one small policy
- * now and then with a GET; a CA's validation is one handshake, done
- * within the head deadline as a policy fetch is. One client may hold 8
- * connections, so that a single host cannot take all 256 and keep the CA
- * from validating, and with it every renewal; an order with more names
- * allows as many ({@linkcode alpnLimits}).
- */
-export const ALPN_HTTP_LIMITS: Http1Limits = {
-  name: "ACME tls-alpn-01 and MTA-STS server",
-  maxConnections: 256,
-  maxConnectionsPerAddress: 8,
-  headTimeoutMs: 10_000,
-  bodyTimeoutMs: 10_000,
-  writeTimeoutMs: 30_000,
-  maxHeadBytes: 8 * 1024,
-  maxBodyBytes: 1024,
-};
-
-/**
- * The limits for an order of `names` names. Its challenges are all
- * answered at once (acme_order.ts), and a CA validates each name from each
- * of its validation places, so one of its addresses may hold a handshake
- * per name at the same moment: a client's share is at least that many, as
- * on the http-01 challenge server (`challengeLimits` in acme_service.ts).
- */
-export function alpnLimits(names: number): Http1Limits {
-  const limits = ALPN_HTTP_LIMITS;
-  return {
-    ...limits,
-    maxConnectionsPerAddress: Math.min(
-      limits.maxConnections,
-      Math.max(limits.maxConnectionsPerAddress, names),
-    ),
-  };
-}
 
 const silentLog: Http1Log = { warn: () => {}, info: () => {} };
 

@@ -14,6 +14,7 @@ import {
 } from "../../../src/config/mod.ts";
 import { ADMIN_HTTP_LIMITS } from "../../../src/http/http1_server.ts";
 import { CHALLENGE_HTTP_LIMITS } from "../../../src/tls/acme_service.ts";
+import { ALPN_HTTP_LIMITS } from "../../../src/tls/alpn_server.ts";
 
 const ACME: AcmeConfig = {
   email: "postmaster@example.com",
@@ -95,6 +96,7 @@ describe("descriptor budget", () => {
   it("DESCRIPTOR_COSTS match the caps of the HTTP servers they count", () => {
     assert.equal(DESCRIPTOR_COSTS.admin, ADMIN_HTTP_LIMITS.maxConnections + 1);
     assert.equal(DESCRIPTOR_COSTS.acmeServer, CHALLENGE_HTTP_LIMITS.maxConnections + 1);
+    assert.equal(DESCRIPTOR_COSTS.acmeServer, ALPN_HTTP_LIMITS.maxConnections + 1);
   });
 
   it("fitSmtpConnections() keeps max_connections when the limit covers everything", () => {
