@@ -104,9 +104,7 @@ export async function serve(
   const sessionCap = new SessionCap({
     limit: runtime.openFileLimit(),
     openAtStart,
-    // A knob for tests only, named loudly: the end-to-end tests that run
-    // the server out of descriptors through port 25 need the cap off.
-    lower: runtime.env("POSTERN_TESTING_UNCAPPED_CONNECTIONS") !== "1",
+    lower: true,
     report: (fit, effective, warning) => {
       mailLog.descriptorLimit(fit.limit, fit.needed, fit.configured, effective);
       logger.warn(warning, { limit: fit.limit, needed: fit.needed, max_connections: effective });

@@ -22,6 +22,7 @@ import {
   tempDir,
   writeTree,
 } from "./harness.ts";
+import { AT_HARD_FILE_LIMIT, lowerFileLimit } from "../support/file_limit.ts";
 
 async function adminAddress(server: Server): Promise<string> {
   const state = JSON.parse(await readFile(join(server.dataDir, "run", "admin.json"), "utf8"));
@@ -68,12 +69,15 @@ describe("admin API listener", () => {
       config: {
         "postern.yaml": "smtp:\n  max_connections: 5000\n  max_connections_per_ip: 5000\n",
       },
-      wrapper: ["bash", "-c", `ulimit -n ${limit}; exec "$@"`, "bash"],
-      // The descriptor budget would keep SMTP sessions from taking them all.
-      env: { POSTERN_TESTING_UNCAPPED_CONNECTIONS: "1" },
+      // Started under a limit that leaves max_connections as set, then
+      // lowered: at a limit of 200 from the start, the descriptor budget
+      // would keep SMTP sessions from taking them all.
+      wrapper: AT_HARD_FILE_LIMIT,
     });
     const sockets: Socket[] = [];
     try {
+      assert.ok(!server.stderr().includes("open file limit"), server.stderr());
+      await lowerFileLimit(server.child.pid!, limit);
       const admin = await adminAddress(server);
       // SMTP connections take every descriptor the server has left; the
       // ones it cannot accept wait in the listen queue.
@@ -86,6 +90,9 @@ describe("admin API listener", () => {
         20_000,
         "the server to hold its last descriptor",
       );
+      // No more than the limit: it holds (the connections beyond wait in
+      // the listen queue), so accepting them fails with EMFILE.
+      assert.ok((await readdir(fds)).length <= limit, "the lowered limit did not hold");
       // Accepting this one fails for want of a descriptor.
       const health = fetch(`http://${admin}/health`);
       if (TARGET === "deno") {

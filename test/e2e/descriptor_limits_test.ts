@@ -23,6 +23,7 @@ import {
   tempDir,
   writeTree,
 } from "./harness.ts";
+import { AT_HARD_FILE_LIMIT, lowerFileLimit } from "../support/file_limit.ts";
 
 /** Runs Postern under `ulimit -n limit`. */
 const underLimit = (limit: number) => ["bash", "-c", `ulimit -n ${limit}; exec "$@"`, "bash"];
@@ -45,12 +46,15 @@ describe("descriptor limits", () => {
         "postern.yaml": "smtp:\n  max_connections: 5000\n  max_connections_per_ip: 5000\n",
         "domains/example.test/users": "alice\n",
       },
-      wrapper: underLimit(limit),
-      // The cap would keep sessions from taking every descriptor.
-      env: { POSTERN_TESTING_UNCAPPED_CONNECTIONS: "1" },
+      // Started under a limit that leaves max_connections as set, then
+      // lowered: at a limit of 150 from the start, the cap would keep
+      // sessions from taking every descriptor.
+      wrapper: AT_HARD_FILE_LIMIT,
     });
     const sockets: Socket[] = [];
     try {
+      assert.ok(!server.stderr().includes("open file limit"), server.stderr());
+      await lowerFileLimit(server.child.pid!, limit);
       // Sessions take every descriptor the server has; the connections it
       // cannot accept wait in the listen queue, and accepting them fails.
       for (let i = 0; i < limit + 100; i++) sockets.push(await rawConnect(server));
@@ -60,6 +64,9 @@ describe("descriptor limits", () => {
         20_000,
         "the server to hold its last descriptor",
       );
+      // No more than the limit: it holds (the connections beyond wait in
+      // the listen queue), so accepting them fails with EMFILE.
+      assert.ok((await readdir(fds)).length <= limit, "the lowered limit did not hold");
       for (const socket of sockets.splice(0)) socket.destroy();
       // A client tries until it is served: on Deno, connections made while
       // the listener is stopped wait in its queue and are reset when it
