@@ -16,74 +16,20 @@ import {
   FrameKind,
   parseJsonPayload,
 } from "./frames.ts";
-import type { DroppedOutput, OutputLimits } from "./output_budget.ts";
-import { MAX_SHARED_PENDING, type SharedAnswer } from "./shared_state.ts";
+import type { OutputLimits } from "./output_budget.ts";
+import type { CallFailure, WorkerCall, WorkerEvents } from "./worker_contract.ts";
 import { WorkerOutput } from "./worker_output.ts";
+import {
+  closeChunks,
+  type InFlight,
+  messageFields,
+  pullViolation,
+  sharedViolation,
+  turnViolation,
+  unknownMessage,
+} from "./worker_protocol.ts";
 
-/** Why a call did not produce a value. */
-export type CallFailure = "timeout" | "crash" | "load_error" | "hook_error" | "protocol";
-
-/** The outcome of one call. */
-export type CallOutcome =
-  | { ok: true; value: unknown }
-  | { ok: false; failure: CallFailure; error: string };
-
-/** A call on its way to a worker. */
-export interface WorkerCall {
-  input: unknown;
-  /** The message, read chunk by chunk as the hook pulls it. */
-  message?: AsyncIterable<Uint8Array>;
-  settle: (outcome: CallOutcome) => void;
-}
-
-/** What a worker tells its pool. */
-export interface WorkerEvents {
-  /** The hook module failed to load (syntax error, denied import, no default export). */
-  loadError(worker: HookWorker, error: string): void;
-  /** A line the hook printed. */
-  output(worker: HookWorker, line: string): void;
-  /** The process ended; `expected` when the pool asked for it. */
-  exited(worker: HookWorker, detail: string, expected: boolean): void;
-  /** The worker has nothing in flight and may be ended if retiring. */
-  idle(worker: HookWorker): void;
-  /**
-   * The worker broke the protocol (a malformed or oversized frame, or one
-   * that no call asked for) and is being ended.
-   */
-  protocolError(worker: HookWorker, detail: string): void;
-  /**
-   * A call asks for shared state (`shared.increment`, `get`, `set`); the
-   * answer goes back to that call. Absent: every request fails.
-   */
-  shared?(worker: HookWorker, request: Record<string, unknown>): Promise<SharedAnswer | undefined>;
-  /** The hook's output went over its budget: what follows is dropped. */
-  outputOver(worker: HookWorker): void;
-  /**
-   * Output dropped since the last report (every second while dropping);
-   * `ended` carries the totals of a flood that is over.
-   */
-  outputDropped(
-    worker: HookWorker,
-    dropped: DroppedOutput,
-    ended: (DroppedOutput & { seconds: number }) | undefined,
-  ): void;
-  /**
-   * The hook's output went past its ceiling (see `output_ceiling.ts`): the
-   * worker is being ended, for `cause`.
-   */
-  outputExcess(worker: HookWorker, cause: string): void;
-}
-
-interface InFlight {
-  call: WorkerCall;
-  chunks?: AsyncIterator<Uint8Array>;
-  /** A pull is being answered: the worker may not ask again until it is. */
-  pulling?: boolean;
-  /** Shared-state requests waiting for their answer. */
-  shared?: number;
-  /** The end of the message was sent: the worker has nothing more to ask for. */
-  ended?: boolean;
-}
+export type { CallFailure, CallOutcome, WorkerCall, WorkerEvents } from "./worker_contract.ts";
 
 /** A running worker process. */
 export class HookWorker {
@@ -251,23 +197,10 @@ export class HookWorker {
   }
 
   #onMessage(id: number, message: unknown): void {
-    const m = (typeof message === "object" && message !== null ? message : {}) as Record<
-      string,
-      unknown
-    >;
-    // Every frame answers something Postern asked: start-up (ready or a
-    // load error, once, as call 0), or a call in flight (a pull, then its
-    // result). Anything else is out of turn and ends the worker: with no
-    // call in flight no timeout would ever stop a worker that keeps talking.
-    if ((m.t === "ready" || m.t === "load_error") && (this.#ready || id !== 0)) {
-      this.#protocolError(`${m.t} out of turn (call ${id})`);
-      return;
-    }
-    // The bootstrap sends errors as text. Anything else (a nested array of
-    // any depth, which JSON.parse takes but String() overflows the stack
-    // on) is forged.
-    if ((m.t === "load_error" || (m.t === "result" && m.ok !== true)) && !isText(m.error)) {
-      this.#protocolError(`a ${m.t} whose error is not text (call ${id})`);
+    const m = messageFields(message);
+    const violation = turnViolation(id, m, this.#ready);
+    if (violation !== undefined) {
+      this.#protocolError(violation);
       return;
     }
     switch (m.t) {
@@ -290,16 +223,11 @@ export class HookWorker {
           if (!this.#abandoned.has(id)) {
             this.#protocolError(`a pull for call ${id}, which is not in flight`);
           }
-        } else if (entry.chunks === undefined || entry.pulling || entry.ended) {
-          // A pull after the end would be answered with the end again, a
-          // round trip as fast as the hook asks, until the call's timeout.
-          this.#protocolError(
-            entry.pulling
-              ? `a pull for call ${id} before the last one was answered`
-              : entry.ended
-              ? `a pull for call ${id} after its message ended`
-              : `a pull for call ${id}, which has no message`,
-          );
+          return;
+        }
+        const refused = pullViolation(id, entry);
+        if (refused !== undefined) {
+          this.#protocolError(refused);
         } else {
           this.#pull(id).catch((err) => this.terminate(`cannot stream the message: ${err}`));
         }
@@ -312,10 +240,11 @@ export class HookWorker {
           if (!this.#abandoned.has(id)) {
             this.#protocolError(`a shared-state request for call ${id}, which is not in flight`);
           }
-        } else if ((entry.shared ?? 0) >= MAX_SHARED_PENDING) {
-          this.#protocolError(
-            `more than ${MAX_SHARED_PENDING} shared-state requests of call ${id}`,
-          );
+          return;
+        }
+        const refused = sharedViolation(id, entry);
+        if (refused !== undefined) {
+          this.#protocolError(refused);
         } else {
           this.#shared(id, entry, m);
         }
@@ -345,11 +274,7 @@ export class HookWorker {
         return;
       }
       default:
-        this.#protocolError(
-          `unknown message ${
-            typeof m.t === "string" ? JSON.stringify(m.t.slice(0, 40)) : typeof m.t
-          }`,
-        );
+        this.#protocolError(unknownMessage(m.t));
     }
   }
 
@@ -426,12 +351,4 @@ export class HookWorker {
     }
     this.#events.exited(this, error, this.#stopping);
   }
-}
-
-function isText(value: unknown): value is string {
-  return typeof value === "string";
-}
-
-function closeChunks(chunks: AsyncIterator<Uint8Array> | undefined): void {
-  chunks?.return?.().catch(() => {});
 }
