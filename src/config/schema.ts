@@ -2,13 +2,15 @@
  * The valibot schema of the main configuration file, `postern.yaml`. Every
  * field is optional; `defaults.ts` holds the value a missing field takes.
  * Unknown keys are errors, so a misspelt setting never passes silently.
+ * The larger sections have files of their own: `hooks_schema.ts`,
+ * `outbound_schema.ts` and `cluster_schema.ts`.
  *
  * @module
  */
 
 import * as v from "valibot";
-import { parseClusterUrl } from "../cluster/settings.ts";
 import { LOG_LEVELS } from "../log/mod.ts";
+import { ClusterSchema } from "./cluster_schema.ts";
 import {
   Count,
   DnsServer,
@@ -22,42 +24,8 @@ import {
   Text,
   TIMER,
 } from "./fields.ts";
-
-/**
- * Worker processes of one hook at most: each is a deno process with a heap
- * of its own, and the pool starts them all at once.
- */
-const MAX_HOOK_WORKERS = 64;
-
-/** Settings of one hook point. */
-const HookPointSchema = v.nullish(v.strictObject({
-  /** Time allowed per call. Default: 1m for post_data, 5s for the alias hooks. */
-  timeout: v.optional(Duration(TIMER)),
-  /** Worker processes of a module hook, each with its own state. Default: 1. */
-  workers: v.optional(Count(1, MAX_HOOK_WORKERS)),
-  /**
-   * Memory limit of each worker: its V8 heap, and (Linux) everything it
-   * allocates, within deno's margin (see `withDataLimit`). Default: 256MiB.
-   */
-  max_memory: v.optional(Size),
-  /** Lines of a worker's output logged per second; the rest is dropped. Default: 200. */
-  output_lines_per_second: v.optional(Count(1)),
-  /** Bytes of a worker's output logged per second; the rest is dropped. Default: 64KiB. */
-  output_bytes_per_second: v.optional(Size),
-  /** What the hook may do beyond reading its own files. Default: nothing. */
-  allow: v.optional(v.strictObject({
-    /** Hosts (`host` or `host:port`) it may connect to. */
-    net: v.optional(Names("a host or host:port")),
-    /** Paths it may read, relative to the config directory. */
-    read: v.optional(Names("a path")),
-    /** Paths it may write, relative to the config directory. */
-    write: v.optional(Names("a path")),
-    /** Environment variables it may read. */
-    env: v.optional(Names("a variable name")),
-    /** Programs it may run (they run outside the sandbox). */
-    run: v.optional(Names("a program")),
-  })),
-}));
+import { HooksSchema } from "./hooks_schema.ts";
+import { OutboundSchema } from "./outbound_schema.ts";
 
 const SpfActionSchema = v.optional(
   v.picklist(["accept", "reject", "defer"], "must be accept, reject or defer"),
@@ -182,71 +150,7 @@ export const ConfigFileSchema = v.strictObject({
     lmtp: v.optional(Endpoint),
   })),
   /** Delivery to other domains' MX hosts (or a smarthost), for authenticated submissions and remote aliases. */
-  outbound: v.optional(v.strictObject({
-    /** TCP port of MX hosts. Default: 25 (RFC 5321 section 4.5.4). Change only for tests. */
-    port: v.optional(v.pipe(Count(1), v.maxValue(65535, "must be at most 65535"))),
-    /** Outbound connections open at once, in total. Default: 100. */
-    max_connections: v.optional(Count(1)),
-    /** Connections at once to one destination domain (per virtual MTA). Default: 10. */
-    max_connections_per_destination: v.optional(Count(1)),
-    /** Messages sent over one connection before it is closed. Default: 100. */
-    messages_per_connection: v.optional(Count(1)),
-    /** How long an idle connection is kept for the next message to the same destination. Default: 5s. */
-    connection_idle: v.optional(Duration(TIMER)),
-    /** Time allowed to connect and receive the greeting. Default: 30s. */
-    connect_timeout: v.optional(Duration(TIMER)),
-    /** Inactivity allowed while a command or the message is sent. Default: 5m. */
-    command_timeout: v.optional(Duration(TIMER)),
-    /** Apply MTA-STS policies (RFC 8461) of destination domains. Default: true. */
-    mta_sts: v.optional(v.boolean("must be true or false")),
-    /** Sign mail of our domains with their DKIM keys (domains/<d>/dkim/). Default: true. */
-    dkim_sign: v.optional(v.boolean("must be true or false")),
-    /** How often DKIM records are looked up again (also on every reload); 0: only then. Default: 1h. */
-    dkim_check_interval: v.optional(Duration(TIMER)),
-    /** Send the sender a warning when a message is still queued after this long; 0 never. Default: 0. */
-    delay_warning: v.optional(Duration(QUEUE_SPAN)),
-    /** Header whose value is the message's SendID; removed before the message leaves. Default: X-SendID. */
-    sendid_header: v.optional(Text("a header name")),
-    /** Header whose value is the message's ListID; removed before the message leaves. Default: X-ListID. */
-    listid_header: v.optional(Text("a header name")),
-    /** Deliver everything through this relay instead of MX hosts. */
-    smarthost: v.optional(v.strictObject({
-      /** host:port of the relay. */
-      address: ListenAddress,
-      /** "starttls" (port 587) or "implicit" (port 465). Default: starttls. */
-      tls: v.optional(v.picklist(["starttls", "implicit"], "must be starttls or implicit")),
-      /** User name for AUTH; with it, password_file is required. */
-      username: v.optional(Text("a user name")),
-      /** File holding the password (first line), relative to the config directory. */
-      password_file: v.optional(Text("a file path")),
-      /** PEM CA certificates to verify the relay with, besides the system's. */
-      ca_file: v.optional(Text("a file path")),
-    })),
-    /** Named outbound profiles; "default" is used when no route picks another. */
-    virtual_mtas: v.optional(v.record(
-      v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.\-]+$/, "must be a name of letters, digits, _ . -")),
-      v.nullish(v.strictObject({
-        /** Source address to bind outbound connections to. Default: the system's choice. */
-        bind: v.optional(v.pipe(
-          v.string("must be an IP address"),
-          v.regex(/^[0-9.]+$|^[0-9a-fA-F:]+$/, "must be an IP address"),
-        )),
-        /** Name sent in EHLO. Default: hostname. */
-        ehlo: v.optional(Text("a host name")),
-        /** Overrides max_connections_per_destination for this profile. */
-        max_connections_per_destination: v.optional(Count(1)),
-      })),
-    )),
-    /** Rules picking a virtual MTA; the first that matches wins. */
-    routes: v.optional(v.array(v.strictObject({
-      /** Matches the envelope sender's domain. */
-      sender_domain: v.optional(Text("a domain")),
-      /** Matches the recipient's domain. */
-      recipient_domain: v.optional(Text("a domain")),
-      /** The virtual MTA to use. */
-      mta: Text("a virtual MTA name"),
-    }))),
-  })),
+  outbound: v.optional(OutboundSchema),
   /** Local domains with per-domain settings, besides those in domains/. */
   domains: v.optional(v.record(
     v.pipe(v.string(), v.regex(/^[A-Za-z0-9.\-\u0080-\uffff]+$/, "must be a domain name")),
@@ -327,60 +231,9 @@ export const ConfigFileSchema = v.strictObject({
     /** Failed AUTH attempts from one client address per hour; 0: no limit. Default: 10. */
     failed_logins_per_ip_per_hour: v.optional(Count(0)),
   })),
-  hooks: v.optional(v.strictObject({
-    /** The deno that runs TypeScript hooks. Default: $DENO_BIN, then deno on $PATH. */
-    deno: v.optional(Text("a file path")),
-    /** Run executable hooks, which no sandbox contains. Default: false. */
-    allow_unsandboxed_exec: v.optional(v.boolean("must be true or false")),
-    post_data: HookPointSchema,
-    alias_resolve: HookPointSchema,
-    alias_exists: HookPointSchema,
-    pre_delivery_attempt: HookPointSchema,
-  })),
+  hooks: v.optional(HooksSchema),
   /** A fleet of nodes sharing rate limits and hook state through Redis or Valkey. Default: off. */
-  cluster: v.optional(v.strictObject({
-    /** The server: redis://host:port, rediss://host:port (TLS) or unix:/path/to/socket. */
-    url: v.pipe(
-      v.string('must be a URL such as "redis://127.0.0.1:6379"'),
-      v.check((text) => {
-        try {
-          parseClusterUrl(text);
-          return true;
-        } catch {
-          return false;
-        }
-      }, (issue) => {
-        try {
-          parseClusterUrl(String(issue.input));
-        } catch (err) {
-          return (err as Error).message;
-        }
-        return "must be a redis://, rediss:// or unix: URL";
-      }),
-    ),
-    /** File whose first line is the server's password. Default: none. */
-    password_file: v.optional(Text("a file path")),
-    /** PEM file of the CAs a rediss:// server's certificate must chain to. Default: the system's. */
-    tls_ca_file: v.optional(Text("a file path")),
-    /** This node's name in the fleet. Default: hostname. */
-    node_name: v.optional(
-      v.pipe(
-        Text("a node name"),
-        v.regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1 to 64 letters, digits, dots, - or _"),
-      ),
-    ),
-    /** Longest wait for one call before falling back to local counts. Default: 50ms. */
-    timeout: v.optional(Duration(TIMER)),
-    /** How often the node announces itself; it is gone after 3 missed. Default: 5s. */
-    heartbeat: v.optional(Duration(TIMER)),
-    /** Prefix of every key Postern uses (several fleets can share a server). Default: "postern:". */
-    key_prefix: v.optional(
-      v.pipe(
-        v.string("must be text"),
-        v.regex(/^[A-Za-z0-9:._-]{0,64}$/, "must be at most 64 letters, digits, :, ., - or _"),
-      ),
-    ),
-  })),
+  cluster: v.optional(ClusterSchema),
   admin: v.optional(v.strictObject({
     /** Address of the admin HTTP API; keep it on loopback. "off" disables it. Default: "127.0.0.1:2526". */
     listen: v.optional(
