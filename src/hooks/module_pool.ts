@@ -18,7 +18,7 @@ import {
   withDataLimit,
   workerEnv,
 } from "./sandbox.ts";
-import { type DeadlineClock, Deadlines } from "./deadlines.ts";
+import { type DeadlineClock, Deadlines, REAL_CLOCK } from "./deadlines.ts";
 import { loadErrorSummary } from "./load_error.ts";
 import type { OutputLimits } from "./output_budget.ts";
 import { type CallOutcome, HookWorker, type WorkerEvents } from "./worker.ts";
@@ -45,8 +45,9 @@ export interface ModulePoolOptions {
   /** Time allowed per call, start-up of a worker included. */
   timeoutMs: number;
   /**
-   * The clock and timer the calls' time limits run on. Default: the real
-   * ones; a test passes its own to decide when a call times out.
+   * The clock and timer the calls' time limits, the start-up back-off and
+   * the rate of load-error log lines run on. Default: the real ones; a test
+   * passes its own to decide when a call times out or a back-off ends.
    */
   clock?: DeadlineClock | undefined;
   /** Working directory of the workers (the configuration directory). */
@@ -74,12 +75,17 @@ const RSS_MARGIN_BYTES = 128 * 1024 * 1024;
 /** A worker that exits before loading the hook, without a load error, keeps it down this long. */
 const START_FAILURE_BACKOFF_MS = 2000;
 
+/** A hook that cannot be loaded says so in the log at most this often. */
+const LOAD_ERROR_LOG_INTERVAL_MS = 1000;
+
 /** The workers of one module hook. */
 export class ModulePool {
   readonly options: ModulePoolOptions;
   #workers: HookWorker[] = [];
+  /** Why the hook is down, until when (on `#clock`; Infinity: until its files change). */
   #broken: { error: string; until: number } | undefined;
-  #lastBrokenLog = 0;
+  /** When the load error was last logged; none yet, whatever the clock's origin. */
+  #lastBrokenLog = -Infinity;
   #closed = false;
   #argv: string[];
   #env: Record<string, string>;
@@ -87,6 +93,7 @@ export class ModulePool {
   #events: WorkerEvents;
   #rssTimer: ReturnType<typeof setInterval> | undefined;
   #deadlines: Deadlines;
+  #clock: DeadlineClock;
 
   /** Creates the pool and starts its workers, so load errors show at once. */
   constructor(options: ModulePoolOptions) {
@@ -102,7 +109,8 @@ export class ModulePool {
       platform(),
     );
     this.#env = workerEnv(options.grants, options.env);
-    this.#deadlines = new Deadlines(options.timeoutMs, options.clock);
+    this.#clock = options.clock ?? REAL_CLOCK;
+    this.#deadlines = new Deadlines(options.timeoutMs, this.#clock);
     this.#events = {
       loadError: (_worker, error) => {
         this.#broken = { error, until: Infinity };
@@ -178,7 +186,7 @@ export class ModulePool {
 
   /** The load error that keeps the hook down, if any. */
   get loadError(): string | undefined {
-    return this.#broken && Date.now() < this.#broken.until ? this.#broken.error : undefined;
+    return this.#broken && this.#clock.now() < this.#broken.until ? this.#broken.error : undefined;
   }
 
   /**
@@ -303,14 +311,14 @@ export class ModulePool {
     if (!worker.loaded && this.loadError === undefined) {
       this.#broken = {
         error: `worker exited during start-up: ${detail}`,
-        until: Date.now() + START_FAILURE_BACKOFF_MS,
+        until: this.#clock.now() + START_FAILURE_BACKOFF_MS,
       };
     }
   }
 
   #logBroken(): void {
-    const now = Date.now();
-    if (now - this.#lastBrokenLog < 1000 || !this.#broken) return;
+    const now = this.#clock.now();
+    if (now - this.#lastBrokenLog < LOAD_ERROR_LOG_INTERVAL_MS || !this.#broken) return;
     this.#lastBrokenLog = now;
     this.options.logger.error("hook cannot be loaded; its calls fail until it is fixed", {
       hook: this.options.name,
