@@ -491,7 +491,7 @@ start_chasquid() {  # [hook]
 # queue specs for probe.py drain
 queue_specs() {
   case $1 in
-    postern-*) echo "tree:$RT/$1/data/spool/queue tree:$RT/$1/data/spool/incoming" ;;
+    postern-*) echo "spool:$RT/$1/data/spool/queue tree:$RT/$1/data/spool/incoming" ;;
     postfix|postfix-maildir) local q; for q in maildrop incoming active deferred hold; do echo -n "tree:$RT/$1/spool/$q "; done ;;
     chasquid*) echo "prefix:$RT/$1/data/queue:m:" ;;
   esac

@@ -19,7 +19,9 @@ Subcommands (every one is bounded in time):
 
   drain TIMEOUT_S SPEC [SPEC...]
       Wait until every SPEC is empty. SPEC is "tree:DIR" (no regular file
-      anywhere under DIR), "prefix:DIR:PFX" (no entry of DIR whose name
+      anywhere under DIR), "spool:DIR" (no file in DIR but empty ones:
+      Postern's queue/, where empty files are spares made ahead of need,
+      no message), "prefix:DIR:PFX" (no entry of DIR whose name
       starts with PFX) or "count:DIR:N" (at least N entries in DIR: a Maildir
       folder that must hold every message). Polls every 20 ms without
       spawning anything. Exit 1 on timeout.
@@ -216,6 +218,18 @@ def spec_pending(spec: str) -> int:
         n = 0
         for _, _, files in os.walk(rest):
             n += len(files)
+        return n
+    if kind == "spool":
+        n = 0
+        try:
+            for entry in os.scandir(rest):
+                try:
+                    if entry.stat().st_size > 0:
+                        n += 1
+                except OSError:
+                    pass  # delivered and removed meanwhile
+        except OSError:
+            return 0
         return n
     if kind == "count":
         path, _, want = rest.rpartition(":")
