@@ -7,7 +7,6 @@
 
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { RecipientResolver } from "./aliases/mod.ts";
 import { type CertificatePair, type Config, ConfigError, SessionCap } from "./config/mod.ts";
 import { startAdmin } from "./admin/server.ts";
 import {
@@ -17,13 +16,8 @@ import {
   SharedFailures,
   SharedRateLimits,
 } from "./cluster/mod.ts";
-import { DkimKeyring, SpfVerdictCache } from "./auth/mod.ts";
-import { DnsResolver } from "./dns/mod.ts";
-import { DispatchCourier, LmtpCourier, LocalCourier } from "./delivery/mod.ts";
-import { dovecotMailboxes } from "./smtp/mailboxes.ts";
-import { DovecotAuth } from "./users/dovecot_auth.ts";
+import { DkimKeyring } from "./auth/mod.ts";
 import {
-  aliasHookTargets,
   describeHookRuntime,
   EmbeddedDeno,
   embeddedRuntime,
@@ -31,27 +25,25 @@ import {
   hookRuntimeReporter,
 } from "./hooks/mod.ts";
 import { Counters, FileSink, type Logger, MailLog } from "./log/mod.ts";
-import { Bouncer, ConnectionPool, MtaStsPolicies, RemoteCourier } from "./outbound/mod.ts";
 import {
   confirmRemovals,
   consistentLoad,
   isWithin,
-  type PolicySnapshot,
   PolicyStore,
   refuseUnfinishedSaves,
   startReloader,
 } from "./policy/mod.ts";
-import { FreeSpace, Queue, type QueueOptions, Spool } from "./queue/mod.ts";
+import { FreeSpace, Spool } from "./queue/mod.ts";
 import * as runtime from "./runtime/mod.ts";
+import { ConnectionLimits, Intake, LoginChecker, RateLimits, startListeners } from "./smtp/mod.ts";
 import {
-  ConnectionLimits,
-  Intake,
-  type IntakePolicy,
-  type LiveListenerSettings,
-  LoginChecker,
-  RateLimits,
-  startListeners,
-} from "./smtp/mod.ts";
+  listenerSettings,
+  livePolicy,
+  newDns,
+  queueOptions,
+  testingGrace,
+} from "./serve_policy.ts";
+import { startDelivery } from "./serve_delivery.ts";
 import { tlsMaterial } from "./tls/mod.ts";
 import type { AcmeService } from "./tls/acme_service.ts";
 import { VERSION } from "./version.ts";
@@ -183,78 +175,18 @@ export async function serve(
     }
   });
   let live = livePolicy(policy.current, dns, logger, keyring);
-  const pool = new ConnectionPool(
-    config.outbound.maxConnections,
-    config.outbound.connectionIdleMs,
-  );
-  const mtaSts = new MtaStsPolicies({
-    resolver: (name, type) => dns.resolver.resolve(name, type),
-    cacheFile: join(config.dataDir, "mta-sts.json"),
-  });
-  const mtaStsError = await mtaSts.load();
-  if (mtaStsError !== undefined) {
-    logger.warn("MTA-STS policy cache ignored", { error: mtaStsError });
-  }
-  const remote = new RemoteCourier({
-    config: () => policy.current.config.outbound,
-    resolver: () => dns.resolver,
-    pool,
-    mtaSts,
-    preDeliveryHook: (input) => hooks.preDeliveryAttempt(input),
-    hookLog: (line) => {
-      hookLog(`${new Date().toISOString()} ${line}\n`);
-      logger.warn("pre-delivery-attempt hook error", { detail: line });
-    },
+  const { pool, lmtp, courier, queue } = await startDelivery(config, {
+    policy,
+    dns: () => dns.resolver,
+    recipients: () => live.intake.resolver,
+    hooks,
+    hookLog,
+    spool,
+    mailLog,
     logger,
     counters,
+    env: runtime.env,
   });
-  const lmtp = new LmtpCourier({
-    hostname: config.hostname,
-    connectTimeoutMs: config.outbound.connectTimeoutMs,
-    commandTimeoutMs: config.outbound.commandTimeoutMs,
-    idleMs: config.outbound.connectionIdleMs,
-  });
-  const courier = new LocalCourier(() => live.intake.resolver, {
-    mailRoot: join(config.dataDir, "mail"),
-    hostname: config.hostname,
-    pipeTimeoutMs: config.delivery.pipeTimeoutMs,
-    pipeCwd: config.dataDir,
-    // Looked up per delivery, so a hook added later is used at once.
-    extraTargets: config.configDir === undefined ? undefined : aliasHookTargets({
-      resolve: (address) => hooks.aliasResolve(address),
-      // The grants in force, looked up where the hook's workers look (Postern's PATH, config dir).
-      runGrants: () => ({
-        run: policy.current.config.hooks.points["alias-resolve"].allow.run,
-        path: runtime.env("PATH"),
-        cwd: config.configDir ?? ".",
-      }),
-      logger,
-      counters,
-    }),
-    // An alias's remote targets in one call: those of one domain share a transaction.
-    forward: (item, recipients, open) => remote.deliver(item, recipients, open),
-    // The domain's LMTP server in the policy in force (delivery.lmtp).
-    lmtp: {
-      courier: lmtp,
-      endpointOf: (domain) => policy.current.config.domains.get(domain)?.lmtp,
-    },
-  });
-  const dispatch = new DispatchCourier(
-    courier,
-    (item, recipients, open) => remote.deliver(item, recipients, open),
-    (domain) => live.intake.resolver.isLocalDomain(domain),
-  );
-  const queue = new Queue(spool, dispatch, mailLog, logger, queueOptions(config));
-  queue.setNotifier(
-    new Bouncer({
-      spool,
-      hostname: () => policy.current.config.hostname,
-      onQueued: (item) => queue.add(item),
-      mailLog,
-      logger,
-      maxQueueLifetimeMs: () => policy.current.config.delivery.maxQueueLifetimeMs,
-    }),
-  );
   for (const item of items) {
     mailLog.recovered(
       item.envelope.id,
@@ -478,98 +410,4 @@ export async function serve(
       link?.close();
     },
   };
-}
-
-/** A resolver, and the SPF verdicts built from its answers. */
-interface Dns {
-  resolver: DnsResolver;
-  spfCache: SpfVerdictCache;
-}
-
-function newDns(config: Config): Dns {
-  const resolver = new DnsResolver({
-    servers: config.dns.servers,
-    timeoutMs: config.dns.timeoutMs,
-  });
-  return {
-    resolver,
-    spfCache: new SpfVerdictCache({ ttlOf: (name, type) => resolver.cachedTtlMs(name, type) }),
-  };
-}
-
-/** What one policy snapshot gives intake and delivery. */
-interface LivePolicy {
-  intake: IntakePolicy;
-}
-
-function livePolicy(
-  snapshot: PolicySnapshot,
-  dns: Dns,
-  logger: Logger,
-  keyring: DkimKeyring,
-): LivePolicy {
-  const config = snapshot.config;
-  const resolver = new RecipientResolver(config.domains, config.aliases);
-  const dovecot = config.auth.dovecot || config.auth.dovecotUserdb
-    ? new DovecotAuth({ client: config.auth.dovecot, userdb: config.auth.dovecotUserdb })
-    : undefined;
-  return {
-    intake: {
-      dovecot,
-      mailboxes: dovecot?.looksUpUsers ? dovecotMailboxes(dovecot, config.domains) : undefined,
-      epoch: snapshot.epoch,
-      maxMessageSize: config.smtp.maxMessageSize,
-      maxRecipients: config.smtp.maxRecipients,
-      queueMinfree: config.smtp.queueMinfree,
-      resolver,
-      trustedNetworks: config.auth.trustedNetworks,
-      rateLimits: config.rateLimits,
-      outbound: {
-        sendidHeader: config.outbound.sendidHeader,
-        listidHeader: config.outbound.listidHeader,
-        dkimSign: config.outbound.dkimSign,
-        dkimKey: (domain) => keyring.signingKey(domain),
-      },
-      auth: {
-        hostname: config.hostname,
-        resolver: dns.resolver.resolve,
-        spfCache: dns.spfCache,
-        settings: config.auth,
-        isLocalDomain: (domain) => resolver.isLocalDomain(domain),
-        logger,
-      },
-    },
-  };
-}
-
-function queueOptions(config: Config): QueueOptions {
-  const { outbound } = config;
-  return {
-    ...config.delivery,
-    delayWarningMs: outbound.delayWarningMs,
-    // As many attempts per destination as the most generous virtual MTA
-    // may open connections to it; more would only wait for a connection.
-    destinationConcurrency: Math.max(
-      outbound.maxConnectionsPerDestination,
-      ...[...outbound.virtualMtas.values()].map((mta) => mta.maxConnectionsPerDestination),
-    ),
-  };
-}
-
-function listenerSettings(config: Config): LiveListenerSettings {
-  return {
-    greetingDelayMs: config.smtp.greetingDelayMs,
-    maxMessageSize: config.smtp.maxMessageSize,
-    idleTimeoutMs: config.smtp.idleTimeoutMs,
-    commandTimeoutMs: config.smtp.commandTimeoutMs,
-    minDataRate: config.smtp.minDataRate,
-    hardErrorLimit: config.smtp.hardErrorLimit,
-    maxCommandLength: config.smtp.maxCommandLength,
-  };
-}
-
-/** `graceMs` from the testing knob, when it holds a whole number of milliseconds. */
-function testingGrace(value: string | undefined): { graceMs?: number } {
-  const ms = Number(value);
-  return value !== undefined && Number.isInteger(ms) && ms >= 0 ? { graceMs: ms } : {};
 }
