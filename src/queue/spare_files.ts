@@ -41,7 +41,11 @@ interface Spare {
 
 /** Options of {@linkcode SpareFiles}. */
 export interface SpareFilesOptions {
-  /** How many spares are kept ready (default 16; 0 turns the pool off). */
+  /**
+   * The most spares kept ready (default 16; 0 turns the pool off). The
+   * pool starts smaller and grows to it only while mail comes faster than
+   * the pool refills (see {@linkcode SpareFiles.size}).
+   */
   target?: number;
   /** How many are created at once while the pool refills (default 4). */
   parallel?: number;
@@ -62,6 +66,8 @@ export class SpareFiles {
   #dir: string;
   #syncer: DirSyncer;
   #target: number;
+  /** How many spares the pool keeps now, between 1 and the target. */
+  #size: number;
   #parallel: number;
   #maxAgeMs: number;
   #maxHoldMs: number;
@@ -71,6 +77,8 @@ export class SpareFiles {
   /** Spares handed out by {@linkcode hold}, by ID, oldest first. */
   #held = new Map<string, Spare>();
   #refilling: Promise<void> | undefined;
+  /** A batch was ever made ready: before, an empty pool is the first start, not a sign of demand. */
+  #everReady = false;
   #closed = false;
 
   /** Spares in `dir` (the queue directory), whose names `syncer` makes durable. */
@@ -78,6 +86,7 @@ export class SpareFiles {
     this.#dir = dir;
     this.#syncer = syncer;
     this.#target = Math.max(0, options.target ?? 16);
+    this.#size = Math.min(this.#target, 2);
     this.#parallel = Math.max(1, options.parallel ?? 4);
     this.#maxAgeMs = options.maxAgeMs ?? 60_000;
     this.#maxHoldMs = options.maxHoldMs ?? 3_600_000;
@@ -87,6 +96,16 @@ export class SpareFiles {
   /** How many spares are ready now. */
   get ready(): number {
     return this.#ready.size;
+  }
+
+  /**
+   * How many spares the pool keeps now. It doubles (up to the target) when
+   * a transaction finds none ready, and halves (down to one) when spares go
+   * unused for their minute: a server taking a message now and then makes
+   * one spare for each, not a batch of sixteen to throw away.
+   */
+  get size(): number {
+    return this.#size;
   }
 
   /** How many are held by transactions now. */
@@ -101,7 +120,8 @@ export class SpareFiles {
    */
   hold(): string | undefined {
     const now = this.#now();
-    this.#dropStale(now);
+    const unused = this.#dropStale(now);
+    if (unused) this.#size = Math.max(Math.min(1, this.#target), Math.floor(this.#size / 2));
     const next = this.#ready.entries().next();
     let id: string | undefined;
     if (!next.done) {
@@ -109,6 +129,9 @@ export class SpareFiles {
       this.#ready.delete(readyId);
       this.#held.set(readyId, { handle: spare.handle, since: now });
       id = readyId;
+    } else if (this.#everReady && !unused) {
+      // Mail outran the pool: keep more.
+      this.#size = Math.min(this.#target, this.#size * 2);
     }
     this.#refill();
     return id;
@@ -144,11 +167,16 @@ export class SpareFiles {
     await Promise.all(spares.map(([id, spare]) => this.#discard(id, spare)));
   }
 
-  /** Removes ready spares past their age and held ones past the hold limit. */
-  #dropStale(now: number): void {
+  /**
+   * Removes ready spares past their age and held ones past the hold limit;
+   * true when a ready one went unused.
+   */
+  #dropStale(now: number): boolean {
+    let unused = false;
     for (const [id, spare] of this.#ready) {
       if (now - spare.since <= this.#maxAgeMs) break;
       this.#ready.delete(id);
+      unused = true;
       void this.#discard(id, spare);
     }
     for (const [id, spare] of this.#held) {
@@ -156,16 +184,17 @@ export class SpareFiles {
       this.#held.delete(id);
       void this.#discard(id, spare);
     }
+    return unused;
   }
 
   /**
-   * Starts a batch when fewer than half the target are ready: the missing
-   * files are created, `parallel` at a time, and made ready together after
-   * one fsync of the directory.
+   * Starts a batch when fewer than half the pool's size are ready: the
+   * missing files are created, `parallel` at a time, and made ready
+   * together after one fsync of the directory.
    */
   #refill(): void {
-    if (this.#closed || this.#refilling || this.#ready.size * 2 >= this.#target) return;
-    this.#refilling = this.#batch(this.#target - this.#ready.size).finally(() => {
+    if (this.#closed || this.#refilling || this.#ready.size * 2 >= this.#size) return;
+    this.#refilling = this.#batch(this.#size - this.#ready.size).finally(() => {
       this.#refilling = undefined;
     });
   }
@@ -200,6 +229,7 @@ export class SpareFiles {
     }
     const since = this.#now();
     for (const [id, handle] of made) this.#ready.set(id, { handle, since });
+    if (made.length > 0) this.#everReady = true;
   }
 
   async #discard(id: string, spare: Spare): Promise<void> {

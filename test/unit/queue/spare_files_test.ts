@@ -77,10 +77,11 @@ describe("SpareFiles", () => {
 
   it("hands out nothing at first, then a batch made with one fsync of the directory", async () => {
     assert.equal(pool.hold(), undefined);
-    await until(() => pool.ready === 4);
+    assert.equal(pool.size, 2, "the pool starts small");
+    await until(() => pool.ready === 2);
     assert.equal(syncer.syncs, 1, "one fsync for the whole batch");
     const names = await listDir(dir);
-    assert.equal(names.length, 4);
+    assert.equal(names.length, 2);
     for (const name of names) {
       assert.match(name, /^[0-9a-z]{16}\.msg$/);
       const info = await stat(join(dir, name));
@@ -92,11 +93,11 @@ describe("SpareFiles", () => {
   it("makes nothing ready until the fsync that makes the names durable has returned", async () => {
     syncer.hold();
     assert.equal(pool.hold(), undefined);
-    await until(async () => (await listDir(dir)).length === 4 && syncer.syncs === 1);
+    await until(async () => (await listDir(dir)).length === 2 && syncer.syncs === 1);
     assert.equal(pool.ready, 0);
     assert.equal(pool.hold(), undefined, "an ID handed out before its name is durable");
     syncer.release();
-    await until(() => pool.ready === 4);
+    await until(() => pool.ready === 2);
     assert.ok(pool.hold());
   });
 
@@ -108,13 +109,13 @@ describe("SpareFiles", () => {
     assert.equal(pool.ready, 0);
     // The next hold starts a batch again.
     assert.equal(pool.hold(), undefined);
-    await until(() => pool.ready === 4);
+    await until(() => pool.ready === 2);
     assert.equal(syncer.syncs, 2);
   });
 
   it("gives a held spare's handle once, and writes through it land in <id>.msg", async () => {
     pool.hold();
-    await until(() => pool.ready === 4);
+    await until(() => pool.ready === 2);
     const id = pool.hold()!;
     assert.ok(isQueueId(id));
     assert.equal(pool.claim("0000000000000000"), undefined, "an ID never handed out");
@@ -132,7 +133,7 @@ describe("SpareFiles", () => {
 
   it("removes a released spare and never hands its ID out again", async () => {
     pool.hold();
-    await until(() => pool.ready === 4);
+    await until(() => pool.ready === 2);
     const id = pool.hold()!;
     pool.release(id);
     assert.equal(pool.held, 0);
@@ -149,39 +150,61 @@ describe("SpareFiles", () => {
     assert.equal(seen.size, 20, "an ID was handed out twice");
   });
 
-  it("refills only once fewer than half the target are ready, up to the target", async () => {
+  it("grows while mail outruns it, up to the target, refilling below half its size", async () => {
     pool.hold();
-    await until(() => pool.ready === 4);
+    await until(() => pool.ready === 2);
+    // 1 of 2 ready: half the size, no batch.
     pool.release(pool.hold()!);
-    // 3 of 4 ready: no batch.
     await new Promise((resolve) => setTimeout(resolve, 20));
     assert.equal(syncer.syncs, 1);
+    assert.equal(pool.size, 2);
+    // 0 of 2: a batch of 2; a transaction that finds none meanwhile doubles the size.
     pool.release(pool.hold()!);
+    syncer.hold();
+    assert.equal(pool.hold(), undefined);
+    assert.equal(pool.size, 4);
+    syncer.release();
+    await until(() => pool.ready === 2 && syncer.syncs === 2);
+    // The next batch fills the larger pool; it never grows past the target.
     pool.release(pool.hold()!);
-    // 1 of 4: a batch of 3.
     await until(() => pool.ready === 4);
-    assert.equal(syncer.syncs, 2);
-    await until(async () => (await listDir(dir)).length === 4);
+    for (let i = 0; i < 10; i++) {
+      while (pool.ready > 0) pool.release(pool.hold()!);
+      assert.equal(pool.hold(), undefined);
+      await until(() => pool.ready > 0);
+    }
+    assert.equal(pool.size, 4);
+    await until(async () => (await listDir(dir)).length <= 4);
   });
 
-  it("drops ready spares older than a minute, so that IDs keep to the time of their transaction", async () => {
+  it("drops ready spares older than a minute, and shrinks to one for a server taking mail now and then", async () => {
     pool.hold();
-    await until(() => pool.ready === 4);
+    await until(() => pool.ready === 2);
     const old = await listDir(dir);
     clock += 60_001;
     assert.equal(pool.hold(), undefined, "a stale spare was handed out");
-    await until(() => pool.ready === 4);
+    assert.equal(pool.size, 1);
+    await until(() => pool.ready === 1);
     const now = await listDir(dir);
     assert.equal(now.filter((name) => old.includes(name)).length, 0);
-    // The new ones carry the clock's time.
+    // The new one carries the clock's time.
     const id = pool.hold()!;
     assert.equal(id.slice(0, 10), newQueueId(clock).slice(0, 10));
+    pool.release(id);
+    // A message every two minutes: one spare made for each, never more.
+    for (let i = 0; i < 3; i++) {
+      await until(() => pool.ready === 1);
+      clock += 120_000;
+      assert.equal(pool.hold(), undefined);
+      assert.equal(pool.size, 1);
+    }
+    await until(async () => (await listDir(dir)).length === 1);
   });
 
   it("removes a spare held past the hold limit, as a safety net", async () => {
     pool = makePool({ maxHoldMs: 1000 });
     pool.hold();
-    await until(() => pool.ready === 4);
+    await until(() => pool.ready === 2);
     const forgotten = pool.hold()!;
     clock += 1001;
     pool.hold();
@@ -191,7 +214,7 @@ describe("SpareFiles", () => {
 
   it("close() removes ready and held spares, and stops refilling", async () => {
     pool.hold();
-    await until(() => pool.ready === 4);
+    await until(() => pool.ready === 2);
     pool.hold();
     await pool.close();
     assert.deepEqual(await listDir(dir), []);
