@@ -219,6 +219,9 @@ export class SpareFiles {
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.#parallel, count) }, worker));
+    // No file made (EMFILE, ENOSPC, closed): no name to make durable, and no
+    // fsync of queue/ for each MAIL FROM while the condition lasts.
+    if (made.length === 0) return;
     try {
       if (this.#closed) throw new Error("closed");
       await this.#syncer.sync();
