@@ -14,8 +14,9 @@
  * The ID comes with the file, so it is handed out when the transaction
  * starts (MAIL FROM: the transaction's log lines carry it) and held until
  * DATA claims it. A transaction that ends without a message gives its
- * spare back to be removed, never to be used again: a queue ID names one
- * transaction in the logs. When none is ready (a burst, a bounce, after a
+ * spare back: to be used again when no log line carried its ID, else to
+ * be removed, as a queue ID names one transaction in the logs. When none
+ * is ready (a burst, a bounce, after a
  * quiet spell), the ID is made fresh and the file created at DATA, as
  * before.
  *
@@ -72,10 +73,12 @@ export class SpareFiles {
   #maxAgeMs: number;
   #maxHoldMs: number;
   #now: () => number;
-  /** Ready spares by ID, oldest first. */
+  /** Ready spares by ID, about oldest first (one given back keeps its age). */
   #ready = new Map<string, Spare>();
   /** Spares handed out by {@linkcode hold}, by ID, oldest first. */
   #held = new Map<string, Spare>();
+  /** When each held spare became ready (its age, should it come back). */
+  #handedOut = new Map<string, number>();
   #refilling: Promise<void> | undefined;
   /** A batch was ever made ready: before, an empty pool is the first start, not a sign of demand. */
   #everReady = false;
@@ -128,6 +131,7 @@ export class SpareFiles {
       const [readyId, spare] = next.value;
       this.#ready.delete(readyId);
       this.#held.set(readyId, { handle: spare.handle, since: now });
+      this.#handedOut.set(readyId, spare.since);
       id = readyId;
     } else if (this.#everReady && !unused) {
       // Mail outran the pool: keep more.
@@ -146,15 +150,28 @@ export class SpareFiles {
     const spare = this.#held.get(id);
     if (!spare) return undefined;
     this.#held.delete(id);
+    this.#handedOut.delete(id);
     return spare.handle;
   }
 
-  /** Gives back a held spare whose transaction ended without a message: removed. */
-  release(id: string): void {
-    const spare = this.#held.get(id);
-    if (!spare) return;
+  /**
+   * Gives back a held spare whose transaction ended without a message. It
+   * is removed, unless `unnamed` says that no log line carried its ID:
+   * then it goes back to the ready spares, with the age it has, as if it
+   * had never been handed out (a client's MAIL FROM and RSET, over and
+   * over, cost no file each; an ID still names one transaction in the logs).
+   */
+  release(id: string, unnamed = false): void {
+    const held = this.#held.get(id);
+    if (!held) return;
     this.#held.delete(id);
-    void this.#discard(id, spare);
+    const ready = this.#handedOut.get(id);
+    this.#handedOut.delete(id);
+    if (unnamed && ready !== undefined && !this.#closed) {
+      this.#ready.set(id, { handle: held.handle, since: ready });
+    } else {
+      void this.#discard(id, held);
+    }
   }
 
   /** Stops refilling, then closes and removes the spares, held ones too. */
@@ -164,6 +181,7 @@ export class SpareFiles {
     const spares = [...this.#ready, ...this.#held];
     this.#ready.clear();
     this.#held.clear();
+    this.#handedOut.clear();
     await Promise.all(spares.map(([id, spare]) => this.#discard(id, spare)));
   }
 
@@ -173,8 +191,9 @@ export class SpareFiles {
    */
   #dropStale(now: number): boolean {
     let unused = false;
+    // All of them: one given back keeps its age but goes to the end.
     for (const [id, spare] of this.#ready) {
-      if (now - spare.since <= this.#maxAgeMs) break;
+      if (now - spare.since <= this.#maxAgeMs) continue;
       this.#ready.delete(id);
       unused = true;
       void this.#discard(id, spare);
@@ -182,6 +201,7 @@ export class SpareFiles {
     for (const [id, spare] of this.#held) {
       if (now - spare.since <= this.#maxHoldMs) break;
       this.#held.delete(id);
+      this.#handedOut.delete(id);
       void this.#discard(id, spare);
     }
     return unused;

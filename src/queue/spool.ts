@@ -150,10 +150,12 @@ export class Spool {
 
   /**
    * The transaction of an ID from {@linkcode newId} ended: its spare file,
-   * unless {@linkcode receive} took it, is removed. Harmless for any other ID.
+   * unless {@linkcode receive} took it, is removed, or kept for another
+   * transaction when `unnamed` (no log line carried the ID). Harmless for
+   * any other ID.
    */
-  releaseId(id: string): void {
-    this.#spares.release(id);
+  releaseId(id: string, unnamed = false): void {
+    this.#spares.release(id, unnamed);
   }
 
   /**

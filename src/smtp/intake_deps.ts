@@ -74,6 +74,8 @@ export interface IntakeDeps {
 /** A session's open transaction: its queue ID, SPF verdict and policy. */
 export interface OpenTransaction {
   qid: string;
+  /** A log line carried `qid` (a refusal): it is not handed to another transaction. */
+  named?: boolean;
   spf: SpfVerdict | null;
   policy: IntakePolicy;
 }

@@ -193,12 +193,15 @@ export class Intake implements SessionEvents {
     return undefined;
   }
 
-  /** The session's transaction is over: forgotten, its spare file given back. */
+  /**
+   * The session's transaction is over: forgotten, its spare file given
+   * back (for another transaction when no log line carried its ID).
+   */
   #endTransaction(sessionId: string): void {
     const transaction = this.#transactions.get(sessionId);
     if (!transaction) return;
     this.#transactions.delete(sessionId);
-    this.#deps.spool.releaseId(transaction.qid);
+    this.#deps.spool.releaseId(transaction.qid, !transaction.named);
   }
 
   /** RCPT TO: only local recipients that exist, up to the limit. */
@@ -368,11 +371,14 @@ export class Intake implements SessionEvents {
    * line does. `from` defaults to the session's MAIL FROM, if any.
    */
   #reject: RejectLine = (session, stage, reason, r, to, qid, from) => {
+    const open = this.#transactions.get(session.id);
+    // Its queue ID is in the log now: never another transaction's.
+    if (open && (qid === undefined || qid === open.qid)) open.named = true;
     const mailFrom = session.envelope?.mailFrom;
     const sender = from ?? (mailFrom ? mailFrom.address || "" : undefined);
     const ownLine = this.#refusals.note(session.id);
     this.#deps.mailLog.rejected(
-      { session: session.id, qid: qid ?? this.#transactions.get(session.id)?.qid },
+      { session: session.id, qid: qid ?? open?.qid },
       client(session),
       stage,
       reason,

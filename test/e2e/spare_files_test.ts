@@ -4,8 +4,9 @@
  * MAIL FROM is accepted; the ID is the one its refusals are logged under
  * and its message is queued as. Transactions that end without a message,
  * however they end, give their files back, so a client cannot make the
- * server hold files by opening transactions; a restart after a kill
- * removes unused spares without reporting them as messages.
+ * server hold files by opening transactions, nor make it create and
+ * remove a file per MAIL FROM and RSET; a restart after a kill removes
+ * unused spares without reporting them as messages.
  */
 
 import assert from "node:assert/strict";
@@ -105,6 +106,46 @@ describe("spare spool files", () => {
       await swaks(s, ["--from", "sender@client.test", "--to", "alice@example.test"]),
     );
     await s.waitForLog(new RegExp(`qid=${id} event=completed sent=1`), 30_000);
+  });
+
+  it("a transaction that ends unlogged gives its file back for the next; one whose ID was logged does not", async () => {
+    const s = server!;
+    const client = await greeted(s);
+    try {
+      assert.match(await client.command("MAIL FROM:<first@client.test>"), /^250 /);
+      assert.match(await client.command("RSET"), /^250 /);
+      const before = await eventually(
+        async () => {
+          const spares = await spareNames(s);
+          return spares.length > 0 ? spares : undefined;
+        },
+        10_000,
+        "spare files in queue/",
+      );
+      // MAIL FROM and RSET, over and over: the same files go round.
+      for (let i = 0; i < 60; i++) {
+        assert.match(await client.command(`MAIL FROM:<loop${i}@client.test>`), /^250 /);
+        assert.match(await client.command("RSET"), /^250 /);
+      }
+      const after = await spareNames(s);
+      assert.deepEqual(after.filter((name) => !before.includes(name)), [], "files were made");
+      // A refused recipient puts the transaction's ID in the log: its file goes.
+      assert.match(await client.command("MAIL FROM:<logged@client.test>"), /^250 /);
+      assert.match(await client.command("RCPT TO:<nobody-logged@example.test>"), /^550 /);
+      const line = await s.waitForLog(/reason=no_such_user .*to=<nobody-logged@/);
+      const qid = /qid=(\w+)/.exec(line)?.[1];
+      assert.ok(qid && before.includes(`${qid}.msg`), `${line} did not name a spare`);
+      assert.match(await client.command("RSET"), /^250 /);
+      // The next MAIL FROM ends it (smtp-server answers RSET on its own).
+      assert.match(await client.command("MAIL FROM:<next@client.test>"), /^250 /);
+      await eventually(
+        async () => (await spareNames(s)).includes(`${qid}.msg`) ? undefined : true,
+        10_000,
+        "the logged spare to be removed",
+      );
+    } finally {
+      client.close();
+    }
   });
 
   it("after a kill, the next start removes the unused spares and reports none of them", async () => {

@@ -150,6 +150,25 @@ describe("SpareFiles", () => {
     assert.equal(seen.size, 20, "an ID was handed out twice");
   });
 
+  it("takes back a spare whose ID no log line carried, with the age it has", async () => {
+    pool.hold();
+    await until(() => pool.ready === 2);
+    const id = pool.hold()!;
+    clock += 30_000;
+    pool.release(id, true);
+    assert.equal(pool.ready, 2);
+    assert.equal(pool.held, 0);
+    assert.ok((await listDir(dir)).includes(`${id}.msg`));
+    // Handed out again, and claimable.
+    const again = [pool.hold()!, pool.hold()!];
+    assert.ok(again.includes(id));
+    for (const other of again) pool.release(other, true);
+    // Still a minute old when it was made, not when it came back.
+    clock += 30_001;
+    assert.equal(pool.hold(), undefined, "a spare given back grew young again");
+    await until(async () => !(await listDir(dir)).includes(`${id}.msg`));
+  });
+
   it("grows while mail outruns it, up to the target, refilling below half its size", async () => {
     pool.hold();
     await until(() => pool.ready === 2);
