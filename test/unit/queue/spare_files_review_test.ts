@@ -25,15 +25,6 @@ class CountingSyncer {
   }
 }
 
-/** Waits (at most 2 s of turns) until `condition` holds. */
-async function until(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  throw new Error("condition not reached");
-}
-
 /** Lets pending batches run to their end (a few turns of the event loop). */
 async function settle(): Promise<void> {
   for (let i = 0; i < 10; i++) await new Promise((resolve) => setTimeout(resolve, 2));
