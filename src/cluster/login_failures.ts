@@ -212,8 +212,13 @@ export class SharedFailures implements FailureCounter {
    * in the server; a failure keeps the newest `keep` failures of `key`.
    */
   #ticket(key: string, local: LoginTicket, id: string, keep: number): LoginTicket {
+    // Settled once, as LocalFailures' tickets are: a second settle would
+    // count another failure in the fleet (a new id when there is no place).
+    let settled = false;
     return {
       settle: (failed) => {
+        if (settled) return;
+        settled = true;
         local.settle(failed);
         // A success without a place in the server has nothing to tell it.
         if (!failed && id === "") return;
