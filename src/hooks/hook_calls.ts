@@ -60,6 +60,17 @@ export async function callPostData(
   };
 }
 
+/** Runs the executable alias hook at `path` with `address` as its one argument. */
+function runWithAddress(path: string, exec: ExecContext, address: string) {
+  return runExecHook({
+    path,
+    args: [address],
+    env: execHookEnv(exec.env, exec.cwd),
+    cwd: exec.cwd,
+    timeoutMs: exec.timeoutMs,
+  });
+}
+
 /** Runs the alias-resolve hook `installed` for `address`. */
 export async function callAliasResolve(
   installed: InstalledHook,
@@ -70,14 +81,10 @@ export async function callAliasResolve(
     return aliasResolveFromModule(await installed.pool.call({ address }));
   }
   if (installed.form === "exec") {
-    const result = await runExecHook({
-      path: installed.path,
-      args: [address],
-      env: execHookEnv(exec.env, exec.cwd),
-      cwd: exec.cwd,
-      timeoutMs: exec.timeoutMs,
-    });
-    return aliasResolveFromExec(result, exec.timeoutMs);
+    return aliasResolveFromExec(
+      await runWithAddress(installed.path, exec, address),
+      exec.timeoutMs,
+    );
   }
   return { ok: false, cause: `broken: ${installed.error}` };
 }
@@ -92,14 +99,7 @@ export async function callAliasExists(
     return aliasExistsFromModule(await installed.pool.call({ address }));
   }
   if (installed.form === "exec") {
-    const result = await runExecHook({
-      path: installed.path,
-      args: [address],
-      env: execHookEnv(exec.env, exec.cwd),
-      cwd: exec.cwd,
-      timeoutMs: exec.timeoutMs,
-    });
-    return aliasExistsFromExec(result, exec.timeoutMs);
+    return aliasExistsFromExec(await runWithAddress(installed.path, exec, address), exec.timeoutMs);
   }
   return { exists: false, cause: `broken: ${installed.error}` };
 }

@@ -52,14 +52,9 @@ export function challengeLimits(names: number): Http1Limits {
  * 256 and keep senders from the policies.
  */
 export const MTA_STS_HTTP_LIMITS: Http1Limits = {
+  // The same bounds as the challenge server's: small GETs, no body.
+  ...CHALLENGE_HTTP_LIMITS,
   name: "MTA-STS policy server",
-  maxConnections: 256,
-  maxConnectionsPerAddress: 8,
-  headTimeoutMs: 10_000,
-  bodyTimeoutMs: 10_000,
-  writeTimeoutMs: 30_000,
-  maxHeadBytes: 8 * 1024,
-  maxBodyBytes: 1024,
 };
 
 /**
