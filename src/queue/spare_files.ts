@@ -34,10 +34,17 @@ import type { DirSyncer } from "./dir_sync.ts";
 import { durabilityFs, type DurableHandle } from "./fs_calls.ts";
 import { newQueueId } from "./id.ts";
 
-/** A spare file: its handle, and when its name became durable (ms). */
+/** A spare file. */
 interface Spare {
   handle: DurableHandle;
+  /** When its name became durable (ms): its age. */
   since: number;
+}
+
+/** A spare handed out: the spare, and when (ms). */
+interface Held {
+  spare: Spare;
+  at: number;
 }
 
 /** Options of {@linkcode SpareFiles}. */
@@ -76,9 +83,7 @@ export class SpareFiles {
   /** Ready spares by ID, about oldest first (one given back keeps its age). */
   #ready = new Map<string, Spare>();
   /** Spares handed out by {@linkcode hold}, by ID, oldest first. */
-  #held = new Map<string, Spare>();
-  /** When each held spare became ready (its age, should it come back). */
-  #handedOut = new Map<string, number>();
+  #held = new Map<string, Held>();
   #refilling: Promise<void> | undefined;
   /** A batch was ever made ready: before, an empty pool is the first start, not a sign of demand. */
   #everReady = false;
@@ -130,8 +135,7 @@ export class SpareFiles {
     if (!next.done) {
       const [readyId, spare] = next.value;
       this.#ready.delete(readyId);
-      this.#held.set(readyId, { handle: spare.handle, since: now });
-      this.#handedOut.set(readyId, spare.since);
+      this.#held.set(readyId, { spare, at: now });
       id = readyId;
     } else if (this.#everReady && !unused) {
       // Mail outran the pool: keep more.
@@ -147,11 +151,10 @@ export class SpareFiles {
    * `id` is not held (then the caller creates the file).
    */
   claim(id: string): DurableHandle | undefined {
-    const spare = this.#held.get(id);
-    if (!spare) return undefined;
+    const held = this.#held.get(id);
+    if (!held) return undefined;
     this.#held.delete(id);
-    this.#handedOut.delete(id);
-    return spare.handle;
+    return held.spare.handle;
   }
 
   /**
@@ -165,23 +168,18 @@ export class SpareFiles {
     const held = this.#held.get(id);
     if (!held) return;
     this.#held.delete(id);
-    const ready = this.#handedOut.get(id);
-    this.#handedOut.delete(id);
-    if (unnamed && ready !== undefined && !this.#closed) {
-      this.#ready.set(id, { handle: held.handle, since: ready });
-    } else {
-      void this.#discard(id, held);
-    }
+    if (unnamed && !this.#closed) this.#ready.set(id, held.spare);
+    else void this.#discard(id, held.spare);
   }
 
   /** Stops refilling, then closes and removes the spares, held ones too. */
   async close(): Promise<void> {
     this.#closed = true;
     await this.#refilling;
-    const spares = [...this.#ready, ...this.#held];
+    const spares: Array<[string, Spare]> = [...this.#ready];
+    for (const [id, { spare }] of this.#held) spares.push([id, spare]);
     this.#ready.clear();
     this.#held.clear();
-    this.#handedOut.clear();
     await Promise.all(spares.map(([id, spare]) => this.#discard(id, spare)));
   }
 
@@ -198,10 +196,9 @@ export class SpareFiles {
       unused = true;
       void this.#discard(id, spare);
     }
-    for (const [id, spare] of this.#held) {
-      if (now - spare.since <= this.#maxHoldMs) break;
+    for (const [id, { spare, at }] of this.#held) {
+      if (now - at <= this.#maxHoldMs) break;
       this.#held.delete(id);
-      this.#handedOut.delete(id);
       void this.#discard(id, spare);
     }
     return unused;
@@ -252,7 +249,7 @@ export class SpareFiles {
     }
     const since = this.#now();
     for (const [id, handle] of made) this.#ready.set(id, { handle, since });
-    if (made.length > 0) this.#everReady = true;
+    this.#everReady = true;
   }
 
   async #discard(id: string, spare: Spare): Promise<void> {
