@@ -23,6 +23,7 @@ import {
   writeTree,
 } from "./harness.ts";
 import { AT_HARD_FILE_LIMIT, lowerFileLimit } from "../support/file_limit.ts";
+import { within } from "../support/within.ts";
 
 async function adminAddress(server: Server): Promise<string> {
   const state = JSON.parse(await readFile(join(server.dataDir, "run", "admin.json"), "utf8"));
@@ -47,19 +48,6 @@ function rawConnect(
 
 function portOf(address: string): number {
   return Number(address.slice(address.lastIndexOf(":") + 1));
-}
-
-/** `promise`, or a rejection naming `what` after `ms`: a bound on a wait, not a measurement. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 describe("admin API listener", () => {

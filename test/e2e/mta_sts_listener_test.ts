@@ -33,6 +33,7 @@ import {
   TARGET,
   tempDir,
 } from "./harness.ts";
+import { within } from "../support/within.ts";
 
 const HOST = "mail.example.test";
 const POLICY_HOST = "mta-sts.example.test";
@@ -95,19 +96,6 @@ function getPolicy(port: number, ca: string): Promise<{ status: number; body: st
     req.on("error", reject);
     req.end();
   });
-}
-
-/** `promise`, or a rejection naming `what` after `ms`: a bound on a wait, not a measurement. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** The body of an admin API GET of `path`. */

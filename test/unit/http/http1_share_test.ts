@@ -29,6 +29,7 @@ import {
 } from "../../../src/runtime/mod.ts";
 import { TestCa } from "../../support/test_ca.ts";
 import { deferred } from "../helpers.ts";
+import { within } from "../../support/within.ts";
 
 const NAME = "mta-sts.example.test";
 const A = "127.0.0.1";
@@ -62,19 +63,6 @@ function recorder() {
 
 function portOf(address: string): number {
   return Number(address.slice(address.lastIndexOf(":") + 1));
-}
-
-/** `promise`, or a rejection naming `what` after `ms`: a bound on a wait, not a measurement. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** A client socket and everything it received until it closed. */

@@ -20,6 +20,7 @@ import {
   type TlsListener,
 } from "../../../src/runtime/mod.ts";
 import { TestCa } from "../../support/test_ca.ts";
+import { within } from "../../support/within.ts";
 
 const NAME = "policy.tls.test";
 const OTHER = "other.tls.test";
@@ -53,19 +54,6 @@ function received(socket: Socket): Promise<string> {
   let text = "";
   socket.on("data", (chunk: Uint8Array) => text += new TextDecoder().decode(chunk));
   return new Promise((resolve) => socket.on("close", () => resolve(text)));
-}
-
-/** `promise`, or a rejection naming `what` after `ms`: a bound on a wait, not a measurement. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function readText(conn: { read(b: Uint8Array): Promise<number | null> }): Promise<string> {

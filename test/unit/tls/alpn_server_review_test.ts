@@ -32,6 +32,7 @@ import {
 } from "../../../src/tls/alpn_server.ts";
 import type { Http1Limits } from "../../../src/http/http1_server.ts";
 import { type KeyPair, TestCa } from "../../support/test_ca.ts";
+import { within } from "../../support/within.ts";
 
 const NAME = "mta-sts.example.test";
 const CHALLENGE_NAME = "mx.alpn.test";
@@ -42,18 +43,6 @@ const GET = `GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: ${NAME}\r\n\r\n`;
 
 function portOf(address: string): number {
   return Number(address.slice(address.lastIndexOf(":") + 1));
-}
-
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function u16(n: number): number[] {
