@@ -12,6 +12,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
+import { type ClusterConfig, parseClusterUrl } from "../../src/cluster/settings.ts";
 
 /** A running redis-server. */
 export interface RedisServer {
@@ -105,5 +106,26 @@ export async function startRedis(options: { password?: string } = {}): Promise<R
       await kill();
       await rm(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * A node's `cluster` settings for the test server `redis`: no password or
+ * TLS, a heartbeat a second, `timeoutMs` 2 s unless set, and the node's
+ * keys under `keyPrefix` (one per test, so tests share no state).
+ */
+export function clusterConfig(
+  redis: RedisServer,
+  options: { keyPrefix: string; nodeName?: string; timeoutMs?: number },
+): ClusterConfig {
+  return {
+    server: parseClusterUrl(redis.url),
+    url: redis.url,
+    password: undefined,
+    tlsCa: undefined,
+    nodeName: options.nodeName ?? "a",
+    timeoutMs: options.timeoutMs ?? 2_000,
+    heartbeatMs: 1_000,
+    keyPrefix: options.keyPrefix,
   };
 }

@@ -8,9 +8,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ClusterLink, ClusterUnavailable } from "../../../src/cluster/client.ts";
-import { type ClusterConfig, parseClusterUrl } from "../../../src/cluster/settings.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
-import { type RedisServer, startRedis } from "../../support/redis_server.ts";
+import { clusterConfig, type RedisServer, startRedis } from "../../support/redis_server.ts";
 
 /** Polls `condition` every 20 ms; fails after `limitMs`. */
 async function eventually(condition: () => boolean, what: string, limitMs = 10_000) {
@@ -41,16 +40,7 @@ describe("ClusterLink deadline", () => {
 
   /** A link with `timeoutMs`, once it counts across the fleet. */
   async function sharedLink(timeoutMs: number): Promise<ClusterLink> {
-    const config: ClusterConfig = {
-      server: parseClusterUrl(redis.url),
-      url: redis.url,
-      password: undefined,
-      tlsCa: undefined,
-      nodeName: "busy",
-      timeoutMs,
-      heartbeatMs: 1_000,
-      keyPrefix: "busy:",
-    };
+    const config = clusterConfig(redis, { keyPrefix: "busy:", nodeName: "busy", timeoutMs });
     const link = new ClusterLink(config, new Logger("info", () => {}), new Counters());
     await eventually(() => link.shared, "the link shared");
     return link;

@@ -9,9 +9,8 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { ClusterLink } from "../../../src/cluster/client.ts";
 import { SharedFailures } from "../../../src/cluster/mod.ts";
-import { type ClusterConfig, parseClusterUrl } from "../../../src/cluster/settings.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
-import { type RedisServer, startRedis } from "../../support/redis_server.ts";
+import { clusterConfig, type RedisServer, startRedis } from "../../support/redis_server.ts";
 
 const CLIENT = "192.0.2.7";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -34,16 +33,7 @@ describe("SharedFailures against a hostile use", () => {
 
   /** A node on key prefix `keyPrefix`, once its link is shared. */
   async function node(keyPrefix: string) {
-    const config: ClusterConfig = {
-      server: parseClusterUrl(redis.url),
-      url: redis.url,
-      password: undefined,
-      tlsCa: undefined,
-      nodeName: `n${links.length}`,
-      timeoutMs: 2_000,
-      heartbeatMs: 1_000,
-      keyPrefix,
-    };
+    const config = clusterConfig(redis, { keyPrefix, nodeName: `n${links.length}` });
     const counters = new Counters();
     const link = new ClusterLink(config, new Logger("info", () => {}), counters);
     links.push(link);

@@ -14,10 +14,9 @@ import { after, afterEach, before, describe, it } from "node:test";
 import { type LocalDomain, RecipientResolver } from "../../../src/aliases/mod.ts";
 import { ClusterLink } from "../../../src/cluster/client.ts";
 import { SharedFailures } from "../../../src/cluster/mod.ts";
-import { type ClusterConfig, parseClusterUrl } from "../../../src/cluster/settings.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
 import { type LoginAttempt, LoginChecker, type LoginResult } from "../../../src/smtp/login.ts";
-import { type RedisServer, startRedis } from "../../support/redis_server.ts";
+import { clusterConfig, type RedisServer, startRedis } from "../../support/redis_server.ts";
 
 const PASSWORD = "carol's password";
 
@@ -103,16 +102,7 @@ describe("LoginChecker across a fleet (SharedFailures)", () => {
   async function twoNodes(placeMs?: number) {
     const keyPrefix = `login${++prefix}:`;
     const nodes = ["a", "b"].map((name) => {
-      const config: ClusterConfig = {
-        server: parseClusterUrl(redis.url),
-        url: redis.url,
-        password: undefined,
-        tlsCa: undefined,
-        nodeName: name,
-        timeoutMs: 2_000,
-        heartbeatMs: 1_000,
-        keyPrefix,
-      };
+      const config = clusterConfig(redis, { keyPrefix, nodeName: name });
       const counters = new Counters();
       const link = new ClusterLink(config, new Logger("info", () => {}), counters);
       links.push(link);

@@ -16,9 +16,8 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { ClusterLink } from "../../../src/cluster/client.ts";
 import { SharedFailures } from "../../../src/cluster/mod.ts";
-import { type ClusterConfig, parseClusterUrl } from "../../../src/cluster/settings.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
-import { type RedisServer, startRedis } from "../../support/redis_server.ts";
+import { clusterConfig, type RedisServer, startRedis } from "../../support/redis_server.ts";
 
 const CLIENT = "192.0.2.1";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
@@ -55,16 +54,7 @@ describe("SharedFailures window (exact, on the server's clock)", () => {
   /** A node counting failures over `windowMs`; waits until its link is shared. */
   async function node(windowMs: number) {
     const keyPrefix = `window${++prefix}:`;
-    const config: ClusterConfig = {
-      server: parseClusterUrl(redis.url),
-      url: redis.url,
-      password: undefined,
-      tlsCa: undefined,
-      nodeName: "a",
-      timeoutMs: 2_000,
-      heartbeatMs: 1_000,
-      keyPrefix,
-    };
+    const config = clusterConfig(redis, { keyPrefix });
     const counters = new Counters();
     const link = new ClusterLink(config, new Logger("info", () => {}), counters);
     links.push(link);

@@ -9,10 +9,9 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { ClusterLink } from "../../../src/cluster/client.ts";
 import { SharedRateLimits } from "../../../src/cluster/rate_limits.ts";
-import { type ClusterConfig, parseClusterUrl } from "../../../src/cluster/settings.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
 import { RATE_REFUSALS, type RateLimitSettings } from "../../../src/smtp/rate_limits.ts";
-import { type RedisServer, startRedis } from "../../support/redis_server.ts";
+import { clusterConfig, type RedisServer, startRedis } from "../../support/redis_server.ts";
 
 const OFF: RateLimitSettings = {
   connectionsPerIpPerMinute: 0,
@@ -50,16 +49,7 @@ describe("SharedRateLimits", () => {
   async function twoNodes(timeoutMs = 2_000) {
     const keyPrefix = `t${++prefix}:`;
     const nodes = ["a", "b"].map((name) => {
-      const config: ClusterConfig = {
-        server: parseClusterUrl(redis.url),
-        url: redis.url,
-        password: undefined,
-        tlsCa: undefined,
-        nodeName: name,
-        timeoutMs,
-        heartbeatMs: 1_000,
-        keyPrefix,
-      };
+      const config = clusterConfig(redis, { keyPrefix, nodeName: name, timeoutMs });
       const counters = new Counters();
       const log: string[] = [];
       const link = new ClusterLink(config, new Logger("info", (l) => log.push(l)), counters);
