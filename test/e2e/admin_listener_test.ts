@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -22,7 +22,7 @@ import {
   tempDir,
   writeTree,
 } from "./harness.ts";
-import { AT_HARD_FILE_LIMIT, lowerFileLimit } from "../support/file_limit.ts";
+import { AT_HARD_FILE_LIMIT, exhaustDescriptors } from "../support/file_limit.ts";
 import { within } from "../support/within.ts";
 
 async function adminAddress(server: Server): Promise<string> {
@@ -65,27 +65,14 @@ describe("admin API listener", () => {
     const sockets: Socket[] = [];
     try {
       assert.ok(!server.stderr().includes("open file limit"), server.stderr());
-      await lowerFileLimit(server.child.pid!, limit);
-      // Descriptors numbered past the new limit, opened before it (the
-      // runtime's own): they stay; no new one can be.
-      const fds = `/proc/${server.child.pid}/fd`;
-      const above = (await readdir(fds)).filter((fd) => Number(fd) >= limit).length;
       const admin = await adminAddress(server);
-      // SMTP connections take every descriptor the server has left; the
-      // ones it cannot accept wait in the listen queue.
-      for (let i = 0; i < limit + 100; i++) {
-        sockets.push((await rawConnect(server.host, server.port)).socket);
-      }
-      await eventually(
-        async () => (await readdir(fds)).length >= limit + above ? true : undefined,
-        20_000,
-        "the server to hold its last descriptor",
-      );
-      // No more than the limit: it holds (the connections beyond wait in
-      // the listen queue), so accepting them fails with EMFILE.
-      assert.ok(
-        (await readdir(fds)).length <= limit + above,
-        "the lowered limit did not hold",
+      // SMTP connections take every descriptor the server has left.
+      sockets.push(
+        ...await exhaustDescriptors(
+          server.child.pid!,
+          limit,
+          async () => (await rawConnect(server.host, server.port)).socket,
+        ),
       );
       // Accepting this one fails for want of a descriptor.
       const health = fetch(`http://${admin}/health`);
