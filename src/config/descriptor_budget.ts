@@ -55,9 +55,10 @@ export const DESCRIPTOR_COSTS = {
   /** A listener (SMTP, submission). */
   listener: 1,
   /**
-   * The spool's spare message files, open and ready (src/queue/spare_files.ts:
-   * its target, and the batch being made). Those held by transactions are
-   * the sessions' spool files, counted above.
+   * The spool's spare message files, open and ready (`SPARE_TARGET` in
+   * src/queue/spare_files.ts: the ready ones and the batch being made
+   * never pass it). Those held by transactions are the sessions' spool
+   * files, counted above.
    */
   spareFiles: 16,
   /**

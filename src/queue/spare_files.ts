@@ -34,6 +34,9 @@ import type { DirSyncer } from "./dir_sync.ts";
 import { durabilityFs, type DurableHandle } from "./fs_calls.ts";
 import { newQueueId } from "./id.ts";
 
+/** The most spares kept ready unless told otherwise (the descriptor budget counts them). */
+export const SPARE_TARGET = 16;
+
 /** A spare file. */
 interface Spare {
   handle: DurableHandle;
@@ -93,7 +96,7 @@ export class SpareFiles {
   constructor(dir: string, syncer: DirSyncer, options: SpareFilesOptions = {}) {
     this.#dir = dir;
     this.#syncer = syncer;
-    this.#target = Math.max(0, options.target ?? 16);
+    this.#target = Math.max(0, options.target ?? SPARE_TARGET);
     this.#size = Math.min(this.#target, 2);
     this.#parallel = Math.max(1, options.parallel ?? 4);
     this.#maxAgeMs = options.maxAgeMs ?? 60_000;

@@ -15,6 +15,7 @@ import {
 import { ADMIN_HTTP_LIMITS } from "../../../src/http/http1_server.ts";
 import { CHALLENGE_HTTP_LIMITS } from "../../../src/tls/acme_service.ts";
 import { ALPN_HTTP_LIMITS } from "../../../src/tls/alpn_server.ts";
+import { SPARE_TARGET } from "../../../src/queue/spare_files.ts";
 
 const ACME: AcmeConfig = {
   email: "postmaster@example.com",
@@ -93,10 +94,11 @@ describe("descriptor budget", () => {
     assert.equal(listeners.fixed, 20 + 3 + 16 + 64);
   });
 
-  it("DESCRIPTOR_COSTS match the caps of the HTTP servers they count", () => {
+  it("DESCRIPTOR_COSTS match the caps of the HTTP servers and the spare files they count", () => {
     assert.equal(DESCRIPTOR_COSTS.admin, ADMIN_HTTP_LIMITS.maxConnections + 1);
     assert.equal(DESCRIPTOR_COSTS.acmeServer, CHALLENGE_HTTP_LIMITS.maxConnections + 1);
     assert.equal(DESCRIPTOR_COSTS.acmeServer, ALPN_HTTP_LIMITS.maxConnections + 1);
+    assert.equal(DESCRIPTOR_COSTS.spareFiles, SPARE_TARGET);
   });
 
   it("fitSmtpConnections() keeps max_connections when the limit covers everything", () => {
