@@ -8,36 +8,12 @@
  */
 
 import assert from "node:assert/strict";
-import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { durabilityFs } from "../../../src/queue/fs_calls.ts";
 import { Spool } from "../../../src/queue/spool.ts";
 import { makeTempDir, removeDir } from "../helpers.ts";
-
-/** An ID from `newId()` whose spare file is in queue/ (the pool starts on the first call). */
-async function spareId(spool: Spool): Promise<string> {
-  for (let i = 0; i < 400; i++) {
-    const id = spool.newId();
-    if (await exists(join(spool.root, "queue", `${id}.msg`))) return id;
-    spool.releaseId(id, true);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  throw new Error("no spare file was made");
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await stat(path).then(() => true, () => false);
-}
-
-/** Waits (at most 2 s of turns) until `condition` holds. */
-async function until(condition: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (await condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  throw new Error("condition not reached");
-}
+import { exists, spareId, until } from "./fixtures.ts";
 
 describe("Spool spares under a MAIL/RSET loop", () => {
   let root: string;

@@ -6,6 +6,7 @@ import type { DirSyncer } from "../../../src/queue/dir_sync.ts";
 import { isQueueId, newQueueId } from "../../../src/queue/id.ts";
 import { SpareFiles, type SpareFilesOptions } from "../../../src/queue/spare_files.ts";
 import { listDir, makeTempDir, removeDir } from "../helpers.ts";
+import { until } from "./fixtures.ts";
 
 /** A directory syncer that counts its syncs, and can hold them or fail them. */
 class CountingSyncer {
@@ -35,15 +36,6 @@ class CountingSyncer {
   close(): Promise<void> {
     return Promise.resolve();
   }
-}
-
-/** Waits (at most 2 s of turns) until `condition` holds. */
-async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (await condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  throw new Error("condition not reached");
 }
 
 describe("SpareFiles", () => {

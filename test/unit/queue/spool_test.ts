@@ -6,34 +6,7 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import { type DeliveryState, newQueueId, Spool } from "../../../src/queue/mod.ts";
 import { durabilityFs } from "../../../src/queue/fs_calls.ts";
 import { collectBytes, collectText, listDir, makeTempDir, removeDir } from "../helpers.ts";
-import { makeEnvelope, spoolMessage } from "./fixtures.ts";
-
-/**
- * An ID from `newId()` whose spare file is in queue/: the first call finds
- * none ready and starts the pool, so it is asked again until one is.
- */
-async function spareId(spool: Spool): Promise<string> {
-  for (let i = 0; i < 400; i++) {
-    const id = spool.newId();
-    if (await exists(join(spool.root, "queue", `${id}.msg`))) return id;
-    spool.releaseId(id);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  throw new Error("no spare file was made");
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await stat(path).then(() => true, () => false);
-}
-
-/** Waits (at most 2 s of turns) until `condition` holds. */
-async function until(condition: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (await condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  throw new Error("condition not reached");
-}
+import { makeEnvelope, spareId, spoolMessage, until } from "./fixtures.ts";
 
 describe("Spool", () => {
   let dataDir: string;
