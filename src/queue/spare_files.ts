@@ -162,17 +162,20 @@ export class SpareFiles {
 
   /**
    * Gives back a held spare whose transaction ended without a message. It
-   * is removed, unless `unnamed` says that no log line carried its ID:
-   * then it goes back to the ready spares, with the age it has, as if it
-   * had never been handed out (a client's MAIL FROM and RSET, over and
+   * is removed, unless `unnamed` says that no log line carried its ID and
+   * the pool has room: then it goes back to the ready spares, with the age
+   * it has, as if it had never been handed out (a client's MAIL FROM and RSET, over and
    * over, cost no file each; an ID still names one transaction in the logs).
    */
   release(id: string, unnamed = false): void {
     const held = this.#held.get(id);
     if (!held) return;
     this.#held.delete(id);
-    if (unnamed && !this.#closed) this.#ready.set(id, held.spare);
-    else void this.#discard(id, held.spare);
+    // Never more ready than the pool's size: spares held while a batch
+    // refilled behind them would otherwise all come back on top of it.
+    if (unnamed && !this.#closed && this.#ready.size < this.#size) {
+      this.#ready.set(id, held.spare);
+    } else void this.#discard(id, held.spare);
   }
 
   /** Stops refilling, then closes and removes the spares, held ones too. */

@@ -83,13 +83,18 @@ describe("spare spool files", () => {
     assert.match(await client.command("MAIL FROM:<quit@client.test>"), /^250 /);
     assert.match(await client.command("QUIT"), /^221 /);
     client.close();
-    for (let i = 0; i < 10; i++) {
-      const dropped = await greeted(s);
-      assert.match(await dropped.command(`MAIL FROM:<dropped${i}@client.test>`), /^250 /);
-      assert.match(await dropped.command("RCPT TO:<alice@example.test>"), /^250 /);
-      dropped.close();
+    // Twenty sessions hold a transaction each at once, then all drop: the
+    // pool refills behind them, and their files must not all come back on
+    // top of it.
+    const dropped: LineClient[] = [];
+    for (let i = 0; i < 20; i++) {
+      const session = await greeted(s);
+      dropped.push(session);
+      assert.match(await session.command(`MAIL FROM:<dropped${i}@client.test>`), /^250 /);
+      assert.match(await session.command("RCPT TO:<alice@example.test>"), /^250 /);
     }
-    // 66 transactions took a file each; what stays is the ready pool.
+    for (const session of dropped) session.close();
+    // 76 transactions took a file each; what stays is the ready pool.
     const names = await eventually(
       async () => {
         const spares = await spareNames(s);

@@ -161,6 +161,27 @@ describe("SpareFiles", () => {
     await until(async () => !(await listDir(dir)).includes(`${id}.msg`));
   });
 
+  it("takes back no more than the pool's size: spares given back past it are removed", async () => {
+    // Grow to the target of 4, all ready.
+    pool.hold();
+    await until(() => pool.ready === 2);
+    pool.release(pool.hold()!);
+    pool.release(pool.hold()!);
+    assert.equal(pool.hold(), undefined);
+    assert.equal(pool.size, 4);
+    await until(() => pool.ready === 2);
+    pool.release(pool.hold()!);
+    await until(() => pool.ready === 4);
+    // Four transactions hold the four, and the pool refills behind them.
+    const held = [pool.hold()!, pool.hold()!, pool.hold()!, pool.hold()!];
+    await until(() => pool.ready === 3);
+    // All four end unlogged: the pool is already full.
+    for (const id of held) pool.release(id, true);
+    assert.equal(pool.ready, 4, "the pool kept more than its size");
+    assert.equal(pool.held, 0);
+    await until(async () => (await listDir(dir)).length === 4);
+  });
+
   it("grows while mail outruns it, up to the target, refilling below half its size", async () => {
     pool.hold();
     await until(() => pool.ready === 2);
