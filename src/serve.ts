@@ -36,13 +36,7 @@ import {
 import { FreeSpace, Spool } from "./queue/mod.ts";
 import * as runtime from "./runtime/mod.ts";
 import { ConnectionLimits, Intake, LoginChecker, RateLimits, startListeners } from "./smtp/mod.ts";
-import {
-  listenerSettings,
-  livePolicy,
-  newDns,
-  queueOptions,
-  testingGrace,
-} from "./serve_policy.ts";
+import { listenerSettings, livePolicy, newDns, queueOptions } from "./serve_policy.ts";
 import { startDelivery } from "./serve_delivery.ts";
 import { tlsMaterial } from "./tls/mod.ts";
 import type { AcmeService } from "./tls/acme_service.ts";
@@ -152,9 +146,6 @@ export async function serve(
       {
         current: (): Config => policy.current.config,
         reloadLater: () => void policy.reload("confirm"),
-        // A knob for tests only, named loudly: a test that probes during the
-        // grace period on a loaded machine needs a longer one than 300 ms.
-        ...testingGrace(runtime.env("POSTERN_TESTING_REMOVAL_GRACE_MS")),
       },
     )
     : options.reload;

@@ -109,9 +109,3 @@ export function listenerSettings(config: Config): LiveListenerSettings {
     maxCommandLength: config.smtp.maxCommandLength,
   };
 }
-
-/** `graceMs` from the testing knob, when it holds a whole number of milliseconds. */
-export function testingGrace(value: string | undefined): { graceMs?: number } {
-  const ms = Number(value);
-  return value !== undefined && Number.isInteger(ms) && ms >= 0 ? { graceMs: ms } : {};
-}

@@ -48,6 +48,9 @@ export const DEFAULTS = {
     maxQueueLifetimeMs: 5 * 86_400_000,
     pipeTimeoutMs: 5 * 60_000,
   },
+  // A file written in place is truncated and filled a moment later; the
+  // second look comes after this (src/policy/removals.ts).
+  reload: { removalDelayMs: 300 },
   dns: { servers: [] as string[], timeoutMs: 5_000 },
   outbound: {
     // RFC 5321 section 4.5.4: the SMTP port.

@@ -46,6 +46,12 @@ export const TIMER: DurationLimit = {
  */
 export const QUEUE_SPAN: DurationLimit = { maxMs: 365 * 86_400_000, why: "a year" };
 
+/**
+ * The second look at a reload that drops recipients: those stay accepted
+ * meanwhile, so a removal must still land within the minute.
+ */
+export const REMOVAL_DELAY: DurationLimit = { maxMs: 60_000, why: "a minute" };
+
 /** RFC 8461 section 3.2: an MTA-STS policy's max_age is at most 31557600 seconds. */
 export const MTA_STS_MAX_AGE: DurationLimit = {
   maxMs: 31_557_600_000,

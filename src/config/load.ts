@@ -138,6 +138,9 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
       maxQueueLifetimeMs: delivery.max_queue_lifetime ?? DEFAULTS.delivery.maxQueueLifetimeMs,
       pipeTimeoutMs: delivery.pipe_timeout ?? DEFAULTS.delivery.pipeTimeoutMs,
     },
+    reload: {
+      removalDelayMs: file.reload?.removal_delay ?? DEFAULTS.reload.removalDelayMs,
+    },
     dns: {
       servers: file.dns?.servers ?? [...DEFAULTS.dns.servers],
       timeoutMs: file.dns?.timeout ?? DEFAULTS.dns.timeoutMs,

@@ -20,6 +20,7 @@ import {
   MTA_STS_MAX_AGE,
   Names,
   QUEUE_SPAN,
+  REMOVAL_DELAY,
   Size,
   Text,
   TIMER,
@@ -180,6 +181,13 @@ export const ConfigFileSchema = v.strictObject({
       })),
     })),
   )),
+  reload: v.optional(v.strictObject({
+    /**
+     * How long a reload that drops recipients waits for a second look before
+     * they go (a file written in place is empty for a moment). Default: 300ms.
+     */
+    removal_delay: v.optional(Duration(REMOVAL_DELAY)),
+  })),
   dns: v.optional(v.strictObject({
     /** Resolvers to ask, "host:port" ("[v6]:port"); empty means the system's. Default: []. */
     servers: v.optional(v.array(DnsServer)),

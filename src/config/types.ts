@@ -122,6 +122,11 @@ export interface Config {
     maxQueueLifetimeMs: number;
     pipeTimeoutMs: number;
   };
+  /** Live reloads. */
+  reload: {
+    /** How long dropped recipients wait for a second look before they go. */
+    removalDelayMs: number;
+  };
   dns: { servers: string[]; timeoutMs: number };
   /** Delivery to other domains. */
   outbound: OutboundConfig;

@@ -16,7 +16,6 @@ export {
   keepRecipients,
   lostRecipients,
   refuseUnfinishedSaves,
-  REMOVAL_GRACE_MS,
   unfinishedSave,
 } from "./removals.ts";
 export { restartOnlyChanges } from "./restart.ts";

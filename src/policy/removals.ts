@@ -21,9 +21,6 @@
 
 import type { Config, DomainConfig } from "../config/mod.ts";
 
-/** How long a removal waits for the rest of a write. */
-export const REMOVAL_GRACE_MS = 300;
-
 /** Every recipient of `current` that `next` drops, in a few words each (sorted). */
 export function lostRecipients(current: Config, next: Config): string[] {
   const lost: string[] = [];
@@ -74,7 +71,11 @@ export interface ConfirmRemovalsOptions {
   current: () => Config;
   /** Asks for a reload (after the grace period). */
   reloadLater: () => void;
-  graceMs?: number;
+  /**
+   * The grace period (ms). Default: `reload.removal_delay` of the policy in
+   * force, so a reload that changes it applies it from then on.
+   */
+  graceMs?: () => number;
   now?: () => number;
 }
 
@@ -87,7 +88,7 @@ export function confirmRemovals(
   load: () => Promise<Config>,
   options: ConfirmRemovalsOptions,
 ): () => Promise<Config> {
-  const graceMs = options.graceMs ?? REMOVAL_GRACE_MS;
+  const graceOf = options.graceMs ?? (() => options.current().reload.removalDelayMs);
   const now = options.now ?? Date.now;
   let pending: { lost: string; since: number } | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -99,9 +100,9 @@ export function confirmRemovals(
     timer = setTimeout(() => {
       timer = undefined;
       if (pending === undefined) return;
-      if (now() - pending.since >= graceMs) options.reloadLater();
+      if (now() - pending.since >= graceOf()) options.reloadLater();
       else arm();
-    }, Math.max(0, pending.since + graceMs - now()));
+    }, Math.max(0, pending.since + graceOf() - now()));
     (timer as { unref?: () => void }).unref?.();
   };
   return async () => {
@@ -111,7 +112,7 @@ export function confirmRemovals(
       pending = undefined;
       return next;
     }
-    if (pending?.lost === lost && now() - pending.since >= graceMs) {
+    if (pending?.lost === lost && now() - pending.since >= graceOf()) {
       pending = undefined;
       return next;
     }

@@ -97,6 +97,18 @@ describe("limits in postern.yaml", () => {
     );
   });
 
+  it("loadConfig() takes reload.removal_delay up to a minute, 300 ms by default", async () => {
+    const dir = await configDir({ "postern.yaml": "reload:\n  removal_delay: 1m\n" });
+    assert.equal((await loadConfig({ configDir: dir })).reload.removalDelayMs, 60_000);
+    const empty = await configDir({});
+    assert.equal((await loadConfig({ configDir: empty })).reload.removalDelayMs, 300);
+    const long = await configDir({ "postern.yaml": "reload:\n  removal_delay: 61s\n" });
+    assert.match(
+      (await configError(long)).message,
+      /postern\.yaml:2: reload\.removal_delay must be at most 1m /,
+    );
+  });
+
   it("loadConfig() refuses a duration of 400 digits, and 30 days for a timer", async () => {
     const digits = await configDir({
       "postern.yaml": `smtp:\n  command_timeout: "1${"0".repeat(400)}"\n`,

@@ -15,7 +15,10 @@ import {
   unfinishedSave,
 } from "../../../src/policy/mod.ts";
 
-function config(domains: Record<string, { users?: string[]; aliases?: string[]; any?: boolean }>) {
+function config(
+  domains: Record<string, { users?: string[]; aliases?: string[]; any?: boolean }>,
+  removalDelayMs = 300,
+) {
   const map = new Map<string, DomainConfig>();
   for (const [name, d] of Object.entries(domains)) {
     map.set(name, {
@@ -28,7 +31,7 @@ function config(domains: Record<string, { users?: string[]; aliases?: string[]; 
       dkimSelector: undefined,
     });
   }
-  return { domains: map } as unknown as Config;
+  return { domains: map, reload: { removalDelayMs } } as unknown as Config;
 }
 
 describe("lostRecipients", () => {
@@ -72,14 +75,14 @@ describe("confirmRemovals", () => {
   const initial = config({ "a.test": { users: ["u1", "u2"] } });
 
   /** A store: what the last load returned is the policy in force. */
-  function harness(reads: Config[], graceMs: number) {
-    let current = initial;
+  function harness(reads: Config[], graceMs?: number, first = initial) {
+    let current = first;
     let clock = 0;
     let asked = 0;
     const load = confirmRemovals(() => Promise.resolve(reads.shift()!), {
       current: () => current,
       reloadLater: () => asked++,
-      graceMs,
+      ...(graceMs === undefined ? {} : { graceMs: () => graceMs }),
       now: () => clock,
     });
     return {
@@ -117,6 +120,23 @@ describe("confirmRemovals", () => {
     assert.deepEqual(users(await h.reload()), ["u1", "u2", "u3"], "too early to drop u2");
     h.advance(10);
     assert.deepEqual(users(await h.reload()), ["u1", "u3"], "u2 still gone after 20 ms: dropped");
+  });
+
+  it("waits reload.removal_delay of the policy in force, by default", async () => {
+    const edited = () => config({ "a.test": { users: ["u1"] } }, 5_000);
+    const h = harness(
+      [edited(), edited(), edited()],
+      undefined,
+      config(
+        { "a.test": { users: ["u1", "u2"] } },
+        5_000,
+      ),
+    );
+    assert.deepEqual(users(await h.reload()), ["u1", "u2"]);
+    h.advance(4_999);
+    assert.deepEqual(users(await h.reload()), ["u1", "u2"], "dropped before 5 s");
+    h.advance(1);
+    assert.deepEqual(users(await h.reload()), ["u1"]);
   });
 
   it("asks for one reload while edits keep changing what is dropped", async () => {
