@@ -44,6 +44,12 @@ export interface SessionEvents {
   ): void;
   /** The session reached the error limit and ends with `reply`. */
   errorLimit(session: SMTPServerSession, errors: number, reply: SmtpReply): void;
+  /**
+   * The session's state was reset (RSET, HELO or EHLO, STARTTLS, a message
+   * answered; RFC 5321 sections 4.1.1.1 and 4.1.1.5): a transaction still
+   * open ended without a message.
+   */
+  reset(session: SMTPServerSession): void;
 }
 
 /** The input tracker of each parser (parsers are created in the base constructor). */
@@ -193,6 +199,17 @@ export class PosternConnection extends SMTPConnection {
     } else {
       this.#deadline?.awaitCommand();
     }
+  }
+
+  /**
+   * smtp-server resets the session on its own (RSET is answered without a
+   * handler): the transaction it drops is ended here, so what it holds (a
+   * spare spool file) is given back at once, not at the next MAIL FROM or
+   * the end of the session.
+   */
+  override _resetSession(): void {
+    super._resetSession();
+    this.events?.reset(this.session);
   }
 
   override _onClose(): void {

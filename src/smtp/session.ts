@@ -341,6 +341,11 @@ export class Intake implements SessionEvents {
   }
 
   /** The connection closed: forget its state, and sum up a flood of refusals. */
+  /** smtp-server reset the session: an open transaction ended without a message. */
+  reset(session: SMTPServerSession): void {
+    this.#endTransaction(session.id);
+  }
+
   close(session: SMTPServerSession): void {
     this.#asking.delete(session.id);
     this.#endTransaction(session.id);
