@@ -1,134 +1,32 @@
+/**
+ * `buildDsn()`: the delivery status notification of RFC 3464 (and RFC 6533
+ * for UTF-8) that Postern sends for failed and delayed recipients: its
+ * header, its three parts, the wording of the text part, the status fields
+ * of each recipient, the original header it returns (never the body), and
+ * what it does with long, hostile or odd input.
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  buildDsn,
-  type DsnInput,
-  type DsnRecipient,
-  headerSection,
-  statusOf,
-  statusWithClass,
-} from "../../../src/outbound/dsn.ts";
+import { buildDsn, type DsnRecipient } from "../../../src/outbound/dsn.ts";
 import { chunksOf } from "../helpers.ts";
-
-const NOW = new Date("2026-11-22T05:33:00.000Z");
-const ARRIVAL = new Date("2026-11-20T08:00:00.000Z");
-const BOUNDARY = "test-boundary-0123";
-const ORIGINAL_HEADER = "From: alice@ex.test\r\nTo: bob@remote.test\r\nSubject: Hello\r\n";
-const ORIGINAL_BODY = "SECRET BODY LINE\r\nmore body\r\n";
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-function bounce(overrides: Partial<DsnRecipient> = {}): DsnRecipient {
-  return {
-    address: "bob@remote.test",
-    action: "failed",
-    status: "5.1.1",
-    diagnostic: "550 5.1.1 No such user",
-    remoteMta: "mx.remote.test",
-    lastAttemptAt: new Date("2026-11-22T05:30:00.000Z"),
-    ...overrides,
-  };
-}
-
-function input(overrides: Partial<DsnInput> = {}): DsnInput {
-  return {
-    reportingMta: "mx.ex.test",
-    queueId: "0123456789abcdef",
-    originalSender: "alice@ex.test",
-    arrivalDate: ARRIVAL,
-    recipients: [bounce()],
-    original: chunksOf(ORIGINAL_HEADER, "\r\n", ORIGINAL_BODY),
-    now: NOW,
-    boundary: BOUNDARY,
-    ...overrides,
-  };
-}
-
-interface Part {
-  headers: Map<string, string>;
-  body: string;
-}
-
-interface ParsedDsn {
-  text: string;
-  headers: Map<string, string>;
-  /** Header field names in order. */
-  names: string[];
-  preamble: string;
-  parts: Part[];
-}
-
-/** Unfolds and splits a header section into (lower-case name → value). */
-function parseHeader(section: string): { map: Map<string, string>; names: string[] } {
-  const map = new Map<string, string>();
-  const names: string[] = [];
-  for (const line of section.replace(/\r\n[ \t]/g, " ").split("\r\n")) {
-    if (line === "") continue;
-    const colon = line.indexOf(":");
-    assert.ok(colon > 0, `not a header field: ${JSON.stringify(line)}`);
-    names.push(line.slice(0, colon));
-    map.set(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim());
-  }
-  return { map, names };
-}
-
-/** Splits a DSN into its header, preamble and parts, asserting the MIME framing. */
-function parse(bytes: Uint8Array): ParsedDsn {
-  const text = decoder.decode(bytes);
-  const split = text.indexOf("\r\n\r\n");
-  assert.ok(split > 0);
-  const { map: headers, names } = parseHeader(text.slice(0, split + 2));
-  const boundary = /boundary="([^"]+)"/.exec(headers.get("content-type") ?? "")?.[1];
-  assert.ok(boundary, "no boundary");
-  const body = text.slice(split + 4);
-  const pieces = body.split(`\r\n--${boundary}`);
-  // Preamble, three parts, and the close delimiter's "--\r\n".
-  assert.equal(pieces.length, 5);
-  assert.equal(pieces[4], "--\r\n");
-  const parts = pieces.slice(1, 4).map((piece) => {
-    assert.ok(piece.startsWith("\r\n"), "delimiter not followed by CRLF");
-    const end = piece.indexOf("\r\n\r\n", 2);
-    assert.ok(end >= 0, "part without header end");
-    return {
-      headers: parseHeader(piece.slice(2, end + 2)).map,
-      body: piece.slice(end + 4),
-    };
-  });
-  return { text, headers, names, preamble: pieces[0]!, parts };
-}
-
-/** The per-message group and the per-recipient groups of the status part. */
-function statusGroups(part: Part): Array<Map<string, string>> {
-  assert.ok(part.body.endsWith("\r\n"));
-  return part.body.slice(0, -2).split("\r\n\r\n").map((group) => parseHeader(group + "\r\n").map);
-}
-
-function assertCrlfOnly(text: string): void {
-  const stripped = text.replace(/\r\n/g, "");
-  assert.equal(stripped.includes("\n"), false, "bare LF");
-  assert.equal(stripped.includes("\r"), false, "bare CR");
-}
-
-function longestLine(text: string): number {
-  return Math.max(...text.split("\r\n").map((line) => encoder.encode(line).byteLength));
-}
-
-/** A message stream that records how far it was read and whether it was closed. */
-function tracked(chunks: string[]) {
-  const state = { pulled: 0, closed: false };
-  async function* stream(): AsyncGenerator<Uint8Array> {
-    try {
-      for (const chunk of chunks) {
-        state.pulled++;
-        yield encoder.encode(chunk);
-      }
-    } finally {
-      state.closed = true;
-    }
-  }
-  return { state, stream: stream() };
-}
+import {
+  assertCrlfOnly,
+  bounce,
+  BOUNDARY,
+  decoder,
+  encoder,
+  input,
+  longestLine,
+  ORIGINAL_BODY,
+  ORIGINAL_HEADER,
+  parse,
+  type ParsedDsn,
+  statusGroups,
+  tracked,
+} from "./dsn_fixtures.ts";
 
 describe("buildDsn", () => {
   it("buildDsn() writes the top-level header fields of a bounce", async () => {
@@ -473,156 +371,5 @@ describe("buildDsn", () => {
     await assert.rejects(buildDsn(input({ boundary: "" })), RangeError);
     await assert.rejects(buildDsn(input({ recipients: [] })), /without recipients/);
     await assert.rejects(buildDsn(input({ originalSender: "" })), /null sender/);
-  });
-});
-
-describe("headerSection", () => {
-  it("headerSection() returns the header lines without the empty line or body", async () => {
-    const header = await headerSection(chunksOf("A: 1\r\nB: 2\r\n\r\nbody\r\n"));
-    assert.equal(decoder.decode(header), "A: 1\r\nB: 2\r\n");
-  });
-
-  it("headerSection() never pulls a chunk after the header and closes the stream", async () => {
-    const { state, stream } = tracked(["A: 1\r\n", "B: 2\r\n\r\nbody starts", "never pulled"]);
-    const header = await headerSection(stream);
-    assert.equal(decoder.decode(header), "A: 1\r\nB: 2\r\n");
-    assert.equal(state.pulled, 2);
-    assert.equal(state.closed, true);
-  });
-
-  it("headerSection() stops when the empty line ends a chunk exactly", async () => {
-    const { state, stream } = tracked(["A: 1\r\n\r\n", "never pulled"]);
-    assert.equal(decoder.decode(await headerSection(stream)), "A: 1\r\n");
-    assert.equal(state.pulled, 1);
-    assert.equal(state.closed, true);
-  });
-
-  it("headerSection() finds an empty line split across chunks", async () => {
-    const { state, stream } = tracked(["A: 1\r", "\n\r", "\nbody", "never pulled"]);
-    assert.equal(decoder.decode(await headerSection(stream)), "A: 1\r\n");
-    assert.equal(state.pulled, 3);
-    assert.equal(state.closed, true);
-  });
-
-  it("headerSection() cuts at the last line ending within the limit", async () => {
-    const lines = "X: 0001\r\nX: 0002\r\nX: 0003\r\n"; // 9 bytes a line
-    assert.equal(
-      decoder.decode(await headerSection(chunksOf(lines, "\r\n"), 20)),
-      "X: 0001\r\nX: 0002\r\n",
-    );
-    assert.equal(
-      decoder.decode(await headerSection(chunksOf(lines, "\r\n"), 18)),
-      "X: 0001\r\nX: 0002\r\n",
-    );
-    assert.equal(decoder.decode(await headerSection(chunksOf(lines, "\r\n"), 17)), "X: 0001\r\n");
-    assert.equal(decoder.decode(await headerSection(chunksOf("A: very long\r\n"), 5)), "");
-    assert.equal(decoder.decode(await headerSection(chunksOf(lines), 0)), "");
-  });
-
-  it("headerSection() keeps a header of exactly the limit whole", async () => {
-    const lines = "X: 0001\r\nX: 0002\r\n";
-    const { state, stream } = tracked([lines, "\r\n", "never pulled"]);
-    assert.equal(decoder.decode(await headerSection(stream, 18)), lines);
-    assert.equal(state.pulled, 2);
-  });
-
-  it("headerSection() stops reading an endless header at the limit", async () => {
-    const state = { pulled: 0, closed: false };
-    async function* endless(): AsyncGenerator<Uint8Array> {
-      try {
-        for (;;) {
-          state.pulled++;
-          yield encoder.encode("X-Loop: again\r\n");
-        }
-      } finally {
-        state.closed = true;
-      }
-    }
-    const header = await headerSection(endless(), 1000);
-    assert.equal(header.byteLength, 15 * 66);
-    assert.equal(state.closed, true);
-    assert.ok(state.pulled <= 67);
-  });
-
-  it("headerSection() returns an empty header when the message starts with the empty line", async () => {
-    assert.equal((await headerSection(chunksOf("\r\nbody\r\n"))).byteLength, 0);
-    assert.equal((await headerSection(chunksOf("\nbody\n"))).byteLength, 0);
-    assert.equal((await headerSection(chunksOf())).byteLength, 0);
-  });
-
-  it("headerSection() returns the whole message when it has no empty line", async () => {
-    assert.equal(decoder.decode(await headerSection(chunksOf("A: 1\r\n", "B: 2"))), "A: 1\r\nB: 2");
-  });
-
-  it("headerSection() accepts LF-only line endings", async () => {
-    const { state, stream } = tracked(["A: 1\nB: 2\n\nbody\n", "never pulled"]);
-    assert.equal(decoder.decode(await headerSection(stream)), "A: 1\nB: 2\n");
-    assert.equal(state.pulled, 1);
-  });
-
-  it("headerSection() copies the bytes, so a reader may reuse its buffer", async () => {
-    const buffer = new Uint8Array(6);
-    async function* reusing(): AsyncGenerator<Uint8Array> {
-      for (const text of ["A: 1\r\n", "B: 2\r\n", "\r\nbody"]) {
-        buffer.set(encoder.encode(text.padEnd(6, " ")));
-        yield buffer.subarray(0, text.length);
-      }
-    }
-    assert.equal(decoder.decode(await headerSection(reusing())), "A: 1\r\nB: 2\r\n");
-  });
-
-  it("headerSection() refuses a negative or fractional limit", async () => {
-    await assert.rejects(headerSection(chunksOf("A: 1\r\n"), -1), RangeError);
-    await assert.rejects(headerSection(chunksOf("A: 1\r\n"), 1.5), RangeError);
-  });
-});
-
-describe("statusOf", () => {
-  it("statusOf() takes the enhanced code that follows the reply code", () => {
-    assert.equal(statusOf("550 5.1.1 User unknown", true), "5.1.1");
-    assert.equal(statusOf("550 5.1.1 User unknown", false), "4.1.1");
-    assert.equal(statusOf("552-5.2.2 Mailbox full\r\n552 5.2.2 Try later", true), "5.2.2");
-    assert.equal(statusOf("451 4.7.1 Greylisted", false), "4.7.1");
-  });
-
-  it("statusOf() gives the class `permanent` says, keeping subject and detail (RFC 3464 2.3.4)", () => {
-    assert.equal(statusOf("451 4.4.2 Connection dropped", true), "5.4.2");
-    // A hook pause "#5.7.1", or a 4xx reply that quotes a 5.x.x code: a delay, so 4.7.1.
-    assert.equal(statusOf("Paused by policy #5.7.1", false), "4.7.1");
-    assert.equal(statusOf("451 see 5.7.1 for details", false), "4.7.1");
-  });
-
-  it("statusWithClass() sets the class and keeps the rest; a malformed status gets x.0.0", () => {
-    assert.equal(statusWithClass("5.7.1", false), "4.7.1");
-    assert.equal(statusWithClass("4.2.2", true), "5.2.2");
-    assert.equal(statusWithClass("5.4.7", true), "5.4.7");
-    assert.equal(statusWithClass("garbage", false), "4.0.0");
-  });
-
-  it("statusOf() falls back by `permanent` when the reply has no enhanced code", () => {
-    assert.equal(statusOf("421 Service not available", false), "4.0.0");
-    assert.equal(statusOf("421 Service not available", true), "5.0.0");
-    assert.equal(statusOf("550 Mailbox unavailable", true), "5.0.0");
-  });
-
-  it("statusOf() falls back for error text without a code", () => {
-    assert.equal(statusOf("connect ETIMEDOUT", false), "4.0.0");
-    assert.equal(statusOf("", true), "5.0.0");
-  });
-
-  it("statusOf() finds a code inside error text", () => {
-    assert.equal(statusOf("rejected by policy (5.7.26).", true), "5.7.26");
-    assert.equal(statusOf("5.7.134 Blocked", false), "4.7.134");
-  });
-
-  it("statusOf() does not take an IPv4 address or version number for a code", () => {
-    assert.equal(statusOf("connect ECONNREFUSED 5.6.7.8:25", false), "4.0.0");
-    assert.equal(statusOf("connect ECONNREFUSED 10.4.4.1:25", true), "5.0.0");
-    assert.equal(statusOf("server 4.4.10.2 said no", true), "5.0.0");
-  });
-
-  it("statusOf() skips success codes", () => {
-    assert.equal(statusOf("250 2.0.0 OK", true), "5.0.0");
-    assert.equal(statusOf("250 2.0.0 then 554 5.7.1 no", true), "5.7.1");
   });
 });
