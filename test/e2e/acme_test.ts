@@ -4,15 +4,14 @@
  * tests' DNS server: issuance after pebble was down at first start (mail
  * flows meanwhile on the self-signed certificate), the chain checked by
  * openssl, the MTA-STS policy over HTTPS, a live renewal under an open
- * session, and failures in /metrics and /status.
+ * session, and failures in /metrics and /status. The TLS-ALPN-01 challenge
+ * is in acme_tls_alpn_test.ts.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { readFile, rm, stat, writeFile } from "node:fs/promises";
-import { request } from "node:https";
 import { connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
@@ -22,67 +21,8 @@ import { CHALLENGE_HTTP_LIMITS } from "../../src/tls/acme_service.ts";
 import { startDnsServer, type TestDnsServer } from "../support/dns_server.ts";
 import { type Pebble, startPebble } from "../support/pebble.ts";
 import { TestCa } from "../support/test_ca.ts";
-import {
-  cleanup,
-  freePort,
-  posternCommand,
-  run,
-  type Server,
-  startServer,
-  swaks,
-  TARGET,
-  tempDir,
-} from "./harness.ts";
-
-const HOST = "mail.example.test";
-
-async function adminOf(server: Server): Promise<{ base: string; token: string }> {
-  const state = JSON.parse(await readFile(join(server.dataDir, "run", "admin.json"), "utf8"));
-  const token = (await readFile(join(server.dataDir, "admin.token"), "utf8")).trim();
-  return { base: `http://${state.address}`, token };
-}
-
-async function admin(server: Server, method: string, path: string): Promise<Response> {
-  const { base, token } = await adminOf(server);
-  return await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}` } });
-}
-
-/** Polls `check` every 250 ms for at most `ms`. */
-async function until<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  for (let i = 0; i < ms / 250; i++) {
-    const value = await check();
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-/** openssl s_client with STARTTLS, verifying against `caFile`: exit code and output. */
-function sClient(server: Server, caFile: string): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      "openssl",
-      [
-        "s_client",
-        "-connect",
-        `${server.host}:${server.port}`,
-        "-starttls",
-        "smtp",
-        "-servername",
-        HOST,
-        "-verify_hostname",
-        HOST,
-        "-CAfile",
-        caFile,
-        "-verify_return_error",
-        "-showcerts",
-      ],
-      { timeout: 20_000 },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? Number(err.code ?? 1) : 0, out: `${stdout}\n${stderr}` }),
-    ).stdin!.end("QUIT\r\n");
-  });
-}
+import { admin, getPolicy, HOST, sClient, until } from "./acme_setup.ts";
+import { cleanup, freePort, type Server, startServer, swaks, tempDir } from "./harness.ts";
 
 /** An SMTP session upgraded with STARTTLS, trusting `ca`. */
 async function tlsSession(server: Server, ca: string): Promise<{
@@ -128,30 +68,6 @@ async function tlsSession(server: Server, ca: string): Promise<{
       return answer;
     },
   };
-}
-
-function getPolicy(
-  port: number,
-  ca: string,
-  host: string,
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({
-      host: "127.0.0.1",
-      port,
-      path: "/.well-known/mta-sts.txt",
-      servername: host,
-      headers: { host },
-      ca,
-      timeout: 10_000,
-    }, (res) => {
-      let body = "";
-      res.on("data", (c: Uint8Array) => body += new TextDecoder().decode(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on("error", reject);
-    req.end();
-  });
 }
 
 /** A TLS connection to the policy host: resolves once the handshake is done. */
@@ -407,96 +323,5 @@ describe("ACME certificates from pebble", () => {
     const status = await (await admin(server, "GET", "/status")).json();
     assert.equal(status.acme.state, "issued");
     assert.ok(status.acme.consecutive_failures >= 1, JSON.stringify(status.acme));
-  });
-});
-
-describe("ACME with the TLS-ALPN-01 challenge (RFC 8737)", () => {
-  let dns: TestDnsServer;
-  let pebble: Pebble;
-  let server: Server | undefined;
-  let httpsPort: number;
-  let rootDir: string;
-  let configYaml: string;
-
-  before(async () => {
-    dns = await startDnsServer({
-      [HOST]: { A: ["127.0.0.1"] },
-      "mta-sts.example.test": { A: ["127.0.0.1"] },
-    });
-    httpsPort = await freePort();
-    // Pebble validates TLS-ALPN-01 on Postern's HTTPS port; HTTP-01 on a
-    // port where nothing listens, so only TLS-ALPN-01 can pass.
-    pebble = await startPebble({
-      dnsServer: dns.address,
-      httpPort: await freePort(),
-      tlsPort: httpsPort,
-    });
-    rootDir = await tempDir("postern-acme-root-");
-    configYaml = [
-      `hostname: ${HOST}`,
-      "tls:",
-      "  acme:",
-      "    email: postmaster@example.test",
-      `    directory: ${pebble.directoryUrl}`,
-      `    ca_file: ${pebble.caFile}`,
-      "    challenge: tls-alpn-01",
-      `    https_listen: 127.0.0.1:${httpsPort}`,
-      "    retry_initial: 1s",
-      "domains:",
-      "  example.test:",
-      "    mta_sts: { mode: testing, max_age: 2d }",
-      "",
-    ].join("\n");
-  });
-
-  after(async () => {
-    await cleanup(server);
-    await pebble?.remove();
-    await dns?.close();
-    if (rootDir) await rm(rootDir, { recursive: true, force: true });
-  });
-
-  it("obtains the certificate and serves MTA-STS on that port (Bun); Deno refuses at start", async () => {
-    if (TARGET === "deno") {
-      // Deno's TLS server stalls on the challenge certificate's critical
-      // extension: start-up says so plainly instead of failing every order.
-      const configDir = await tempDir("postern-config-");
-      const dataDir = await tempDir("postern-data-");
-      await writeFile(join(configDir, "postern.yaml"), configYaml);
-      const [cmd, ...args] = posternCommand([
-        "serve",
-        "--config",
-        configDir,
-        "--data",
-        dataDir,
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "off",
-      ]);
-      const result = await run(cmd!, args);
-      await rm(configDir, { recursive: true, force: true });
-      await rm(dataDir, { recursive: true, force: true });
-      assert.equal(result.code, 1);
-      assert.match(result.stderr, /tls-alpn-01 needs the Bun build/);
-      return;
-    }
-    const running = server = await startServer({ config: { "postern.yaml": configYaml } });
-    const status = await until("the certificate", 90_000, async () => {
-      const s = await (await admin(running, "GET", "/status")).json();
-      return s.acme.state === "issued" ? s.acme : undefined;
-    });
-    assert.equal(status.https_listen, `127.0.0.1:${httpsPort}`);
-    assert.equal(status.http_listen, null);
-    const root = await pebble.root();
-    const rootFile = join(rootDir, "root.pem");
-    await writeFile(rootFile, root);
-    const checked = await sClient(running, rootFile);
-    assert.equal(checked.code, 0, checked.out);
-    const answer = await getPolicy(httpsPort, root, "mta-sts.example.test");
-    assert.equal(answer.status, 200, answer.body);
-    const policy = parsePolicy(answer.body);
-    assert.equal(policy.mode, "testing");
-    assert.equal(policy.maxAge, 172_800);
   });
 });
