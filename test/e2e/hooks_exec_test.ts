@@ -3,204 +3,37 @@
  * gets the message on standard input and the transaction in its
  * environment, and answers with its exit status and standard output;
  * alias-resolve and alias-exists get the address as their single argument.
- * They run only when `hooks.allow_unsandboxed_exec` allows it.
+ * A hook file that is not executable is ignored until it is. One server
+ * runs them all (hooks_exec_fixtures.ts starts it). The refusal to run them
+ * without `hooks.allow_unsandboxed_exec` is in hooks_exec_unsandboxed_test.ts.
  */
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { chmod, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
+import { cleanup, eventually, maildirMessages, type Server, swaks, tempDir } from "./harness.ts";
 import {
-  cleanup,
-  eventually,
-  freePort,
-  maildirMessages,
-  posternCommand,
-  replies,
-  type Server,
-  startServer,
-  swaks,
-  tempDir,
-  writeTree,
-} from "./harness.ts";
-
-/** Set in the test's environment, which the server inherits; no hook may see it. */
-const CANARY = "POSTERN_TEST_HOOK_CANARY";
-
-/**
- * The post-data hook: saves its input and environment (as the kernel handed
- * it over, before the shell touches it) under `captures/` of its working
- * directory, then acts on the recipients.
- */
-const POST_DATA = `#!/bin/sh
-tag=$(printf '%s' "$RCPT_TO" | tr -c 'A-Za-z0-9' '_')
-cat > "captures/$tag.eml"
-tr '\\0' '\\n' < /proc/$$/environ > "captures/$tag.env"
-pwd -P > "captures/$tag.cwd"
-case " $RCPT_TO " in
-  *" reject@example.test "*)
-    echo "a line that is not the reason"
-    echo "Spam detected, go away"
-    exit 20 ;;
-  *" defer@example.test "*)
-    echo "a line that is not the reason"
-    echo "Greylisted, try again later"
-    exit 1 ;;
-  *" slow@example.test "*)
-    sleep 15
-    exit 0 ;;
-  *" headers@example.test "*)
-    printf 'X-Hook-One: first\\n'
-    printf 'this line is not a header\\n'
-    printf 'X-Hook-Two: second\\n'
-    printf '\\tcontinued\\n'
-    printf 'Bad Name: a space in the name\\n'
-    printf '  orphan continuation\\n'
-    printf 'X-Hook-Three: third\\n'
-    exit 0 ;;
-esac
-exit 0
-`;
-
-/** The alias-exists hook: knows ghost@ and piped@, records every call. */
-const ALIAS_EXISTS = `#!/bin/sh
-printf '%s|%s\\n' "$#" "$*" >> captures/alias-exists.calls
-case "$1" in
-  ghost@example.test|piped@example.test) exit 0 ;;
-esac
-exit 1
-`;
-
-/** The alias-resolve hook; `pipe` is the command line piped@ resolves to. */
-function aliasResolve(pipe: string): string {
-  return `#!/bin/sh
-printf '%s|%s\\n' "$#" "$*" >> captures/alias-resolve.calls
-case "$1" in
-  list@example.test) echo "alice@example.test, bob" ;;
-  piped@example.test) echo "| ${pipe}" ;;
-  broken@example.test)
-    if [ -e captures/fixed ]; then exit 0; fi
-    echo "the alias database is down" >&2
-    exit 3 ;;
-esac
-exit 0
-`;
-}
-
-/** Parses `NAME=value` lines. */
-function parseEnv(text: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const line of text.split("\n")) {
-    if (line === "") continue;
-    const eq = line.indexOf("=");
-    env[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return env;
-}
-
-/** The queue ID in a `250 2.0.0 Ok: queued as <id>` reply, or a failure. */
-function queuedId(output: string): string {
-  const accepted = replies(output).find((l) => l.startsWith("250 2.0.0 Ok: queued as "));
-  assert.ok(accepted, output);
-  return accepted.split(" ").at(-1)!;
-}
-
-/** The reply swaks got to its RCPT command. */
-function rcptReply(output: string): string {
-  const lines = output.split("\n");
-  const sent = lines.findIndex((l) => / [-~]> RCPT TO:/.test(l));
-  assert.ok(sent >= 0, output);
-  const answer = lines.slice(sent + 1).find((l) => /^<(-|~|\*\*|~\*\*) /.test(l));
-  return answer ? answer.replace(/^<\S*\s+/, "") : "";
-}
-
-/** The reply to the end of DATA: the last reply before QUIT's 221. */
-function dataReply(output: string): string {
-  const lines = replies(output).filter((l) => !l.startsWith("221 "));
-  return lines.at(-1) ?? "";
-}
-
-/** Runs a command that must end by itself; a command killed by the limit fails the test. */
-function runBounded(
-  cmd: string,
-  args: string[],
-  limitMs: number,
-): Promise<{ code: number | null; signal: string | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (chunk: Uint8Array) => stderr += new TextDecoder().decode(chunk));
-    const timer = setTimeout(() => child.kill("SIGKILL"), limitMs);
-    child.once("close", (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stderr });
-    });
-  });
-}
+  CANARY,
+  dataReply,
+  parseEnv,
+  queuedId,
+  rcptReply,
+  startExecHookServer,
+} from "./hooks_exec_fixtures.ts";
 
 describe("executable hooks (chasquid's protocol)", () => {
   let server: Server;
   let scratch: string;
   let pipeOut: string;
-  const saved: Record<string, string | undefined> = {};
 
   before(async () => {
-    scratch = await tempDir("postern-exec-hooks-");
-    pipeOut = join(scratch, "piped.eml");
-    const pipeScript = join(scratch, "pipe.sh");
-    await writeFile(pipeScript, `#!/bin/sh\ncat > "$1"\n`);
-    await chmod(pipeScript, 0o755);
-
-    const configDir = await tempDir("postern-config-");
-    await writeTree(configDir, {
-      "postern.yaml": [
-        "hostname: mx.example.test",
-        "hooks:",
-        "  allow_unsandboxed_exec: true",
-        "  post_data:",
-        "    timeout: 2s",
-        "delivery:",
-        "  retry_initial: 1s",
-        "  retry_max: 2s",
-        // Nothing listens there: fwd@'s remote copy is deferred, never
-        // sent nor bounced, so its spool file stays for the tests to read.
-        "outbound:",
-        "  smarthost:",
-        `    address: 127.0.0.1:${await freePort()}`,
-        "",
-      ].join("\n"),
-      "domains/example.test/users":
-        "alice\nbob\ncarol\nreject\ndefer\nslow\nheaders\nbroken\ntls\nlate\n",
-      "domains/example.test/aliases": "fwd: someone@remote.test\nlist: carol\n",
-      "hooks/post-data": POST_DATA,
-      "hooks/alias-resolve": aliasResolve(`${pipeScript} ${pipeOut}`),
-      "hooks/alias-exists": ALIAS_EXISTS,
-      "captures/.keep": "",
-    });
-    for (const hook of ["post-data", "alias-resolve", "alias-exists"]) {
-      await chmod(join(configDir, "hooks", hook), 0o755);
-    }
-
-    // The server inherits the test's environment: USER, SHELL and PATH
-    // must reach the hooks, the canary must not.
-    for (const name of ["USER", "SHELL", CANARY]) saved[name] = process.env[name];
-    process.env["USER"] = "postern-hook-user";
-    process.env["SHELL"] = "/bin/postern-test-shell";
-    process.env[CANARY] = "leaked";
-    try {
-      server = await startServer({ configDir });
-    } finally {
-      for (const [name, value] of Object.entries(saved)) {
-        if (value === undefined) delete process.env[name];
-        else process.env[name] = value;
-      }
-    }
+    ({ server, scratch, pipeOut } = await startExecHookServer());
   });
   after(async () => {
     if (server) await cleanup(server);
-    await rm(scratch, { recursive: true, force: true });
+    if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
   const captured = (tag: string, ext: "eml" | "env" | "cwd") =>
@@ -558,54 +391,5 @@ describe("executable hooks (chasquid's protocol)", () => {
       const result = await swaks(server, ["--to", "late@example.test"]);
       assert.equal(dataReply(result.stdout), "554 5.7.1 must not run");
     });
-  });
-});
-
-describe("executable hooks without allow_unsandboxed_exec", () => {
-  it("refuse to start, naming the file and the setting; not executable, it is ignored", async () => {
-    const configDir = await tempDir("postern-config-");
-    const dataDir = await tempDir("postern-data-");
-    let server: Server | undefined;
-    try {
-      await writeTree(configDir, {
-        "domains/example.test/users": "alice\n",
-        "hooks/post-data": "#!/bin/sh\necho 'must not run'\nexit 20\n",
-      });
-      const hook = join(configDir, "hooks", "post-data");
-      await chmod(hook, 0o755);
-      const [cmd, ...args] = posternCommand([
-        "serve",
-        "--config",
-        configDir,
-        "--data",
-        dataDir,
-        "--listen",
-        "127.0.0.1:0",
-      ]);
-      const refused = await runBounded(cmd!, args, 30_000);
-      assert.equal(refused.signal, null, `still running after 30 s; stderr:\n${refused.stderr}`);
-      assert.equal(refused.code, 1, refused.stderr);
-      assert.ok(refused.stderr.includes("postern: hook error:\n"), refused.stderr);
-      assert.ok(refused.stderr.includes(`"${hook}"`), refused.stderr);
-      assert.ok(refused.stderr.includes("hooks.allow_unsandboxed_exec: true"), refused.stderr);
-
-      // The same file without the execute bit is no hook: the server starts.
-      await chmod(hook, 0o644);
-      server = await startServer({ configDir, dataDir });
-      assert.ok(
-        server.stderr().includes(`hook file is not executable; ignored" path=${hook}`),
-        server.stderr(),
-      );
-      const result = await swaks(server, ["--to", "alice@example.test"]);
-      queuedId(result.stdout);
-      await eventually(async () => {
-        const m = await maildirMessages(dataDir, "example.test", "alice");
-        return m.length > 0 ? m : undefined;
-      });
-    } finally {
-      await server?.stop();
-      await rm(configDir, { recursive: true, force: true });
-      await rm(dataDir, { recursive: true, force: true });
-    }
   });
 });
