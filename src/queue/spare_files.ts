@@ -254,8 +254,12 @@ export class SpareFiles {
       return;
     }
     const since = this.#now();
-    for (const [id, handle] of made) this.#ready.set(id, { handle, since });
+    // Spares given back while the batch ran may have filled the pool: never
+    // more ready than its size, or what a burst left behind stays in queue/.
+    const room = Math.max(0, this.#size - this.#ready.size);
+    for (const [id, handle] of made.slice(0, room)) this.#ready.set(id, { handle, since });
     this.#everReady = true;
+    await Promise.all(made.slice(room).map(([id, handle]) => this.#discard(id, { handle, since })));
   }
 
   async #discard(id: string, spare: Spare): Promise<void> {

@@ -182,6 +182,31 @@ describe("SpareFiles", () => {
     await until(async () => (await listDir(dir)).length === 4);
   });
 
+  it("takes no more than the pool's size from a batch that ends after spares came back", async () => {
+    // Grow to the target of 4, all ready.
+    pool.hold();
+    await until(() => pool.ready === 2);
+    pool.release(pool.hold()!);
+    pool.release(pool.hold()!);
+    assert.equal(pool.hold(), undefined);
+    await until(() => pool.ready === 2);
+    pool.release(pool.hold()!);
+    await until(() => pool.ready === 4);
+    // Four transactions hold the four; the batch refilling behind them
+    // (three files) waits on its fsync of the directory.
+    syncer.hold();
+    const held = [pool.hold()!, pool.hold()!, pool.hold()!, pool.hold()!];
+    await until(() => syncer.syncs === 4);
+    // All four end unlogged while the batch is out: the pool has room for them.
+    for (const id of held) pool.release(id, true);
+    assert.equal(pool.ready, 4);
+    // Then the batch lands on a full pool: what it made past the size goes.
+    syncer.release();
+    // Settled: every file in queue/ is a ready spare.
+    await until(async () => (await listDir(dir)).length === pool.ready);
+    assert.equal(pool.ready, 4, "the pool kept more than its size");
+  });
+
   it("grows while mail outruns it, up to the target, refilling below half its size", async () => {
     pool.hold();
     await until(() => pool.ready === 2);
