@@ -72,10 +72,11 @@ export interface ConfirmRemovalsOptions {
   /** Asks for a reload (after the grace period). */
   reloadLater: () => void;
   /**
-   * The grace period (ms). Default: `reload.removal_delay` of the policy in
-   * force, so a reload that changes it applies it from then on.
+   * The grace period (ms) under a policy. Default: its
+   * `reload.removal_delay`; the policy in force decides, so a reload that
+   * changes it applies it from then on.
    */
-  graceMs?: () => number;
+  graceMs?: (policy: Config) => number;
   now?: () => number;
 }
 
@@ -88,21 +89,31 @@ export function confirmRemovals(
   load: () => Promise<Config>,
   options: ConfirmRemovalsOptions,
 ): () => Promise<Config> {
-  const graceOf = options.graceMs ?? (() => options.current().reload.removalDelayMs);
+  const graceOf = options.graceMs ?? ((policy: Config) => policy.reload.removalDelayMs);
+  const graceNow = () => graceOf(options.current());
   const now = options.now ?? Date.now;
   let pending: { lost: string; since: number } | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the timer fires (on the `now` clock). */
+  let due = 0;
   // One timer at a time: while edits keep coming the dropped set changes
   // and its clock restarts, so the removals wait for the edits to settle
-  // rather than each edit adding a reload of its own.
-  const arm = () => {
-    if (timer !== undefined || pending === undefined) return;
+  // rather than each edit adding a reload of its own. Only a shorter wait
+  // (a reload that shortens the delay) moves it earlier.
+  const arm = (graceMs: number) => {
+    if (pending === undefined) return;
+    const at = pending.since + graceMs;
+    if (timer !== undefined) {
+      if (due <= at) return;
+      clearTimeout(timer);
+    }
+    due = at;
     timer = setTimeout(() => {
       timer = undefined;
       if (pending === undefined) return;
-      if (now() - pending.since >= graceOf()) options.reloadLater();
-      else arm();
-    }, Math.max(0, pending.since + graceOf() - now()));
+      if (now() - pending.since >= graceNow()) options.reloadLater();
+      else arm(graceNow());
+    }, Math.max(0, at - now()));
     (timer as { unref?: () => void }).unref?.();
   };
   return async () => {
@@ -112,12 +123,14 @@ export function confirmRemovals(
       pending = undefined;
       return next;
     }
-    if (pending?.lost === lost && now() - pending.since >= graceOf()) {
+    if (pending?.lost === lost && now() - pending.since >= graceNow()) {
       pending = undefined;
       return next;
     }
     if (pending?.lost !== lost) pending = { lost, since: now() };
-    arm();
+    // The result is about to be in force: a delay it shortens counts now
+    // (the timer looks again under the policy then in force).
+    arm(Math.min(graceNow(), graceOf(next)));
     return keepRecipients(options.current(), next);
   };
 }

@@ -139,6 +139,23 @@ describe("confirmRemovals", () => {
     assert.deepEqual(users(await h.reload()), ["u1"]);
   });
 
+  it("takes a shorter reload.removal_delay at once for a removal already waiting", async () => {
+    // A minute's delay, and u2 is dropped: the second look is a minute away.
+    const slow = config({ "a.test": { users: ["u1", "u2"] } }, 60_000);
+    const dropped = (delayMs: number) => config({ "a.test": { users: ["u1"] } }, delayMs);
+    const h = harness([dropped(60_000), dropped(20)], undefined, slow);
+    assert.deepEqual(users(await h.reload()), ["u1", "u2"]);
+    // The admin shortens the delay to 20 ms; u2 is still kept for now.
+    h.advance(10);
+    assert.deepEqual(users(await h.reload()), ["u1", "u2"]);
+    // 20 ms after the removal was first seen, the second look is asked for.
+    h.advance(10);
+    for (let i = 0; i < 200 && h.asked() === 0; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.equal(h.asked(), 1, "the removal waited out the old delay");
+  });
+
   it("asks for one reload while edits keep changing what is dropped", async () => {
     const reads = [1, 2, 3, 4, 5].map((i) => config({ "a.test": { users: [`v${i}`] } }));
     const h = harness(reads, 30);
