@@ -340,12 +340,12 @@ export class Intake implements SessionEvents {
     return this.#transactions.get(session.id)?.policy ?? this.#deps.policy();
   }
 
-  /** The connection closed: forget its state, and sum up a flood of refusals. */
   /** smtp-server reset the session: an open transaction ended without a message. */
   reset(session: SMTPServerSession): void {
     this.#endTransaction(session.id);
   }
 
+  /** The connection closed: forget its state, and sum up a flood of refusals. */
   close(session: SMTPServerSession): void {
     this.#asking.delete(session.id);
     this.#endTransaction(session.id);

@@ -152,6 +152,62 @@ describe("spare spool files", () => {
     }
   });
 
+  it("a new EHLO or STARTTLS ends the transaction, and pipelined ones never share an ID", async () => {
+    const s = server!;
+    /** Opens a transaction on a spare and logs its ID with a refused recipient. */
+    const loggedSpare = async (client: LineClient, tag: string): Promise<string> => {
+      await eventually(async () => (await spareNames(s)).length > 0 || undefined, 10_000, "spares");
+      assert.match(await client.command(`MAIL FROM:<${tag}@client.test>`), /^250 /);
+      assert.match(await client.command(`RCPT TO:<nobody-${tag}@example.test>`), /^550 /);
+      const line = await s.waitForLog(new RegExp(`reason=no_such_user .*to=<nobody-${tag}@`));
+      const qid = /qid=(\w+)/.exec(line)?.[1] ?? "";
+      assert.ok((await spareNames(s)).includes(`${qid}.msg`), `${line} did not name a spare`);
+      return qid;
+    };
+    const removed = (qid: string) =>
+      eventually(
+        async () => (await spareNames(s)).includes(`${qid}.msg`) ? undefined : true,
+        10_000,
+        `the spare ${qid} to be removed`,
+      );
+    const client = await greeted(s);
+    try {
+      // RFC 5321 section 4.1.1.1: EHLO in a transaction clears it.
+      const byEhlo = await loggedSpare(client, "ehlo");
+      assert.match(await client.command("EHLO again.test"), /^250 /);
+      await removed(byEhlo);
+      // RFC 3207 section 4.2: what came before the TLS handshake is forgotten.
+      const byTls = await loggedSpare(client, "tls");
+      assert.match(await client.command("STARTTLS"), /^220 /);
+      await client.startTls();
+      await removed(byTls);
+      assert.match(await client.command("EHLO secure.test"), /^250 /);
+      assert.match(await client.command("RCPT TO:<alice@example.test>"), /^503 /);
+      // One pipelined group: a refused transaction, RSET, then a message.
+      const from = client.lines.length;
+      client.write(
+        "MAIL FROM:<p1@client.test>\r\nRCPT TO:<nobody-piped@example.test>\r\nRSET\r\n" +
+          "MAIL FROM:<p2@client.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n",
+      );
+      assert.match((await client.waitFor(/^354 /, from)) ?? "(no 354)", /^354 /);
+      assert.deepEqual(
+        client.lines.slice(from).map((l) => l.slice(0, 3)),
+        ["250", "550", "250", "250", "250", "354"],
+      );
+      const queued = client.lines.length;
+      client.write("Subject: piped\r\n\r\nbody\r\n.\r\n");
+      const ok = (await client.waitFor(/^250 .*queued as/, queued)) ?? "(no 250)";
+      const qid = /queued as (\w+)/.exec(ok)?.[1];
+      const line = await s.waitForLog(/reason=no_such_user .*to=<nobody-piped@/);
+      const refusedQid = /qid=(\w+)/.exec(line)?.[1];
+      assert.ok(qid && refusedQid, `${ok} / ${line}`);
+      assert.notEqual(qid, refusedQid, "one queue ID named two transactions");
+      await removed(refusedQid);
+    } finally {
+      client.close();
+    }
+  });
+
   it("after a kill, the next start removes the unused spares and reports none of them", async () => {
     const s = server!;
     await swaks(s, ["--from", "sender@client.test", "--to", "alice@example.test"]);
