@@ -164,8 +164,9 @@ export class SpareFiles {
    * Gives back a held spare whose transaction ended without a message. It
    * is removed, unless `unnamed` says that no log line carried its ID and
    * the pool has room: then it goes back to the ready spares, with the age
-   * it has, as if it had never been handed out (a client's MAIL FROM and RSET, over and
-   * over, cost no file each; an ID still names one transaction in the logs).
+   * it has, as if it had never been handed out (a client's MAIL FROM and
+   * RSET, over and over, cost no file each; an ID still names one
+   * transaction in the logs).
    */
   release(id: string, unnamed = false): void {
     const held = this.#held.get(id);
