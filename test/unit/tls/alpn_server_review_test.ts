@@ -21,7 +21,6 @@
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
-import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { after, afterEach, before, describe, it } from "node:test";
 import acme from "acme-client";
 import { ChallengeTokens } from "../../../src/tls/acme.ts";
@@ -33,17 +32,9 @@ import {
 import type { Http1Limits } from "../../../src/http/http1_server.ts";
 import { type KeyPair, TestCa } from "../../support/test_ca.ts";
 import { within } from "../../support/within.ts";
+import { A, B, CHALLENGE_NAME, fetchPolicy, NAME, portOf, secure } from "./alpn_clients.ts";
 
-const NAME = "mta-sts.example.test";
-const CHALLENGE_NAME = "mx.alpn.test";
-const A = "127.0.0.1";
-const B = "127.0.0.2";
 const onDeno = "Deno" in globalThis;
-const GET = `GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: ${NAME}\r\n\r\n`;
-
-function portOf(address: string): number {
-  return Number(address.slice(address.lastIndexOf(":") + 1));
-}
 
 function u16(n: number): number[] {
   return [(n >> 8) & 0xff, n & 0xff];
@@ -136,50 +127,6 @@ function answerTo(address: string, hello: Uint8Array): Promise<Answer> {
       }
     });
   });
-}
-
-interface Client<S extends Socket> {
-  socket: S;
-  closed: Promise<string>;
-}
-
-function track<S extends Socket>(socket: S): Client<S> {
-  let text = "";
-  socket.on("data", (chunk: Uint8Array) => text += new TextDecoder().decode(chunk));
-  socket.on("error", () => {});
-  return { socket, closed: new Promise((resolve) => socket.on("close", () => resolve(text))) };
-}
-
-/** A TLS connection from `from` for `NAME` offering `alpn`; resolves once its handshake is done. */
-function secure(
-  address: string,
-  from: string,
-  ca: string,
-  alpn = ["http/1.1"],
-  extra: { maxVersion?: "TLSv1.2"; allowHalfOpen?: boolean } = {},
-): Promise<Client<TLSSocket>> {
-  return new Promise((resolve, reject) => {
-    const below = netConnect({ port: portOf(address), host: "127.0.0.1", localAddress: from });
-    below.on("error", reject);
-    below.once("connect", () => {
-      const socket = tlsConnect({
-        socket: below,
-        servername: NAME,
-        ca,
-        ALPNProtocols: alpn,
-        ...extra,
-      });
-      const client = track(socket);
-      socket.once("secureConnect", () => resolve(client));
-      socket.once("close", () => reject(new Error("closed before the handshake completed")));
-    });
-  });
-}
-
-async function fetchPolicy(address: string, from: string, ca: string): Promise<string> {
-  const client = await within(secure(address, from, ca), 10_000, `a handshake from ${from}`);
-  client.socket.write(GET);
-  return await within(client.closed, 10_000, `an answer to a GET from ${from}`);
 }
 
 describe("the TLS-ALPN-01 server against a hostile client, a challenge open", () => {

@@ -21,7 +21,6 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { connect as netConnect, createServer, type Server, type Socket } from "node:net";
-import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { after, afterEach, before, describe, it } from "node:test";
 import acme from "acme-client";
 import { ChallengeTokens } from "../../../src/tls/acme.ts";
@@ -34,69 +33,23 @@ import {
 import type { Http1Limits } from "../../../src/http/http1_server.ts";
 import { type KeyPair, TestCa } from "../../support/test_ca.ts";
 import { within } from "../../support/within.ts";
+import {
+  A,
+  B,
+  CHALLENGE_NAME,
+  type Client,
+  fetchPolicy,
+  GET,
+  NAME,
+  plain,
+  portOf,
+  secure,
+} from "./alpn_clients.ts";
 
-const NAME = "mta-sts.example.test";
-const CHALLENGE_NAME = "mx.alpn.test";
 const KEY_AUTHORIZATION = "token-abc.thumbprint-xyz";
-const A = "127.0.0.1";
-const B = "127.0.0.2";
 const onDeno = "Deno" in globalThis;
 /** The first bytes of a ClientHello record, and no more: a handshake stuck halfway. */
 const HALF_HELLO = Uint8Array.of(0x16, 0x03, 0x01, 0x00, 0xc8, 1);
-const GET = `GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: ${NAME}\r\n\r\n`;
-
-function portOf(address: string): number {
-  return Number(address.slice(address.lastIndexOf(":") + 1));
-}
-
-/** A client socket and everything it received until it closed. */
-interface Client<S extends Socket> {
-  socket: S;
-  closed: Promise<string>;
-}
-
-function track<S extends Socket>(socket: S): Client<S> {
-  let text = "";
-  socket.on("data", (chunk: Uint8Array) => text += new TextDecoder().decode(chunk));
-  socket.on("error", () => {});
-  return { socket, closed: new Promise((resolve) => socket.on("close", () => resolve(text))) };
-}
-
-/** A TCP connection from `from` that sends only `bytes`, if any: resolves once connected. */
-function plain(address: string, from: string, bytes?: Uint8Array): Promise<Client<Socket>> {
-  return new Promise((resolve, reject) => {
-    const socket = netConnect({ port: portOf(address), host: "127.0.0.1", localAddress: from });
-    const client = track(socket);
-    socket.once("connect", () => {
-      if (bytes) socket.write(bytes);
-      resolve(client);
-    });
-    socket.once("error", reject);
-  });
-}
-
-/** A TLS connection from `from` offering `alpn`; resolves once its handshake is done. */
-async function secure(
-  address: string,
-  from: string,
-  ca: string,
-  alpn = ["http/1.1"],
-): Promise<Client<TLSSocket>> {
-  const below = await plain(address, from);
-  return await new Promise((resolve, reject) => {
-    const socket = tlsConnect({ socket: below.socket, servername: NAME, ca, ALPNProtocols: alpn });
-    const client = track(socket);
-    socket.once("secureConnect", () => resolve(client));
-    socket.once("close", () => reject(new Error("closed before the handshake completed")));
-  });
-}
-
-/** A GET for the policy over TLS from `from`: all the server sent until it closed. */
-async function fetchPolicy(address: string, from: string, ca: string): Promise<string> {
-  const client = await within(secure(address, from, ca), 10_000, `a handshake from ${from}`);
-  client.socket.write(GET);
-  return await within(client.closed, 10_000, `an answer to a GET from ${from}`);
-}
 
 /**
  * An `acme-tls/1` handshake from `from` for a name with no challenge open,
