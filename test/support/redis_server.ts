@@ -12,6 +12,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
+import { after, afterEach, before } from "node:test";
 import { type ClusterConfig, parseClusterUrl } from "../../src/cluster/settings.ts";
 
 /** A running redis-server. */
@@ -128,4 +129,43 @@ export function clusterConfig(
     heartbeatMs: 1_000,
     keyPrefix: options.keyPrefix,
   };
+}
+
+/**
+ * One redis-server for the tests of a describe block (call it there):
+ * started before them, stopped after them. `redis` stands for it (each
+ * member reads the running server when used); the links a test pushes to
+ * `links` are closed after that test.
+ */
+export function redisSuite(): { redis: RedisServer; links: Array<{ close(): void }> } {
+  let server: RedisServer | undefined;
+  const links: Array<{ close(): void }> = [];
+  const running = (): RedisServer => {
+    if (!server) throw new Error("the suite's redis-server is not running");
+    return server;
+  };
+  before(async () => {
+    server = await startRedis();
+  });
+  afterEach(() => {
+    for (const link of links.splice(0)) link.close();
+  });
+  after(async () => {
+    await server?.close();
+  });
+  const redis: RedisServer = {
+    get socket() {
+      return running().socket;
+    },
+    get url() {
+      return running().url;
+    },
+    command: (line) => running().command(line),
+    kill: () => running().kill(),
+    pause: () => running().pause(),
+    resume: () => running().resume(),
+    start: () => running().start(),
+    close: () => running().close(),
+  };
+  return { redis, links };
 }

@@ -18,3 +18,19 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
     clearTimeout(timer);
   }
 }
+
+/**
+ * Resolves once `condition` holds, polled every 20 ms; rejects naming
+ * `what` when it still does not after `limitMs`.
+ */
+export async function pollUntil(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  limitMs = 10_000,
+): Promise<void> {
+  for (let waited = 0; waited <= limitMs; waited += 20) {
+    if (await condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

@@ -10,15 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { ClusterLink, ClusterUnavailable } from "../../../src/cluster/client.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
 import { clusterConfig, type RedisServer, startRedis } from "../../support/redis_server.ts";
-
-/** Polls `condition` every 20 ms; fails after `limitMs`. */
-async function eventually(condition: () => boolean, what: string, limitMs = 10_000) {
-  for (let waited = 0; waited <= limitMs; waited += 20) {
-    if (condition()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
+import { pollUntil } from "../../support/within.ts";
 
 /** Keeps the event loop busy for `ms` (as a burst of sessions on a loaded machine does). */
 function blockLoop(ms: number): number {
@@ -42,7 +34,7 @@ describe("ClusterLink deadline", () => {
   async function sharedLink(timeoutMs: number): Promise<ClusterLink> {
     const config = clusterConfig(redis, { keyPrefix: "busy:", nodeName: "busy", timeoutMs });
     const link = new ClusterLink(config, new Logger("info", () => {}), new Counters());
-    await eventually(() => link.shared, "the link shared");
+    await pollUntil(() => link.shared, "the link shared");
     return link;
   }
 
@@ -55,7 +47,7 @@ describe("ClusterLink deadline", () => {
       // is then overdue, and the reply must win over it.
       const outcomes: string[] = [];
       for (let attempt = 0; attempt < 3 && !outcomes.includes("PONG"); attempt++) {
-        await eventually(() => link.shared, "the link shared again");
+        await pollUntil(() => link.shared, "the link shared again");
         const call = link.call((r) => r.ping());
         blockLoop(400);
         try {
@@ -82,7 +74,7 @@ describe("ClusterLink deadline", () => {
       // loaded machine.
       const outcomes: string[] = [];
       for (let attempt = 0; attempt < 3 && !outcomes.includes("PONG"); attempt++) {
-        await eventually(() => link.shared, "the link shared again");
+        await pollUntil(() => link.shared, "the link shared again");
         redis.pause();
         let resumed: Promise<void>;
         const outcome = link.call((r) => r.ping()).catch((err) => {

@@ -6,30 +6,18 @@
  */
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { ClusterLink } from "../../../src/cluster/client.ts";
 import { SharedFailures } from "../../../src/cluster/mod.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
-import { clusterConfig, type RedisServer, startRedis } from "../../support/redis_server.ts";
+import { clusterConfig, redisSuite } from "../../support/redis_server.ts";
 
 const CLIENT = "192.0.2.7";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("SharedFailures against a hostile use", () => {
-  let redis: RedisServer;
-  let links: ClusterLink[] = [];
+  const { redis, links } = redisSuite();
   let prefix = 0;
-
-  before(async () => {
-    redis = await startRedis();
-  });
-  afterEach(() => {
-    for (const link of links) link.close();
-    links = [];
-  });
-  after(async () => {
-    await redis.close();
-  });
 
   /** A node on key prefix `keyPrefix`, once its link is shared. */
   async function node(keyPrefix: string) {

@@ -10,13 +10,14 @@
 
 import assert from "node:assert/strict";
 import { scryptSync } from "node:crypto";
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { type LocalDomain, RecipientResolver } from "../../../src/aliases/mod.ts";
 import { ClusterLink } from "../../../src/cluster/client.ts";
 import { SharedFailures } from "../../../src/cluster/mod.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
 import { type LoginAttempt, LoginChecker, type LoginResult } from "../../../src/smtp/login.ts";
-import { clusterConfig, type RedisServer, startRedis } from "../../support/redis_server.ts";
+import { clusterConfig, redisSuite } from "../../support/redis_server.ts";
+import { pollUntil } from "../../support/within.ts";
 
 const PASSWORD = "carol's password";
 
@@ -69,34 +70,9 @@ function tally(outcomes: string[]): Record<string, number> {
   return counts;
 }
 
-/** Polls `condition` every 20 ms; fails after `limitMs`. */
-async function eventually(
-  condition: () => boolean | Promise<boolean>,
-  what: string,
-  limitMs = 10_000,
-) {
-  for (let waited = 0; waited <= limitMs; waited += 20) {
-    if (await condition()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
 describe("LoginChecker across a fleet (SharedFailures)", () => {
-  let redis: RedisServer;
-  let links: ClusterLink[] = [];
+  const { redis, links } = redisSuite();
   let prefix = 0;
-
-  before(async () => {
-    redis = await startRedis();
-  });
-  afterEach(() => {
-    for (const link of links) link.close();
-    links = [];
-  });
-  after(async () => {
-    await redis.close();
-  });
 
   /** Two nodes on the server, each with its own checker; waits until both are shared. */
   async function twoNodes(placeMs?: number) {
@@ -113,7 +89,7 @@ describe("LoginChecker across a fleet (SharedFailures)", () => {
       );
       return { link, counters, failures, checker: new LoginChecker(Date.now, failures) };
     });
-    await eventually(() => nodes.every((n) => n.link.shared), "both links shared");
+    await pollUntil(() => nodes.every((n) => n.link.shared), "both links shared");
     return nodes;
   }
 
@@ -188,7 +164,7 @@ describe("LoginChecker across a fleet (SharedFailures)", () => {
     a!.link.close();
     assert.equal(await b!.failures.reserve("192.0.2.1", 2), undefined);
     let ticket: Awaited<ReturnType<SharedFailures["reserve"]>>;
-    await eventually(async () => {
+    await pollUntil(async () => {
       ticket = await b!.failures.reserve("192.0.2.1", 2);
       return ticket !== undefined;
     }, "a's places expired");
@@ -213,7 +189,7 @@ describe("LoginChecker across a fleet (SharedFailures)", () => {
     // One failure counted across the fleet, and on a, before the outage.
     assert.equal(outcome(await a!.checker.check(attempt("wrong"), resolver, 3)), "bad_credentials");
     await redis.kill();
-    await eventually(() => !a!.link.shared && !b!.link.shared, "both links local");
+    await pollUntil(() => !a!.link.shared && !b!.link.shared, "both links local");
     resolver.checks = 0;
     const results = await Promise.all(
       Array.from(
@@ -227,7 +203,7 @@ describe("LoginChecker across a fleet (SharedFailures)", () => {
     assert.equal(resolver.checks, 5);
     assert.ok(a!.counters.get("cluster_local_checks_total") > 0);
     await redis.start();
-    await eventually(() => a!.link.shared && b!.link.shared, "both links shared again");
+    await pollUntil(() => a!.link.shared && b!.link.shared, "both links shared again");
     // A new, empty server: the fleet's counts start again.
     assert.equal(outcome(await b!.checker.check(attempt(PASSWORD), resolver, 3)), "ok");
   });
@@ -237,10 +213,10 @@ describe("LoginChecker across a fleet (SharedFailures)", () => {
     const ticket = await a!.failures.reserve("192.0.2.1", 1);
     assert.ok(ticket);
     await redis.kill();
-    await eventually(() => !a!.link.shared, "the link local");
+    await pollUntil(() => !a!.link.shared, "the link local");
     await ticket.settle(true);
     assert.equal(await a!.failures.reserve("192.0.2.1", 1), undefined);
     await redis.start();
-    await eventually(() => a!.link.shared, "the link shared again");
+    await pollUntil(() => a!.link.shared, "the link shared again");
   });
 });

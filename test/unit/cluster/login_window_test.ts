@@ -13,43 +13,19 @@
  */
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { ClusterLink } from "../../../src/cluster/client.ts";
 import { SharedFailures } from "../../../src/cluster/mod.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
-import { clusterConfig, type RedisServer, startRedis } from "../../support/redis_server.ts";
+import { clusterConfig, redisSuite } from "../../support/redis_server.ts";
+import { pollUntil } from "../../support/within.ts";
 
 const CLIENT = "192.0.2.1";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
-/** Polls `condition` every 20 ms; fails after `limitMs`. */
-async function eventually(
-  condition: () => boolean | Promise<boolean>,
-  what: string,
-  limitMs = 10_000,
-) {
-  for (let waited = 0; waited <= limitMs; waited += 20) {
-    if (await condition()) return;
-    await sleep(20);
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
 describe("SharedFailures window (exact, on the server's clock)", () => {
-  let redis: RedisServer;
-  let links: ClusterLink[] = [];
+  const { redis, links } = redisSuite();
   let prefix = 0;
-
-  before(async () => {
-    redis = await startRedis();
-  });
-  afterEach(() => {
-    for (const link of links) link.close();
-    links = [];
-  });
-  after(async () => {
-    await redis.close();
-  });
 
   /** A node counting failures over `windowMs`; waits until its link is shared. */
   async function node(windowMs: number) {
@@ -58,7 +34,7 @@ describe("SharedFailures window (exact, on the server's clock)", () => {
     const counters = new Counters();
     const link = new ClusterLink(config, new Logger("info", () => {}), counters);
     links.push(link);
-    await eventually(() => link.shared, "the link shared");
+    await pollUntil(() => link.shared, "the link shared");
     const failures = new SharedFailures(link, counters, { windowMs });
     /** The server's clock, in ms. */
     const serverNow = async () => {
@@ -118,14 +94,14 @@ describe("SharedFailures window (exact, on the server's clock)", () => {
     const ttl = await link.redis.pttl(failuresKey);
     assert.ok(ttl > 0 && ttl <= WINDOW, `pttl ${ttl}`);
     let ticket: Awaited<ReturnType<SharedFailures["reserve"]>>;
-    await eventually(async () => {
+    await pollUntil(async () => {
       ticket = await failures.reserve(CLIENT, 3);
       return ticket !== undefined;
     }, "the first failure a window old");
     // Not before: the first failure was counted at firstAt or later.
     assert.ok((await serverNow()) - firstAt >= WINDOW, "the first failure lasted the window");
     await ticket!.settle(false);
-    await eventually(
+    await pollUntil(
       async () => (await link.redis.exists(failuresKey)) === 0,
       "the failures' key expired",
     );

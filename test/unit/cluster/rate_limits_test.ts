@@ -6,12 +6,13 @@
  */
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { ClusterLink } from "../../../src/cluster/client.ts";
 import { SharedRateLimits } from "../../../src/cluster/rate_limits.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
 import { RATE_REFUSALS, type RateLimitSettings } from "../../../src/smtp/rate_limits.ts";
-import { clusterConfig, type RedisServer, startRedis } from "../../support/redis_server.ts";
+import { clusterConfig, redisSuite } from "../../support/redis_server.ts";
+import { pollUntil } from "../../support/within.ts";
 
 const OFF: RateLimitSettings = {
   connectionsPerIpPerMinute: 0,
@@ -20,30 +21,9 @@ const OFF: RateLimitSettings = {
   failedLoginsPerIpPerHour: 0,
 };
 
-/** Polls `condition` every 20 ms; fails after `limitMs`. */
-async function eventually(condition: () => boolean, what: string, limitMs = 10_000) {
-  for (let waited = 0; waited <= limitMs; waited += 20) {
-    if (condition()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
 describe("SharedRateLimits", () => {
-  let redis: RedisServer;
-  let links: ClusterLink[] = [];
+  const { redis, links } = redisSuite();
   let prefix = 0;
-
-  before(async () => {
-    redis = await startRedis();
-  });
-  afterEach(() => {
-    for (const link of links) link.close();
-    links = [];
-  });
-  after(async () => {
-    await redis.close();
-  });
 
   /** Two nodes on the server, each with its own counters and log; waits until both are shared. */
   async function twoNodes(timeoutMs = 2_000) {
@@ -61,7 +41,7 @@ describe("SharedRateLimits", () => {
         rates: new SharedRateLimits(link, counters),
       };
     });
-    await eventually(() => nodes.every((n) => n.link.shared), "both links shared");
+    await pollUntil(() => nodes.every((n) => n.link.shared), "both links shared");
     return nodes;
   }
 
@@ -121,7 +101,7 @@ describe("SharedRateLimits", () => {
     );
 
     await redis.kill();
-    await eventually(() => !a!.link.shared && !b!.link.shared, "both links local");
+    await pollUntil(() => !a!.link.shared && !b!.link.shared, "both links local");
     // Local: a counted 2 of its own, b 1, each up to the limit on its own.
     assert.equal(a!.rates.admitMessage("192.0.2.1", undefined, limits), undefined);
     assert.equal(a!.rates.admitMessage("192.0.2.1", undefined, limits), RATE_REFUSALS.message);
@@ -137,7 +117,7 @@ describe("SharedRateLimits", () => {
     );
 
     await redis.start();
-    await eventually(() => a!.link.shared && b!.link.shared, "both links shared again");
+    await pollUntil(() => a!.link.shared && b!.link.shared, "both links shared again");
     assert.equal(a!.counters.get("cluster_state_changes_total", { state: "shared" }), 2);
     // The new server is empty: shared counts start from zero.
     assert.equal(await b!.rates.admitMessage("192.0.2.1", undefined, limits), undefined);
@@ -148,9 +128,9 @@ describe("SharedRateLimits", () => {
     const told = (text: string) => a!.log.filter((l) => l.includes(text)).length;
     for (let outage = 1; outage <= 3; outage++) {
       await redis.kill();
-      await eventually(() => !a!.link.shared, `outage ${outage}`);
+      await pollUntil(() => !a!.link.shared, `outage ${outage}`);
       await redis.start();
-      await eventually(() => a!.link.shared, `return ${outage}`);
+      await pollUntil(() => a!.link.shared, `return ${outage}`);
     }
     assert.equal(a!.counters.get("cluster_state_changes_total", { state: "local" }), 3);
     assert.equal(a!.counters.get("cluster_state_changes_total", { state: "shared" }), 4);
@@ -172,6 +152,6 @@ describe("SharedRateLimits", () => {
     } finally {
       redis.resume();
     }
-    await eventually(() => a!.link.shared, "the link shared again after SIGCONT");
+    await pollUntil(() => a!.link.shared, "the link shared again after SIGCONT");
   });
 });
