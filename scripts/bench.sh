@@ -42,8 +42,8 @@
 #   BENCH_NETNS=auto|0                  0: stay in the host network namespace (loopback still)
 #   POSTERN_MAX_PER_IP=100              smtp.max_connections_per_ip for Postern ("default": leave unset)
 #   SRC_TIMEOUT=300 DRAIN_TIMEOUT=120   per smtp-source run / per queue drain, seconds
-#   WARMUP=2*N_SMALL                    small messages at c=20 each server takes first, not recorded
-#                                       (0: none); see warm_up below
+#   WARMUP=15000                        small messages at c=20 each server takes first, not recorded
+#                                       (0: none; QUICK=1: 2*N_SMALL); see warm_up below
 #   BENCH_MAX_S=900                     cells not started by then (counted from the end of the
 #                                       warm-up) are skipped
 #   HOOKS=1                             also measure intake with a trivial post-data hook (small c=20):
@@ -100,7 +100,8 @@ POSTERN_MAX_PER_IP=${POSTERN_MAX_PER_IP:-100}
 SRC_TIMEOUT=${SRC_TIMEOUT:-300}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-120}
 BENCH_MAX_S=${BENCH_MAX_S:-900}
-WARMUP=${WARMUP:-$((2 * N_SMALL))}
+if [ "$QUICK" = 1 ]; then DEF_WARMUP=$((2 * N_SMALL)); else DEF_WARMUP=15000; fi
+WARMUP=${WARMUP:-$DEF_WARMUP}
 FROM=sender@client.test
 RCPT=user@example.test
 
@@ -727,7 +728,14 @@ sleep 2
 # only the small c=20 cell, so in each rep it has seen fewer messages than
 # the server it is compared with. So every server, the peers too, first
 # takes WARMUP small messages at c=20, not recorded; launch time and idle
-# memory are the start-up row's, measured on fresh starts.
+# memory are the start-up row's, measured on fresh starts. WARMUP is a
+# count, not a multiple of N_SMALL: the compilers settle after a number of
+# messages (rounds of 3000 at c=20 on one server: the binary's whole
+# process used 1.63, 1.22 and 0.98 ms of CPU per message over the first
+# three rounds and 0.63-0.84 from the fourth on; Deno's main thread 0.75,
+# 0.70, 0.67, then 0.55-0.63 from the fourth), so 15,000 puts every cell
+# past that point. A warm-up of 2 * N_SMALL (6000 in the runs before)
+# left the cells of the first reps inside it.
 warm_up() {
   [ "$WARMUP" -gt 0 ] || return 0
   local s rc
