@@ -286,6 +286,30 @@ if [ "$CLUSTER" = 1 ]; then
 fi
 declare -A ROOTPID
 
+# The CPU that takes most of the block devices' interrupts (virtio-blk
+# request queues, NVMe, AHCI, Xen's blkif), as "CPU LINES", or nothing. A
+# single-threaded event loop on that CPU also runs the completions of every
+# fsync there: on this bench's 2-CPU VM, Postern's main thread held on the
+# other CPU used 0.37-0.38 ms per message at c=20, held on this one
+# 0.57 ms, and took 2124-2221 against 1585-1638 msgs/s (the binary, rounds
+# of 3000 after the warm-up, taskset -p on the main thread only). Which one
+# the scheduler gives it varies from start to start and from cell to cell,
+# so each Postern cell records where its main thread was (probe.py sample).
+disk_irq_cpu() {
+  awk 'NR == 1 { ncpu = NF; next }
+       $NF ~ /-req\.[0-9]+$|-request$|^nvme[0-9]+q[0-9]+$|blkif|ahci/ {
+         names = names (names ? "," : "") $NF
+         for (i = 2; i <= ncpu + 1; i++) if ($i ~ /^[0-9]+$/) sum[i - 2] += $i
+       }
+       END {
+         best = -1
+         for (c in sum) if (best < 0 || sum[c] > sum[best]) best = c
+         if (best >= 0 && sum[best] > 0) print best, names
+       }' /proc/interrupts 2>/dev/null
+}
+read -r BENCH_IRQ_CPU DISK_IRQ_LINES < <(disk_irq_cpu) || true
+export BENCH_IRQ_CPU
+
 # ---------------------------------------------------------------- versions
 {
   echo "date_utc=$(date -u +%FT%TZ) stamp=$STAMP"
@@ -294,6 +318,7 @@ declare -A ROOTPID
   echo "postfix: $(postconf -d -h mail_version) (dpkg $(dpkg-query -W -f='${Version}' postfix 2>/dev/null))"
   echo "chasquid: $(chasquid -version 2>&1 | head -1)"
   echo "network: $([ "${BENCH_NS:-0}" = 1 ] && echo 'private namespace, lo only, NXDOMAIN DNS stub' || echo 'host namespace, 127.0.0.1')"
+  echo "disk interrupts: $([ -n "$BENCH_IRQ_CPU" ] && echo "CPU $BENCH_IRQ_CPU ($DISK_IRQ_LINES)" || echo 'not found in /proc/interrupts')"
 } > "$BENCH_OUT/versions.txt"
 
 # ---------------------------------------------------------------- Postern
@@ -553,7 +578,7 @@ quiesce() {
   sleep 1
 }
 
-echo "rep,server,size,conc,n,wall_s,msgs_per_s,cpu_s,cpu_ms_per_msg,peak_rss_tree_mb,peak_rss_main_mb,peak_pss_tree_mb,max_procs,drain_s,e2e_s,e2e_msgs_per_s,rc,src_err_lines,accepted,delivered,rejected,loadavg1,status" > "$CSV"
+echo "rep,server,size,conc,n,wall_s,msgs_per_s,cpu_s,cpu_ms_per_msg,peak_rss_tree_mb,peak_rss_main_mb,peak_pss_tree_mb,max_procs,drain_s,e2e_s,e2e_msgs_per_s,rc,src_err_lines,accepted,delivered,rejected,loadavg1,main_on_irq_cpu,status" > "$CSV"
 : > "$BENCH_OUT/commands.txt"
 
 run_cell() {  # rep server size conc
@@ -614,8 +639,8 @@ run_cell() {  # rep server size conc
   local a1 d1 r1; read -r a1 d1 r1 < <(probe count "$file" "${ev[1]}" "${ev[2]}" "${ev[3]}")
   local acc=$((a1 - a0)) del=$((d1 - d0)) rej=$((r1 - r0))
   local errl; errl=$(wc -l < "$cell/src.err")
-  local pk pkm pss cpu procs
-  read -r pk pkm pss cpu procs < "$cell/sample" || { pk=0 pkm=0 pss=0 cpu=0 procs=0; }
+  local pk pkm pss cpu procs irq
+  read -r pk pkm pss cpu procs irq < "$cell/sample" || { pk=0 pkm=0 pss=0 cpu=0 procs=0 irq=-1; }
   local st=OK
   [ "$rc" = 0 ] || st="rc=$rc"
   [ "$errl" = 0 ] || st="$st;src_errors"
@@ -629,7 +654,7 @@ n, t0, t1, t2, cpu = $n, $t0, $t1, $t2, $cpu
 print('%s,%s,%s,%s,%d,%.3f,%.1f,%.3f,%.3f,%.1f,%.1f,%.1f,%s,%.3f,%.3f,%.1f' % ('$rep', '$s', '$size', '$c',
       n, t1 - t0, n / (t1 - t0), cpu, cpu * 1000 / n, $pk / 1024, $pkm / 1024, $pss / 1024, '$procs',
       t2 - t1, max(t2, t1) - t0, n / (max(t2, t1) - t0)))")
-  echo "$row,$rc,$errl,$acc,$del,$rej,$la,$st" >> "$CSV"
+  echo "$row,$rc,$errl,$acc,$del,$rej,$la,$irq,$st" >> "$CSV"
   log "rep$rep $s $size c=$c n=$n: $(echo "$row" | cut -d, -f6-) rc=$rc err=$errl accepted=$acc delivered=$del rejected=$rej -> $st"
   if [ "$st" != OK ]; then
     {

@@ -12,10 +12,13 @@ Subcommands (every one is bounded in time):
       under the PIDs and record the peak of the summed VmRSS (tree and roots)
       and, every 500 ms, of the summed Pss (/proc/PID/smaps_rollup). On exit
       write one line to OUTFILE:
-          peak_rss_tree_kb peak_rss_root_kb peak_pss_tree_kb cpu_s max_procs
+          peak_rss_tree_kb peak_rss_root_kb peak_pss_tree_kb cpu_s max_procs irq_share
       cpu_s is the utime+stime consumed by the tree while sampling, including
       children that were reaped by a tree member (their time moves into the
-      parent's cutime/cstime, fields 16-17 of /proc/PID/stat).
+      parent's cutime/cstime, fields 16-17 of /proc/PID/stat). irq_share is
+      the fraction of samples in which the first PID's main thread was on
+      (or had last run on) CPU $BENCH_IRQ_CPU, the one that takes the disk's
+      interrupts; -1 when that variable is unset.
 
   drain TIMEOUT_S SPEC [SPEC...]
       Wait until every SPEC is empty. SPEC is "tree:DIR" (no regular file
@@ -181,6 +184,8 @@ def cmd_sample(args: list[str]) -> int:
 
     peak_tree = peak_root = peak_pss = max_procs = 0
     tick = 0
+    irq_cpu = os.environ.get("BENCH_IRQ_CPU", "")
+    on_irq_cpu = placed = 0
     hard_stop = time.monotonic() + 1800
     while not stop and time.monotonic() < hard_stop:
         pids = tree_of(roots)
@@ -189,6 +194,12 @@ def cmd_sample(args: list[str]) -> int:
         max_procs = max(max_procs, len(pids))
         peak_tree = max(peak_tree, sum(status_kb(f"/proc/{p}/status", "VmRSS:") for p in pids))
         peak_root = max(peak_root, sum(status_kb(f"/proc/{p}/status", "VmRSS:") for p in roots))
+        if irq_cpu:
+            # Field 39 of /proc/PID/stat: the CPU the main thread is on, or last ran on.
+            main = stat_fields(roots[0])
+            if main is not None and len(main) > 36:
+                placed += 1
+                on_irq_cpu += main[36] == irq_cpu
         if tick % 5 == 0:
             pss = sum(status_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
             peak_pss = max(peak_pss, pss)
@@ -207,7 +218,8 @@ def cmd_sample(args: list[str]) -> int:
     used = sum(c - baseline.get(pid, 0.0) for pid, c in alive.items())
     used -= sum(b for pid, b in baseline.items() if pid not in alive)
     with open(out, "w") as f:
-        f.write(f"{peak_tree} {peak_root} {peak_pss} {used:.3f} {max_procs}\n")
+        share = on_irq_cpu / placed if placed else -1.0
+        f.write(f"{peak_tree} {peak_root} {peak_pss} {used:.3f} {max_procs} {share:.2f}\n")
     return 0
 
 

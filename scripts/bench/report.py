@@ -110,7 +110,7 @@ def main() -> int:
         head = ["cell", "postern"]
         if FAIR in peers:
             head += [f"e2e vs {FAIR}", "e2e per rep (median)", f"CPU/msg vs {FAIR}",
-                     "CPU per rep (median)"]
+                     "CPU per rep (median)", "main thread on the disk-IRQ CPU, per rep"]
         for q in peers:
             head.append(f"intake vs {q}")
         table = [head]
@@ -123,6 +123,7 @@ def main() -> int:
                     line.append(per_rep(peer_ratios(rows, size, conc, p, FAIR, "e2e_msgs_per_s")))
                     line.append(ratio(cpu.get((c, p)), cpu.get((c, FAIR))))
                     line.append(per_rep(peer_ratios(rows, size, conc, p, FAIR, "cpu_ms_per_msg")))
+                    line.append(irq_shares(rows, size, conc, p, FAIR))
                 for q in peers:
                     line.append(ratio(rate.get((c, p)), rate.get((c, q))))
                 table.append(line)
@@ -276,6 +277,16 @@ def peer_ratios(rows: list[dict], size: str, conc: str, server: str, peer: str,
     mine, theirs = by_rep(rows, server, size, conc, key), by_rep(rows, peer, size, conc, key)
     reps = sorted(set(mine) & set(theirs), key=int)
     return [mine[r] / theirs[r] for r in reps if theirs[r] > 0]
+
+
+def irq_shares(rows: list[dict], size: str, conc: str, server: str, peer: str) -> str:
+    """The share of the cell that the server's main thread spent on the CPU
+    taking the disk's interrupts, rep by rep in the order of peer_ratios
+    ("-" when the bench could not tell: an older CSV, or no such CPU)."""
+    mine = by_rep(rows, server, size, conc, "main_on_irq_cpu")
+    reps = sorted(set(mine) & set(by_rep(rows, peer, size, conc, "e2e_msgs_per_s")), key=int)
+    shares = [mine[r] for r in reps if mine[r] >= 0]
+    return " ".join(f"{x * 100:.0f}%" for x in shares) if shares else "-"
 
 
 def per_rep(ratios: list[float]) -> str:
