@@ -25,15 +25,18 @@
  *   caller's connection cap and deadlines.
  *
  * A listener may also choose by the handshake ({@linkcode TlsOptions}): a
- * certificate by the name the client asks for, and whether a connection
+ * certificate by the name the client asks for and the protocols it offers
+ * (read from its ClientHello before TLS starts), and whether a connection
  * ends with its handshake, by the protocol agreed (TLS-ALPN-01, RFC 8737).
  *
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { Duplex } from "node:stream";
+import { Duplex, type Readable } from "node:stream";
 import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
+import { offeredProtocols } from "./client_hello.ts";
 import { listenWith, nodeConn, type TcpConn, type TcpListener } from "./tcp.ts";
 
 /** A certificate chain and its private key, in PEM. */
@@ -65,11 +68,14 @@ export interface TlsOptions {
   alpnProtocols?: readonly string[];
   /**
    * The certificate for a client asking for `serverName` (SNI, RFC 6066
-   * section 3), or undefined for the listener's. Called in the handshake;
-   * the same object again is loaded once. One that does not load fails
-   * that handshake alone.
+   * section 3) and offering `offered` by ALPN (RFC 7301; in the client's
+   * order, empty when none), or undefined for the listener's. Called in
+   * the handshake; the same object again is loaded once. One that does not
+   * load fails that handshake alone. With it set, each connection's
+   * ClientHello is read before TLS starts (client_hello.ts), as `node:tls`
+   * alone chooses a certificate before it knows the protocols offered.
    */
-  certificateFor?: (serverName: string) => TlsCertificate | undefined;
+  certificateFor?: (serverName: string, offered: readonly string[]) => TlsCertificate | undefined;
   /**
    * Whether a connection ends with its handshake, by the protocol agreed
    * (false: none): if so the server closes its side (close_notify, FIN)
@@ -96,18 +102,22 @@ export async function listenTls(
 ): Promise<TlsListener> {
   let context = secureContext(certificate);
   const handshake = handshakeOptions(options);
+  const peeking = options.certificateFor !== undefined;
   const tcp = await listenWith(hostname, port, {
     deno: (conn) => {
       // The certificate in force at accept, whenever the handshake starts.
       const accepted = context;
       return onFirstUse(
         conn.remoteAddress,
-        () =>
-          tlsConn(
-            serverTls(streamOf(conn), accepted, handshake(accepted)),
+        async () => {
+          const stream = streamOf(conn);
+          const offered = peeking ? await peekOffered(stream) : [];
+          return tlsConn(
+            serverTls(stream, accepted, handshake(accepted, offered)),
             conn.remoteAddress,
             options.endsAtHandshake,
-          ),
+          );
+        },
         () => conn.close(),
       );
     },
@@ -120,12 +130,14 @@ export async function listenTls(
       socket.on("error", () => {});
       return onFirstUse(
         remoteAddress,
-        () =>
-          tlsConn(
-            serverTls(socket, accepted, handshake(accepted)),
+        async () => {
+          const offered = peeking ? await peekOffered(socket) : [];
+          return tlsConn(
+            serverTls(socket, accepted, handshake(accepted, offered)),
             remoteAddress,
             options.endsAtHandshake,
-          ),
+          );
+        },
         () => socket.destroy(),
       );
     },
@@ -158,30 +170,97 @@ function secureContext(certificate: TlsCertificate): SecureContext {
 
 /**
  * A connection whose TLS side, `start()`, is made by the first read, write
- * or half-close; closed before, it only runs `discard()`, which closes the
- * connection below.
+ * or half-close; closed before it is made (while its ClientHello is read,
+ * say), it only runs `discard()`, which closes the connection below, and
+ * the TLS side made after is closed at once.
  */
-function onFirstUse(remoteAddress: string, start: () => TcpConn, discard: () => void): TcpConn {
-  let tls: TcpConn | undefined;
+function onFirstUse(
+  remoteAddress: string,
+  start: () => Promise<TcpConn>,
+  discard: () => void,
+): TcpConn {
+  let tls: Promise<TcpConn> | undefined;
+  let made: TcpConn | undefined;
   let closed = false;
-  const started = () => tls ??= start();
+  const started = () =>
+    tls ??= start().then((conn) => {
+      made = conn;
+      if (closed) conn.close();
+      return conn;
+    });
+  const gone = () => new Error("Cannot write: the connection is closed");
   return {
     remoteAddress,
-    read: async (buffer) => closed ? null : await started().read(buffer),
+    read: async (buffer) => {
+      if (closed) return null;
+      const conn = await started();
+      return closed ? null : await conn.read(buffer);
+    },
     write: async (data) => {
-      if (closed) throw new Error("Cannot write: the connection is closed");
-      await started().write(data);
+      if (closed) throw gone();
+      const conn = await started();
+      if (closed) throw gone();
+      await conn.write(data);
     },
     closeWrite: async () => {
-      if (!closed) await started().closeWrite();
+      if (closed) return;
+      const conn = await started();
+      if (!closed) await conn.closeWrite();
     },
     close: () => {
       if (closed) return;
       closed = true;
-      if (tls) tls.close();
+      if (made) made.close();
       else discard();
     },
   };
+}
+
+/**
+ * Reads the client's ClientHello off `stream` (not flowing), puts every
+ * byte back for the TLS socket, and returns the protocols it offers by
+ * ALPN: empty when it offers none, is no ClientHello, or the connection
+ * ends or fails first. Waits for no more than the ClientHello's records;
+ * a client that stops sending holds it until the caller's deadline closes
+ * the connection.
+ */
+function peekOffered(stream: Readable): Promise<string[]> {
+  return new Promise((resolve) => {
+    const chunks: Uint8Array[] = [];
+    let length = 0;
+    let need = 0;
+    let ended = false;
+    const finish = (offered: string[]) => {
+      stream.off("readable", onReadable);
+      stream.off("end", onEnd);
+      stream.off("close", onEnd);
+      stream.off("error", onEnd);
+      // After its end a stream takes nothing back; the TLS socket sees the end.
+      if (length > 0 && !ended && !stream.destroyed) stream.unshift(Buffer.concat(chunks));
+      resolve(offered);
+    };
+    const onEnd = () => {
+      ended = true;
+      finish([]);
+    };
+    const onReadable = () => {
+      for (let chunk = stream.read(); chunk !== null; chunk = stream.read()) {
+        chunks.push(chunk as Uint8Array);
+        length += (chunk as Uint8Array).length;
+        // Parsed again only once the record it waits for can be complete.
+        if (length < need) continue;
+        const offer = offeredProtocols(Buffer.concat(chunks));
+        if ("offered" in offer) return finish(offer.offered);
+        need = offer.need;
+      }
+    };
+    stream.on("readable", onReadable);
+    stream.once("end", onEnd);
+    stream.once("close", onEnd);
+    stream.once("error", onEnd);
+    // Bytes already buffered would raise no "readable" of their own.
+    onReadable();
+  });
 }
 
 /** {@linkcode TlsOptions}' choices as `node:tls` server options. */
@@ -193,8 +272,13 @@ interface Handshake {
   ) => void;
 }
 
-/** The handshake options of a connection accepted with `accepted` in force. */
-function handshakeOptions(options: TlsOptions): (accepted: SecureContext) => Handshake {
+/**
+ * The handshake options of a connection accepted with `accepted` in
+ * force, whose client offered `offered` by ALPN.
+ */
+function handshakeOptions(
+  options: TlsOptions,
+): (accepted: SecureContext, offered: readonly string[]) => Handshake {
   const { alpnProtocols, certificateFor } = options;
   // Loaded once per certificate object, not once per handshake.
   const loaded = new WeakMap<TlsCertificate, SecureContext>();
@@ -206,14 +290,14 @@ function handshakeOptions(options: TlsOptions): (accepted: SecureContext) => Han
     }
     return chosenContext;
   };
-  return (accepted) => ({
+  return (accepted, offered) => ({
     ...(alpnProtocols ? { ALPNProtocols: [...alpnProtocols] } : {}),
     ...(certificateFor
       ? {
         SNICallback: (name, callback) => {
           let chosen: SecureContext;
           try {
-            const certificate = certificateFor(name);
+            const certificate = certificateFor(name, offered);
             chosen = certificate === undefined ? accepted : contextOf(certificate);
           } catch (err) {
             callback(err instanceof Error ? err : new Error(String(err)));

@@ -77,9 +77,13 @@ export async function startAlpnServer(options: AlpnServerOptions): Promise<AlpnS
   const challengeCertificates = new WeakMap<object, TlsCertificate>();
   const listener = await listenTls(options.host, options.port, pair(options.initial), {
     alpnProtocols: [ACME_TLS, "http/1.1"],
-    // While a challenge for the name is open, its certificate is shown
-    // (the CA asks with acme-tls/1 only; the window lasts seconds).
-    certificateFor: (name) => {
+    // While a challenge for the name is open, its certificate is shown to
+    // the CA's validation, which offers acme-tls/1 (RFC 8737 section 3:
+    // only that protocol); an ordinary client asking for the same name in
+    // those seconds (a sender fetching our MTA-STS policy) gets the
+    // listener's certificate, as at any other time.
+    certificateFor: (name, offered) => {
+      if (!offered.includes(ACME_TLS)) return undefined;
       const challenge = options.tokens.alpn.get(name.toLowerCase());
       if (challenge === undefined) return undefined;
       let certificate = challengeCertificates.get(challenge);

@@ -3,7 +3,10 @@
  * open: ClientHellos written byte by byte with odd server names (none, an
  * IP literal, upper case, a trailing dot, too long, a NUL, bytes that are
  * no text), offering `acme-tls/1`; which certificate each gets, and that
- * the server survives every one and still serves the policy. Then what a
+ * the server survives every one and still serves the policy. Ordinary
+ * clients asking for the challenged name (other protocols, none) get the
+ * usual certificate; the CA's ClientHello gets the challenge one however
+ * it arrives (cut in two, its pieces apart, over three records). Then what a
  * client sends after an `acme-tls/1` handshake (without end, until the
  * head deadline), a huge head after an ordinary handshake, renegotiation,
  * and a flood of full handshakes from one address while another is served.
@@ -44,15 +47,21 @@ function u24(n: number): number[] {
   return [(n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
 }
 
-/** A TLS 1.2 ClientHello offering `alpn`, with `serverName` as the SNI host name (none if undefined). */
-function clientHello(serverName: Uint8Array | undefined, alpn: string): Uint8Array {
+/**
+ * A TLS 1.2 ClientHello offering `alpn` (no ALPN extension when empty),
+ * with `serverName` as the SNI host name (none if undefined).
+ */
+function clientHello(serverName: Uint8Array | undefined, alpn: readonly string[]): Uint8Array {
   const ext = (type: number, body: number[]) => [...u16(type), ...u16(body.length), ...body];
-  const protocol = [...new TextEncoder().encode(alpn)];
+  const protocols = alpn.flatMap((name) => {
+    const bytes = [...new TextEncoder().encode(name)];
+    return [bytes.length, ...bytes];
+  });
   const extensions = [
     ...(serverName
       ? ext(0, [...u16(serverName.length + 3), 0, ...u16(serverName.length), ...serverName])
       : []),
-    ...ext(0x10, [...u16(protocol.length + 1), protocol.length, ...protocol]),
+    ...(alpn.length > 0 ? ext(0x10, [...u16(protocols.length), ...protocols]) : []),
     ...ext(0x0a, [...u16(4), ...u16(0x1d), ...u16(0x17)]),
     ...ext(0x0b, [1, 0]),
     ...ext(0x0d, [...u16(8), 0x04, 0x03, 0x08, 0x04, 0x04, 0x01, 0x08, 0x09]),
@@ -75,6 +84,18 @@ function clientHello(serverName: Uint8Array | undefined, alpn: string): Uint8Arr
   return Uint8Array.from([0x16, 0x03, 0x01, ...u16(handshake.length), ...handshake]);
 }
 
+/** `hello` (one record) with its handshake message spread over `count` records. */
+function inRecords(hello: Uint8Array, count: number): Uint8Array {
+  const message = hello.subarray(5);
+  const size = Math.ceil(message.length / count);
+  const out: number[] = [];
+  for (let at = 0; at < message.length; at += size) {
+    const part = message.subarray(at, at + size);
+    out.push(0x16, 0x03, 0x01, ...u16(part.length), ...part);
+  }
+  return Uint8Array.from(out);
+}
+
 /** What the server answered a ClientHello with: the certificate it presented, or its alert. */
 interface Answer {
   certificate?: X509Certificate;
@@ -82,8 +103,16 @@ interface Answer {
   closed: boolean;
 }
 
-/** Reads handshake records until the Certificate message (TLS 1.2, in the clear), an alert, or the close. */
-function answerTo(address: string, hello: Uint8Array): Promise<Answer> {
+/**
+ * Reads handshake records until the Certificate message (TLS 1.2, in the
+ * clear), an alert, or the close; `hello` is written in one piece, or in
+ * the pieces given, `pauseMs` apart.
+ */
+function answerTo(
+  address: string,
+  hello: Uint8Array | Uint8Array[],
+  pauseMs = 0,
+): Promise<Answer> {
   return new Promise((resolve) => {
     const socket: Socket = netConnect({
       port: portOf(address),
@@ -101,7 +130,13 @@ function answerTo(address: string, hello: Uint8Array): Promise<Answer> {
     };
     socket.on("error", () => finish({ closed: true }));
     socket.on("close", () => finish({ closed: true }));
-    socket.once("connect", () => socket.write(hello));
+    socket.once("connect", async () => {
+      for (const piece of Array.isArray(hello) ? hello : [hello]) {
+        if (done) return;
+        socket.write(piece);
+        if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      }
+    });
     socket.on("data", (chunk: Uint8Array) => {
       records = Uint8Array.from([...records, ...chunk]);
       while (records.length >= 5) {
@@ -188,7 +223,7 @@ describe("the TLS-ALPN-01 server against a hostile client, a challenge open", ()
     ];
     for (const [what, name, expected] of cases) {
       const answer = await within(
-        answerTo(server.address, clientHello(name, "acme-tls/1")),
+        answerTo(server.address, clientHello(name, ["acme-tls/1"])),
         10_000,
         what,
       );
@@ -199,6 +234,49 @@ describe("the TLS-ALPN-01 server against a hostile client, a challenge open", ()
       else assert.notEqual(presented, challenge.fingerprint256, what);
     }
     // Still up and serving, nothing left open.
+    assert.match(await fetchPolicy(server.address, B, ca.cert), /^HTTP\/1\.1 200 /);
+  });
+
+  it("shows the challenge certificate only to a client that offers acme-tls/1, however its ClientHello arrives", async () => {
+    const server = await start({ ...ALPN_HTTP_LIMITS, headTimeoutMs: 2_000 });
+    const ordinary = new X509Certificate(first.cert).fingerprint256;
+    const name = new TextEncoder().encode(CHALLENGE_NAME);
+    const certificateOf = async (what: string, hello: Uint8Array | Uint8Array[], pauseMs = 0) =>
+      (await within(answerTo(server.address, hello, pauseMs), 10_000, what)).certificate
+        ?.fingerprint256;
+    // Ordinary clients asking for the challenged name in the challenge's
+    // seconds (a sender fetching the MTA-STS policy): the usual certificate.
+    assert.equal(await certificateOf("http/1.1", clientHello(name, ["http/1.1"])), ordinary);
+    assert.equal(await certificateOf("no ALPN", clientHello(name, [])), ordinary);
+    assert.equal(
+      await certificateOf("h2 and http/1.1", clientHello(name, ["h2", "http/1.1"])),
+      ordinary,
+    );
+    if (onDeno) return; // Deno's node:tls cannot present it at all (see the test above).
+    // The CA's validation, and acme-tls/1 among others: the challenge certificate.
+    const acmeHello = clientHello(name, ["acme-tls/1"]);
+    assert.equal(await certificateOf("acme-tls/1", acmeHello), challenge.fingerprint256);
+    assert.equal(
+      await certificateOf("http/1.1 and acme-tls/1", clientHello(name, ["http/1.1", "acme-tls/1"])),
+      challenge.fingerprint256,
+    );
+    // Cut anywhere, its pieces apart: read to its end before TLS starts.
+    for (const cut of [1, 5, 6, 40, acmeHello.length - 1]) {
+      assert.equal(
+        await certificateOf(
+          `cut at ${cut}`,
+          [acmeHello.subarray(0, cut), acmeHello.subarray(cut)],
+          50,
+        ),
+        challenge.fingerprint256,
+        `cut at ${cut}`,
+      );
+    }
+    // The handshake message spread over three records (RFC 8446 section 5.1).
+    assert.equal(
+      await certificateOf("three records", inRecords(acmeHello, 3)),
+      challenge.fingerprint256,
+    );
     assert.match(await fetchPolicy(server.address, B, ca.cert), /^HTTP\/1\.1 200 /);
   });
 
