@@ -58,6 +58,47 @@ export function offeredProtocols(bytes: Uint8Array): Offer {
 }
 
 /**
+ * The first bytes of a connection, gathered until they tell what its
+ * ClientHello offers. Each chunk is copied in: a chunk may be a view of a
+ * read buffer far larger than the bytes read into it, and a client that
+ * sends one byte at a time would otherwise pin a whole buffer per byte
+ * for as long as the ClientHello takes. Parsed again only once the record
+ * waited for can be complete, so at most once per record.
+ */
+export class ClientHelloBuffer {
+  #bytes = new Uint8Array(1024);
+  #length = 0;
+  #need = 0;
+
+  /** Every byte added so far, in order. */
+  get bytes(): Uint8Array {
+    return this.#bytes.subarray(0, this.#length);
+  }
+
+  /**
+   * Adds `chunk`, the next bytes the client sent: the protocols offered
+   * once the bytes tell ({@linkcode offeredProtocols}), undefined while
+   * they do not. Nothing more is to be added once they tell.
+   */
+  add(chunk: Uint8Array): string[] | undefined {
+    const length = this.#length + chunk.length;
+    if (length > this.#bytes.length) {
+      // Doubled: copies cost O(n) in all, however small the chunks.
+      const grown = new Uint8Array(Math.max(length, 2 * this.#bytes.length));
+      grown.set(this.bytes);
+      this.#bytes = grown;
+    }
+    this.#bytes.set(chunk, this.#length);
+    this.#length = length;
+    if (length < this.#need) return undefined;
+    const offer = offeredProtocols(this.bytes);
+    if ("offered" in offer) return offer.offered;
+    this.#need = offer.need;
+    return undefined;
+  }
+}
+
+/**
  * The first handshake message, joined from the handshake records it spans
  * (RFC 8446 section 5.1 lets a message span records); null when the bytes
  * are not that, or how many are needed before it can tell.
@@ -85,6 +126,14 @@ function handshakeMessage(bytes: Uint8Array): Uint8Array | null | { need: number
 }
 
 /**
+ * Protocol names are bytes (RFC 7301 section 3.1), not text: a decoder
+ * that drops a leading byte-order mark would read "\uFEFFacme-tls/1" as
+ * `acme-tls/1`, a protocol the client never offered. Bytes that are not
+ * UTF-8 become U+FFFD, which no protocol we look for contains.
+ */
+const NAMES = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/**
  * The ALPN list of a ClientHello body (RFC 8446 section 4.1.2: version,
  * random, session ID, cipher suites, compression methods, extensions);
  * undefined when it has none or a length runs past its end.
@@ -108,7 +157,7 @@ function alpnOf(hello: Uint8Array): string[] | undefined {
       const name = list.bytes(list.u8());
       // RFC 7301 section 3.1: names are non-empty byte strings.
       if (list.failed || name.length === 0) return undefined;
-      protocols.push(new TextDecoder().decode(name));
+      protocols.push(NAMES.decode(name));
     }
     return list.failed || body.failed ? undefined : protocols;
   }

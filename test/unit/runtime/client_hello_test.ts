@@ -2,7 +2,9 @@
  * The ClientHello parser against the runtime's own TLS client (captured
  * from a real connection over loopback) and against hostile bytes: cut
  * short, lengths that run past their ends, records of one byte, sizes
- * over the limit, and what is no TLS at all.
+ * over the limit, and what is no TLS at all; then random bytes, cuts and
+ * record splits from a fixed seed, and the buffer the listener gathers a
+ * ClientHello in.
  *
  * @module
  */
@@ -11,7 +13,11 @@ import assert from "node:assert/strict";
 import { createServer, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { describe, it } from "node:test";
-import { CLIENT_HELLO_LIMIT, offeredProtocols } from "../../../src/runtime/client_hello.ts";
+import {
+  CLIENT_HELLO_LIMIT,
+  ClientHelloBuffer,
+  offeredProtocols,
+} from "../../../src/runtime/client_hello.ts";
 import { within } from "../../support/within.ts";
 
 /** The first record the runtime's TLS client sends when offering `alpn`. */
@@ -150,5 +156,137 @@ describe("offeredProtocols", () => {
     const body = cut.subarray(9);
     body[34] = 200;
     assert.deepEqual(offeredProtocols(cut), { offered: [] });
+  });
+
+  it("reads protocol names as bytes: a leading byte-order mark is kept", () => {
+    // A decoder that drops the mark read this as acme-tls/1, and the
+    // listener showed the challenge certificate to a client not offering it.
+    const named = [0xef, 0xbb, 0xbf, ...new TextEncoder().encode("acme-tls/1")];
+    assert.deepEqual(offeredProtocols(helloWith(alpnExtension([named.length, ...named]))), {
+      offered: ["\uFEFFacme-tls/1"],
+    });
+    // Bytes that are no UTF-8 are never read as a protocol we look for.
+    const bad = [0xff, ...new TextEncoder().encode("acme-tls/1")];
+    const offer = offeredProtocols(helloWith(alpnExtension([bad.length, ...bad])));
+    assert.ok("offered" in offer && !offer.offered.includes("acme-tls/1"));
+  });
+
+  it("reads the ALPN extension among others, in any place, and one message of a coalesced record", () => {
+    const h2 = [2, 0x68, 0x32];
+    const other = [0, 43, ...u16(3), 2, 3, 4]; // supported_versions, after ALPN
+    assert.deepEqual(offeredProtocols(helloWith([...alpnExtension(h2), ...other])), {
+      offered: ["h2"],
+    });
+    assert.deepEqual(offeredProtocols(helloWith([...other, ...alpnExtension(h2)])), {
+      offered: ["h2"],
+    });
+    // An empty extension, then ALPN.
+    assert.deepEqual(offeredProtocols(helloWith([0, 23, 0, 0, ...alpnExtension(h2)])), {
+      offered: ["h2"],
+    });
+    // Two ALPN extensions (RFC 8446 section 4.2 forbids it; the TLS
+    // library refuses the hello): the first is read.
+    const acme = [10, ...new TextEncoder().encode("acme-tls/1")];
+    assert.deepEqual(offeredProtocols(helloWith([...alpnExtension(h2), ...alpnExtension(acme)])), {
+      offered: ["h2"],
+    });
+    // A second handshake message after the ClientHello in the same record.
+    const hello = helloWith(alpnExtension(h2));
+    const message = [...hello.subarray(5), 2, 0, 0, 0];
+    const coalesced = Uint8Array.from([0x16, 3, 1, ...u16(message.length), ...message]);
+    assert.deepEqual(offeredProtocols(coalesced), { offered: ["h2"] });
+  });
+
+  it("offers nothing for an SSLv2-style hello or an empty record between fragments", async () => {
+    // SSLv2 CLIENT-HELLO framing (RFC 6101 appendix E.2): no ALPN possible.
+    const v2 = Uint8Array.of(0x80, 0x2e, 1, 3, 1, 0, 0x15, 0, 0, 0, 0x10, ...new Array(37).fill(1));
+    assert.deepEqual(offeredProtocols(v2), { offered: [] });
+    const hello = await capturedHello(["acme-tls/1"]);
+    const two = inRecordsOf(hello, Math.ceil((hello.length - 5) / 2));
+    const cut = 5 + Math.ceil((hello.length - 5) / 2);
+    // RFC 8446 section 5.1: no zero-length handshake fragments.
+    const empty = Uint8Array.from([
+      ...two.subarray(0, cut),
+      0x16,
+      3,
+      1,
+      0,
+      0,
+      ...two.subarray(cut),
+    ]);
+    assert.deepEqual(offeredProtocols(empty), { offered: [] });
+  });
+
+  it("never throws, asks for more than it has, or answers differently however the bytes are cut (fixed seed)", async () => {
+    let seed = 0x5eed;
+    const random = (below: number) => {
+      // xorshift32: the same sequence on every run and runtime.
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % below;
+    };
+    const hellos = [
+      await capturedHello(["acme-tls/1", "http/1.1"]),
+      await capturedHello(undefined),
+    ];
+    const expected = [["acme-tls/1", "http/1.1"], []];
+    const check = (bytes: Uint8Array, what: string) => {
+      const offer = offeredProtocols(bytes);
+      if ("need" in offer) {
+        assert.ok(offer.need > bytes.length && offer.need <= CLIENT_HELLO_LIMIT, what);
+      }
+      return offer;
+    };
+    for (let round = 0; round < 300; round++) {
+      const which = random(2);
+      const hello = hellos[which]!;
+      // Split into records at random (at most sixteen), then cut anywhere.
+      const size = 1 + random(hello.length - 5);
+      const records = inRecordsOf(hello, Math.max(size, Math.ceil((hello.length - 5) / 16)));
+      assert.deepEqual(check(records, `round ${round}`), { offered: expected[which] });
+      check(records.subarray(0, random(records.length)), `round ${round} cut`);
+      // A byte changed at random: any answer, but a sound one.
+      const mutated = Uint8Array.from(records);
+      mutated[random(mutated.length)] = random(256);
+      check(mutated, `round ${round} mutated`);
+      // Bytes at random, after a handshake record header or none.
+      const noise = Uint8Array.from({ length: random(64) }, () => random(256));
+      check(noise, `round ${round} noise`);
+      check(Uint8Array.from([0x16, 3, 1, random(256), random(256), 1, ...noise]), `round ${round}`);
+    }
+  });
+});
+
+describe("ClientHelloBuffer", () => {
+  it("gathers a ClientHello given a byte at a time, copying each", async () => {
+    const hello = await capturedHello(["acme-tls/1"]);
+    const sent = Uint8Array.from([...hello, 0x17, 3, 3, 0, 1, 9]);
+    const buffer = new ClientHelloBuffer();
+    const chunk = new Uint8Array(1);
+    let offered: string[] | undefined;
+    let at = 0;
+    while (offered === undefined && at < sent.length) {
+      chunk[0] = sent[at++]!;
+      offered = buffer.add(chunk);
+    }
+    assert.deepEqual(offered, ["acme-tls/1"]);
+    // Told at the ClientHello's last byte, and every byte kept, though the
+    // chunk it came in was reused.
+    assert.equal(at, hello.length);
+    assert.deepEqual(buffer.bytes, hello);
+  });
+
+  it("keeps what comes after the ClientHello in the same chunk, and tells what is no TLS at once", () => {
+    const buffer = new ClientHelloBuffer();
+    const text = new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n");
+    assert.deepEqual(buffer.add(text), []);
+    assert.deepEqual(buffer.bytes, text);
+    const big = new ClientHelloBuffer();
+    const acme = [10, ...new TextEncoder().encode("acme-tls/1")];
+    const hello = helloWith(alpnExtension(acme));
+    const after = new Uint8Array(5000).fill(0x17);
+    assert.deepEqual(big.add(Uint8Array.from([...hello, ...after])), ["acme-tls/1"]);
+    assert.equal(big.bytes.length, hello.length + after.length);
   });
 });
