@@ -32,12 +32,11 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { Duplex, type Readable } from "node:stream";
+import { Duplex } from "node:stream";
 import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
-import { offeredProtocols } from "./client_hello.ts";
 import { listenWith, nodeConn, type TcpConn, type TcpListener } from "./tcp.ts";
+import { endedConn, peekConn, peekSocket } from "./tls_peek.ts";
 
 /** A certificate chain and its private key, in PEM. */
 export interface TlsCertificate {
@@ -107,18 +106,26 @@ export async function listenTls(
     deno: (conn) => {
       // The certificate in force at accept, whenever the handshake starts.
       const accepted = context;
+      const discard = () => conn.close();
+      const over = (first: Uint8Array | undefined, offered: readonly string[]) =>
+        tlsConn(
+          serverTls(streamOf(conn, first), accepted, handshake(accepted, offered)),
+          conn.remoteAddress,
+          options.endsAtHandshake,
+        );
       return onFirstUse(
         conn.remoteAddress,
-        async () => {
-          const stream = streamOf(conn);
-          const offered = peeking ? await peekOffered(stream) : [];
-          return tlsConn(
-            serverTls(stream, accepted, handshake(accepted, offered)),
-            conn.remoteAddress,
-            options.endsAtHandshake,
-          );
-        },
-        () => conn.close(),
+        // Peeked on the connection itself, not on the stream made of it:
+        // Deno's TLS socket, made over a stream that holds bytes already,
+        // fails a bad ClientHello before it has started, and throws an
+        // uncaught TypeError (Deno 2.9.6: "_flushEncOut" of null).
+        () =>
+          peeking
+            ? peekConn(conn).then((peeked) =>
+              peeked ? over(peeked.bytes, peeked.offered) : endedConn(conn.remoteAddress, discard)
+            )
+            : over(undefined, []),
+        discard,
       );
     },
     // Bun's TLS socket stops writing, without an error or a close, once a
@@ -128,17 +135,22 @@ export async function listenTls(
       const remoteAddress = socket.remoteAddress ?? "";
       // A reset before the TLS side exists: an unlistened error is thrown.
       socket.on("error", () => {});
+      const discard = () => void socket.destroy();
+      const over = (offered: readonly string[]) =>
+        tlsConn(
+          serverTls(socket, accepted, handshake(accepted, offered)),
+          remoteAddress,
+          options.endsAtHandshake,
+        );
       return onFirstUse(
         remoteAddress,
-        async () => {
-          const offered = peeking ? await peekOffered(socket) : [];
-          return tlsConn(
-            serverTls(socket, accepted, handshake(accepted, offered)),
-            remoteAddress,
-            options.endsAtHandshake,
-          );
-        },
-        () => socket.destroy(),
+        () =>
+          peeking
+            ? peekSocket(socket).then((peeked) =>
+              peeked ? over(peeked.offered) : endedConn(remoteAddress, discard)
+            )
+            : over([]),
+        discard,
       );
     },
   });
@@ -170,24 +182,32 @@ function secureContext(certificate: TlsCertificate): SecureContext {
 
 /**
  * A connection whose TLS side, `start()`, is made by the first read, write
- * or half-close; closed before it is made (while its ClientHello is read,
- * say), it only runs `discard()`, which closes the connection below, and
- * the TLS side made after is closed at once.
+ * or half-close; closed before, it only runs `discard()`, which closes the
+ * connection below. A `start()` that waits (for the ClientHello, with a
+ * certificate chosen by it) may be overtaken by the close: what it makes
+ * then is closed at once. One that does not wait makes the TLS side at
+ * once, as ever: a listener that reads no ClientHello behaves as before.
  */
 function onFirstUse(
   remoteAddress: string,
-  start: () => Promise<TcpConn>,
+  start: () => TcpConn | Promise<TcpConn>,
   discard: () => void,
 ): TcpConn {
   let tls: Promise<TcpConn> | undefined;
   let made: TcpConn | undefined;
   let closed = false;
-  const started = () =>
-    tls ??= start().then((conn) => {
-      made = conn;
-      if (closed) conn.close();
-      return conn;
-    });
+  const use = (conn: TcpConn) => {
+    made = conn;
+    if (closed) conn.close();
+    return conn;
+  };
+  const started = (): TcpConn | Promise<TcpConn> => {
+    if (made) return made;
+    if (tls) return tls;
+    const conn = start();
+    if (conn instanceof Promise) return tls = conn.then(use);
+    return use(conn);
+  };
   const gone = () => new Error("Cannot write: the connection is closed");
   return {
     remoteAddress,
@@ -214,53 +234,6 @@ function onFirstUse(
       else discard();
     },
   };
-}
-
-/**
- * Reads the client's ClientHello off `stream` (not flowing), puts every
- * byte back for the TLS socket, and returns the protocols it offers by
- * ALPN: empty when it offers none, is no ClientHello, or the connection
- * ends or fails first. Waits for no more than the ClientHello's records;
- * a client that stops sending holds it until the caller's deadline closes
- * the connection.
- */
-function peekOffered(stream: Readable): Promise<string[]> {
-  return new Promise((resolve) => {
-    const chunks: Uint8Array[] = [];
-    let length = 0;
-    let need = 0;
-    let ended = false;
-    const finish = (offered: string[]) => {
-      stream.off("readable", onReadable);
-      stream.off("end", onEnd);
-      stream.off("close", onEnd);
-      stream.off("error", onEnd);
-      // After its end a stream takes nothing back; the TLS socket sees the end.
-      if (length > 0 && !ended && !stream.destroyed) stream.unshift(Buffer.concat(chunks));
-      resolve(offered);
-    };
-    const onEnd = () => {
-      ended = true;
-      finish([]);
-    };
-    const onReadable = () => {
-      for (let chunk = stream.read(); chunk !== null; chunk = stream.read()) {
-        chunks.push(chunk as Uint8Array);
-        length += (chunk as Uint8Array).length;
-        // Parsed again only once the record it waits for can be complete.
-        if (length < need) continue;
-        const offer = offeredProtocols(Buffer.concat(chunks));
-        if ("offered" in offer) return finish(offer.offered);
-        need = offer.need;
-      }
-    };
-    stream.on("readable", onReadable);
-    stream.once("end", onEnd);
-    stream.once("close", onEnd);
-    stream.once("error", onEnd);
-    // Bytes already buffered would raise no "readable" of their own.
-    onReadable();
-  });
 }
 
 /** {@linkcode TlsOptions}' choices as `node:tls` server options. */
@@ -360,10 +333,25 @@ function serverTls(stream: Duplex, context: SecureContext, handshake: Handshake)
   return socket;
 }
 
-/** `conn` as a Node stream, for `node:tls` to run over. */
-function streamOf(conn: TcpConn): Duplex {
+/**
+ * `conn` as a Node stream, for `node:tls` to run over; `first`, bytes
+ * already read from it (its ClientHello), come first, and as any read
+ * does, later: never buffered before the TLS socket has started.
+ */
+function streamOf(conn: TcpConn, first?: Uint8Array): Duplex {
+  let before = first;
   return new Duplex({
     read() {
+      if (before !== undefined) {
+        const bytes = before;
+        before = undefined;
+        // A later turn, as a read's answer comes: after the TLS socket's
+        // own start, queued in the turn that made it.
+        setTimeout(() => {
+          if (!this.destroyed) this.push(bytes);
+        }, Number(process.env.DELAY ?? 0));
+        return;
+      }
       const buffer = new Uint8Array(READ_BYTES);
       conn.read(buffer).then((n) => {
         if (this.destroyed) return;
