@@ -349,7 +349,7 @@ function streamOf(conn: TcpConn, first?: Uint8Array): Duplex {
         // own start, queued in the turn that made it.
         setTimeout(() => {
           if (!this.destroyed) this.push(bytes);
-        }, Number(process.env.DELAY ?? 0));
+        }, 0);
         return;
       }
       const buffer = new Uint8Array(READ_BYTES);

@@ -9,9 +9,9 @@ import { createServer, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { within } from "./within.ts";
 
-/** The first record the runtime's TLS client sends, offering `alpn`. */
+/** The first record the runtime's TLS client sends, offering `alpn` (no ALPN when undefined). */
 export async function capturedHello(
-  alpn: string[],
+  alpn: string[] | undefined,
   servername = "hello.tls.test",
 ): Promise<Uint8Array> {
   let got: (bytes: Uint8Array) => void = () => {};
@@ -33,7 +33,7 @@ export async function capturedHello(
     host: "127.0.0.1",
     port: (server.address() as { port: number }).port,
     servername,
-    ALPNProtocols: alpn,
+    ...(alpn ? { ALPNProtocols: alpn } : {}),
   });
   client.on("error", () => {});
   try {

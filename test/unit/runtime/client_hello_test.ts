@@ -10,47 +10,13 @@
  */
 
 import assert from "node:assert/strict";
-import { createServer, type Socket } from "node:net";
-import { connect as tlsConnect } from "node:tls";
 import { describe, it } from "node:test";
 import {
   CLIENT_HELLO_LIMIT,
   ClientHelloBuffer,
   offeredProtocols,
 } from "../../../src/runtime/client_hello.ts";
-import { within } from "../../support/within.ts";
-
-/** The first record the runtime's TLS client sends when offering `alpn`. */
-async function capturedHello(alpn: string[] | undefined): Promise<Uint8Array> {
-  let got: (bytes: Uint8Array) => void = () => {};
-  const captured = new Promise<Uint8Array>((resolve) => got = resolve);
-  const server = createServer((socket: Socket) => {
-    let bytes = new Uint8Array(0);
-    socket.on("data", (chunk: Uint8Array) => {
-      bytes = Uint8Array.from([...bytes, ...chunk]);
-      if (bytes.length >= 5 && bytes.length >= 5 + ((bytes[3]! << 8) | bytes[4]!)) {
-        got(bytes.subarray(0, 5 + ((bytes[3]! << 8) | bytes[4]!)));
-        socket.destroy();
-      }
-    });
-    socket.on("error", () => {});
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  const client = tlsConnect({
-    host: "127.0.0.1",
-    port,
-    servername: "mx.example.test",
-    ...(alpn ? { ALPNProtocols: alpn } : {}),
-  });
-  client.on("error", () => {});
-  try {
-    return await within(captured, 10_000, "a ClientHello");
-  } finally {
-    client.destroy();
-    server.close();
-  }
-}
+import { capturedHello } from "../../support/client_hello.ts";
 
 function u16(n: number): number[] {
   return [(n >> 8) & 0xff, n & 0xff];
