@@ -362,26 +362,39 @@ export default (input) => {
   });
 
   it("ends a worker that floods its output one byte at a time during a call", async () => {
-    const pool = await startPool(`
+    const pool = await startPool(
+      `
 export default () => {
   // One byte at a time, never yielding (at most 20 s).
   const byte = new Uint8Array([0x2e]);
   const end = Date.now() + 20000;
   while (Date.now() < end) Deno.stdout.writeSync(byte);
   return "done";
-};`);
+};`,
+      5_000,
+    );
     const outcome = await pool.call({});
-    assert.equal(outcome.ok, false);
-    // Postern counts the reads it makes of the pipe. On an idle machine it
-    // reads about as often as the hook writes, and the count of writes
-    // trips first; on a busy one the pipe merges the bytes into fewer,
-    // larger reads, and the byte budget trips first. Either ends the
-    // flood; output_ceiling_test checks each limit on its own.
+    assert.equal(outcome.ok, false, "the flood is never answered as a result");
+    const error = !outcome.ok ? outcome.error : "";
+    // Postern counts the reads it makes of the pipe, and their bytes. On
+    // an idle machine it reads about as often as the hook writes, and the
+    // count of writes trips first; on a busy one the pipe merges the bytes
+    // into fewer, larger reads, and the byte ceiling trips. With both CPUs
+    // taken, the hook's single bytes may stay under both (fewer than 1000
+    // reads and 1 MiB in every second: a cost the ceiling allows, see
+    // output_ceiling.ts), and the call's timeout ends the worker instead
+    // (seen once in CI on Bun). output_ceiling_test checks each limit on
+    // its own clock.
     const flood =
       /its output came in more than 1000 writes in one second|it wrote more than 1048576 bytes of output in one second/;
-    assert.match(!outcome.ok ? outcome.error : "", flood);
-    assert.equal(excess().length, 1);
-    assert.match(excess()[0]!, flood);
+    if (flood.test(error)) {
+      assert.equal(excess().length, 1);
+      assert.match(excess()[0]!, flood);
+    } else {
+      assert.equal(error, "no result within 5000 ms");
+      assert.equal(excess().length, 0, "never over the ceiling, so not ended as a flood");
+    }
+    await ended(pool);
   });
 
   it("ends a worker that writes more than 16 times its byte budget in one second, during a call", async () => {
