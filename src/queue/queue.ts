@@ -297,14 +297,6 @@ export class Queue {
     this.#active++;
     this.#limits.started(destinations);
     this.#attempt(entry.item)
-      .then((next) => {
-        if (next === undefined) {
-          this.#entries.delete(entry.item.envelope.id);
-        } else {
-          entry.dueAt = next;
-          this.#due.push(entry);
-        }
-      })
       .catch((err) => {
         // The spool could not be updated; try again later rather than lose
         // the item. Its on-disk state is still the last durable one.
@@ -312,12 +304,21 @@ export class Queue {
           qid: entry.item.envelope.id,
           error: err instanceof Error ? err.message : String(err),
         });
-        entry.dueAt = this.#now() + this.#options.retryInitialMs;
-        this.#due.push(entry);
+        return this.#now() + this.#options.retryInitialMs;
       })
-      .finally(() => {
+      .then((next) => {
+        // All of the attempt's end in one step. Its retry goes into the heap
+        // only together with running = false: a pump in between (another
+        // attempt ending in the same turn) took a running item's record for
+        // a stale one and dropped it, and the item was never tried again.
         entry.running = false;
         this.#active--;
+        if (next === undefined) {
+          this.#entries.delete(entry.item.envelope.id);
+        } else {
+          entry.dueAt = next;
+          this.#due.push(entry);
+        }
         this.#requeue(this.#limits.ended(destinations, this.#judge, this.#destinationsOf));
         if (this.#active === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
         this.#pump();

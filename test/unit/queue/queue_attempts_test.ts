@@ -251,6 +251,48 @@ describe("Queue", () => {
     assert.deepEqual(await listDir(`${dataDir}/spool/queue`), [`${item.envelope.id}.msg`]);
   });
 
+  it("Queue retries an item whose attempt ends in the same turn as another item's", async () => {
+    // Seen in the Dovecot test under load: a bounce's attempt ended (its
+    // spool file removed) in the same turn as the deferral of the message it
+    // reported on (its state saved). The other attempt's end ran the
+    // queue's pump while the deferred item still counted as running, the
+    // pump dropped its retry as stale, and the item got no further attempt
+    // (and stop() waited for it for ever).
+    const courier = new FakeCourier((call, attempt) =>
+      call.address === "late@ex.test" && attempt === 1
+        ? { status: "deferred", error: "mailbox full for now" }
+        : { status: "sent", detail: "maildir:ok" }
+    );
+    const done = await spoolItem(["done@ex.test"]);
+    const late = await spoolItem(["late@ex.test"]);
+    // Each attempt's last step on the spool waits here, so that both end together.
+    const gate = deferred<void>();
+    const waiting: string[] = [];
+    const remove = spool.remove.bind(spool);
+    const saveState = spool.saveState.bind(spool);
+    spool.remove = async (id) => {
+      await remove(id);
+      waiting.push(`remove ${id}`);
+      await gate.promise;
+    };
+    spool.saveState = async (id, state) => {
+      await saveState(id, state);
+      waiting.push(`save ${id}`);
+      await gate.promise;
+    };
+    const q = makeQueue(courier);
+    q.add(done);
+    await until(() => waiting.length === 1);
+    q.add(late);
+    await until(() => waiting.length === 2);
+    assert.deepEqual(waiting, [`remove ${done.envelope.id}`, `save ${late.envelope.id}`]);
+    gate.resolve();
+    // The saved state moved the clock to the retry, so it is due at the next pump.
+    await until(() => completedLines().length === 2);
+    assert.equal(courier.calls.filter((c) => c.address === "late@ex.test").length, 2);
+    assert.equal(q.size, 0);
+  });
+
   it("add() delivers at once when next_attempt_at is already past", async () => {
     const courier = new FakeCourier(() => ({ status: "sent", detail: "ok" }));
     const q = makeQueue(courier);
