@@ -110,6 +110,8 @@ export class Spool {
    * get one, and their removal skips the unlink that would fail.
    */
   #mayHaveState = new Set<string>();
+  /** The last save of each item whose state is being saved (see {@linkcode saveState}). */
+  #saving = new Map<string, Promise<void>>();
 
   /** Creates the spool under `<dataDir>/spool`. Call {@linkcode init}. */
   constructor(dataDir: string, options: SpoolOptions = {}) {
@@ -312,16 +314,30 @@ export class Spool {
     }
   }
 
-  /** Durably records the delivery state of an item. */
+  /**
+   * Durably records the delivery state of an item. Saves of one item run
+   * one after the other, in the order called, so the last call's state is
+   * the one on disk: each writes through the same temporary name, created
+   * exclusively, and a second one at once failed with EEXIST.
+   */
   async saveState(id: string, state: DeliveryState): Promise<void> {
     this.#mayHaveState.add(id);
     const data = new TextEncoder().encode(JSON.stringify(state));
-    await writeFileDurably(
-      join(this.#incoming, `${id}.state`),
-      join(this.#queue, `${id}.state`),
-      data,
-      this.#queueSync,
+    const before = this.#saving.get(id);
+    const save = (before ?? Promise.resolve()).catch(() => {}).then(() =>
+      writeFileDurably(
+        join(this.#incoming, `${id}.state`),
+        join(this.#queue, `${id}.state`),
+        data,
+        this.#queueSync,
+      )
     );
+    this.#saving.set(id, save);
+    try {
+      await save;
+    } finally {
+      if (this.#saving.get(id) === save) this.#saving.delete(id);
+    }
   }
 
   /**
