@@ -159,7 +159,10 @@ export function adminApp(deps: AdminDeps): Hono {
   const act = (c: Context, id: string, outcome: AdminOutcome, done: string) => {
     if (outcome === "missing") return c.json({ error: `no queued message ${id}` }, 404);
     if (outcome === "busy") {
-      return c.json({ error: `${id} is being delivered right now; try again shortly` }, 409);
+      return c.json(
+        { error: `${id} is being delivered or changed right now; try again shortly` },
+        409,
+      );
     }
     return c.json({ ok: true, id, done });
   };

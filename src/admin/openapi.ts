@@ -45,7 +45,10 @@ const action = (summary: string, extra: Record<string, unknown> = {}) => ({
       ...bodyErrors,
       "401": error,
       "404": error,
-      "409": { ...error, description: "The message is being delivered right now" },
+      "409": {
+        ...error,
+        description: "The message is being delivered, or held, released or ended, right now",
+      },
     },
   },
 });
