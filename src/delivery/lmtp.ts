@@ -237,10 +237,7 @@ export class LmtpCourier {
           const results = lmtpResults(where, envelope.to, session.replies.replies);
           if (err) {
             // Nothing was sent: end the transaction so the connection serves the next.
-            session.connection.reset((resetErr) => {
-              if (resetErr) session.closed = true;
-              resolve(results);
-            });
+            resetThenResolve(session, () => resolve(results));
             return;
           }
           resolve(results);
@@ -248,6 +245,33 @@ export class LmtpCourier {
       );
     });
   }
+}
+
+/**
+ * Sends RSET on `session` and calls `done` once, when it is answered or
+ * the connection ends first. nodemailer drops the RSET's callback when the
+ * connection closes (the server restarting, the command timeout): waiting
+ * for it alone left the delivery, and the queue attempt, waiting for ever.
+ */
+function resetThenResolve(session: Session, done: () => void): void {
+  const { connection } = session;
+  if (session.closed) {
+    done();
+    return;
+  }
+  let settled = false;
+  const settle = (closed: boolean) => {
+    if (settled) return;
+    settled = true;
+    if (closed) session.closed = true;
+    connection.removeListener("end", lost);
+    connection.removeListener("error", lost);
+    done();
+  };
+  const lost = () => settle(true);
+  connection.on("end", lost);
+  connection.on("error", lost);
+  connection.reset((resetErr) => settle(resetErr !== null && resetErr !== undefined));
 }
 
 function describe(err: unknown): string {

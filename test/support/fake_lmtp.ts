@@ -31,6 +31,8 @@ export interface LmtpScript {
   afterData?: (message: FakeMxMessage, connection: FakeMxConnection) => string[];
   /** Instead of closing the connection after too few replies, say nothing more until the client does. */
   silent?: boolean;
+  /** Close the connection at RSET instead of answering it (a store restarting). */
+  closeAtRset?: boolean;
 }
 
 /** An LMTP server's dialogue, answering as `script` says. */
@@ -79,6 +81,9 @@ export function lmtpDialogue(script: LmtpScript = {}): (c: FakeMxConnection) => 
         return script.silent ? await c.closed : c.destroy();
       } else if (verb === "QUIT") {
         c.send("221 2.0.0 bye\r\n");
+        return c.destroy();
+      } else if (verb === "RSET" && script.closeAtRset) {
+        c.log.push("closed at RSET");
         return c.destroy();
       } else if (verb === "RSET" || verb === "NOOP") {
         if (verb === "RSET") [mailFrom, to] = ["", []];

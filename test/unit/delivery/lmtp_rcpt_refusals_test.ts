@@ -152,4 +152,27 @@ describe("LmtpCourier: a recipient refused at RCPT", () => {
       }
     },
   );
+  it("gives every refusal when the server closes the connection instead of answering the RSET", {
+    timeout: 30_000,
+  }, async () => {
+    // nodemailer drops the RSET's callback when the connection closes: the
+    // delivery (and its queue attempt) waited for it for ever.
+    const { lmtp, endpoint } = await server({
+      rcpt: (address) => `550 5.1.1 <${address}> no such user`,
+      closeAtRset: true,
+    });
+    const courier = new LmtpCourier({ hostname: "mx.test" });
+    try {
+      const results = await courier.deliver(endpoint, { from, to: ["a@x.test"] }, message);
+      assert.deepEqual(outcomes(results), { "a@x.test": "failed 5.1.1" }, lmtp.transcript);
+      assert.ok(lmtp.transcript.includes("closed at RSET"), lmtp.transcript);
+      // The closed connection is not kept: the next message opens a new one.
+      const again = await courier.deliver(endpoint, { from, to: ["b@x.test"] }, message);
+      assert.deepEqual(outcomes(again), { "b@x.test": "failed 5.1.1" }, lmtp.transcript);
+      assert.equal(courier.connectionsOpened, 2);
+    } finally {
+      courier.close();
+      await lmtp.close();
+    }
+  });
 });
