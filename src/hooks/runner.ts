@@ -239,8 +239,8 @@ export class HookRunner {
       if (found) found.print += `\n${JSON.stringify(this.#settingsKey(point))}`;
       const current = this.#installed.get(point);
       if (current?.print === found?.print) continue;
-      if (current?.form === "module") current.pool.close();
       if (!found) {
+        if (current?.form === "module") current.pool.close();
         this.#installed.delete(point);
         if (current) this.#options.logger.info("hook removed", { hook: point });
         continue;
@@ -255,6 +255,11 @@ export class HookRunner {
         installed = { form: "broken", error, print: found.print };
       }
       this.#installed.set(point, installed);
+      // The old workers go only now, once calls reach the new hook (their
+      // calls in flight finish): closed before the install, which awaits
+      // the check of the binary's deno, they refused the calls in between
+      // ("the hook was unloaded").
+      if (current?.form === "module") current.pool.close();
     }
   }
 
