@@ -10,8 +10,18 @@ import type { Logger, MailLog } from "../log/mod.ts";
 import { DestinationLimits, type Verdict } from "./destination_limits.ts";
 import { DueHeap } from "./due_heap.ts";
 import { copyState, type DeliveryState } from "./records.ts";
+import {
+  type AdminOutcome,
+  type Entry,
+  notified,
+  pendingAddresses,
+  queuedFor,
+  type QueueEntryView,
+  view,
+} from "./queue_entry.ts";
 import type { Spool, SpoolItem } from "./spool.ts";
 import type { Courier, NotifiedRecipient, Notifier, QueueOptions } from "./courier.ts";
+export type { AdminOutcome, QueueEntryView } from "./queue_entry.ts";
 
 export type {
   Courier,
@@ -21,50 +31,6 @@ export type {
   QueueOptions,
   RecipientRef,
 } from "./courier.ts";
-
-interface Entry {
-  item: SpoolItem;
-  dueAt: number;
-  running: boolean;
-  /** Set aside for this destination (see `destination_limits.ts`). */
-  waitingOn?: string | undefined;
-}
-
-/** The recipients an attempt for `item` is for: those still pending. */
-function pendingAddresses(item: SpoolItem): string[] {
-  return item.state.recipients.filter((r) => r.status === "pending").map((r) => r.address);
-}
-
-/** What the administration sees of a queued item. */
-export interface QueueEntryView {
-  item: SpoolItem;
-  /** When the next attempt is due (milliseconds since the epoch). */
-  dueAt: number;
-  /** An attempt is running now. */
-  running: boolean;
-  held: boolean;
-}
-
-/** The outcome of an administrative action on one item. */
-export type AdminOutcome = "done" | "missing" | "busy";
-
-function notified(rcpt: DeliveryState["recipients"][number]): NotifiedRecipient {
-  return {
-    address: rcpt.address,
-    error: rcpt.last_error ?? "",
-    status: rcpt.last_status,
-    remoteMta: rcpt.remote_mta,
-  };
-}
-
-function view(entry: Entry): QueueEntryView {
-  return {
-    item: entry.item,
-    dueAt: entry.dueAt,
-    running: entry.running,
-    held: entry.item.state.held === true,
-  };
-}
 
 /** Schedules delivery attempts for spooled items. */
 export class Queue {
@@ -82,6 +48,8 @@ export class Queue {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #idle: Array<() => void> = [];
+  /** Holds, releases and finishes in progress, which stop() waits for too. */
+  #changing = 0;
   #notifier: Notifier | undefined;
 
   /** Creates a queue; `now` and `random` may be injected by tests. */
@@ -158,6 +126,7 @@ export class Queue {
     const entry = this.#entries.get(id);
     if (!entry) return "missing";
     if (entry.running) return "busy";
+    this.#changing++;
     // Busy while the state is saved, as during an attempt. An attempt
     // started meanwhile would end by writing its own copy of the state,
     // from before the hold, over it (the hold answered "done" would be
@@ -184,6 +153,7 @@ export class Queue {
         this.#due.push(entry);
       }
       this.#pump();
+      this.#changed();
     }
     return "done";
   }
@@ -197,6 +167,16 @@ export class Queue {
     const entry = this.#entries.get(id);
     if (!entry) return "missing";
     if (entry.running) return "busy";
+    this.#changing++;
+    try {
+      return await this.#finish(entry, how, reason);
+    } finally {
+      this.#changed();
+    }
+  }
+
+  async #finish(entry: Entry, how: "bounce" | "delete", reason: string): Promise<AdminOutcome> {
+    const id = entry.item.envelope.id;
     entry.running = true;
     this.#limits.forget(entry);
     const { recipients } = entry.item.state;
@@ -235,11 +215,27 @@ export class Queue {
     this.#pump();
   }
 
-  /** Stops starting attempts and waits for those in flight to finish. */
+  /**
+   * Stops starting attempts and waits for those in flight to finish, and
+   * for holds, releases and finishes in progress: the spool is closed next.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
-    if (this.#active > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
+    if (this.#active > 0 || this.#changing > 0) {
+      await new Promise<void>((resolve) => this.#idle.push(resolve));
+    }
+  }
+
+  /** An administrator's change ended: wakes stop() once nothing is left. */
+  #changed(): void {
+    this.#changing--;
+    this.#wakeIdle();
+  }
+
+  #wakeIdle(): void {
+    if (this.#active > 0 || this.#changing > 0) return;
+    for (const resolve of this.#idle.splice(0)) resolve();
   }
 
   #pump(): void {
@@ -336,7 +332,7 @@ export class Queue {
           this.#due.push(entry);
         }
         this.#requeue(this.#limits.ended(destinations, this.#judge, this.#destinationsOf));
-        if (this.#active === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
+        this.#wakeIdle();
         this.#pump();
       });
   }
@@ -434,11 +430,4 @@ export class Queue {
     );
     return Math.round(base * (0.8 + 0.4 * this.#random()));
   }
-}
-
-/** A time in the queue for a reader: hours, or minutes (seconds) below an hour (a minute). */
-function queuedFor(ms: number): string {
-  if (ms >= 3_600_000) return `${Math.round(ms / 3_600_000)}h`;
-  if (ms >= 60_000) return `${Math.round(ms / 60_000)}m`;
-  return `${Math.max(0, Math.round(ms / 1000))}s`;
 }

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Queue, SpoolItem } from "../../../src/queue/mod.ts";
-import { listDir, until } from "../helpers.ts";
+import { deferred, listDir, until } from "../helpers.ts";
 import {
   clock,
   DEFER,
@@ -157,5 +157,31 @@ describe("Queue administration", () => {
     q.add(await spoolItem(["other@ex.test"]));
     await until(() => q.size === 0);
     assert.equal(courier.callsFor(id).length, 2);
+  });
+
+  it("stop() waits for a finish() in progress, which then removes the item", async () => {
+    // stop() waited for attempts only: a shutdown closed the spool while a
+    // finish was still queueing its bounce or removing the item's files.
+    const courier = partlyCourier();
+    const q = makeQueue(courier);
+    q.setNotifier(recordingNotifier().notifier);
+    const item = await partlyDelivered(q, courier);
+    const id = item.envelope.id;
+    // The finish's bounce waits at a gate.
+    const bounceQueued = deferred<void>();
+    const { notifier, notices } = recordingNotifier({ wait: bounceQueued.promise });
+    q.setNotifier(notifier);
+    const finishing = q.finish(id, "bounce", "removed by the admin");
+    await until(() => notices.length === 1);
+    let stopped = false;
+    const stopping = q.stop().then(() => {
+      stopped = true;
+    });
+    for (let turn = 0; turn < 20; turn++) await new Promise((r) => setTimeout(r, 1));
+    assert.equal(stopped, false, "stop() returned while the finish was queueing its bounce");
+    bounceQueued.resolve();
+    assert.equal(await finishing, "done");
+    await stopping;
+    assert.deepEqual(await listDir(queueDir), []);
   });
 });
