@@ -29,7 +29,7 @@ export interface QueueEntryView {
   item: SpoolItem;
   /** When the next attempt is due (milliseconds since the epoch). */
   dueAt: number;
-  /** An attempt is running now. */
+  /** An attempt, or a hold, release or finish, is in progress now. */
   running: boolean;
   held: boolean;
 }
