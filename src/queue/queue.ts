@@ -127,33 +127,37 @@ export class Queue {
     if (!entry) return "missing";
     if (entry.running) return "busy";
     this.#changing++;
-    // Busy while the state is saved, as during an attempt. An attempt
-    // started meanwhile would end by writing its own copy of the state,
-    // from before the hold, over it (the hold answered "done" would be
-    // gone); or this save, ending after the attempt, would put back as
-    // pending the recipients that attempt delivered, and they would get
-    // the message again. A second hold or release meanwhile is "busy".
-    entry.running = true;
-    const state: DeliveryState = copyState(entry.item.state);
-    if (held) state.held = true;
-    else delete state.held;
     let saved = false;
     try {
+      // Busy while the state is saved, as during an attempt. An attempt
+      // started meanwhile would end by writing its own copy of the state,
+      // from before the hold, over it (the hold answered "done" would be
+      // gone); or this save, ending after the attempt, would put back as
+      // pending the recipients that attempt delivered, and they would get
+      // the message again. A second hold or release meanwhile is "busy".
+      entry.running = true;
+      const state: DeliveryState = copyState(entry.item.state);
+      if (held) state.held = true;
+      else delete state.held;
       await this.#spool.saveState(id, state);
       entry.item.state = state;
       saved = true;
     } finally {
-      entry.running = false;
-      if (entry.item.state.held) this.#limits.forget(entry);
-      else if (entry.waitingOn === undefined) {
-        // Released, it is due now; not held after all (the save failed), it
-        // keeps its time. Either way a new heap record: a pump while the
-        // entry was busy dropped the old one as stale.
-        if (saved) entry.dueAt = this.#now();
-        this.#due.push(entry);
+      try {
+        entry.running = false;
+        if (entry.item.state.held) this.#limits.forget(entry);
+        else if (entry.waitingOn === undefined) {
+          // Released, it is due now; not held after all (the save failed),
+          // it keeps its time. Either way a new heap record: a pump while
+          // the entry was busy dropped the old one as stale.
+          if (saved) entry.dueAt = this.#now();
+          this.#due.push(entry);
+        }
+        this.#pump();
+      } finally {
+        // Whatever happened above: a stop() must not wait for this for ever.
+        this.#changed();
       }
-      this.#pump();
-      this.#changed();
     }
     return "done";
   }

@@ -22,6 +22,7 @@ import {
   type DeliveryResult,
   type DeliveryState,
   Queue,
+  type QueueOptions,
   type RecipientRef,
   Spool,
   type SpoolItem,
@@ -65,7 +66,7 @@ describe("Queue: holds against attempts and saves at once", () => {
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  function makeQueue(courier: Courier): Queue {
+  function makeQueue(courier: Courier, options: Partial<QueueOptions> = {}): Queue {
     const counters = new Counters();
     queue = new Queue(
       spool,
@@ -77,6 +78,7 @@ describe("Queue: holds against attempts and saves at once", () => {
         retryInitialMs: RETRY,
         retryMaxMs: 300_000,
         maxQueueLifetimeMs: 5 * 86_400_000,
+        ...options,
       },
       () => now,
       () => 0.5,
@@ -177,6 +179,55 @@ describe("Queue: holds against attempts and saves at once", () => {
       ["done", "busy"],
     );
     assert.equal(q.get(id)?.held, true);
+  });
+
+  it("a hold whose save fails leaves the item as it was: not held, tried at its time", async () => {
+    const courier = new Courier1();
+    const q = makeQueue(courier);
+    const x = await item(["a@ex.test"], T0 + RETRY);
+    const id = x.envelope.id;
+    q.add(x);
+    const save = spool.saveState.bind(spool);
+    spool.saveState = () => Promise.reject(new Error("disk full"));
+    await assert.rejects(q.setHeld(id, true), /disk full/);
+    spool.saveState = save;
+    assert.deepEqual(
+      { held: q.get(id)?.held, running: q.get(id)?.running, dueAt: q.get(id)?.dueAt },
+      { held: false, running: false, dueAt: T0 + RETRY },
+    );
+    // Its time comes: the next pump (a new message) starts it.
+    now = T0 + RETRY;
+    q.add(await item(["other@ex.test"]));
+    await until(() => courier.calls.some((c) => c.qid === id) && q.get(id) === undefined);
+    // And stop() has nothing of the failed hold to wait for.
+    await q.stop();
+  });
+
+  it("a release whose pump throws still lets stop() end", async () => {
+    // The pump asks the courier for an item's destinations when a limit per
+    // destination is set; a throw there skipped the count of changes in
+    // progress, and stop() waited for ever.
+    let fail = false;
+    const courier: Courier = {
+      destinationsOf: (recipients) => {
+        if (fail) throw new Error("resolver broke");
+        return recipients.map((address) => address.split("@")[1]!);
+      },
+      deliver: (_item, recipients) =>
+        Promise.resolve(recipients.map((): DeliveryResult => ({ status: "sent", detail: "ok" }))),
+    };
+    const q = makeQueue(courier, { destinationConcurrency: 1 });
+    const x = await item(["a@ex.test"]);
+    x.state.held = true;
+    q.add(x);
+    fail = true;
+    await assert.rejects(q.setHeld(x.envelope.id, false), /resolver broke/);
+    let stopped = false;
+    const stopping = q.stop().then(() => {
+      stopped = true;
+    });
+    await until(() => stopped);
+    await stopping;
   });
 
   it("saves of one item's state at once both succeed, in the order called", async () => {
