@@ -108,21 +108,12 @@ describe("Queue: holds against attempts and saves at once", () => {
   }
 
   /**
-   * Makes the item fall due while the hold's save waits, and runs a pump (a
-   * new message arrives); then gives an attempt that started anyway the
-   * turns it needs to run to its end.
+   * Holds a message for a@ and b@ whose save waits at a gate while the
+   * message falls due and a pump runs (a new message arrives), then gives
+   * an attempt that started anyway the turns it needs to run to its end,
+   * and opens the gate. The hold must be answered "done".
    */
-  async function fallDueDuringSave(q: Queue, courier: Courier1, id: string): Promise<void> {
-    now = T0 + RETRY;
-    q.add(await item(["other@ex.test"]));
-    let turns = 0;
-    await until(() =>
-      turns++ > 200 ||
-      (courier.calls.some((c) => c.qid === id) && q.get(id)?.running === false)
-    );
-  }
-
-  it("a hold answered 'done' is in force in memory and on disk, and no attempt ran during it", async () => {
+  async function holdWhileFallingDue(): Promise<{ q: Queue; courier: Courier1; id: string }> {
     const courier = new Courier1();
     const q = makeQueue(courier);
     const x = await item(["a@ex.test", "b@ex.test"], T0 + RETRY);
@@ -132,9 +123,20 @@ describe("Queue: holds against attempts and saves at once", () => {
     const save = gateNextSave(gate.promise);
     const held = q.setHeld(id, true);
     await until(save.entered);
-    await fallDueDuringSave(q, courier, id);
+    now = T0 + RETRY;
+    q.add(await item(["other@ex.test"]));
+    let turns = 0;
+    await until(() =>
+      turns++ > 200 ||
+      (courier.calls.some((c) => c.qid === id) && q.get(id)?.running === false)
+    );
     gate.resolve();
     assert.equal(await held, "done");
+    return { q, courier, id };
+  }
+
+  it("a hold answered 'done' is in force in memory and on disk, and no attempt ran during it", async () => {
+    const { q, courier, id } = await holdWhileFallingDue();
     const onDisk = JSON.parse(await readFile(join(spool.root, "queue", `${id}.state`), "utf8"));
     assert.deepEqual(
       {
@@ -148,18 +150,7 @@ describe("Queue: holds against attempts and saves at once", () => {
   });
 
   it("after a hold and its release, a recipient already delivered is not delivered again", async () => {
-    const courier = new Courier1();
-    const q = makeQueue(courier);
-    const x = await item(["a@ex.test", "b@ex.test"], T0 + RETRY);
-    const id = x.envelope.id;
-    q.add(x);
-    const gate = deferred();
-    const save = gateNextSave(gate.promise);
-    const held = q.setHeld(id, true);
-    await until(save.entered);
-    await fallDueDuringSave(q, courier, id);
-    gate.resolve();
-    assert.equal(await held, "done");
+    const { q, courier, id } = await holdWhileFallingDue();
     assert.equal(await q.setHeld(id, false), "done");
     // Released, it is due now: one attempt, a@ sent and b@ deferred.
     await until(() => courier.calls.some((c) => c.qid === id) && q.get(id)?.running === false);
