@@ -10,12 +10,12 @@
  */
 
 import assert from "node:assert/strict";
-import { accessSync, constants } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { env, execPath } from "node:process";
 import { after, before, describe, it } from "node:test";
 import { loadConfig } from "../../../src/config/mod.ts";
+import { findDeno } from "../../../src/hooks/find_deno.ts";
 import type { EmbeddedDeno } from "../../../src/hooks/hook_runtime.ts";
 import { HookRunner } from "../../../src/hooks/runner.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
@@ -25,18 +25,11 @@ import { deferred, makeTempDir, removeDir, until } from "../helpers.ts";
 const hookFor = (address: string) =>
   `export default (input: { address: string }) => input.address === "${address}";\n`;
 
-/** The deno on PATH, which plays the binary's own here. */
+/** The deno the runner would find on PATH, which plays the binary's own here. */
 function denoOnPath(): string {
-  for (const dir of (env.PATH ?? "").split(":")) {
-    const candidate = join(dir, "deno");
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  throw new Error("these tests need deno on PATH");
+  const found = findDeno({ env: (name) => env[name], execPath });
+  if (!found) throw new Error("these tests need deno on PATH");
+  return found.path;
 }
 
 describe("HookRunner: a hook replaced while its runtime is checked", () => {

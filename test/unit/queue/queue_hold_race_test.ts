@@ -12,8 +12,7 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { Counters, Logger, MailLog } from "../../../src/log/mod.ts";
@@ -27,10 +26,10 @@ import {
   Spool,
   type SpoolItem,
 } from "../../../src/queue/mod.ts";
-import { deferred, until } from "../helpers.ts";
+import { deferred, makeTempDir, removeDir, until } from "../helpers.ts";
 import { makeEnvelope, spoolMessage } from "./fixtures.ts";
+import { T0 } from "./queue_setup.ts";
 
-const T0 = Date.parse("2026-03-01T00:00:00.000Z");
 const RETRY = 60_000;
 
 /** a@ and other@ are accepted, b@ deferred; every call is recorded. */
@@ -54,7 +53,7 @@ describe("Queue: holds against attempts and saves at once", () => {
   let now: number;
 
   beforeEach(async () => {
-    dataDir = await mkdtemp(join(tmpdir(), "postern-hold-race-"));
+    dataDir = await makeTempDir("postern-hold-race-");
     spool = new Spool(dataDir);
     await spool.init();
     now = T0;
@@ -63,7 +62,7 @@ describe("Queue: holds against attempts and saves at once", () => {
   afterEach(async () => {
     await queue?.stop();
     await spool.close();
-    await rm(dataDir, { recursive: true, force: true });
+    await removeDir(dataDir);
   });
 
   function makeQueue(courier: Courier, options: Partial<QueueOptions> = {}): Queue {
