@@ -249,7 +249,7 @@ export class LmtpCourier {
 
 /**
  * Sends RSET on `session` and calls `done` once, when it is answered or
- * the connection ends first. nodemailer drops the RSET's callback when the
+ * the connection ends first; a refused RSET closes the connection. nodemailer drops the RSET's callback when the
  * connection closes (the server restarting, the command timeout): waiting
  * for it alone left the delivery, and the queue attempt, waiting for ever.
  */
@@ -271,7 +271,18 @@ function resetThenResolve(session: Session, done: () => void): void {
   const lost = () => settle(true);
   connection.on("end", lost);
   connection.on("error", lost);
-  connection.reset((resetErr) => settle(resetErr !== null && resetErr !== undefined));
+  connection.reset((resetErr) => {
+    if (resetErr === null || resetErr === undefined) return settle(false);
+    // A store that will not end the transaction cannot take the next one on
+    // this connection: say QUIT now (RFC 5321 section 4.1.1.10) rather than
+    // leave the socket open until the server's or our command timeout.
+    settle(true);
+    try {
+      connection.quit();
+    } catch {
+      connection.close();
+    }
+  });
 }
 
 function describe(err: unknown): string {

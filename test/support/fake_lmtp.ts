@@ -33,6 +33,8 @@ export interface LmtpScript {
   silent?: boolean;
   /** Close the connection at RSET instead of answering it (a store restarting). */
   closeAtRset?: boolean;
+  /** The reply to RSET. Default "250 2.0.0 ok". */
+  rset?: () => string;
 }
 
 /** An LMTP server's dialogue, answering as `script` says. */
@@ -85,8 +87,10 @@ export function lmtpDialogue(script: LmtpScript = {}): (c: FakeMxConnection) => 
       } else if (verb === "RSET" && script.closeAtRset) {
         c.log.push("closed at RSET");
         return c.destroy();
-      } else if (verb === "RSET" || verb === "NOOP") {
-        if (verb === "RSET") [mailFrom, to] = ["", []];
+      } else if (verb === "RSET") {
+        [mailFrom, to] = ["", []];
+        c.send(`${script.rset?.() ?? "250 2.0.0 ok"}\r\n`);
+      } else if (verb === "NOOP") {
         c.send("250 2.0.0 ok\r\n");
       } else {
         c.send("502 5.5.2 not here\r\n");

@@ -175,4 +175,31 @@ describe("LmtpCourier: a recipient refused at RCPT", () => {
       await lmtp.close();
     }
   });
+
+  it("quits a connection whose RSET was refused instead of leaving it open", {
+    timeout: 30_000,
+  }, async () => {
+    const { lmtp, endpoint } = await server({
+      rcpt: (address) => `550 5.1.1 <${address}> no such user`,
+      rset: () => "500 5.5.1 confused",
+    });
+    const courier = new LmtpCourier({ hostname: "mx.test", idleMs: 60_000 });
+    try {
+      const results = await courier.deliver(endpoint, { from, to: ["a@x.test"] }, message);
+      assert.deepEqual(outcomes(results), { "a@x.test": "failed 5.1.1" }, lmtp.transcript);
+      // A connection whose transaction could not be ended serves nothing
+      // more: the courier says QUIT at once rather than leaving the socket
+      // for the server's timeout (RFC 5321 section 4.1.1.10).
+      const connection = lmtp.connections[0];
+      assert.ok(connection, lmtp.transcript);
+      await connection.closed;
+      assert.match(lmtp.transcript, /QUIT/, lmtp.transcript);
+      const again = await courier.deliver(endpoint, { from, to: ["b@x.test"] }, message);
+      assert.deepEqual(outcomes(again), { "b@x.test": "failed 5.1.1" }, lmtp.transcript);
+      assert.equal(courier.connectionsOpened, 2);
+    } finally {
+      courier.close();
+      await lmtp.close();
+    }
+  });
 });
