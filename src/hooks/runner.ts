@@ -86,11 +86,16 @@ export class HookRunner {
     }
     await mkdir(join(options.dataDir, "run"), { recursive: true, mode: 0o700 });
     await writeFile(runner.#bootstrap, WORKER_SOURCE, { mode: 0o600 });
-    await runner.#refresh(true);
+    try {
+      await runner.#refresh(true);
+    } catch (err) {
+      // The hooks installed before the one that cannot run would keep their
+      // workers running beside a server that never starts.
+      runner.close();
+      throw err;
+    }
     if (options.watch !== false) {
-      runner.#watch = watchTree(hooksDir, () => {
-        runner.#refreshing = runner.#refreshing.then(() => runner.#refresh(false));
-      });
+      runner.#watch = watchTree(hooksDir, () => void runner.#queueRefresh());
     }
     return runner;
   }
@@ -107,7 +112,24 @@ export class HookRunner {
     if (config.deno !== this.#options.config.deno) this.#deno = undefined;
     this.#options = { ...this.#options, config };
     if (this.#options.configDir === undefined) return this.#refreshing;
-    this.#refreshing = this.#refreshing.then(() => this.#refresh(false));
+    return this.#queueRefresh();
+  }
+
+  /**
+   * Runs a refresh after those already queued. A refresh that fails is
+   * logged and ends there: left rejected, the chain would skip every later
+   * change of the hooks and of their settings until a restart.
+   */
+  #queueRefresh(): Promise<void> {
+    this.#refreshing = this.#refreshing.then(() => this.#refresh(false)).catch((err) => {
+      try {
+        this.#options.logger.error("refreshing the hooks failed; the hooks in place stay", {
+          error: err instanceof Error ? err.message : String(err),
+        });
+      } catch {
+        // The log itself failing leaves nothing better to do here.
+      }
+    });
     return this.#refreshing;
   }
 
