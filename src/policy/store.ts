@@ -112,8 +112,11 @@ export class PolicyStore {
       return this.#running;
     }
     // One more reload after the one in progress serves every request made
-    // meanwhile: it reads the files as they are when it starts.
-    this.#queued ??= this.#running.then(() => {
+    // meanwhile: it reads the files as they are when it starts. It runs
+    // whatever became of the one in progress: chained on that one's
+    // rejection alone, it would never run, and stay queued, answering every
+    // later request with that old failure.
+    this.#queued ??= this.#running.catch(() => {}).then(() => {
       this.#queued = undefined;
       return this.reload(cause);
     });
