@@ -249,9 +249,10 @@ export class LmtpCourier {
 
 /**
  * Sends RSET on `session` and calls `done` once, when it is answered or
- * the connection ends first; a refused RSET closes the connection. nodemailer drops the RSET's callback when the
- * connection closes (the server restarting, the command timeout): waiting
- * for it alone left the delivery, and the queue attempt, waiting for ever.
+ * the connection ends first; a refused RSET ends the connection with QUIT.
+ * nodemailer drops the RSET's callback when the connection closes (the
+ * server restarting, the command timeout): waiting for it alone left the
+ * delivery, and the queue attempt, waiting for ever.
  */
 function resetThenResolve(session: Session, done: () => void): void {
   const { connection } = session;

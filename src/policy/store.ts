@@ -113,8 +113,8 @@ export class PolicyStore {
     }
     // One more reload after the one in progress serves every request made
     // meanwhile: it reads the files as they are when it starts. It runs
-    // whatever became of the one in progress: chained on that one's
-    // rejection alone, it would never run, and stay queued, answering every
+    // whatever became of the one in progress: chained on that one's success
+    // alone, it never ran after a failure and stayed queued, answering every
     // later request with that old failure.
     this.#queued ??= this.#running.catch(() => {}).then(() => {
       this.#queued = undefined;
