@@ -47,7 +47,7 @@ mkdir -p dist
 # whose code, and the node: modules only it imports, load with it. In one
 # bundle every node: import sits at the top and loads at start. Idle
 # resident memory, same config, copies written as a download writes them:
-# 52.7-53.5 MB in one bundle, 50.8-51.2 MB split.
+# 51.5-52.3 MiB in one bundle, 49.6-50.0 MiB split.
 compile() {
   local out=$1; shift
   "${BUN[@]}" build --compile "${NO_AUTOLOAD[@]}" --minify --bytecode --format=esm --splitting --sourcemap \
