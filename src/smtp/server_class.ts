@@ -49,12 +49,15 @@
  *    corrects their enhanced codes where the RFCs say otherwise).
  * 12. The listener watch's probes (listener_watch.ts) are dropped as they
  *    are accepted.
+ * 13. A listener that only offers STARTTLS builds its TLS contexts at the
+ *    first handshake, not when it starts or its certificates change (see
+ *    `updateSecureContext`).
  *
  * @module
  */
 
 import type { Socket } from "node:net";
-import type { TLSSocket } from "node:tls";
+import type { SecureContext, TLSSocket } from "node:tls";
 import { SMTPServer, type SMTPServerOptions } from "smtp-server";
 import type { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
 import {
@@ -101,6 +104,27 @@ export class PosternSmtpServer extends SMTPServer {
     this.#settings = { ...settings };
   }
 
+  /**
+   * smtp-server builds its TLS contexts here, when it is created and when
+   * its certificates change. A listener that only offers STARTTLS builds
+   * them at its first handshake instead: the first context a process makes
+   * sets up its TLS library (on Bun about 1.5 MB of heap and 1.2 MB of code
+   * resident; issue 17), which a server that has had no TLS session yet
+   * does not need. The certificates were checked when they were loaded. An
+   * implicit-TLS listener builds them at once, as smtp-server does.
+   */
+  override updateSecureContext(
+    options?: Parameters<SMTPServer["updateSecureContext"]>[0],
+  ): void {
+    // Called by smtp-server's constructor: nothing of this class's own is set up yet.
+    if (options) Object.assign(this.options, options);
+    if (this.options.secure) return super.updateSecureContext();
+    this.secureContext = new ContextsOnFirstUse(() => {
+      super.updateSecureContext();
+      return this.secureContext;
+    }, (err) => this.emit("error", err));
+  }
+
   /** Same as smtp-server's connect(), with {@linkcode PosternConnection}. */
   override connect(socket: Socket | TLSSocket, socketOptions?: unknown): void {
     const connection = new PosternConnection(
@@ -114,5 +138,35 @@ export class PosternSmtpServer extends SMTPServer {
     connection.on("error", (err: Error) => this._onError(err));
     connection.on("connect", (data) => this._onClientConnect(data));
     connection.init();
+  }
+}
+
+/**
+ * smtp-server's map of TLS contexts (by server name, `*` the default),
+ * built by `build` when a handshake first asks for one. A build that fails
+ * is reported to `failed` and tried again at the next handshake, which
+ * gets no context meanwhile and fails; the listener goes on.
+ */
+class ContextsOnFirstUse extends Map<string, SecureContext> {
+  #build: () => Map<string, SecureContext>;
+  #failed: (err: unknown) => void;
+  #built: Map<string, SecureContext> | undefined;
+
+  constructor(build: () => Map<string, SecureContext>, failed: (err: unknown) => void) {
+    super();
+    this.#build = build;
+    this.#failed = failed;
+  }
+
+  override get(name: string): SecureContext | undefined {
+    if (this.#built === undefined) {
+      try {
+        this.#built = this.#build();
+      } catch (err) {
+        this.#failed(err);
+        return undefined;
+      }
+    }
+    return this.#built.get(name);
   }
 }

@@ -107,6 +107,12 @@ export class LineClient {
     this.#listen(secure);
   }
 
+  /** The SHA-256 fingerprint of the server's certificate, once in TLS. */
+  peerFingerprint256(): string | undefined {
+    const socket = this.#socket as Partial<TLSSocket>;
+    return socket.getPeerCertificate?.()?.fingerprint256;
+  }
+
   /** Closes the connection from this side. */
   close(): void {
     this.#socket.destroy();
