@@ -290,14 +290,8 @@ export async function serve(
     }
     await applyTls(certificates !== appliedCertificates);
     if (stopping) return;
-    try {
-      await hooks.reconfigure(nextConfig.hooks);
-    } catch (err) {
-      logger.error("applying the hook settings failed", {
-        epoch: current.epoch,
-        error: err instanceof Error ? err.message : String(err),
-      });
-    }
+    // The runner logs a refresh that fails, and tries again at the next.
+    await hooks.reconfigure(nextConfig.hooks);
   };
   // New TLS material for STARTTLS (a reload, or an ACME certificate);
   // sessions in progress keep theirs.

@@ -59,6 +59,8 @@ export class HookRunner {
   #bootstrap: string;
   #watch: TreeWatch | undefined;
   #refreshing: Promise<void> = Promise.resolve();
+  /** A refresh failed part way: some hooks may run under older settings. */
+  #refreshOwed = false;
   #closed = false;
   private constructor(options: HookRunnerOptions, hooksDir: string) {
     this.#options = options;
@@ -106,7 +108,9 @@ export class HookRunner {
    * limits; the others keep running untouched.
    */
   reconfigure(config: HooksConfig): Promise<void> {
-    if (JSON.stringify(config) === JSON.stringify(this.#options.config)) {
+    // The same settings again are news only after a refresh that failed
+    // part way, and left some hooks under the settings before.
+    if (!this.#refreshOwed && JSON.stringify(config) === JSON.stringify(this.#options.config)) {
       return this.#refreshing;
     }
     if (config.deno !== this.#options.config.deno) this.#deno = undefined;
@@ -118,10 +122,14 @@ export class HookRunner {
   /**
    * Runs a refresh after those already queued. A refresh that fails is
    * logged and ends there: left rejected, the chain would skip every later
-   * change of the hooks and of their settings until a restart.
+   * change of the hooks and of their settings until a restart. The next
+   * reconfigure() then refreshes even with the same settings.
    */
   #queueRefresh(): Promise<void> {
-    this.#refreshing = this.#refreshing.then(() => this.#refresh(false)).catch((err) => {
+    this.#refreshing = this.#refreshing.then(() => this.#refresh(false)).then(() => {
+      this.#refreshOwed = false;
+    }, (err) => {
+      this.#refreshOwed = true;
       try {
         this.#options.logger.error("refreshing the hooks failed; the hooks in place stay", {
           error: err instanceof Error ? err.message : String(err),
