@@ -106,17 +106,22 @@ export class PolicyStore {
   reload(cause: ReloadCause): Promise<void> {
     if (this.#closed) return Promise.resolve();
     if (!this.#running) {
-      this.#running = this.#reloadOnce(cause).finally(() => {
-        this.#running = undefined;
-      });
+      // Callers start reloads and forget them (`void store.reload(…)` on a
+      // save or SIGHUP): a reload that throws past load(), which should not
+      // happen, is a failed reload, not an unhandled rejection that would
+      // end the process.
+      this.#running = this.#reloadOnce(cause).catch((err) => this.#unexpected(err, cause))
+        .finally(() => {
+          this.#running = undefined;
+        });
       return this.#running;
     }
     // One more reload after the one in progress serves every request made
-    // meanwhile: it reads the files as they are when it starts. It runs
-    // whatever became of the one in progress: chained on that one's success
-    // alone, it never ran after a failure and stayed queued, answering every
-    // later request with that old failure.
-    this.#queued ??= this.#running.catch(() => {}).then(() => {
+    // meanwhile: it reads the files as they are when it starts. The one in
+    // progress never rejects (above), so this one always runs: once, a throw
+    // past load() left it queued for good, answering every later request
+    // with that old failure.
+    this.#queued ??= this.#running.then(() => {
       this.#queued = undefined;
       return this.reload(cause);
     });
@@ -180,6 +185,20 @@ export class PolicyStore {
       domains: config.domains.size,
       ...(recovered ? { recovered: true } : {}),
     });
+  }
+
+  /** A reload that threw outside load(): counted and logged as failed, if that still works. */
+  #unexpected(err: unknown, cause: ReloadCause): void {
+    const message = err instanceof Error ? err.message : String(err);
+    try {
+      this.#failed(message, cause);
+    } catch {
+      try {
+        this.#options.logger.error("policy reload failed", { cause, error: message });
+      } catch {
+        // Nothing is left to report it with.
+      }
+    }
   }
 
   #failed(message: string, cause: ReloadCause): void {
