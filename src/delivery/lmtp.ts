@@ -247,6 +247,9 @@ export class LmtpCourier {
   }
 }
 
+/** How long a store whose RSET was refused has to answer the QUIT that follows. */
+const QUIT_GRACE_MS = 5_000;
+
 /**
  * Sends RSET on `session` and calls `done` once, when it is answered or
  * the connection ends first; a refused RSET ends the connection with QUIT.
@@ -282,7 +285,12 @@ function resetThenResolve(session: Session, done: () => void): void {
       connection.quit();
     } catch {
       connection.close();
+      return;
     }
+    // Nor need it answer the QUIT: its connection ends soon whatever it does.
+    const timer = setTimeout(() => connection.close(), QUIT_GRACE_MS);
+    (timer as { unref?: () => void }).unref?.();
+    connection.once("end", () => clearTimeout(timer));
   });
 }
 

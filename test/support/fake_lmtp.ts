@@ -35,6 +35,8 @@ export interface LmtpScript {
   closeAtRset?: boolean;
   /** The reply to RSET. Default "250 2.0.0 ok". */
   rset?: () => string;
+  /** Say nothing to QUIT and keep the connection open (a store that hangs). */
+  ignoreQuit?: boolean;
 }
 
 /** An LMTP server's dialogue, answering as `script` says. */
@@ -81,6 +83,8 @@ export function lmtpDialogue(script: LmtpScript = {}): (c: FakeMxConnection) => 
         if (replies.length >= message.to.length) continue;
         if (script.silent) c.log.push("silent");
         return script.silent ? await c.closed : c.destroy();
+      } else if (verb === "QUIT" && script.ignoreQuit) {
+        c.log.push("QUIT ignored");
       } else if (verb === "QUIT") {
         c.send("221 2.0.0 bye\r\n");
         return c.destroy();

@@ -202,4 +202,27 @@ describe("LmtpCourier: a recipient refused at RCPT", () => {
       await lmtp.close();
     }
   });
+
+  it("closes that connection itself when the store does not answer the QUIT", {
+    timeout: 30_000,
+  }, async () => {
+    const { lmtp, endpoint } = await server({
+      rcpt: (address) => `550 5.1.1 <${address}> no such user`,
+      rset: () => "500 5.5.1 confused",
+      ignoreQuit: true,
+    });
+    // The command timeout (5 minutes by default) is not what ends it.
+    const courier = new LmtpCourier({ hostname: "mx.test", idleMs: 60_000 });
+    try {
+      const results = await courier.deliver(endpoint, { from, to: ["a@x.test"] }, message);
+      assert.deepEqual(outcomes(results), { "a@x.test": "failed 5.1.1" }, lmtp.transcript);
+      const connection = lmtp.connections[0];
+      assert.ok(connection, lmtp.transcript);
+      await connection.closed;
+      assert.match(lmtp.transcript, /QUIT ignored/, lmtp.transcript);
+    } finally {
+      courier.close();
+      await lmtp.close();
+    }
+  });
 });
