@@ -236,7 +236,7 @@ P_PFMD=$((PORT_BASE+22)); P_BIN=$((PORT_BASE+23)); P_REDIS=$((PORT_BASE+30))
 # then holds it in large folios, each mapped whole at its first fault: the
 # same file idled 4-5 MB larger that way (RssFile 44 against 39 MB).
 POSTERN_BIN=$RT/postern-binary
-if [ -x "$REPO/dist/postern" ]; then
+if [ "$BIN" = 1 ] && [ -x "$REPO/dist/postern" ]; then
   dd if="$REPO/dist/postern" of="$POSTERN_BIN" bs=16k status=none && chmod 755 "$POSTERN_BIN" ||
     fail "copying dist/postern to $POSTERN_BIN"
 fi

@@ -71,6 +71,9 @@ ordered() {  # ordered [ENTRY...]
     ORDER='' compile dist/postern "$@"
   fi
   rm -f dist/.postern-training dist/.postern-training.map "$order"
+  # Each chunk's source map is embedded in the binary too (stack traces are
+  # mapped without these files); the copies left in dist/ only pile up.
+  rm -f dist/*.js.map
 }
 
 if [ "$slim" = 1 ]; then
