@@ -119,10 +119,18 @@ export class PosternSmtpServer extends SMTPServer {
     // Called by smtp-server's constructor: nothing of this class's own is set up yet.
     if (options) Object.assign(this.options, options);
     if (this.options.secure) return super.updateSecureContext();
-    this.secureContext = new ContextsOnFirstUse(() => {
-      super.updateSecureContext();
-      return this.secureContext;
+    const onFirstUse: Map<string, SecureContext> = new ContextsOnFirstUse(() => {
+      try {
+        super.updateSecureContext();
+        return this.secureContext;
+      } catch (err) {
+        // smtp-server put in a new map before the build threw: without this
+        // one back, every later handshake would get that empty map.
+        this.secureContext = onFirstUse;
+        throw err;
+      }
     }, (err) => this.emit("error", err));
+    this.secureContext = onFirstUse;
   }
 
   /** Same as smtp-server's connect(), with {@linkcode PosternConnection}. */
