@@ -53,6 +53,9 @@ describe("PosternSmtpServer: TLS contexts", () => {
   // Counts the contexts smtp-server makes, through the module object it calls.
   const createSecureContext = tls.createSecureContext;
   let built = 0;
+  // While set, every build fails, as one with a certificate the library refuses.
+  let failBuilds = false;
+  let failedBuilds = 0;
 
   before(async () => {
     ca = await TestCa.create();
@@ -61,6 +64,10 @@ describe("PosternSmtpServer: TLS contexts", () => {
     (tls as { createSecureContext: typeof createSecureContext }).createSecureContext = (
       ...args: Parameters<typeof createSecureContext>
     ) => {
+      if (failBuilds) {
+        failedBuilds++;
+        throw new Error("cannot build this context");
+      }
       built++;
       return createSecureContext(...args);
     };
@@ -101,8 +108,6 @@ describe("PosternSmtpServer: TLS contexts", () => {
     const smtp = makeServer(first);
     const errors: string[] = [];
     smtp.on("error", (err: Error) => errors.push(err.message));
-    // Loaded certificates were checked; this one skips the check.
-    smtp.updateSecureContext({ key: "not a key", cert: second.cert });
     const port = await listen(smtp.server);
     const starttls = async () => {
       const client = await LineClient.open("127.0.0.1", port);
@@ -111,23 +116,25 @@ describe("PosternSmtpServer: TLS contexts", () => {
       assert.match(await client.command("STARTTLS"), /^220 /);
       return client;
     };
+    failBuilds = true;
     try {
-      const refused = await starttls();
-      await assert.rejects(refused.startTls());
-      refused.close();
-      assert.ok(errors.length > 0, "the failed build was not reported");
-      // Each handshake tries the build again, and reports it again.
-      const reported = errors.length;
-      const again = await starttls();
-      await assert.rejects(again.startTls());
-      again.close();
-      assert.ok(errors.length > reported, "the build was not tried again");
-      smtp.updateSecureContext({ key: second.key, cert: second.cert });
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        const before = failedBuilds;
+        const refused = await starttls();
+        await assert.rejects(refused.startTls());
+        refused.close();
+        // Once per look-up: the default context, and on Deno the SNI one too.
+        assert.ok(failedBuilds > before, `attempt ${attempt}: the build was not tried again`);
+      }
+      assert.ok(errors.some((e) => e.includes("cannot build")), errors.join("; "));
+      // The cause gone, the next handshake builds and gets the certificate.
+      failBuilds = false;
       const client = await starttls();
       await client.startTls();
-      assert.equal(client.peerFingerprint256(), new X509Certificate(second.cert).fingerprint256);
+      assert.equal(client.peerFingerprint256(), new X509Certificate(first.cert).fingerprint256);
       client.close();
     } finally {
+      failBuilds = false;
       await close(smtp);
     }
   });
