@@ -18,6 +18,7 @@ import { after, before, describe, it } from "node:test";
 import { loadConfig } from "../../../src/config/mod.ts";
 import { HookRunner } from "../../../src/hooks/runner.ts";
 import { Counters, Logger } from "../../../src/log/mod.ts";
+import { pollUntil } from "../../support/within.ts";
 import { makeTempDir, removeDir } from "../helpers.ts";
 
 /** PIDs of the running processes whose command line mentions `text`. */
@@ -35,15 +36,6 @@ function processesMentioning(text: string): number[] {
     }
   }
   return pids;
-}
-
-/** Waits up to 10 s for `condition`, checking every 20 ms. */
-async function within10s(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe("HookRunner: failures around the hooks", () => {
@@ -90,7 +82,7 @@ describe("HookRunner: failures around the hooks", () => {
     // The post-data workers had started (their command line names the
     // bootstrap under dataDir) before the executable was refused.
     assert.ok(seenWorkers > 0, "no post-data worker was seen running");
-    await within10s(() => processesMentioning(dataDir).length === 0, "the workers to end");
+    await pollUntil(() => processesMentioning(dataDir).length === 0, "the workers to end");
   });
 
   it("applies later changes after a refresh that threw", { timeout: 60_000 }, async () => {
