@@ -9,23 +9,10 @@
  * @module
  */
 
-/**
- * C0 and C1 controls, DEL, the line and paragraph separators, and the
- * bidirectional marks, embeddings, overrides and isolates.
- */
-// deno-lint-ignore no-control-regex -- control characters are what is escaped
-const UNSAFE = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+export { printable } from "../log/mod.ts";
 
 /** Of what JSON.stringify leaves raw, the characters to escape (it escapes C0 itself). */
 const UNSAFE_IN_JSON = /[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
-
-/** `text` with each unsafe character written as `\xHH` or `\u{HHHH}`, newlines included. */
-export function printable(text: string): string {
-  return text.replace(UNSAFE, (ch) => {
-    const code = ch.charCodeAt(0);
-    return code < 0x100 ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u{${code.toString(16)}}`;
-  });
-}
 
 /**
  * `value` as indented JSON with every unsafe character escaped as `\uHHHH`:

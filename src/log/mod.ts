@@ -9,7 +9,7 @@ export { BatchedSink } from "./batched_sink.ts";
 export { Counters, HISTOGRAM_BUCKETS } from "./counters.ts";
 export { FileSink } from "./file_sink.ts";
 export type { Histogram } from "./counters.ts";
-export { formatFields, formatValue } from "./format.ts";
+export { formatFields, formatValue, printable } from "./format.ts";
 export type { LogFields, LogValue } from "./format.ts";
 export { LOG_LEVELS, Logger } from "./logger.ts";
 export type { LogLevel, LogSink } from "./logger.ts";

@@ -12,7 +12,7 @@
 import type { PreDeliveryAttemptInput } from "../../hooks/mod.ts";
 import type { DnsResolver } from "../dns/mod.ts";
 import type { CallOutcome } from "../hooks/mod.ts";
-import type { Counters, Logger } from "../log/mod.ts";
+import { type Counters, type Logger, printable } from "../log/mod.ts";
 import type { DeliveryResult, RecipientRef, SpoolItem } from "../queue/mod.ts";
 import type { SmtpSession, TlsMode } from "./client.ts";
 import { openSession } from "./connect.ts";
@@ -143,18 +143,25 @@ export class RemoteCourier {
   }
 
   #hookError(msguid: string, recipient: string, error: string, loadError = false): void {
+    // One line per error, as the reference's log has: the error's text
+    // comes from the hook (a thrown message, or a key of its result quoted
+    // in the validation error), and a line break in it would write a line
+    // of the hook's own choosing into the log.
+    const text = printable(error);
     // The reference logs a hook that does not load once per second, not
     // once per attempt: a large queue would flood the log on every retry.
     if (loadError) {
       const now = Date.now();
       if (now - this.#lastLoadErrorLog < 1000) return;
       this.#lastLoadErrorLog = now;
-      this.#deps.hookLog(error);
+      this.#deps.hookLog(text);
       return;
     }
     this.#deps.hookLog(
-      `error in pre_delivery_attempt_hook: msguid=[${msguid}], recipient=[${recipient}], ` +
-        `error: ${error}`,
+      `error in pre_delivery_attempt_hook: msguid=[${msguid}], recipient=[${
+        printable(recipient)
+      }], ` +
+        `error: ${text}`,
     );
   }
 

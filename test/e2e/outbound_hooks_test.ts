@@ -76,6 +76,11 @@ export default function (input, state) {
       return normal;
     case "invalid":
       return first ? { action: "explode", new_mtaid: "fast" } : normal;
+    case "forge":
+      // A key that the validation error quotes, with a log line of its own inside.
+      return first
+        ? { action: "normal", ["x\\n2099-01-01T00:00:00.000Z error in pre_delivery_attempt_hook: msguid=[FORGED], recipient=[victim@example.com], error: forged"]: 1 }
+        : normal;
     case "nosuch":
       return first ? { action: "new_mtaid", new_mtaid: "nosuch" } : normal;
     default:
@@ -344,6 +349,20 @@ describe("pre-delivery-attempt hook: input and actions", () => {
     await server.waitForLog(delivery(id, "invalid@remote.test", "sent"), 15_000);
     // The invalid result named "fast": it was not used.
     assert.equal(seenBy(mx, await messageFor(mx, "invalid@remote.test")).ehlo, "mail.example.test");
+  });
+
+  it("an invalid result cannot write a line of its own into the log", async () => {
+    const id = queued(await submit(["forge@remote.test"]));
+    await server.waitForLog(delivery(id, "forge@remote.test", "deferred"));
+    const line = await hookLogLine(server, new RegExp(`msguid=\\[${id}\\]`));
+    assert.match(
+      line,
+      /recipient=\[forge@remote\.test\], error: invalid return value: .*x\\x0a2099/,
+    );
+    const forged = (await readHookLog(server)).split("\n").filter((l) => l.includes("FORGED"));
+    // The forged text stays inside the one line of this error.
+    assert.deepEqual(forged, [line]);
+    await server.waitForLog(delivery(id, "forge@remote.test", "sent"), 15_000);
   });
 
   it("opens its log again on SIGHUP, after logrotate renamed it", async () => {
