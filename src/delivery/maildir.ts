@@ -9,8 +9,9 @@
  * @module
  */
 
+import { lstatSync } from "node:fs";
 import { mkdir, readdir, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { DirSyncer, DurableFile } from "../queue/mod.ts";
 
 /**
@@ -44,8 +45,14 @@ export class Maildir {
     chunks: AsyncIterable<Uint8Array>,
     checkExisting: boolean,
   ): Promise<boolean> {
-    this.#ready ??= this.#create();
+    // A failed set-up is not kept: once the operator has mended the cause
+    // (a file where tmp/ belongs, a permission), the next attempt delivers.
+    this.#ready ??= this.#create().catch((err) => {
+      this.#ready = undefined;
+      throw err;
+    });
     await this.#ready;
+    this.#refuseLinks();
     if (checkExisting && await this.#has(name)) return false;
     // The name is derived from the queue ID, so a file of this name in tmp/
     // is what a crash left of an earlier attempt of this same delivery.
@@ -63,6 +70,32 @@ export class Maildir {
   async #create(): Promise<void> {
     for (const sub of ["tmp", "new", "cur"]) {
       await mkdir(join(this.path, sub), { recursive: true, mode: 0o700 });
+    }
+  }
+
+  /**
+   * Refuses a mailbox whose folders are not directories of their own: a
+   * symbolic link in place of the mailbox, its domain's folder, tmp/ or
+   * new/ would have the message written wherever it points (as root, into
+   * any directory at all). Checked at every delivery, as whoever can write
+   * in the mail root can swap one in at any time; the error is temporary,
+   * for the operator to mend.
+   */
+  #refuseLinks(): void {
+    for (
+      const dir of [dirname(this.path), this.path, join(this.path, "tmp"), join(this.path, "new")]
+    ) {
+      const info = lstatSync(dir);
+      if (!info.isDirectory()) {
+        throw Object.assign(
+          new Error(
+            `${dir} is ${
+              info.isSymbolicLink() ? "a symbolic link" : "not a directory"
+            }: not delivering through it`,
+          ),
+          { code: "ENOTDIR" },
+        );
+      }
     }
   }
 

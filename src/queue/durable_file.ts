@@ -9,10 +9,18 @@
  */
 
 import { Buffer } from "node:buffer";
+import { constants } from "node:fs";
 import type { DirSyncer } from "./dir_sync.ts";
 import { durabilityFs, type DurableHandle } from "./fs_calls.ts";
 import { concatBytes } from "../bytes.ts";
 
+/**
+ * "w+" (read and write, created or emptied) that refuses a symbolic link
+ * in the file's place (O_NOFOLLOW): the leftover a replaceable name may
+ * find is one this process made, never a link.
+ */
+const REPLACE_FLAGS = constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC |
+  constants.O_NOFOLLOW;
 /** Writes are gathered into chunks of about this size before a syscall. */
 const FLUSH_BYTES = 256 * 1024;
 
@@ -41,10 +49,18 @@ export class DurableFile {
   static async create(tmpPath: string, replace = false): Promise<DurableFile> {
     // Opened for reading too: checks after DATA read the message back
     // through this handle, without opening the file again.
-    return new DurableFile(
-      await durabilityFs.open(tmpPath, replace ? "w+" : "wx+", 0o600),
-      tmpPath,
-    );
+    if (!replace) return new DurableFile(await durabilityFs.open(tmpPath, "wx+", 0o600), tmpPath);
+    try {
+      return new DurableFile(await durabilityFs.open(tmpPath, REPLACE_FLAGS, 0o600), tmpPath);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== "ELOOP") throw err;
+    }
+    // A symbolic link in the leftover's place: opened through, it would
+    // have the message written over whatever file it names (as root, any
+    // file at all). The link goes, never what it points to, and the new
+    // file is made exclusively, which follows no link (open(2), O_EXCL).
+    await durabilityFs.unlink(tmpPath);
+    return new DurableFile(await durabilityFs.open(tmpPath, "wx+", 0o600), tmpPath);
   }
 
   /**

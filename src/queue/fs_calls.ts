@@ -19,7 +19,7 @@ export interface DurabilityFs {
    * Opens a file or directory (`flags` as `fs.open`'s, `mode` for a new
    * file); its handle's `datasync()`/`sync()` make data durable.
    */
-  open: (path: string, flags: string, mode?: number) => Promise<DurableHandle>;
+  open: (path: string, flags: string | number, mode?: number) => Promise<DurableHandle>;
   /** Renames a file into place. */
   rename: (from: string, to: string) => Promise<void>;
   /** Removes a file. */

@@ -147,7 +147,11 @@ class QuickHandle implements DurableHandle {
  * for a new file: at once to read an existing file or directory, on an I/O
  * thread to create one.
  */
-export function quickOpen(path: string, flags: string, mode?: number): Promise<DurableHandle> {
+export function quickOpen(
+  path: string,
+  flags: string | number,
+  mode?: number,
+): Promise<DurableHandle> {
   // Creating a file allocates an inode, which may wait for the file
   // system (see the module's notes); opening one to read does not.
   if (flags === "r") return now(() => new QuickHandle(openSync(path, flags)));
