@@ -221,6 +221,10 @@ export class PolicyStore {
   }
 
   #logError(cause: ReloadCause): void {
+    // A line due from an earlier failure is this one: a timer that ran late
+    // would otherwise write a second line in the same interval.
+    clearTimeout(this.#errorLogTimer);
+    this.#errorLogTimer = undefined;
     this.#lastErrorLog = performance.now();
     this.#options.logger.error("policy reload failed; the last good policy stays in force", {
       epoch: this.#current.epoch,

@@ -211,6 +211,21 @@ describe("PolicyStore", () => {
     assert.equal(at("error").length, 2, "nothing more while nothing more fails");
   });
 
+  it("a failure logged at once after a late timer's time leaves no second line for that timer", async () => {
+    const store = makeStore(() => Promise.reject(new Error("broken")), {
+      errorLogIntervalMs: 1000,
+    });
+    await store.reload("watch"); // logged at once
+    const logged = performance.now();
+    await store.reload("watch"); // within the interval: a line is due at its end
+    // The event loop is held past that time, so the timer has not run yet
+    // when the next failure finds the interval over and logs at once.
+    while (performance.now() < logged + 1050) { /* busy */ }
+    await store.reload("watch");
+    await sleep(300);
+    assert.equal(at("error").length, 2, at("error").join("\n"));
+  });
+
   it("a success within the interval cancels the delayed error line", async () => {
     let fail = true;
     const store = makeStore(
