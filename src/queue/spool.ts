@@ -26,7 +26,8 @@
  */
 
 import { Buffer } from "node:buffer";
-import { mkdir, readdir, readFile, rm, unlink } from "node:fs/promises";
+import type { Stats } from "node:fs";
+import { lstat, mkdir, readdir, readFile, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { messageReadBytes } from "../runtime/mod.ts";
 import { DirSyncer } from "./dir_sync.ts";
@@ -226,12 +227,24 @@ export class Spool {
    * stopped are removed, and their IDs returned as `unfinished`.
    */
   async load(): Promise<{ items: SpoolItem[]; corrupt: CorruptFile[]; unfinished: string[] }> {
-    const names = await readdir(this.#queue);
-    const messages = new Set(names.filter((n) => n.endsWith(".msg")).map((n) => n.slice(0, -4)));
-    const states = new Set(names.filter((n) => n.endsWith(".state")).map((n) => n.slice(0, -6)));
+    const entries = await readdir(this.#queue);
     const items: SpoolItem[] = [];
     const corrupt: CorruptFile[] = [];
     const unfinished: string[] = [];
+    // Only regular files are Postern's: opening a FIFO to read waits for a
+    // writer (start-up hung there, with no line logged), and a symbolic
+    // link names a file outside the spool that nothing vouches for.
+    const names: string[] = [];
+    for (const name of entries) {
+      // lstat, not the entry's type from readdir: some file systems leave
+      // that unknown.
+      const info = await lstat(join(this.#queue, name)).catch(() => undefined);
+      if (info === undefined) continue; // gone meanwhile
+      if (info.isFile()) names.push(name);
+      else corrupt.push((await this.#quarantine([name], notRegular(info))).found);
+    }
+    const messages = new Set(names.filter((n) => n.endsWith(".msg")).map((n) => n.slice(0, -4)));
+    const states = new Set(names.filter((n) => n.endsWith(".state")).map((n) => n.slice(0, -6)));
     for (const name of names) {
       if (name.endsWith(".state") && !messages.has(name.slice(0, -6))) {
         // The message was delivered and removed before its state file.
@@ -413,4 +426,18 @@ function ignoreMissing(err: unknown): undefined {
     return undefined;
   }
   throw err;
+}
+
+/** Why a directory entry of `queue/` is not taken as a spool file. */
+function notRegular(info: Stats): string {
+  const kind = info.isSymbolicLink()
+    ? "a symbolic link"
+    : info.isFIFO()
+    ? "a FIFO"
+    : info.isDirectory()
+    ? "a directory"
+    : info.isSocket()
+    ? "a socket"
+    : "a device or unknown file type";
+  return `not a regular file (${kind})`;
 }

@@ -5,7 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { newQueueId, Spool } from "../../../src/queue/mod.ts";
@@ -105,6 +106,46 @@ describe("Spool.load() quarantine", () => {
       reason: "not a spool file",
     }]);
     assert.equal(await readFile(join(corruptDir, "junk.txt.1"), "utf8"), "junk");
+  });
+
+  it("what is not a regular file is moved aside without being opened: a FIFO, a link, a directory", async () => {
+    // A FIFO opened to read waits for a writer: start-up hung there.
+    const fifo = newQueueId();
+    const made = spawnSync("mkfifo", [join(queueDir, `${fifo}.msg`)]);
+    assert.equal(made.status, 0, `mkfifo: ${made.stderr}`);
+    // A link to a well-sealed message elsewhere: nothing vouches for it.
+    const outside = new Spool(join(dataDir, "elsewhere"));
+    await outside.init();
+    const linked = makeEnvelope();
+    await spoolMessage(outside, linked, "Subject: elsewhere\r\n\r\nbody\r\n");
+    await outside.close();
+    await symlink(
+      join(dataDir, "elsewhere", "spool", "queue", `${linked.id}.msg`),
+      join(queueDir, `${linked.id}.msg`),
+    );
+    const dir = newQueueId();
+    await mkdir(join(queueDir, `${dir}.msg`));
+    const good = makeEnvelope();
+    await spoolMessage(spool, good, "Subject: fine\r\n\r\nbody\r\n");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hung = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("load() did not finish within 10 s")), 10_000);
+    });
+    const { items, corrupt } = await Promise.race([spool.load(), hung]).finally(() =>
+      clearTimeout(timer)
+    );
+    assert.deepEqual(items.map((i) => i.envelope.id), [good.id]);
+    assert.deepEqual(
+      corrupt.sort((a, b) => a.file.localeCompare(b.file)),
+      [
+        { file: join(corruptDir, `${fifo}.msg`), reason: "not a regular file (a FIFO)" },
+        {
+          file: join(corruptDir, `${linked.id}.msg`),
+          reason: "not a regular file (a symbolic link)",
+        },
+        { file: join(corruptDir, `${dir}.msg`), reason: "not a regular file (a directory)" },
+      ].sort((a, b) => a.file.localeCompare(b.file)),
+    );
   });
 
   it("a damaged message never replaces one quarantined before under the same name", async () => {
