@@ -9,6 +9,7 @@
 
 import type { SMTPServerSession } from "smtp-server";
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
+import { domainAsSent } from "./address_as_sent.ts";
 import { gateCommand, PROTOCOL_SYNC, verbOf } from "./command_gate.ts";
 import { SessionDeadline } from "./deadline.ts";
 import { ErrorCounter, errorLimitReply } from "./error_limit.ts";
@@ -107,6 +108,18 @@ export class PosternConnection extends SMTPConnection {
       // Do not keep the process alive for a pending greeting.
       (timer as { unref?: () => void }).unref?.();
     });
+  }
+
+  override _parseAddressCommand(
+    rawName: string,
+    rawCommand: Buffer | string,
+  ): ReturnType<SMTPConnection["_parseAddressCommand"]> {
+    const parsed = super._parseAddressCommand(rawName, rawCommand);
+    // An A-label stays an A-label (address_as_sent.ts).
+    if (parsed && parsed.address) {
+      parsed.address = domainAsSent(parsed.address, String(rawCommand));
+    }
+    return parsed;
   }
 
   override _onCommand(command: Buffer, callback?: () => void): void {

@@ -10,6 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { hashPassword } from "../../src/users/password.ts";
 import { cleanup, freePort, type Server, startServer, tempDir, writeTree } from "./harness.ts";
 import { LineClient } from "../support/smtp_lines.ts";
+import { eventually, maildirMessages } from "./clients.ts";
 
 /** The failed-login limit of this server. */
 const LOGIN_LIMIT = 5;
@@ -82,6 +83,36 @@ describe("submission refusals", () => {
     assert.match(await client.command("MAIL FROM:<alice@example.test>"), /^550 5\.7\.1 /);
     assert.match(await client.command("QUIT"), /^221 /);
     await client.closed;
+  });
+
+  it("keeps addresses written in A-labels as they came: the log, the Received field, the reply", async () => {
+    // smtp-server turned them into U-labels (hans@bücher.test): stored so,
+    // they made outbound delivery ask for SMTPUTF8 and bounce the message.
+    const client = await session("idn-ascii.test");
+    assert.match(
+      await client.command(`AUTH PLAIN ${plain("hans@xn--bcher-kva.test", "hans-pass")}`),
+      /^235 /,
+    );
+    assert.equal(
+      await client.command("MAIL FROM:<hans@xn--bcher-kva.test>"),
+      "250 2.1.0 Accepted",
+    );
+    assert.match(await client.command("RCPT TO:<Hans@XN--BCHER-KVA.test>"), /^250 /);
+    assert.match(await client.command("DATA"), /^354 /);
+    const queued = await client.command("Subject: ascii only\r\n\r\nbody\r\n.");
+    assert.match(queued, /^250 /);
+    assert.match(await client.command("QUIT"), /^221 /);
+    await client.closed;
+    const line = await server.waitForLog(/event=queued .*helo=idn-ascii\.test /);
+    assert.match(line, / from=<hans@xn--bcher-kva\.test> to=<Hans@XN--BCHER-KVA\.test> /);
+    const stored = await eventually(
+      async () => (await maildirMessages(server.dataDir, "xn--bcher-kva.test", "hans"))[0],
+      10_000,
+      "the message in hans's Maildir",
+    );
+    const header = stored.slice(0, stored.indexOf("\n\n"));
+    assert.match(header, /for <Hans@XN--BCHER-KVA\.test>/);
+    assert.doesNotMatch(header, /[^\n\r\t -~]/, header);
   });
 
   it("answers AUTH responses that cannot be decoded with 501 5.5.2, a cancel with 501 5.7.0", async () => {
