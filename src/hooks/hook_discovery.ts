@@ -12,7 +12,20 @@ import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { HookPoint } from "../../hooks/mod.ts";
 import type { Logger } from "../log/mod.ts";
-import { fingerprint } from "../policy/watcher.ts";
+import { fingerprint, MAX_ENTRIES, TRUNCATED } from "../policy/watcher.ts";
+
+/**
+ * How much of the hooks folder is watched. All of a hook's folder is its
+ * code, readable to it and importable at any depth, its installed packages
+ * too: a change anywhere in it reloads the hook (README "Module state").
+ * The configuration's watch stops at four levels and skips `node_modules`;
+ * a hook's goes as deep as this, and skips only `.git`. The entry budget
+ * of the watcher still bounds the walk (a link to a parent folder loops).
+ */
+export const HOOK_TREE: { readonly maxDepth: number; readonly skip: ReadonlySet<string> } = {
+  maxDepth: 32,
+  skip: new Set([".git"]),
+};
 
 /** A hook's files as found: its form, its entry path, and their fingerprint. */
 export interface DiscoveredHook {
@@ -42,9 +55,21 @@ export async function discoverHook(
         hook: point,
       });
     }
+    const folder = await fingerprint(
+      join(hooksDir, point),
+      HOOK_TREE.maxDepth,
+      undefined,
+      HOOK_TREE.skip,
+    );
+    if (folder.endsWith(TRUNCATED)) {
+      logger.warn("hook folder too big to watch whole; changes past its first entries go unseen", {
+        hook: point,
+        entries: MAX_ENTRIES,
+      });
+    }
     const print =
       `module\n${moduleInfo.size}:${moduleInfo.mtimeMs}:${moduleInfo.ino}:${moduleInfo.mode}\n` +
-      await fingerprint(join(hooksDir, point));
+      folder;
     return { form: "module", path: modulePath, print };
   }
   if (execInfo?.isFile()) {

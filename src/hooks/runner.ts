@@ -25,7 +25,7 @@ import {
   callPreDeliveryAttempt,
   type ExecContext,
 } from "./hook_calls.ts";
-import { discoverHook } from "./hook_discovery.ts";
+import { discoverHook, HOOK_TREE } from "./hook_discovery.ts";
 import {
   findHookDeno,
   type InstallContext,
@@ -97,7 +97,7 @@ export class HookRunner {
       throw err;
     }
     if (options.watch !== false) {
-      runner.#watch = watchTree(hooksDir, () => void runner.#queueRefresh());
+      runner.#watch = watchTree(hooksDir, () => void runner.#queueRefresh(), HOOK_TREE);
     }
     return runner;
   }

@@ -24,6 +24,8 @@ export interface WatchOptions {
   maxDepth?: number;
   /** Paths (absolute) whose changes are not of interest, such as a data folder inside the tree. */
   ignore?: (path: string) => boolean;
+  /** Folder names never looked into. Default: {@linkcode SKIPPED}. */
+  skip?: ReadonlySet<string>;
 }
 
 /** A running watch. */
@@ -37,10 +39,13 @@ export interface TreeWatch {
  * history, a hook's installed packages. Skipped, so that they cannot use up
  * the entry budget before the files that matter are seen.
  */
-const SKIPPED = new Set([".git", "node_modules"]);
+export const SKIPPED: ReadonlySet<string> = new Set([".git", "node_modules"]);
 
 /** Entries looked at per tree, so a huge folder cannot stall the server. */
-const MAX_ENTRIES = 10_000;
+export const MAX_ENTRIES = 10_000;
+
+/** The last line of a fingerprint that stopped at {@linkcode MAX_ENTRIES}. */
+export const TRUNCATED = `(stopped after ${MAX_ENTRIES} entries)`;
 
 /** Entries statted between two yields to the event loop in {@linkcode fingerprint}. */
 const ENTRIES_PER_YIELD = 100;
@@ -58,6 +63,7 @@ export function watchTree(
   const pollMs = options.pollMs ?? 500;
   const maxDepth = options.maxDepth ?? 4;
   const ignore = options.ignore;
+  const skip = options.skip ?? SKIPPED;
   let closed = false;
   let watcher: FSWatcher | undefined;
   let last: string | undefined;
@@ -74,7 +80,7 @@ export function watchTree(
     try {
       do {
         again = false;
-        let current = await fingerprint(root, maxDepth, ignore);
+        let current = await fingerprint(root, maxDepth, ignore, skip);
         if (closed) return;
         // A change may be a write in progress (a file truncated and not
         // yet rewritten, deleted and not yet created again): report the
@@ -83,7 +89,7 @@ export function watchTree(
         // after the debounce too, not only for changes the poll finds.
         for (let n = 0; settle && last !== undefined && current !== last && n < 10; n++) {
           await new Promise((resolve) => setTimeout(resolve, debounceMs));
-          const later = await fingerprint(root, maxDepth, ignore);
+          const later = await fingerprint(root, maxDepth, ignore, skip);
           if (closed) return;
           if (later === current) break;
           current = later;
@@ -161,6 +167,7 @@ export async function fingerprint(
   root: string,
   maxDepth = 4,
   ignore?: (path: string) => boolean,
+  skip: ReadonlySet<string> = SKIPPED,
 ): Promise<string> {
   const parts: string[] = [];
   let statted = 0;
@@ -175,7 +182,7 @@ export async function fingerprint(
     for (const name of names) {
       if (parts.length >= MAX_ENTRIES) return;
       const path = join(dir, name);
-      if (SKIPPED.has(name) || ignore?.(path)) continue;
+      if (skip.has(name) || ignore?.(path)) continue;
       if (++statted % ENTRIES_PER_YIELD === 0) {
         await new Promise((resolve) => setTimeout(resolve, 0));
       }
@@ -199,5 +206,7 @@ export async function fingerprint(
     }
   };
   await walk(root, 0);
+  // Said, so that a caller can tell its user that changes past here go unseen.
+  if (parts.length >= MAX_ENTRIES) parts.push(TRUNCATED);
   return parts.join("\n");
 }
