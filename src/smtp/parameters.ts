@@ -23,6 +23,12 @@ const MAIL_PARAMETERS: ReadonlySet<string> = new Set(["SIZE", "BODY", "SMTPUTF8"
 /** What the session was offered, beyond what every listener offers. */
 export interface OfferedExtensions {
   /**
+   * The session began with EHLO. After HELO no extension was offered, so
+   * no parameter may be used (RFC 5321 sections 2.2.1 and 4.1.1.11; RFC
+   * 6531 section 3.4 for SMTPUTF8 in particular).
+   */
+  esmtp: boolean;
+  /**
    * AUTH was offered and the client used it: the `AUTH=` parameter of MAIL
    * FROM (RFC 4954 section 5). Only submission listeners offer AUTH, and
    * they take MAIL only after it.
@@ -45,7 +51,7 @@ export function unsupportedParameter(
   const args: unknown = address.args;
   if (typeof args !== "object" || args === null) return undefined;
   for (const key of Object.keys(args)) {
-    const known = command === "mail" &&
+    const known = command === "mail" && offered.esmtp &&
       (MAIL_PARAMETERS.has(key) || (key === "AUTH" && offered.auth));
     // RFC 5321 sections 4.1.1.11 and 4.2.4: a parameter the server does not
     // recognize or cannot implement gets 555; RFC 3463 5.5.4 "invalid

@@ -95,6 +95,7 @@ export class Intake implements SessionEvents {
     // otherwise): one left here was refused, and is over.
     this.#endTransaction(session.id);
     const parameter = unsupportedParameter("mail", address, {
+      esmtp: session.openingCommand === "EHLO",
       auth: authenticatedUser(session) !== undefined,
     });
     if (parameter) {
@@ -209,7 +210,10 @@ export class Intake implements SessionEvents {
     address: SMTPServerAddress,
     session: SMTPServerSession,
   ): Promise<SmtpReply | undefined> {
-    const parameter = unsupportedParameter("rcpt", address, { auth: false });
+    const parameter = unsupportedParameter("rcpt", address, {
+      esmtp: session.openingCommand === "EHLO",
+      auth: false,
+    });
     if (parameter) {
       this.#reject(session, "rcpt", "unsupported_parameter", parameter, address.address);
       return parameter;

@@ -41,6 +41,28 @@ describe("ESMTP parameters of MAIL FROM and RCPT TO", () => {
     return client;
   }
 
+  it("after HELO, which offers no extension, refuses every parameter with 555 5.5.4", async () => {
+    // Before, SIZE, BODY and SMTPUTF8 were taken after HELO, and a message
+    // from a non-ASCII sender was queued "with UTF8SMTP".
+    const client = await LineClient.open("127.0.0.1", server.port);
+    assert.match((await client.waitFor(/^220 /)) ?? "", /^220 /);
+    assert.match(await client.command("HELO client.test"), /^250 /);
+    for (const [params, named] of [["SIZE=100", "SIZE"], ["BODY=8BITMIME", "BODY"]]) {
+      assert.equal(
+        await client.command(`MAIL FROM:<s@client.test> ${params}`),
+        `555 5.5.4 Unsupported parameter: ${named}`,
+      );
+    }
+    assert.match(
+      await client.command("MAIL FROM:<\u00fc@client.test> SMTPUTF8"),
+      /^555 5\.5\.4 Unsupported parameter: SMTPUTF8$/,
+    );
+    assert.match(await client.command("MAIL FROM:<s@client.test>"), /^250 /);
+    assert.match(await client.command("RCPT TO:<alice@example.test>"), /^250 /);
+    assert.match(await client.command("QUIT"), /^221 /);
+    client.close();
+  });
+
   it("refuses unknown and unoffered MAIL FROM parameters on port 25 with 555 5.5.4", async () => {
     const client = await session(server.port);
     const refused: Array<[string, string]> = [
@@ -66,7 +88,9 @@ describe("ESMTP parameters of MAIL FROM and RCPT TO", () => {
     assert.match(await client.command("RCPT TO:<alice@example.test>"), /^250 /);
     assert.match(await client.command("QUIT"), /^221 /);
     client.close();
-    const line = await server.waitForLog(/event=rejected stage=mail reason=unsupported_parameter /);
+    const line = await server.waitForLog(
+      /event=rejected stage=mail reason=unsupported_parameter .*Unsupported parameter: FOO"$/,
+    );
     assert.match(line, / from=<s@client\.test> reply="555 5\.5\.4 Unsupported parameter: FOO"$/);
   });
 

@@ -8,7 +8,7 @@ function address(args: Record<string, string | true> | false): SMTPServerAddress
   return { address: "s@client.test", args } as SMTPServerAddress;
 }
 
-const NONE = { auth: false };
+const NONE = { esmtp: true, auth: false };
 
 describe("unsupportedParameter", () => {
   it("accepts no parameters at all", () => {
@@ -22,8 +22,22 @@ describe("unsupportedParameter", () => {
     assert.equal(unsupportedParameter("mail", address(args), NONE), undefined);
   });
 
+  it("accepts no parameter at all in a session begun with HELO", () => {
+    const helo = { esmtp: false, auth: false };
+    for (const key of ["SIZE", "BODY", "SMTPUTF8"]) {
+      assert.equal(
+        unsupportedParameter("mail", address({ [key]: true }), helo)?.text,
+        `Unsupported parameter: ${key}`,
+      );
+    }
+    assert.equal(unsupportedParameter("mail", address(false), helo), undefined);
+  });
+
   it("accepts AUTH= only when AUTH was offered and used", () => {
-    assert.equal(unsupportedParameter("mail", address({ AUTH: "<>" }), { auth: true }), undefined);
+    assert.equal(
+      unsupportedParameter("mail", address({ AUTH: "<>" }), { esmtp: true, auth: true }),
+      undefined,
+    );
     assert.deepEqual(unsupportedParameter("mail", address({ AUTH: "<>" }), NONE), {
       code: 555,
       enhanced: "5.5.4",
@@ -46,7 +60,7 @@ describe("unsupportedParameter", () => {
     ];
     for (const [command, args, named] of cases) {
       assert.deepEqual(
-        unsupportedParameter(command, address(args), { auth: true }),
+        unsupportedParameter(command, address(args), { esmtp: true, auth: true }),
         { code: 555, enhanced: "5.5.4", text: `Unsupported parameter: ${named}` },
         `${command} ${JSON.stringify(args)}`,
       );
