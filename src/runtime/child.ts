@@ -31,6 +31,7 @@
 
 import { spawn } from "node:child_process";
 import process from "node:process";
+import { killDescendants } from "./descendants.ts";
 import { sealDescriptors } from "./descriptors.ts";
 
 /**
@@ -136,9 +137,18 @@ export function startChild(options: ChildOptions): Child {
     kill: () => {
       if (exited) return;
       try {
-        // The group: the child, its watcher and whatever it started.
-        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
-        else child.kill("SIGKILL");
+        if (child.pid !== undefined) {
+          // What the child started in a session of its own left the group;
+          // found by ancestry while the child still lives, before the group
+          // (the child among it) goes and they are handed to init.
+          // The child is stopped first, so that it starts nothing more.
+          process.kill(child.pid, "SIGSTOP");
+          killDescendants(child.pid, (pid, signal) => process.kill(pid, signal));
+          // The group: the child, its watcher and whatever it started.
+          process.kill(-child.pid, "SIGKILL");
+        } else {
+          child.kill("SIGKILL");
+        }
       } catch {
         child.kill("SIGKILL");
       }

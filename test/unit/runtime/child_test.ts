@@ -101,6 +101,28 @@ describe("startChild", { skip: process.platform !== "linux" }, () => {
     }
   });
 
+  it("kill() ends what the child started in a session of its own, outside its group", async () => {
+    // A hook's program started with Deno's `detached: true` (setsid) left
+    // the group, and outlived the worker and Postern.
+    const child = startChild({
+      argv: ["/bin/sh", "-c", "setsid /bin/sh -c '/bin/sleep 131 & echo $!; wait' & wait"],
+      env: ENV,
+    });
+    const [sleeper] = await printed(child, 1);
+    try {
+      assert.notEqual(
+        stat(sleeper!)?.[3],
+        String(child.pid),
+        "the program is in a session of its own",
+      );
+      child.kill();
+      await exitOf(child);
+      await ended(sleeper!, "the program the child started in a session of its own");
+    } finally {
+      killLeftovers([sleeper!]);
+    }
+  });
+
   it("a child that exits on its own leaves nothing of its group running", async () => {
     const child = startChild({
       argv: ["/bin/sh", "-c", "/bin/sleep 127 >/dev/null & echo $!; read line"],
