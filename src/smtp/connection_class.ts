@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { SMTPServerSession } from "smtp-server";
+import type { SMTPServerAddress, SMTPServerSession } from "smtp-server";
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
 import { domainAsSent } from "./address_as_sent.ts";
 import { gateCommand, PROTOCOL_SYNC, verbOf } from "./command_gate.ts";
@@ -15,6 +15,8 @@ import { SessionDeadline } from "./deadline.ts";
 import { ErrorCounter, errorLimitReply } from "./error_limit.ts";
 import { takeHandlerMark } from "./handler_refusals.ts";
 import { InputTracker, type TrackedParser } from "./input_tracker.ts";
+import { unsupportedParameter } from "./parameters.ts";
+import { authenticatedUser } from "./session_client.ts";
 import { libraryReply, type Stage, stageOf } from "./library_replies.ts";
 import { ENHANCED_CODE_PREFIX, reply, replyText, type SmtpReply } from "./reply.ts";
 
@@ -122,6 +124,39 @@ export class PosternConnection extends SMTPConnection {
     return parsed;
   }
 
+  /**
+   * smtp-server checks some parameters before Postern sees the command: a
+   * DSN parameter without a value got `501`, REQUIRETLS on a plain
+   * connection `530` ("authentication required" in the mail log), as if
+   * the extension were there to be used right. A command with a parameter
+   * Postern does not take at all skips those checks and reaches
+   * `Intake.mailFrom`/`rcptTo`, which refuse it with `555 5.5.4` naming it
+   * (parameters.ts).
+   */
+  override _rejectInvalidParams(
+    parsed: Parameters<SMTPConnection["_rejectInvalidParams"]>[0],
+    keys: Parameters<SMTPConnection["_rejectInvalidParams"]>[1],
+    callback: () => void,
+  ): boolean {
+    if (this.#unsupported(parsed)) return false;
+    return super._rejectInvalidParams(parsed, keys, callback);
+  }
+
+  override _validateMailParams(
+    parsed: Parameters<SMTPConnection["_validateMailParams"]>[0],
+  ): ReturnType<SMTPConnection["_validateMailParams"]> {
+    if (this.#unsupported(parsed)) return null;
+    return super._validateMailParams(parsed);
+  }
+
+  #unsupported(parsed: SMTPServerAddress): boolean {
+    const verb = this.#dispatching === "RCPT" ? "rcpt" : "mail";
+    return unsupportedParameter(verb, parsed, {
+      esmtp: this.session.openingCommand === "EHLO",
+      auth: verb === "mail" && authenticatedUser(this.session) !== undefined,
+    }) !== undefined;
+  }
+
   override _onCommand(command: Buffer, callback?: () => void): void {
     // The client waits for our reply now, for minutes if need be (RFC 5321
     // section 4.5.3.2); no deadline of ours runs until the command is done.
@@ -151,7 +186,10 @@ export class PosternConnection extends SMTPConnection {
         answering,
         lineTooLong: Boolean(this._parser && trackers.get(this._parser)?.lineTooLong),
         transactionOpen: Boolean(this.session.envelope?.mailFrom),
-        smtputf8: Boolean(this.session.envelope?.smtpUtf8),
+        // Of the MAIL FROM that opened the transaction: smtp-server sets the
+        // envelope's flag before Postern's checks, and a MAIL they refused
+        // left it set for the next one.
+        smtputf8: declaredSmtputf8(this.session.envelope?.mailFrom),
         authReady: this.#authReady(),
       })
       : undefined;
@@ -354,4 +392,10 @@ export class PosternConnection extends SMTPConnection {
     this.events?.refused(this.session, stage, reason, r);
     return r;
   }
+}
+
+/** The transaction's MAIL FROM carried the SMTPUTF8 parameter (RFC 6531 section 3.4). */
+function declaredSmtputf8(mailFrom: SMTPServerAddress | false | undefined): boolean {
+  const args: unknown = mailFrom ? mailFrom.args : undefined;
+  return typeof args === "object" && args !== null && "SMTPUTF8" in args;
 }

@@ -63,6 +63,44 @@ describe("ESMTP parameters of MAIL FROM and RCPT TO", () => {
     client.close();
   });
 
+  it("refuses REQUIRETLS and DSN parameters with 555 5.5.4, with or without a value, TLS or not", async () => {
+    // smtp-server answered first: REQUIRETLS on a plain connection got 530
+    // (logged as auth_required), a DSN parameter without a value 501.
+    const client = await session(server.port);
+    for (const params of ["REQUIRETLS", "RET", "ENVID", "RET=FULL"]) {
+      const named = params.split("=")[0];
+      assert.equal(
+        await client.command(`MAIL FROM:<req@client.test> ${params}`),
+        `555 5.5.4 Unsupported parameter: ${named}`,
+      );
+    }
+    assert.match(await client.command("MAIL FROM:<req@client.test>"), /^250 /);
+    for (const params of ["NOTIFY", "ORCPT"]) {
+      assert.equal(
+        await client.command(`RCPT TO:<alice@example.test> ${params}`),
+        `555 5.5.4 Unsupported parameter: ${params}`,
+      );
+    }
+    assert.match(await client.command("QUIT"), /^221 /);
+    client.close();
+    const line = await server.waitForLog(
+      /event=rejected stage=mail reason=\S+ .*from=<req@client\.test> reply="555 5\.5\.4 Unsupported parameter: REQUIRETLS"/,
+    );
+    assert.match(line, / reason=unsupported_parameter /);
+  });
+
+  it("a refused MAIL FROM with SMTPUTF8 does not declare it for the next transaction", async () => {
+    const client = await session(server.port);
+    assert.match(await client.command("MAIL FROM:<s@client.test> SMTPUTF8 FOO=1"), /^555 /);
+    assert.match(await client.command("MAIL FROM:<s@client.test>"), /^250 /);
+    assert.match(
+      await client.command("RCPT TO:<\u00fcser@example.test>"),
+      /^553 5\.6\.7 /,
+    );
+    assert.match(await client.command("QUIT"), /^221 /);
+    client.close();
+  });
+
   it("refuses unknown and unoffered MAIL FROM parameters on port 25 with 555 5.5.4", async () => {
     const client = await session(server.port);
     const refused: Array<[string, string]> = [
