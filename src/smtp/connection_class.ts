@@ -15,7 +15,7 @@ import { SessionDeadline } from "./deadline.ts";
 import { ErrorCounter, errorLimitReply } from "./error_limit.ts";
 import { takeHandlerMark } from "./handler_refusals.ts";
 import { InputTracker, type TrackedParser } from "./input_tracker.ts";
-import { unsupportedParameter } from "./parameters.ts";
+import { NAMELESS, unsupportedParameter } from "./parameters.ts";
 import { authenticatedUser } from "./session_client.ts";
 import { libraryReply, type Stage, stageOf } from "./library_replies.ts";
 import { ENHANCED_CODE_PREFIX, reply, replyText, type SmtpReply } from "./reply.ts";
@@ -117,9 +117,16 @@ export class PosternConnection extends SMTPConnection {
     rawCommand: Buffer | string,
   ): ReturnType<SMTPConnection["_parseAddressCommand"]> {
     const parsed = super._parseAddressCommand(rawName, rawCommand);
+    if (!parsed) return parsed;
+    const line = String(rawCommand);
     // An A-label stays an A-label (address_as_sent.ts).
-    if (parsed && parsed.address) {
-      parsed.address = domainAsSent(parsed.address, String(rawCommand));
+    if (parsed.address) parsed.address = domainAsSent(parsed.address, line);
+    // smtp-server drops a parameter with no keyword (" =x"), which RFC
+    // 5321 section 4.1.2 does not allow; kept under the empty name, it is
+    // refused as a syntax error (parameters.ts).
+    if (/>.*\s=/.test(line)) {
+      const args = typeof parsed.args === "object" && parsed.args ? parsed.args : {};
+      parsed.args = { ...args, [NAMELESS]: true };
     }
     return parsed;
   }

@@ -20,6 +20,13 @@ import { reply, type SmtpReply } from "./reply.ts";
  */
 const MAIL_PARAMETERS: ReadonlySet<string> = new Set(["SIZE", "BODY", "SMTPUTF8"]);
 
+/**
+ * The name a parameter without a keyword is kept under (` =x`, which
+ * smtp-server drops): `esmtp-keyword` has at least one character (RFC 5321
+ * section 4.1.2).
+ */
+export const NAMELESS = "";
+
 /** What the session was offered, beyond what every listener offers. */
 export interface OfferedExtensions {
   /**
@@ -51,6 +58,7 @@ export function unsupportedParameter(
   const args: unknown = address.args;
   if (typeof args !== "object" || args === null) return undefined;
   for (const key of Object.keys(args)) {
+    if (key === NAMELESS) return reply(501, "5.5.4", "Syntax error in parameters: one has no name");
     const known = command === "mail" && offered.esmtp &&
       (MAIL_PARAMETERS.has(key) || (key === "AUTH" && offered.auth));
     // RFC 5321 sections 4.1.1.11 and 4.2.4: a parameter the server does not

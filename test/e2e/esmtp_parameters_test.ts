@@ -89,6 +89,18 @@ describe("ESMTP parameters of MAIL FROM and RCPT TO", () => {
     assert.match(line, / reason=unsupported_parameter /);
   });
 
+  it("refuses a parameter without a name with 501 5.5.4 (smtp-server dropped it)", async () => {
+    const client = await session(server.port);
+    const syntax = "501 5.5.4 Syntax error in parameters: one has no name";
+    assert.equal(await client.command("MAIL FROM:<s@client.test> =x"), syntax);
+    assert.equal(await client.command("MAIL FROM:<s@client.test> SIZE=10 ="), syntax);
+    assert.match(await client.command("MAIL FROM:<s@client.test> SIZE=10"), /^250 /);
+    assert.equal(await client.command("RCPT TO:<alice@example.test> =y"), syntax);
+    assert.match(await client.command("RCPT TO:<alice@example.test>"), /^250 /);
+    assert.match(await client.command("QUIT"), /^221 /);
+    client.close();
+  });
+
   it("a refused MAIL FROM with SMTPUTF8 does not declare it for the next transaction", async () => {
     const client = await session(server.port);
     assert.match(await client.command("MAIL FROM:<s@client.test> SMTPUTF8 FOO=1"), /^555 /);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { SMTPServerAddress } from "smtp-server";
-import { unsupportedParameter } from "../../../src/smtp/parameters.ts";
+import { NAMELESS, unsupportedParameter } from "../../../src/smtp/parameters.ts";
 
 /** An address as smtp-server parses it: upper-case keys, `true` for a bare keyword. */
 function address(args: Record<string, string | true> | false): SMTPServerAddress {
@@ -20,6 +20,14 @@ describe("unsupportedParameter", () => {
   it("accepts SIZE, BODY and SMTPUTF8 on MAIL FROM, the extensions every listener offers", () => {
     const args = { SIZE: "1000", BODY: "8BITMIME", SMTPUTF8: true } as const;
     assert.equal(unsupportedParameter("mail", address(args), NONE), undefined);
+  });
+
+  it("refuses a parameter without a name as a syntax error", () => {
+    assert.deepEqual(unsupportedParameter("mail", address({ SIZE: "1", [NAMELESS]: true }), NONE), {
+      code: 501,
+      enhanced: "5.5.4",
+      text: "Syntax error in parameters: one has no name",
+    });
   });
 
   it("accepts no parameter at all in a session begun with HELO", () => {
