@@ -156,6 +156,14 @@ export class PosternConnection extends SMTPConnection {
     return super._validateMailParams(parsed);
   }
 
+  override _applyMailParams(parsed: Parameters<SMTPConnection["_applyMailParams"]>[0]): void {
+    // Not checked (above), so not applied either: a bare BODY would throw
+    // in smtp-server's code there (451 for a command that can never pass),
+    // and a refused MAIL FROM must leave nothing in the session's envelope.
+    if (this.#unsupported(parsed)) return;
+    super._applyMailParams(parsed);
+  }
+
   #unsupported(parsed: SMTPServerAddress): boolean {
     const verb = this.#dispatching === "RCPT" ? "rcpt" : "mail";
     return unsupportedParameter(verb, parsed, {

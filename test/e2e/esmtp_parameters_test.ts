@@ -63,7 +63,29 @@ describe("ESMTP parameters of MAIL FROM and RCPT TO", () => {
     client.close();
   });
 
-  it("refuses REQUIRETLS and DSN parameters with 555 5.5.4, with or without a value, TLS or not", async () => {
+  it("answers a bare BODY beside an unsupported FOO with the 555 for FOO, not 451", async () => {
+    // With smtp-server's checks skipped, its code that applies them threw
+    // on a BODY without a value: 451 4.3.0, "internal server error".
+    const client = await session(server.port);
+    assert.equal(
+      await client.command("MAIL FROM:<s@client.test> BODY FOO=1"),
+      "555 5.5.4 Unsupported parameter: FOO",
+    );
+    assert.match(await client.command("MAIL FROM:<s@client.test> BODY"), /^501 /);
+    assert.match(await client.command("QUIT"), /^221 /);
+    client.close();
+    const helo = await LineClient.open("127.0.0.1", server.port);
+    assert.match((await helo.waitFor(/^220 /)) ?? "", /^220 /);
+    assert.match(await helo.command("HELO client.test"), /^250 /);
+    assert.equal(
+      await helo.command("MAIL FROM:<s@client.test> BODY"),
+      "555 5.5.4 Unsupported parameter: BODY",
+    );
+    assert.match(await helo.command("QUIT"), /^221 /);
+    helo.close();
+  });
+
+  it("refuses REQUIRETLS and DSN parameters with 555 5.5.4, with or without a value, on a plain connection", async () => {
     // smtp-server answered first: REQUIRETLS on a plain connection got 530
     // (logged as auth_required), a DSN parameter without a value 501.
     const client = await session(server.port);
