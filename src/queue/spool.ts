@@ -26,8 +26,8 @@
  */
 
 import { Buffer } from "node:buffer";
-import type { Stats } from "node:fs";
-import { lstat, mkdir, readdir, readFile, rm, unlink } from "node:fs/promises";
+import { lstatSync, type Stats } from "node:fs";
+import { mkdir, readdir, readFile, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { messageReadBytes } from "../runtime/mod.ts";
 import { DirSyncer } from "./dir_sync.ts";
@@ -234,15 +234,34 @@ export class Spool {
     // Only regular files are Postern's: opening a FIFO to read waits for a
     // writer (start-up hung there, with no line logged), and a symbolic
     // link names a file outside the spool that nothing vouches for.
-    const names: string[] = [];
+    const strange = new Map<string, string>();
+    const gone = new Set<string>();
     for (const name of entries) {
       // lstat, not the entry's type from readdir: some file systems leave
       // that unknown.
-      const info = await lstat(join(this.#queue, name)).catch(() => undefined);
-      if (info === undefined) continue; // gone meanwhile
-      if (info.isFile()) names.push(name);
-      else corrupt.push((await this.#quarantine([name], notRegular(info))).found);
+      // At once: a stat of an entry just listed is cached metadata, and a
+      // trip to the I/O threads per file would slow the start of a big queue.
+      const info = lstatOrUndefined(join(this.#queue, name));
+      if (info === undefined) gone.add(name);
+      else if (!info.isFile()) strange.set(name, notRegular(info));
     }
+    const present = new Set(entries);
+    const moved = new Set<string>();
+    for (const [name, reason] of strange) {
+      if (moved.has(name)) continue;
+      // A message goes aside with its state file, as every damaged one does:
+      // left behind, the state would be taken for a delivered message's.
+      const base = name.replace(/\.(msg|state)$/, "");
+      const [msg, state] = [`${base}.msg`, `${base}.state`];
+      const group: [string, ...string[]] = base === name
+        ? [name]
+        : present.has(msg)
+        ? (present.has(state) ? [msg, state] : [msg])
+        : [state];
+      for (const n of group) moved.add(n);
+      corrupt.push((await this.#quarantine(group, reason)).found);
+    }
+    const names = entries.filter((name) => !moved.has(name) && !gone.has(name));
     const messages = new Set(names.filter((n) => n.endsWith(".msg")).map((n) => n.slice(0, -4)));
     const states = new Set(names.filter((n) => n.endsWith(".state")).map((n) => n.slice(0, -6)));
     for (const name of names) {
@@ -440,4 +459,13 @@ function notRegular(info: Stats): string {
     ? "a socket"
     : "a device or unknown file type";
   return `not a regular file (${kind})`;
+}
+
+/** lstat(2) of `path`, or undefined when it is gone. */
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
 }

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { newQueueId, Spool } from "../../../src/queue/mod.ts";
@@ -146,6 +146,27 @@ describe("Spool.load() quarantine", () => {
         { file: join(corruptDir, `${dir}.msg`), reason: "not a regular file (a directory)" },
       ].sort((a, b) => a.file.localeCompare(b.file)),
     );
+  });
+
+  it("a message that is not a regular file goes aside with its state file, which is never removed", async () => {
+    const envelope = makeEnvelope({ to: ["alice@ex.test"] });
+    await spoolMessage(spool, envelope, "Subject: s\r\n\r\nbody\r\n");
+    await spool.saveState(envelope.id, {
+      v: 1,
+      recipients: [{ address: "alice@ex.test", status: "pending", attempts: 1 }],
+      next_attempt_at: "2026-01-02T04:00:00.000Z",
+    });
+    const msg = join(queueDir, `${envelope.id}.msg`);
+    await rename(msg, join(dataDir, "away.msg"));
+    await symlink(join(dataDir, "away.msg"), msg);
+    const { items, corrupt } = await spool.load();
+    assert.deepEqual(items, []);
+    assert.deepEqual(corrupt, [{
+      file: join(corruptDir, `${envelope.id}.msg`),
+      reason: "not a regular file (a symbolic link)",
+    }]);
+    assert.deepEqual(await listDir(queueDir), []);
+    assert.deepEqual(await listDir(corruptDir), [`${envelope.id}.msg`, `${envelope.id}.state`]);
   });
 
   it("a damaged message never replaces one quarantined before under the same name", async () => {
