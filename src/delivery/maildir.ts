@@ -9,7 +9,7 @@
  * @module
  */
 
-import { lstatSync } from "node:fs";
+import { lstatSync, type Stats } from "node:fs";
 import { mkdir, readdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DirSyncer, DurableFile } from "../queue/mod.ts";
@@ -68,6 +68,12 @@ export class Maildir {
   }
 
   async #create(): Promise<void> {
+    // Nothing made through a link: a recursive mkdir follows one, and
+    // would make the folders wherever it points before the check below.
+    for (const dir of [dirname(this.path), this.path]) {
+      const info = lstatOrUndefined(dir);
+      if (info?.isSymbolicLink()) throw notOurs(dir, info);
+    }
     for (const sub of ["tmp", "new", "cur"]) {
       await mkdir(join(this.path, sub), { recursive: true, mode: 0o700 });
     }
@@ -86,16 +92,7 @@ export class Maildir {
       const dir of [dirname(this.path), this.path, join(this.path, "tmp"), join(this.path, "new")]
     ) {
       const info = lstatSync(dir);
-      if (!info.isDirectory()) {
-        throw Object.assign(
-          new Error(
-            `${dir} is ${
-              info.isSymbolicLink() ? "a symbolic link" : "not a directory"
-            }: not delivering through it`,
-          ),
-          { code: "ENOTDIR" },
-        );
-      }
+      if (!info.isDirectory()) throw notOurs(dir, info);
     }
   }
 
@@ -143,4 +140,21 @@ export function mailboxDirName(user: string): string {
         `%${x.charCodeAt(0).toString(16).toUpperCase()}`)
   ).join("");
   return encoded.startsWith(".") ? `%2E${encoded.slice(1)}` : encoded || "%00";
+}
+
+/** The error for a folder of a mailbox that is a link or no folder at all (temporary). */
+function notOurs(dir: string, info: Stats): Error {
+  const what = info.isSymbolicLink() ? "a symbolic link" : "not a directory";
+  return Object.assign(new Error(`${dir} is ${what}: not delivering through it`), {
+    code: "ENOTDIR",
+  });
+}
+
+/** lstat(2) of `path`, or undefined when there is nothing there. */
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
 }

@@ -10,22 +10,49 @@
 import { accessSync, constants } from "node:fs";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { HookPoint } from "../../hooks/mod.ts";
+import { HOOK_POINTS, type HookPoint } from "../../hooks/mod.ts";
 import type { Logger } from "../log/mod.ts";
-import { fingerprint, MAX_ENTRIES, TRUNCATED } from "../policy/watcher.ts";
+import {
+  fingerprint,
+  MAX_ENTRIES,
+  SKIPPED,
+  type TreeWatch,
+  TRUNCATED,
+  watchTree,
+} from "../policy/watcher.ts";
 
 /**
- * How much of the hooks folder is watched. All of a hook's folder is its
- * code, readable to it and importable at any depth, its installed packages
- * too: a change anywhere in it reloads the hook (README "Module state").
- * The configuration's watch stops at four levels and skips `node_modules`;
- * a hook's goes as deep as this, and skips only `.git`. The entry budget
- * of the watcher still bounds the walk (a link to a parent folder loops).
+ * How deep a hook's folder is watched. All of it is the hook's code,
+ * readable to it and importable at any depth; the configuration's watch
+ * stops at four levels, a hook's goes as deep as this. Like the
+ * configuration's, it skips `.git` and `node_modules`: installed packages
+ * can be thousands of files, walked twice a second, and a change there
+ * takes effect when the hook's own files change or at a restart. The
+ * watcher's entry budget still bounds the walk (a link to a parent folder
+ * loops).
  */
 export const HOOK_TREE: { readonly maxDepth: number; readonly skip: ReadonlySet<string> } = {
   maxDepth: 32,
-  skip: new Set([".git"]),
+  skip: SKIPPED,
 };
+
+/**
+ * Calls `onChange` when a hook's files may have changed: the hooks
+ * folder's own entries (`<point>.ts`, an executable `<point>`), and each
+ * hook's folder to {@linkcode HOOK_TREE}'s depth, each with an entry budget
+ * of its own, so that a big folder cannot hide another hook's changes.
+ */
+export function watchHooks(hooksDir: string, onChange: () => void): TreeWatch {
+  const watches = [
+    watchTree(hooksDir, onChange, { maxDepth: 0 }),
+    ...HOOK_POINTS.map((point) => watchTree(join(hooksDir, point), onChange, HOOK_TREE)),
+  ];
+  return {
+    close() {
+      for (const watch of watches) watch.close();
+    },
+  };
+}
 
 /** A hook's files as found: its form, its entry path, and their fingerprint. */
 export interface DiscoveredHook {

@@ -16,7 +16,7 @@ import {
   type PreDeliveryAttemptInput,
 } from "../../hooks/mod.ts";
 import { sealDescriptors } from "../runtime/mod.ts";
-import { type TreeWatch, watchTree } from "../policy/watcher.ts";
+import type { TreeWatch } from "../policy/watcher.ts";
 import type { FoundDeno } from "./find_deno.ts";
 import {
   callAliasExists,
@@ -25,7 +25,7 @@ import {
   callPreDeliveryAttempt,
   type ExecContext,
 } from "./hook_calls.ts";
-import { discoverHook, HOOK_TREE } from "./hook_discovery.ts";
+import { discoverHook, watchHooks } from "./hook_discovery.ts";
 import {
   findHookDeno,
   type InstallContext,
@@ -97,7 +97,7 @@ export class HookRunner {
       throw err;
     }
     if (options.watch !== false) {
-      runner.#watch = watchTree(hooksDir, () => void runner.#queueRefresh(), HOOK_TREE);
+      runner.#watch = watchHooks(hooksDir, () => void runner.#queueRefresh());
     }
     return runner;
   }

@@ -73,6 +73,23 @@ describe("Maildir delivery and symbolic links", () => {
     });
   }
 
+  for (const folder of ["", ".."]) {
+    const what = folder === "" ? "the mailbox" : "its domain's folder";
+    it(`a first delivery makes no folder through a link in place of ${what}`, async () => {
+      const { box, elsewhere } = await layout();
+      const away = join(elsewhere, "moved");
+      await mkdir(away, { recursive: true });
+      await mkdir(join(box, ".."), { recursive: true });
+      await rm(join(box, folder), { recursive: true, force: true });
+      await symlink(away, join(box, folder));
+      await assert.rejects(
+        retain(new Maildir(box)).deliver("m", chunksOf("x"), false),
+        (err: NodeJS.ErrnoException) => err.code === "ENOTDIR" && /symbolic link/.test(err.message),
+      );
+      assert.deepEqual(await listDir(away), []);
+    });
+  }
+
   it("a set-up that failed is tried again at the next delivery", async () => {
     const { box } = await layout();
     await mkdir(box, { recursive: true });

@@ -1,9 +1,9 @@
 /**
  * What counts as a change of a module hook: any file of its folder, at any
- * depth, its installed packages too (the hook can import them all, and the
- * sandbox lets it read them). Before, the fingerprint stopped four levels
- * down and skipped `node_modules`, so such a change neither reloaded the
- * hook nor reset its state.
+ * depth but in `node_modules` and `.git` (the hook can import them all, and
+ * the sandbox lets it read them). Before, the fingerprint stopped four
+ * levels down, so a change below neither reloaded the hook nor reset its
+ * state.
  */
 
 import assert from "node:assert/strict";
@@ -11,9 +11,9 @@ import { writeFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { discoverHook, HOOK_TREE } from "../../../src/hooks/hook_discovery.ts";
+import { discoverHook, watchHooks } from "../../../src/hooks/hook_discovery.ts";
 import { Logger } from "../../../src/log/mod.ts";
-import { MAX_ENTRIES, type TreeWatch, watchTree } from "../../../src/policy/watcher.ts";
+import { MAX_ENTRIES, type TreeWatch } from "../../../src/policy/watcher.ts";
 import { pollUntil } from "../../support/within.ts";
 import { makeTempDir, removeDir } from "../helpers.ts";
 
@@ -43,7 +43,7 @@ describe("discoverHook: the files of a module hook", () => {
 
   const printOf = async (dir: string) => (await discoverHook(dir, "post-data", logger))?.print;
 
-  for (const path of ["a/b/c/d/e/f/helper.ts", "node_modules/pkg/index.ts", "shallow.ts"]) {
+  for (const path of ["a/b/c/d/e/f/helper.ts", "shallow.ts"]) {
     it(`a change to ${path} is a change of the hook`, async () => {
       const dir = await hooks({ [path]: "export const V = 1;\n" });
       const before = await printOf(dir);
@@ -53,12 +53,14 @@ describe("discoverHook: the files of a module hook", () => {
     });
   }
 
-  it("a change under .git is not", async () => {
-    const dir = await hooks({ ".git/HEAD": "ref: a\n" });
-    const before = await printOf(dir);
-    await writeFile(join(dir, "post-data", ".git", "HEAD"), "ref: refs/heads/longer\n");
-    assert.equal(await printOf(dir), before);
-  });
+  for (const path of [".git/HEAD", "node_modules/pkg/index.ts", "a/node_modules/pkg/index.ts"]) {
+    it(`a change to ${path} is not: .git and installed packages are not walked`, async () => {
+      const dir = await hooks({ [path]: "export const V = 1;\n" });
+      const before = await printOf(dir);
+      await writeFile(join(dir, "post-data", path), "export const V = 22;\n");
+      assert.equal(await printOf(dir), before);
+    });
+  }
 
   it("a folder past the watcher's entry budget is said to be watched only in part", async () => {
     const dir = await hooks({});
@@ -71,18 +73,32 @@ describe("discoverHook: the files of a module hook", () => {
     assert.equal(lines.filter((l) => /hook folder too big to watch whole/.test(l)).length, 1);
   });
 
-  it("the runner's watch of the hooks folder sees a change deep in a hook's folder", async () => {
-    const dir = await hooks({ "a/b/c/d/e/f/helper.ts": "export const V = 1;\n" });
+  /** Runs `change` under the runner's watch of `dir`; resolves once the watch noticed it. */
+  async function noticed(dir: string, change: () => Promise<void>): Promise<void> {
     let changes = 0;
-    let watch: TreeWatch | undefined;
+    const watch: TreeWatch = watchHooks(dir, () => changes++);
     try {
-      watch = watchTree(dir, () => changes++, { ...HOOK_TREE, pollMs: 50 });
       // Let it take its first look before the change.
       await new Promise((resolve) => setTimeout(resolve, 300));
-      await writeFile(join(dir, "post-data", "a/b/c/d/e/f/helper.ts"), "export const V = 22;\n");
+      await change();
       await pollUntil(() => changes > 0, "the change to be noticed", 20_000);
     } finally {
-      watch?.close();
+      watch.close();
     }
+  }
+
+  it("the runner's watch sees a change deep in a hook's folder", async () => {
+    const dir = await hooks({ "a/b/c/d/e/f/helper.ts": "export const V = 1;\n" });
+    await noticed(dir, () => writeFile(join(dir, "post-data", "a/b/c/d/e/f/helper.ts"), "V\n"));
+  });
+
+  it("the runner's watch sees a hook's file beside its folder past the entry budget", async () => {
+    const dir = await hooks({});
+    await mkdir(join(dir, "post-data", "many"));
+    for (let i = 0; i <= MAX_ENTRIES; i++) {
+      writeFileSync(join(dir, "post-data", "many", `${i}`), "");
+    }
+    // The folder sorts before its own file, and used to take the whole budget.
+    await noticed(dir, () => writeFile(join(dir, "post-data.ts"), "export default () => {};\n"));
   });
 });
