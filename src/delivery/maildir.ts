@@ -47,12 +47,17 @@ export class Maildir {
   ): Promise<boolean> {
     // A failed set-up is not kept: once the operator has mended the cause
     // (a file where tmp/ belongs, a permission), the next attempt delivers.
-    this.#ready ??= this.#create().catch((err) => {
+    await this.#setUp();
+    try {
+      this.#refuseLinks();
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== "ENOENT") throw err;
+      // The mailbox was removed since it was set up (an operator's clean-up):
+      // made again, as the first delivery would have.
       this.#ready = undefined;
-      throw err;
-    });
-    await this.#ready;
-    this.#refuseLinks();
+      await this.#setUp();
+      this.#refuseLinks();
+    }
     if (checkExisting && await this.#has(name)) return false;
     // The name is derived from the queue ID, so a file of this name in tmp/
     // is what a crash left of an earlier attempt of this same delivery.
@@ -65,6 +70,14 @@ export class Maildir {
       throw err;
     }
     return true;
+  }
+
+  #setUp(): Promise<void> {
+    this.#ready ??= this.#create().catch((err) => {
+      this.#ready = undefined;
+      throw err;
+    });
+    return this.#ready;
   }
 
   async #create(): Promise<void> {

@@ -90,6 +90,15 @@ describe("Maildir delivery and symbolic links", () => {
     });
   }
 
+  it("a mailbox removed after its first delivery is made again at the next", async () => {
+    const { box } = await layout();
+    const maildir = retain(new Maildir(box));
+    assert.equal(await maildir.deliver("one", chunksOf("1"), false), true);
+    await rm(box, { recursive: true });
+    assert.equal(await maildir.deliver("two", chunksOf("2"), false), true);
+    assert.deepEqual(await listDir(join(box, "new")), ["two"]);
+  });
+
   it("a set-up that failed is tried again at the next delivery", async () => {
     const { box } = await layout();
     await mkdir(box, { recursive: true });
