@@ -11,13 +11,21 @@
 
 import { readdirSync, readFileSync } from "node:fs";
 
-/** The parent of `pid` from `/proc/PID/stat`, or undefined when it is gone. */
-function parentOf(pid: string): number | undefined {
+/** A process as `/proc/PID/stat` shows it: its parent and when it started. */
+interface ProcStat {
+  parent: number;
+  /** Clock ticks after boot (field 22): with the PID, names one process for good. */
+  start: string;
+}
+
+/** `/proc/PID/stat` of `pid`, or undefined when it is gone. */
+function statOf(pid: string | number): ProcStat | undefined {
   try {
     // The command name may hold spaces and parentheses: the fields after
-    // the last ")" are the state, then the parent's PID.
+    // the last ")" start with field 3, the state; field 4 is the parent.
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { parent: Number(fields[1]), start: fields[19] ?? "" };
   } catch {
     return undefined;
   }
@@ -25,26 +33,33 @@ function parentOf(pid: string): number | undefined {
 
 /** Every live process below `pid` (children, their children, …); [] off Linux. */
 export function descendantsOf(pid: number): number[] {
+  return [...descendantStats(pid).keys()];
+}
+
+/** {@linkcode descendantsOf}, with each one's start time. */
+function descendantStats(pid: number): Map<number, string> {
   let entries: string[];
   try {
     entries = readdirSync("/proc");
   } catch {
-    return [];
+    return new Map();
   }
   const children = new Map<number, number[]>();
+  const starts = new Map<number, string>();
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
-    const parent = parentOf(entry);
-    if (parent === undefined) continue;
-    const list = children.get(parent);
+    const stat = statOf(entry);
+    if (stat === undefined) continue;
+    starts.set(Number(entry), stat.start);
+    const list = children.get(stat.parent);
     if (list) list.push(Number(entry));
-    else children.set(parent, [Number(entry)]);
+    else children.set(stat.parent, [Number(entry)]);
   }
-  const found: number[] = [];
+  const found = new Map<number, string>();
   const todo = [...(children.get(pid) ?? [])];
   while (todo.length > 0) {
     const next = todo.pop()!;
-    found.push(next);
+    found.set(next, starts.get(next) ?? "");
     todo.push(...(children.get(next) ?? []));
   }
   return found;
@@ -53,23 +68,30 @@ export function descendantsOf(pid: number): number[] {
 /**
  * Ends `pid`'s descendants with SIGKILL. Each is first stopped (SIGSTOP),
  * parents before children, and the tree looked at again, a few times at
- * most, so that none can start another meanwhile; a stopped process cannot
- * collect its children either, so no PID here is reused before its kill.
+ * most, so that none can start another meanwhile. A signal goes only to a
+ * process that still has the start time it was found with: a PID freed
+ * and reused in between names another process.
  */
 export function killDescendants(pid: number, kill: (pid: number, signal: string) => void): void {
-  const seen = new Set<number>();
+  const seen = new Map<number, string>();
   for (let round = 0; round < 4; round++) {
-    const fresh = descendantsOf(pid).filter((p) => !seen.has(p));
+    const fresh = [...descendantStats(pid)].filter(([p]) => !seen.has(p));
     if (fresh.length === 0) break;
-    for (const p of fresh) {
-      seen.add(p);
-      tryKill(kill, p, "SIGSTOP");
+    for (const [p, start] of fresh) {
+      seen.set(p, start);
+      signalSame(kill, p, start, "SIGSTOP");
     }
   }
-  for (const p of seen) tryKill(kill, p, "SIGKILL");
+  for (const [p, start] of seen) signalSame(kill, p, start, "SIGKILL");
 }
 
-function tryKill(kill: (pid: number, signal: string) => void, pid: number, signal: string): void {
+function signalSame(
+  kill: (pid: number, signal: string) => void,
+  pid: number,
+  start: string,
+  signal: string,
+): void {
+  if (statOf(pid)?.start !== start) return;
   try {
     kill(pid, signal);
   } catch {
