@@ -33,6 +33,12 @@ export function parseNetwork(text: string): Network {
   if (!/^\d+$/.test(prefixText ?? String(max)) || prefix > max) {
     throw new SyntaxError(`Cannot parse network "${text}": the prefix must be 0 to ${max}`);
   }
+  // A block of IPv4-mapped addresses (::ffff:0:0/96, RFC 4291 section
+  // 2.5.5.2) is the IPv4 block it maps: a client's mapped address is
+  // compared as IPv4 (below), so kept as IPv6 the block matched nothing.
+  if (isMapped(bytes) && prefix >= 96) {
+    return { text, bytes: bytes.subarray(12), prefix: prefix - 96 };
+  }
   return { text, bytes, prefix };
 }
 
@@ -64,10 +70,19 @@ let lastBytes: Uint8Array | undefined;
  */
 function clientBytes(ip: string): Uint8Array | undefined {
   if (ip !== lastAddress) {
-    lastBytes = addressBytes(unmapped(ip));
+    const bytes = addressBytes(unmapped(ip));
+    // The mapped form in hex (::ffff:c000:201) as well as dotted.
+    lastBytes = bytes && isMapped(bytes) ? bytes.subarray(12) : bytes;
     lastAddress = ip;
   }
   return lastBytes;
+}
+
+/** 16 bytes of an IPv4-mapped IPv6 address: 80 zero bits, then 16 one bits. */
+function isMapped(bytes: Uint8Array): boolean {
+  if (bytes.length !== 16 || bytes[10] !== 0xff || bytes[11] !== 0xff) return false;
+  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return false;
+  return true;
 }
 
 /** `::ffff:192.0.2.1` is the IPv4 client 192.0.2.1 on a dual-stack socket. */

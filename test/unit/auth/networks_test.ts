@@ -86,7 +86,8 @@ describe("parseNetwork: exact blocks", () => {
   });
 
   it("parseNetwork() reads an embedded IPv4 tail as the last 4 bytes", () => {
-    assert.deepEqual(bytes("::ffff:192.168.100.200"), v6(0, 0, 0, 0, 0, 0xffff, 0xc0a8, 0x64c8));
+    // An IPv4-mapped address is the IPv4 address it maps (see below).
+    assert.deepEqual(bytes("::ffff:192.168.100.200"), [192, 168, 100, 200]);
     assert.deepEqual(bytes("64:ff9b::192.0.2.1"), bytes("64:ff9b::c000:201"));
     assert.deepEqual(bytes("1:2:3:4:5:6:10.20.30.40"), v6(1, 2, 3, 4, 5, 6, 0x0a14, 0x1e28));
   });
@@ -134,6 +135,18 @@ describe("inNetworks: families and mapped addresses", () => {
     assert.equal(inNetworks("::ffff:127.10.100.200", nets), true);
     // Not a mapped address: an IPv6 address that merely ends like one.
     assert.equal(inNetworks("1::ffff:127.0.0.1", nets), false);
+  });
+
+  it("a block written as IPv4-mapped IPv6 is the IPv4 block it maps, for either form of client", () => {
+    // Before, such a block was accepted and never matched anything.
+    const nets = [parseNetwork("::ffff:127.0.0.1"), parseNetwork("::ffff:10.0.0.0/104")];
+    for (const client of ["127.0.0.1", "::ffff:127.0.0.1", "::ffff:7f00:1", "::FFFF:10.200.1.2"]) {
+      assert.equal(inNetworks(client, nets), true, client);
+    }
+    for (const client of ["127.0.0.2", "11.0.0.1", "::1", "::ffff:b00:1"]) {
+      assert.equal(inNetworks(client, nets), false, client);
+    }
+    assert.equal(inNetworks("::ffff:c000:201", [parseNetwork("192.0.2.0/24")]), true);
   });
 
   it("inNetworks() compares IPv6 addresses by their bytes, not their text", () => {
