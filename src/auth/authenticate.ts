@@ -150,8 +150,12 @@ export async function authenticateMessage(options: AuthenticateOptions): Promise
       fromFields: dkim.fromFields ?? 0,
       // RFC 7489 section 4.2: SPF counts for DMARC only when it passed.
       spfDomains: spf?.result === "pass" ? [spf.domain] : [],
+      // A signature that covers only the start of the body (its l= tag)
+      // vouches for nothing after it: text appended there would pass as
+      // the signer's (RFC 6376 section 8.2). It counts for DMARC only when
+      // nothing follows the signed part.
       dkimDomains: dkim.results
-        .filter((r) => r.status.result === "pass")
+        .filter((r) => r.status.result === "pass" && !((r.status.underSized ?? 0) > 0))
         .map((r) => ({
           id: r.id,
           domain: r.signingDomain,
