@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { DnsResolver } from "../../../src/dns/mod.ts";
-import { mailHosts, RoutingError } from "../../../src/outbound/mx.ts";
+import { mailHosts, MAX_MX_HOSTS, RoutingError } from "../../../src/outbound/mx.ts";
 import { startDnsServer, type TestDnsServer, type Zone } from "../../support/dns_server.ts";
 
 const ZONE: Zone = {
@@ -117,6 +117,24 @@ describe("mailHosts", () => {
   });
   after(async () => {
     await server.close();
+  });
+
+  it("mailHosts() looks up the addresses of the first MAX_MX_HOSTS hosts only", async () => {
+    // 1500 MX records had one attempt send 3000 queries at once, each on a
+    // socket of its own, and run Postern out of descriptors.
+    server.zone["many.test"] = {
+      MX: Array.from({ length: 40 }, (_, i) => ({ priority: i, exchange: `mx${i}.many.test` })),
+    };
+    for (let i = 0; i < 40; i++) server.zone[`mx${i}.many.test`] = { A: [`192.0.2.${100 + i}`] };
+    const hosts = await mailHosts(resolver, "many.test");
+    assert.deepEqual(
+      hosts.map((h) => h.name),
+      Array.from({ length: MAX_MX_HOSTS }, (_, i) => `mx${i}.many.test`),
+    );
+    const asked = server.queries.filter((q) => /^mx\d+\.many\.test$/.test(q.name)).map((q) =>
+      q.name
+    );
+    assert.equal(new Set(asked).size, MAX_MX_HOSTS);
   });
 
   it("mailHosts() lists MX hosts by preference, lower-cased, each with its addresses", async () => {
