@@ -5,6 +5,7 @@
  * @module
  */
 
+import { isIPv6 } from "node:net";
 import {
   DnsError,
   type DnsResolver,
@@ -139,4 +140,19 @@ function shuffleTies<T extends { preference: number }>(hosts: T[], random: () =>
 function temporary(domain: string, err: unknown): RoutingError {
   const why = err instanceof Error ? err.message : String(err);
   return new RoutingError(`DNS lookup for ${domain} failed: ${why}`, false, "4.4.3");
+}
+
+/**
+ * The smarthost `host` (a name, or an IPv4 or IPv6 address) as the one
+ * host of an attempt. An IPv6 literal is of family 6: counted as 4, a
+ * virtual MTA bound to an IPv6 address never dialled it. A name goes to
+ * the client as it is, resolved by the system as the relay's operator
+ * expects (an /etc/hosts entry, say), and counts as IPv4.
+ */
+export function relayHost(host: string): MailHost {
+  return {
+    name: host,
+    preference: 0,
+    addresses: [{ address: host, family: isIPv6(host) ? 6 : 4 }],
+  };
 }

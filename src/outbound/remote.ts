@@ -19,7 +19,7 @@ import { openSession } from "./connect.ts";
 import { statusOf } from "./dsn.ts";
 import { type MessageContent, scanMessage } from "./eight_bit.ts";
 import type { MtaStsPolicies, TlsRequirement } from "./mta_sts.ts";
-import { type MailHost, mailHosts, RoutingError } from "./mx.ts";
+import { type MailHost, mailHosts, relayHost, RoutingError } from "./mx.ts";
 import type { ConnectionPool, Destination } from "./pool.ts";
 import { HOOK_ERROR_TEXT, preDeliveryDecision } from "./pre_delivery.ts";
 import { chooseMta, domainOf } from "./route.ts";
@@ -177,11 +177,7 @@ export class RemoteCourier {
     let requirement: TlsRequirement | undefined;
     const relay = config.smarthost;
     if (relay) {
-      hosts = [{
-        name: relay.host,
-        preference: 0,
-        addresses: [{ address: relay.host, family: 4 }],
-      }];
+      hosts = [relayHost(relay.host)];
       tls = relay.tls === "implicit" ? "implicit" : "required";
     } else {
       try {

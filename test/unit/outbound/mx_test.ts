@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { DnsResolver } from "../../../src/dns/mod.ts";
-import { mailHosts, MAX_MX_HOSTS, RoutingError } from "../../../src/outbound/mx.ts";
+import { mailHosts, MAX_MX_HOSTS, relayHost, RoutingError } from "../../../src/outbound/mx.ts";
 import { startDnsServer, type TestDnsServer, type Zone } from "../../support/dns_server.ts";
 
 const ZONE: Zone = {
@@ -261,5 +261,16 @@ describe("mailHosts", () => {
     const err = await routingError(mailHosts(resolver, "implicit-broken.test"));
     assert.equal(err.permanent, false);
     assert.equal(err.status, "4.4.3");
+  });
+});
+
+describe("relayHost", () => {
+  it("gives an IPv6 smarthost address family 6, so a virtual MTA bound to IPv6 can dial it", () => {
+    // Counted as 4, it was filtered out for every IPv6-bound virtual MTA:
+    // "could not reach any host: no usable address" on every retry.
+    assert.deepEqual(relayHost("::1").addresses, [{ address: "::1", family: 6 }]);
+    assert.deepEqual(relayHost("2001:db8::25").addresses, [{ address: "2001:db8::25", family: 6 }]);
+    assert.deepEqual(relayHost("192.0.2.25").addresses, [{ address: "192.0.2.25", family: 4 }]);
+    assert.equal(relayHost("smtp.provider.test").name, "smtp.provider.test");
   });
 });
