@@ -39,7 +39,14 @@ export interface DkimKeyringOptions {
   resolve: () => ResolveFunction;
   logger: Logger;
   counters: Counters;
+  /** The first wait before looking again at records never seen (default 30 s; tests). */
+  retryMs?: number;
 }
+
+/** The first wait before a record never seen is looked up again. */
+const RETRY_FIRST_MS = 30_000;
+/** The longest wait between those tries (then the periodic check takes over). */
+const RETRY_MAX_MS = 15 * 60_000;
 
 /** See the module documentation. */
 export class DkimKeyring {
@@ -50,10 +57,15 @@ export class DkimKeyring {
   #signing = new Map<string, DkimKey>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #checking: Promise<void> = Promise.resolve();
+  /** The next look at records that could not be looked up yet. */
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  #retryMs: number;
+  #closed = false;
 
   /** Creates an empty keyring; `update()` gives it keys. */
   constructor(options: DkimKeyringOptions) {
     this.#options = options;
+    this.#retryMs = options.retryMs ?? RETRY_FIRST_MS;
   }
 
   /**
@@ -91,7 +103,9 @@ export class DkimKeyring {
 
   /** Stops the periodic checks. */
   close(): void {
+    this.#closed = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#retry);
     this.#timer = undefined;
   }
 
@@ -125,6 +139,7 @@ export class DkimKeyring {
   async #lookUpAll(): Promise<void> {
     const resolve = this.#options.resolve();
     const jobs: Array<Promise<void>> = [];
+    let neverSeen = 0;
     for (const [name, domain] of this.#domains) {
       for (const key of domain.dkimKeys) {
         jobs.push((async () => {
@@ -132,7 +147,11 @@ export class DkimKeyring {
             this.#states.set(stateKey(name, key), await lookUpRecord(resolve, name, key));
           } catch (err) {
             // A temporary failure changes nothing: what was known stays.
-            this.#options.logger.debug("DKIM record lookup failed", {
+            const unknown = this.#state(name, key) === "unknown";
+            if (unknown) neverSeen++;
+            // Said out loud while nothing is known of the record: until it
+            // is, the key cannot sign (a failure at start-up, say).
+            this.#options.logger[unknown ? "warn" : "debug"]("DKIM record lookup failed", {
               domain: name,
               selector: key.selector,
               error: err instanceof Error ? err.message : String(err),
@@ -143,6 +162,25 @@ export class DkimKeyring {
     }
     await Promise.all(jobs);
     this.#choose(true);
+    this.#retryIfUnknown(neverSeen > 0);
+  }
+
+  /**
+   * A record never seen is looked up again soon, then less and less often:
+   * left to the periodic check (an hour by default), a DNS failure at
+   * start-up had submitted mail go out unsigned for that long.
+   */
+  #retryIfUnknown(unknown: boolean): void {
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
+    if (!unknown) {
+      this.#retryMs = this.#options.retryMs ?? RETRY_FIRST_MS;
+      return;
+    }
+    if (this.#closed) return;
+    this.#retry = setTimeout(() => void this.check(), this.#retryMs);
+    (this.#retry as { unref?: () => void }).unref?.();
+    this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
   }
 
   #state(domain: string, key: DkimKey): RecordState {

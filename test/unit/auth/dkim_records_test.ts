@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { pollUntil } from "../../support/within.ts";
 import { mkdir, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -153,5 +154,38 @@ describe("DKIM keys and their records", () => {
     await keyring.update([{ ...domain, dkimSelector: "20261203" }]);
     assert.equal(keyring.signingKey("ours.test")?.selector, "20261203");
     keyring.close();
+  });
+
+  it("DkimKeyring: records that could not be looked up at start are looked up again soon, with a warning", async () => {
+    // Left to the hourly check, submitted mail went out unsigned for an hour.
+    const lines: string[] = [];
+    let failing = true;
+    const keyring = new DkimKeyring({
+      resolve: () => (name, rrtype) =>
+        failing
+          ? Promise.reject(Object.assign(new Error("SERVFAIL"), { code: "ESERVFAIL" }))
+          : resolver.resolve(name, rrtype),
+      logger: new Logger("info", (line) => lines.push(line)),
+      counters: new Counters(),
+      retryMs: 20,
+    });
+    try {
+      publish(byName("ed1"));
+      publish(byName("20261203"));
+      await keyring.update([{ name: "ours.test", dkimKeys: keys, dkimSelector: undefined }]);
+      assert.equal(keyring.signingKey("ours.test"), undefined);
+      assert.ok(
+        lines.some((l) => /level=warn .*DKIM record lookup failed/.test(l)),
+        lines.join("\n"),
+      );
+      failing = false;
+      await pollUntil(
+        () => keyring.signingKey("ours.test") !== undefined,
+        "a signing key once DNS answers",
+      );
+      assert.equal(keyring.signingKey("ours.test")?.selector, "20261203");
+    } finally {
+      keyring.close();
+    }
   });
 });
