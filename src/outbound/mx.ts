@@ -39,11 +39,13 @@ export class RoutingError extends Error {
 }
 
 /**
- * The most MX hosts whose addresses an attempt looks up, in order of
- * preference (ties shuffled): twice the addresses it dials, so that hosts
- * without an address leave enough.
+ * The most MX hosts of a domain that an attempt considers, in order of
+ * preference (ties shuffled): far more than any real domain lists.
  */
-export const MAX_MX_HOSTS = 10;
+export const MAX_MX_HOSTS = 100;
+
+/** How many hosts' addresses are looked up at once. */
+export const MX_LOOKUPS_AT_ONCE = 10;
 
 /**
  * The hosts that receive mail for `domain`.
@@ -92,13 +94,16 @@ export async function mailHosts(
     )
     : [{ name: domain, preference: 0 }];
 
-  // An attempt dials at most five addresses (connect.ts), so the addresses
-  // of more hosts than a few beyond that are never used; looked up all at
-  // once, a domain with 1500 MX records had one attempt hold 3000 sockets
-  // of DNS queries and run Postern out of descriptors. Postfix looks no
-  // further either (smtp_mx_address_limit).
+  // Looked up all at once, the hosts of a domain with 1500 MX records had
+  // one attempt send 3000 queries, each on a socket of its own, and run
+  // Postern out of descriptors. A few at a time, in preference order, and
+  // no more hosts than any real domain lists.
   named.splice(MAX_MX_HOSTS);
-  const results = await Promise.allSettled(named.map((host) => resolver.addresses(host.name)));
+  const results: PromiseSettledResult<MailHost["addresses"]>[] = [];
+  for (let start = 0; start < named.length; start += MX_LOOKUPS_AT_ONCE) {
+    const batch = named.slice(start, start + MX_LOOKUPS_AT_ONCE);
+    results.push(...await Promise.allSettled(batch.map((host) => resolver.addresses(host.name))));
+  }
   const hosts: MailHost[] = [];
   let firstTemporary: unknown;
   for (const [index, result] of results.entries()) {

@@ -10,7 +10,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { DnsResolver } from "../../../src/dns/mod.ts";
-import { mailHosts, MAX_MX_HOSTS, relayHost, RoutingError } from "../../../src/outbound/mx.ts";
+import {
+  mailHosts,
+  MAX_MX_HOSTS,
+  MX_LOOKUPS_AT_ONCE,
+  relayHost,
+  RoutingError,
+} from "../../../src/outbound/mx.ts";
 import { startDnsServer, type TestDnsServer, type Zone } from "../../support/dns_server.ts";
 
 const ZONE: Zone = {
@@ -119,22 +125,40 @@ describe("mailHosts", () => {
     await server.close();
   });
 
-  it("mailHosts() looks up the addresses of the first MAX_MX_HOSTS hosts only", async () => {
+  it("mailHosts() looks up a few hosts' addresses at a time, of the first MAX_MX_HOSTS hosts", async () => {
     // 1500 MX records had one attempt send 3000 queries at once, each on a
     // socket of its own, and run Postern out of descriptors.
-    server.zone["many.test"] = {
-      MX: Array.from({ length: 40 }, (_, i) => ({ priority: i, exchange: `mx${i}.many.test` })),
-    };
-    for (let i = 0; i < 40; i++) server.zone[`mx${i}.many.test`] = { A: [`192.0.2.${100 + i}`] };
-    const hosts = await mailHosts(resolver, "many.test");
-    assert.deepEqual(
-      hosts.map((h) => h.name),
-      Array.from({ length: MAX_MX_HOSTS }, (_, i) => `mx${i}.many.test`),
-    );
-    const asked = server.queries.filter((q) => /^mx\d+\.many\.test$/.test(q.name)).map((q) =>
-      q.name
-    );
+    const count = MAX_MX_HOSTS + 30;
+    let inFlight = 0;
+    let most = 0;
+    const asked: string[] = [];
+    const fake = {
+      mx: () =>
+        Promise.resolve(
+          Array.from({ length: count }, (_, i) => ({ priority: i, exchange: `mx${i}.many.test` })),
+        ),
+      addresses: async (name: string) => {
+        asked.push(name);
+        most = Math.max(most, ++inFlight);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        inFlight--;
+        return [{ address: "192.0.2.1", family: 4 as const }];
+      },
+    } as unknown as DnsResolver;
+    const hosts = await mailHosts(fake, "many.test");
+    assert.equal(hosts.length, MAX_MX_HOSTS);
+    assert.equal(hosts[0]!.name, "mx0.many.test");
     assert.equal(new Set(asked).size, MAX_MX_HOSTS);
+    assert.ok(most <= MX_LOOKUPS_AT_ONCE, `${most} lookups at once`);
+  });
+
+  it("mailHosts() goes past hosts without addresses, however many come first", async () => {
+    server.zone["few.test"] = {
+      MX: Array.from({ length: 12 }, (_, i) => ({ priority: i, exchange: `mx${i}.few.test` })),
+    };
+    server.zone["mx11.few.test"] = { A: ["192.0.2.111"] };
+    const hosts = await mailHosts(resolver, "few.test");
+    assert.deepEqual(hosts.map((h) => h.name), ["mx11.few.test"]);
   });
 
   it("mailHosts() lists MX hosts by preference, lower-cased, each with its addresses", async () => {
