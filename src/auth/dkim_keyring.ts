@@ -45,7 +45,7 @@ export interface DkimKeyringOptions {
 
 /** The first wait before a record never seen is looked up again. */
 const RETRY_FIRST_MS = 30_000;
-/** The longest wait between those tries (then the periodic check takes over). */
+/** The longest wait between those tries; then the periodic check takes over. */
 const RETRY_MAX_MS = 15 * 60_000;
 
 /** See the module documentation. */
@@ -79,6 +79,8 @@ export class DkimKeyring {
       if (domain.dkimKeys.length > 0) this.#domains.set(domain.name, domain);
     }
     this.#choose(false);
+    // The domains of a reload are new to the retries too.
+    this.#retryMs = this.#options.retryMs ?? RETRY_FIRST_MS;
     return this.check();
   }
 
@@ -177,10 +179,11 @@ export class DkimKeyring {
       this.#retryMs = this.#options.retryMs ?? RETRY_FIRST_MS;
       return;
     }
-    if (this.#closed) return;
+    // Past the longest wait the periodic check takes over.
+    if (this.#closed || this.#retryMs > RETRY_MAX_MS) return;
     this.#retry = setTimeout(() => void this.check(), this.#retryMs);
     (this.#retry as { unref?: () => void }).unref?.();
-    this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
+    this.#retryMs *= 2;
   }
 
   #state(domain: string, key: DkimKey): RecordState {

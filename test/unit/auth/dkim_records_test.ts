@@ -188,4 +188,24 @@ describe("DKIM keys and their records", () => {
       keyring.close();
     }
   });
+
+  it("DkimKeyring: close() ends the retries of records never seen", async () => {
+    let calls = 0;
+    const keyring = new DkimKeyring({
+      resolve: () => () => {
+        calls++;
+        return Promise.reject(Object.assign(new Error("SERVFAIL"), { code: "ESERVFAIL" }));
+      },
+      logger: new Logger("error", () => {}),
+      counters: new Counters(),
+      retryMs: 10,
+    });
+    await keyring.update([{ name: "ours.test", dkimKeys: keys, dkimSelector: undefined }]);
+    await pollUntil(() => calls > keys.length, "a retry");
+    keyring.close();
+    await keyring.check();
+    const seen = calls;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(calls, seen);
+  });
 });
