@@ -84,7 +84,7 @@ export class Maildir {
     // Nothing made through a link: a recursive mkdir follows one, and
     // would make the folders wherever it points before the check below.
     for (const dir of [dirname(this.path), this.path]) {
-      const info = lstatOrUndefined(dir);
+      const info = lstatSync(dir, { throwIfNoEntry: false });
       if (info?.isSymbolicLink()) throw notOurs(dir, info);
     }
     for (const sub of ["tmp", "new", "cur"]) {
@@ -161,13 +161,4 @@ function notOurs(dir: string, info: Stats): Error {
   return Object.assign(new Error(`${dir} is ${what}: not delivering through it`), {
     code: "ENOTDIR",
   });
-}
-
-/** lstat(2) of `path`, or undefined when there is nothing there. */
-function lstatOrUndefined(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch {
-    return undefined;
-  }
 }

@@ -238,10 +238,16 @@ export class Spool {
     const gone = new Set<string>();
     for (const name of entries) {
       // lstat, not the entry's type from readdir: some file systems leave
-      // that unknown.
-      // At once: a stat of an entry just listed is cached metadata, and a
-      // trip to the I/O threads per file would slow the start of a big queue.
-      const info = lstatOrUndefined(join(this.#queue, name));
+      // that unknown. At once: a stat of an entry just listed is cached
+      // metadata, and a trip to the I/O threads per file would slow the
+      // start of a big queue. An entry that cannot be statted is left to
+      // the checks below, which quarantine what they cannot read.
+      let info: Stats | undefined;
+      try {
+        info = lstatSync(join(this.#queue, name), { throwIfNoEntry: false });
+      } catch {
+        continue;
+      }
       if (info === undefined) gone.add(name);
       else if (!info.isFile()) strange.set(name, notRegular(info));
     }
@@ -459,13 +465,4 @@ function notRegular(info: Stats): string {
     ? "a socket"
     : "a device or unknown file type";
   return `not a regular file (${kind})`;
-}
-
-/** lstat(2) of `path`, or undefined when it is gone. */
-function lstatOrUndefined(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch {
-    return undefined;
-  }
 }

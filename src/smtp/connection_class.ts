@@ -15,8 +15,7 @@ import { SessionDeadline } from "./deadline.ts";
 import { ErrorCounter, errorLimitReply } from "./error_limit.ts";
 import { takeHandlerMark } from "./handler_refusals.ts";
 import { InputTracker, type TrackedParser } from "./input_tracker.ts";
-import { NAMELESS, unsupportedParameter } from "./parameters.ts";
-import { authenticatedUser } from "./session_client.ts";
+import { NAMELESS, offeredIn, unsupportedParameter } from "./parameters.ts";
 import { libraryReply, type Stage, stageOf } from "./library_replies.ts";
 import { ENHANCED_CODE_PREFIX, reply, replyText, type SmtpReply } from "./reply.ts";
 
@@ -166,10 +165,7 @@ export class PosternConnection extends SMTPConnection {
 
   #unsupported(parsed: SMTPServerAddress): boolean {
     const verb = this.#dispatching === "RCPT" ? "rcpt" : "mail";
-    return unsupportedParameter(verb, parsed, {
-      esmtp: this.session.openingCommand === "EHLO",
-      auth: verb === "mail" && authenticatedUser(this.session) !== undefined,
-    }) !== undefined;
+    return unsupportedParameter(verb, parsed, offeredIn(this.session)) !== undefined;
   }
 
   override _onCommand(command: Buffer, callback?: () => void): void {

@@ -11,8 +11,9 @@
  * @module
  */
 
-import type { SMTPServerAddress } from "smtp-server";
+import type { SMTPServerAddress, SMTPServerSession } from "smtp-server";
 import { reply, type SmtpReply } from "./reply.ts";
+import { authenticatedUser } from "./session_client.ts";
 
 /**
  * The MAIL FROM parameters of the extensions every listener offers: SIZE
@@ -41,6 +42,14 @@ export interface OfferedExtensions {
    * they take MAIL only after it.
    */
   auth: boolean;
+}
+
+/** What `session` was offered: EHLO's extensions, and AUTH= once logged in. */
+export function offeredIn(session: SMTPServerSession): OfferedExtensions {
+  return {
+    esmtp: session.openingCommand === "EHLO",
+    auth: authenticatedUser(session) !== undefined,
+  };
 }
 
 /**

@@ -21,7 +21,7 @@ import type {
 } from "./intake_deps.ts";
 import type { RateRefusal } from "./rate_limits.ts";
 import { senderRefusal } from "./submission.ts";
-import { unsupportedParameter } from "./parameters.ts";
+import { offeredIn, unsupportedParameter } from "./parameters.ts";
 import { storageRefusal } from "./storage.ts";
 import { checkRecipient } from "./recipient.ts";
 import { mailboxExists } from "./mailboxes.ts";
@@ -94,10 +94,7 @@ export class Intake implements SessionEvents {
     // A MAIL FROM comes only outside a transaction (smtp-server answers 503
     // otherwise): one left here was refused, and is over.
     this.#endTransaction(session.id);
-    const parameter = unsupportedParameter("mail", address, {
-      esmtp: session.openingCommand === "EHLO",
-      auth: authenticatedUser(session) !== undefined,
-    });
+    const parameter = unsupportedParameter("mail", address, offeredIn(session));
     if (parameter) {
       const sender = address.address || "";
       this.#reject(
@@ -210,10 +207,7 @@ export class Intake implements SessionEvents {
     address: SMTPServerAddress,
     session: SMTPServerSession,
   ): Promise<SmtpReply | undefined> {
-    const parameter = unsupportedParameter("rcpt", address, {
-      esmtp: session.openingCommand === "EHLO",
-      auth: false,
-    });
+    const parameter = unsupportedParameter("rcpt", address, offeredIn(session));
     if (parameter) {
       this.#reject(session, "rcpt", "unsupported_parameter", parameter, address.address);
       return parameter;
